@@ -1,0 +1,114 @@
+"""Model registry: architectures are registered by decorating an entrypoint function (the timm pattern).
+
+The entrypoint's function name is the architecture name (``arch``) that checkpoints, ONNX metadata and the CLI
+use. Entrypoints take ``(num_landmarks, *, mean_shape=None, width=1.0)`` and return an ``nn.Module`` whose
+``forward`` maps ``(N, 3, S, S)`` RGB pixel values in [0, 255] to ``(N, L, 2)`` crop-pixel landmarks.
+
+Example:
+    >>> from facelm.models import create_model, list_models, model_input_size
+    >>> list_models()
+    ['cnn6', 'cnn7']
+    >>> model_input_size("cnn7")
+    128
+    >>> model = create_model("cnn6", num_landmarks=19, width=0.25)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar, overload
+
+import numpy as np
+import torch.nn as nn
+
+__all__ = ["register_model", "create_model", "list_models", "model_input_size", "is_model"]
+
+_F = TypeVar("_F", bound=Callable[..., nn.Module])
+
+_ENTRYPOINTS: dict[str, Callable[..., nn.Module]] = {}
+_INPUT_SIZES: dict[str, int] = {}
+
+
+@overload
+def register_model(fn: _F, /) -> _F: ...
+@overload
+def register_model(*, input_size: int | None = None) -> Callable[[_F], _F]: ...
+
+
+def register_model(fn=None, /, *, input_size=None):
+    """Register a model entrypoint under its function name.
+
+    Usable bare (``@register_model``) or with the crop size the model expects
+    (``@register_model(input_size=64)``), which lets ``model_input_size`` answer without building the model.
+
+    Args:
+        fn: the entrypoint, ``fn(num_landmarks, *, mean_shape=None, width=1.0) -> nn.Module``.
+        input_size: side S of the square input crop in pixels.
+
+    Raises:
+        ValueError: if the name is already registered.
+    """
+
+    def deco(f: _F) -> _F:
+        name = f.__name__
+        if name in _ENTRYPOINTS:
+            raise ValueError(f"model {name!r} is already registered")
+        _ENTRYPOINTS[name] = f
+        if input_size is not None:
+            _INPUT_SIZES[name] = int(input_size)
+        return f
+
+    return deco(fn) if fn is not None else deco
+
+
+def list_models() -> list[str]:
+    """Names of all registered architectures, sorted."""
+    return sorted(_ENTRYPOINTS)
+
+
+def is_model(name: str) -> bool:
+    """Whether ``name`` is a registered architecture."""
+    return name in _ENTRYPOINTS
+
+
+def _entrypoint(name: str) -> Callable[..., nn.Module]:
+    try:
+        return _ENTRYPOINTS[name]
+    except KeyError:
+        raise KeyError(f"unknown model {name!r} (known models: {', '.join(list_models())})") from None
+
+
+def create_model(name: str, num_landmarks: int, *, mean_shape: np.ndarray | None = None,
+                 width: float = 1.0) -> nn.Module:
+    """Build a registered landmark regressor.
+
+    Args:
+        name: architecture name, one of ``list_models()`` (``"cnn6"``, ``"cnn7"``).
+        num_landmarks: L, the number of landmarks regressed.
+        mean_shape: optional ``(L, 2)`` array of (x, y) in crop pixels (0-based, pixel centres at integers);
+            the output layer's bias starts there so the untrained model predicts the mean shape. Defaults to
+            the crop centre ``(S - 1) / 2`` for every landmark.
+        width: multiplier on every conv's channels and the hidden FC (1.0 gives the paper's network; small
+            values such as 0.25 give tiny models for tests).
+
+    Returns:
+        The model, in training mode, mapping ``(N, 3, S, S)`` float32 RGB in [0, 255] to ``(N, L, 2)`` crop
+        pixels.
+
+    Raises:
+        KeyError: unknown ``name`` (the message lists the known names).
+        ValueError: invalid ``num_landmarks``, ``width`` or ``mean_shape``.
+    """
+    return _entrypoint(name)(num_landmarks, mean_shape=mean_shape, width=width)
+
+
+def model_input_size(name: str) -> int:
+    """Side S in pixels of the square crop the architecture takes (64 for cnn6, 128 for cnn7).
+
+    Raises:
+        KeyError: unknown ``name``.
+    """
+    fn = _entrypoint(name)
+    if name not in _INPUT_SIZES:  # registered bare: ask a throwaway, minimal instance once
+        _INPUT_SIZES[name] = int(fn(1, width=1 / 64).input_size)
+    return _INPUT_SIZES[name]

@@ -1,0 +1,183 @@
+"""CNN-6, the stage-1 network of Feng et al. (CVPR 2018), and the plain conv/pool/FC regressor shared with CNN-7.
+
+Architecture (paper §7.1, SPEC §4): 64x64x3 input; five blocks of 3x3 conv (stride 1, pad 1) + ReLU + 2x2 max
+pool (stride 2) with 32-64-128-256-512 channels (-> 2x2x512); FC 1024 + ReLU; FC 2L. No batch-norm, no dropout.
+3,806,152 parameters for L = 68 (the paper's "3.8 M").
+
+Input/output contract (shared by every facelm regressor, recorded in checkpoints and ONNX metadata):
+
+- input ``(N, 3, S, S)`` float32, **RGB pixel values in [0, 255]**; the model normalises internally with
+  ``(x - pixel_mean) / pixel_std`` = ``(x - 127.5) / 128``;
+- output ``(N, L, 2)`` landmark (x, y) in **crop pixels**: 0-based, pixel centres at integers, so the crop spans
+  -0.5 .. S - 0.5.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from facelm.models._registry import register_model
+
+__all__ = ["ConvRegressor", "CNN6", "cnn6", "PIXEL_MEAN", "PIXEL_STD", "HEAD_INIT_STD"]
+
+PIXEL_MEAN = 127.5
+PIXEL_STD = 128.0
+
+# Std of the output layer's initial weights. Under Kaiming init the hidden FC's ReLU output has an RMS of
+# about 0.35 (flat grey crops) to 2.5 (uniform-noise crops) at width 1 (max-pooling ReLU maps makes it grow layer
+# by layer), so each output coordinate starts at mean_shape + N(0, (HEAD_INIT_STD * sqrt(1024) * rms)^2): a
+# spread of 0.01-0.08 crop px (measured, CNN-6 and CNN-7), far below one pixel and below Wing's eps (2-3 px), so
+# training starts at the mean shape. The weights are not exactly zero so that the body gets a (small) gradient
+# from the first step instead of waiting for the head to grow.
+HEAD_INIT_STD = 1e-3
+
+
+def _scaled(channels: int, width: float) -> int:
+    return max(1, int(round(channels * width)))
+
+
+class ConvRegressor(nn.Module):
+    """Plain landmark regressor: [3x3 conv + ReLU + 2x2 max-pool] x k, FC + ReLU, FC 2L (the CNN-6/7 family).
+
+    Args:
+        arch: architecture name recorded on the model (``"cnn6"``, ``"cnn7"``).
+        input_size: side S of the square input crop in pixels; must be divisible by ``2 ** len(channels)``.
+        channels: output channels of each conv at ``width = 1``.
+        hidden: size of the hidden FC layer at ``width = 1``.
+        num_landmarks: L.
+        mean_shape: optional ``(L, 2)`` (x, y) in crop pixels; initial value of the output bias. Defaults to the
+            crop centre ``(S - 1) / 2`` for every landmark.
+        width: multiplier on every conv's channels and on ``hidden`` (rounded, at least 1).
+
+    Attributes:
+        arch, input_size, num_landmarks, width: as given.
+        pixel_mean, pixel_std: the input normalisation ``(x - pixel_mean) / pixel_std`` done inside ``forward``.
+        features: the conv/ReLU/pool stack, ``(N, 3, S, S) -> (N, C, S / 2**k, S / 2**k)``.
+        fc: hidden FC (followed by ReLU). head: the output FC, ``2L`` outputs.
+    """
+
+    def __init__(self, *, arch: str, input_size: int, channels: Sequence[int], hidden: int, num_landmarks: int,
+                 mean_shape: np.ndarray | None = None, width: float = 1.0):
+        super().__init__()
+        if isinstance(num_landmarks, bool) or not isinstance(num_landmarks, (int, np.integer)) \
+                or num_landmarks < 1:
+            raise ValueError(f"num_landmarks must be a positive integer, got {num_landmarks!r}")
+        width = float(width)
+        if not (math.isfinite(width) and width > 0):
+            raise ValueError(f"width must be a finite number > 0, got {width!r}")
+        n_pool = len(channels)
+        if input_size % (2 ** n_pool) != 0:
+            raise ValueError(f"input_size {input_size} is not divisible by 2**{n_pool}")
+        num_landmarks = int(num_landmarks)
+
+        self.arch = arch
+        self.input_size = int(input_size)
+        self.num_landmarks = num_landmarks
+        self.width = width
+        self.pixel_mean = PIXEL_MEAN
+        self.pixel_std = PIXEL_STD
+
+        layers: list[nn.Module] = []
+        in_c = 3
+        for c in channels:
+            out_c = _scaled(c, width)
+            layers += [nn.Conv2d(in_c, out_c, kernel_size=3, stride=1, padding=1), nn.ReLU(inplace=True),
+                       nn.MaxPool2d(kernel_size=2, stride=2)]
+            in_c = out_c
+        self.features = nn.Sequential(*layers)
+        final = input_size // (2 ** n_pool)
+        hidden_c = _scaled(hidden, width)
+        self.fc = nn.Linear(in_c * final * final, hidden_c)
+        self.relu = nn.ReLU(inplace=True)
+        self.head = nn.Linear(hidden_c, 2 * num_landmarks)
+        self.reset_parameters(mean_shape)
+
+    def _check_mean_shape(self, mean_shape: np.ndarray | torch.Tensor | None) -> np.ndarray:
+        if mean_shape is None:
+            c = (self.input_size - 1) / 2.0
+            return np.full((self.num_landmarks, 2), c, dtype=np.float64)
+        if isinstance(mean_shape, torch.Tensor):
+            mean_shape = mean_shape.detach().cpu().numpy()
+        ms = np.asarray(mean_shape, dtype=np.float64)
+        if ms.shape != (self.num_landmarks, 2):
+            raise ValueError(f"mean_shape must have shape ({self.num_landmarks}, 2) (x, y in crop pixels), "
+                             f"got {ms.shape}")
+        if not np.all(np.isfinite(ms)):
+            raise ValueError("mean_shape contains non-finite values")
+        return ms
+
+    @torch.no_grad()
+    def reset_parameters(self, mean_shape: np.ndarray | None = None) -> None:
+        """(Re)initialise: Kaiming-normal (fan-in, ReLU) weights and zero biases for the conv and hidden FC
+        layers; the output layer gets ``N(0, HEAD_INIT_STD^2)`` weights and ``mean_shape`` as its bias.
+
+        Args:
+            mean_shape: ``(L, 2)`` (x, y) in crop pixels, or None for the crop centre.
+        """
+        ms = self._check_mean_shape(mean_shape)
+        for m in [*self.features, self.fc]:
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
+                nn.init.zeros_(m.bias)
+        nn.init.normal_(self.head.weight, mean=0.0, std=HEAD_INIT_STD)
+        self.head.bias.copy_(torch.as_tensor(ms.reshape(-1), dtype=self.head.bias.dtype))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Regress landmarks.
+
+        Args:
+            x: ``(N, 3, S, S)`` float RGB pixel values in [0, 255] (not normalised); any memory format.
+
+        Returns:
+            ``(N, L, 2)`` landmark (x, y) in crop pixels (0-based, pixel centres at integers); float32 under
+            autocast (the output layer always runs in float32 there).
+        """
+        s = self.input_size
+        # Shape-only check (static under torch.export); skipped by the TorchScript tracer, which would warn.
+        if not torch.jit.is_tracing() and (x.dim() != 4 or tuple(x.shape[1:]) != (3, s, s)):
+            raise ValueError(f"{self.arch} expects input of shape (N, 3, {s}, {s}), got {tuple(x.shape)}")
+        x = (x - self.pixel_mean) / self.pixel_std
+        x = self.features(x)
+        x = torch.flatten(x, 1)  # logical NCHW order, so weights do not depend on the memory format
+        x = self.relu(self.fc(x))
+        if torch.is_autocast_enabled(x.device.type):
+            # bf16 has 8 significant bits: coordinates of 64-128 px would come out on a 0.5 px grid, too coarse
+            # for landmarks. The output layer is tiny, so run it in float32 (output dtype float32 too).
+            with torch.autocast(x.device.type, enabled=False):
+                x = self.head(x.float())
+        else:
+            x = self.head(x)
+        return x.unflatten(1, (self.num_landmarks, 2))
+
+    def extra_repr(self) -> str:
+        return f"arch={self.arch!r}, input_size={self.input_size}, num_landmarks={self.num_landmarks}, " \
+               f"width={self.width}"
+
+
+class CNN6(ConvRegressor):
+    """CNN-6 (stage 1): 64x64 input, convs 32-64-128-256-512, FC 1024, FC 2L.
+
+    Args:
+        num_landmarks: L.
+        mean_shape: optional ``(L, 2)`` initial output (x, y) in crop pixels of the 64x64 crop.
+        width: channel/hidden multiplier (1.0 = the paper's network).
+    """
+
+    INPUT_SIZE = 64
+    CHANNELS = (32, 64, 128, 256, 512)
+    HIDDEN = 1024
+
+    def __init__(self, num_landmarks: int, *, mean_shape: np.ndarray | None = None, width: float = 1.0):
+        super().__init__(arch="cnn6", input_size=self.INPUT_SIZE, channels=self.CHANNELS, hidden=self.HIDDEN,
+                         num_landmarks=num_landmarks, mean_shape=mean_shape, width=width)
+
+
+@register_model(input_size=CNN6.INPUT_SIZE)
+def cnn6(num_landmarks: int, *, mean_shape: np.ndarray | None = None, width: float = 1.0) -> CNN6:
+    """CNN-6 of Feng et al. 2018: 64x64 RGB [0, 255] -> ``(N, L, 2)`` crop pixels; 3.8 M parameters at L = 68."""
+    return CNN6(num_landmarks, mean_shape=mean_shape, width=width)
