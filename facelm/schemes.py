@@ -278,9 +278,9 @@ register_scheme(LandmarkScheme(
 # COFW / LFPW 29 points (mmpose/HRNet order): 16 and 17 are the pupils, 8 and 9 the outer eye corners.
 _COFW_NAMES = (
     "right_brow_outer", "left_brow_outer", "right_brow_inner", "left_brow_inner",
-    "right_brow_top", "left_brow_top_inner", "left_brow_top", "right_brow_top_inner",
+    "right_brow_top", "right_brow_bottom", "left_brow_top", "left_brow_bottom",
     "right_eye_outer", "left_eye_outer", "right_eye_inner", "left_eye_inner",
-    "right_eye_top", "left_eye_top", "right_eye_bottom", "left_eye_bottom",
+    "right_eye_top", "right_eye_bottom", "left_eye_top", "left_eye_bottom",
     "right_pupil", "left_pupil", "nose_right", "nose_left", "nose_tip", "nose_bottom",
     "mouth_right", "mouth_left", "lip_top", "lip_top_inner", "lip_bottom_inner", "lip_bottom", "chin",
 )
@@ -288,8 +288,8 @@ register_scheme(LandmarkScheme(
     name="cofw29",
     num_landmarks=29,
     names=_COFW_NAMES,
-    flip_perm=_perm_from_pairs(29, [(0, 1), (4, 6), (2, 3), (5, 7), (8, 9), (10, 11), (12, 13), (16, 17),
-                                    (14, 15), (18, 19), (22, 23)]),
+    flip_perm=_perm_from_pairs(29, [(0, 1), (4, 6), (2, 3), (5, 7), (8, 9), (10, 11), (12, 14), (16, 17),
+                                    (13, 15), (18, 19), (22, 23)]),
     normalisers={"inter-pupil": ((16,), (17,)), "inter-ocular": ((8,), (9,))},
     angle_normaliser="inter-pupil",
     face_box_scale=1.15,
