@@ -1,0 +1,93 @@
+"""Self-describing checkpoints that load with ``torch.load(weights_only=True)``.
+
+A checkpoint is a dict of plain types and tensors::
+
+    {"format": "facelm-checkpoint", "format_version": 1, "arch": "cnn6", "model": state_dict,
+     "optimizer": state_dict, "step": 1200, "best_nme": 0.041, "best_step": 1000,
+     "meta": {...ModelMeta...}, "config": {...TrainConfig...}}
+
+``meta`` is what inference needs (and what ``facelm export`` copies into the ONNX file): arch, scheme (the whole
+definition, so custom schemes travel with the model), input size, crop convention, pixel normalisation, mean
+shape, loss, versions and the training manifest's sha256.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from facelm import __version__
+from facelm.errors import ModelError
+
+__all__ = ["save_checkpoint", "load_checkpoint", "build_meta"]
+
+
+def build_meta(*, cfg, scheme, input_size: int, mean_shape, loss: dict, manifest_sha256: str, prepare_info: dict,
+               stage1: str | None, width: float) -> dict:
+    stage = 2 if cfg.arch == "cnn7" else 1
+    return {
+        "arch": cfg.arch,
+        "stage": stage,
+        "width": width,
+        "scheme": scheme.to_dict(),
+        "num_landmarks": scheme.num_landmarks,
+        "input_size": [input_size, input_size],
+        "channels": "RGB",
+        "pixel_norm": {"input_range": [0, 255], "mean": 127.5, "std": 128.0, "applied": "inside the model"},
+        "coord_frame": "crop_pixels",  # outputs are (x, y) in input-crop pixels, 0-based, pixel centres at integers
+        "crop": {
+            "face_box": "landmark-square" if stage == 1 else "upright-landmark-square",
+            "face_box_scale": scheme.face_box_scale,
+            "crop_expand": 1.2,
+            "rotation": "none" if stage == 1 else "eye-line levelled",
+            "angle_normaliser": scheme.angle_normaliser,
+            "border": "constant-0",
+            "stage1": stage1,
+        },
+        "mean_shape": [[round(float(x), 4), round(float(y), 4)] for x, y in mean_shape],
+        "loss": loss,
+        "recipe": cfg.recipe,
+        "manifest_sha256": manifest_sha256,
+        "prepare": {k: prepare_info.get(k) for k in ("cache_size", "margin", "face_box", "source", "format")},
+        "facelm_version": __version__,
+        "torch_version": str(torch.__version__),
+        "python": platform.python_version(),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def save_checkpoint(ck: dict, path: str | Path) -> None:
+    """``torch.save`` to a temporary file in the same folder, then rename: never a half-written checkpoint."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(ck, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """Load a facelm checkpoint safely (``weights_only=True``); ``ModelError`` if missing, corrupt or foreign."""
+    p = Path(path)
+    if not p.is_file():
+        raise ModelError(f"{p}: checkpoint not found")
+    try:
+        ck = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many types for corrupt files
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ModelError(f"{p}: not a readable checkpoint ({msg[:160]})") from None
+    if not isinstance(ck, dict) or ck.get("format") != "facelm-checkpoint":
+        raise ModelError(f"{p}: not a facelm checkpoint")
+    for key in ("model", "meta", "config"):
+        if key not in ck:
+            raise ModelError(f"{p}: checkpoint lacks {key!r}")
+    return ck

@@ -1,0 +1,54 @@
+"""The ``facelm`` command line: thin commands over the ``facelm`` library.
+
+stdout carries data only (JSON, JSONL, CSV); progress, tables, warnings and errors go to stderr.
+Exit codes: 0 ok, 1 finished with failures, 2 usage, 3 bad input data, 4 model/metadata mismatch, 130 Ctrl-C.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from facelm import __version__
+from facelm.cli._common import make_app
+
+app = make_app(
+    "**facelm**: facial landmark localisation (Wing loss, CNN-6/7, pose-based balancing, ONNX predictor).\n\n"
+    "Examples:\n\n"
+    "1. `facelm prepare ../shared/data/ytf68-train --out work/ytf --holdout 0.1`\n\n"
+    "2. `facelm balance work/ytf --out work/ytf-bal`\n\n"
+    "3. `facelm train --data work/ytf --arch cnn6 --loss wing --out runs/cnn6`\n\n"
+    "4. `facelm evaluate --data work/ytf --protocol 300w runs/cnn6/best.pt`\n\n"
+    "5. `facelm export runs/cnn6/best.pt --out models/cnn6.onnx`\n\n"
+    "6. `find photos -name '*.jpg' | facelm predict - | jq .faces`\n\n"
+    "stdout carries data only (JSON/JSONL/CSV); humans read stderr. "
+    "Exit codes: 0 ok, 1 finished with failures, 2 usage, 3 bad input data, 4 model mismatch, 130 interrupted."
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"facelm {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    """facelm command line."""
+
+
+from facelm.cli import prepare as _prepare  # noqa: E402
+from facelm.cli import train as _train  # noqa: E402
+from facelm.cli import placeholders as _placeholders  # noqa: E402
+
+_prepare.register(app)
+_train.register(app)
+_placeholders.register(app)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,79 @@
+"""``facelm prepare``: raw dataset -> manifest.jsonl + crop cache."""
+
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from facelm.cli._common import emit_json, handle_errors, info, progress_bar, table, warn
+from facelm.errors import ExitCode
+
+EPILOG = """Examples:
+
+1. `facelm prepare ../shared/data/ytf68-train --out work/ytf --holdout 0.1`  (plain CSV, 10% of identities to val)
+
+2. `facelm prepare ~/data/300W --format pts --out work/300w`  (iBUG tree; 300W test subsets tagged from the paths)
+
+3. `facelm prepare AFLWinfo_release.mat --format aflw-mat --out work/aflw`  (AFLW-Full 20,000/4,386 split)
+
+4. `facelm prepare data.csv --format csv --scheme my_scheme.toml --out work/mine`  (a custom scheme)
+
+Writes DIR/manifest.jsonl, DIR/crops.npy and DIR/prepare.json; prints a JSON summary on stdout.
+Exit codes: 0 ok, 1 some faces skipped (listed in the summary), 2 usage, 3 nothing usable.
+"""
+
+
+def register(app: typer.Typer) -> None:
+    from facelm.datasets import READERS
+
+    formats = ", ".join(["auto", *sorted(READERS)])
+
+    @app.command(name="prepare", epilog=EPILOG, no_args_is_help=True)
+    @handle_errors
+    def prepare_cmd(
+        source: Annotated[Path, typer.Argument(help="Dataset folder or annotation file.")],
+        out: Annotated[Path, typer.Option("--out", "-o", help="Output folder for the prepared dataset.")],
+        fmt: Annotated[str, typer.Option("--format", "-f", help=f"Input format: {formats}.")] = "auto",
+        scheme: Annotated[str | None, typer.Option(
+            help="Landmark scheme name or .json/.toml scheme file (default: from the format / point count).")] = None,
+        split: Annotated[str, typer.Option(help="train, test, or auto (from the dataset; train when it has none).")
+                         ] = "auto",
+        holdout: Annotated[float, typer.Option(
+            help="Move this fraction of training groups (identities: image stem without its trailing number) "
+                 "to a 'val' split, deterministically.")] = 0.0,
+        cache_size: Annotated[int, typer.Option(help="Crop cache resolution in pixels.")] = 192,
+        margin: Annotated[float, typer.Option(help="Cache crop side as a multiple of the face box side.")] = 1.8,
+        workers: Annotated[int, typer.Option(help="Decoding threads (0 = all cores).")] = 0,
+        limit: Annotated[int, typer.Option(help="Only the first N faces (0 = all).")] = 0,
+        quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No table or progress on stderr.")] = False,
+    ) -> None:
+        """Prepare a dataset: read annotations, crop every face once into a compact cache, write a manifest."""
+        from facelm.prepare import PrepareOptions, prepare
+
+        opts = PrepareOptions(source=source, out=out, fmt=fmt, scheme=scheme, split=split, holdout=holdout,
+                              cache_size=cache_size, margin=margin, workers=workers, limit=limit)
+        warnings: list[str] = []
+        with progress_bar() as bar:
+            task = bar.add_task("prepare", total=None, status="", visible=not quiet)
+
+            def on_progress(done: int, total: int) -> None:
+                bar.update(task, completed=done, total=total)
+
+            result = prepare(opts, progress=on_progress, warn=warnings.append)
+        s = result.summary
+        if not quiet:
+            for w in warnings[:20]:
+                warn(w)
+            if len(warnings) > 20:
+                warn(f"... and {len(warnings) - 20} more skipped (see 'skipped_faces' in the JSON summary)")
+            rows = [("faces", s["faces"]), ("images", s["images"]), ("skipped", s["skipped"]),
+                    ("scheme", s["scheme"]), ("format", s["format"])]
+            rows += [(f"split {k}", v) for k, v in s["splits"].items()]
+            rows += [(f"subset {k}", v) for k, v in s["subsets"].items()]
+            rows += [("images/s", s["images_per_s"]), ("cache", f"{s['cache']['bytes'] / 1e6:.0f} MB")]
+            table(f"prepared {out}", ["what", "count"], rows)
+            info(f"next: facelm train --data {out} --arch cnn6 --loss wing --out runs/cnn6")
+        emit_json(s)
+        if s["skipped"]:
+            raise typer.Exit(int(ExitCode.PARTIAL))

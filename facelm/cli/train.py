@@ -1,0 +1,119 @@
+"""``facelm train``: train CNN-6 (stage 1) or CNN-7 (stage 2) on a prepared dataset."""
+
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from facelm.cli._common import emit_json, handle_errors, info, progress_bar, table
+from facelm.errors import ExitCode
+
+EPILOG = """Examples:
+
+1. `facelm train --data work/ytf --arch cnn6 --loss wing --out runs/cnn6`  (fast recipe, val split from prepare --holdout)
+
+2. `facelm train --data work/ytf --arch cnn6 --loss l2 --recipe paper --out runs/cnn6-paper`  (the paper's SGD recipe, 120k steps)
+
+3. `facelm train --data work/ytf --arch cnn7 --stage1 runs/cnn6/best.pt --out runs/cnn7`  (stage 2 on stage-1 crops)
+
+4. `facelm train --out runs/cnn6 --resume ...same options...`  (continue after Ctrl-C)
+
+5. `torchrun --nproc_per_node 2 -m facelm train --data work/ytf --out runs/ddp`  (DistributedDataParallel)
+
+Writes RUN/config.json, RUN/metrics.jsonl, RUN/last.pt, RUN/best.pt and RUN/summary.json; prints the summary JSON.
+Exit codes: 0 ok, 2 usage (bad options, --device cuda without CUDA, RUN holds another run), 3 bad data,
+4 bad checkpoint, 5 diverged (NaN loss; last good checkpoint kept), 130 interrupted (resumable last.pt written).
+"""
+
+
+def register(app: typer.Typer) -> None:
+    @app.command(name="train", epilog=EPILOG, no_args_is_help=True)
+    @handle_errors
+    def train_cmd(
+        out: Annotated[Path, typer.Option("--out", "-o", help="Run folder.")],
+        data: Annotated[str | None, typer.Option(help="Prepared dataset folder (from `facelm prepare`).")] = None,
+        arch: Annotated[str | None, typer.Option(help="Network: cnn6 (64 px, stage 1) or cnn7 (128 px, stage 2).")
+                        ] = None,
+        loss: Annotated[str | None, typer.Option(help="l2, l1, smooth-l1 or wing.")] = None,
+        val: Annotated[str | None, typer.Option(help="Validation dataset (default: the 'val' split of --data).")
+                       ] = None,
+        recipe: Annotated[str | None, typer.Option(help="fast (AdamW, warm-up, cosine; default) or paper "
+                                                        "(SGD, batch 8, 120k steps, log-linear lr).")] = None,
+        steps: Annotated[int | None, typer.Option(help="Training steps (default from the recipe).")] = None,
+        batch_size: Annotated[int | None, typer.Option(help="Batch size (default from the recipe).")] = None,
+        lr: Annotated[float | None, typer.Option(help="Peak/start learning rate (default from the recipe).")] = None,
+        wing_w: Annotated[float | None, typer.Option(help="Wing w in crop pixels (10 for cnn6, 15 for cnn7).")
+                          ] = None,
+        wing_eps: Annotated[float | None, typer.Option(help="Wing epsilon in crop pixels (2 / 3).")] = None,
+        stage1: Annotated[str | None, typer.Option(help="Stage-1 checkpoint: CNN-7 trains on crops built from its "
+                                                        "predictions, as at inference.")] = None,
+        config: Annotated[Path | None, typer.Option(help="TOML/JSON file of options (flags override it).")] = None,
+        resume: Annotated[bool, typer.Option(help="Continue RUN/last.pt.")] = False,
+        force: Annotated[bool, typer.Option(help="Overwrite a run folder that holds another run.")] = False,
+        device: Annotated[str | None, typer.Option(help="auto, cpu, cuda or cuda:N.", envvar="FACELM_DEVICE")
+                          ] = None,
+        seed: Annotated[int | None, typer.Option(help="Random seed (data order, augmentation, init).")] = None,
+        precision: Annotated[str | None, typer.Option(help="auto (bf16 autocast on CUDA and bf16-capable CPUs, else fp32), bf16 or fp32.")] = None,
+        width: Annotated[float | None, typer.Option(help="Channel width multiplier (1 = the paper's networks).")
+                         ] = None,
+        threads: Annotated[int | None, typer.Option(help="torch threads (0 = all cores).")] = None,
+        val_every: Annotated[int | None, typer.Option(help="Validate every N steps (default: 10 times a run).")
+                             ] = None,
+        log_every: Annotated[int | None, typer.Option(help="Log every N steps.")] = None,
+        quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
+    ) -> None:
+        """Train one stage of the two-stage CNN-6/7 landmark model."""
+        import os
+
+        from facelm.config import resolve_train_config
+        from facelm.train import train
+
+        flags = dict(out=str(out), data=data, arch=arch, loss=loss, val=val, recipe=recipe, steps=steps,
+                     batch_size=batch_size, lr=lr, wing_w=wing_w, wing_eps=wing_eps, stage1=stage1, device=device,
+                     seed=seed, precision=precision, width=width, threads=threads, val_every=val_every,
+                     log_every=log_every)
+        if config is None and data is None:
+            from facelm.errors import UsageError
+
+            raise UsageError("--data is required (or give it in --config)")
+        cfg = resolve_train_config(flags, config)
+        rank = int(os.environ.get("RANK", 0))
+        show = not quiet and rank == 0
+        with progress_bar() as bar:
+            task = bar.add_task(f"train {cfg.arch}/{cfg.loss}", total=cfg.steps, status="", visible=show)
+
+            def on_start(s: dict) -> None:
+                bar.update(task, completed=s["start_step"])
+                if show:
+                    info(f"training {cfg.arch} ({cfg.loss}, {cfg.recipe} recipe) on {s['faces']} faces, "
+                         f"validating on {s['val_faces']}; device {s['device']} ({s['precision']}), {s['threads']} threads"
+                         + (f", {s['world']} processes" if s["world"] > 1 else ""))
+
+            last = {}
+
+            def on_log(rec: dict) -> None:
+                last.update(rec)
+                status = f"loss {last.get('loss', float('nan')):.3f} lr {last.get('lr', 0):.2e}"
+                if last.get("img_s"):
+                    status += f" {last['img_s']:.0f} img/s"
+                if "val_nme" in last and last["val_nme"] is not None:
+                    status += f" val {last['val_nme']:.4f}"
+                bar.update(task, completed=rec["step"], status=status)
+
+            result = train(cfg, resume=resume, force=force, on_log=on_log, on_start=on_start)
+        s = result.summary
+        if show:
+            table(f"run {s['run']}", ["what", "value"], [
+                ("steps", f"{s['steps']}/{s['target_steps']}"), ("final val NME", s["final_val_nme"]),
+                ("best val NME", f"{s['best_val_nme']} (step {s['best_step']}, {s['val_normaliser']})"),
+                ("images/s", s["img_per_s"]), ("seconds", s["seconds"]),
+            ])
+            if result.interrupted:
+                info(f"interrupted: resume with `facelm train --out {s['run']} --resume` and the same options")
+            else:
+                info(f"next: facelm evaluate --data {cfg.val or cfg.data} --protocol custom {s['checkpoint']}")
+        if rank == 0:
+            emit_json(s)
+        if result.interrupted:
+            raise typer.Exit(int(ExitCode.INTERRUPTED))

@@ -1,0 +1,103 @@
+"""Training configuration: defaults per recipe < ``--config FILE`` (TOML/JSON) < command-line flags."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from facelm.errors import UsageError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+__all__ = ["TrainConfig", "resolve_train_config", "PAPER_LR"]
+
+# Wing paper §7.1 (SPEC §5): learning rate (start, end) per network and loss, decayed log-linearly.
+PAPER_LR = {
+    ("cnn6", "l2"): (3e-6, 3e-8),
+    ("cnn6", "other"): (3e-5, 3e-7),
+    ("cnn7", "l2"): (1e-6, 1e-8),
+    ("cnn7", "other"): (1e-5, 1e-7),
+}
+
+
+class TrainConfig(BaseModel):
+    """Everything that defines a training run (written to ``RUN/config.json`` and into checkpoints)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    data: str
+    val: str | None = None  # a prepared folder; default: the 'val' split of --data when it has one
+    out: str
+    arch: str = "cnn6"
+    loss: Literal["l2", "l1", "smooth-l1", "wing"] = "wing"
+    wing_w: float | None = None  # None: 10 for cnn6, 15 for cnn7
+    wing_eps: float | None = None  # None: 2 for cnn6, 3 for cnn7
+    recipe: Literal["paper", "fast"] = "fast"
+    steps: int = 0  # 0: the recipe's default
+    batch_size: int = 0  # 0: the recipe's default
+    optimizer: Literal["sgd", "adamw"] | None = None
+    lr: float = 0.0  # 0: the recipe's default (peak/start)
+    lr_end: float = 0.0  # 0: the recipe's default
+    schedule: Literal["loglinear", "cosine"] | None = None
+    warmup: int = -1  # -1: the recipe's default (steps of linear warm-up)
+    momentum: float = 0.9
+    weight_decay: float = -1.0  # -1: the recipe's default
+    grad_clip: float = 0.0  # 0: off
+    precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast where the hardware has it
+    width: float = 1.0
+    stage1: str | None = None  # stage-1 checkpoint for building CNN-7 training crops
+    seed: int = 0
+    device: str = "auto"
+    threads: int = 0  # torch intra-op threads, 0 = all cores
+    val_every: int = 0  # 0: about 10 validations per run
+    log_every: int = 50
+    max_val: int = 2000  # validate on at most this many faces
+    augment: bool = True
+
+    def filled(self) -> TrainConfig:
+        """Fill the recipe defaults (a config where every 0/None/-1 is resolved)."""
+        d = self.model_dump()
+        if self.recipe == "paper":
+            key = (self.arch if self.arch in ("cnn6", "cnn7") else "cnn6", "l2" if self.loss == "l2" else "other")
+            lr0, lr1 = PAPER_LR[key]
+            defaults = dict(steps=120_000, batch_size=8, optimizer="sgd", lr=lr0, lr_end=lr1, schedule="loglinear",
+                            warmup=0, weight_decay=5e-4)
+        else:
+            defaults = dict(steps=3000, batch_size=32, optimizer="adamw", lr=1e-3 if self.arch == "cnn6" else 5e-4,
+                            lr_end=1e-6, schedule="cosine", warmup=200, weight_decay=1e-4)
+        for k, v in defaults.items():
+            if d[k] in (0, 0.0, None, -1, -1.0):
+                d[k] = v
+        if d["val_every"] == 0:
+            d["val_every"] = max(50, d["steps"] // 10)
+        return TrainConfig(**d)
+
+
+def _read_config_file(path: Path) -> dict:
+    try:
+        text = path.read_text(encoding="utf-8")
+        return tomllib.loads(text) if path.suffix.lower() == ".toml" else json.loads(text)
+    except (OSError, ValueError) as e:
+        raise UsageError(f"{path}: cannot read config: {e}") from None
+
+
+def resolve_train_config(flags: dict, config_file: Path | None = None) -> TrainConfig:
+    """Merge defaults < config file < flags (flags that are None are not given) and validate."""
+    merged: dict = {}
+    if config_file is not None:
+        merged.update(_read_config_file(config_file))
+    merged.update({k: v for k, v in flags.items() if v is not None})
+    try:
+        return TrainConfig(**merged).filled()
+    except ValidationError as e:
+        first = e.errors()[0]
+        loc = ".".join(str(x) for x in first["loc"])
+        src = f"{config_file}: " if config_file else ""
+        raise UsageError(f"{src}invalid training option {loc!r}: {first['msg']}") from None

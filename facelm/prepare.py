@@ -1,0 +1,273 @@
+"""``facelm prepare``: turn a raw dataset into a manifest plus a crop cache that training reads fast.
+
+Each face is decoded once and cropped to a square of ``cache_size`` pixels (default 192) around its *face box*
+(a square on the landmark bounding box, side ``scheme.face_box_scale * max(w, h)``) enlarged by ``margin``
+(default 1.8). The model crops (64 px for CNN-6, 128 px for CNN-7, face box x 1.2) and all their augmentation
+(rotation up to 30 degrees, corner perturbation) are then cut from this cache, never from the original image.
+Pixels outside the original image are black (``BORDER_CONSTANT``), here and at inference.
+
+Outputs are written so an interrupted run never leaves a manifest that looks complete: an old manifest is
+removed first, the cache is written to a temporary name and renamed, and the manifest is renamed into place last.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from facelm import __version__
+from facelm._io import atomic_write_json
+from facelm.datasets import READERS, detect_format
+from facelm.datasets._base import RawFace, ReadIssue
+from facelm.errors import DataError, UsageError
+from facelm.geometry import crop_matrix, landmark_square, warp_crop
+from facelm.imageio import ImageReadError, read_image
+from facelm.manifest import CROPS_NAME, MANIFEST_NAME, PREPARE_NAME, CacheRef, Sample, write_manifest
+from facelm.schemes import get_scheme
+
+__all__ = ["PrepareOptions", "PrepareResult", "prepare", "default_group", "DEFAULT_CACHE_SIZE", "DEFAULT_MARGIN"]
+
+DEFAULT_CACHE_SIZE = 192
+DEFAULT_MARGIN = 1.8
+_GROUP_RE = re.compile(r"[_-]?\d+$")
+
+
+def default_group(image: Path) -> str:
+    """Group key for hold-out splits: the image stem without a trailing frame/face number.
+
+    ``Abdel_Aziz_Al-Hakim_02.jpg`` -> ``Abdel_Aziz_Al-Hakim``, so frames of one video (one identity) never land
+    on both sides of a train/val split.
+    """
+    stem = image.stem.split(".")[0]
+    return _GROUP_RE.sub("", stem) or stem
+
+
+@dataclass
+class PrepareOptions:
+    source: Path
+    out: Path
+    fmt: str = "auto"
+    scheme: str | None = None
+    split: str = "auto"  # train | test | auto
+    holdout: float = 0.0  # fraction of train groups moved to "val"
+    cache_size: int = DEFAULT_CACHE_SIZE
+    margin: float = DEFAULT_MARGIN
+    workers: int = 0  # 0 = number of cores
+    max_outside: float = 0.5  # skip a face whose points lie further outside the image than this x face side
+    limit: int = 0  # only the first N faces (0 = all), for quick tries
+
+
+@dataclass
+class PrepareResult:
+    summary: dict
+    skipped: list[dict] = field(default_factory=list)
+
+
+def _holdout_fraction(group: str) -> float:
+    h = hashlib.sha1(group.encode("utf-8")).digest()
+    return int.from_bytes(h[:8], "big") / 2.0 ** 64
+
+
+def _validate_face(face: RawFace, n_expected: int, width: int, height: int, max_outside: float) -> str | None:
+    lm = face.landmarks
+    if lm.shape != (n_expected, 2):
+        return f"{lm.shape[0]} landmarks, scheme {face.scheme} has {n_expected}"
+    if not np.all(np.isfinite(lm)):
+        return "NaN or infinite landmark coordinates"
+    _, side = landmark_square(lm)
+    if side < 2:
+        return "degenerate landmarks (all points at one place)"
+    lo, hi = lm.min(0), lm.max(0)
+    out = max(0 - lo[0], 0 - lo[1], hi[0] - (width - 1), hi[1] - (height - 1))
+    if out > max_outside * side:
+        return f"landmarks up to {out:.0f} px outside the {width}x{height} image"
+    return None
+
+
+def prepare(opts: PrepareOptions, progress: Callable[[int, int], None] | None = None,
+            warn: Callable[[str], None] | None = None) -> PrepareResult:
+    """Run ``prepare``; see the module docstring. Raises ``DataError`` when nothing usable is found."""
+    t0 = time.perf_counter()
+    src = opts.source
+    if not src.exists():
+        raise DataError(f"{src}: no such file or folder")
+    if opts.split not in ("train", "test", "auto"):
+        raise UsageError(f"--split must be train, test or auto, not {opts.split!r}")
+    if not 0.0 <= opts.holdout < 1.0:
+        raise UsageError(f"--holdout must be in [0, 1), not {opts.holdout}")
+    if opts.cache_size < 32:
+        raise UsageError("--cache-size must be at least 32")
+    if opts.margin < 1.0:
+        raise UsageError("--margin must be at least 1.0")
+    fmt = opts.fmt
+    if fmt == "auto":
+        try:
+            fmt = detect_format(src)
+        except ValueError as e:
+            raise DataError(str(e)) from None
+    if fmt not in READERS:
+        raise UsageError(f"unknown format {fmt!r} (known: {', '.join(sorted(READERS))}, auto)")
+    if opts.scheme is not None:
+        try:
+            get_scheme(opts.scheme)
+        except KeyError as e:
+            raise UsageError(str(e.args[0])) from None
+
+    faces: list[RawFace] = []
+    skipped: list[dict] = []
+    try:
+        for item in READERS[fmt].read(src, opts.scheme):
+            if isinstance(item, ReadIssue):
+                skipped.append({"source": item.source, "reason": item.message})
+                if warn:
+                    warn(f"{item.source}: {item.message}")
+                continue
+            faces.append(item)
+            if opts.limit and len(faces) >= opts.limit:
+                break
+    except ValueError as e:
+        raise DataError(f"{src}: {e}") from None
+    if not faces:
+        raise DataError(f"{src}: no usable faces found as format {fmt!r}"
+                        + (f" ({len(skipped)} annotations skipped)" if skipped else ""))
+    schemes = sorted({f.scheme for f in faces})
+    if len(schemes) > 1:
+        raise DataError(f"{src}: faces of several schemes {schemes}; pass --scheme or prepare them separately")
+    scheme = get_scheme(schemes[0])
+
+    out = opts.out
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in (out / MANIFEST_NAME, out / PREPARE_NAME):
+        if stale.exists():
+            stale.unlink()  # an interrupted re-run must not leave the old manifest looking complete
+
+    by_image: dict[Path, list[int]] = defaultdict(list)
+    for i, f in enumerate(faces):
+        by_image[f.image].append(i)
+    images = list(by_image)
+
+    size = opts.cache_size
+    tmp_crops = out / f".{CROPS_NAME}.{os.getpid()}.tmp"
+    crops = np.lib.format.open_memmap(tmp_crops, mode="w+", dtype=np.uint8, shape=(len(faces), size, size, 3))
+    results: list[tuple[int, dict] | None] = [None] * len(faces)
+
+    def work(img_path: Path) -> tuple[Path, list[tuple[int, str]]]:
+        idxs = by_image[img_path]
+        try:
+            img = read_image(img_path, exif=False)
+        except ImageReadError as e:
+            return img_path, [(i, f"unreadable image: {e}") for i in idxs]
+        h, w = img.shape[:2]
+        bad = []
+        for i in idxs:
+            face = faces[i]
+            reason = _validate_face(face, scheme.num_landmarks, w, h, opts.max_outside)
+            if reason:
+                bad.append((i, reason))
+                continue
+            centre, side = landmark_square(face.landmarks, scheme.face_box_scale)
+            m = crop_matrix(centre, side * opts.margin, size)
+            crops[i] = warp_crop(img, m, size)
+            results[i] = (i, {"width": w, "height": h, "matrix": m})
+        return img_path, bad
+
+    workers = opts.workers or os.cpu_count() or 1
+    done = 0
+    try:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            for img_path, bad in pool.map(work, images):
+                for i, reason in bad:
+                    skipped.append({"source": faces[i].source or str(img_path), "image": str(img_path),
+                                    "reason": reason})
+                    if warn:
+                        warn(f"{img_path}: {reason}")
+                done += 1
+                if progress:
+                    progress(done, len(images))
+        crops.flush()
+        del crops
+        os.replace(tmp_crops, out / CROPS_NAME)
+    except BaseException:
+        tmp_crops.unlink(missing_ok=True)
+        raise
+
+    samples: list[Sample] = []
+    per_image_count: Counter[Path] = Counter()
+    for i, f in enumerate(faces):
+        r = results[i]
+        if r is None:
+            continue
+        info = r[1]
+        k = per_image_count[f.image]
+        per_image_count[f.image] += 1
+        split = f.split if opts.split == "auto" else opts.split
+        split = split or "train"
+        group = default_group(f.image)
+        if split == "train" and opts.holdout > 0 and _holdout_fraction(group) < opts.holdout:
+            split = "val"
+        if f.box is not None:
+            box = [float(v) for v in f.box]
+            box_source = f.box_source or fmt
+        else:
+            lo, hi = f.landmarks.min(0), f.landmarks.max(0)
+            box = [float(lo[0]), float(lo[1]), float(hi[0]), float(hi[1])]
+            box_source = "landmarks"
+        rel = os.path.relpath(f.image, out.resolve())
+        sid = hashlib.sha1(f"{f.image}|{f.source}".encode()).hexdigest()[:12] + f"-{k}"
+        samples.append(Sample(
+            id=sid, image=rel, width=info["width"], height=info["height"], box=box, box_source=box_source,
+            landmarks=np.round(f.landmarks, 4).tolist(),
+            visible=None if f.visible is None else [bool(v) for v in f.visible],
+            scheme=scheme.name, split=split, subset=list(f.subset), group=group, source=f.source,
+            attrs=f.attrs, cache=CacheRef(index=i, matrix=info["matrix"].tolist()),
+        ))
+    if not samples:
+        (out / CROPS_NAME).unlink(missing_ok=True)
+        raise DataError(f"{src}: none of the {len(faces)} faces could be used ({len(skipped)} skipped)")
+
+    seconds = time.perf_counter() - t0
+    splits = Counter(s.split for s in samples)
+    subsets = Counter(t for s in samples for t in s.subset)
+    n_images = len({s.image for s in samples})
+    summary = {
+        "out": str(out),
+        "format": fmt,
+        "scheme": scheme.name,
+        "faces": len(samples),
+        "images": n_images,
+        "skipped": len(skipped),
+        "splits": dict(sorted(splits.items())),
+        "subsets": dict(sorted(subsets.items())),
+        "cache": {"file": CROPS_NAME, "size": size, "margin": opts.margin, "rows": len(faces),
+                  "bytes": len(faces) * size * size * 3},
+        "seconds": round(seconds, 3),
+        "images_per_s": round(len(images) / seconds, 1) if seconds > 0 else None,
+        "skipped_faces": skipped,
+    }
+    info = {
+        "format_version": 1, "facelm_version": __version__, "source": str(src.resolve()), "format": fmt,
+        "scheme": scheme.name, "crops": CROPS_NAME, "cache_size": size, "margin": opts.margin,
+        "face_box": {"kind": "landmark-square", "scale": scheme.face_box_scale},
+        "channels": "RGB", "border": "constant-0", "faces": len(samples), "holdout": opts.holdout,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    atomic_write_json(out / PREPARE_NAME, info)
+    write_manifest(out / MANIFEST_NAME, samples)  # last: its presence means the folder is complete
+    return PrepareResult(summary=summary, skipped=skipped)
+
+
+def cache_landmarks(matrix: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+    """Landmarks ``(N, L, 2)`` in crop-cache pixels from image pixels and matrices ``(N, 2, 3)``."""
+    m = np.asarray(matrix, dtype=np.float64)
+    lm = np.asarray(landmarks, dtype=np.float64)
+    return np.einsum("nij,nlj->nli", m[:, :, :2], lm) + m[:, None, :, 2]
+

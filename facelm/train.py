@@ -1,0 +1,493 @@
+"""The training loop (one stage: CNN-6 or CNN-7), read top to bottom.
+
+Data: faces come from the crop cache of a prepared dataset (``facelm prepare``); each batch is cut from the
+memory-mapped cache with one affine warp per face (``facelm.transforms``), in a background thread so the model is
+not starved. Augmentation draws from ``numpy.random.default_rng([seed, step])`` and the sample order from
+``default_rng([seed, epoch])``, so a resumed run sees exactly the batches the uninterrupted run would have.
+
+Stage 2 (CNN-7) crops are upright: the face box and the in-plane angle are rebuilt from a shape, either the
+stage-1 model's prediction on the plain crop (``stage1=...``, as at inference) or the ground truth, with the
+paper's ±10° rotation and 5% box noise on top.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from facelm import __version__
+from facelm._io import atomic_write_json
+from facelm.checkpoint import build_meta, load_checkpoint, save_checkpoint
+from facelm.config import TrainConfig
+from facelm.errors import DataError, ExitCode, FacelmError, ModelError, UsageError
+from facelm.geometry import invert_affine
+from facelm.losses import create_loss, loss_params
+from facelm.manifest import Manifest, load_manifest
+from facelm.metrics import normaliser, per_face_nme
+from facelm.models import create_model, list_models, model_input_size
+from facelm.prepare import cache_landmarks
+from facelm.schemes import get_scheme, scheme_from_dict
+from facelm.transforms import AugmentConfig, face_frames, frame_matrices, render_batch, upright_frames
+
+__all__ = ["train", "TrainResult", "default_normaliser", "lr_at", "predict_manifest", "DivergedError"]
+
+
+class DivergedError(FacelmError):
+    code = ExitCode.DIVERGED
+
+
+def default_normaliser(scheme_name: str) -> str:
+    """The normaliser used for validation NME: box width for AFLW-19, inter-ocular otherwise."""
+    return "box-width" if scheme_name == "aflw19" else "inter-ocular"
+
+
+def lr_at(cfg: TrainConfig, step: int) -> float:
+    """Learning rate at ``step`` (0-based).
+
+    1. linear warm-up over ``cfg.warmup`` steps to ``cfg.lr``;
+    2. then ``loglinear``: geometric decay from ``lr`` to ``lr_end`` (the paper's choice, SPEC §5), or
+       ``cosine``: half-cosine from ``lr`` to ``lr_end``.
+    """
+    if cfg.warmup and step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    span = max(1, cfg.steps - cfg.warmup - 1)
+    p = min(1.0, max(0.0, (step - cfg.warmup) / span))
+    if cfg.schedule == "loglinear":
+        return float(math.exp(math.log(cfg.lr) + p * (math.log(cfg.lr_end) - math.log(cfg.lr))))
+    return float(cfg.lr_end + 0.5 * (cfg.lr - cfg.lr_end) * (1 + math.cos(math.pi * p)))
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``auto`` -> bf16 autocast on CUDA and on CPUs with native bf16 (AVX512-BF16/AMX), else fp32.
+
+    On CPUs without it, bf16 autocast is emulated and measured here more than 10x *slower* than fp32.
+    """
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    cpu = getattr(torch, "cpu", None)
+    fast = False
+    for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
+        fn = getattr(cpu, probe, None)
+        fast = fast or bool(fn and fn())
+    return "bf16" if fast else "fp32"
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError("--device cuda was asked for, but CUDA is not available here (use --device cpu or auto)")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise UsageError(f"unknown device {name!r} (auto, cpu, cuda, cuda:N)") from None
+
+
+@dataclass
+class _Data:
+    """Arrays for one split, ready for ``render_batch``."""
+
+    manifest: Manifest
+    crops: np.ndarray  # (M, S, S, 3) memory map
+    index: np.ndarray  # (N,) rows of crops
+    lm_cache: np.ndarray  # (N, L, 2) landmarks in cache pixels
+    frames: np.ndarray  # (N, 4) base frames in cache pixels
+    mask: np.ndarray  # (N, L) landmarks usable for the loss (finite)
+
+
+def _load_split(manifest: Manifest) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    if np.isnan(manifest.cache_matrix).any() or (manifest.cache_index < 0).any():
+        raise DataError(f"{manifest.path}: some lines have no crop cache (run `facelm prepare` again)")
+    crops = manifest.crops()
+    lm = cache_landmarks(manifest.cache_matrix, manifest.landmarks)
+    mask = np.isfinite(lm).all(-1)
+    lm = np.nan_to_num(lm)
+    return crops, manifest.cache_index, lm, mask
+
+
+def _base_frames(arch: str, manifest: Manifest, lm_cache: np.ndarray, scheme, stage1_pred: np.ndarray | None
+                 ) -> np.ndarray:
+    info = manifest.info
+    size, margin = int(info.get("cache_size", 192)), float(info.get("margin", 1.8))
+    if arch != "cnn7":
+        return face_frames(len(lm_cache), size, margin)
+    shape = stage1_pred if stage1_pred is not None else lm_cache
+    le, re = scheme.eye_centres(shape)
+    return upright_frames(shape, le, re, scheme.face_box_scale)
+
+
+@torch.no_grad()
+def predict_crops(model: torch.nn.Module, data: _Data, frames: np.ndarray, device: torch.device,
+                  flip_perm: np.ndarray, batch: int = 256, precision: str = "fp32") -> tuple[np.ndarray, np.ndarray]:
+    """Run ``model`` on plain crops of ``frames``; returns (pred in cache pixels (N, L, 2), crop matrices)."""
+    model.eval()
+    size = model.input_size
+    mats, flips = frame_matrices(frames, size)
+    preds = []
+    for s in range(0, len(frames), batch):
+        sl = slice(s, s + batch)
+        imgs, _, _ = render_batch(data.crops, data.index[sl], data.lm_cache[sl], mats[sl], flips[sl], flip_perm, size)
+        x = torch.from_numpy(imgs).to(device).permute(0, 3, 1, 2).float()
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+            y = model(x.contiguous(memory_format=torch.channels_last))
+        preds.append(y.float().cpu().numpy())
+    p = np.concatenate(preds).astype(np.float64)
+    inv = np.stack([invert_affine(m) for m in mats])
+    p_cache = np.einsum("nij,nlj->nli", inv[:, :, :2], p) + inv[:, None, :, 2]
+    return p_cache, mats
+
+
+def predict_manifest(model: torch.nn.Module, manifest: Manifest, scheme, device: torch.device,
+                     stage1_pred_cache: np.ndarray | None = None, precision: str = "fp32") -> np.ndarray:
+    """Predictions in original-image pixels ``(N, L, 2)`` for every face of ``manifest`` (ground-truth boxes)."""
+    crops, index, lm_cache, mask = _load_split(manifest)
+    frames = _base_frames(model.arch, manifest, lm_cache, scheme, stage1_pred_cache)
+    data = _Data(manifest, crops, index, lm_cache, frames, mask)
+    p_cache, _ = predict_crops(model, data, frames, device, np.array(scheme.flip_perm), precision=precision)
+    inv_cache = np.stack([invert_affine(m) for m in manifest.cache_matrix])
+    return np.einsum("nij,nlj->nli", inv_cache[:, :, :2], p_cache) + inv_cache[:, None, :, 2]
+
+
+def validation_nme(pred_img: np.ndarray, manifest: Manifest, scheme) -> np.ndarray:
+    kind = default_normaliser(scheme.name)
+    d = normaliser(manifest.landmarks, kind, scheme=scheme, boxes=manifest.boxes())
+    return per_face_nme(pred_img, manifest.landmarks, d)
+
+
+@dataclass
+class TrainResult:
+    summary: dict
+    interrupted: bool = False
+    history: list[dict] = field(default_factory=list)
+
+
+def _dist_info() -> tuple[int, int, int]:
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0))
+
+
+def train(cfg: TrainConfig, *, resume: bool = False, force: bool = False,
+          on_log: Callable[[dict], None] | None = None, on_start: Callable[[dict], None] | None = None,
+          warn: Callable[[str], None] | None = None) -> TrainResult:
+    """Train one model as configured; see the module docstring. Returns the summary written to stdout."""
+    rank, world, local_rank = _dist_info()
+    if cfg.arch not in list_models():
+        raise UsageError(f"unknown --arch {cfg.arch!r} (known: {', '.join(list_models())})")
+    device = pick_device(cfg.device)
+    if world > 1:
+        import torch.distributed as dist
+
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        if not dist.is_initialized():
+            dist.init_process_group(backend)
+        if device.type == "cuda":
+            device = torch.device("cuda", local_rank)
+            torch.cuda.set_device(device)
+    precision = resolve_precision(cfg.precision, device)
+    threads = cfg.threads or max(1, (os.cpu_count() or 1) // world)
+    torch.set_num_threads(threads)
+    out = Path(cfg.out)
+
+    # -- data ------------------------------------------------------------------------------------------------
+    full = load_manifest(cfg.data)
+    scheme = get_scheme(full.scheme) if full.scheme in _known_schemes() else None
+    if scheme is None:
+        raise DataError(f"{full.path}: unknown scheme {full.scheme!r}; register it with a scheme file")
+    train_m = full.split("train")
+    if len(train_m) == 0:
+        raise DataError(f"{full.path}: no faces in the 'train' split (splits here: "
+                        f"{sorted({s.split for s in full.samples})})")
+    if cfg.val:
+        val_m = load_manifest(cfg.val, scheme=scheme.name)
+        val_m = val_m.split("val") if len(val_m.split("val")) else val_m.split("test") or val_m
+    else:
+        val_m = full.split("val")
+    if len(val_m) > cfg.max_val:
+        val_m = val_m.select(np.arange(len(val_m)) < cfg.max_val)
+
+    input_size = model_input_size(cfg.arch)
+    crops, index, lm_cache, mask = _load_split(train_m)
+    info = train_m.info
+    cache_size, margin = int(info.get("cache_size", 192)), float(info.get("margin", 1.8))
+    flip_perm = np.array(scheme.flip_perm)
+
+    # -- stage 1 for CNN-7 crops ---------------------------------------------------------------------------
+    stage1_model = None
+    stage1_train = stage1_val = None
+    if cfg.stage1:
+        if cfg.arch != "cnn7":
+            raise UsageError("--stage1 only applies to --arch cnn7 (stage 2)")
+        stage1_model, s1_meta = load_model_from_checkpoint(cfg.stage1, device)
+        if s1_meta["scheme"]["name"] != scheme.name:
+            raise ModelError(f"{cfg.stage1}: stage-1 scheme {s1_meta['scheme']['name']!r} does not match the "
+                             f"data's {scheme.name!r}")
+        d1 = _Data(train_m, crops, index, lm_cache, face_frames(len(index), cache_size, margin), mask)
+        stage1_train, _ = predict_crops(stage1_model, d1, d1.frames, device, flip_perm)
+    frames = _base_frames(cfg.arch, train_m, lm_cache, scheme, stage1_train)
+    data = _Data(train_m, crops, index, lm_cache, frames, mask)
+
+    if len(val_m):
+        vc, vi, vl, vmask = _load_split(val_m)
+        if stage1_model is not None:
+            dv = _Data(val_m, vc, vi, vl, face_frames(len(vi), cache_size, margin), vmask)
+            stage1_val, _ = predict_crops(stage1_model, dv, dv.frames, device, flip_perm)
+
+    # mean shape of the plain training crops, in input pixels: the network starts there
+    m0, _ = frame_matrices(frames, input_size)
+    lm_in = np.einsum("nij,nlj->nli", m0[:, :, :2], lm_cache) + m0[:, None, :, 2]
+    mean_shape = lm_in.mean(0)
+
+    # -- model, loss, optimiser ----------------------------------------------------------------------------------
+    torch.manual_seed(cfg.seed)
+    model = create_model(cfg.arch, scheme.num_landmarks, mean_shape=mean_shape, width=cfg.width).to(device)
+    model = model.to(memory_format=torch.channels_last)
+    loss_fn = create_loss(cfg.loss, arch=cfg.arch, wing_w=cfg.wing_w, wing_eps=cfg.wing_eps)
+    if cfg.optimizer == "sgd":
+        opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    else:
+        opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    manifest_hash = full.content_hash()
+    meta = build_meta(cfg=cfg, scheme=scheme, input_size=input_size, mean_shape=mean_shape,
+                      loss=loss_params(loss_fn), manifest_sha256=manifest_hash, prepare_info=info,
+                      stage1=cfg.stage1, width=cfg.width)
+
+    step, best_nme, best_step, history = 0, float("inf"), -1, []
+    config_path = out / "config.json"
+    cfg_json = cfg.model_dump(mode="json")
+    if resume:
+        last = out / "last.pt"
+        if not last.is_file():
+            raise UsageError(f"{last}: nothing to resume (no last.pt in {out})")
+        ck = load_checkpoint(last)
+        _check_resume_compatible(ck["config"], cfg_json, last)
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        step = int(ck["step"])
+        best_nme = float(ck.get("best_nme", float("inf")))
+        best_step = int(ck.get("best_step", -1))
+    elif rank == 0:
+        if config_path.exists() and not force:
+            old = _read_json(config_path)
+            if old != cfg_json:
+                raise UsageError(f"{out} holds a different run (its config.json differs); use a new --out, "
+                                 "--resume to continue it, or --force to overwrite")
+            if (out / "last.pt").exists():
+                raise UsageError(f"{out} already holds this run; use --resume to continue or --force to restart")
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(config_path, cfg_json)
+        (out / "metrics.jsonl").unlink(missing_ok=True)
+
+    ddp_model = model
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        ddp_model = DDP(model, device_ids=[local_rank] if device.type == "cuda" else None)
+
+    aug = AugmentConfig.for_arch(cfg.arch) if cfg.augment else None
+    n = len(index)
+    per_rank = max(1, cfg.batch_size // world)
+    steps_per_epoch = max(1, n // cfg.batch_size) if n >= cfg.batch_size else 1
+
+    def batch_indices(s: int) -> np.ndarray:
+        epoch, k = divmod(s, steps_per_epoch)
+        perm = np.random.default_rng([cfg.seed, epoch]).permutation(n)
+        if n < cfg.batch_size:
+            perm = np.resize(perm, cfg.batch_size)
+        b = perm[k * cfg.batch_size:(k + 1) * cfg.batch_size]
+        return b[rank * per_rank:(rank + 1) * per_rank]
+
+    def make_batch(s: int):
+        rng = np.random.default_rng([cfg.seed, s, rank, 1])
+        b = batch_indices(s)
+        mats, flips = frame_matrices(frames[b], input_size, rng, aug)
+        imgs, lm, msk = render_batch(crops, index[b], lm_cache[b], mats, flips, flip_perm, input_size, rng, aug)
+        if aug is not None and flips.any():
+            m2 = mask[b].copy()
+            m2[flips] = m2[flips][:, flip_perm]
+            msk &= m2
+        else:
+            msk &= mask[b]
+        return imgs, lm, msk
+
+    metrics_path = out / "metrics.jsonl"
+    interrupted = False
+    stop_flag = {"stop": False}
+
+    def on_sigterm(signum, frame):  # torchrun / schedulers send SIGTERM: stop cleanly like Ctrl-C
+        stop_flag["stop"] = True
+
+    old_handler = signal.signal(signal.SIGTERM, on_sigterm) if _is_main_thread() else None
+
+    def log(rec: dict) -> None:
+        history.append(rec)
+        if rank == 0:
+            with open(metrics_path, "a", encoding="utf-8") as f:
+                import json
+
+                f.write(json.dumps(rec) + "\n")
+        if on_log:
+            on_log(rec)
+
+    def save(kind: str) -> None:
+        if rank != 0:
+            return
+        ck = {"format": "facelm-checkpoint", "format_version": 1, "arch": cfg.arch, "model": model.state_dict(),
+              "optimizer": opt.state_dict(), "step": step, "best_nme": best_nme, "best_step": best_step,
+              "meta": meta, "config": cfg_json}
+        save_checkpoint(ck, out / kind)
+
+    def validate() -> float:
+        if not len(val_m):
+            return float("nan")
+        pred = predict_manifest(model, val_m, scheme, device, stage1_val, precision="fp32")
+        nme = validation_nme(pred, val_m, scheme)
+        model.train()
+        return float(np.mean(nme[np.isfinite(nme)])) if np.isfinite(nme).any() else float("inf")
+
+    if on_start:
+        on_start({"faces": n, "val_faces": len(val_m), "steps": cfg.steps, "start_step": step,
+                  "device": str(device), "threads": threads, "world": world, "precision": precision})
+    model.train()
+    t_start = time.perf_counter()
+    seen = 0
+    loss_acc, loss_n = 0.0, 0
+    last_good = None
+    pool = ThreadPoolExecutor(max_workers=1)
+    fut = pool.submit(make_batch, step) if step < cfg.steps else None
+    last_val = float("nan")
+    try:
+        while step < cfg.steps:
+            if stop_flag["stop"]:
+                raise KeyboardInterrupt
+            imgs, lm, msk = fut.result()
+            fut = pool.submit(make_batch, step + 1) if step + 1 < cfg.steps else None
+            lr = lr_at(cfg, step)
+            for g in opt.param_groups:
+                g["lr"] = lr
+            x = torch.from_numpy(imgs).to(device, non_blocking=True).permute(0, 3, 1, 2).float()
+            y = torch.from_numpy(lm).to(device)
+            mk = torch.from_numpy(msk).to(device)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+                pred = ddp_model(x)
+            loss = loss_fn(pred.float(), y, mk)
+            if not torch.isfinite(loss):
+                raise DivergedError(f"loss became {loss.item()} at step {step}; stopped, the last good "
+                                    f"checkpoint is {out / 'last.pt'} (try a lower --lr or --grad-clip)")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            opt.step()
+            step += 1
+            seen += len(imgs) * world
+            loss_acc += float(loss.detach())
+            loss_n += 1
+            last_good = step
+            if step % cfg.log_every == 0 or step == cfg.steps:
+                el = time.perf_counter() - t_start
+                log({"step": step, "loss": loss_acc / loss_n, "lr": lr, "img_s": seen / el if el > 0 else None,
+                     "elapsed": round(el, 2)})
+                loss_acc, loss_n = 0.0, 0
+            if step % cfg.val_every == 0 or step == cfg.steps:
+                if rank == 0:
+                    last_val = validate()
+                    improved = last_val < best_nme or (best_step < 0 and not len(val_m))
+                    if improved:
+                        best_nme, best_step = (last_val if len(val_m) else best_nme), step
+                    log({"step": step, "val_nme": last_val, "best_nme": best_nme, "best_step": best_step})
+                    save("last.pt")
+                    if improved or not len(val_m):
+                        save("best.pt")
+                if world > 1:
+                    import torch.distributed as dist
+
+                    dist.barrier()
+    except KeyboardInterrupt:
+        interrupted = True
+        if last_good is not None or resume:
+            save("last.pt")
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        if old_handler is not None:
+            signal.signal(signal.SIGTERM, old_handler)
+
+    elapsed = time.perf_counter() - t_start
+    summary = {
+        "run": str(out), "arch": cfg.arch, "loss": cfg.loss, "recipe": cfg.recipe, "scheme": scheme.name,
+        "steps": step, "target_steps": cfg.steps, "batch_size": cfg.batch_size, "train_faces": n,
+        "val_faces": len(val_m), "val_normaliser": default_normaliser(scheme.name),
+        "final_val_nme": last_val, "best_val_nme": best_nme if math.isfinite(best_nme) else None,
+        "best_step": best_step, "seconds": round(elapsed, 2),
+        "img_per_s": round(seen / elapsed, 1) if elapsed > 0 else None, "device": str(device),
+        "precision": precision,
+        "interrupted": interrupted, "checkpoint": str(out / "best.pt"), "last": str(out / "last.pt"),
+        "facelm_version": __version__,
+    }
+    if rank == 0 and not interrupted:
+        atomic_write_json(out / "summary.json", summary)
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.destroy_process_group()
+    return TrainResult(summary=summary, interrupted=interrupted, history=history)
+
+
+def _is_main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def _read_json(p: Path):
+    import json
+
+    try:
+        return json.loads(p.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _check_resume_compatible(old: dict, new: dict, path: Path) -> None:
+    ignore = {"steps", "val_every", "log_every", "device", "threads", "max_val", "val"}
+    diff = sorted(k for k in set(old) | set(new) if k not in ignore and old.get(k) != new.get(k))
+    if diff:
+        raise UsageError(f"{path}: cannot resume with different settings ({', '.join(diff)}); "
+                         "use the same options or a new --out")
+
+
+def _known_schemes() -> set[str]:
+    from facelm.schemes import list_schemes
+
+    return set(list_schemes())
+
+
+def load_model_from_checkpoint(path: str | Path, device: torch.device | str = "cpu"
+                               ) -> tuple[torch.nn.Module, dict]:
+    """Rebuild the model of a facelm checkpoint; returns (model in eval mode, meta)."""
+    ck = load_checkpoint(path)
+    meta = ck["meta"]
+    sch = meta["scheme"]
+    try:
+        get_scheme(sch["name"])
+    except KeyError:
+        from facelm.schemes import register_scheme
+
+        register_scheme(scheme_from_dict(sch, source=str(path)))
+    model = create_model(meta["arch"], int(meta["num_landmarks"]), width=float(meta.get("width", 1.0)))
+    try:
+        model.load_state_dict(ck["model"])
+    except RuntimeError as e:
+        raise ModelError(f"{path}: weights do not fit the {meta['arch']} network: {str(e).splitlines()[0]}") from None
+    model.to(device).eval()
+    return model, meta
+

@@ -1,0 +1,88 @@
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from facelm.geometry import (apply_affine, compose_affine, crop_matrix, eye_angle, generalized_procrustes,
+                             invert_affine, landmark_square, procrustes_align, warp_crop)
+
+finite = st.floats(-500, 500, allow_nan=False)
+
+
+@settings(max_examples=50, deadline=None)
+@given(cx=finite, cy=finite, side=st.floats(5, 800), size=st.integers(16, 256), ang=st.floats(-180, 180))
+def test_crop_uncrop_round_trip(cx, cy, side, size, ang):
+    pts = np.random.default_rng(0).uniform(-1000, 1000, (10, 2))
+    m = crop_matrix((cx, cy), side, size, ang)
+    back = apply_affine(invert_affine(m), apply_affine(m, pts))
+    assert np.abs(back - pts).max() < 1e-6
+
+
+def test_crop_matrix_maps_box_edges_to_pixel_edges():
+    m = crop_matrix((50, 40), 20, 10)
+    # the box [40, 60] maps to the crop's outer pixel edges -0.5 and 9.5; its centre to 4.5
+    assert np.allclose(apply_affine(m, np.array([[40, 30], [60, 50], [50, 40]])), [[-0.5, -0.5], [9.5, 9.5],
+                                                                                   [4.5, 4.5]])
+
+
+def test_crop_removes_rotation():
+    le, re = np.array([10.0, 10.0]), np.array([20.0, 20.0])  # eye line at +45 degrees
+    ang = float(eye_angle(le, re))
+    assert ang == pytest.approx(45.0)
+    m = crop_matrix((15, 15), 40, 64, ang)
+    a, b = apply_affine(m, np.stack([le, re]))
+    assert a[1] == pytest.approx(b[1]) and b[0] > a[0]
+
+
+@settings(max_examples=30, deadline=None)
+@given(theta=st.floats(-170, 170))
+def test_rotating_shape_then_estimating_angle_returns_it(theta):
+    le, re = np.array([-1.0, 0.0]), np.array([1.0, 0.0])
+    t = math.radians(theta)
+    r = np.array([[math.cos(t), -math.sin(t)], [math.sin(t), math.cos(t)]])
+    assert float(eye_angle(r @ le, r @ re)) == pytest.approx(theta, abs=1e-6)
+
+
+def test_compose_affine():
+    m1 = crop_matrix((10, 20), 30, 64, 10)
+    m2 = crop_matrix((5, 5), 50, 32, -25)
+    p = np.array([[3.0, 4.0], [100.0, -20.0]])
+    assert np.allclose(apply_affine(compose_affine(m2, m1), p), apply_affine(m2, apply_affine(m1, p)))
+
+
+def test_warp_crop_antialiased_matches_geometry():
+    img = np.zeros((400, 400, 3), np.uint8)
+    img[195:206, 295:306] = 255  # a bright square centred at (300, 200)
+    m = crop_matrix((200, 200), 400, 40)  # scale 0.1: takes the pre-resize path
+    out = warp_crop(img, m, 40)
+    ys, xs = np.nonzero(out[..., 0] > 40)
+    centre = apply_affine(m, np.array([300.0, 200.0]))
+    assert abs(xs.mean() - centre[0]) < 0.6 and abs(ys.mean() - centre[1]) < 0.6
+
+
+def test_landmark_square():
+    c, s = landmark_square(np.array([[0, 0], [10, 4.0]]), 1.5)
+    assert np.allclose(c, [5, 2]) and s == pytest.approx(15)
+
+
+def test_procrustes_leaves_aligned_set_unchanged():
+    rng = np.random.default_rng(1)
+    base = rng.normal(size=(12, 2))
+    shapes = np.stack([base + rng.normal(scale=0.01, size=base.shape) for _ in range(20)])
+    aligned, mean = generalized_procrustes(shapes)
+    aligned2, mean2 = generalized_procrustes(aligned)
+    assert np.abs(aligned2 - aligned).max() < 1e-6
+    assert np.abs(mean2 - mean).max() < 1e-6
+
+
+def test_procrustes_removes_similarity():
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(10, 2))
+    t = 0.7
+    y = 3.0 * x @ np.array([[math.cos(t), math.sin(t)], [-math.sin(t), math.cos(t)]]) + [5, -2]
+    aligned, _ = procrustes_align(y, x)
+    assert np.abs(aligned - x).max() < 1e-9
+    with pytest.raises(ValueError):
+        procrustes_align(np.zeros((5, 2)), x[:5])
