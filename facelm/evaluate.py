@@ -1,0 +1,778 @@
+"""Score models on a prepared dataset under a named protocol (``facelm evaluate``) -> :class:`EvalReport`.
+
+A *model* is one of (dispatched on the file suffix, see :data:`MODEL_KINDS`):
+
+* a facelm checkpoint (``.pt``/``.pth``, or a run folder holding ``best.pt``): run on the manifest's faces with
+  their ground-truth boxes (the crop cache of ``facelm prepare``, as in training validation). A stage-2
+  (CNN-7) checkpoint needs stage-1 shapes for its upright crops: give the pair as ``STAGE1.pt+STAGE2.pt``;
+  alone, it uses the stage-1 checkpoint recorded in its metadata when that file exists, else crops built from
+  the ground truth (optimistic: a warning says so and ``details.stage2_crops`` is ``"ground-truth"``);
+* a predictions file (``.jsonl``/``.json``/``.ndjson``, or any file whose first character is ``{``): the JSONL
+  that ``facelm predict`` writes, or any tool's predictions in the same format (see :func:`read_predictions`);
+* a two-stage ONNX pair (``stage1.onnx+stage2.onnx``): not supported yet (``ModelError``, exit 4).
+
+Every model is scored on the same faces with the same normaliser; the per-model record (:meth:`EvalReport.records`)
+names the protocol, the normaliser and its definition, the split, the thresholds and the number of faces.
+
+Faces with no prediction (``missing``) and faces with a non-finite predicted coordinate count as failures
+(NME ``inf``): they are in ``n``, fail at every threshold and add nothing to the AUC; ``nme``/``median`` are over
+the finite NMEs (:func:`facelm.metrics.summary`). ``skip_missing`` drops missing faces instead.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from facelm import __version__
+from facelm._io import atomic_write
+from facelm.errors import DataError, ModelError, UsageError
+from facelm.manifest import Manifest, load_manifest
+from facelm.metrics import (
+    BOX_NORMALISERS, breakdown, ced_curve, metric_key, normaliser, per_face_nme, per_landmark_error, plot_ced,
+    save_ced_csv, summary
+)
+from facelm.protocols import Protocol, get_protocol
+
+__all__ = [
+    "MODEL_KINDS",
+    "SPLITS",
+    "EvalOptions",
+    "EvalReport",
+    "EvalSet",
+    "ModelScore",
+    "ModelSpec",
+    "evaluate",
+    "face_normaliser",
+    "match_predictions",
+    "parse_model_spec",
+    "plot_report",
+    "read_predictions",
+    "report_title",
+    "save_report_ced_csv",
+    "select_faces",
+    "short_labels",
+    "write_per_face_csv",
+]
+
+SPLITS = ("auto", "test", "val", "train", "all")
+Warn = Callable[[str], None]
+
+
+def _noop(msg: str) -> None:
+    pass
+
+
+def _ids(ids: Sequence[str], limit: int = 10) -> str:
+    shown = ", ".join(ids[:limit])
+    return shown + (f", ... ({len(ids) - limit} more)" if len(ids) > limit else "")
+
+
+# -- options and the evaluated faces ------------------------------------------------------------------------------
+
+@dataclass
+class EvalOptions:
+    """What to evaluate on (the models are passed to :func:`evaluate` separately).
+
+    Attributes:
+        data: prepared dataset folder or its ``manifest.jsonl``.
+        protocol: protocol name (:mod:`facelm.protocols`).
+        norm: normaliser override (must be allowed by the protocol), None for the protocol's default.
+        split: ``auto`` (test, else val, else all faces), ``test``, ``val``, ``train`` or ``all``.
+        skip_missing: leave faces without a prediction out instead of counting them as failures.
+        device: torch device for checkpoints (``auto``, ``cpu``, ``cuda[:N]``).
+    """
+
+    data: str | Path
+    protocol: str = "custom"
+    norm: str | None = None
+    split: str = "auto"
+    skip_missing: bool = False
+    device: str = "auto"
+
+
+@dataclass
+class EvalSet:
+    """The faces every model is scored on.
+
+    Attributes:
+        manifest: the selected faces (``N``).
+        protocol: the protocol.
+        normaliser: normaliser name; ``normaliser_definition`` says exactly what it measures.
+        norm: ``(N,)`` normalising distance of each face, image pixels (all finite and > 0).
+        split: the split evaluated (``all`` for every face).
+        selection: the protocol's subset tag that restricted the faces, or None.
+        data: the manifest file.
+    """
+
+    manifest: Manifest
+    protocol: Protocol
+    normaliser: str
+    normaliser_definition: str
+    norm: np.ndarray
+    split: str
+    selection: str | None
+    data: Path
+
+    @property
+    def scheme(self) -> str:
+        return self.manifest.scheme
+
+    @property
+    def thresholds(self) -> tuple[float, ...]:
+        return self.protocol.thresholds
+
+
+def select_faces(manifest: Manifest, protocol: Protocol, split: str = "auto", warn: Warn = _noop
+                 ) -> tuple[Manifest, str, str | None]:
+    """The faces a protocol evaluates: the split, then the protocol's subset tag when some face carries it.
+
+    Returns:
+        ``(selected manifest, split name, selection tag or None)``.
+
+    Raises:
+        UsageError: unknown split name.
+        DataError: no face left (the message lists the splits the data has).
+    """
+    if split not in SPLITS:
+        raise UsageError(f"unknown --split {split!r}; valid: {', '.join(SPLITS)}")
+    counts: dict[str, int] = {}
+    for s in manifest.samples:
+        counts[s.split] = counts.get(s.split, 0) + 1
+    have = ", ".join(f"{k}: {v}" for k, v in sorted(counts.items()))
+    if split == "auto":
+        split = next((k for k in ("test", "val") if counts.get(k)), "all")
+    sel = manifest if split == "all" else manifest.split(split)
+    if len(sel) == 0:
+        raise DataError(f"{manifest.path}: no faces in split {split!r} (faces per split here: {have})")
+    tag = protocol.select
+    if tag is not None:
+        mask = [tag in s.subset for s in sel.samples]
+        if any(mask):
+            sel = sel.select(mask)
+        else:
+            warn(f"no face of split {split!r} is tagged {tag!r}: evaluating all {len(sel)} faces of the split "
+                 f"(prepare the dataset with its original folder layout to get the {protocol.name} tags)")
+            tag = None
+    return sel, split, tag
+
+
+def _definition(kind: str, scheme_name: str) -> str:
+    if kind in BOX_NORMALISERS:
+        return {
+            "box-width": "x2 - x1 of the manifest face box",
+            "box-height": "y2 - y1 of the manifest face box",
+            "box-max-side": "max(w, h) of the manifest face box",
+            "box-diagonal": "sqrt(w^2 + h^2) of the manifest face box",
+            "box-sqrt-area": "sqrt(w * h) of the manifest face box",
+        }[kind]
+    from facelm.schemes import get_scheme
+
+    a, b = get_scheme(scheme_name).normaliser_groups(kind)
+
+    def grp(g: tuple[int, ...]) -> str:
+        if len(g) == 1:
+            return f"landmark {g[0]}"
+        if list(g) == list(range(min(g), max(g) + 1)):
+            return f"the mean of landmarks {min(g)}-{max(g)}"
+        return f"the mean of landmarks {list(g)}"
+
+    return f"distance between {grp(a)} and {grp(b)} of the ground truth ({scheme_name}, 0-based)"
+
+
+def face_normaliser(manifest: Manifest, kind: str) -> tuple[np.ndarray, str]:
+    """Normalising distance ``(N,)`` of each face and a one-line definition of it.
+
+    Raises:
+        UsageError: the scheme has no such normaliser.
+        DataError: unknown scheme (for a scheme normaliser), or zero/non-finite distances (the face ids are
+            named), or faces with no usable ground-truth landmark.
+    """
+    from facelm.schemes import get_scheme
+
+    if kind not in BOX_NORMALISERS:
+        try:
+            sch = get_scheme(manifest.scheme)
+        except KeyError:
+            raise DataError(f"{manifest.path}: unknown landmark scheme {manifest.scheme!r} (needed for the "
+                            f"{kind} normaliser); use a box normaliser or register the scheme") from None
+        if kind not in sch.normalisers:
+            raise UsageError(f"scheme {sch.name} has no {kind!r} normaliser (it has: "
+                             f"{', '.join(sorted(sch.normalisers))})")
+    with np.errstate(invalid="ignore"):
+        d = normaliser(manifest.landmarks, kind, scheme=manifest.scheme, boxes=manifest.boxes())
+    bad = [manifest.samples[i].id for i in np.flatnonzero(~(np.isfinite(d) & (d > 0)))]
+    if bad:
+        why = "eye points coincide or are missing" if kind not in BOX_NORMALISERS else "empty or invalid box"
+        raise DataError(f"{manifest.path}: the {kind} normaliser is zero or undefined ({why}) for "
+                        f"{len(bad)} face(s): {_ids(bad)}")
+    empty = [manifest.samples[i].id for i in np.flatnonzero(~np.isfinite(manifest.landmarks).all(-1).any(-1))]
+    if empty:
+        raise DataError(f"{manifest.path}: no annotated landmark for face(s) {_ids(empty)}")
+    return d, _definition(kind, manifest.scheme)
+
+
+# -- models ----------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One MODEL argument: a label (as given), a kind (a key of :data:`MODEL_KINDS`) and its file(s)."""
+
+    label: str
+    kind: str
+    paths: tuple[Path, ...]
+
+
+def _sniff(path: Path) -> str:
+    try:
+        with open(path, "rb") as f:
+            head = f.read(64).lstrip()
+    except OSError as e:
+        raise ModelError(f"{path}: cannot read ({e.strerror or e})") from None
+    return "predictions" if head.startswith(b"{") else "checkpoint"
+
+
+# suffix -> model kind; a two-stage pair is written "A+B" and both parts must be of the same kind.
+MODEL_KINDS: dict[str, str] = {
+    ".pt": "checkpoint", ".pth": "checkpoint",
+    ".jsonl": "predictions", ".json": "predictions", ".ndjson": "predictions",
+    ".onnx": "onnx",
+}
+
+
+def parse_model_spec(spec: str) -> ModelSpec:
+    """Classify a MODEL argument by suffix (see :data:`MODEL_KINDS`); unknown suffixes are sniffed.
+
+    Raises:
+        ModelError: missing file, ONNX models (not supported yet), mixed pairs or a pair of predictions.
+    """
+    p = Path(spec)
+    parts = [p] if p.exists() or "+" not in spec else [Path(s) for s in spec.split("+")]
+    if len(parts) > 2:
+        raise ModelError(f"{spec}: a model is one file or a two-stage pair STAGE1+STAGE2, not {len(parts)} files")
+    kinds = []
+    for i, q in enumerate(parts):
+        if q.is_dir() and (q / "best.pt").is_file():
+            parts[i] = q = q / "best.pt"
+        kind = MODEL_KINDS.get(q.suffix.lower())
+        if kind == "onnx":
+            raise ModelError(f"{spec}: ONNX models are not supported by evaluate yet; evaluate the .pt "
+                             "checkpoint, or the JSONL that a predictor writes")
+        if not q.is_file():
+            raise ModelError(f"{q}: no such model file (give a .pt checkpoint, a run folder with best.pt, or a "
+                             "predictions .jsonl)")
+        kinds.append(kind or _sniff(q))
+    if len(set(kinds)) > 1:
+        raise ModelError(f"{spec}: both parts of a two-stage pair must be checkpoints")
+    if kinds[0] == "predictions" and len(parts) > 1:
+        raise ModelError(f"{spec}: a predictions file is a model on its own; give it without '+'")
+    return ModelSpec(label=spec, kind=kinds[0], paths=tuple(parts))
+
+
+@dataclass
+class _PredFace:
+    landmarks: np.ndarray  # (L, 2)
+    line: int
+    id: str | None = None
+
+
+@dataclass
+class Predictions:
+    """A parsed predictions file (see :func:`read_predictions`)."""
+
+    path: Path
+    by_image: dict[str, list[_PredFace]] = field(default_factory=dict)
+    by_id: dict[str, _PredFace] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+    records: int = 0
+    num_landmarks: int | None = None
+    scheme: str | None = None
+
+
+def _parse_landmarks(v, where: str) -> np.ndarray:
+    if isinstance(v, dict) and "x" in v and "y" in v:  # {"x": [...], "y": [...]} (parallel arrays)
+        v = list(zip(v["x"], v["y"]))
+    if not isinstance(v, list) or any(not isinstance(p, (list, tuple)) or len(p) != 2 for p in v):
+        raise ModelError(f"{where}: 'landmarks' must be a list of [x, y] pairs")
+    try:
+        return np.array([[np.nan if c is None else float(c) for c in p] for p in v], dtype=np.float64
+                        ).reshape(-1, 2)
+    except (TypeError, ValueError):
+        raise ModelError(f"{where}: 'landmarks' holds a value that is not a number") from None
+
+
+def _read_record(line: str, n: int, out: Predictions) -> None:
+    """Parse one predictions line into ``out`` (see :func:`read_predictions`)."""
+    where = f"{out.path}:{n}"
+    try:
+        rec = json.loads(line)
+    except ValueError as e:
+        raise ModelError(f"{where}: not a JSON line ({e.msg})") from None
+    if not isinstance(rec, dict):
+        raise ModelError(f"{where}: expected a JSON object per line")
+    out.records += 1
+    image = rec.get("image")
+    image = str(image) if image is not None else None
+    if rec.get("error"):
+        if image is not None:
+            out.errors[image] = str(rec["error"])
+        if not rec.get("faces") and "landmarks" not in rec:
+            return
+    if "faces" in rec:
+        faces = rec["faces"] or []
+        if not isinstance(faces, list):
+            raise ModelError(f"{where}: 'faces' must be a list")
+    elif "landmarks" in rec:
+        faces = [rec]
+    else:
+        raise ModelError(f"{where}: a prediction line needs 'faces' or 'landmarks'")
+    for f in faces:
+        if not isinstance(f, dict) or "landmarks" not in f:
+            raise ModelError(f"{where}: every face needs 'landmarks'")
+        lm = _parse_landmarks(f["landmarks"], where)
+        if out.num_landmarks is None:
+            out.num_landmarks = len(lm)
+        elif len(lm) != out.num_landmarks:
+            raise ModelError(f"{where}: {len(lm)} landmarks, but earlier lines have {out.num_landmarks}")
+        sch = f.get("scheme", rec.get("scheme"))
+        if sch is not None:
+            if out.scheme is not None and sch != out.scheme:
+                raise ModelError(f"{where}: scheme {sch!r}, but earlier lines have {out.scheme!r}")
+            out.scheme = str(sch)
+        fid = f.get("id")  # a per-face line's own id, or the id of a face inside "faces"
+        face = _PredFace(lm, n, str(fid) if fid is not None else None)
+        if image is None and face.id is None:
+            raise ModelError(f"{where}: a prediction line needs 'image' (or a manifest 'id')")
+        if face.id is not None:
+            if face.id in out.by_id:
+                raise ModelError(f"{where}: a second prediction for id {face.id!r} "
+                                 f"(first on line {out.by_id[face.id].line})")
+            out.by_id[face.id] = face
+        if image is not None:
+            out.by_image.setdefault(image, []).append(face)
+
+
+def read_predictions(path: str | Path) -> Predictions:
+    """Read a predictions JSONL (one JSON object per line; blank lines ignored).
+
+    Accepted lines (coordinates are 0-based original-image pixels; ``null`` coordinates are failed points):
+
+    * per image (what ``facelm predict`` writes): ``{"image": PATH, "width": W, "height": H, "faces": [{"box":
+      [...], "score": s, "angle": a, "landmarks": [[x, y], ...]}, ...], "error": null}``; a non-null
+      ``"error"`` marks an image the predictor could not read (its faces are then missing);
+    * per face: ``{"image": PATH, "landmarks": [[x, y], ...]}`` (other keys such as ``face``, ``box``,
+      ``scheme`` allowed), or with ``"id"`` matching a manifest sample id, which matches that face directly;
+    * ``landmarks`` may also be ``{"x": [...], "y": [...]}``; a ``"scheme"`` key, when present, is checked.
+
+    Raises:
+        ModelError: unreadable file, invalid JSON, a line without landmarks, landmark counts or schemes that
+            differ between lines, or two predictions for one id (file and line named).
+    """
+    path = Path(path)
+    out = Predictions(path=path)
+    try:
+        with open(path, encoding="utf-8") as fh:
+            for n, line in enumerate(fh, 1):
+                if line.strip():
+                    _read_record(line, n, out)
+    except (OSError, UnicodeDecodeError) as e:
+        raise ModelError(f"{path}: cannot read predictions ({getattr(e, 'strerror', None) or e})") from None
+    if out.records == 0:
+        raise ModelError(f"{path}: the predictions file is empty")
+    return out
+
+
+def _key(p: str | Path) -> str:
+    return os.path.realpath(p)
+
+
+def match_predictions(preds: Predictions, manifest: Manifest, full: Manifest | None = None,
+                      warn: Warn = _noop) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Assign predicted faces to the manifest's faces.
+
+    A record whose ``id`` is a manifest sample id matches that face. Other records match by image: the
+    prediction's path is tried as absolute, relative to the current folder, to the predictions file's folder and
+    to the manifest's folder, then by file name when exactly one image of ``full`` has it. Within one image
+    each ground-truth face takes the free predicted face whose landmark centroid is nearest to its box centre
+    (greedy, nearest pairs first).
+
+    Args:
+        preds: from :func:`read_predictions`.
+        manifest: the faces to score (``N``, ``L`` landmarks).
+        full: the whole dataset, to tell records outside the selection from records matching nothing.
+        warn: receives one-line warnings (unmatched images, images the predictor failed on).
+
+    Returns:
+        ``(pred (N, L, 2) with NaN where missing, missing (N,) bool, details dict)``.
+
+    Raises:
+        ModelError: landmark count or scheme differing from the manifest's.
+    """
+    full = full if full is not None else manifest
+    n_lm = manifest.landmarks.shape[1]
+    if preds.num_landmarks is not None and preds.num_landmarks != n_lm:
+        raise ModelError(f"{preds.path}: predictions have {preds.num_landmarks} landmarks per face, the data "
+                         f"({manifest.scheme}) has {n_lm}")
+    if preds.scheme is not None and preds.scheme != manifest.scheme:
+        raise ModelError(f"{preds.path}: predictions are for scheme {preds.scheme!r}, the data is "
+                         f"{manifest.scheme!r}")
+    n = len(manifest)
+    pred = np.full((n, n_lm, 2), np.nan)
+    found = np.zeros(n, dtype=bool)
+
+    sel_by_key: dict[str, list[int]] = {}
+    for i in range(n):
+        sel_by_key.setdefault(_key(manifest.root / manifest.samples[i].image), []).append(i)
+    id_to_i = {s.id: i for i, s in enumerate(manifest.samples)}
+    full_keys = {_key(full.root / s.image) for s in full.samples}
+    full_ids = {s.id for s in full.samples}
+    by_name: dict[str, set[str]] = {}
+    for k in full_keys:
+        by_name.setdefault(os.path.basename(k), set()).add(k)
+
+    used: set[int] = set()  # ids of _PredFace objects already assigned
+    for fid, face in preds.by_id.items():
+        i = id_to_i.get(fid)
+        if i is not None:
+            pred[i], found[i] = face.landmarks, True
+            used.add(id(face))
+
+    boxes = manifest.boxes()
+    box_centres = np.stack([(boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2], 1)
+    cwd, pdir = Path.cwd(), preds.path.parent
+    unmatched, outside = [], 0
+
+    def resolve(img: str) -> str | None:
+        p = Path(img)
+        cands = [p] if p.is_absolute() else [cwd / p, pdir / p, manifest.root / p, full.root / p]
+        for c in cands:
+            k = _key(c)
+            if k in full_keys:
+                return k
+        keys = by_name.get(p.name, set())
+        return next(iter(keys)) if len(keys) == 1 else None
+
+    errors_hit: dict[str, str] = {}
+    for img, faces in preds.by_image.items():
+        faces = [f for f in faces if id(f) not in used and not (f.id is not None and f.id in full_ids)]
+        if not faces:
+            continue
+        k = resolve(img)
+        if k is None:
+            unmatched.append(img)
+            continue
+        if k not in sel_by_key:
+            outside += 1
+            continue
+        gts = [i for i in sel_by_key[k] if not found[i]]
+        if not gts:
+            continue
+        # greedy one-to-one assignment, nearest (GT box centre, predicted centroid) pairs first
+        centres = box_centres[gts]
+        cents = np.array([np.nanmean(f.landmarks, axis=0) if np.isfinite(f.landmarks).any() else [np.inf] * 2
+                          for f in faces])
+        with np.errstate(invalid="ignore"):
+            dist = np.linalg.norm(centres[:, None, :] - cents[None, :, :], axis=-1)
+        dist[~np.isfinite(dist)] = np.inf
+        order = sorted((dist[a, b], a, b) for a in range(len(gts)) for b in range(len(faces)))
+        ga, fb = set(), set()
+        for _, a, b in order:
+            if a in ga or b in fb:
+                continue
+            ga.add(a)
+            fb.add(b)
+            pred[gts[a]], found[gts[a]] = faces[b].landmarks, True
+    for img, msg in preds.errors.items():
+        k = resolve(img)
+        if k is not None and any(not found[i] for i in sel_by_key.get(k, [])):
+            errors_hit[img] = msg
+    if unmatched:
+        warn(f"{preds.path}: predictions for {len(unmatched)} image(s) match no image of {full.path} "
+             f"(e.g. {unmatched[0]!r}); their faces are ignored")
+    if errors_hit:
+        img, msg = next(iter(errors_hit.items()))
+        warn(f"{preds.path}: the predictor failed on {len(errors_hit)} image(s) of the evaluated faces "
+             f"(e.g. {img!r}: {msg})")
+    missing = ~found
+    details = {"file": str(preds.path), "records": preds.records, "unmatched_images": len(unmatched),
+               "images_outside_selection": outside, "image_errors": len(errors_hit),
+               "missing_ids": [manifest.samples[i].id for i in np.flatnonzero(missing)[:50]]}
+    return pred, missing, details
+
+
+def _checkpoint_predictions(spec: ModelSpec, ev: EvalSet, device, loaded: list, warn: Warn
+                            ) -> tuple[np.ndarray, dict]:
+    from facelm.prepare import cache_landmarks
+    from facelm.schemes import get_scheme
+    from facelm.train import predict_manifest
+
+    m = ev.manifest
+    scheme = get_scheme(m.scheme)
+    if len(loaded) == 2:
+        (s1, meta1), (s2, meta2) = loaded
+        if meta1.get("stage", 1) != 1 or meta2.get("stage") != 2:
+            raise ModelError(f"{spec.label}: a pair is STAGE1+STAGE2 (cnn6 then cnn7), got "
+                             f"{meta1['arch']}+{meta2['arch']}")
+        p1 = predict_manifest(s1, m, scheme, device)
+        pred = predict_manifest(s2, m, scheme, device, stage1_pred_cache=cache_landmarks(m.cache_matrix, p1))
+        return pred, {"checkpoint": "+".join(map(str, spec.paths)), "arch": f"{meta1['arch']}+{meta2['arch']}",
+                      "stage": 2, "stage1": str(spec.paths[0]), "stage2_crops": "stage1-predictions",
+                      "device": str(device)}
+    model, meta = loaded[0]
+    details = {"checkpoint": str(spec.paths[0]), "arch": meta["arch"], "stage": meta.get("stage", 1),
+               "stage1": None, "stage2_crops": None, "device": str(device)}
+    if meta.get("stage") == 2:
+        s1_path = (meta.get("crop") or {}).get("stage1")
+        if s1_path and Path(s1_path).is_file():
+            from facelm.train import load_model_from_checkpoint
+
+            s1, meta1 = load_model_from_checkpoint(s1_path, device)
+            _check_model_meta(meta1, m, s1_path)
+            p1 = predict_manifest(s1, m, scheme, device)
+            details.update(stage1=str(s1_path), stage2_crops="stage1-predictions")
+            return predict_manifest(model, m, scheme, device,
+                                    stage1_pred_cache=cache_landmarks(m.cache_matrix, p1)), details
+        warn(f"{spec.label}: stage-2 model evaluated on upright crops built from the ground-truth landmarks "
+             f"(no stage-1 checkpoint found): the NME is optimistic; give STAGE1.pt+{spec.label}")
+        details["stage2_crops"] = "ground-truth"
+    return predict_manifest(model, m, scheme, device), details
+
+
+def _check_model_meta(meta: dict, manifest: Manifest, path) -> None:
+    name = (meta.get("scheme") or {}).get("name")
+    if name != manifest.scheme:
+        raise ModelError(f"{path}: the model predicts scheme {name!r}, the data is {manifest.scheme!r}")
+    if int(meta.get("num_landmarks", -1)) != manifest.landmarks.shape[1]:
+        raise ModelError(f"{path}: the model predicts {meta.get('num_landmarks')} landmarks, the data has "
+                         f"{manifest.landmarks.shape[1]}")
+
+
+# -- scores and the report ----------------------------------------------------------------------------------------
+
+@dataclass
+class ModelScore:
+    """One model's result on an :class:`EvalSet`.
+
+    Attributes:
+        pred: ``(N, L, 2)`` predictions in original-image pixels (NaN where missing).
+        missing: ``(N,)`` True where the model gave no prediction.
+        nme: ``(N,)`` per-face NME (``inf`` for missing or non-finite predictions).
+        keep: ``(N,)`` faces counted (all, unless ``skip_missing`` dropped the missing ones).
+        record: the JSON record (see :meth:`EvalReport.records`).
+    """
+
+    label: str
+    kind: str
+    pred: np.ndarray
+    missing: np.ndarray
+    nme: np.ndarray
+    keep: np.ndarray
+    record: dict
+    details: dict
+
+
+@dataclass
+class EvalReport:
+    eval_set: EvalSet
+    scores: list[ModelScore]
+    skip_missing: bool = False
+
+    def records(self) -> list[dict]:
+        """One JSON-ready dict per model (floats may be NaN/inf; the CLI writes those as null)."""
+        return [s.record for s in self.scores]
+
+    def ced(self, n_points: int = 1001) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """``{label: (thresholds, fraction)}`` on ``[0, protocol.ced_max]`` for each model."""
+        t = self.eval_set.protocol.ced_max
+        return {_unique_label(self.scores, s): ced_curve(s.nme[s.keep], t, n_points) for s in self.scores}
+
+
+def _unique_label(scores: list[ModelScore], s: ModelScore) -> str:
+    same = [x for x in scores if x.label == s.label]
+    return s.label if len(same) == 1 else f"{s.label} #{same.index(s) + 1}"
+
+
+def _fields(s: dict) -> dict:
+    """A :func:`facelm.metrics.summary` dict with ``mean`` named ``nme``."""
+    out = {"n": s["n"], "nme": s["mean"], "median": s["median"], "std": s["std"], "n_nonfinite": s["n_nonfinite"]}
+    out.update({k: v for k, v in s.items() if "@" in k})
+    return out
+
+
+def _score(label: str, kind: str, pred: np.ndarray, missing: np.ndarray, details: dict, ev: EvalSet,
+           skip_missing: bool) -> ModelScore:
+    m = ev.manifest
+    nme = per_face_nme(pred, m.landmarks, ev.norm)
+    keep = ~missing if skip_missing else np.ones(len(m), dtype=bool)
+    if not keep.any():
+        raise DataError(f"{label}: no evaluated face has a prediction (all {len(m)} are missing)")
+    nonfinite = int(np.sum(~np.isfinite(nme) & ~missing & keep))
+    e = nme[keep]
+    s = _fields(summary(e, ev.thresholds))
+    ok = keep & np.isfinite(nme)
+    if ok.any():
+        per_lm = per_landmark_error(pred[ok], m.landmarks[ok], ev.norm[ok])
+    else:
+        per_lm = np.full(m.landmarks.shape[1], np.nan)
+    tags = [m.samples[i].subset for i in np.flatnonzero(keep)]
+    wanted = ev.protocol.subsets  # None: every tag, in order of first appearance
+    if wanted is not None:
+        tags = [[t for t in ts if t in wanted] for ts in tags]
+    got = breakdown(e, tags, ev.thresholds)
+    subsets = {t: _fields(got[t]) for t in (got if wanted is None else wanted) if t in got}
+    rec = {
+        "model": label, "kind": kind, "protocol": ev.protocol.name, "normaliser": ev.normaliser,
+        "normaliser_definition": ev.normaliser_definition, "scheme": ev.scheme, "split": ev.split,
+        "selection": ev.selection, "boxes": "ground-truth", "data": str(ev.data),
+        "n": s["n"], "n_failed_nonfinite": nonfinite, "missing": int(missing.sum()),
+        "skip_missing": skip_missing, "nme": s["nme"], "median": s["median"], "std": s["std"],
+    }
+    for t in ev.thresholds:
+        rec[metric_key("fr", t)] = s[metric_key("fr", t)]
+        rec[metric_key("auc", t)] = s[metric_key("auc", t)]
+    rec.update({"thresholds": list(ev.thresholds), "ced_max": ev.protocol.ced_max, "subsets": subsets,
+                "per_landmark": per_lm.tolist(), "details": details, "facelm_version": __version__})
+    return ModelScore(label, kind, pred, missing, nme, keep, rec, details)
+
+
+def evaluate(models: Sequence[str | Path], opts: EvalOptions, warn: Warn = _noop,
+             info: Warn = _noop) -> EvalReport:
+    """Score each model on the faces and normaliser the protocol defines.
+
+    Args:
+        models: MODEL arguments (see the module docstring and :func:`parse_model_spec`).
+        opts: data, protocol, normaliser, split, missing-face policy, device.
+        warn: receives one-line warnings (e.g. no protocol tags, missing or non-finite predictions).
+        info: receives one-line progress notes (which split, which model is running).
+
+    Returns:
+        The report; ``report.records()`` are the JSON records.
+
+    Raises:
+        UsageError: unknown protocol, split or normaliser, or a protocol whose scheme is not the data's.
+        DataError: no faces selected, zero/undefined normaliser (face ids named), invalid manifest.
+        ModelError: unreadable model, ONNX, scheme or landmark-count mismatch.
+    """
+    if not models:
+        raise UsageError("give at least one MODEL (a checkpoint or a predictions .jsonl)")
+    protocol = get_protocol(opts.protocol)
+    full = load_manifest(opts.data)
+    if protocol.scheme is not None and full.scheme != protocol.scheme:
+        raise UsageError(f"protocol {protocol.name} needs {protocol.scheme} landmarks, the data at {full.path} is "
+                         f"{full.scheme} (use --protocol custom for other data)")
+    norm_kind = protocol.resolve_norm(opts.norm, full.scheme)
+    specs = [parse_model_spec(str(mdl)) for mdl in models]
+    sel, split, tag = select_faces(full, protocol, opts.split, warn)
+
+    # load every model before the long part, so a bad model stops the run early
+    device = None
+    loaded: list = []
+    for spec in specs:
+        if spec.kind == "checkpoint":
+            from facelm.train import load_model_from_checkpoint, pick_device
+
+            device = device or pick_device(opts.device)
+            pairs = []
+            for p in spec.paths:
+                model, meta = load_model_from_checkpoint(p, device)
+                _check_model_meta(meta, full, p)
+                pairs.append((model, meta))
+            loaded.append(pairs)
+        else:
+            loaded.append(read_predictions(spec.paths[0]))
+
+    d, definition = face_normaliser(sel, norm_kind)
+    ev = EvalSet(sel, protocol, norm_kind, definition, d, split, tag, full.path)
+    if protocol.name == "aflw-full":
+        b = sel.boxes()
+        w, h = b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]
+        if np.any(np.abs(w - h) > 0.01 * np.maximum(w, h)):
+            warn("some face boxes are not square: box-width, box-sqrt-area and box-max-side differ here "
+                 "(AFLW-Full's published numbers use the dataset's square boxes)")
+    info(f"evaluating {len(sel)} faces of split {split!r}" + (f" tagged {tag!r}" if tag else "")
+         + f" ({protocol.name}, normaliser {norm_kind}, {sel.scheme})")
+
+    scores = []
+    for spec, obj in zip(specs, loaded):
+        info(f"scoring {spec.label} ({spec.kind})")
+        if spec.kind == "checkpoint":
+            pred, details = _checkpoint_predictions(spec, ev, device, obj, warn)
+            missing = np.zeros(len(sel), dtype=bool)
+        else:
+            pred, missing, details = match_predictions(obj, sel, full, warn)
+        sc = _score(spec.label, spec.kind, pred, missing, details, ev, opts.skip_missing)
+        if sc.record["missing"]:
+            what = "left out (--skip-missing)" if opts.skip_missing else "counted as failures"
+            warn(f"{spec.label}: {sc.record['missing']} of {len(sel)} faces have no prediction, {what} "
+                 f"(e.g. {_ids(details.get('missing_ids', []), 3)})")
+        if sc.record["n_failed_nonfinite"]:
+            warn(f"{spec.label}: {sc.record['n_failed_nonfinite']} face(s) have NaN/inf predicted coordinates, "
+                 "counted as failures")
+        scores.append(sc)
+    return EvalReport(ev, scores, opts.skip_missing)
+
+
+# -- files ---------------------------------------------------------------------------------------------------
+
+def write_per_face_csv(path: str | Path, report: EvalReport) -> Path:
+    """Write ``model,id,image,subset,nme,status`` (one row per face per model), atomically.
+
+    ``subset`` is the face's tags joined by ``;``; ``nme`` is ``inf`` for a failed face; ``status`` is ``ok``,
+    ``nonfinite`` (NaN/inf predicted coordinates), ``missing`` (no prediction) or ``skipped`` (missing and left
+    out by ``skip_missing``).
+    """
+    path = Path(path)
+    m = report.eval_set.manifest
+    with atomic_write(path, "w", encoding="utf-8", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["model", "id", "image", "subset", "nme", "status"])
+        for s in report.scores:
+            for i, smp in enumerate(m.samples):
+                status = ("skipped" if not s.keep[i] else "missing" if s.missing[i]
+                          else "ok" if np.isfinite(s.nme[i]) else "nonfinite")
+                w.writerow([s.label, smp.id, smp.image, ";".join(smp.subset), repr(float(s.nme[i])), status])
+    return path
+
+
+def short_labels(labels: list[str]) -> list[str]:
+    """Short model labels for tables and legends: the last two path components (run folder + file), more when
+    needed to tell the models apart."""
+
+    def cut(label: str, k: int) -> str:
+        return "+".join("/".join(Path(p).parts[-k:]) for p in label.split("+"))
+
+    for k in range(2, 64):
+        short = [cut(lb, k) for lb in labels]
+        if len(set(short)) == len(set(labels)):
+            return short
+    return labels
+
+
+def report_title(report: EvalReport) -> str:
+    ev = report.eval_set
+    sel = f", {ev.selection}" if ev.selection else ""
+    return f"CED: {ev.protocol.name} ({ev.split}{sel}, n={len(ev.manifest)}), normaliser {ev.normaliser}"
+
+
+def plot_report(path: str | Path, report: EvalReport) -> Path:
+    """Draw the CED curves of all models on one figure titled with the protocol and normaliser."""
+    curves = {}
+    ced = report.ced()
+    for label, (_, curve), s in zip(short_labels(list(ced)), ced.items(), report.scores):
+        mean = s.record["nme"]
+        curves[f"{label} (NME {mean:.4f})" if np.isfinite(mean) else label] = curve
+    try:
+        return plot_ced(path, curves, title=report_title(report), xlabel=f"NME ({report.eval_set.normaliser})")
+    except ValueError as e:
+        raise UsageError(f"--plot: {e}") from None
+
+
+def save_report_ced_csv(path: str | Path, report: EvalReport) -> Path:
+    """Write the CED curves (``threshold,<model>,...``) as CSV."""
+    return save_ced_csv(path, report.ced())
