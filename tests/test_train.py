@@ -1,0 +1,202 @@
+import json
+import math
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from facelm.checkpoint import load_checkpoint
+from facelm.cli import app
+from facelm.config import TrainConfig, resolve_train_config
+from facelm.errors import DataError, ModelError, UsageError
+from facelm.prepare import PrepareOptions, prepare
+from facelm.synthetic import make_dataset
+from facelm.train import DivergedError, lr_at, train
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("synth")
+    csv, _ = make_dataset(root / "raw", n=32, seed=1)
+    prepare(PrepareOptions(source=csv, out=root / "prep", fmt="csv", holdout=0.25, workers=1))
+    return root / "prep"
+
+
+def _cfg(data_dir, out, **kw):
+    base = dict(data=str(data_dir), out=str(out), arch="cnn6", loss="wing", steps=30, batch_size=8, width=0.25,
+                warmup=5, lr=2e-3, val_every=10, log_every=5, threads=1, seed=3)
+    base.update(kw)
+    return TrainConfig(**base).filled()
+
+
+def test_recipes_fill_the_papers_settings():
+    c = TrainConfig(data="d", out="o", recipe="paper", loss="wing").filled()
+    assert (c.optimizer, c.batch_size, c.steps, c.lr, c.lr_end, c.weight_decay, c.momentum) == (
+        "sgd", 8, 120_000, 3e-5, 3e-7, 5e-4, 0.9)
+    assert TrainConfig(data="d", out="o", recipe="paper", loss="l2").filled().lr == 3e-6
+    c7 = TrainConfig(data="d", out="o", recipe="paper", loss="l1", arch="cnn7").filled()
+    assert (c7.lr, c7.lr_end) == (1e-5, 1e-7)
+    assert TrainConfig(data="d", out="o", recipe="paper", loss="l2", arch="cnn7").filled().lr_end == 1e-8
+
+
+def test_loglinear_schedule_endpoints_and_shape():
+    c = TrainConfig(data="d", out="o", recipe="paper", steps=101).filled()
+    assert lr_at(c, 0) == pytest.approx(3e-5)
+    assert lr_at(c, 100) == pytest.approx(3e-7)
+    assert lr_at(c, 50) == pytest.approx(3e-6)  # geometric midpoint
+    f = TrainConfig(data="d", out="o", steps=1000, warmup=100).filled()
+    assert lr_at(f, 0) == pytest.approx(f.lr / 100) and lr_at(f, 99) == pytest.approx(f.lr)
+    assert lr_at(f, 999) == pytest.approx(f.lr_end)
+
+
+def test_config_precedence_and_unknown_keys(tmp_path):
+    p = tmp_path / "run.toml"
+    p.write_text('loss = "l1"\nsteps = 77\nbatch_size = 4\n')
+    c = resolve_train_config({"data": "d", "out": "o", "steps": 99, "loss": None}, p)
+    assert (c.loss, c.steps, c.batch_size) == ("l1", 99, 4)
+    p.write_text("stpes = 3\n")
+    with pytest.raises(UsageError, match="stpes"):
+        resolve_train_config({"data": "d", "out": "o"}, p)
+
+
+def test_train_reduces_loss_and_writes_a_self_describing_checkpoint(data_dir, tmp_path):
+    res = train(_cfg(data_dir, tmp_path / "run", steps=40))
+    losses = [r["loss"] for r in res.history if "loss" in r]
+    assert losses[-1] < 0.7 * losses[0]
+    s = res.summary
+    assert s["steps"] == 40 and s["val_faces"] > 0 and math.isfinite(s["final_val_nme"])
+    ck = torch.load(tmp_path / "run" / "best.pt", map_location="cpu", weights_only=True)
+    meta = ck["meta"]
+    for key in ("arch", "scheme", "input_size", "crop", "pixel_norm", "mean_shape", "loss", "manifest_sha256",
+                "facelm_version", "torch_version"):
+        assert key in meta
+    assert meta["scheme"]["name"] == "300w68" and meta["input_size"] == [64, 64]
+    assert meta["loss"]["name"] == "wing" and meta["loss"]["w"] == 10
+    lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert any("val_nme" in x for x in lines)
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["steps"] == 40
+
+
+def test_interrupt_then_resume_is_bit_for_bit(data_dir, tmp_path):
+    full = train(_cfg(data_dir, tmp_path / "a", steps=20))
+    assert not full.interrupted
+
+    def stop_at_10(rec):
+        if rec.get("step") == 10 and "loss" in rec:
+            raise KeyboardInterrupt
+
+    part = train(_cfg(data_dir, tmp_path / "b", steps=20), on_log=stop_at_10)
+    assert part.interrupted
+    assert load_checkpoint(tmp_path / "b" / "last.pt")["step"] == 10
+    resumed = train(_cfg(data_dir, tmp_path / "b", steps=20), resume=True)
+    assert resumed.summary["steps"] == 20
+    a = load_checkpoint(tmp_path / "a" / "last.pt")["model"]
+    b = load_checkpoint(tmp_path / "b" / "last.pt")["model"]
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_resume_refuses_other_settings_and_corrupt_checkpoints(data_dir, tmp_path):
+    out = tmp_path / "run"
+    train(_cfg(data_dir, out, steps=10))
+    with pytest.raises(UsageError, match="different settings"):
+        train(_cfg(data_dir, out, steps=10, loss="l1"), resume=True)
+    with pytest.raises(UsageError, match="different run"):
+        train(_cfg(data_dir, out, steps=10, loss="l1"))
+    (out / "last.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ModelError, match="last.pt"):
+        train(_cfg(data_dir, out, steps=10), resume=True)
+    with pytest.raises(UsageError, match="nothing to resume"):
+        train(_cfg(data_dir, tmp_path / "empty", steps=10), resume=True)
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(data_dir, tmp_path, monkeypatch):
+    import facelm.train as T
+
+    real = T.create_loss
+    calls = {"n": 0}
+
+    def poisoned(*a, **k):
+        loss = real(*a, **k)
+        orig = loss.forward
+
+        def fwd(pred, target, mask=None):
+            calls["n"] += 1
+            out = orig(pred, target, mask)
+            return out * float("nan") if calls["n"] > 12 else out
+
+        loss.forward = fwd
+        return loss
+
+    monkeypatch.setattr(T, "create_loss", poisoned)
+    with pytest.raises(DivergedError, match="step 12"):
+        train(_cfg(data_dir, tmp_path / "run", steps=30))
+    ck = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert ck["step"] == 10
+    assert all(torch.isfinite(v).all() for v in ck["model"].values())
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-CUDA message")
+def test_cuda_without_cuda_is_a_usage_error(data_dir, tmp_path):
+    with pytest.raises(UsageError, match="CUDA"):
+        train(_cfg(data_dir, tmp_path / "run", device="cuda"))
+
+
+def test_empty_train_split_and_scheme_mismatch(data_dir, tmp_path):
+    from facelm.manifest import load_manifest, write_manifest
+
+    m = load_manifest(data_dir)
+    only_val = tmp_path / "valonly"
+    only_val.mkdir()
+    write_manifest(only_val / "manifest.jsonl", [s.model_copy(update={"split": "val"}) for s in m.samples])
+    with pytest.raises(DataError, match="train"):
+        train(_cfg(only_val, tmp_path / "run"))
+    other = tmp_path / "other"
+    other.mkdir()
+    write_manifest(other / "manifest.jsonl", [s.model_copy(update={"scheme": "wflw98"}) for s in m.samples])
+    with pytest.raises(DataError, match="scheme"):
+        train(_cfg(data_dir, tmp_path / "run2", val=str(other)))
+
+
+def test_stage2_trains_on_stage1_crops(data_dir, tmp_path):
+    train(_cfg(data_dir, tmp_path / "s1", steps=10))
+    res = train(_cfg(data_dir, tmp_path / "s2", arch="cnn7", steps=6, stage1=str(tmp_path / "s1" / "best.pt"),
+                     val_every=6))
+    meta = load_checkpoint(tmp_path / "s2" / "best.pt")["meta"]
+    assert meta["stage"] == 2 and meta["input_size"] == [128, 128] and meta["loss"]["w"] == 15
+    assert meta["crop"]["stage1"].endswith("best.pt")
+    assert math.isfinite(res.summary["final_val_nme"])
+    with pytest.raises(UsageError, match="cnn7"):
+        train(_cfg(data_dir, tmp_path / "s3", stage1=str(tmp_path / "s1" / "best.pt")))
+
+
+def test_cli_train_prints_one_json_summary(data_dir, tmp_path):
+    r = CliRunner().invoke(app, ["train", "--data", str(data_dir), "--out", str(tmp_path / "run"), "--steps", "6",
+                                 "--batch-size", "8", "--width", "0.25", "--threads", "1", "--val-every", "6"])
+    assert r.exit_code == 0, r.stderr
+    lines = [x for x in r.stdout.splitlines() if x.strip()]
+    assert len(lines) == 1
+    s = json.loads(lines[0])
+    assert s["steps"] == 6 and s["arch"] == "cnn6"
+    r2 = CliRunner().invoke(app, ["train", "--data", str(data_dir), "--out", str(tmp_path / "run2"), "--loss",
+                                  "wingg"])
+    assert r2.exit_code == 2 and "loss" in r2.stderr
+
+
+def test_ddp_two_cpu_processes_gloo(data_dir, tmp_path):
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+           "-m", "facelm", "train", "--data", str(data_dir), "--out", str(out), "--steps", "6", "--batch-size", "8",
+           "--width", "0.25", "--threads", "1", "--val-every", "6", "-q"]
+    p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=240)
+    assert p.returncode == 0, p.stderr[-2000:]
+    s = json.loads([x for x in p.stdout.splitlines() if x.startswith("{")][-1])
+    assert s["steps"] == 6
+    ck = load_checkpoint(out / "last.pt")
+    assert ck["step"] == 6
+    assert not any(k.startswith("module.") for k in ck["model"])
