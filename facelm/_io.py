@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
-__all__ = ["atomic_write", "atomic_write_text", "atomic_write_json", "atomic_replace_dir_file", "sha256_file"]
+__all__ = ["json_clean", "atomic_write", "atomic_write_text", "atomic_write_json", "atomic_replace_dir_file", "sha256_file"]
 
 
 @contextlib.contextmanager
@@ -21,6 +21,7 @@ def atomic_write(path: str | Path, mode: str = "w", **kw) -> Iterator[IO]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
         with os.fdopen(fd, mode, **kw) as f:
             yield f
             f.flush()
@@ -32,13 +33,32 @@ def atomic_write(path: str | Path, mode: str = "w", **kw) -> Iterator[IO]:
         raise
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def json_clean(obj):
+    """Replace NaN/inf floats by None (JSON has no NaN; strict parsers reject the literals)."""
+    import math
+
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: json_clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_clean(v) for v in obj]
+    return obj
+
+
 def atomic_write_text(path: str | Path, text: str) -> None:
     with atomic_write(path, "w", encoding="utf-8") as f:
         f.write(text)
 
 
 def atomic_write_json(path: str | Path, obj, indent: int | None = 2) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=indent) + "\n")
+    atomic_write_text(path, json.dumps(json_clean(obj), indent=indent, allow_nan=False) + "\n")
 
 
 def atomic_replace_dir_file(tmp: str | Path, path: str | Path) -> None:

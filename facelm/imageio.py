@@ -45,13 +45,49 @@ def _to_rgb8(img: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
+def _jpeg_has_eoi(buf: bytes) -> bool:
+    """Is there an end-of-image marker after the first start-of-scan? (Data after it is allowed.)
+
+    Walks the header segments (so an EXIF thumbnail's own end marker does not count), then searches the
+    entropy-coded data, where ``FF D9`` can only be the end marker (byte stuffing).
+    """
+    pos, n = 2, len(buf)
+    while pos + 4 <= n:
+        if buf[pos] != 0xFF:
+            return True  # a layout this walk does not follow: leave the verdict to the decoder
+        marker = buf[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+        elif marker == 0xDA:  # start of scan
+            return buf.find(b"\xff\xd9", pos) != -1
+        elif 0xD0 <= marker <= 0xD9 or marker == 0x01:  # markers without a length
+            pos += 2
+        else:
+            pos += 2 + int.from_bytes(buf[pos + 2:pos + 4], "big")
+    return False  # the data ends inside the headers
+
+
+def _png_has_iend(buf: bytes) -> bool:
+    """Does the chunk sequence reach an IEND chunk? (Data after it is allowed.)"""
+    pos, n = 8, len(buf)
+    while pos + 8 <= n:
+        if buf[pos + 4:pos + 8] == b"IEND":
+            return True
+        pos += 12 + int.from_bytes(buf[pos:pos + 4], "big")
+    return False
+
+
 def _check_truncated(data: np.ndarray) -> None:
-    """OpenCV decodes truncated JPEG/PNG files silently (grey fill); catch the common cases."""
+    """OpenCV decodes truncated JPEG/PNG files silently (grey fill); catch the common cases.
+
+    The end marker is looked for in the last 4 KiB first (fast); only when it is not there is the file's
+    structure walked, so valid files with data appended (phone "motion photos", padding) are not rejected.
+    """
     head = data[:8].tobytes()
     tail = data[-4096:].tobytes()
-    if head[:3] == b"\xff\xd8\xff" and b"\xff\xd9" not in tail:
+    if head[:3] == b"\xff\xd8\xff" and b"\xff\xd9" not in tail and not _jpeg_has_eoi(data.tobytes()):
         raise ImageReadError("truncated JPEG (no end-of-image marker)")
-    if head == b"\x89PNG\r\n\x1a\n" and b"IEND" not in tail:
+    if head == b"\x89PNG\r\n\x1a\n" and b"IEND" not in tail and not _png_has_iend(data.tobytes()):
         raise ImageReadError("truncated PNG (no IEND chunk)")
 
 
@@ -78,7 +114,11 @@ def read_image(path: str | Path, *, exif: bool = False) -> np.ndarray:
         raise ImageReadError("empty file (0 bytes)")
     _check_truncated(data)
     flags = cv2.IMREAD_UNCHANGED if not exif else (cv2.IMREAD_ANYDEPTH | cv2.IMREAD_COLOR)
-    img = cv2.imdecode(data, flags)
+    try:
+        img = cv2.imdecode(data, flags)
+    except cv2.error as e:  # e.g. a header claiming more pixels than CV_IO_MAX_IMAGE_PIXELS
+        msg = " ".join(str(e).split()).split(" error: ", 1)[-1] or "OpenCV error"
+        raise ImageReadError(f"not a decodable image ({msg})") from None
     if img is None:
         raise ImageReadError("not a decodable image (unknown format or corrupt data)")
     if exif and img.ndim == 3 and img.shape[2] == 3:

@@ -72,6 +72,14 @@ class PrepareResult:
     skipped: list[dict] = field(default_factory=list)
 
 
+def _cpu_count() -> int:
+    """Cores this process may use (the affinity mask, not the whole host, where the OS tells)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
 def _holdout_fraction(group: str) -> float:
     h = hashlib.sha1(group.encode("utf-8")).digest()
     return int.from_bytes(h[:8], "big") / 2.0 ** 64
@@ -108,6 +116,8 @@ def prepare(opts: PrepareOptions, progress: Callable[[int, int], None] | None = 
         raise UsageError("--cache-size must be at least 32")
     if opts.margin < 1.0:
         raise UsageError("--margin must be at least 1.0")
+    if opts.workers < 0 or opts.limit < 0:
+        raise UsageError("--workers and --limit must be 0 or more")
     fmt = opts.fmt
     if fmt == "auto":
         try:
@@ -119,7 +129,7 @@ def prepare(opts: PrepareOptions, progress: Callable[[int, int], None] | None = 
     if opts.scheme is not None:
         try:
             get_scheme(opts.scheme)
-        except KeyError as e:
+        except (KeyError, ValueError) as e:  # ValueError: a scheme file that cannot be read
             raise UsageError(str(e.args[0])) from None
 
     faces: list[RawFace] = []
@@ -145,7 +155,10 @@ def prepare(opts: PrepareOptions, progress: Callable[[int, int], None] | None = 
     scheme = get_scheme(schemes[0])
 
     out = opts.out
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"{out}: cannot create the output folder ({e.strerror or e})") from None
     for stale in (out / MANIFEST_NAME, out / PREPARE_NAME):
         if stale.exists():
             stale.unlink()  # an interrupted re-run must not leave the old manifest looking complete
@@ -180,7 +193,7 @@ def prepare(opts: PrepareOptions, progress: Callable[[int, int], None] | None = 
             results[i] = (i, {"width": w, "height": h, "matrix": m})
         return img_path, bad
 
-    workers = opts.workers or os.cpu_count() or 1
+    workers = opts.workers or _cpu_count()
     done = 0
     try:
         with ThreadPoolExecutor(max_workers=workers) as pool:
@@ -202,6 +215,14 @@ def prepare(opts: PrepareOptions, progress: Callable[[int, int], None] | None = 
 
     samples: list[Sample] = []
     per_image_count: Counter[Path] = Counter()
+    groups = {img: default_group(img) for img in by_image}
+    sizes = Counter(groups.values())
+    if sizes and sizes.most_common(1)[0][1] > max(50, 0.2 * len(groups)):
+        # file names like IMG_1234.jpg: stripping the number would put most images in one "identity"
+        big = sizes.most_common(1)[0][0]
+        if warn:
+            warn(f"{src}: {sizes[big]} images share the name stem {big!r}; grouping the hold-out by image instead")
+        groups = {img: img.stem for img in by_image}
     for i, f in enumerate(faces):
         r = results[i]
         if r is None:
@@ -211,7 +232,7 @@ def prepare(opts: PrepareOptions, progress: Callable[[int, int], None] | None = 
         per_image_count[f.image] += 1
         split = f.split if opts.split == "auto" else opts.split
         split = split or "train"
-        group = default_group(f.image)
+        group = groups[f.image]
         if split == "train" and opts.holdout > 0 and _holdout_fraction(group) < opts.holdout:
             split = "val"
         if f.box is not None:

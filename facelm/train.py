@@ -12,6 +12,7 @@ paper's ±10° rotation and 5% box noise on top.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import signal
@@ -25,7 +26,7 @@ import numpy as np
 import torch
 
 from facelm import __version__
-from facelm._io import atomic_write_json
+from facelm._io import atomic_write_json, json_clean
 from facelm.checkpoint import build_meta, load_checkpoint, save_checkpoint
 from facelm.config import TrainConfig
 from facelm.errors import DataError, ExitCode, FacelmError, ModelError, UsageError
@@ -332,9 +333,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, force: bool = False,
         history.append(rec)
         if rank == 0:
             with open(metrics_path, "a", encoding="utf-8") as f:
-                import json
-
-                f.write(json.dumps(rec) + "\n")
+                f.write(json.dumps(json_clean(rec), allow_nan=False) + "\n")
         if on_log:
             on_log(rec)
 
@@ -401,12 +400,13 @@ def train(cfg: TrainConfig, *, resume: bool = False, force: bool = False,
             if step % cfg.val_every == 0 or step == cfg.steps:
                 if rank == 0:
                     last_val = validate()
-                    improved = last_val < best_nme or (best_step < 0 and not len(val_m))
+                    # without validation data "best" is simply the latest checkpoint
+                    improved = last_val < best_nme if len(val_m) else True
                     if improved:
                         best_nme, best_step = (last_val if len(val_m) else best_nme), step
                     log({"step": step, "val_nme": last_val, "best_nme": best_nme, "best_step": best_step})
                     save("last.pt")
-                    if improved or not len(val_m):
+                    if improved:
                         save("best.pt")
                 if world > 1:
                     import torch.distributed as dist
@@ -449,8 +449,6 @@ def _is_main_thread() -> bool:
 
 
 def _read_json(p: Path):
-    import json
-
     try:
         return json.loads(p.read_text())
     except (OSError, ValueError):

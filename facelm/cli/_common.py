@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 import sys
 from collections.abc import Callable, Iterable
 from contextlib import contextmanager
@@ -17,6 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from facelm._io import json_clean
 from facelm.errors import ExitCode, FacelmError
 
 err_console = Console(stderr=True, highlight=False)
@@ -29,19 +29,8 @@ def make_app(help: str, **kw: Any) -> typer.Typer:
     return typer.Typer(help=help, **{**APP_SETTINGS, **kw})
 
 
-def _clean(obj: Any) -> Any:
-    """JSON cannot hold NaN/inf: write them as null so every stdout line parses."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
-    return obj
-
-
 def dumps(obj: Any, indent: int | None = None) -> str:
-    return json.dumps(_clean(obj), indent=indent, default=str, allow_nan=False)
+    return json.dumps(json_clean(obj), indent=indent, default=str, allow_nan=False)
 
 
 def emit_json(obj: Any, indent: int | None = None) -> None:

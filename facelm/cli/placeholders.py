@@ -22,7 +22,7 @@ def register(app: typer.Typer) -> None:
         if name in existing:
             continue
 
-        app.command(name=name, help=f"{what.capitalize()} (not implemented yet).",
+        app.command(name=name, help=f"{what[0].upper() + what[1:]} (not implemented yet).",
                     context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(_make(name, what))
 
 

@@ -54,19 +54,28 @@ def register(app: typer.Typer) -> None:
         opts = PrepareOptions(source=source, out=out, fmt=fmt, scheme=scheme, split=split, holdout=holdout,
                               cache_size=cache_size, margin=margin, workers=workers, limit=limit)
         warnings: list[str] = []
-        with progress_bar() as bar:
-            task = bar.add_task("prepare", total=None, status="", visible=not quiet)
+        try:
+            bar = progress_bar()
+            bar.disable = quiet
+            with bar:
+                task = bar.add_task("prepare", total=None, status="", visible=not quiet)
 
-            def on_progress(done: int, total: int) -> None:
-                bar.update(task, completed=done, total=total)
+                def on_progress(done: int, total: int) -> None:
+                    bar.update(task, completed=done, total=total)
 
-            result = prepare(opts, progress=on_progress, warn=warnings.append)
-        s = result.summary
-        if not quiet:
+                try:
+                    result = prepare(opts, progress=on_progress, warn=warnings.append)
+                except BaseException:
+                    bar.live.transient = True  # no half-drawn bar above the error message
+                    raise
+        finally:
+            # also when prepare fails ("none of the N faces could be used"): the reasons are only here then
             for w in warnings[:20]:
                 warn(w)
             if len(warnings) > 20:
                 warn(f"... and {len(warnings) - 20} more skipped (see 'skipped_faces' in the JSON summary)")
+        s = result.summary
+        if not quiet:
             rows = [("faces", s["faces"]), ("images", s["images"]), ("skipped", s["skipped"]),
                     ("scheme", s["scheme"]), ("format", s["format"])]
             rows += [(f"split {k}", v) for k, v in s["splits"].items()]
