@@ -87,6 +87,8 @@ class EvalOptions:
         split: ``auto`` (test, else val, else all faces), ``test``, ``val``, ``train`` or ``all``.
         skip_missing: leave faces without a prediction out instead of counting them as failures.
         device: torch device for checkpoints (``auto``, ``cpu``, ``cuda[:N]``).
+        pose_model: a ``pose_model.json`` from ``facelm balance``: each face also gets the pose bin of its
+            ground-truth landmarks and every record a ``pose_bins`` breakdown (tags ``pose-bin-00``, ...).
     """
 
     data: str | Path
@@ -95,6 +97,7 @@ class EvalOptions:
     split: str = "auto"
     skip_missing: bool = False
     device: str = "auto"
+    pose_model: str | Path | None = None
 
 
 @dataclass
@@ -109,6 +112,8 @@ class EvalSet:
         split: the split evaluated (``all`` for every face).
         selection: the protocol's subset tag that restricted the faces, or None.
         data: the manifest file.
+        pose_bins: ``(N,)`` pose bin of each face (-1: undefined) when a pose model was given, else None.
+        pose_model: that model (:class:`facelm.balance.PoseModel`) and ``pose_model_path`` its file.
     """
 
     manifest: Manifest
@@ -119,6 +124,9 @@ class EvalSet:
     split: str
     selection: str | None
     data: Path
+    pose_bins: np.ndarray | None = None
+    pose_model: object | None = None
+    pose_model_path: str | None = None
 
     @property
     def scheme(self) -> str:
@@ -638,7 +646,40 @@ def _score(label: str, kind: str, pred: np.ndarray, missing: np.ndarray, details
         rec[metric_key("auc", t)] = s[metric_key("auc", t)]
     rec.update({"thresholds": list(ev.thresholds), "ced_max": ev.protocol.ced_max, "subsets": subsets,
                 "per_landmark": per_lm.tolist(), "details": details, "facelm_version": __version__})
+    if ev.pose_bins is not None:
+        rec["pose_model"] = ev.pose_model_path
+        rec["pose_bins"] = _pose_breakdown(e, ev.pose_bins[keep], ev.pose_model, ev.thresholds)
     return ModelScore(label, kind, pred, missing, nme, keep, rec, details)
+
+
+def _pose_bins(path: str | Path, sel: Manifest) -> tuple[object, np.ndarray]:
+    """Load a pose model (``facelm balance``) and bin the selected faces by their ground-truth landmarks.
+
+    Raises:
+        ModelError: unreadable pose model, or one fitted on another scheme.
+    """
+    from facelm.balance import assign_bins, load_pose_model
+
+    pm = load_pose_model(path)
+    if pm.scheme != sel.scheme or pm.num_landmarks != sel.landmarks.shape[1]:
+        raise ModelError(f"{path}: the pose model is for scheme {pm.scheme!r} ({pm.num_landmarks} points), the "
+                         f"data is {sel.scheme!r} ({sel.landmarks.shape[1]} points)")
+    return pm, assign_bins(pm, sel.landmarks)
+
+
+def _pose_breakdown(nme: np.ndarray, bins: np.ndarray, pm, thresholds: Sequence[float]) -> dict[str, dict]:
+    """``{pose-bin-NN: fields + range}`` for the non-empty bins in bin order (``pose-bin-none`` last)."""
+    from facelm.balance import bin_tag
+
+    got = breakdown(nme, [bin_tag(int(b)) for b in bins], thresholds)
+    edges = pm.bin_edges
+    out = {}
+    for b in sorted({int(v) for v in bins}, key=lambda v: (v < 0, v)):
+        f = _fields(got[bin_tag(b)])
+        f["bin"] = b
+        f["range"] = [edges[b], edges[b + 1]] if b >= 0 else None
+        out[bin_tag(b)] = f
+    return out
 
 
 def evaluate(models: Sequence[str | Path], opts: EvalOptions, warn: Warn = _noop,
@@ -657,7 +698,7 @@ def evaluate(models: Sequence[str | Path], opts: EvalOptions, warn: Warn = _noop
     Raises:
         UsageError: unknown protocol, split or normaliser, or a protocol whose scheme is not the data's.
         DataError: no faces selected, zero/undefined normaliser (face ids named), invalid manifest.
-        ModelError: unreadable model, ONNX, scheme or landmark-count mismatch.
+        ModelError: unreadable model, ONNX, scheme or landmark-count mismatch; unreadable or mismatched pose model.
     """
     if not models:
         raise UsageError("give at least one MODEL (a checkpoint or a predictions .jsonl)")
@@ -669,6 +710,7 @@ def evaluate(models: Sequence[str | Path], opts: EvalOptions, warn: Warn = _noop
     norm_kind = protocol.resolve_norm(opts.norm, full.scheme)
     specs = [parse_model_spec(str(mdl)) for mdl in models]
     sel, split, tag = select_faces(full, protocol, opts.split, warn)
+    pose = _pose_bins(opts.pose_model, sel) if opts.pose_model is not None else None
 
     # load every model before the long part, so a bad model stops the run early
     device = None
@@ -689,6 +731,9 @@ def evaluate(models: Sequence[str | Path], opts: EvalOptions, warn: Warn = _noop
 
     d, definition = face_normaliser(sel, norm_kind)
     ev = EvalSet(sel, protocol, norm_kind, definition, d, split, tag, full.path)
+    if pose is not None:
+        ev.pose_model, ev.pose_bins = pose
+        ev.pose_model_path = str(opts.pose_model)
     if protocol.name == "aflw-full":
         b = sel.boxes()
         w, h = b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]

@@ -16,6 +16,8 @@ from facelm.protocols import PROTOCOLS
 # help texts are module globals: Typer evaluates the (string) annotations in this module's namespace
 _PROTOCOLS = ", ".join(PROTOCOLS)
 _NORMALISERS = ", ".join(NORMALISERS)
+_POSE_MODEL_HELP = ("pose_model.json from `facelm balance`: also break the results down by pose bin (of each "
+                    "face's ground truth), as 'pose_bins' in the JSON and a table.")
 
 EPILOG = """Examples:
 
@@ -29,13 +31,15 @@ EPILOG = """Examples:
 
 5. `facelm evaluate --data work/ytf --protocol custom --norm box-diagonal runs/cnn6 --fail-above 0.05`
 
+6. `facelm evaluate --data work/ytf --split val --pose-model work/ytf-bal/pose_model.json runs/a runs/b`  (by pose)
+
 MODEL is a checkpoint (.pt, or a run folder holding best.pt), a STAGE1.pt+STAGE2.pt pair, or a predictions
 JSONL (what `facelm predict` writes; any tool's predictions in the same format). Faces use the manifest's
 ground-truth boxes. Prints one JSON object per model on stdout and a table on stderr; see docs/protocols.md.
 
 Exit codes: 0 ok, 1 --fail-above exceeded or faces without a prediction, 2 usage (unknown protocol, --norm or
 --split), 3 bad data (no faces selected, zero normaliser), 4 model (unreadable, ONNX, scheme or point-count
-mismatch).
+mismatch; unreadable --pose-model or one fitted on another scheme).
 """
 
 
@@ -84,6 +88,7 @@ def register(app: typer.Typer) -> None:
         skip_missing: Annotated[bool, typer.Option(
             "--skip-missing", help="Leave faces without a prediction out (default: count them as failures).")
         ] = False,
+        pose_model: Annotated[Path | None, typer.Option("--pose-model", help=_POSE_MODEL_HELP)] = None,
         device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N (checkpoints).",
                                             envvar="FACELM_DEVICE")] = "auto",
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No table or notes on stderr (errors and "
@@ -101,7 +106,7 @@ def register(app: typer.Typer) -> None:
         if fail_above is not None and not (math.isfinite(fail_above) and fail_above >= 0):
             raise UsageError(f"--fail-above must be a non-negative number, got {fail_above}")
         opts = EvalOptions(data=data, protocol=protocol, norm=norm, split=split, skip_missing=skip_missing,
-                           device=device)
+                           device=device, pose_model=pose_model)
         note = (lambda msg: None) if quiet else info
         report = evaluate(models, opts, warn=warn, info=note)
         records = report.records()
@@ -129,6 +134,14 @@ def register(app: typer.Typer) -> None:
                 table(f"{ev.protocol.name} subsets ({ev.normaliser})",
                       ["model", "subset", "faces", "NME %"] + [f"FR@{t:g} %" for t in thr]
                       + [f"AUC@{t:g}" for t in thr], sub_rows)
+            pose_rows = [[names[r["model"]], tag, "-" if s["range"] is None else
+                          f"[{s['range'][0]:+.3f}, {s['range'][1]:+.3f})", s["n"], _pct(s["nme"])]
+                         + [_pct(s[metric_key("fr", t)], 2) for t in thr]
+                         for r in records for tag, s in (r.get("pose_bins") or {}).items()]
+            if pose_rows:
+                table(f"per pose bin ({ev.normaliser}; pose model {pose_model}, + = turned to the image right)",
+                      ["model", "pose bin", "pose coordinate", "faces", "NME %"] + [f"FR@{t:g} %" for t in thr],
+                      pose_rows)
         if per_face is not None:
             write_per_face_csv(per_face, report)
             note(f"per-face NMEs written to {per_face}")

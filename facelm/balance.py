@@ -1,0 +1,709 @@
+"""Pose-based data balancing (PDB, the Wing paper's "hard sample mining", SPEC §6): ``facelm balance``.
+
+The recipe, and the choices this implementation makes where the paper is silent (see docs/balance.md):
+
+1. **Alignment.** The training faces' landmarks are aligned to their mean shape by generalised Procrustes
+   analysis (similarity transforms: translation, scale, in-plane rotation; no reflection). The mean shape is
+   centred, has unit RMS size and is turned so that its eye line (the scheme's angle normaliser, image-left eye
+   to image-right eye) is horizontal, so the aligned frame's x axis is the face's left-right axis. Only faces
+   with every point annotated take part in the fit.
+2. **PCA** of the aligned shapes (``2L``-vectors minus the mean shape).
+3. **Choosing the pose component.** The pose (yaw) eigenvector is *not* assumed to be the first one. Each of the
+   first :data:`N_CANDIDATES` components is scored by the Spearman correlation of its coefficients with a signed
+   left/right asymmetry measure (:func:`yaw_proxy`): in the aligned frame, the mean x of the scheme's
+   self-symmetric landmarks (``flip_perm[i] == i``: nose, lip centres, chin) minus the mean x of its paired
+   landmarks. When the head turns, the points on the face's mid-line (which stand out of the face: the nose
+   most) shift sideways relative to the paired points, so this proxy is proportional to ``sin(yaw)`` for a
+   rigid face seen orthographically. The component with the largest ``|rho|`` wins; below
+   :func:`min_asymmetry_corr` (0.3, more on fewer than 137 faces) no pose component is found (``DataError``).
+4. **Sign.** The component is signed so that its coefficient correlates *positively* with the proxy:
+   **positive pose coordinate = the face is turned toward the image right** (the nose tip lies right of the
+   face's centre in the image: the subject looks toward their own left). Results are therefore the same
+   whatever sign the SVD returns.
+5. **Pose coordinate** of a face (training or any other set): Procrustes-align its landmarks to the mean shape
+   (removing translation, scale and in-plane rotation; the paper's "original shapes" are understood this way, since
+   raw pixel coordinates would mix the face's position and size into the projection), subtract the mean shape
+   and project on the signed unit component, divided by ``sqrt(L)``. Units: the mean shape's RMS point
+   distance from its centre (so values compare across schemes: about -0.3..0.3 on YouTube-Faces frames).
+   Faces with missing (NaN) points are aligned on their annotated points and their missing points count as the
+   mean shape (they add nothing to the projection); faces with fewer than 2 distinct annotated
+   points get NaN (no bin).
+6. **Histogram**: K equal-width bins between the 0.5th and 99.5th percentiles of the training coordinates
+   (:data:`ROBUST_LIMITS`), so that a few outliers do not stretch the range and leave most bins empty; faces
+   outside those limits fall into the end bins. K defaults to 17 for ``aflw19`` and 9 for ``300w68`` (the
+   paper's values) and to 9 for every other scheme (:func:`default_bins`).
+7. **Balancing** (:func:`balance_indices`): ``target="uniform"`` brings every non-empty bin up to the count of
+   the most populated bin, ``target="sqrt"`` to the geometric mean of its own count and that maximum (a
+   milder flattening). Each face is copied at most ``max_dup`` times (default :data:`DEFAULT_MAX_DUP` = 10,
+   so a bin can grow at most 11-fold and a bin of three faces is not copied a thousand times); empty bins
+   stay empty. Within a bin the copies are spread evenly: every face gets ``floor(extra / n)`` copies and
+   ``extra mod n`` faces, drawn by a seeded RNG (``numpy.random.default_rng([seed, bin])``), one more.
+   The result depends only on the data, K, target, cap and seed.
+
+The balanced folder (:func:`balance_manifest`) holds ``manifest.jsonl`` (every original line, in the original
+order, with ``image`` rewritten relative to the new folder, then the duplicated training lines: ``id`` is the
+original id plus ``#dupK``, ``dup_of`` the index of the original line in this manifest, everything else
+copied, the crop-cache pointer included), ``prepare.json`` (the original one, with ``crops`` pointing at the
+*original* crop cache by a relative path, so no image data is copied) and ``pose_model.json`` (the fitted
+:class:`PoseModel`, to bin other sets: ``facelm evaluate --pose-model``). Training draws a fresh random
+augmentation (rotation, box perturbation, flip, colour) every time it draws a line, so the copies of a face
+are seen as different samples.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from facelm import __version__
+from facelm._io import atomic_write, atomic_write_json
+from facelm.errors import DataError, ModelError, UsageError
+from facelm.manifest import CROPS_NAME, MANIFEST_NAME, PREPARE_NAME, load_manifest, write_manifest
+from facelm.schemes import LandmarkScheme, get_scheme
+
+__all__ = [
+    "DEFAULT_BINS",
+    "DEFAULT_BINS_OTHER",
+    "DEFAULT_MAX_DUP",
+    "DIRECTION",
+    "MIN_ASYMMETRY_CORR",
+    "N_CANDIDATES",
+    "POSE_MODEL_NAME",
+    "ROBUST_LIMITS",
+    "TARGETS",
+    "BalanceResult",
+    "PoseModel",
+    "align_to_mean",
+    "assign_bins",
+    "balance_indices",
+    "balance_manifest",
+    "bin_tag",
+    "canonical_procrustes",
+    "coordinate_bins",
+    "default_bins",
+    "fit_pose_model",
+    "histogram",
+    "load_pose_model",
+    "min_asymmetry_corr",
+    "plot_histograms",
+    "pose_coordinate",
+    "save_pose_model",
+    "spearman",
+    "yaw_proxy",
+]
+
+DEFAULT_BINS = {"aflw19": 17, "300w68": 9}
+DEFAULT_BINS_OTHER = 9
+DEFAULT_MAX_DUP = 10
+MIN_ASYMMETRY_CORR = 0.3
+N_CANDIDATES = 5
+ROBUST_LIMITS = (0.5, 99.5)
+TARGETS = ("uniform", "sqrt")
+POSE_MODEL_NAME = "pose_model.json"
+DIRECTION = ("positive = face turned toward the image right (nose tip right of the face centre in the image; "
+             "the subject looks toward their own left)")
+_EPS = 1e-12
+
+Warn = Callable[[str], None]
+
+
+def _noop(msg: str) -> None:
+    pass
+
+
+def default_bins(scheme: str) -> int:
+    """K: 17 for ``aflw19``, 9 for ``300w68`` (the paper's values), :data:`DEFAULT_BINS_OTHER` otherwise."""
+    return DEFAULT_BINS.get(scheme, DEFAULT_BINS_OTHER)
+
+
+def bin_tag(b: int) -> str:
+    """The tag of pose bin ``b`` in evaluation breakdowns: ``pose-bin-03``; ``pose-bin-none`` for ``b < 0``."""
+    return f"pose-bin-{b:02d}" if b >= 0 else "pose-bin-none"
+
+
+# -- the fitted model ---------------------------------------------------------------------------------------------
+
+class PoseModel(BaseModel):
+    """A fitted pose model (``pose_model.json``): everything needed to put any face of the scheme in a bin.
+
+    Attributes:
+        scheme, num_landmarks: the landmark scheme it was fitted on.
+        mean_shape: ``(L, 2)`` canonical mean shape (centred, unit RMS size, eye line horizontal).
+        component: ``(L, 2)`` unit eigenvector as PCA returned it (before ``sign``).
+        component_index: which principal component (0-based, by decreasing variance) was chosen.
+        sign: +1 or -1; the pose coordinate is ``sign * <aligned - mean, component>``.
+        explained_variance: fraction of the aligned shapes' variance along the chosen component.
+        asymmetry_corr: Spearman correlation of the signed pose coordinate with :func:`yaw_proxy` on the
+            training faces (positive by construction, unless the component was forced).
+        candidates: per candidate component: index, explained variance fraction, signed correlation.
+        bins: K. bin_edges: K + 1 increasing edges; the end bins also take everything beyond them.
+        limits_percentiles: the percentiles of the training coordinates the edges span.
+        train_faces: faces the model was fitted on.
+        direction: what a positive coordinate means.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    format_version: int = 1
+    kind: Literal["facelm-pose-model"] = "facelm-pose-model"
+    scheme: str
+    num_landmarks: int
+    mean_shape: list[list[float]]
+    component: list[list[float]]
+    component_index: int
+    component_forced: bool = False
+    sign: int
+    explained_variance: float
+    asymmetry_corr: float
+    candidates: list[dict]
+    bins: int
+    bin_edges: list[float]
+    limits_percentiles: list[float]
+    train_faces: int
+    direction: str = DIRECTION
+    source: str = ""
+    facelm_version: str = __version__
+
+    @property
+    def edges(self) -> np.ndarray:
+        return np.asarray(self.bin_edges, dtype=np.float64)
+
+
+def save_pose_model(path: str | Path, model: PoseModel) -> Path:
+    atomic_write_json(path, model.model_dump())
+    return Path(path)
+
+
+def load_pose_model(path: str | Path) -> PoseModel:
+    """Read a ``pose_model.json``; a folder written by ``facelm balance`` is accepted too.
+
+    Raises:
+        ModelError: missing, unreadable or invalid file.
+    """
+    p = Path(path)
+    if p.is_dir():
+        p = p / POSE_MODEL_NAME
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ModelError(f"{p}: cannot read the pose model ({e.strerror or e}); it is the pose_model.json that "
+                         "`facelm balance` writes") from None
+    try:
+        model = PoseModel.model_validate_json(text)
+    except ValidationError as e:
+        first = e.errors()[0]
+        loc = ".".join(str(x) for x in first["loc"])
+        raise ModelError(f"{p}: not a facelm pose model ({loc}: {first['msg']})") from None
+    L = model.num_landmarks
+    if (np.shape(model.mean_shape) != (L, 2) or np.shape(model.component) != (L, 2)
+            or len(model.bin_edges) != model.bins + 1 or model.bins < 1
+            or not np.all(np.diff(model.bin_edges) > 0) or model.sign not in (-1, 1)):
+        raise ModelError(f"{p}: inconsistent pose model (shapes, bin edges or sign)")
+    return model
+
+
+# -- alignment ----------------------------------------------------------------------------------------------------
+
+def _as_complex(shapes: np.ndarray) -> np.ndarray:
+    s = np.asarray(shapes, dtype=np.float64)
+    return s[..., 0] + 1j * s[..., 1]
+
+
+def _as_real(z: np.ndarray) -> np.ndarray:
+    return np.stack([z.real, z.imag], axis=-1)
+
+
+def _align_complex(z: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Similarity-align every row of ``z`` (N, L) complex onto ``target`` (L,) complex, least squares.
+
+    NaN points are left out of the fit and stay NaN. Rows with fewer than 2 distinct annotated points are NaN.
+    The same fit as :func:`facelm.geometry.procrustes_align` (complex form ``y ~ a x + t``), vectorised.
+    """
+    w = np.isfinite(z)
+    n_ok = w.sum(1)
+    zz = np.where(w, z, 0)
+    tt = np.where(w, target[None, :], 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mz = zz.sum(1) / n_ok
+        mt = tt.sum(1) / n_ok
+        zc = np.where(w, z - mz[:, None], 0)
+        tc = np.where(w, target[None, :] - mt[:, None], 0)
+        denom = (np.abs(zc) ** 2).sum(1)
+        a = (np.conj(zc) * tc).sum(1) / denom
+        out = a[:, None] * (z - mz[:, None]) + mt[:, None]
+    # degenerate: all annotated points at one place (up to rounding of the centring)
+    bad = (n_ok < 2) | ~(denom > _EPS ** 2 * (np.abs(zz) ** 2).sum(1) + 1e-300) | ~np.isfinite(a)
+    out[bad] = complex(np.nan, np.nan)
+    return out
+
+
+def _normalise(m: np.ndarray) -> np.ndarray:
+    m = m - m.mean()
+    n = np.sqrt((np.abs(m) ** 2).mean())
+    if not n > 0:
+        raise DataError("degenerate mean shape (all points equal)")
+    return m / n
+
+
+def canonical_procrustes(shapes: np.ndarray, scheme: str | LandmarkScheme, iters: int = 50, tol: float = 1e-10
+                         ) -> tuple[np.ndarray, np.ndarray]:
+    """Generalised Procrustes analysis with a canonical frame: ``(aligned (N, L, 2), mean (L, 2))``.
+
+    The same iteration as :func:`facelm.geometry.generalized_procrustes` (vectorised; shapes must be complete and
+    non-degenerate), after which the mean shape is centred, scaled to unit RMS size and rotated so that the
+    scheme's eye line (image-left eye -> image-right eye) points along +x; every shape is then aligned to that
+    mean. A set that is already aligned this way is returned unchanged (up to rounding).
+    """
+    sch = get_scheme(scheme)
+    z = _as_complex(shapes)
+    if z.ndim != 2 or z.shape[0] == 0:
+        raise ValueError(f"shapes must be (N, L, 2) with N > 0, got {np.shape(shapes)}")
+    mean = _normalise(z[0])
+    for _ in range(iters):
+        aligned = _align_complex(z, mean)
+        if not np.isfinite(aligned).all():
+            raise DataError("degenerate shape in the Procrustes fit (all points equal)")
+        new = _normalise(aligned.mean(0))
+        new = _normalise(_align_complex(new[None, :], mean)[0])
+        delta = np.abs(new - mean).max()
+        mean = new
+        if delta < tol:
+            break
+    a, b = sch.eye_centres(_as_real(mean))
+    d = complex(b[0] - a[0], b[1] - a[1])
+    if abs(d) > 0:
+        mean = mean * (abs(d) / d)  # rotate the eye line onto +x
+    mean = _normalise(mean)
+    return _as_real(_align_complex(z, mean)), _as_real(mean)
+
+
+def align_to_mean(landmarks: np.ndarray, mean_shape: np.ndarray) -> np.ndarray:
+    """Similarity-align faces ``(N, L, 2)`` to ``mean_shape`` ``(L, 2)``; NaN points stay NaN, degenerate faces
+    (fewer than 2 distinct annotated points) come back all NaN."""
+    lm = np.asarray(landmarks, dtype=np.float64)
+    if lm.ndim == 2:
+        lm = lm[None]
+    return _as_real(_align_complex(_as_complex(lm), _as_complex(mean_shape)))
+
+
+def _self_symmetric(sch: LandmarkScheme) -> tuple[list[int], list[int]]:
+    mid = [i for i, j in enumerate(sch.flip_perm) if i == j]
+    paired = [i for i, j in enumerate(sch.flip_perm) if i != j]
+    return mid, paired
+
+
+def yaw_proxy(aligned: np.ndarray, scheme: str | LandmarkScheme) -> np.ndarray:
+    """Signed left/right asymmetry ``(N,)`` of aligned shapes ``(N, L, 2)`` (canonical frame, unit size).
+
+    ``mean x of the self-symmetric landmarks - mean x of the paired landmarks`` (NaN points ignored): positive
+    when the mid-line (nose) lies right of the paired points, i.e. the face is turned toward the image right.
+
+    Raises:
+        DataError: the scheme has no self-symmetric landmark or no flip pair.
+    """
+    sch = get_scheme(scheme)
+    mid, paired = _self_symmetric(sch)
+    if not mid or not paired:
+        raise DataError(f"scheme {sch.name} has no landmark on the face's mid-line (flip_perm[i] == i) or no flip "
+                        "pair: the left/right asymmetry that identifies the pose component cannot be measured")
+    a = np.asarray(aligned, dtype=np.float64)
+    with np.errstate(invalid="ignore"), _quiet_nanmean():
+        return np.nanmean(a[:, mid, 0], axis=1) - np.nanmean(a[:, paired, 0], axis=1)
+
+
+class _quiet_nanmean:
+    def __enter__(self):
+        import warnings
+
+        self._w = warnings.catch_warnings()
+        self._w.__enter__()
+        warnings.simplefilter("ignore", RuntimeWarning)
+
+    def __exit__(self, *exc):
+        return self._w.__exit__(*exc)
+
+
+def _ranks(a: np.ndarray) -> np.ndarray:
+    """Ranks 1..N, ties sharing their average rank (as ``scipy.stats.rankdata``)."""
+    _, inv, counts = np.unique(a, return_inverse=True, return_counts=True)
+    start = np.cumsum(counts) - counts
+    return (start + (counts + 1) / 2.0)[inv.reshape(-1)]
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman rank correlation of two ``(N,)`` arrays over the pairs where both are finite (0.0 when
+    undefined: fewer than 3 pairs or a constant array)."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    ok = np.isfinite(a) & np.isfinite(b)
+    if ok.sum() < 3:
+        return 0.0
+    ra, rb = _ranks(a[ok]), _ranks(b[ok])
+    ra, rb = ra - ra.mean(), rb - rb.mean()
+    d = np.sqrt((ra ** 2).sum() * (rb ** 2).sum())
+    return float((ra * rb).sum() / d) if d > 0 else 0.0
+
+
+# -- fitting and applying -----------------------------------------------------------------------------------------
+
+def _ids_text(ids: list[str], limit: int = 10) -> str:
+    return ", ".join(ids[:limit]) + (f", ... ({len(ids) - limit} more)" if len(ids) > limit else "")
+
+
+def min_asymmetry_corr(n: int) -> float:
+    """The ``|rho|`` a component needs to count as the pose component among ``n`` faces:
+    ``max(MIN_ASYMMETRY_CORR, 3.5 / sqrt(n - 1))``. The second term is 3.5 standard deviations of a rank
+    correlation between unrelated variables, so that on a few faces a noise component cannot pass by chance."""
+    return max(MIN_ASYMMETRY_CORR, 3.5 / np.sqrt(max(n - 1, 1)))
+
+
+def fit_pose_model(landmarks: np.ndarray, scheme: str | LandmarkScheme, bins: int | None = None, *,
+                   component: int | None = None, ids: list[str] | None = None, source: str = "") -> PoseModel:
+    """Fit the pose model on training faces ``(N, L, 2)`` (see the module docstring).
+
+    Args:
+        landmarks: training landmarks in any pixel frame; faces with NaN points are left out of the fit.
+        scheme: landmark scheme (name or object).
+        bins: K, default :func:`default_bins`.
+        component: force this principal component (0-based) instead of choosing it; its sign is still fixed by
+            the asymmetry proxy.
+        ids: face ids, to name degenerate faces in errors.
+        source: recorded in the model.
+
+    Raises:
+        UsageError: K < 2, or a forced component out of range.
+        DataError: wrong landmark count, degenerate faces (named), fewer complete faces than bins, or no component
+            correlating with the left/right asymmetry (``|rho| <`` :data:`MIN_ASYMMETRY_CORR`).
+    """
+    sch = get_scheme(scheme)
+    lm = np.asarray(landmarks, dtype=np.float64)
+    k = default_bins(sch.name) if bins is None else int(bins)
+    if k < 2:
+        raise UsageError(f"--bins must be at least 2, got {k}")
+    if lm.ndim != 3 or lm.shape[1:] != (sch.num_landmarks, 2):
+        raise DataError(f"landmarks must be (N, {sch.num_landmarks}, 2) for scheme {sch.name}, got {lm.shape}")
+    ids = ids if ids is not None else [str(i) for i in range(len(lm))]
+    complete = np.isfinite(lm).all(axis=(1, 2))
+    spread = np.where(complete, np.nan_to_num(lm).std(axis=1).sum(-1), 0.0)
+    degenerate = complete & ~(spread > 1e-9 * np.maximum(1.0, np.nan_to_num(np.abs(lm)).max(axis=(1, 2))))
+    if degenerate.any():
+        bad = [ids[i] for i in np.flatnonzero(degenerate)]
+        raise DataError(f"{len(bad)} training face(s) have degenerate landmarks (all points at one place): "
+                        f"{_ids_text(bad)}; fix or remove them")
+    use = complete
+    n = int(use.sum())
+    if n < k:
+        extra = f" ({int((~complete).sum())} more have missing points)" if (~complete).any() else ""
+        raise DataError(f"{n} training face(s) with complete landmarks{extra}, fewer than the {k} bins; "
+                        "use fewer --bins or more faces")
+    if n < 3:
+        raise DataError(f"only {n} complete training faces: too few to fit a pose model")
+
+    aligned, mean = canonical_procrustes(lm[use], sch)
+    x = (aligned - mean).reshape(n, -1)
+    # PCA by the eigen-decomposition of the (2L x 2L) scatter matrix: cheaper than an SVD of the (N x 2L) data
+    evals, evecs = np.linalg.eigh(x.T @ x)
+    order = np.argsort(evals)[::-1][:min(n, x.shape[1])]
+    var = np.clip(evals[order], 0.0, None)
+    vt = evecs[:, order].T
+    sv = np.sqrt(var)
+    ratio = var / var.sum() if var.sum() > 0 else np.zeros_like(var)
+    proxy = yaw_proxy(aligned, sch)
+    n_cand = min(N_CANDIDATES, len(sv))
+    scores = x @ vt[:n_cand].T
+    corrs = [spearman(scores[:, c], proxy) for c in range(n_cand)]
+    candidates = [{"index": c, "explained_variance": float(ratio[c]), "asymmetry_corr": corrs[c]}
+                  for c in range(n_cand)]
+    if component is None:
+        best = int(np.argmax(np.abs(corrs)))
+        need = min_asymmetry_corr(n)
+        if abs(corrs[best]) < need:
+            table = ", ".join(f"PC{c}: {corrs[c]:+.2f}" for c in range(n_cand))
+            raise DataError(f"no pose component found: none of the first {n_cand} shape components correlates "
+                            f"with the left/right asymmetry (|rho| < {need:.2f} for {n} faces; {table}); the "
+                            "training faces may have too little yaw variation to balance (--component forces one)")
+        forced = False
+    else:
+        if not 0 <= component < len(sv):
+            raise UsageError(f"--component must be in 0..{len(sv) - 1}, got {component}")
+        best = int(component)
+        forced = True
+    vec = vt[best]
+    corr = corrs[best] if best < n_cand else spearman(x @ vec, proxy)
+    if best >= n_cand:
+        candidates.append({"index": best, "explained_variance": float(ratio[best]), "asymmetry_corr": corr})
+    sign = 1 if corr >= 0 else -1
+    coord = sign * (x @ vec) / np.sqrt(sch.num_landmarks)
+    lo, hi = np.percentile(coord, ROBUST_LIMITS)
+    if not hi > lo:
+        lo, hi = float(coord.min()), float(coord.max())
+    if not hi > lo:
+        raise DataError("all training faces have the same pose coordinate: nothing to balance")
+    edges = np.linspace(lo, hi, k + 1)
+    return PoseModel(
+        scheme=sch.name, num_landmarks=sch.num_landmarks, mean_shape=mean.tolist(),
+        component=vec.reshape(-1, 2).tolist(), component_index=best, component_forced=forced, sign=sign,
+        explained_variance=float(ratio[best]), asymmetry_corr=float(abs(corr)),
+        candidates=candidates, bins=k, bin_edges=edges.tolist(), limits_percentiles=list(ROBUST_LIMITS),
+        train_faces=n, source=source,
+    )
+
+
+def pose_coordinate(model: PoseModel, landmarks: np.ndarray) -> np.ndarray:
+    """Signed pose coordinate ``(N,)`` of faces ``(N, L, 2)`` (NaN for faces that cannot be aligned)."""
+    lm = np.asarray(landmarks, dtype=np.float64)
+    if lm.ndim == 2:
+        lm = lm[None]
+    if lm.shape[1:] != (model.num_landmarks, 2):
+        raise DataError(f"the pose model ({model.scheme}) needs (N, {model.num_landmarks}, 2) landmarks, got "
+                        f"{lm.shape}")
+    mean = np.asarray(model.mean_shape, dtype=np.float64)
+    aligned = align_to_mean(lm, mean)
+    resid = np.where(np.isfinite(aligned), aligned - mean, 0.0).reshape(len(lm), -1)
+    vec = np.asarray(model.component, dtype=np.float64).reshape(-1)
+    c = model.sign * (resid @ vec) / np.sqrt(model.num_landmarks)
+    c[~np.isfinite(aligned).any(axis=(1, 2))] = np.nan
+    return c
+
+
+def coordinate_bins(model: PoseModel, coords: np.ndarray) -> np.ndarray:
+    """Bin ``(N,)`` int of pose coordinates: 0..K-1 (values beyond the edges go to the end bins), -1 for NaN."""
+    c = np.asarray(coords, dtype=np.float64)
+    b = np.searchsorted(model.edges[1:-1], np.nan_to_num(c), side="right").astype(np.int64)
+    b = np.clip(b, 0, model.bins - 1)
+    b[~np.isfinite(c)] = -1
+    return b
+
+
+def assign_bins(model: PoseModel, landmarks: np.ndarray) -> np.ndarray:
+    """Pose bin ``(N,)`` of each face: 0..K-1, or -1 when its pose coordinate is undefined."""
+    return coordinate_bins(model, pose_coordinate(model, landmarks))
+
+
+def histogram(bins: np.ndarray, k: int) -> np.ndarray:
+    """Counts ``(K,)`` of bin labels (labels < 0 are ignored)."""
+    b = np.asarray(bins, dtype=np.int64)
+    return np.bincount(b[b >= 0], minlength=k)[:k]
+
+
+# -- balancing ----------------------------------------------------------------------------------------------------
+
+def _bin_targets(counts: np.ndarray, target: str) -> np.ndarray:
+    """The count each bin is brought up to, before the cap (empty bins: 0)."""
+    counts = np.asarray(counts, dtype=np.int64)
+    n_max = int(counts.max()) if counts.size else 0
+    if target == "uniform":
+        want = np.full_like(counts, n_max)
+    else:
+        want = np.rint(np.sqrt(counts * n_max)).astype(np.int64)
+    return np.where(counts > 0, np.maximum(want, counts), 0)
+
+
+def balance_indices(bins: np.ndarray, k: int, target: str = "uniform", max_dup: int = DEFAULT_MAX_DUP,
+                    seed: int = 0) -> np.ndarray:
+    """Indices of the balanced set: ``arange(N)`` (every face once) followed by the duplicates, sorted.
+
+    Args:
+        bins: ``(N,)`` bin of each face (``-1``: no bin; never duplicated).
+        k: number of bins.
+        target: ``uniform`` (every non-empty bin up to the largest bin's count) or ``sqrt`` (up to
+            ``round(sqrt(n_b * n_max))``).
+        max_dup: at most this many copies of one face (so a bin grows at most ``1 + max_dup``-fold).
+        seed: which faces of a bin get the one extra copy when copies do not divide evenly.
+
+    Raises:
+        UsageError: unknown target, negative ``max_dup``, or ``k < 1``.
+    """
+    if target not in TARGETS:
+        raise UsageError(f"--target must be one of {', '.join(TARGETS)}, not {target!r}")
+    if max_dup < 0:
+        raise UsageError(f"--max-dup must be 0 or more, got {max_dup}")
+    if k < 1:
+        raise UsageError(f"need at least one bin, got {k}")
+    b = np.asarray(bins, dtype=np.int64)
+    counts = histogram(b, k)
+    wants = _bin_targets(counts, target)
+    copies = np.zeros(len(b), dtype=np.int64)
+    for j in range(k):
+        n = int(counts[j])
+        if n == 0:
+            continue
+        extra = min(int(wants[j]), n * (1 + max_dup)) - n
+        if extra <= 0:
+            continue
+        members = np.flatnonzero(b == j)
+        q, r = divmod(extra, n)
+        copies[members] += q
+        if r:
+            rng = np.random.default_rng([seed, j])
+            copies[rng.choice(members, size=r, replace=False)] += 1
+    return np.concatenate([np.arange(len(b)), np.repeat(np.arange(len(b)), copies)])
+
+
+@dataclass
+class BalanceResult:
+    """What :func:`balance_manifest` did. ``summary`` is the JSON that ``facelm balance`` prints."""
+
+    summary: dict
+    model: PoseModel
+    coords: np.ndarray  # (N_train,) pose coordinate of each training face
+    bins: np.ndarray  # (N_train,) its bin (-1: none)
+    train_ids: list[str] = field(default_factory=list)
+
+
+def _rel(target: Path, start: Path) -> str:
+    """``target`` relative to folder ``start`` (POSIX separators), or absolute when on another drive."""
+    try:
+        return Path(os.path.relpath(os.path.abspath(target), os.path.abspath(start))).as_posix()
+    except ValueError:  # another drive on Windows
+        return Path(os.path.abspath(target)).as_posix()
+
+
+def balance_manifest(data: str | Path, out: str | Path, bins: int | None = None, *, target: str = "uniform",
+                     max_dup: int = DEFAULT_MAX_DUP, seed: int = 0, component: int | None = None,
+                     warn: Warn = _noop) -> BalanceResult:
+    """Balance a prepared dataset's training split into a new folder ``out`` (see the module docstring).
+
+    Raises:
+        UsageError: bad K/target/cap, ``out`` is the source folder or a prepared folder with its own crop cache.
+        DataError: invalid manifest (mixed schemes, ...), no training split, an already balanced manifest,
+            degenerate faces, fewer faces than bins, no pose component found.
+    """
+    if target not in TARGETS:
+        raise UsageError(f"--target must be one of {', '.join(TARGETS)}, not {target!r}")
+    if max_dup < 0:
+        raise UsageError(f"--max-dup must be 0 or more, got {max_dup}")
+    if bins is not None and bins < 2:
+        raise UsageError(f"--bins must be at least 2, got {bins}")
+    m = load_manifest(data)
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out}: exists and is not a folder")
+    if out.resolve() == m.root.resolve():
+        raise UsageError(f"--out {out}: is the source folder; write the balanced manifest to a new folder")
+    if (out / CROPS_NAME).exists():
+        raise UsageError(f"--out {out}: holds a crop cache ({CROPS_NAME}), so it is a prepared dataset; choose "
+                         "another folder")
+    try:
+        sch = get_scheme(m.scheme)
+    except KeyError:
+        raise DataError(f"{m.path}: unknown landmark scheme {m.scheme!r}; register it with a scheme file"
+                        ) from None
+    dups = [s.id for s in m.samples if s.dup_of is not None]
+    if dups:
+        raise DataError(f"{m.path}: already balanced ({len(dups)} duplicated lines, e.g. {dups[0]}); balance the "
+                        "folder written by `facelm prepare` instead")
+    train = np.flatnonzero([s.split == "train" for s in m.samples])
+    if train.size == 0:
+        have = sorted({s.split for s in m.samples})
+        raise DataError(f"{m.path}: no faces in the 'train' split (splits here: {', '.join(have)}); pose "
+                        "balancing is fitted on training faces only")
+    train_ids = [m.samples[i].id for i in train]
+    lm = m.landmarks[train]
+    model = fit_pose_model(lm, sch, bins, component=component, ids=train_ids, source=str(m.path))
+    k = model.bins
+    coords = pose_coordinate(model, lm)
+    b = coordinate_bins(model, coords)
+    unbinned = int((b < 0).sum())
+    if unbinned:
+        warn(f"{unbinned} training face(s) have too few annotated points for a pose coordinate; they are kept "
+             "once and never duplicated")
+    idx = balance_indices(b, k, target, max_dup, seed)
+    dup_local = idx[len(train):]
+
+    # -- the new manifest: every original line (image re-rooted), then the copies -------------------------------
+    samples = []
+    for s in m.samples:
+        img = s.image if Path(s.image).is_absolute() else _rel(m.root / s.image, out)
+        samples.append(s.model_copy(update={"image": img}))
+    ids = {s.id for s in samples}
+    n_copy: dict[int, int] = {}
+    for j in dup_local:
+        orig = int(train[j])
+        c = n_copy.get(orig, 0) + 1
+        n_copy[orig] = c
+        new_id = f"{samples[orig].id}#dup{c}"
+        if new_id in ids:
+            raise DataError(f"{m.path}: id {new_id!r} already exists; cannot name the duplicate of line "
+                            f"{orig + 1}")
+        ids.add(new_id)
+        samples.append(samples[orig].model_copy(update={"id": new_id, "dup_of": orig}, deep=True))
+
+    hist_before = histogram(b, k)
+    hist_after = histogram(b[idx], k)
+    counts_nonempty = hist_after[hist_before > 0]
+    capped = [j for j, w in enumerate(_bin_targets(hist_before, target)) if hist_before[j] * (1 + max_dup) < w]
+    crops_src = m.root / m.info.get("crops", CROPS_NAME)
+    info = dict(m.info)
+    absolute = Path(m.info.get("crops", CROPS_NAME)).is_absolute()
+    info["crops"] = str(crops_src) if absolute else _rel(crops_src, out)
+    summary = {
+        "out": str(out), "source": str(m.path), "scheme": sch.name, "bins": k, "target": target, "seed": seed,
+        "component": model.component_index, "component_forced": model.component_forced,
+        "explained_variance": model.explained_variance, "asymmetry_corr": model.asymmetry_corr,
+        "sign": model.sign, "direction": DIRECTION, "candidates": model.candidates,
+        "faces_before": len(train), "faces_after": len(idx), "unbinned": unbinned,
+        "hist_before": hist_before.tolist(), "hist_after": hist_after.tolist(), "bin_edges": model.bin_edges,
+        "max_dup": max_dup, "capped_bins": capped, "duplicated_faces": len(n_copy),
+        "added_lines": len(dup_local), "lines_total": len(samples),
+        "flatness_after": (float(counts_nonempty.max() / counts_nonempty.min()) if counts_nonempty.size else None),
+        "crops": info["crops"], "pose_model": str(out / POSE_MODEL_NAME),
+    }
+    info["balance"] = {k2: summary[k2] for k2 in ("source", "bins", "target", "seed", "max_dup", "component",
+                                                  "sign", "faces_before", "faces_after", "added_lines")}
+    info["balance"]["facelm_version"] = __version__
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MANIFEST_NAME).unlink(missing_ok=True)  # no stale manifest next to new metadata if we stop halfway
+    save_pose_model(out / POSE_MODEL_NAME, model)
+    atomic_write_json(out / PREPARE_NAME, info)
+    write_manifest(out / MANIFEST_NAME, samples)
+    return BalanceResult(summary=summary, model=model, coords=coords, bins=b, train_ids=train_ids)
+
+
+# -- plot ---------------------------------------------------------------------------------------------------------
+
+def plot_histograms(path: str | Path, hist_before: list[int] | np.ndarray, hist_after: list[int] | np.ndarray,
+                    edges: list[float] | np.ndarray, title: str) -> Path:
+    """Draw the before/after pose histograms side by side in each bin, to an image file, atomically.
+
+    Raises:
+        UsageError: an image type matplotlib cannot write.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    path = Path(path)
+    fig = Figure(figsize=(7.0, 4.5), dpi=100)
+    canvas = FigureCanvasAgg(fig)
+    fmt = path.suffix.lower().lstrip(".")
+    kinds = canvas.get_supported_filetypes()
+    if fmt not in kinds:
+        raise UsageError(f"--plot {path}: unknown image type; use one of "
+                         f"{', '.join('.' + t for t in sorted(kinds))}")
+    e = np.asarray(edges, dtype=np.float64)
+    centres, width = (e[:-1] + e[1:]) / 2, np.diff(e)
+    ax = fig.add_subplot(1, 1, 1)
+    ax.bar(centres - width * 0.2, hist_before, width=width * 0.4, label=f"before ({int(np.sum(hist_before))})",
+           color="#888888")
+    ax.bar(centres + width * 0.2, hist_after, width=width * 0.4, label=f"after ({int(np.sum(hist_after))})",
+           color="#1f77b4")
+    ax.set_xlabel("pose coordinate (+ = face turned toward the image right)")
+    ax.set_ylabel("training faces")
+    ax.set_title(title)
+    top = max([1, *np.asarray(hist_before).tolist(), *np.asarray(hist_after).tolist()])
+    ax.set_ylim(0, top * 1.2)  # room for the legend above the bars
+    ax.grid(True, axis="y", alpha=0.4)
+    ax.legend(loc="upper center", ncol=2)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format=fmt)
+    with atomic_write(path, "wb") as f:
+        f.write(buf.getvalue())
+    return path
+
