@@ -1,52 +1,104 @@
-"""Checkpoint -> ONNX with the model metadata inside the file.
+"""Checkpoint -> ONNX with the model metadata inside the file, checked against torch (``facelm export``).
 
 The ONNX contract (what ``predict``, ``evaluate`` and any other consumer rely on):
 
 * input ``images``: ``(N, 3, H, W)`` float32, RGB pixel values in [0, 255] (normalisation is inside the graph);
 * output ``landmarks``: ``(N, L, 2)`` float32, (x, y) in input-crop pixels, 0-based, pixel centres at integers;
-* the batch axis is dynamic;
+* the batch axis is dynamic (unless exported with ``dynamic_batch=False``: then it is fixed at 1);
 * ``metadata_props["facelm"]``: one JSON string, the checkpoint's ``meta`` (arch, stage, scheme, input size, crop
-  convention, pixel normalisation, mean shape, loss, versions, training manifest hash).
+  convention, pixel normalisation, mean shape, loss, versions, training manifest hash) plus ``precision``
+  (``fp32``/``fp16``/``int8``) and ``onnx`` (input/output names, opset, dynamic batch, versions).
+
+The fp16 and int8 variants keep float32 inputs and outputs, so a consumer needs no change for them:
+
+* ``fp16``: every float tensor but the output layer is converted (``onnxruntime.transformers.float16``, IO kept
+  float32). Meant for GPUs; on the CPU provider it runs through inserted casts and is slower than fp32.
+* ``int8``: onnxruntime static quantisation (QDQ, per-channel int8 weights, activations calibrated on real crops
+  of a prepared dataset). The output layer stays float: an 8-bit output would put the landmarks on a grid of
+  about half a crop pixel.
+
+Checks (:func:`export`): the exported graph is run with onnxruntime (CPU provider) on sample crops and compared
+with the torch model (:data:`PARITY_TOLERANCE`, crop pixels); when validation data is given, the NME of the fp32
+and of the fp16/int8 graph are measured on it (:data:`MAX_NME_INCREASE`). Sample and validation crops are built
+like training validation crops from the ground truth: the face square for a stage-1 model, the upright face square
+from the ground-truth shape for a stage-2 model (so stage-2 NMEs here are on ground-truth-built crops).
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
+import shutil
 import tempfile
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import onnx
-import torch
 
-from facelm.errors import ModelError
+from facelm.errors import ModelError, UsageError
 
-__all__ = ["export_onnx", "read_onnx_meta", "META_KEY", "DEFAULT_OPSET"]
+__all__ = [
+    "export_onnx", "read_onnx_meta", "set_onnx_meta", "META_KEY", "DEFAULT_OPSET", "PRECISIONS",
+    "PARITY_TOLERANCE", "MAX_NME_INCREASE", "NME_ABS_FLOOR", "ExportOptions", "ExportResult", "export",
+    "convert_fp16",
+    "quantize_int8", "make_session", "run_session", "bench_sessions", "manifest_crops", "iter_manifest_crops",
+    "onnx_predict_manifest", "random_crops", "opencv_dnn_check", "check_meta_matches", "load_onnx_model",
+]
 
 META_KEY = "facelm"
 DEFAULT_OPSET = 17
+PRECISIONS = ("fp32", "fp16", "int8")
 
+# Max |ONNX - torch| in crop pixels over the sample crops. fp32: measured 2e-6 .. 2e-5 px (kernel summation order
+# only); 1e-2 px leaves a wide margin while still catching any real export bug (a wrong normalisation or layout
+# moves points by pixels). fp16: measured 0.016 (CNN-6) and 0.033 px (CNN-7) with the output layer kept fp32.
+# int8 changes outputs by design (0.8 px max, 0.08 px mean measured on a trained CNN-6): its difference is
+# reported, and the check is the NME change on validation data instead.
+PARITY_TOLERANCE: dict[str, float | None] = {"fp32": 1e-2, "fp16": 0.25, "int8": None}
+# Largest accepted relative NME increase of the fp16/int8 graph over the fp32 graph on validation data.
+MAX_NME_INCREASE = 0.03
+# ... unless the absolute increase is below this (a relative change of a near-zero NME, e.g. on synthetic faces,
+# is noise): 2e-4 is 0.02% of the normalising distance.
+NME_ABS_FLOOR = 2e-4
+
+ACTIVATION_TYPES = ("uint8", "int8")
+CALIB_METHODS = ("minmax", "entropy", "percentile")
+
+
+# -- fp32 export and metadata -------------------------------------------------------------------------------------
 
 def export_onnx(checkpoint: str | Path, out: str | Path, *, opset: int = DEFAULT_OPSET, dynamic_batch: bool = True,
                 extra_meta: dict | None = None) -> dict:
     """Export a facelm checkpoint to ONNX (fp32) atomically; returns the metadata written into the file."""
+    import torch  # imported here so that `facelm --help` and other commands start without loading torch
+
     from facelm.train import load_model_from_checkpoint
 
     model, meta = load_model_from_checkpoint(checkpoint, "cpu")
     model = model.float().eval()
     size = int(meta["input_size"][0])
-    dummy = torch.full((2, 3, size, size), 127.0)
-    meta = {**meta, **(extra_meta or {}), "onnx": {"input": "images", "output": "landmarks", "opset": opset,
-                                                   "dynamic_batch": dynamic_batch}}
+    # a fixed-batch export gets batch 1 (the latency case); the dynamic one traces with 2 to catch batch-1 folding
+    dummy = torch.full((2 if dynamic_batch else 1, 3, size, size), 127.0)
+    meta = {**meta, "precision": "fp32", **(extra_meta or {}),
+            "onnx": {"input": "images", "output": "landmarks", "opset": opset, "dynamic_batch": dynamic_batch,
+                     "onnx_version": onnx.__version__}}
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".onnx", dir=out.parent)
     os.close(fd)
     try:
         # The TorchScript-based exporter (dynamo=False) needs no extra packages and gives a plain static graph.
-        torch.onnx.export(model, (dummy,), tmp, input_names=["images"], output_names=["landmarks"],
-                          dynamic_axes={"images": {0: "batch"}, "landmarks": {0: "batch"}} if dynamic_batch else None,
-                          opset_version=opset, dynamo=False, do_constant_folding=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # "legacy exporter" notices, not for our users
+            torch.onnx.export(model, (dummy,), tmp, input_names=["images"], output_names=["landmarks"],
+                              dynamic_axes={"images": {0: "batch"}, "landmarks": {0: "batch"}} if dynamic_batch
+                              else None, opset_version=opset, dynamo=False, do_constant_folding=True)
         proto = onnx.load(tmp)
         set_onnx_meta(proto, meta)
         onnx.checker.check_model(proto)
@@ -85,3 +137,667 @@ def read_onnx_meta(path: str | Path) -> dict:
     raise ModelError(f"{p}: not a facelm model (no '{META_KEY}' metadata; export it with `facelm export`)")
 
 
+def _save_atomic(proto: onnx.ModelProto, out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".onnx", dir=out.parent)
+    os.close(fd)
+    try:
+        onnx.save(proto, tmp)
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _output_layer(proto: onnx.ModelProto) -> str | None:
+    """Name of the last Gemm/MatMul node: the output layer, whose (N, 2L) result becomes the landmarks."""
+    names = [n.name for n in proto.graph.node if n.op_type in ("Gemm", "MatMul")]
+    return names[-1] if names else None
+
+
+# -- fp16 and int8 variants ---------------------------------------------------------------------------------------
+
+def _toposort(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """Put the graph's nodes in topological order (the ONNX spec requires it; the fp16 converter appends its
+    input casts at the end, which onnxruntime tolerates and OpenCV's importer does not)."""
+    g = proto.graph
+    avail = {i.name for i in g.input} | {i.name for i in g.initializer} | {""}
+    pending, ordered = list(g.node), []
+    while pending:
+        rest = []
+        for n in pending:
+            if all(i in avail for i in n.input):
+                ordered.append(n)
+                avail.update(n.output)
+            else:
+                rest.append(n)
+        if len(rest) == len(pending):
+            raise ModelError("the converted graph has a cycle or an undefined input")
+        pending = rest
+    del g.node[:]
+    g.node.extend(ordered)
+    return proto
+
+
+def convert_fp16(src: str | Path, out: str | Path) -> dict:
+    """Write an fp16 copy of the fp32 facelm ONNX ``src`` to ``out``; returns its metadata.
+
+    Inputs and outputs stay float32 (``keep_io_types``) and the output layer stays fp32 (fp16 has a 1/32 px grid
+    at 64-128 px, too coarse for landmark coordinates). Meant for GPU providers.
+    """
+    import onnxruntime
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    meta = read_onnx_meta(src)
+    proto = onnx.load(str(src))
+    head = _output_layer(proto)
+    block = [head] if head else None
+    fp16 = _toposort(convert_float_to_float16(proto, keep_io_types=True, node_block_list=block))
+    onnx.checker.check_model(fp16)
+    meta = {**meta, "precision": "fp16",
+            "fp16": {"keep_io_types": True, "fp32_nodes": block or [],
+                     "onnxruntime_version": onnxruntime.__version__}}
+    set_onnx_meta(fp16, meta)
+    _save_atomic(fp16, Path(out))
+    return meta
+
+
+class _CropReader:
+    """onnxruntime ``CalibrationDataReader`` over an in-memory ``(N, 3, H, W)`` float32 array."""
+
+    def __init__(self, images: np.ndarray, name: str = "images", batch: int = 16, fixed_batch: int | None = None):
+        self.images, self.name, self.batch, self.fixed = images, name, (fixed_batch or batch), fixed_batch
+        self.pos = 0
+
+    def get_next(self) -> dict | None:
+        if self.pos >= len(self.images):
+            return None
+        x = self.images[self.pos:self.pos + self.batch]
+        self.pos += self.batch
+        if self.fixed and len(x) < self.fixed:
+            x = np.concatenate([x, np.repeat(x[-1:], self.fixed - len(x), 0)])
+        return {self.name: np.ascontiguousarray(x, dtype=np.float32)}
+
+    def rewind(self) -> None:
+        self.pos = 0
+
+    def __len__(self) -> int:
+        return -(-len(self.images) // self.batch)
+
+
+def quantize_int8(src: str | Path, out: str | Path, calib_images: np.ndarray, *, activation_type: str = "uint8",
+                  calib_method: str = "minmax", per_channel: bool = True, preprocess: bool = True,
+                  extra_meta: dict | None = None) -> dict:
+    """Write a statically quantised (QDQ) int8 copy of the fp32 facelm ONNX ``src`` to ``out``.
+
+    Args:
+        src: fp32 facelm ONNX.
+        out: where to write the int8 model (atomically).
+        calib_images: ``(N, 3, H, W)`` float32 RGB [0, 255] calibration crops (a few hundred real crops).
+        activation_type: ``uint8`` (onnxruntime's fast u8s8 path on x86) or ``int8``.
+        calib_method: ``minmax``, ``entropy`` or ``percentile`` (activation range calibration).
+        per_channel: per-output-channel weight scales (recommended for convs).
+        preprocess: run ``quant_pre_process`` (shape inference + graph optimisation) first.
+        extra_meta: merged into the metadata (e.g. the calibration manifest's hash).
+
+    Returns:
+        The metadata written into ``out`` (``precision: int8`` and a ``quantization`` record).
+    """
+    import onnxruntime
+    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, \
+        quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    if activation_type not in ACTIVATION_TYPES:
+        raise UsageError(f"unknown activation type {activation_type!r} ({', '.join(ACTIVATION_TYPES)})")
+    if calib_method not in CALIB_METHODS:
+        raise UsageError(f"unknown calibration method {calib_method!r} ({', '.join(CALIB_METHODS)})")
+    if calib_images is None or len(calib_images) == 0:
+        raise UsageError("int8 quantisation needs calibration crops")
+    meta = read_onnx_meta(src)
+    out = Path(out)
+    work = Path(tempfile.mkdtemp(prefix=".facelm-int8-", dir=out.parent if out.parent.is_dir() else None))
+    try:
+        model_in = Path(src)
+        if preprocess:
+            pre = work / "pre.onnx"
+            quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
+            model_in = pre
+        proto = onnx.load(str(model_in))
+        head = _output_layer(proto)
+        shape0 = proto.graph.input[0].type.tensor_type.shape.dim[0]
+        fixed = shape0.dim_value if shape0.HasField("dim_value") and shape0.dim_value > 0 else None
+
+        reader_cls = type("CropReader", (_CropReader, CalibrationDataReader), {})
+        reader = reader_cls(np.asarray(calib_images, np.float32), "images", 16, fixed)
+        method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+                  "percentile": CalibrationMethod.Percentile}[calib_method]
+        act = QuantType.QUInt8 if activation_type == "uint8" else QuantType.QInt8
+        # (not CalibMaxIntermediateOutputs: onnxruntime 1.31 drops the batches it collected when that is reached)
+        q = work / "int8.onnx"
+        # the histogram calibrators print progress on stdout, which carries the CLI's JSON: swallow it
+        with contextlib.redirect_stdout(io.StringIO()):
+            quantize_static(str(model_in), str(q), reader, quant_format=QuantFormat.QDQ, per_channel=per_channel,
+                            activation_type=act, weight_type=QuantType.QInt8, calibrate_method=method,
+                            nodes_to_exclude=[head] if head else None)
+        qp = onnx.load(str(q))
+        meta = {**meta, **(extra_meta or {}), "precision": "int8",
+                "quantization": {"method": "onnxruntime.quantize_static", "format": "QDQ", "weights": "int8",
+                                 "per_channel": per_channel, "activations": activation_type,
+                                 "calibration": calib_method, "calib_crops": int(len(calib_images)),
+                                 "preprocess": preprocess, "float_nodes": [head] if head else [],
+                                 "onnxruntime_version": onnxruntime.__version__,
+                                 **(extra_meta or {}).get("quantization", {})}}
+        set_onnx_meta(qp, meta)
+        _save_atomic(qp, out)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return meta
+
+
+# -- running ONNX models ------------------------------------------------------------------------------------------
+
+def make_session(model: str | Path | bytes, threads: int = 0,
+                 providers: tuple[str, ...] = ("CPUExecutionProvider",), spin: bool = False):
+    """An onnxruntime ``InferenceSession`` (CPU provider by default; ``threads=0``: onnxruntime's default).
+
+    Worker threads do not spin-wait unless ``spin`` (spinning wins a little latency on an idle machine and loses
+    a lot on a busy one, as ``facelm.runtime`` decides too).
+    """
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    if not spin:
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    if threads:
+        so.intra_op_num_threads = int(threads)
+        so.inter_op_num_threads = 1
+    src = model if isinstance(model, bytes) else str(model)
+    try:
+        return ort.InferenceSession(src, sess_options=so, providers=list(providers))
+    except Exception as e:  # onnxruntime raises its own exception types for bad files
+        msg = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise ModelError(f"{model if not isinstance(model, bytes) else '<bytes>'}: onnxruntime cannot load it "
+                         f"({msg})") from None
+
+
+def run_session(session, images: np.ndarray, batch: int = 64) -> np.ndarray:
+    """Run a facelm ONNX session on ``(N, 3, H, W)`` float32 crops -> ``(N, L, 2)`` float32 crop pixels.
+
+    A fixed-batch model is fed exactly its batch size (the last chunk padded).
+    """
+    inp = session.get_inputs()[0]
+    out_name = session.get_outputs()[0].name
+    fixed = inp.shape[0] if isinstance(inp.shape[0], int) and inp.shape[0] > 0 else None
+    bs = fixed or max(1, int(batch))
+    x = np.asarray(images, dtype=np.float32)
+    outs = []
+    for s in range(0, len(x), bs):
+        chunk = x[s:s + bs]
+        k = len(chunk)
+        if fixed and k < fixed:
+            chunk = np.concatenate([chunk, np.zeros((fixed - k, *chunk.shape[1:]), np.float32)])
+        outs.append(session.run([out_name], {inp.name: np.ascontiguousarray(chunk)})[0][:k])
+    if not outs:
+        shape = session.get_outputs()[0].shape
+        return np.zeros((0, int(shape[1]), 2), np.float32)
+    return np.concatenate(outs).astype(np.float32)
+
+
+def bench_sessions(sessions: dict, size: int, *, batch: int = 32, seconds: float = 1.0, seed: int = 0
+                   ) -> dict[str, dict]:
+    """Throughput of several sessions on the same random batch, measured interleaved (fair under load).
+
+    Returns ``{name: {"batch", "crops_per_s", "ms_per_batch", "runs"}}``; the median batch time is used.
+    A fixed-batch model is timed at its own batch size.
+    """
+    rng = np.random.default_rng(seed)
+    feeds, times = {}, {}
+    for name, s in sessions.items():
+        inp = s.get_inputs()[0]
+        b = inp.shape[0] if isinstance(inp.shape[0], int) and inp.shape[0] > 0 else batch
+        feeds[name] = (inp.name, s.get_outputs()[0].name,
+                       rng.integers(0, 256, (b, 3, size, size)).astype(np.float32))
+        times[name] = []
+        for _ in range(2):  # warm-up (allocations, first-run kernel selection)
+            s.run([feeds[name][1]], {feeds[name][0]: feeds[name][2]})
+    t_end = time.perf_counter() + max(0.0, seconds) * len(sessions)
+    rounds = 0
+    while rounds < 3 or time.perf_counter() < t_end:
+        for name, s in sessions.items():
+            i, o, x = feeds[name]
+            t0 = time.perf_counter()
+            s.run([o], {i: x})
+            times[name].append(time.perf_counter() - t0)
+        rounds += 1
+    res = {}
+    for name, t in times.items():
+        med = float(np.median(t))
+        b = len(feeds[name][2])
+        res[name] = {"batch": b, "crops_per_s": round(b / med, 1), "ms_per_batch": round(1e3 * med, 3),
+                     "runs": len(t)}
+    return res
+
+
+def load_onnx_model(path: str | Path, threads: int = 0, providers: tuple[str, ...] = ("CPUExecutionProvider",)
+                    ) -> tuple[object, dict]:
+    """(onnxruntime session, facelm metadata) of an exported model; ``ModelError`` if it is not one."""
+    meta = read_onnx_meta(path)
+    return make_session(path, threads, providers), meta
+
+
+# -- crops from a prepared dataset --------------------------------------------------------------------------------
+
+def _meta_scheme(meta: dict):
+    from facelm.schemes import get_scheme, register_scheme, scheme_from_dict
+
+    sch = meta.get("scheme") or {}
+    try:
+        return get_scheme(sch["name"])
+    except KeyError:
+        try:
+            return register_scheme(scheme_from_dict(sch, source="model metadata"))
+        except ValueError as e:
+            raise ModelError(f"the model's landmark scheme is unusable: {e}") from None
+
+
+def check_meta_matches(meta: dict, manifest, what: str = "model") -> None:
+    """``ModelError`` when a model's scheme or landmark count differs from a manifest's."""
+    name = (meta.get("scheme") or {}).get("name")
+    if name != manifest.scheme:
+        raise ModelError(f"{what} predicts scheme {name!r}, but {manifest.path} is {manifest.scheme!r}")
+    if int(meta.get("num_landmarks", -1)) != manifest.landmarks.shape[1]:
+        raise ModelError(f"{what} predicts {meta.get('num_landmarks')} landmarks, but {manifest.path} has "
+                         f"{manifest.landmarks.shape[1]}")
+
+
+def _frames(meta: dict, manifest, lm_cache: np.ndarray, stage1_pred_cache: np.ndarray | None) -> np.ndarray:
+    from facelm.transforms import face_frames, upright_frames
+
+    info = manifest.info
+    size, margin = int(info.get("cache_size", 192)), float(info.get("margin", 1.8))
+    if int(meta.get("stage", 1)) != 2:
+        return face_frames(len(lm_cache), size, margin)
+    scheme = _meta_scheme(meta)
+    shape = stage1_pred_cache if stage1_pred_cache is not None else lm_cache
+    le, re = scheme.eye_centres(shape)
+    return upright_frames(shape, le, re, scheme.face_box_scale)
+
+
+def iter_manifest_crops(meta: dict, manifest, stage1_pred_cache: np.ndarray | None = None, batch: int = 64,
+                        rows: np.ndarray | None = None) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Model crops of a manifest's faces, built as in training validation (plain, no augmentation).
+
+    Stage 1: the face square of the crop cache; stage 2: the upright square of ``stage1_pred_cache`` (stage-1
+    shapes in cache pixels, ``(N, L, 2)``) or, without it, of the ground-truth shape.
+
+    Yields:
+        (crops ``(n, 3, S, S)`` float32 RGB [0, 255], crop matrices ``(n, 2, 3)`` cache -> crop pixels,
+        manifest rows ``(n,)``).
+    """
+    from facelm.train import _load_split
+    from facelm.transforms import frame_matrices, render_batch
+
+    crops, index, lm_cache, _ = _load_split(manifest)
+    frames = _frames(meta, manifest, lm_cache, stage1_pred_cache)
+    size = int(meta["input_size"][0])
+    mats, flips = frame_matrices(frames, size)
+    rows = np.arange(len(index)) if rows is None else np.asarray(rows, dtype=np.int64)
+    flip_perm = np.arange(lm_cache.shape[1])
+    for s in range(0, len(rows), batch):
+        r = rows[s:s + batch]
+        imgs, _, _ = render_batch(crops, index[r], lm_cache[r], mats[r], flips[r], flip_perm, size)
+        yield np.ascontiguousarray(imgs.transpose(0, 3, 1, 2), dtype=np.float32), mats[r], r
+
+
+def manifest_crops(meta: dict, manifest, n: int | None = None, seed: int = 0,
+                   stage1_pred_cache: np.ndarray | None = None) -> np.ndarray:
+    """``n`` crops (a seeded random choice of faces; all when ``n`` is None or larger) -> ``(n, 3, S, S)``."""
+    rows = np.arange(len(manifest))
+    if n is not None and n < len(rows):
+        rows = np.sort(np.random.default_rng(seed).choice(rows, n, replace=False))
+    parts = [c for c, _, _ in iter_manifest_crops(meta, manifest, stage1_pred_cache, rows=rows)]
+    size = int(meta["input_size"][0])
+    return np.concatenate(parts) if parts else np.zeros((0, 3, size, size), np.float32)
+
+
+def random_crops(n: int, size: int, seed: int = 0) -> np.ndarray:
+    """Seeded random crops ``(n, 3, size, size)`` float32: smooth blobs plus noise, values in [0, 255]."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    low = rng.uniform(0, 255, (n, 3, 8, 8)).astype(np.float32)
+    out = np.empty((n, 3, size, size), np.float32)
+    for i in range(n):
+        for c in range(3):
+            out[i, c] = cv2.resize(low[i, c], (size, size), interpolation=cv2.INTER_CUBIC)
+    out += rng.normal(0, 12, out.shape).astype(np.float32)
+    return np.clip(np.round(out), 0, 255).astype(np.float32)
+
+
+def onnx_predict_manifest(session, meta: dict, manifest, stage1_pred_cache: np.ndarray | None = None,
+                          batch: int = 64) -> np.ndarray:
+    """Predictions ``(N, L, 2)`` in original-image pixels of an ONNX model for every face of ``manifest``.
+
+    Faces are cropped with their ground-truth boxes like :func:`facelm.train.predict_manifest` (a stage-2 model
+    on the upright square of ``stage1_pred_cache``, else of the ground truth); outputs are mapped back through
+    the crop and the crop-cache matrices.
+    """
+    from facelm.geometry import invert_affine
+
+    check_meta_matches(meta, manifest)
+    n, lmk = len(manifest), manifest.landmarks.shape[1]
+    pred_cache = np.zeros((n, lmk, 2), np.float64)
+    for imgs, mats, rows in iter_manifest_crops(meta, manifest, stage1_pred_cache, batch=batch):
+        p = run_session(session, imgs, batch).astype(np.float64)
+        inv = np.stack([invert_affine(m) for m in mats])
+        pred_cache[rows] = np.einsum("nij,nlj->nli", inv[:, :, :2], p) + inv[:, None, :, 2]
+    inv_cache = np.stack([invert_affine(m) for m in manifest.cache_matrix]) if n else np.zeros((0, 2, 3))
+    return np.einsum("nij,nlj->nli", inv_cache[:, :, :2], pred_cache) + inv_cache[:, None, :, 2]
+
+
+def _mean_nme(pred_img: np.ndarray, manifest) -> float:
+    from facelm.train import validation_nme
+
+    nme = validation_nme(pred_img, manifest, _meta_scheme({"scheme": {"name": manifest.scheme}}))
+    ok = np.isfinite(nme)
+    return float(np.mean(nme[ok])) if ok.any() else float("inf")
+
+
+def opencv_dnn_check(path: str | Path, images: np.ndarray, reference: np.ndarray | None = None
+                     ) -> tuple[bool, float | None, str | None]:
+    """Load ``path`` with ``cv2.dnn.readNetFromONNX`` and run it on ``images`` (NCHW float32).
+
+    OpenCV's default engine is tried first, then its classic importer (which reads QDQ int8 graphs that the new
+    one does not, in OpenCV 5.0). OpenCV's own log is silenced meanwhile.
+
+    Returns (loaded and ran, max |cv2 - reference| in px or None, the engine that worked or the error message).
+    """
+    import cv2
+
+    log = getattr(getattr(cv2, "utils", None), "logging", None)
+    level = log.getLogLevel() if log else None
+    if log:
+        log.setLogLevel(log.LOG_LEVEL_SILENT)
+    err = None
+    try:
+        engines = [("auto", None)]
+        if hasattr(cv2.dnn, "ENGINE_CLASSIC"):
+            engines.append(("classic", cv2.dnn.ENGINE_CLASSIC))
+        for name, engine in engines:
+            try:
+                net = cv2.dnn.readNetFromONNX(str(path)) if engine is None else cv2.dnn.readNetFromONNX(str(path),
+                                                                                                      engine)
+                net.setInput(np.ascontiguousarray(images, dtype=np.float32))
+                y = np.asarray(net.forward(), dtype=np.float32)
+            except Exception as e:  # cv2.error and friends
+                lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+                err = next((ln for ln in lines if "error:" in ln), lines[-1] if lines else type(e).__name__)[:200]
+                continue
+            if reference is None:
+                return True, None, name
+            ref = np.asarray(reference, np.float32)
+            if y.size != ref.size:
+                return True, None, f"{name}: output shape {tuple(y.shape)} differs from {tuple(ref.shape)}"
+            return True, (float(np.max(np.abs(y.reshape(ref.shape) - ref))) if ref.size else 0.0), name
+        return False, None, err
+    finally:
+        if log:
+            log.setLogLevel(level)
+
+
+# -- the export command -------------------------------------------------------------------------------------------
+
+@dataclass
+class ExportOptions:
+    """What ``facelm export`` does.
+
+    Attributes:
+        checkpoint: facelm checkpoint (``.pt``) or a run folder holding ``best.pt``.
+        out: the ``.onnx`` file to write.
+        opset: ONNX opset.
+        dynamic_batch: dynamic batch axis (else fixed at 1).
+        precision: ``fp32``, ``fp16`` (GPU) or ``int8`` (static quantisation, needs ``calib``).
+        calib: prepared dataset for calibration crops (and parity crops); its ``val`` split is the default ``val``.
+        val: prepared dataset for the NME check (its ``val`` split, else ``test``, else every face).
+        calib_faces: calibration crops (seeded random faces of the calibration set's train split).
+        max_val: at most this many validation faces (the first ones).
+        activation_type / calib_method: int8 activation type and calibration method.
+        max_nme_increase: fail when the fp16/int8 NME exceeds the fp32 one by more than this fraction.
+        parity_crops: sample crops for the torch/ONNX comparison.
+        tolerance: parity tolerance in crop px (None: :data:`PARITY_TOLERANCE` of the precision).
+        bench_seconds: time per model for the fp32-vs-variant speed comparison (0: skip).
+        bench_batch: batch size of the speed comparison.
+        threads: onnxruntime intra-op threads (0: its default, all cores).
+        seed: seed for the calibration face choice and random sample crops.
+    """
+
+    checkpoint: Path
+    out: Path
+    opset: int = DEFAULT_OPSET
+    dynamic_batch: bool = True
+    precision: str = "fp32"
+    calib: Path | None = None
+    val: Path | None = None
+    calib_faces: int = 256
+    max_val: int = 2000
+    activation_type: str = "uint8"
+    calib_method: str = "minmax"
+    max_nme_increase: float = MAX_NME_INCREASE
+    parity_crops: int = 32
+    tolerance: float | None = None
+    bench_seconds: float = 1.0
+    bench_batch: int = 32
+    threads: int = 0
+    seed: int = 0
+
+
+@dataclass
+class ExportResult:
+    summary: dict
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    p = Path(path)
+    if p.is_dir():
+        for name in ("best.pt", "last.pt"):
+            if (p / name).is_file():
+                return p / name
+        raise ModelError(f"{p}: no best.pt or last.pt in this folder")
+    return p
+
+
+def _check_options(o: ExportOptions) -> None:
+    if Path(o.out).suffix.lower() != ".onnx":
+        raise UsageError(f"--out {o.out}: the output must be an .onnx file")
+    if o.precision not in PRECISIONS:
+        raise UsageError(f"unknown precision {o.precision!r} ({', '.join(PRECISIONS)})")
+    if o.precision == "int8" and o.calib is None:
+        raise UsageError("--quantize int8 needs --calib DATA (a prepared dataset for calibration crops)")
+    if o.activation_type not in ACTIVATION_TYPES:
+        raise UsageError(f"--activations must be one of {', '.join(ACTIVATION_TYPES)}")
+    if o.calib_method not in CALIB_METHODS:
+        raise UsageError(f"--calib-method must be one of {', '.join(CALIB_METHODS)}")
+    if o.opset < 13:
+        raise UsageError("--opset must be at least 13 (per-channel quantisation and the exporter need it)")
+    if o.calib_faces < 1 or o.parity_crops < 1 or o.bench_batch < 1:
+        raise UsageError("--calib-faces, --parity-crops and --bench-batch must be at least 1")
+
+
+def _val_split(m):
+    for name in ("val", "test"):
+        s = m.split(name)
+        if len(s):
+            return s, name
+    return m, "all"
+
+
+def _noop(msg: str) -> None:
+    pass
+
+
+def export(opts: ExportOptions, *, warn: Callable[[str], None] = _noop, step: Callable[[str], None] = _noop
+           ) -> ExportResult:
+    """Export, check and (when asked) convert/quantise a checkpoint; see the module docstring.
+
+    The file is written to ``opts.out`` only when every check passes; otherwise ``result.failures`` says why
+    (the CLI exits with code 4) and ``out`` is left untouched.
+
+    Raises:
+        UsageError: bad options (output not ``.onnx``, int8 without calibration data, ...).
+        ModelError: unreadable or foreign checkpoint, or data of another landmark scheme.
+        DataError: unreadable calibration/validation data.
+    """
+    import onnxruntime
+
+    import torch
+
+    from facelm.manifest import load_manifest
+    from facelm.train import load_model_from_checkpoint
+
+    _check_options(opts)
+    ck_path = resolve_checkpoint(opts.checkpoint)
+    model, ck_meta = load_model_from_checkpoint(ck_path, "cpu")
+    model = model.float().eval()
+    size = int(ck_meta["input_size"][0])
+    stage = int(ck_meta.get("stage", 1))
+    what = f"{ck_path} ({ck_meta['arch']}, {(ck_meta.get('scheme') or {}).get('name')})"
+
+    calib_m = val_m = None
+    val_split = None
+    quant_extra: dict = {}
+    if opts.calib is not None:
+        full = load_manifest(opts.calib)
+        check_meta_matches(ck_meta, full, what)
+        calib_m = full.split("train") if len(full.split("train")) else full
+        quant_extra["calib_manifest_sha256"] = full.content_hash()
+        if opts.val is None and len(full.split("val")):
+            val_m, val_split = full.split("val"), "val"
+    if opts.val is not None:
+        vfull = load_manifest(opts.val)
+        check_meta_matches(ck_meta, vfull, what)
+        val_m, val_split = _val_split(vfull)
+    if val_m is not None and len(val_m) > opts.max_val:
+        val_m = val_m.select(np.arange(len(val_m)) < opts.max_val)
+
+    # sample crops for the parity check: real ones when there is data, else seeded random images
+    if val_m is not None or calib_m is not None:
+        src_m = val_m if val_m is not None else calib_m
+        sample = manifest_crops(ck_meta, src_m, opts.parity_crops, seed=opts.seed)
+        sample_source = "data"
+    else:
+        sample = random_crops(opts.parity_crops, size, seed=opts.seed)
+        sample_source = "random"
+    with torch.no_grad():
+        ref = model(torch.from_numpy(sample)).numpy()
+
+    out = Path(opts.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    failures: list[str] = []
+    try:
+        fp32_path = work / "fp32.onnx"
+        step("exporting fp32 ONNX")
+        export_onnx(ck_path, fp32_path, opset=opts.opset, dynamic_batch=opts.dynamic_batch)
+        sess32 = make_session(fp32_path, opts.threads)
+        y32 = run_session(sess32, sample)
+        d32 = np.abs(y32 - ref)
+        tol32 = opts.tolerance if (opts.tolerance is not None and opts.precision == "fp32") \
+            else PARITY_TOLERANCE["fp32"]
+        parity = {"max_abs_px": float(d32.max()), "mean_abs_px": float(d32.mean()), "tolerance": tol32,
+                  "n_crops": int(len(sample)), "source": sample_source, "provider": "CPUExecutionProvider"}
+        ok32 = bool(np.isfinite(d32).all() and d32.max() <= tol32)
+        if not ok32:
+            failures.append(f"fp32 ONNX differs from torch by {d32.max():.3g} crop px (tolerance {tol32:g}) on "
+                            f"{len(sample)} crops")
+
+        final, sess = fp32_path, sess32
+        if opts.precision == "fp16":
+            step("converting to fp16")
+            final = work / "fp16.onnx"
+            convert_fp16(fp32_path, final)
+        elif opts.precision == "int8":
+            step(f"calibrating int8 on {min(opts.calib_faces, len(calib_m))} crops ({opts.calib_method})")
+            calib = manifest_crops(ck_meta, calib_m, opts.calib_faces, seed=opts.seed)
+            final = work / "int8.onnx"
+            quantize_int8(fp32_path, final, calib, activation_type=opts.activation_type,
+                          calib_method=opts.calib_method, extra_meta={"quantization": quant_extra})
+        if final is not fp32_path:
+            sess = make_session(final, opts.threads)
+            yq = run_session(sess, sample)
+            dq = np.abs(yq - ref)
+            tolq = opts.tolerance if opts.tolerance is not None else PARITY_TOLERANCE[opts.precision]
+            parity.update(fp32_max_abs_px=parity["max_abs_px"], fp32_tolerance=tol32,
+                          max_abs_px=float(dq.max()), mean_abs_px=float(dq.mean()), tolerance=tolq)
+            if not np.isfinite(dq).all():
+                failures.append(f"{opts.precision} ONNX gives non-finite landmarks")
+            elif tolq is not None and dq.max() > tolq:
+                failures.append(f"{opts.precision} ONNX differs from torch by {dq.max():.3g} crop px "
+                                f"(tolerance {tolq:g}) on {len(sample)} crops")
+        parity["ok"] = not failures
+
+        step("loading with OpenCV DNN")
+        cv_ok, cv_diff, cv_note = opencv_dnn_check(final, sample[:4], run_session(sess, sample[:4]))
+        if not cv_ok:
+            warn(f"OpenCV DNN cannot load the {opts.precision} model ({cv_note}); onnxruntime can")
+
+        summary: dict = {
+            "checkpoint": str(ck_path), "out": str(out), "arch": ck_meta["arch"], "stage": stage,
+            "scheme": (ck_meta.get("scheme") or {}).get("name"), "num_landmarks": int(ck_meta["num_landmarks"]),
+            "input_size": list(ck_meta["input_size"]), "opset": opts.opset, "precision": opts.precision,
+            "dynamic_batch": opts.dynamic_batch, "bytes": final.stat().st_size,
+            "fp32_bytes": fp32_path.stat().st_size, "parity": parity, "opencv_dnn": cv_ok,
+            "opencv_dnn_engine": cv_note if cv_ok else None, "opencv_dnn_max_abs_px": cv_diff,
+            "opencv_dnn_error": None if cv_ok else cv_note, "onnxruntime_version": onnxruntime.__version__,
+        }
+
+        if final is not fp32_path and opts.bench_seconds > 0:
+            step(f"timing fp32 vs {opts.precision} (onnxruntime CPU, batch {opts.bench_batch})")
+            b = bench_sessions({"fp32": sess32, opts.precision: sess}, size, batch=opts.bench_batch,
+                               seconds=opts.bench_seconds, seed=opts.seed)
+            summary["speed"] = {
+                "provider": "CPUExecutionProvider", "batch": b["fp32"]["batch"], "threads": opts.threads or None,
+                "fp32_crops_per_s": b["fp32"]["crops_per_s"],
+                f"{opts.precision}_crops_per_s": b[opts.precision]["crops_per_s"],
+                "speedup": round(b[opts.precision]["crops_per_s"] / b["fp32"]["crops_per_s"], 3),
+            }
+            if opts.precision == "fp16":
+                summary["speed"]["note"] = ("fp16 is meant for GPU providers; on the CPU provider it is no faster "
+                                            "than fp32")
+
+        if val_m is not None and len(val_m):
+            step(f"NME on {len(val_m)} validation faces")
+            from facelm.train import default_normaliser
+
+            nme32 = _mean_nme(onnx_predict_manifest(sess32, ck_meta, val_m), val_m)
+            nme = {"data": str(val_m.path), "split": val_split, "faces": len(val_m),
+                   "normaliser": default_normaliser(val_m.scheme),
+                   "crops": "ground-truth face square" if stage == 1 else "ground-truth upright square",
+                   "fp32": nme32}
+            if final is not fp32_path:
+                nq = _mean_nme(onnx_predict_manifest(sess, ck_meta, val_m), val_m)
+                rel = (nq - nme32) / nme32 if nme32 > 0 and np.isfinite(nme32) else float("nan")
+                nme.update({opts.precision: nq, "relative_change": rel, "max_increase": opts.max_nme_increase,
+                            "abs_floor": NME_ABS_FLOOR})
+                nme["ok"] = bool(np.isfinite(nq) and not (rel > opts.max_nme_increase
+                                                         and nq - nme32 > NME_ABS_FLOOR))
+                if not nme["ok"]:
+                    failures.append(f"{opts.precision} NME {nq:.5f} vs fp32 {nme32:.5f} on {len(val_m)} faces: "
+                                    f"{100 * rel:+.2f}% (limit +{100 * opts.max_nme_increase:g}%)")
+            summary["nme"] = nme
+        elif opts.precision == "int8":
+            warn("no validation data (--val, or a 'val' split in --calib): the int8 NME change is not checked")
+
+        summary["written"] = not failures
+        if not failures:
+            del sess, sess32
+            os.replace(final, out)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return ExportResult(summary=summary, failures=failures)

@@ -43,12 +43,14 @@ def _root(
 
 from facelm.cli import prepare as _prepare  # noqa: E402
 from facelm.cli import train as _train  # noqa: E402
+from facelm.cli import export as _export  # noqa: E402
 from facelm.cli import balance as _balance  # noqa: E402
 from facelm.cli import evaluate as _evaluate  # noqa: E402
 from facelm.cli import placeholders as _placeholders  # noqa: E402
 
 _prepare.register(app)
 _train.register(app)
+_export.register(app)
 _balance.register(app)
 _evaluate.register(app)
 _placeholders.register(app)

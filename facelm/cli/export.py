@@ -1,0 +1,150 @@
+"""``facelm export``: a checkpoint -> ONNX (fp32, fp16 or int8), checked against torch, metadata inside."""
+
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from facelm.cli._common import emit_json, error, handle_errors, info, table, warn
+from facelm.errors import ExitCode, UsageError
+from facelm.export import CALIB_METHODS, DEFAULT_OPSET, MAX_NME_INCREASE, PARITY_TOLERANCE
+
+# help texts are module globals: Typer evaluates the annotations in this module's namespace
+_TOL = ", ".join(f"{k} {v:g}" if v is not None else f"{k}: reported only" for k, v in PARITY_TOLERANCE.items())
+_METHODS = ", ".join(CALIB_METHODS)
+
+EPILOG = f"""Examples:
+
+1. `facelm export runs/cnn6/best.pt --out models/cnn6.onnx`  (fp32, dynamic batch, parity checked on random crops)
+
+2. `facelm export runs/cnn7/best.pt --out models/cnn7.onnx --val work/ytf`  (parity on real crops + val NME)
+
+3. `facelm export runs/cnn6/best.pt --out models/cnn6-int8.onnx --quantize int8 --calib work/ytf`  (static int8,
+calibrated on the train split; NME change checked on the val split)
+
+4. `facelm export runs/cnn7/best.pt --out models/cnn7-fp16.onnx --half --val work/ytf`  (fp16 for GPUs)
+
+ONNX contract: input `images` (N, 3, H, W) float32 RGB 0..255, output `landmarks` (N, L, 2) float32 (x, y) in
+crop pixels, batch axis dynamic; the checkpoint's metadata (plus `precision`) is one JSON string under
+`metadata_props["facelm"]`. fp16/int8 files keep float32 inputs and outputs.
+
+Checks: onnxruntime (CPU) vs torch on sample crops, max |diff| in crop px ({_TOL}); with validation data, the
+fp16/int8 NME may exceed the fp32 one by at most {100 * MAX_NME_INCREASE:g}% (`--max-nme-increase`). A stage-2
+model's NME here is on upright crops built from the ground truth. The file is written only if the checks pass.
+Prints one JSON summary on stdout; see docs/export.md.
+
+Exit codes: 0 ok, 2 usage (output not .onnx, --quantize without --calib, --half with --quantize), 3 bad data
+(unreadable --calib/--val), 4 model (checkpoint missing, corrupt or not facelm; data of another scheme; parity
+or NME check failed: the JSON is still printed).
+"""
+
+
+def _px(v) -> str:
+    return "-" if v is None else f"{v:.2g}"
+
+
+def register(app: typer.Typer) -> None:
+    @app.command(name="export", epilog=EPILOG, no_args_is_help=True)
+    @handle_errors
+    def export_cmd(
+        checkpoint: Annotated[Path, typer.Argument(help="facelm checkpoint (.pt) or a run folder holding best.pt.",
+                                                   show_default=False)],
+        out: Annotated[Path, typer.Option("--out", "-o", help="The .onnx file to write.", show_default=False)],
+        opset: Annotated[int, typer.Option(help="ONNX opset.")] = DEFAULT_OPSET,
+        dynamic_batch: Annotated[bool, typer.Option("--dynamic-batch/--static-batch",
+                                                    help="Dynamic batch axis (static: fixed batch 1).")] = True,
+        half: Annotated[bool, typer.Option("--half", help="fp16 weights and activations (GPU; IO stays float32).")
+                        ] = False,
+        quantize: Annotated[str | None, typer.Option(help="int8: onnxruntime static quantisation (QDQ, needs "
+                                                          "--calib).", show_default=False)] = None,
+        calib: Annotated[Path | None, typer.Option(help="Prepared dataset: calibration crops (train split) and "
+                                                        "parity crops; its val split is the default --val.",
+                                                   show_default=False)] = None,
+        val: Annotated[Path | None, typer.Option(help="Prepared dataset for the NME check (val split, else test, "
+                                                      "else all faces).", show_default=False)] = None,
+        calib_faces: Annotated[int, typer.Option(help="Calibration crops (seeded random faces).")] = 256,
+        calib_method: Annotated[str, typer.Option(help=f"int8 activation calibration: {_METHODS}.")] = "minmax",
+        activations: Annotated[str, typer.Option(help="int8 activation type: uint8 (fast u8s8 kernels on x86) "
+                                                      "or int8.")] = "uint8",
+        max_val: Annotated[int, typer.Option(help="At most this many validation faces.")] = 2000,
+        max_nme_increase: Annotated[float, typer.Option(
+            help="Largest relative NME increase of fp16/int8 over fp32 (inf: no limit).")] = MAX_NME_INCREASE,
+        tolerance: Annotated[float | None, typer.Option(
+            help="Parity tolerance in crop px (default per precision).", show_default=False)] = None,
+        parity_crops: Annotated[int, typer.Option(help="Sample crops for the torch/ONNX comparison.")] = 32,
+        bench_seconds: Annotated[float, typer.Option(help="Seconds per model for the fp32-vs-fp16/int8 speed "
+                                                          "comparison (0: skip).")] = 1.0,
+        threads: Annotated[int, typer.Option(help="onnxruntime threads (0 = its default, all cores).")] = 0,
+        seed: Annotated[int, typer.Option(help="Seed for the calibration faces and random sample crops.")] = 0,
+        quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No table or progress on stderr.")] = False,
+    ) -> None:
+        """Export a checkpoint to ONNX, check it against torch, optionally as fp16 or int8."""
+        from facelm.export import ExportOptions, export
+
+        if half and quantize:
+            raise UsageError("--half and --quantize are alternatives; choose one")
+        if quantize is not None and quantize.lower() != "int8":
+            raise UsageError(f"--quantize {quantize}: only int8 is supported")
+        precision = "fp16" if half else "int8" if quantize else "fp32"
+        opts = ExportOptions(checkpoint=checkpoint, out=out, opset=opset, dynamic_batch=dynamic_batch,
+                             precision=precision, calib=calib, val=val, calib_faces=calib_faces,
+                             calib_method=calib_method.lower(), activation_type=activations.lower(),
+                             max_val=max_val,
+                             max_nme_increase=max_nme_increase, tolerance=tolerance, parity_crops=parity_crops,
+                             bench_seconds=bench_seconds, threads=threads, seed=seed)
+
+        def step(msg: str) -> None:
+            if not quiet:
+                info(f"[dim]{msg}...[/dim]")
+
+        result = export(opts, warn=warn, step=step)
+        s = result.summary
+        if not quiet:
+            _show(s)
+        emit_json(s)
+        if not result.ok:
+            error("; ".join(result.failures) + f"; {out} was not written")
+            raise typer.Exit(int(ExitCode.MODEL))
+        if not quiet:
+            _hints(s)
+
+
+def _show(s: dict) -> None:
+    p = s["parity"]
+    tol = _px(p["tolerance"]) if p["tolerance"] is not None else "none: int8 is reported"
+    rows = [
+        ("model", f"{s['arch']} (stage {s['stage']}, {s['scheme']}, {s['input_size'][0]} px)"),
+        ("precision", f"{s['precision']}, opset {s['opset']}, "
+                      f"{'dynamic' if s['dynamic_batch'] else 'fixed'} batch"),
+        ("size", f"{s['bytes'] / 1e6:.2f} MB" + (f" (fp32 {s['fp32_bytes'] / 1e6:.2f} MB)"
+                                                   if s["precision"] != "fp32" else "")),
+        ("parity vs torch", f"max {_px(p['max_abs_px'])} px (tolerance {tol}) on {p['n_crops']} "
+                            f"{p['source']} crops" + (f"; fp32 graph {_px(p['fp32_max_abs_px'])} px"
+                                                      if "fp32_max_abs_px" in p else "")),
+        ("OpenCV DNN", f"loads ({s['opencv_dnn_engine']} engine, max diff {_px(s['opencv_dnn_max_abs_px'])} px)"
+                       if s["opencv_dnn"] else f"cannot load: {s.get('opencv_dnn_error')}"),
+    ]
+    sp = s.get("speed")
+    if sp:
+        q = s["precision"]
+        rows.append(("speed (ORT CPU)", f"fp32 {sp['fp32_crops_per_s']:.0f} vs {q} {sp[f'{q}_crops_per_s']:.0f} "
+                                        f"crops/s at batch {sp['batch']} ({sp['speedup']:.2f}x)"))
+    nme = s.get("nme")
+    if nme:
+        txt = f"fp32 {nme['fp32']:.5f}"
+        q = s["precision"]
+        if q in nme and nme[q] is not None:
+            rel = nme.get("relative_change")
+            txt += f", {q} {nme[q]:.5f} ({100 * rel:+.2f}%)" if rel is not None else f", {q} {nme[q]:.5f}"
+        rows.append((f"NME ({nme['split']}, {nme['faces']} faces)", f"{txt}; {nme['normaliser']}, {nme['crops']}"))
+    rows.append(("written", s["out"] if s["written"] else "no"))
+    table(f"export {s['checkpoint']}", ["what", "value"], rows)
+
+
+def _hints(s: dict) -> None:
+    out = Path(s["out"])
+    other = "cnn7 (stage 2)" if s["stage"] == 1 else "cnn6 (stage 1)"
+    info(f"next: facelm export <{other} checkpoint> --out {out.parent}/{other[:4]}.onnx  "
+         "(predict needs both stages)")
+    info(f"      facelm predict IMAGES --models {out.parent}  (reads cnn6.onnx and cnn7.onnx there)")
