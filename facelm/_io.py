@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
-__all__ = ["json_clean", "atomic_write", "atomic_write_text", "atomic_write_json", "atomic_replace_dir_file", "sha256_file"]
+__all__ = ["json_clean", "atomic_path", "atomic_write", "atomic_write_text", "atomic_write_json", "atomic_replace_dir_file", "sha256_file"]
 
 
 @contextlib.contextmanager
@@ -26,6 +26,24 @@ def atomic_write(path: str | Path, mode: str = "w", **kw) -> Iterator[IO]:
             yield f
             f.flush()
             os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """A temporary path next to ``path`` (same suffix) for writers that want a file name (torch.save, onnx.save,
+    savefig); renamed over ``path`` only if the block succeeds, removed otherwise."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix or ".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        os.chmod(tmp, 0o666 & ~_umask())
+        yield Path(tmp)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):

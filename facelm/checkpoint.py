@@ -13,15 +13,14 @@ shape, loss, versions and the training manifest's sha256.
 
 from __future__ import annotations
 
-import os
 import platform
-import tempfile
 import time
 from pathlib import Path
 
 import torch
 
 from facelm import __version__
+from facelm._io import atomic_path
 from facelm.errors import ModelError
 
 __all__ = ["save_checkpoint", "load_checkpoint", "build_meta"]
@@ -63,16 +62,8 @@ def build_meta(*, cfg, scheme, input_size: int, mean_shape, loss: dict, manifest
 
 def save_checkpoint(ck: dict, path: str | Path) -> None:
     """``torch.save`` to a temporary file in the same folder, then rename: never a half-written checkpoint."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         torch.save(ck, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def load_checkpoint(path: str | Path) -> dict:

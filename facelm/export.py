@@ -41,6 +41,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from facelm._io import atomic_path
 from facelm.errors import ModelError, UsageError
 
 __all__ = [
@@ -88,25 +89,17 @@ def export_onnx(checkpoint: str | Path, out: str | Path, *, opset: int = DEFAULT
     meta = {**meta, "precision": "fp32", **(extra_meta or {}),
             "onnx": {"input": "images", "output": "landmarks", "opset": opset, "dynamic_batch": dynamic_batch,
                      "onnx_version": onnx.__version__}}
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".onnx", dir=out.parent)
-    os.close(fd)
-    try:
+    with atomic_path(out) as tmp:
         # The TorchScript-based exporter (dynamo=False) needs no extra packages and gives a plain static graph.
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)  # "legacy exporter" notices, not for our users
-            torch.onnx.export(model, (dummy,), tmp, input_names=["images"], output_names=["landmarks"],
+            torch.onnx.export(model, (dummy,), str(tmp), input_names=["images"], output_names=["landmarks"],
                               dynamic_axes={"images": {0: "batch"}, "landmarks": {0: "batch"}} if dynamic_batch
                               else None, opset_version=opset, dynamo=False, do_constant_folding=True)
-        proto = onnx.load(tmp)
+        proto = onnx.load(str(tmp))
         set_onnx_meta(proto, meta)
         onnx.checker.check_model(proto)
-        onnx.save(proto, tmp)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        onnx.save(proto, str(tmp))
     return meta
 
 
@@ -138,15 +131,8 @@ def read_onnx_meta(path: str | Path) -> dict:
 
 
 def _save_atomic(proto: onnx.ModelProto, out: Path) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".onnx", dir=out.parent)
-    os.close(fd)
-    try:
-        onnx.save(proto, tmp)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(out) as tmp:
+        onnx.save(proto, str(tmp))
 
 
 def _output_layer(proto: onnx.ModelProto) -> str | None:

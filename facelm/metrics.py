@@ -29,16 +29,13 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import csv
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
-from facelm._io import atomic_write
+from facelm._io import atomic_path, atomic_write
 from facelm.schemes import LandmarkScheme, get_scheme
 
 __all__ = [
@@ -397,16 +394,6 @@ def plot_ced(path: str | Path, curves: Curves, title: str = "Cumulative error di
     ax.legend(loc="lower right")
     fig.tight_layout()
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fig.savefig(fh, format=fmt)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format=fmt)
     return path

@@ -235,7 +235,6 @@ def train(cfg: TrainConfig, *, resume: bool = False, force: bool = False,
         d1 = _Data(train_m, crops, index, lm_cache, face_frames(len(index), cache_size, margin), mask)
         stage1_train, _ = predict_crops(stage1_model, d1, d1.frames, device, flip_perm)
     frames = _base_frames(cfg.arch, train_m, lm_cache, scheme, stage1_train)
-    data = _Data(train_m, crops, index, lm_cache, frames, mask)
 
     if len(val_m):
         vc, vi, vl, vmask = _load_split(val_m)
