@@ -43,6 +43,8 @@ def _root(
 
 from facelm.cli import prepare as _prepare  # noqa: E402
 from facelm.cli import train as _train  # noqa: E402
+from facelm.cli import predict as _predict  # noqa: E402
+from facelm.cli import bench as _bench  # noqa: E402
 from facelm.cli import export as _export  # noqa: E402
 from facelm.cli import balance as _balance  # noqa: E402
 from facelm.cli import evaluate as _evaluate  # noqa: E402
@@ -50,6 +52,8 @@ from facelm.cli import placeholders as _placeholders  # noqa: E402
 
 _prepare.register(app)
 _train.register(app)
+_predict.register(app)
+_bench.register(app)
 _export.register(app)
 _balance.register(app)
 _evaluate.register(app)

@@ -1,0 +1,300 @@
+"""``facelm predict``: two-stage landmarks for images, folders, globs, lists, stdin paths and videos;
+``facelm fit-box-map``: fit a detector's box map on annotated data and store it in the stage-1 model."""
+
+import os
+import sys
+import time
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from facelm.cli._common import dumps, emit_json, error, handle_errors, info, warn
+from facelm.errors import DataError, ExitCode, UsageError
+
+EPILOG = """Examples:
+
+1. `facelm predict photo.jpg`  (one JSON line per image on stdout)
+
+2. `find photos -name '*.jpg' | facelm predict - | jq '.faces[].angle'`
+
+3. `facelm predict photos/ --recursive --draw annotated/ --format csv -o faces.csv`
+
+4. `facelm predict clip.mp4 --vid-stride 5`  (every 5th frame; records carry "frame")
+
+5. `facelm predict crops/ --no-detect --stages 1`  (images that are already face crops; CNN-6 only)
+
+6. `facelm predict shots/ --boxes boxes.json`  (your own face boxes: JSON, JSONL or CSV)
+
+Models: --models DIR holds the stage-1 and stage-2 ONNX files (`facelm export`), told apart by their metadata.
+Detector: YuNet through onnxruntime (--detector-model, $FACELM_DETECTOR_MODEL, the cache ~/.cache/facelm, a
+download), or the `yuface` package. Photos are read with their EXIF orientation applied. Record format and
+conventions: docs/predict.md.
+
+Exit codes: 0 ok, 1 some inputs failed (an error record each; the run goes on), 2 usage, 3 no images found,
+4 models missing, foreign or not matching (stage-2 scheme), or no detector available.
+"""
+
+FIT_EPILOG = """Examples:
+
+1. `facelm fit-box-map --data work/ytf --models models`  (YuNet; writes the map into the stage-1 model)
+
+2. `facelm fit-box-map --data work/300w --models models --detector yuface --limit 500 --dry-run`
+
+Runs the detector on the prepared dataset's images, matches each annotated face to the detection that overlaps its
+face square most, and fits centre offset and side scale by medians (docs/predict.md). Prints the map as JSON.
+Exit codes: 0 ok, 3 no face matched, 4 model or detector missing.
+"""
+
+
+class Fmt(str, Enum):
+    jsonl = "jsonl"
+    csv = "csv"
+    json = "json"
+
+
+_MODELS_HELP = ("Folder with the stage-1 (cnn6) and stage-2 (cnn7) ONNX models; default: the repository's "
+                "models/ (or the installed package's).")
+
+
+_CSV_HEAD = ["image", "frame", "face", "box_x1", "box_y1", "box_x2", "box_y2", "score", "angle"]
+
+
+class _Sink:
+    """stdout (or ``-o FILE``, opened lazily) in the chosen format."""
+
+    def __init__(self, fmt: Fmt, output: str, num_landmarks: int):
+        self.fmt, self.output, self.n = fmt, output, num_landmarks
+        self._fh = None
+        self._tmp: Path | None = None
+        self._json: list = []
+        self._header = False
+
+    def _file(self):
+        if self._fh is None:
+            if self.output in ("-", ""):
+                self._fh = sys.stdout
+            else:
+                out = Path(self.output)
+                out.parent.mkdir(parents=True, exist_ok=True)
+                self._tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+                self._fh = open(self._tmp, "w", encoding="utf-8", newline="")  # noqa: SIM115 - opened lazily, closed in close()
+        return self._fh
+
+    def _csv_rows(self, rec: dict) -> list[list]:
+        base = [rec["image"], rec.get("frame", "")]
+        if not rec["faces"]:
+            return [base + [""] * (8 + 2 * self.n) + [rec["width"], rec["height"], rec["error"] or ""]]
+        rows = []
+        for i, f in enumerate(rec["faces"]):
+            pts = [v for p in f["landmarks"] for v in p]
+            rows.append(base + [i, *f["box"], f["score"], f["angle"], *pts, rec["width"], rec["height"], ""])
+        return rows
+
+    def write(self, rec: dict) -> None:
+        if self.fmt == Fmt.json:
+            self._json.append(rec)
+            return
+        fh = self._file()
+        if self.fmt == Fmt.jsonl:
+            fh.write(dumps(rec) + "\n")
+        else:
+            import csv
+
+            w = csv.writer(fh, lineterminator="\n")
+            if not self._header:
+                pts = [f"{a}{k}" for k in range(self.n) for a in ("x", "y")]
+                w.writerow(_CSV_HEAD + [*pts, "width", "height", "error"])
+                self._header = True
+            for row in self._csv_rows(rec):
+                w.writerow(["" if v is None else v for v in row])
+        fh.flush()
+
+    def close(self, ok: bool = True) -> None:
+        if self.fmt == Fmt.json and ok:
+            self._file().write(dumps(self._json) + "\n")
+        elif self.fmt == Fmt.csv and not self._header and ok:
+            self.write_header_only()
+        if self._fh is not None and self._fh is not sys.stdout:
+            self._fh.close()
+            if ok:
+                os.replace(self._tmp, self.output)
+            else:
+                self._tmp.unlink(missing_ok=True)
+        elif self._fh is sys.stdout:
+            sys.stdout.flush()
+
+    def write_header_only(self) -> None:
+        import csv
+
+        pts = [f"{a}{k}" for k in range(self.n) for a in ("x", "y")]
+        csv.writer(self._file(), lineterminator="\n").writerow(
+            _CSV_HEAD + [*pts, "width", "height", "error"])
+
+
+_DRAW_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+
+
+def _draw_path(root: Path, name: str, frame) -> Path:
+    p = Path(name)
+    rel = Path(p.name) if p.is_absolute() or ".." in p.parts else p
+    suffix = rel.suffix.lower() if rel.suffix.lower() in _DRAW_SUFFIXES else ".png"
+    if frame is not None:
+        return root / rel.parent / f"{rel.stem}_f{int(frame):06d}.jpg"
+    return root / rel.parent / f"{rel.stem}{suffix}"
+
+
+def _write_drawing(path: Path, bgr) -> None:
+    import cv2
+
+    from facelm._io import atomic_write
+
+    ok, buf = cv2.imencode(path.suffix, bgr)
+    if not ok:
+        raise OSError(f"cannot encode {path.suffix}")
+    with atomic_write(path, "wb") as f:
+        f.write(buf.tobytes())
+
+
+def register(app: typer.Typer) -> None:
+    @app.command(name="predict", epilog=EPILOG, no_args_is_help=True)
+    @handle_errors
+    def predict_cmd(
+        sources: Annotated[list[str], typer.Argument(
+            help="Images, folders, globs, list files (.txt), videos, or '-' for paths on stdin.",
+            show_default=False)],
+        models: Annotated[Path | None, typer.Option("--models", "-m", help=_MODELS_HELP, envvar="FACELM_MODELS",
+                                                    show_default=False)] = None,
+        stages: Annotated[int | None, typer.Option(
+            help="1: CNN-6 only; 2: CNN-6 then CNN-7 (default: 2 when the stage-2 model is there).")] = None,
+        fmt: Annotated[Fmt, typer.Option("--format", "-f", help="jsonl (one line per image), csv (one row per "
+                                                                "face) or json (one array).")] = Fmt.jsonl,
+        output: Annotated[str, typer.Option("--output", "-o", help="Write the records here ('-' = stdout).")
+                          ] = "-",
+        draw: Annotated[Path | None, typer.Option(help="Write annotated copies of the images into this folder.")
+                        ] = None,
+        batch: Annotated[int, typer.Option(help="Faces per network call (batched across images).")] = 32,
+        device: Annotated[str, typer.Option(help="auto (CUDA when usable), cpu, cuda or cuda:N.",
+                                            envvar="FACELM_DEVICE")] = "auto",
+        detector: Annotated[str, typer.Option(help="auto, yunet or yuface.")] = "auto",
+        detector_model: Annotated[Path | None, typer.Option(
+            "--detector-model", help="YuNet ONNX file (default: $FACELM_DETECTOR_MODEL, the cache, a download).",
+            show_default=False)] = None,
+        boxes: Annotated[Path | None, typer.Option(
+            help="Face boxes per image from a JSON/JSONL/CSV file instead of a detector.", show_default=False)
+        ] = None,
+        no_detect: Annotated[bool, typer.Option("--no-detect", help="Each image is one face crop (no detector).")
+                             ] = False,
+        score_threshold: Annotated[float, typer.Option(help="Detector score threshold.")] = 0.6,
+        recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Descend into sub-folders.")] = False,
+        vid_stride: Annotated[int, typer.Option(help="Use every N-th video frame.")] = 1,
+        exif: Annotated[bool, typer.Option(help="Apply EXIF orientation (as photo viewers do).")] = True,
+        workers: Annotated[int, typer.Option(help="Reader/detector threads (0 = number of cores).")] = 0,
+        threads: Annotated[int, typer.Option(help="onnxruntime threads per model (0 = cores / streams).")] = 0,
+        streams: Annotated[int, typer.Option(help="Batches run at once (0 = auto: 2 on a CPU with 2+ cores, "
+                                                  "else 1).")] = 0,
+        quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors and warnings on stderr.")] = False,
+    ) -> None:
+        """Detect faces and predict their landmarks with the two-stage CNN-6/CNN-7 models (JSON lines out)."""
+        from facelm.detectors import create_detector
+        from facelm.runtime import Landmarker, annotate, default_models_dir, load_models, resolve_providers
+        from facelm.runtime.session import plan_threads
+        from facelm.sources import describe_sources, iter_sources
+
+        if batch < 1:
+            raise UsageError("--batch must be at least 1")
+        if vid_stride < 1:
+            raise UsageError("--vid-stride must be at least 1")
+        if stages not in (None, 1, 2):
+            raise UsageError(f"--stages must be 1 or 2, not {stages}")
+        if workers < 0 or threads < 0 or streams < 0:
+            raise UsageError("--workers, --threads and --streams must be 0 or more")
+        if boxes is not None and no_detect:
+            raise UsageError("--boxes and --no-detect cannot be used together")
+        note = (lambda m: None) if quiet else info
+        providers = resolve_providers(device, warn=warn)
+        streams, threads = plan_threads(providers, streams, threads)
+        pair = load_models(models if models is not None else default_models_dir(), stages, providers, threads)
+        for s in pair.skipped:
+            note(f"skipped {s}")
+        det = create_detector(detector, model=detector_model, boxes=boxes, no_detect=no_detect,
+                              score_threshold=score_threshold, providers=providers, threads=1, info=note)
+        lm = Landmarker(pair, det, batch=batch, workers=workers, keep_images=draw is not None, exif=exif,
+                        streams=streams)
+        s1, s2 = pair.stage1, pair.stage2
+        note(f"models: {s1.path} (stage 1, {s1.arch}, {s1.scheme.name})"
+             + (f" + {s2.path} (stage 2, {s2.arch})" if s2 else " (stage 1 only)"))
+        note(f"onnxruntime providers: {', '.join(s1.providers)} ({streams} stream(s) x {threads} thread(s)); "
+             f"detector: {det.describe()}"
+             + (f"; box map: {lm.box_map_source}" if det.name not in ("boxes", "none") else ""))
+
+        sink = _Sink(fmt, output, pair.scheme.num_landmarks)
+        items = iter_sources(sources, recursive=recursive, vid_stride=vid_stride)
+        n = failed = attempted = faces = 0
+        t0 = time.perf_counter()
+        ok = False
+        try:
+            for res in lm.run(items):
+                n += 1
+                attempted += not res.source_error
+                faces += len(res.faces)
+                if res.error:
+                    failed += 1
+                    where = res.name + (f" frame {res.frame}" if res.frame is not None else "")
+                    error(f"{where}: {res.error}")
+                sink.write(res.record(pair.scheme.name))
+                if draw is not None and res.image is not None and not res.error:
+                    try:
+                        _write_drawing(_draw_path(draw, res.name, res.frame),
+                                       annotate(res.image, res, dict(pair.scheme.boundaries)))
+                    except OSError as e:
+                        warn(f"{res.name}: cannot write the drawing ({e})")
+                    res.image = None
+            ok = True
+        finally:
+            sink.close(ok)
+        dt = time.perf_counter() - t0
+        if attempted == 0:
+            raise DataError(f"no images found in {' '.join(sources)}; SOURCE can be {describe_sources()}")
+        note(f"{n} images, {faces} faces, {failed} failed, {dt:.1f} s ({n / dt if dt > 0 else 0:.1f} images/s, "
+             f"{faces / dt if dt > 0 else 0:.1f} faces/s)")
+        if failed:
+            raise typer.Exit(int(ExitCode.PARTIAL))
+
+    @app.command(name="fit-box-map", epilog=FIT_EPILOG, no_args_is_help=True)
+    @handle_errors
+    def fit_box_map_cmd(
+        data: Annotated[Path, typer.Option("--data", "-d", help="Prepared dataset folder (`facelm prepare`).",
+                                           show_default=False)],
+        models: Annotated[Path | None, typer.Option("--models", "-m", help=_MODELS_HELP, envvar="FACELM_MODELS",
+                                                    show_default=False)] = None,
+        detector: Annotated[str, typer.Option(help="auto, yunet or yuface.")] = "auto",
+        detector_model: Annotated[Path | None, typer.Option("--detector-model", help="YuNet ONNX file.",
+                                                            show_default=False)] = None,
+        limit: Annotated[int, typer.Option(help="Use at most N images (0 = all).")] = 0,
+        min_iou: Annotated[float, typer.Option(help="Minimum IoU between a detection and the face square.")
+                           ] = 0.3,
+        dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the map, do not write it.")] = False,
+        quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors and warnings on stderr.")] = False,
+    ) -> None:
+        """Fit the mapping from a detector's boxes to the models' training face squares; store it in stage 1."""
+        from facelm.detectors import create_detector
+        from facelm.detectors.boxmap import fit_box_map, write_box_map
+        from facelm.runtime import default_models_dir, load_models
+
+        note = (lambda m: None) if quiet else info
+        pair = load_models(models if models is not None else default_models_dir(), 1)
+        det = create_detector(detector, model=detector_model, info=note)
+        note(f"fitting the {det.describe()} box map on {data} ...")
+        m = fit_box_map(det, data, scheme=pair.scheme, limit=limit, min_iou=min_iou)
+        r, r0 = m["residuals"], m["residuals_identity"]
+        note(f"matched {m['matched']} of {m['faces']} faces; centre error {r['centre_err_median']:.3f} "
+             f"(identity {r0['centre_err_median']:.3f}), side error {r['side_err_median']:.3f} "
+             f"(identity {r0['side_err_median']:.3f}) of the face side")
+        if not dry_run:
+            write_box_map(pair.stage1.path, m)
+            note(f"box map for {det.name} written into {pair.stage1.path}")
+        emit_json(m)
+        if m["matched"] == 0:
+            raise typer.Exit(int(ExitCode.DATA))

@@ -1,0 +1,82 @@
+"""Face detectors for ``predict``: YuNet (onnxruntime), ``yuface``, boxes from a file, or none (face crops).
+
+:func:`create_detector` picks one from the command-line choices; every detector implements
+:class:`FaceDetector` (``detect(image, name, frame) -> list[Detection]``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from facelm.detectors.base import MAX_DETECT_SIDE, Detection, FaceDetector, box_iou, nms
+from facelm.detectors.boxes import BoxesFileDetector, BoxLookupError, WholeImageDetector
+from facelm.detectors.yunet import (
+    DetectorUnavailable,
+    YuFaceDetector,
+    YuNetDetector,
+    download_yunet,
+    find_yunet_model,
+    yuface_available,
+)
+from facelm.errors import UsageError
+
+__all__ = [
+    "DETECTORS",
+    "BoxLookupError",
+    "BoxesFileDetector",
+    "Detection",
+    "DetectorUnavailable",
+    "FaceDetector",
+    "WholeImageDetector",
+    "YuFaceDetector",
+    "YuNetDetector",
+    "box_iou",
+    "create_detector",
+    "nms",
+]
+
+DETECTORS = ("auto", "yunet", "yuface")
+
+
+def create_detector(name: str = "auto", *, model: str | Path | None = None, boxes: str | Path | None = None,
+                    no_detect: bool = False, score_threshold: float = 0.6, max_side: int = MAX_DETECT_SIDE,
+                    providers: list | None = None, threads: int = 1, download: bool = True,
+                    info: Callable[[str], None] | None = None) -> FaceDetector:
+    """The detector for a ``predict`` run.
+
+    Args:
+        name: ``auto`` (YuNet file if one is found locally, else ``yuface`` if installed, else download YuNet),
+            ``yunet`` (file, downloading it if needed) or ``yuface``.
+        model: ``--detector-model`` (a YuNet ONNX file).
+        boxes: ``--boxes FILE``: boxes from a file instead of a detector.
+        no_detect: ``--no-detect``: each image is one face crop.
+        download: allow the download of the official YuNet file (off in tests).
+        info: called with a one-line message when a file is downloaded.
+
+    Raises:
+        UsageError: conflicting options. DetectorUnavailable (exit 4): no detector can be set up.
+    """
+    if boxes is not None and no_detect:
+        raise UsageError("--boxes and --no-detect cannot be used together")
+    if boxes is not None:
+        return BoxesFileDetector(boxes)
+    if no_detect:
+        return WholeImageDetector()
+    if name not in DETECTORS:
+        raise UsageError(f"unknown --detector {name!r} (known: {', '.join(DETECTORS)})")
+    if name == "yuface":
+        return YuFaceDetector(score_threshold=score_threshold)
+    path = find_yunet_model(model)
+    if path is None and name == "auto" and yuface_available():
+        return YuFaceDetector(score_threshold=score_threshold)
+    if path is None:
+        if not download:
+            from facelm.detectors.yunet import _offline_message
+
+            raise DetectorUnavailable(_offline_message("downloads are disabled"))
+        if info:
+            info("downloading the YuNet face detector (Apache-2.0, libfacedetection.train) into the cache ...")
+        path = download_yunet()
+    return YuNetDetector(path, score_threshold=score_threshold, max_side=max_side, providers=providers,
+                         threads=threads)

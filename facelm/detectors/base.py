@@ -1,0 +1,114 @@
+"""The face-detector interface, the detection record and box helpers shared by the detectors.
+
+Boxes are ``[x1, y1, x2, y2]`` in image pixels (0-based, pixel centres at integers, x right, y down): the corners
+of the rectangle the detector reports. A detector's box convention (how tight, where its centre sits relative to
+the landmarks) differs from the face square the landmark models were trained on; ``facelm.detectors.boxmap``
+fits and stores the mapping.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+__all__ = ["MAX_DETECT_SIDE", "Detection", "FaceDetector", "box_iou", "downscale_for_detection", "nms"]
+
+#: Images whose longer side exceeds this are shrunk (INTER_AREA) for detection only; boxes are mapped back.
+MAX_DETECT_SIDE = 1280
+
+
+@dataclass
+class Detection:
+    """One detected face.
+
+    Attributes:
+        box: ``(4,)`` float ``[x1, y1, x2, y2]`` in image pixels.
+        score: detector confidence in [0, 1] (1.0 for boxes that were given, not detected).
+        keypoints: optional ``(K, 2)`` detector key points in image pixels (YuNet: 5).
+        kind: how the face square is derived from ``box``: ``"detector"`` (through the model's box map),
+            ``"face-square"`` (the box already is the face square: boxes files) or ``"crop"`` (the box is the
+            whole model crop: ``--no-detect``).
+    """
+
+    box: np.ndarray
+    score: float = 1.0
+    keypoints: np.ndarray | None = None
+    kind: str = "detector"
+    extra: dict = field(default_factory=dict)
+
+
+class FaceDetector(abc.ABC):
+    """A face detector: ``detect(image, name, frame) -> list[Detection]``.
+
+    ``image`` is ``(H, W, 3)`` uint8 RGB; ``name`` (the SOURCE name) and ``frame`` (video frame number or None)
+    identify it for detectors that look boxes up; the others ignore them. Implementations must be safe to call
+    from several threads at once.
+    """
+
+    #: short name; the key of the box map stored in the stage-1 model (``"yunet"``, ``"yuface"``, ...)
+    name: str = "detector"
+
+    @abc.abstractmethod
+    def detect(self, image: np.ndarray, name: str | None = None, frame: int | None = None) -> list[Detection]:
+        ...
+
+    def describe(self) -> str:
+        """One line for stderr: which detector, which model file."""
+        return self.name
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU between boxes ``a`` (N, 4) and ``b`` (M, 4), both ``[x1, y1, x2, y2]``; returns (N, M)."""
+    a = np.asarray(a, dtype=np.float64).reshape(-1, 4)
+    b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
+    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
+    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
+    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
+    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    area_a = (a[:, 2] - a[:, 0]).clip(0) * (a[:, 3] - a[:, 1]).clip(0)
+    area_b = (b[:, 2] - b[:, 0]).clip(0) * (b[:, 3] - b[:, 1]).clip(0)
+    union = area_a[:, None] + area_b[None, :] - inter
+    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, top_k: int = 0) -> np.ndarray:
+    """Greedy non-maximum suppression; indices of the kept boxes, best first (at most ``top_k`` if > 0)."""
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    order = np.argsort(-np.asarray(scores), kind="stable")
+    keep: list[int] = []
+    while order.size:
+        i = int(order[0])
+        keep.append(i)
+        if top_k and len(keep) >= top_k:
+            break
+        if order.size == 1:
+            break
+        iou = box_iou(boxes[i:i + 1], boxes[order[1:]])[0]
+        order = order[1:][iou <= iou_threshold]
+    return np.array(keep, dtype=np.int64)
+
+
+def downscale_for_detection(image: np.ndarray, max_side: int = MAX_DETECT_SIDE) -> tuple[np.ndarray, float]:
+    """Shrink ``image`` so its longer side is at most ``max_side`` (for detection only).
+
+    Returns (image, factor) with ``factor = small / original`` (1.0 when unchanged); a detection box ``b`` in the
+    small image is ``(b + 0.5) / factor - 0.5`` in the original (pixel-centre convention).
+    """
+    h, w = image.shape[:2]
+    if max_side <= 0 or max(h, w) <= max_side:
+        return image, 1.0
+    f = max_side / max(h, w)
+    nw, nh = max(1, round(w * f)), max(1, round(h * f))
+    small = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_AREA)
+    return small, nw / w if w >= h else nh / h
+
+
+def scale_back(points: np.ndarray, factor: float) -> np.ndarray:
+    """Map coordinates from a ``downscale_for_detection`` image back to the original (pixel-centre convention)."""
+    if factor == 1.0:
+        return points
+    return (np.asarray(points, dtype=np.float64) + 0.5) / factor - 0.5

@@ -1,0 +1,198 @@
+"""Faces without a detector: boxes from a file (``--boxes FILE``) or the whole image (``--no-detect``).
+
+**Boxes files** give, per image, face squares in the *training* convention: the square the landmarks of the face
+fill (for ``300w68`` the landmark bounding square; schemes with a ``face_box_scale`` enlarge it the same way);
+the model crop covers 1.2 x the box, centred on it, with side ``max(w, h)``. Accepted layouts:
+
+* JSON object: ``{"a.jpg": [[x1, y1, x2, y2], [x1, y1, x2, y2, score]], ...}``;
+* JSON array or JSONL of objects with ``"image"`` and one of ``"boxes"`` (list of boxes), ``"box"`` (one box)
+  or ``"faces"`` (``[{"box": [...], "score": ...}]``): the output of ``facelm predict`` can be fed back;
+* CSV, one row per face: ``image,x1,y1,x2,y2[,score]`` (a header row is recognised and may name the columns
+  ``image``, ``x1``, ``y1``, ``x2``, ``y2``, ``score``).
+
+Image keys match the SOURCE names exactly, else after normalising the path (relative to the working directory or
+to the boxes file's folder), else by file name when that is unique. A video frame is ``"clip.mp4#12"`` (or
+``"clip.mp4"`` for every frame). An image that is not in the file gets an error record; an image listed with no
+boxes has no faces.
+
+``--no-detect``: the whole image *is* the model crop (a face crop made like the training crops: the face square
+plus 10% each side); non-square images are padded with black to a square around their centre.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from facelm.detectors.base import Detection, FaceDetector
+from facelm.errors import DataError
+
+__all__ = ["BoxLookupError", "BoxesFileDetector", "WholeImageDetector", "read_boxes_file"]
+
+
+class BoxLookupError(LookupError):
+    """The image has no entry in the boxes file."""
+
+
+def _box_row(v, where: str) -> tuple[list[float], float]:
+    if isinstance(v, dict):
+        b = v.get("box") or v.get("bbox")
+        score = v.get("score", 1.0)
+    else:
+        b, score = v, 1.0
+    try:
+        vals = [float(x) for x in b]
+    except (TypeError, ValueError):
+        raise DataError(f"{where}: a box must be [x1, y1, x2, y2] numbers, got {b!r}") from None
+    if len(vals) == 5 and not isinstance(v, dict):
+        vals, score = vals[:4], vals[4]
+    if len(vals) != 4:
+        raise DataError(f"{where}: a box must be [x1, y1, x2, y2], got {len(vals)} values")
+    if not (vals[2] > vals[0] and vals[3] > vals[1]) or not all(np.isfinite(vals)):
+        raise DataError(f"{where}: box {vals} is empty or not finite (expected x1 < x2, y1 < y2)")
+    return vals, float(score if score is not None else 1.0)
+
+
+def _from_objects(objs: list, path: Path) -> dict[str, list[tuple[list[float], float]]]:
+    out: dict[str, list] = defaultdict(list)
+    for i, o in enumerate(objs):
+        where = f"{path} entry {i + 1}"
+        if not isinstance(o, dict) or "image" not in o:
+            raise DataError(f"{where}: expected an object with an \"image\" key")
+        key = str(o["image"])
+        if o.get("frame") is not None:
+            key = f"{key}#{int(o['frame'])}"
+        out.setdefault(key, [])
+        if "boxes" in o:
+            out[key] += [_box_row(b, where) for b in o["boxes"] or []]
+        elif "box" in o:
+            out[key].append(_box_row(o["box"], where) if o["box"] is not None else None)
+            out[key] = [b for b in out[key] if b is not None]
+        elif "faces" in o:
+            out[key] += [_box_row(f, where) for f in o["faces"] or []]
+    return dict(out)
+
+
+def read_boxes_file(path: str | Path) -> dict[str, list[tuple[list[float], float]]]:
+    """``{image key: [([x1, y1, x2, y2], score), ...]}`` from a JSON, JSONL or CSV boxes file (``DataError``)."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as e:
+        raise DataError(f"--boxes {p}: cannot read ({getattr(e, 'strerror', None) or e})") from None
+    stripped = text.lstrip()
+    if not stripped:
+        raise DataError(f"--boxes {p}: empty file")
+    if stripped[0] in "{[":
+        try:
+            doc = json.loads(text)
+        except ValueError:
+            try:  # JSONL
+                doc = [json.loads(line) for line in text.splitlines() if line.strip()]
+            except ValueError as e:
+                raise DataError(f"--boxes {p}: not valid JSON or JSONL ({e})") from None
+        if isinstance(doc, dict):
+            if "image" in doc:
+                return _from_objects([doc], p)
+            return {str(k): [_box_row(b, f"{p} [{k!r}]") for b in (v or [])] for k, v in doc.items()}
+        if isinstance(doc, list):
+            return _from_objects(doc, p)
+        raise DataError(f"--boxes {p}: expected a JSON object or array")
+    rows = list(csv.reader(text.splitlines()))
+    rows = [r for r in rows if r and any(c.strip() for c in r)]
+    cols = {"image": 0, "x1": 1, "y1": 2, "x2": 3, "y2": 4, "score": 5}
+    first = [c.strip().lower() for c in rows[0]]
+
+    def _num(c: str) -> bool:
+        try:
+            float(c)
+            return True
+        except ValueError:
+            return False
+
+    if len(first) > 1 and not any(_num(c) for c in first[1:5]):  # a header row
+        named = {c: i for i, c in enumerate(first)}
+        if all(k in named for k in ("x1", "y1", "x2", "y2")):
+            cols = {k: named.get(k, -1) for k in cols}
+            cols["image"] = next((named[k] for k in ("image", "file", "path", "filename") if k in named), 0)
+        rows = rows[1:]
+    out: dict[str, list] = defaultdict(list)
+    for n, r in enumerate(rows, start=2):
+        try:
+            vals = [float(r[cols[k]]) for k in ("x1", "y1", "x2", "y2")]
+            score = float(r[cols["score"]]) if 0 <= cols["score"] < len(r) and r[cols["score"]].strip() else 1.0
+        except (IndexError, ValueError):
+            raise DataError(f"--boxes {p} row {n}: expected image,x1,y1,x2,y2[,score]") from None
+        out[r[cols["image"]].strip()].append((_box_row(vals, f"{p} row {n}")[0], score))
+    return dict(out)
+
+
+def _norm(key: str, base: Path | None = None) -> str:
+    p = Path(key)
+    if base is not None and not p.is_absolute():
+        p = base / p
+    return os.path.normcase(os.path.abspath(p))
+
+
+class BoxesFileDetector(FaceDetector):
+    """Boxes read from a file (see the module docstring); the boxes are face squares, not detector boxes."""
+
+    name = "boxes"
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.table = read_boxes_file(self.path)
+        self._by_abs: dict[str, str] = {}
+        names: dict[str, list[str]] = defaultdict(list)
+        for k in self.table:
+            img, _, frame = k.partition("#") if "#" in k and k.rsplit("#", 1)[1].isdigit() else (k, "", "")
+            suffix = f"#{frame}" if frame else ""
+            for base in (None, self.path.parent):
+                self._by_abs.setdefault(_norm(img, base) + suffix, k)
+            names[os.path.basename(img) + suffix].append(k)
+        self._by_name = {n: ks[0] for n, ks in names.items() if len(ks) == 1}
+
+    def describe(self) -> str:
+        return f"boxes from {self.path} ({len(self.table)} images)"
+
+    def _key(self, name: str, frame: int | None) -> str | None:
+        cands = [f"{name}#{frame}", name] if frame is not None else [name]
+        for c in cands:
+            if c in self.table:
+                return c
+        for c in cands:
+            img, _, fr = c.partition("#") if "#" in c else (c, "", "")
+            k = self._by_abs.get(_norm(img) + (f"#{fr}" if fr else ""))
+            if k is not None:
+                return k
+        for c in cands:
+            img, _, fr = c.partition("#") if "#" in c else (c, "", "")
+            k = self._by_name.get(os.path.basename(img) + (f"#{fr}" if fr else ""))
+            if k is not None:
+                return k
+        return None
+
+    def detect(self, image: np.ndarray, name: str | None = None, frame: int | None = None) -> list[Detection]:
+        key = self._key(name or "", frame)
+        if key is None:
+            raise BoxLookupError(f"no boxes for this image in {self.path}")
+        return [Detection(box=np.asarray(b, dtype=np.float64), score=s, kind="face-square")
+                for b, s in self.table[key]]
+
+
+class WholeImageDetector(FaceDetector):
+    """``--no-detect``: one face per image, the whole image being the model crop."""
+
+    name = "none"
+
+    def describe(self) -> str:
+        return "none (--no-detect: each image is one face crop)"
+
+    def detect(self, image: np.ndarray, name: str | None = None, frame: int | None = None) -> list[Detection]:
+        h, w = image.shape[:2]
+        return [Detection(box=np.array([-0.5, -0.5, w - 0.5, h - 0.5]), score=1.0, kind="crop")]

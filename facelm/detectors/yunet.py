@@ -1,0 +1,296 @@
+"""YuNet face detection (libfacedetection.train, Apache-2.0) through onnxruntime, and the ``yuface`` fallback.
+
+Model file search (:func:`find_yunet_model`), first hit wins:
+
+1. ``--detector-model PATH`` (``path`` argument);
+2. ``$FACELM_DETECTOR_MODEL``;
+3. the cache: ``$XDG_CACHE_HOME/facelm/yunet_s_dynamic.onnx`` (default ``~/.cache/facelm/``);
+4. ``../shared/models/yunet_s_dynamic.onnx`` beside a source checkout (development);
+
+then (:func:`create_detector` with ``auto``) the ``yuface`` package when it is installed, and finally a
+download of the official file into the cache (:func:`download_yunet`), checked against its sha256. Offline, the
+error says where to put the file.
+
+Decoding follows libfacedetection.train's ``yunet_s_dynamic.onnx`` (see ``../shared/models/README.md``): BGR
+0-255 input padded (right/bottom, zeros) to multiples of 32; per stride 8/16/32 and prior (column c, row r):
+score = sqrt(cls * obj), centre = ((c + dx) s, (r + dy) s), size = (exp(dw) s, exp(dh) s), five key points;
+score threshold, greedy NMS, top-k.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from facelm.detectors.base import (
+    MAX_DETECT_SIDE,
+    Detection,
+    FaceDetector,
+    downscale_for_detection,
+    nms,
+    scale_back,
+)
+from facelm.errors import ModelError
+
+__all__ = [
+    "YUNET_FILE",
+    "YUNET_SHA256",
+    "YUNET_URL",
+    "DetectorUnavailable",
+    "YuFaceDetector",
+    "YuNetDetector",
+    "cache_dir",
+    "download_yunet",
+    "find_yunet_model",
+    "yuface_available",
+]
+
+YUNET_FILE = "yunet_s_dynamic.onnx"
+YUNET_COMMIT = "0047ac24afb1a50a0c6105001c89d1b5b805dbf1"
+YUNET_URL = (f"https://raw.githubusercontent.com/ShiqiYu/libfacedetection.train/{YUNET_COMMIT}/onnx/"
+             "yunet_s_dynamic.onnx")
+YUNET_SHA256 = "daede24002cc8590f457998cc5e6c9e8b82f45f6bd969506a8913cd4ed10a2d3"
+ENV_MODEL = "FACELM_DETECTOR_MODEL"
+STRIDES = (8, 16, 32)
+
+
+class DetectorUnavailable(ModelError):
+    """No detector could be set up (no model file, offline, no yuface)."""
+
+
+def cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/facelm`` (default ``~/.cache/facelm``)."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "facelm"
+
+
+def _dev_model() -> Path | None:
+    import facelm
+
+    repo = Path(facelm.__file__).resolve().parent.parent
+    p = repo.parent / "shared" / "models" / YUNET_FILE
+    return p if p.is_file() else None
+
+
+def find_yunet_model(path: str | Path | None = None) -> Path | None:
+    """The YuNet ONNX file to use without downloading (see the module docstring), or None.
+
+    Raises:
+        DetectorUnavailable: an explicitly given path (argument or environment) does not exist.
+    """
+    if path:
+        p = Path(path).expanduser()
+        if not p.is_file():
+            raise DetectorUnavailable(f"--detector-model {p}: no such file")
+        return p
+    env = os.environ.get(ENV_MODEL)
+    if env:
+        p = Path(env).expanduser()
+        if not p.is_file():
+            raise DetectorUnavailable(f"${ENV_MODEL}={env}: no such file")
+        return p
+    cached = cache_dir() / YUNET_FILE
+    if cached.is_file():
+        return cached
+    return _dev_model()
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _offline_message(reason: str) -> str:
+    dest = cache_dir() / YUNET_FILE
+    return (f"no face detector available: the YuNet model is not on this machine and downloading it failed "
+            f"({reason}). Either pass --detector-model PATH (or set ${ENV_MODEL}) to a copy of "
+            f"{YUNET_FILE}, or put the file at {dest} (download {YUNET_URL} , sha256 {YUNET_SHA256}), "
+            "or `pip install yuface`; for images that are already face crops use --no-detect, or give boxes "
+            "with --boxes FILE")
+
+
+def _fetch(url: str, timeout: float) -> bytes:
+    with urllib.request.urlopen(url, timeout=timeout) as r:
+        return r.read()
+
+
+def download_yunet(dest_dir: Path | None = None, *, url: str = YUNET_URL, sha256: str = YUNET_SHA256,
+                   timeout: float = 30.0) -> Path:
+    """Download the official YuNet file into the cache, atomically, and check its sha256.
+
+    Raises:
+        DetectorUnavailable: offline, HTTP error or checksum mismatch (with what to do instead).
+    """
+    dest_dir = Path(dest_dir) if dest_dir is not None else cache_dir()
+    dest = dest_dir / YUNET_FILE
+    try:
+        data = _fetch(url, timeout)
+    except (urllib.error.URLError, OSError, ValueError) as e:
+        reason = getattr(e, "reason", None) or e
+        raise DetectorUnavailable(_offline_message(f"{type(e).__name__}: {reason}")) from None
+    got = hashlib.sha256(data).hexdigest()
+    if got != sha256:
+        raise DetectorUnavailable(_offline_message(f"checksum mismatch: got sha256 {got}, expected {sha256}"))
+    try:
+        dest_dir.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{YUNET_FILE}.", suffix=".tmp", dir=dest_dir)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, dest)
+    except OSError as e:
+        raise DetectorUnavailable(f"cannot write the detector model to {dest} ({e.strerror or e}); "
+                                  "pass --detector-model PATH") from None
+    return dest
+
+
+def yuface_available() -> bool:
+    try:
+        import yuface  # noqa: F401
+    except Exception:  # noqa: BLE001 - a broken binary wheel raises ImportError/OSError
+        return False
+    return True
+
+
+class YuNetDetector(FaceDetector):
+    """YuNet through onnxruntime; thread-safe (onnxruntime sessions may be run from several threads).
+
+    Args:
+        model: path of a ``yunet_*_dynamic.onnx`` (or a fixed-size YuNet file; inputs are resized then).
+        score_threshold: minimum sqrt(cls * obj) score (0.6 like OpenCV's default).
+        nms_threshold: IoU above which the weaker of two boxes is dropped.
+        top_k: at most this many faces per image (best first).
+        max_side: images with a longer side above this are shrunk for detection (boxes mapped back).
+        providers, threads: onnxruntime settings (``facelm.runtime.session``).
+    """
+
+    name = "yunet"
+
+    def __init__(self, model: str | Path, *, score_threshold: float = 0.6, nms_threshold: float = 0.3,
+                 top_k: int = 750, max_side: int = MAX_DETECT_SIDE, providers: list | None = None,
+                 threads: int = 0):
+        from facelm.runtime.session import create_session
+
+        self.model = Path(model)
+        self.session = create_session(self.model, providers or ["CPUExecutionProvider"], threads)
+        inputs = self.session.get_inputs()
+        outs = {o.name for o in self.session.get_outputs()}
+        need = {f"{k}_{s}" for k in ("cls", "obj", "bbox", "kps") for s in STRIDES}
+        if len(inputs) != 1 or not need <= outs:
+            raise ModelError(f"{self.model}: not a YuNet model (expects outputs {sorted(need)})")
+        self.input_name = inputs[0].name
+        shape = inputs[0].shape
+        self.fixed = tuple(shape[2:]) if all(isinstance(v, int) for v in shape[2:]) else None
+        self.score_threshold = score_threshold
+        self.nms_threshold = nms_threshold
+        self.top_k = top_k
+        self.max_side = max_side
+        self.providers = list(self.session.get_providers())
+
+    def describe(self) -> str:
+        return f"yunet ({self.model}, {', '.join(self.providers)})"
+
+    def _prepare(self, bgr: np.ndarray) -> tuple[np.ndarray, float, float]:
+        h, w = bgr.shape[:2]
+        if self.fixed is not None:
+            fh, fw = self.fixed
+            resized = cv2.resize(bgr, (fw, fh), interpolation=cv2.INTER_AREA if fw < w else cv2.INTER_LINEAR)
+            return resized, fw / w, fh / h
+        ph, pw = -(-h // 32) * 32, -(-w // 32) * 32
+        if (ph, pw) != (h, w):
+            bgr = cv2.copyMakeBorder(bgr, 0, ph - h, 0, pw - w, cv2.BORDER_CONSTANT, value=0)
+        return bgr, 1.0, 1.0
+
+    def raw(self, bgr: np.ndarray) -> np.ndarray:
+        """Detections ``(M, 15)`` in the ``cv2.FaceDetectorYN`` layout for one BGR uint8 image (no resizing)."""
+        h, w = bgr.shape[:2]
+        inp, sx, sy = self._prepare(bgr)
+        x = np.ascontiguousarray(inp.transpose(2, 0, 1)[None], dtype=np.float32)
+        names = [f"{k}_{s}" for k in ("cls", "obj", "bbox", "kps") for s in STRIDES]
+        outs = dict(zip(names, self.session.run(names, {self.input_name: x})))
+        iw = inp.shape[1]
+        rows = []
+        for s in STRIDES:
+            cols_n = iw // s
+            cls = np.clip(outs[f"cls_{s}"].reshape(-1), 0, 1)
+            obj = np.clip(outs[f"obj_{s}"].reshape(-1), 0, 1)
+            score = np.sqrt(cls * obj)
+            keep = np.flatnonzero(score >= self.score_threshold)
+            if keep.size == 0:
+                continue
+            c = (keep % cols_n).astype(np.float64)
+            r = (keep // cols_n).astype(np.float64)
+            bb = outs[f"bbox_{s}"].reshape(-1, 4)[keep].astype(np.float64)
+            kp = outs[f"kps_{s}"].reshape(-1, 10)[keep].astype(np.float64)
+            cx, cy = (c + bb[:, 0]) * s, (r + bb[:, 1]) * s
+            bw, bh = np.exp(bb[:, 2]) * s, np.exp(bb[:, 3]) * s
+            kx = (c[:, None] + kp[:, 0::2]) * s
+            ky = (r[:, None] + kp[:, 1::2]) * s
+            k = np.stack([kx, ky], -1).reshape(-1, 10)
+            rows.append(np.column_stack([cx - bw / 2, cy - bh / 2, bw, bh, k, score[keep]]))
+        if not rows:
+            return np.zeros((0, 15))
+        det = np.concatenate(rows)
+        if self.fixed is not None:
+            det[:, [0, 2, 4, 6, 8, 10, 12]] /= sx
+            det[:, [1, 3, 5, 7, 9, 11, 13]] /= sy
+        # drop detections centred in the padding
+        ctr_x, ctr_y = det[:, 0] + det[:, 2] / 2, det[:, 1] + det[:, 3] / 2
+        det = det[(ctr_x < w) & (ctr_y < h)]
+        boxes = np.column_stack([det[:, 0], det[:, 1], det[:, 0] + det[:, 2], det[:, 1] + det[:, 3]])
+        keep = nms(boxes, det[:, 14], self.nms_threshold, self.top_k)
+        return det[keep]
+
+    def detect(self, image: np.ndarray, name: str | None = None, frame: int | None = None) -> list[Detection]:
+        small, f = downscale_for_detection(image, self.max_side)
+        det = self.raw(cv2.cvtColor(small, cv2.COLOR_RGB2BGR))
+        out = []
+        for d in det:
+            x, y, w, h = d[:4]
+            box = scale_back(np.array([x, y, x + w, y + h]), f)
+            kps = scale_back(d[4:14].reshape(5, 2), f)
+            out.append(Detection(box=box, score=float(d[14]), keypoints=kps, kind="detector"))
+        return out
+
+
+class YuFaceDetector(FaceDetector):
+    """The ``yuface`` package (libfacedetection's C++ YuNet; zero configuration, CPU only).
+
+    Its boxes are integers and it warns on images above 960 px, so images are shrunk to ``max_side`` 960 first.
+    Its box convention is the same network family as :class:`YuNetDetector`, but it keeps its own box map key.
+    """
+
+    name = "yuface"
+
+    def __init__(self, score_threshold: float = 0.6, max_side: int = 960):
+        try:
+            import yuface
+        except Exception as e:  # noqa: BLE001
+            raise DetectorUnavailable(f"the yuface package is not usable ({e}); `pip install yuface`") from None
+        self._detect = yuface.detect
+        self.score_threshold = score_threshold
+        self.max_side = max_side
+
+    def describe(self) -> str:
+        return "yuface (libfacedetection, CPU)"
+
+    def detect(self, image: np.ndarray, name: str | None = None, frame: int | None = None) -> list[Detection]:
+        small, f = downscale_for_detection(image, self.max_side)
+        bgr = np.ascontiguousarray(small[:, :, ::-1])
+        confs, boxes, kps = self._detect(bgr, conf=self.score_threshold)
+        out = []
+        for c, b, k in zip(confs, boxes, kps):
+            x, y, w, h = (float(v) for v in b)
+            box = scale_back(np.array([x, y, x + w, y + h]), f)
+            out.append(Detection(box=box, score=float(c) / 100.0,
+                                 keypoints=scale_back(np.asarray(k, dtype=np.float64).reshape(5, 2), f)))
+        return out

@@ -1,0 +1,410 @@
+"""The two-stage landmark pipeline (SPEC §7): detector box -> face square -> CNN-6 -> eye-line angle -> upright
+face square from the stage-1 shape -> CNN-7 -> landmarks back in image pixels.
+
+Per face, all geometry is in original-image pixels (0-based, pixel centres at integers):
+
+1. **Face square** from the detection: a detector box goes through the stage-1 model's box map, else the
+   built-in map of the detector (``facelm.detectors.boxmap``); boxes from a file are face squares already; ``--no-detect`` takes the whole
+   image as the model crop (face side = max(W, H) / 1.2).
+2. **Stage 1**: frame ``(cx, cy, side, 0)`` -> ``frame_matrices`` (64 px, the crop covers 1.2 x side) ->
+   anti-aliased ``warp_crop`` (black outside the image, as the training crops) -> CNN-6 -> landmarks mapped back
+   through the inverse affine.
+3. **Angle and box correction**: ``upright_frames`` of the stage-1 shape, exactly as CNN-7's training crops were
+   made: the angle of the eye line (the scheme's angle normaliser; 0 = level, positive = the image-right eye is
+   lower, i.e. the face is rolled clockwise on screen, since y points down) and the bounding square of the shape
+   rotated level (side ``face_box_scale x max(w, h)``).
+4. **Stage 2**: frame ``(cx, cy, side, angle)`` -> 128 px upright crop -> CNN-7 -> inverse affine.
+
+The reported ``angle`` (degrees, same sign convention) is the eye-line angle of the *final* landmarks: with two
+stages that is a refinement of the step-3 angle (the rotation removed before stage 2, kept as
+``FaceResult.crop_angle``), which comes from the coarser stage-1 shape; with ``--stages 1`` the two are the same.
+
+Throughput: faces are batched across images (``batch``). A producer thread walks the sources and submits reading,
+detection and stage-1 cropping of each image to a thread pool; the main thread takes the results in input order,
+runs the networks on batches and stage-2 crops in between, so the networks are not starved (onnxruntime,
+OpenCV decoding and warping release the GIL). Each face keeps only a local *patch* of its image (3 x the face
+side, shrunk when the face is much larger than the 128-px crop needs), so pending batches of huge photos stay small.
+"""
+
+from __future__ import annotations
+
+import math
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from facelm.detectors.base import Detection, FaceDetector
+from facelm.detectors.boxes import BoxLookupError
+from facelm.detectors.boxmap import boxes_to_squares, resolve_box_map
+from facelm.errors import DataError, ModelError
+from facelm.geometry import compose_affine, eye_angle, invert_affine, warp_crop
+from facelm.imageio import ImageReadError, read_image
+from facelm.runtime.session import ModelPair, ModelSession, cpu_count
+from facelm.sources import SourceItem
+from facelm.transforms import CROP_EXPAND, frame_matrices, upright_frames
+
+__all__ = ["PATCH_RADIUS", "FaceResult", "ImageResult", "Landmarker", "annotate", "face_squares"]
+
+#: half-side of the image patch kept per face, in face sides (stage-2 crops reach ~0.85 side from their centre)
+PATCH_RADIUS = 1.5
+
+
+@dataclass
+class FaceResult:
+    """One face: ``box`` (4,) detector/given box, ``score``, ``angle`` (degrees, eye line of the final
+    landmarks), ``landmarks`` (L, 2) final image-pixel landmarks, ``stage1`` (L, 2) the stage-1 landmarks,
+    ``square`` (3,) the stage-1 face square, ``crop_angle`` the rotation removed before stage 2 (stage-1 eye line)."""
+
+    box: np.ndarray
+    score: float
+    angle: float
+    landmarks: np.ndarray
+    stage1: np.ndarray
+    square: np.ndarray
+    crop_angle: float = 0.0
+
+
+@dataclass
+class ImageResult:
+    """One image (or video frame) and its faces; ``error`` is set when it failed (then ``faces`` is empty).
+
+    ``source_error`` marks failures of the source itself (missing path, empty folder), as opposed to a file that
+    was found but could not be used.
+    """
+
+    name: str
+    frame: int | None
+    width: int | None
+    height: int | None
+    faces: list[FaceResult] = field(default_factory=list)
+    error: str | None = None
+    source_error: bool = False
+    image: np.ndarray | None = None  # kept only when the caller asks (drawing)
+
+    def record(self, scheme: str | None = None, decimals: int = 2) -> dict:
+        """The JSON record of ``facelm predict`` (docs/predict.md)."""
+        rec: dict = {"image": self.name}
+        if self.frame is not None:
+            rec["frame"] = self.frame
+        rec.update({"width": self.width, "height": self.height, "faces": [], "error": self.error})
+        for f in self.faces:
+            face = {"box": [round(float(v), 1) for v in f.box], "score": round(float(f.score), 4),
+                    "angle": round(float(f.angle), 2),
+                    "landmarks": [[round(float(x), decimals), round(float(y), decimals)] for x, y in f.landmarks]}
+            if scheme:
+                face["scheme"] = scheme
+            rec["faces"].append(face)
+        return rec
+
+
+@dataclass
+class _Face:
+    det: Detection
+    square: np.ndarray  # (3,) cx, cy, side
+    patch: np.ndarray  # (h, w, 3) uint8
+    to_patch: np.ndarray  # (2, 3) image -> patch pixels
+    m1: np.ndarray  # (2, 3) image -> stage-1 crop
+    crop1: np.ndarray  # (S1, S1, 3)
+
+
+@dataclass
+class _Job:
+    result: ImageResult
+    faces: list[_Face] = field(default_factory=list)
+
+
+def face_squares(dets: list[Detection], box_map: dict | None) -> np.ndarray:
+    """Stage-1 face squares ``(N, 3)`` for detections (see the module docstring, step 1)."""
+    out = np.zeros((len(dets), 3))
+    for i, d in enumerate(dets):
+        b = np.asarray(d.box, dtype=np.float64)
+        if d.kind == "detector":
+            out[i] = boxes_to_squares(b[None], box_map)[0]
+        else:
+            w, h = b[2] - b[0], b[3] - b[1]
+            side = max(w, h) / (CROP_EXPAND if d.kind == "crop" else 1.0)
+            out[i] = [(b[0] + b[2]) / 2, (b[1] + b[3]) / 2, max(side, 1e-6)]
+    return out
+
+
+def _patch(image: np.ndarray, square: np.ndarray, out2: int) -> tuple[np.ndarray, np.ndarray]:
+    """A local copy of ``image`` around a face square and the (2, 3) image -> patch affine."""
+    h, w = image.shape[:2]
+    cx, cy, side = (float(v) for v in square)
+    r = PATCH_RADIUS * side
+    x0, y0 = max(0, math.floor(cx - r)), max(0, math.floor(cy - r))
+    x1, y1 = min(w, math.ceil(cx + r) + 1), min(h, math.ceil(cy + r) + 1)
+    if x1 <= x0 or y1 <= y0:  # the square lies outside the image: crops are all black
+        return np.zeros((1, 1, 3), np.uint8), np.array([[1.0, 0, -cx - 1e6], [0, 1.0, -cy - 1e6]])
+    patch = image[y0:y1, x0:x1]
+    t = np.array([[1.0, 0, -x0], [0, 1.0, -y0]])
+    # the 128-px crop covers 1.2 x side: shrink patches much larger than that (what warp_crop would do anyway)
+    scale = out2 / (CROP_EXPAND * side)
+    if scale < 0.5:
+        f = math.floor(1.0 / scale)
+        ph, pw = patch.shape[:2]
+        nw, nh = max(1, round(pw / f)), max(1, round(ph / f))
+        patch = cv2.resize(patch, (nw, nh), interpolation=cv2.INTER_AREA)
+        fx, fy = nw / pw, nh / ph
+        s = np.array([[fx, 0, 0.5 * fx - 0.5], [0, fy, 0.5 * fy - 0.5]])
+        t = compose_affine(s, t)
+    elif patch.size < image.size:
+        patch = patch.copy()  # do not keep the whole image alive through a view
+    return patch, t
+
+
+def _back(mats: np.ndarray, pts: np.ndarray) -> np.ndarray:
+    """Map crop-pixel points ``(N, L, 2)`` back through the inverses of ``mats`` ``(N, 2, 3)``."""
+    inv = np.stack([invert_affine(m) for m in mats])
+    return np.einsum("nij,nlj->nli", inv[:, :, :2], pts) + inv[:, None, :, 2]
+
+
+class Landmarker:
+    """Detector + stage 1 (+ stage 2), batched over faces of many images.
+
+    Args:
+        models: the loaded model pair (``load_models``); ``models.stage2`` None means stage 1 only.
+        detector: a :class:`FaceDetector`.
+        batch: faces per network call.
+        workers: reader/detector threads (0 = number of cores).
+        keep_images: keep each decoded image on its result (for ``--draw``).
+        box_map: override the box map stored in the stage-1 model.
+        exif: apply EXIF orientation when reading files (user photos: True).
+    """
+
+    def __init__(self, models: ModelPair, detector: FaceDetector, *, batch: int = 32, workers: int = 0,
+                 keep_images: bool = False, box_map: dict | None = None, exif: bool = True, streams: int = 1):
+        if batch < 1 or streams < 1:
+            raise ValueError("batch and streams must be at least 1")
+        self.streams = streams
+        self.s1: ModelSession = models.stage1
+        self.s2: ModelSession | None = models.stage2
+        self.scheme = models.scheme
+        self.detector = detector
+        self.batch = batch
+        self.workers = workers or cpu_count()
+        self.keep_images = keep_images
+        self.exif = exif
+        expand = float(self.s1.meta.get("crop", {}).get("crop_expand", CROP_EXPAND))
+        if abs(expand - CROP_EXPAND) > 1e-9:
+            raise ModelError(f"{self.s1.path}: crop expansion {expand} is not facelm's {CROP_EXPAND}")
+        if box_map is not None:
+            self.box_map, self.box_map_source = box_map, "given"
+        else:
+            self.box_map, self.box_map_source = resolve_box_map(self.s1.meta, detector.name)
+        self.stats = {"images": 0, "faces": 0, "errors": 0, "batches": 0, "infer_s": 0.0}
+        self._lock = threading.Lock()
+
+    # -- per image (worker threads) -----------------------------------------------------------------------------
+    def _faces(self, image: np.ndarray, dets: list[Detection]) -> list[_Face]:
+        if not dets:
+            return []
+        squares = face_squares(dets, self.box_map)
+        s1, s2 = self.s1.size, (self.s2.size if self.s2 is not None else self.s1.size)
+        frames = np.column_stack([squares, np.zeros(len(dets))])
+        mats, _ = frame_matrices(frames, s1)
+        out = []
+        for d, sq, m in zip(dets, squares, mats):
+            patch, t = _patch(image, sq, s2)
+            crop = warp_crop(patch, compose_affine(m, invert_affine(t)), s1)
+            out.append(_Face(d, sq, patch, t, m, crop))
+        return out
+
+    def prepare(self, item: SourceItem) -> _Job:
+        """Read, detect and cut stage-1 crops for one item; never raises (errors go into the result)."""
+        res = ImageResult(item.name, item.frame, None, None)
+        if item.error:
+            res.error, res.source_error = item.error, True
+            return _Job(res)
+        try:
+            image = item.image if item.image is not None else read_image(item.path, exif=self.exif)
+            res.height, res.width = image.shape[:2]
+            dets = self.detector.detect(image, item.name, item.frame)
+            job = _Job(res, self._faces(image, dets))
+            if self.keep_images:
+                res.image = image
+            return job
+        except ImageReadError as e:
+            res.error = str(e)
+        except BoxLookupError as e:
+            res.error = str(e)
+        except Exception as e:  # noqa: BLE001 - one bad file must not stop the run
+            res.error = f"{type(e).__name__}: {' '.join(str(e).split())[:300]}"
+        return _Job(res)
+
+    # -- per batch (main thread) --------------------------------------------------------------------------------
+    def _run(self, session: ModelSession, crops: np.ndarray) -> np.ndarray:
+        t0 = time.perf_counter()
+        outs = [session.run(crops[i:i + self.batch]) for i in range(0, len(crops), self.batch)]
+        with self._lock:
+            self.stats["infer_s"] += time.perf_counter() - t0
+            self.stats["batches"] += len(outs)
+        return np.concatenate(outs)
+
+    def _infer(self, faces: list[_Face]) -> list[FaceResult]:
+        crops1 = np.stack([f.crop1 for f in faces])
+        m1 = np.stack([f.m1 for f in faces])
+        lm1 = _back(m1, self._run(self.s1, crops1))
+        le, re = self.scheme.eye_centres(lm1)
+        frames2 = upright_frames(lm1, le, re, self.scheme.face_box_scale)
+        final, angles = lm1, frames2[:, 3]
+        if self.s2 is not None:
+            size = self.s2.size
+            m2, _ = frame_matrices(frames2, size)
+            crops2 = np.empty((len(faces), size, size, 3), np.uint8)
+            for i, f in enumerate(faces):
+                crops2[i] = warp_crop(f.patch, compose_affine(m2[i], invert_affine(f.to_patch)), size)
+            final = _back(m2, self._run(self.s2, crops2))
+            angles = eye_angle(*self.scheme.eye_centres(final))
+        return [FaceResult(box=f.det.box, score=f.det.score, angle=float(angles[i]), landmarks=final[i],
+                           stage1=lm1[i], square=f.square, crop_angle=float(frames2[i, 3]))
+                for i, f in enumerate(faces)]
+
+    def _finish(self, jobs: list[_Job]) -> list[ImageResult]:
+        faces = [f for j in jobs for f in j.faces]
+        if faces:
+            try:
+                results = self._infer(faces)
+            except Exception as e:  # noqa: BLE001 - an inference failure fails these images, not the run
+                msg = f"inference failed: {type(e).__name__}: {' '.join(str(e).split())[:300]}"
+                for j in jobs:
+                    if j.faces:
+                        j.result.error, j.faces = msg, []
+                results = []
+            k = 0
+            for j in jobs:
+                n = len(j.faces)
+                j.result.faces = results[k:k + n]
+                k += n
+        with self._lock:
+            for j in jobs:
+                self.stats["images"] += 1
+                self.stats["faces"] += len(j.result.faces)
+                self.stats["errors"] += j.result.error is not None
+        return [j.result for j in jobs]
+
+    # -- streaming ---------------------------------------------------------------------------------------------
+    def run(self, items: Iterable[SourceItem], lookahead: int = 0) -> Iterator[ImageResult]:
+        """Results for ``items`` in input order, batched and pipelined (see the module docstring).
+
+        An exception raised while walking the sources ends the stream after the results so far, then is raised.
+        """
+        lookahead = lookahead or max(2 * self.batch, 4 * self.workers)
+        futures: queue.Queue = queue.Queue(maxsize=lookahead)
+        stop = threading.Event()
+        pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="facelm-read")
+        done = object()
+        failure: list[BaseException] = []
+
+        def put(obj) -> bool:
+            while not stop.is_set():
+                try:
+                    futures.put(obj, timeout=0.1)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
+        def produce() -> None:
+            try:
+                for item in items:
+                    if stop.is_set() or not put(pool.submit(self.prepare, item)):
+                        return
+            except BaseException as e:  # noqa: BLE001 - handed to the consumer
+                failure.append(e)
+            finally:
+                put(done)
+
+        producer = threading.Thread(target=produce, name="facelm-sources", daemon=True)
+        producer.start()
+        infer = ThreadPoolExecutor(max_workers=self.streams, thread_name_prefix="facelm-infer") \
+            if self.streams > 1 else None
+        inflight: deque = deque()
+
+        def dispatch(batch_jobs: list[_Job]) -> Iterator[ImageResult]:
+            """Run a batch now (one stream) or on the inference pool, keeping at most ``streams`` in flight."""
+            if infer is None:
+                yield from self._finish(batch_jobs)
+                return
+            inflight.append(infer.submit(self._finish, batch_jobs))
+            while len(inflight) > self.streams:
+                yield from inflight.popleft().result()
+
+        def drain() -> Iterator[ImageResult]:
+            while inflight:
+                yield from inflight.popleft().result()
+
+        pending: list[_Job] = []
+        n_faces = 0
+        try:
+            while True:
+                try:
+                    fut = futures.get(timeout=0.5)
+                except queue.Empty:  # the sources are slow (e.g. paths typed on stdin): do not hold results back
+                    if pending:
+                        yield from dispatch(pending)
+                        pending, n_faces = [], 0
+                    yield from drain()
+                    continue
+                if fut is done:
+                    break
+                job = fut.result() if isinstance(fut, Future) else fut
+                pending.append(job)
+                n_faces += len(job.faces)
+                if n_faces >= self.batch or len(pending) >= 4 * self.batch:
+                    yield from dispatch(pending)
+                    pending, n_faces = [], 0
+            if pending:
+                yield from dispatch(pending)
+            yield from drain()
+        finally:
+            stop.set()
+            pool.shutdown(wait=False, cancel_futures=True)
+            if infer is not None:
+                infer.shutdown(wait=False, cancel_futures=True)
+        if failure:
+            e = failure[0]
+            if isinstance(e, (DataError, ModelError)):
+                raise e
+            raise DataError(f"reading the inputs failed: {type(e).__name__}: {e}") from e
+
+    def predict_image(self, image: np.ndarray, name: str = "<array>") -> ImageResult:
+        """One in-memory RGB image, synchronously."""
+        from pathlib import Path
+
+        job = self.prepare(SourceItem(name, Path(name), image=image))
+        return self._finish([job])[0]
+
+    def predict_boxes(self, image: np.ndarray, boxes: np.ndarray, kind: str = "face-square") -> list[FaceResult]:
+        """Faces of one RGB image from given boxes ``(N, 4)`` (``kind`` as in :class:`Detection`)."""
+        dets = [Detection(box=np.asarray(b, dtype=np.float64), kind=kind) for b in np.asarray(boxes).reshape(-1, 4)]
+        faces = self._faces(image, dets)
+        return self._infer(faces) if faces else []
+
+
+def annotate(image: np.ndarray, result: ImageResult, boundaries: dict | None = None) -> np.ndarray:
+    """A BGR copy of ``image`` (RGB) with boxes, landmarks and angles drawn (for ``--draw``)."""
+    out = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+    h, w = out.shape[:2]
+    t = max(1, round(max(h, w) / 400))
+    for f in result.faces:
+        x1, y1, x2, y2 = (round(float(v)) for v in f.box)
+        cv2.rectangle(out, (x1, y1), (x2, y2), (0, 200, 0), t, cv2.LINE_AA)
+        side = float(f.square[2]) if f.square is not None else max(x2 - x1, y2 - y1)
+        r = max(1, round(side / 90))
+        for idx in (boundaries or {}).values():
+            pts = np.round(f.landmarks[list(idx)]).astype(np.int32)
+            cv2.polylines(out, [pts], False, (255, 200, 0), max(1, t // 2), cv2.LINE_AA)
+        for x, y in f.landmarks:
+            if np.isfinite(x) and np.isfinite(y):
+                cv2.circle(out, (round(float(x)), round(float(y))), r, (0, 0, 255), -1, cv2.LINE_AA)
+        cv2.putText(out, f"{f.score:.2f} {f.angle:+.0f}deg", (x1, max(12, y1 - 4)), cv2.FONT_HERSHEY_SIMPLEX,
+                    0.4 * t, (0, 200, 0), t, cv2.LINE_AA)
+    return out

@@ -1,0 +1,372 @@
+"""onnxruntime sessions for the landmark models: provider choice (CUDA when usable, else CPU), thread settings,
+and loading a stage-1/stage-2 pair from a models folder with their metadata checked.
+
+Provider policy (``device``):
+
+* ``auto``: CUDA when onnxruntime has the CUDA provider *and* a session on it really starts (the CUDA/cuDNN
+  libraries load and a GPU is there), otherwise CPU, silently;
+* ``cuda`` / ``cuda:N``: CUDA; if it is not usable a warning is given **once** per process and CPU is used;
+* ``cpu``: CPU only.
+
+The providers a session really got (``InferenceSession.get_providers()``) are what callers report.
+
+Importing this module lowers onnxruntime's default log level to errors: its warnings (nodes placed on CPU,
+a CUDA library that does not load) are not for facelm's users; facelm reports the outcome itself.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from facelm.errors import ModelError, UsageError
+from facelm.schemes import LandmarkScheme, scheme_from_dict
+
+__all__ = [
+    "ModelPair",
+    "ModelSession",
+    "cpu_count",
+    "create_session",
+    "cuda_usable",
+    "default_models_dir",
+    "load_models",
+    "plan_threads",
+    "resolve_providers",
+    "session_options",
+]
+
+META_KEY = "facelm"
+_warned: set[str] = set()
+_warn_lock = threading.Lock()
+
+
+def _ort():
+    import onnxruntime as ort
+
+    return ort
+
+
+def cpu_count() -> int:
+    """Cores this process may use (the affinity mask where the OS tells)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def default_models_dir() -> Path:
+    """Where ``predict`` looks for ``cnn6.onnx``/``cnn7.onnx`` by default.
+
+    A source checkout uses the repository's ``models/`` folder (next to ``pyproject.toml``); an installed package
+    uses its ``facelm/_models`` package data. ``$FACELM_MODELS`` overrides both (handled by the CLI option).
+    """
+    import facelm
+
+    pkg = Path(facelm.__file__).resolve().parent
+    repo = pkg.parent
+    if (repo / "pyproject.toml").is_file() and (repo / "models").is_dir():
+        return repo / "models"
+    if (pkg / "_models").is_dir():
+        return pkg / "_models"
+    return repo / "models" if (repo / "pyproject.toml").is_file() else pkg / "_models"
+
+
+def _set_log_level(level: int) -> None:
+    try:
+        _ort().set_default_logger_severity(level)
+    except Exception:  # noqa: BLE001, S110 - very old onnxruntime: keep its default  # pragma: no cover
+        pass
+
+
+_set_log_level(3)
+
+
+def _tiny_model() -> bytes:
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])
+    g = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "probe", [x], [y])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 8
+    return m.SerializeToString()
+
+
+@functools.cache
+def cuda_usable(device_id: int = 0) -> tuple[bool, str]:
+    """(usable, reason): can onnxruntime run a session on CUDA device ``device_id`` here?"""
+    ort = _ort()
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        return False, "this onnxruntime build has no CUDA provider (install onnxruntime-gpu)"
+    _set_log_level(4)  # the failed library load is logged as an error by onnxruntime itself
+    try:
+        sess = ort.InferenceSession(_tiny_model(), providers=[("CUDAExecutionProvider", {"device_id": device_id}),
+                                                               "CPUExecutionProvider"])
+        ok = "CUDAExecutionProvider" in sess.get_providers()
+        sess.run(None, {"x": np.zeros(1, np.float32)})
+    except Exception as e:  # noqa: BLE001 - any failure means "not usable"
+        return False, f"the CUDA provider failed to start ({str(e).splitlines()[0][:200]})"
+    finally:
+        _set_log_level(3)
+    if not ok:
+        return False, "the CUDA provider did not start (CUDA/cuDNN libraries missing or no GPU)"
+    return True, "ok"
+
+
+def resolve_providers(device: str = "auto", warn: Callable[[str], None] | None = None) -> list:
+    """onnxruntime providers for ``device`` (auto | cpu | cuda | cuda:N); see the module docstring."""
+    d = (device or "auto").strip().lower()
+    if d == "cpu":
+        return ["CPUExecutionProvider"]
+    if d == "auto":
+        ok, _ = cuda_usable(0)
+        return [("CUDAExecutionProvider", {"device_id": 0}), "CPUExecutionProvider"] if ok else ["CPUExecutionProvider"]
+    if d == "cuda" or d.startswith("cuda:"):
+        try:
+            dev_id = int(d.split(":", 1)[1]) if ":" in d else 0
+        except ValueError:
+            raise UsageError(f"unknown device {device!r} (auto, cpu, cuda or cuda:N)") from None
+        ok, reason = cuda_usable(dev_id)
+        if ok:
+            return [("CUDAExecutionProvider", {"device_id": dev_id}), "CPUExecutionProvider"]
+        with _warn_lock:
+            first = d not in _warned
+            _warned.add(d)
+        if first and warn is not None:
+            warn(f"--device {device}: CUDA is not usable here ({reason}); running on CPU")
+        return ["CPUExecutionProvider"]
+    raise UsageError(f"unknown device {device!r} (auto, cpu, cuda or cuda:N)")
+
+
+def plan_threads(providers: list, streams: int = 0, threads: int = 0) -> tuple[int, int]:
+    """(streams, intra-op threads per session) for ``predict``; 0 means automatic.
+
+    On the CPU, two batches in flight with half the cores each (``streams = 2``) keep the cores busy while the
+    reader threads take their share: one multi-threaded run stalls at every operator when one of its threads is
+    pre-empted by a reader, two single-threaded runs do not. On CUDA one stream is enough.
+    """
+    cores = cpu_count()
+    cuda = any((p[0] if isinstance(p, tuple) else p) == "CUDAExecutionProvider" for p in providers)
+    if streams <= 0:
+        streams = 1 if cuda or cores < 2 else 2
+    if threads <= 0:
+        threads = max(1, cores // streams)
+    return streams, threads
+
+
+def session_options(threads: int = 0, spin: bool = False):
+    """Session options: all graph optimisations, ``threads`` intra-op threads (0 = all cores), no spinning.
+
+    Spinning worker threads would take the cores the image readers and the detector need while the model waits
+    for its next batch, so it is off unless ``spin``.
+    """
+    ort = _ort()
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.intra_op_num_threads = threads if threads > 0 else cpu_count()
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    if not spin:
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    so.log_severity_level = 3
+    return so
+
+
+def create_session(path: str | Path | bytes, providers: list, threads: int = 0, spin: bool = False):
+    """An ``InferenceSession``; ``ModelError`` when the file is not a loadable ONNX model."""
+    ort = _ort()
+    src = path if isinstance(path, bytes) else str(path)
+    if not isinstance(path, bytes):
+        p = Path(path)
+        if not p.is_file():
+            raise ModelError(f"{p}: model file not found")
+        if p.stat().st_size == 0:
+            raise ModelError(f"{p}: empty file (0 bytes), not an ONNX model")
+    try:
+        return ort.InferenceSession(src, session_options(threads, spin), providers=providers)
+    except Exception as e:  # noqa: BLE001 - onnxruntime raises several types for bad files
+        msg = " ".join(str(e).split())[:200]
+        raise ModelError(f"{path}: not a loadable ONNX model ({msg})") from None
+
+
+def _provider_names(providers: list) -> list[str]:
+    return [p[0] if isinstance(p, tuple) else p for p in providers]
+
+
+@dataclass
+class ModelSession:
+    """One facelm landmark model in onnxruntime.
+
+    Attributes:
+        path: the ONNX file. meta: its facelm metadata (``facelm.export``). stage: 1 or 2. arch: cnn6/cnn7/...
+        size: input side in pixels. scheme: the landmark scheme rebuilt from the metadata.
+        providers: what onnxruntime really uses (e.g. ``["CPUExecutionProvider"]``).
+    """
+
+    path: Path
+    meta: dict
+    session: object
+    stage: int
+    arch: str
+    size: int
+    scheme: LandmarkScheme
+    providers: list[str]
+
+    @classmethod
+    def load(cls, path: str | Path, providers: list | None = None, threads: int = 0, spin: bool = False
+             ) -> ModelSession:
+        """Load and check a facelm ONNX model; ``ModelError`` for foreign or inconsistent files."""
+        import json
+
+        path = Path(path)
+        sess = create_session(path, providers or ["CPUExecutionProvider"], threads, spin)
+        raw = sess.get_modelmeta().custom_metadata_map.get(META_KEY)
+        if raw is None:
+            raise ModelError(f"{path}: not a facelm model (no '{META_KEY}' metadata; export one with "
+                             "`facelm export`)")
+        try:
+            meta = json.loads(raw)
+        except ValueError:
+            raise ModelError(f"{path}: corrupt facelm metadata in the ONNX file") from None
+        return cls.from_session(path, sess, meta)
+
+    @classmethod
+    def from_session(cls, path: Path, sess, meta: dict) -> ModelSession:
+        try:
+            stage = int(meta["stage"])
+            size = int(meta["input_size"][0])
+            scheme = scheme_from_dict(meta["scheme"], source=str(path))
+            arch = str(meta.get("arch", "?"))
+        except (KeyError, TypeError, ValueError, IndexError) as e:
+            raise ModelError(f"{path}: incomplete facelm metadata ({e})") from None
+        if stage not in (1, 2):
+            raise ModelError(f"{path}: metadata stage {stage} (expected 1 or 2)")
+        ins, outs = sess.get_inputs(), sess.get_outputs()
+        if len(ins) != 1 or ins[0].name != "images" or not any(o.name == "landmarks" for o in outs):
+            raise ModelError(f"{path}: not a facelm landmark model (expects input 'images' and output 'landmarks', "
+                             f"has {[i.name for i in ins]} -> {[o.name for o in outs]})")
+        shape = ins[0].shape
+        if len(shape) != 4 or shape[1] != 3 or (isinstance(shape[2], int) and shape[2] != size) \
+                or (isinstance(shape[3], int) and shape[3] != size):
+            raise ModelError(f"{path}: input shape {shape} does not match the metadata input size {size}")
+        out = next(o for o in outs if o.name == "landmarks")
+        if len(out.shape) == 3 and isinstance(out.shape[1], int) and out.shape[1] != scheme.num_landmarks:
+            raise ModelError(f"{path}: outputs {out.shape[1]} landmarks, its scheme {scheme.name} has "
+                             f"{scheme.num_landmarks}")
+        return cls(path=path, meta=meta, session=sess, stage=stage, arch=arch, size=size, scheme=scheme,
+                   providers=list(sess.get_providers()))
+
+    def run(self, crops: np.ndarray) -> np.ndarray:
+        """Landmarks ``(N, L, 2)`` float64 in crop pixels for crops ``(N, S, S, 3)`` uint8 RGB (or NCHW float32)."""
+        x = crops
+        if x.dtype == np.uint8:
+            x = np.ascontiguousarray(x.transpose(0, 3, 1, 2), dtype=np.float32)
+        y = self.session.run(["landmarks"], {"images": x})[0]
+        return y.astype(np.float64)
+
+    @property
+    def uses_cuda(self) -> bool:
+        return "CUDAExecutionProvider" in self.providers
+
+
+@dataclass
+class ModelPair:
+    """Stage 1 (always) and stage 2 (None when only stage 1 runs)."""
+
+    stage1: ModelSession
+    stage2: ModelSession | None
+    skipped: list[str]
+
+    @property
+    def scheme(self) -> LandmarkScheme:
+        return self.stage1.scheme
+
+    @property
+    def providers(self) -> list[str]:
+        return self.stage1.providers
+
+
+def _schemes_match(a: LandmarkScheme, b: LandmarkScheme) -> str | None:
+    """Why two schemes differ (None when they are the same for prediction purposes)."""
+    if a.name != b.name:
+        return f"scheme {b.name!r} vs {a.name!r}"
+    if a.num_landmarks != b.num_landmarks:
+        return f"{b.num_landmarks} vs {a.num_landmarks} landmarks"
+    if tuple(a.flip_perm) != tuple(b.flip_perm):
+        return "different flip pairs"
+    if a.normalisers.get(a.angle_normaliser) != b.normalisers.get(b.angle_normaliser):
+        return "different eye (angle) landmarks"
+    if abs(a.face_box_scale - b.face_box_scale) > 1e-9:
+        return f"face box scale {b.face_box_scale} vs {a.face_box_scale}"
+    return None
+
+
+def load_models(models: str | Path, stages: int | None = None, providers: list | None = None, threads: int = 0,
+                spin: bool = False) -> ModelPair:
+    """Load the landmark models of a folder (or one ONNX file), identified by their metadata ``stage``.
+
+    Args:
+        models: a folder holding the stage-1 (and usually the stage-2) ``.onnx`` files, or a single stage-1 file.
+        stages: 1 (stage 1 only), 2 (both; stage 2 must exist) or None (2 when a stage-2 model is there).
+        providers: onnxruntime providers (``resolve_providers``).
+
+    Raises:
+        ModelError: no models, a foreign or broken file where a model should be, several candidates for a
+            stage, or a stage-2 model whose scheme or box convention does not match stage 1.
+    """
+    if stages not in (None, 1, 2):
+        raise UsageError(f"--stages must be 1 or 2, not {stages}")
+    root = Path(models)
+    if root.is_file():
+        files = [root]
+    elif root.is_dir():
+        files = sorted(root.glob("*.onnx"))
+    else:
+        raise ModelError(f"no models found in {root} (no such folder); pass --models DIR with cnn6.onnx and "
+                         "cnn7.onnx (`facelm export`)")
+    if not files:
+        raise ModelError(f"no models found in {root}; pass --models DIR holding cnn6.onnx and cnn7.onnx "
+                         "(made by `facelm export`)")
+    by_stage: dict[int, list[ModelSession]] = {1: [], 2: []}
+    skipped: list[str] = []
+    errors: list[str] = []
+    for f in files:
+        try:
+            m = ModelSession.load(f, providers, threads, spin)
+        except ModelError as e:
+            # a file named like one of ours that is not ours is an error; other ONNX files are skipped
+            (errors if f.stem in ("cnn6", "cnn7") or len(files) == 1 else skipped).append(str(e))
+            continue
+        if stages == 1 and m.stage == 2:
+            continue
+        by_stage[m.stage].append(m)
+    if errors:
+        raise ModelError("; ".join(errors))
+    for st in (1, 2):
+        if len(by_stage[st]) > 1:
+            names = ", ".join(m.path.name for m in by_stage[st])
+            raise ModelError(f"{root}: several stage-{st} models ({names}); keep one per stage in the folder")
+    if not by_stage[1]:
+        why = f" (skipped: {'; '.join(skipped)})" if skipped else ""
+        raise ModelError(f"no stage-1 facelm model found in {root}{why}; pass --models DIR holding cnn6.onnx "
+                         "and cnn7.onnx (made by `facelm export`)")
+    s1 = by_stage[1][0]
+    s2 = by_stage[2][0] if by_stage[2] else None
+    if stages == 2 and s2 is None:
+        raise ModelError(f"--stages 2: no stage-2 model in {root} (only {s1.path.name}); use --stages 1 or add "
+                         "cnn7.onnx")
+    if s2 is not None:
+        why = _schemes_match(s1.scheme, s2.scheme)
+        if why:
+            raise ModelError(f"{s2.path}: stage-2 model does not match stage 1 {s1.path.name} ({why})")
+        c1, c2 = s1.meta.get("crop", {}), s2.meta.get("crop", {})
+        e1, e2 = c1.get("crop_expand", 1.2), c2.get("crop_expand", 1.2)
+        if abs(float(e1) - float(e2)) > 1e-9:
+            raise ModelError(f"{s2.path}: crop expansion {e2} does not match stage 1's {e1}")
+    return ModelPair(s1, s2, skipped)

@@ -1,0 +1,216 @@
+"""Inputs of ``facelm predict``: files, folders, globs, list files, ``-`` (paths on stdin) and videos.
+
+Each SOURCE argument expands to a stream of :class:`SourceItem` (one per image or per video frame), lazily and in
+a stable order, so a folder of thousands of files or an endless ``find | facelm predict -`` starts at once:
+
+* a **file** is used as given, whatever its name (a non-image gives an error record, not a silent skip), except
+  that ``.txt``/``.lst``/``.list`` files are **list files** and video suffixes (:data:`VIDEO_SUFFIXES`) are videos;
+* a **folder** gives its image and video files (by suffix, sorted by name); ``recursive=True`` descends into
+  sub-folders (hidden files and folders are skipped);
+* a **glob** (``*``, ``?``, ``[``; ``**`` matches sub-folders) gives the matches in sorted order;
+* a **list file** holds one path per line (blank lines and ``#`` comments ignored); relative paths are relative
+  to the list file's folder (the ultralytics convention); each entry may be a file or a folder;
+* ``-`` reads paths from stdin, one per line, relative to the working directory (``find DIR -name '*.jpg' |
+  facelm predict -``);
+* a **video** gives every ``vid_stride``-th frame (frames 0, N, 2N, ...), decoded with OpenCV, with the frame
+  number in :attr:`SourceItem.frame`.
+
+A source that matches nothing gives one :class:`SourceItem` with ``error`` set (reported per input, the run goes on).
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import sys
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+import numpy as np
+
+from facelm.imageio import IMAGE_SUFFIXES
+
+__all__ = ["LIST_SUFFIXES", "VIDEO_SUFFIXES", "SourceItem", "describe_sources", "is_video", "iter_sources"]
+
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".gif",
+                  ".3gp", ".ts", ".mts")
+LIST_SUFFIXES = (".txt", ".lst", ".list")
+_IMAGE = frozenset(s.lower() for s in IMAGE_SUFFIXES)
+_VIDEO = frozenset(VIDEO_SUFFIXES)
+
+
+@dataclass
+class SourceItem:
+    """One image to process.
+
+    Attributes:
+        name: the path as the user gave it (or as found in a folder/list), used in the output records.
+        path: the file to read.
+        frame: the frame number for a video frame, else None.
+        image: the decoded frame ``(H, W, 3)`` uint8 RGB for video frames (images are read later, in parallel).
+        error: set when the source itself failed (missing path, unreadable list, video that does not open).
+    """
+
+    name: str
+    path: Path
+    frame: int | None = None
+    image: np.ndarray | None = None
+    error: str | None = None
+
+
+def is_video(path: str | Path) -> bool:
+    return Path(path).suffix.lower() in _VIDEO
+
+
+def _is_media(name: str) -> bool:
+    s = os.path.splitext(name)[1].lower()
+    return s in _IMAGE or s in _VIDEO
+
+
+def describe_sources() -> str:
+    """A one-line summary of what a SOURCE can be (for the 'no images found' message)."""
+    return (f"images ({', '.join(sorted(_IMAGE))}), videos ({', '.join(VIDEO_SUFFIXES)}), folders, globs, "
+            f"list files ({', '.join(LIST_SUFFIXES)}) or '-' for paths on stdin")
+
+
+def _walk_folder(folder: Path, recursive: bool) -> Iterator[Path]:
+    """Media files under ``folder`` in sorted order; hidden entries skipped."""
+    try:
+        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+    except OSError:
+        return
+    subdirs = []
+    for e in entries:
+        if e.name.startswith("."):
+            continue
+        try:
+            if e.is_dir():
+                subdirs.append(e)
+            elif _is_media(e.name):
+                yield Path(e.path)
+        except OSError:
+            continue
+    if recursive:
+        for d in subdirs:
+            yield from _walk_folder(Path(d.path), True)
+
+
+def _has_magic(s: str) -> bool:
+    return any(c in s for c in "*?[")
+
+
+def _video_frames(path: Path, name: str, stride: int) -> Iterator[SourceItem]:
+    import cv2
+
+    cap = cv2.VideoCapture(str(path))
+    if not cap.isOpened():
+        yield SourceItem(name, path, error="cannot open video (unknown format or corrupt file)")
+        return
+    try:
+        idx, got_any = 0, False
+        while True:
+            if idx % stride == 0:
+                ok, frame = cap.read()
+            else:
+                ok = cap.grab()  # skipped frames are not decoded
+                frame = None
+            if not ok:
+                break
+            if frame is not None:
+                got_any = True
+                yield SourceItem(name, path, frame=idx, image=_frame_to_rgb(frame))
+            idx += 1
+        if not got_any:
+            yield SourceItem(name, path, error="video has no readable frames")
+    finally:
+        cap.release()
+
+
+def _frame_to_rgb(frame: np.ndarray) -> np.ndarray:
+    import cv2
+
+    if frame.ndim == 2:
+        return cv2.cvtColor(frame, cv2.COLOR_GRAY2RGB)
+    if frame.dtype != np.uint8:
+        frame = (frame.astype(np.float32) / 257.0 + 0.5).astype(np.uint8)
+    return cv2.cvtColor(frame, cv2.COLOR_BGRA2RGB if frame.shape[2] == 4 else cv2.COLOR_BGR2RGB)
+
+
+def _file_items(path: Path, name: str, vid_stride: int) -> Iterator[SourceItem]:
+    if is_video(path):
+        yield from _video_frames(path, name, vid_stride)
+    else:
+        yield SourceItem(name, path)
+
+
+def _entry(entry: str, base: Path | None, recursive: bool, vid_stride: int) -> Iterator[SourceItem]:
+    """One path from a list file or stdin: a file or a folder (no globs, no nested list files)."""
+    p = Path(entry)
+    if base is not None and not p.is_absolute():
+        p = base / p
+    shown = str(p) if base is not None else entry
+    if p.is_dir():
+        found = False
+        for f in _walk_folder(p, recursive):
+            found = True
+            yield from _file_items(f, str(f), vid_stride)
+        if not found:
+            yield SourceItem(shown, p, error="folder has no image or video files")
+    else:
+        yield from _file_items(p, shown, vid_stride)  # a missing file fails when it is read: one error record
+
+
+def _lines(stream: IO[str]) -> Iterator[str]:
+    for line in stream:
+        line = line.rstrip("\r\n")
+        if line.strip() and not line.lstrip().startswith("#"):
+            yield line.strip()
+
+
+def iter_sources(sources: Iterable[str], *, recursive: bool = False, vid_stride: int = 1,
+                 stdin: IO[str] | None = None) -> Iterator[SourceItem]:
+    """Expand SOURCE arguments into items, lazily (see the module docstring).
+
+    Args:
+        sources: the SOURCE arguments.
+        recursive: descend into sub-folders of folder sources.
+        vid_stride: use every N-th video frame (N >= 1).
+        stdin: the stream ``-`` reads (default ``sys.stdin``).
+    """
+    if vid_stride < 1:
+        raise ValueError("vid_stride must be at least 1")
+    for src in sources:
+        if src == "-":
+            for line in _lines(stdin if stdin is not None else sys.stdin):
+                yield from _entry(line, None, recursive, vid_stride)
+            continue
+        p = Path(src)
+        if p.is_dir():
+            found = False
+            for f in _walk_folder(p, recursive):
+                found = True
+                yield from _file_items(f, str(f), vid_stride)
+            if not found:
+                yield SourceItem(src, p, error="folder has no image or video files"
+                                 + ("" if recursive else " (use --recursive for sub-folders)"))
+        elif p.is_file():
+            if p.suffix.lower() in LIST_SUFFIXES:
+                try:
+                    with open(p, encoding="utf-8-sig") as fh:
+                        for line in _lines(fh):
+                            yield from _entry(line, p.parent, recursive, vid_stride)
+                except (OSError, UnicodeDecodeError) as e:
+                    yield SourceItem(src, p, error=f"cannot read list file ({getattr(e, 'strerror', None) or e})")
+            else:
+                yield from _file_items(p, src, vid_stride)
+        elif _has_magic(src):
+            matches = sorted(glob.glob(src, recursive=True))
+            files = [m for m in matches if os.path.isfile(m)]
+            if not files:
+                yield SourceItem(src, p, error="no files match this pattern")
+            for m in files:
+                yield from _file_items(Path(m), m, vid_stride)
+        else:
+            yield SourceItem(src, p, error="no such file or folder")

@@ -1,0 +1,413 @@
+"""Face detectors: YuNet decoding on a real face, the model search and offline download path, boxes files,
+--no-detect, and the detector-box -> training-face-square map (fit, store in the ONNX metadata, use)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import urllib.error
+from pathlib import Path
+
+import cv2
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from facelm.detectors import (
+    BoxesFileDetector,
+    BoxLookupError,
+    Detection,
+    DetectorUnavailable,
+    FaceDetector,
+    WholeImageDetector,
+    box_iou,
+    create_detector,
+    nms,
+)
+from facelm.detectors import yunet as Y
+from facelm.detectors.base import downscale_for_detection
+from facelm.detectors.boxmap import (
+    DEFAULT_BOX_MAP,
+    boxes_to_squares,
+    fit_box_map,
+    fit_from_pairs,
+    get_box_map,
+    square_to_box,
+    write_box_map,
+)
+from facelm.errors import DataError, ModelError
+from facelm.export import read_onnx_meta, set_onnx_meta
+from facelm.geometry import landmark_square
+from facelm.schemes import get_scheme
+
+REPO = Path(__file__).resolve().parents[1]
+YUNET = REPO.parent / "shared" / "models" / "yunet_s_dynamic.onnx"
+YTF = REPO.parent / "shared" / "data" / "ytf68-train"
+
+
+def _ytf_face(name: str = "Adam_Sandler_00.jpg") -> tuple[np.ndarray, np.ndarray]:
+    import csv
+
+    from facelm.imageio import read_image
+
+    if not (YTF / name).is_file():
+        pytest.skip("shared data not available")
+    with open(YTF / "training_frames_keypoints.csv", newline="") as f:
+        row = next(r for r in csv.reader(f) if r and r[0] == name)
+    return read_image(YTF / name), np.array(row[1:], dtype=float).reshape(-1, 2)
+
+
+def _sq_box(lm: np.ndarray, scale: float = 1.0) -> np.ndarray:
+    c, s = landmark_square(lm, scale)
+    return square_to_box(np.array([[c[0], c[1], s]]))[0]
+
+
+needs_yunet = pytest.mark.skipif(not YUNET.is_file(), reason="../shared/models/yunet_s_dynamic.onnx not available")
+
+
+# ------------------------------------------------------------------------------------------------------------
+# box helpers
+
+
+def test_iou_and_nms_golden():
+    a = np.array([[0, 0, 10, 10]])
+    b = np.array([[0, 0, 10, 10], [5, 0, 15, 10], [20, 20, 30, 30]])
+    np.testing.assert_allclose(box_iou(a, b)[0], [1.0, 50 / 150, 0.0])
+    boxes = np.array([[0, 0, 10, 10], [1, 1, 11, 11], [20, 20, 30, 30]], float)
+    keep = nms(boxes, np.array([0.9, 0.8, 0.7]), 0.3)
+    assert keep.tolist() == [0, 2]
+    assert nms(boxes, np.array([0.9, 0.8, 0.7]), 0.3, top_k=1).tolist() == [0]
+
+
+def test_downscale_for_detection_maps_back():
+    img = np.zeros((2000, 1000, 3), np.uint8)
+    small, f = downscale_for_detection(img, 1280)
+    assert max(small.shape[:2]) == 1280 and f == pytest.approx(0.64)
+    same, f1 = downscale_for_detection(img[:100, :100], 1280)
+    assert f1 == 1.0 and same.shape == (100, 100, 3)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# YuNet
+
+
+@needs_yunet
+def test_yunet_finds_the_annotated_face_and_its_eyes():
+    img, lm = _ytf_face()
+    det = Y.YuNetDetector(YUNET)
+    dets = det.detect(img)
+    assert dets and all(0.6 <= d.score <= 1 for d in dets)
+    gt = _sq_box(lm)
+    ious = box_iou(gt[None], np.stack([d.box for d in dets]))[0]
+    best = dets[int(np.argmax(ious))]
+    assert ious.max() > 0.45
+    # YuNet key points: image-left eye first; compare with the 300W eye centres
+    side = gt[2] - gt[0]
+    eyes = np.stack([lm[36:42].mean(0), lm[42:48].mean(0)])
+    assert np.linalg.norm(best.keypoints[:2] - eyes, axis=1).max() < 0.12 * side
+
+
+@needs_yunet
+def test_yunet_on_a_huge_image_detects_on_a_downscaled_copy():
+    img, lm = _ytf_face()
+    big = cv2.resize(img, None, fx=6, fy=6, interpolation=cv2.INTER_CUBIC)  # 1404 x 1506 > 1280
+    det = Y.YuNetDetector(YUNET)
+    seen = []
+    raw = det.raw
+    det.raw = lambda bgr: seen.append(bgr.shape) or raw(bgr)
+    large = det.detect(big)
+    assert max(seen[0][:2]) == 1280  # the detector ran on a shrunk copy
+    gt = _sq_box(lm * 6 + 2.5)
+    ious = box_iou(gt[None], np.stack([d.box for d in large]))[0]
+    assert ious.max() > 0.45  # boxes and key points are in the big image's pixels
+    best = large[int(np.argmax(ious))]
+    eyes = np.stack([lm[36:42].mean(0), lm[42:48].mean(0)]) * 6 + 2.5
+    assert np.linalg.norm(best.keypoints[:2] - eyes, axis=1).max() < 0.12 * (gt[2] - gt[0])
+
+
+def test_model_search_order(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv(Y.ENV_MODEL, raising=False)
+    monkeypatch.setattr(Y, "_dev_model", lambda: None)
+    assert Y.find_yunet_model() is None
+    cached = tmp_path / "cache" / "facelm" / Y.YUNET_FILE
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(b"x")
+    assert Y.find_yunet_model() == cached
+    env = tmp_path / "env.onnx"
+    env.write_bytes(b"x")
+    monkeypatch.setenv(Y.ENV_MODEL, str(env))
+    assert Y.find_yunet_model() == env
+    explicit = tmp_path / "explicit.onnx"
+    explicit.write_bytes(b"x")
+    assert Y.find_yunet_model(explicit) == explicit
+    with pytest.raises(DetectorUnavailable, match="no such file"):
+        Y.find_yunet_model(tmp_path / "missing.onnx")
+    monkeypatch.setenv(Y.ENV_MODEL, str(tmp_path / "gone.onnx"))
+    with pytest.raises(DetectorUnavailable, match=Y.ENV_MODEL):
+        Y.find_yunet_model()
+
+
+def _offline(monkeypatch, tmp_path):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv(Y.ENV_MODEL, raising=False)
+    monkeypatch.setattr(Y, "_dev_model", lambda: None)
+    monkeypatch.setattr("facelm.detectors.yuface_available", lambda: False)
+
+    def no_net(url, timeout):
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(Y, "_fetch", no_net)
+
+
+def test_offline_message_says_what_to_do(tmp_path, monkeypatch):
+    _offline(monkeypatch, tmp_path)
+    with pytest.raises(DetectorUnavailable) as e:
+        create_detector("auto")
+    msg = str(e.value)
+    assert "--detector-model" in msg and str(tmp_path / "cache" / "facelm" / Y.YUNET_FILE) in msg
+    assert Y.YUNET_SHA256 in msg and "name resolution" in msg and "--no-detect" in msg
+    assert e.value.code == 4
+    assert not (tmp_path / "cache" / "facelm" / Y.YUNET_FILE).exists()
+
+
+def test_download_checks_the_sha256_and_writes_atomically(tmp_path, monkeypatch):
+    payload = b"pretend onnx bytes"
+    monkeypatch.setattr(Y, "_fetch", lambda url, timeout: payload)
+    with pytest.raises(DetectorUnavailable, match="checksum mismatch"):
+        Y.download_yunet(tmp_path)
+    assert list(tmp_path.iterdir()) == []
+    good = Y.download_yunet(tmp_path, sha256=hashlib.sha256(payload).hexdigest())
+    assert good.read_bytes() == payload and good.name == Y.YUNET_FILE
+    assert [p.name for p in tmp_path.iterdir()] == [Y.YUNET_FILE]  # no temporary files left
+
+
+@needs_yunet
+def test_a_file_that_is_not_yunet_is_a_model_error(tmp_path):
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not onnx")
+    with pytest.raises(ModelError, match="not a loadable ONNX"):
+        Y.YuNetDetector(bad)
+
+
+def test_yuface_when_installed():
+    if not Y.yuface_available():
+        pytest.skip("yuface is not installed")
+    img, lm = _ytf_face()
+    dets = Y.YuFaceDetector().detect(img)
+    assert dets and box_iou(_sq_box(lm)[None], np.stack([d.box for d in dets]))[0].max() > 0.4
+
+
+# ------------------------------------------------------------------------------------------------------------
+# boxes files and --no-detect
+
+
+def test_boxes_files_in_every_layout(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "imgs").mkdir()
+    img = np.zeros((50, 60, 3), np.uint8)
+    j = tmp_path / "b.json"
+    j.write_text(json.dumps({"imgs/a.jpg": [[1, 2, 30, 40], [5, 5, 9, 9, 0.5]], "imgs/empty.jpg": []}))
+    d = BoxesFileDetector(j)
+    faces = d.detect(img, "imgs/a.jpg")
+    assert [f.box.tolist() for f in faces] == [[1, 2, 30, 40], [5, 5, 9, 9]]
+    assert [f.score for f in faces] == [1.0, 0.5] and faces[0].kind == "face-square"
+    assert d.detect(img, str(tmp_path / "imgs" / "a.jpg"))  # absolute path of the same file
+    assert d.detect(img, "imgs/empty.jpg") == []
+    with pytest.raises(BoxLookupError, match="no boxes"):
+        d.detect(img, "imgs/other.jpg")
+    # JSONL as written by `facelm predict` (video frames by number)
+    jl = tmp_path / "pred.jsonl"
+    jl.write_text(json.dumps({"image": "imgs/a.jpg", "faces": [{"box": [1, 2, 3, 4], "score": 0.9}]}) + "\n"
+                  + json.dumps({"image": "v.avi", "frame": 3, "faces": [{"box": [0, 0, 8, 8], "score": 1}]}) + "\n")
+    d2 = BoxesFileDetector(jl)
+    assert d2.detect(img, "a.jpg")[0].score == 0.9  # unique file name
+    assert d2.detect(img, "v.avi", 3)[0].box.tolist() == [0, 0, 8, 8]
+    with pytest.raises(BoxLookupError):
+        d2.detect(img, "v.avi", 4)
+    # CSV with and without a header; paths relative to the boxes file's folder
+    c = tmp_path / "imgs" / "b.csv"
+    c.write_text("image,x1,y1,x2,y2,score\na.jpg,1,2,3,4,0.7\na.jpg,5,6,7,8,\n")
+    d3 = BoxesFileDetector(c)
+    assert [f.box.tolist() for f in d3.detect(img, "imgs/a.jpg")] == [[1, 2, 3, 4], [5, 6, 7, 8]]
+    c.write_text("a.jpg,1,2,3,4\n")
+    assert BoxesFileDetector(c).detect(img, "a.jpg")[0].score == 1.0
+    c.write_text("a.jpg,1,2,x,4\n")
+    with pytest.raises(DataError, match="row"):
+        BoxesFileDetector(c)
+    j.write_text(json.dumps({"a.jpg": [[10, 10, 5, 5]]}))
+    with pytest.raises(DataError, match="empty"):
+        BoxesFileDetector(j)
+
+
+def test_no_detect_is_the_whole_image_as_model_crop():
+    from facelm.runtime.pipeline import face_squares
+
+    (d,) = WholeImageDetector().detect(np.zeros((30, 50, 3), np.uint8))
+    assert d.kind == "crop" and d.box.tolist() == [-0.5, -0.5, 49.5, 29.5]
+    (sq,) = face_squares([d], None)
+    np.testing.assert_allclose(sq, [24.5, 14.5, 50 / 1.2])
+
+
+def test_create_detector_option_errors(tmp_path):
+    from facelm.errors import UsageError
+
+    with pytest.raises(UsageError, match="together"):
+        create_detector(boxes=tmp_path / "b.json", no_detect=True)
+    with pytest.raises(UsageError, match="unknown --detector"):
+        create_detector("retina")
+    assert isinstance(create_detector(no_detect=True), WholeImageDetector)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# box map
+
+
+def test_box_map_forms_and_default():
+    b = np.array([[10.0, 20.0, 50.0, 70.0]])  # w 40, h 50
+    np.testing.assert_allclose(boxes_to_squares(b, None), [[30, 45, 50]])
+    m = {"cx": 0.1, "cy": -0.2, "side": 0.9}
+    np.testing.assert_allclose(boxes_to_squares(b, m), [[34, 35, 45]])
+    assert get_box_map({"detector_box_maps": {"yunet": m}}, "yunet") is m
+    assert get_box_map({"detector_box_map": {"detector": "yunet", **m}}, "yunet")["side"] == 0.9
+    assert get_box_map({"detector_box_map": {"detector": "yunet", **m}}, "yuface") is None
+    assert DEFAULT_BOX_MAP["side"] == 1.0
+
+
+class _FakeDetector(FaceDetector):
+    """Boxes that are a known transform of the ground-truth face squares (plus one distractor per image)."""
+
+    name = "fake"
+    A, B, K, ASPECT = 0.04, 0.12, 0.85, 0.8
+
+    def __init__(self, squares: dict[str, np.ndarray]):
+        self.squares = squares
+
+    def detect(self, image, name=None, frame=None):
+        cx, cy, s = self.squares[Path(name).name]
+        h = s / self.K
+        w = self.ASPECT * h
+        bx, by = cx - self.A * w, cy - self.B * h
+        return [Detection(np.array([bx - w / 2, by - h / 2, bx + w / 2, by + h / 2]), 0.9),
+                Detection(np.array([0, 0, 5, 5]), 0.95)]
+
+
+@pytest.fixture(scope="module")
+def synth_prepared(tmp_path_factory):
+    from facelm.prepare import PrepareOptions, prepare
+    from facelm.synthetic import make_dataset
+
+    root = tmp_path_factory.mktemp("boxmap")
+    csv, _ = make_dataset(root / "raw", n=12, seed=4)
+    prepare(PrepareOptions(source=csv, out=root / "prep", fmt="csv", workers=1))
+    return root / "prep"
+
+
+def test_fit_box_map_recovers_a_known_transform(synth_prepared):
+    from facelm.manifest import load_manifest
+
+    m = load_manifest(synth_prepared)
+    sch = get_scheme(m.scheme)
+    squares = {}
+    for s, lm in zip(m.samples, m.landmarks):
+        c, side = landmark_square(lm, sch.face_box_scale)
+        squares[Path(s.image).name] = np.array([c[0], c[1], side])
+    fit = fit_box_map(_FakeDetector(squares), synth_prepared)
+    assert fit["matched"] == fit["faces"] == 12 and fit["detector"] == "fake"
+    assert fit["cx"] == pytest.approx(_FakeDetector.A, abs=1e-4)
+    assert fit["cy"] == pytest.approx(_FakeDetector.B, abs=1e-4)
+    assert fit["side"] == pytest.approx(_FakeDetector.K, abs=1e-4)
+    assert fit["residuals"]["centre_err_median"] < 1e-3 and fit["residuals"]["iou_mean"] > 0.999
+    assert fit["residuals_identity"]["iou_mean"] < 0.9
+
+
+def test_fit_from_pairs_is_robust_to_a_few_bad_matches():
+    rng = np.random.default_rng(0)
+    sq = np.column_stack([rng.uniform(50, 150, 40), rng.uniform(50, 150, 40), rng.uniform(40, 80, 40)])
+    h = sq[:, 2] / 0.9
+    w = h
+    boxes = np.column_stack([sq[:, 0] - w / 2, sq[:, 1] - 0.1 * h - h / 2, sq[:, 0] + w / 2, sq[:, 1] - 0.1 * h + h / 2])
+    boxes[:5] += 40  # wrong matches
+    fit = fit_from_pairs(boxes, sq, "x")
+    assert fit["side"] == pytest.approx(0.9, abs=1e-6) and fit["cy"] == pytest.approx(0.1, abs=1e-6)
+    with pytest.raises(DataError):
+        fit_from_pairs(np.zeros((0, 4)), np.zeros((0, 3)))
+
+
+def _tiny_stage1_onnx(path: Path) -> Path:
+    from facelm.models import create_model
+
+    model = create_model("cnn6", 68, width=0.125).eval()
+    torch.onnx.export(model, (torch.full((1, 3, 64, 64), 127.0),), str(path), input_names=["images"],
+                      output_names=["landmarks"], dynamic_axes={"images": {0: "n"}, "landmarks": {0: "n"}},
+                      opset_version=17, dynamo=False)
+    proto = onnx.load(str(path))
+    set_onnx_meta(proto, {"arch": "cnn6", "stage": 1, "input_size": [64, 64], "num_landmarks": 68,
+                          "scheme": get_scheme("300w68").to_dict(), "crop": {"crop_expand": 1.2}})
+    onnx.save(proto, str(path))
+    return path
+
+
+def test_write_box_map_into_the_stage1_model_and_predict_uses_it(tmp_path):
+    from facelm.runtime import Landmarker, load_models
+
+    p = _tiny_stage1_onnx(tmp_path / "cnn6.onnx")
+    fit = {"detector": "yunet", "cx": 0.01, "cy": 0.2, "side": 0.8, "matched": 3}
+    meta = write_box_map(p, fit)
+    assert read_onnx_meta(p)["detector_box_maps"]["yunet"] == fit == meta["detector_box_maps"]["yunet"]
+    write_box_map(p, {**fit, "detector": "yuface", "side": 0.7})
+    maps = read_onnx_meta(p)["detector_box_maps"]
+    assert set(maps) == {"yunet", "yuface"} and not list(tmp_path.glob(".*"))
+
+    class Named(WholeImageDetector):
+        name = "yunet"
+
+    pair = load_models(tmp_path, 1)
+    assert Landmarker(pair, Named()).box_map_source == "model"
+    assert Landmarker(pair, Named()).box_map["side"] == 0.8
+    with pytest.raises(ModelError, match="detector name"):
+        write_box_map(p, {"cx": 0})
+    (tmp_path / "x.onnx").write_bytes(b"junk")
+    with pytest.raises(ModelError, match="not a readable ONNX"):
+        write_box_map(tmp_path / "x.onnx", fit)
+
+
+@needs_yunet
+def test_fit_box_map_with_yunet_on_real_faces(tmp_path):
+    from facelm.prepare import PrepareOptions, prepare
+
+    if not YTF.is_dir():
+        pytest.skip("shared data not available")
+    prepare(PrepareOptions(source=YTF / "training_frames_keypoints.csv", out=tmp_path / "ytf", fmt="csv",
+                           limit=40, workers=1, cache_size=32))
+    fit = fit_box_map(Y.YuNetDetector(YUNET), tmp_path / "ytf")
+    assert fit["matched"] >= 0.8 * fit["faces"]
+    # the fitted map brings YuNet boxes closer to the training squares than the identity default
+    assert fit["residuals"]["iou_mean"] > fit["residuals_identity"]["iou_mean"]
+    assert fit["residuals"]["centre_err_median"] < 0.1 and 0.6 < fit["side"] < 1.3
+
+
+@needs_yunet
+def test_fit_box_map_command(tmp_path):
+    from typer.testing import CliRunner
+
+    from facelm.cli import app
+    from facelm.prepare import PrepareOptions, prepare
+
+    if not YTF.is_dir():
+        pytest.skip("shared data not available")
+    prepare(PrepareOptions(source=YTF / "training_frames_keypoints.csv", out=tmp_path / "ytf", fmt="csv",
+                           limit=12, workers=1, cache_size=32))
+    models = tmp_path / "models"
+    models.mkdir()
+    _tiny_stage1_onnx(models / "cnn6.onnx")
+    args = ["fit-box-map", "--data", str(tmp_path / "ytf"), "--models", str(models), "--detector", "yunet",
+            "--detector-model", str(YUNET)]
+    r = CliRunner().invoke(app, [*args, "--dry-run"])
+    assert r.exit_code == 0, r.stderr
+    fit = json.loads(r.stdout)
+    assert fit["detector"] == "yunet" and fit["matched"] >= 10 and "matched" in r.stderr
+    assert "detector_box_maps" not in read_onnx_meta(models / "cnn6.onnx")
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 0 and read_onnx_meta(models / "cnn6.onnx")["detector_box_maps"]["yunet"]["side"] == fit["side"]
