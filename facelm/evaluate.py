@@ -9,7 +9,8 @@ A *model* is one of (dispatched on the file suffix, see :data:`MODEL_KINDS`):
   the ground truth (optimistic: a warning says so and ``details.stage2_crops`` is ``"ground-truth"``);
 * a predictions file (``.jsonl``/``.json``/``.ndjson``, or any file whose first character is ``{``): the JSONL
   that ``facelm predict`` writes, or any tool's predictions in the same format (see :func:`read_predictions`);
-* a two-stage ONNX pair (``stage1.onnx+stage2.onnx``): not supported yet (``ModelError``, exit 4).
+* an exported model (``.onnx``) or a two-stage ONNX pair (``stage1.onnx+stage2.onnx``), run with onnxruntime on
+  the same ground-truth-box crops as checkpoints;
 
 Every model is scored on the same faces with the same normaliser; the per-model record (:meth:`EvalReport.records`)
 names the protocol, the normaliser and its definition, the split, the thresholds and the number of faces.
@@ -258,7 +259,7 @@ def parse_model_spec(spec: str) -> ModelSpec:
     """Classify a MODEL argument by suffix (see :data:`MODEL_KINDS`); unknown suffixes are sniffed.
 
     Raises:
-        ModelError: missing file, ONNX models (not supported yet), mixed pairs or a pair of predictions.
+        ModelError: missing file, mixed pairs or a pair of predictions.
     """
     p = Path(spec)
     parts = [p] if p.exists() or "+" not in spec else [Path(s) for s in spec.split("+")]
@@ -269,15 +270,12 @@ def parse_model_spec(spec: str) -> ModelSpec:
         if q.is_dir() and (q / "best.pt").is_file():
             parts[i] = q = q / "best.pt"
         kind = MODEL_KINDS.get(q.suffix.lower())
-        if kind == "onnx":
-            raise ModelError(f"{spec}: ONNX models are not supported by evaluate yet; evaluate the .pt "
-                             "checkpoint, or the JSONL that a predictor writes")
         if not q.is_file():
-            raise ModelError(f"{q}: no such model file (give a .pt checkpoint, a run folder with best.pt, or a "
-                             "predictions .jsonl)")
+            raise ModelError(f"{q}: no such model file (give a .pt checkpoint, a run folder with best.pt, an "
+                             ".onnx model or a STAGE1.onnx+STAGE2.onnx pair, or a predictions .jsonl)")
         kinds.append(kind or _sniff(q))
     if len(set(kinds)) > 1:
-        raise ModelError(f"{spec}: both parts of a two-stage pair must be checkpoints")
+        raise ModelError(f"{spec}: both parts of a two-stage pair must be of one kind (.pt+.pt or .onnx+.onnx)")
     if kinds[0] == "predictions" and len(parts) > 1:
         raise ModelError(f"{spec}: a predictions file is a model on its own; give it without '+'")
     return ModelSpec(label=spec, kind=kinds[0], paths=tuple(parts))
@@ -552,6 +550,37 @@ def _checkpoint_predictions(spec: ModelSpec, ev: EvalSet, device, loaded: list, 
     return predict_manifest(model, m, scheme, device), details
 
 
+def _onnx_predictions(spec: ModelSpec, ev: EvalSet, loaded: list, warn: Warn) -> tuple[np.ndarray, dict]:
+    """Predictions of an exported model (or a STAGE1.onnx+STAGE2.onnx pair) on ground-truth face boxes.
+
+    The crops are built exactly as for checkpoints (:func:`facelm.export.onnx_predict_manifest`), so a checkpoint
+    and its export score the same up to the export's numerical difference.
+    """
+    from facelm.export import onnx_predict_manifest
+    from facelm.prepare import cache_landmarks
+
+    m = ev.manifest
+    paths = "+".join(map(str, spec.paths))
+    if len(loaded) == 2:
+        (s1, meta1), (s2, meta2) = loaded
+        if meta1.get("stage", 1) != 1 or meta2.get("stage") != 2:
+            raise ModelError(f"{spec.label}: a pair is STAGE1+STAGE2 (cnn6 then cnn7), got "
+                             f"{meta1.get('arch')}+{meta2.get('arch')}")
+        p1 = onnx_predict_manifest(s1, meta1, m)
+        pred = onnx_predict_manifest(s2, meta2, m, stage1_pred_cache=cache_landmarks(m.cache_matrix, p1))
+        return pred, {"onnx": paths, "arch": f"{meta1.get('arch')}+{meta2.get('arch')}", "stage": 2,
+                      "stage2_crops": "stage1-predictions", "precision": [meta1.get("precision"),
+                                                                          meta2.get("precision")]}
+    session, meta = loaded[0]
+    details = {"onnx": paths, "arch": meta.get("arch"), "stage": meta.get("stage", 1),
+               "stage2_crops": None, "precision": meta.get("precision")}
+    if meta.get("stage") == 2:
+        warn(f"{spec.label}: stage-2 model evaluated on upright crops built from the ground-truth landmarks: the "
+             f"NME is optimistic; give STAGE1.onnx+{spec.label}")
+        details["stage2_crops"] = "ground-truth"
+    return onnx_predict_manifest(session, meta, m), details
+
+
 def _check_model_meta(meta: dict, manifest: Manifest, path) -> None:
     name = (meta.get("scheme") or {}).get("name")
     if name != manifest.scheme:
@@ -726,6 +755,15 @@ def evaluate(models: Sequence[str | Path], opts: EvalOptions, warn: Warn = _noop
                 _check_model_meta(meta, full, p)
                 pairs.append((model, meta))
             loaded.append(pairs)
+        elif spec.kind == "onnx":
+            from facelm.export import check_meta_matches, load_onnx_model
+
+            pairs = []
+            for p in spec.paths:
+                session, meta = load_onnx_model(p)
+                check_meta_matches(meta, full, str(p))
+                pairs.append((session, meta))
+            loaded.append(pairs)
         else:
             loaded.append(read_predictions(spec.paths[0]))
 
@@ -748,6 +786,9 @@ def evaluate(models: Sequence[str | Path], opts: EvalOptions, warn: Warn = _noop
         info(f"scoring {spec.label} ({spec.kind})")
         if spec.kind == "checkpoint":
             pred, details = _checkpoint_predictions(spec, ev, device, obj, warn)
+            missing = np.zeros(len(sel), dtype=bool)
+        elif spec.kind == "onnx":
+            pred, details = _onnx_predictions(spec, ev, obj, warn)
             missing = np.zeros(len(sel), dtype=bool)
         else:
             pred, missing, details = match_predictions(obj, sel, full, warn)

@@ -215,8 +215,10 @@ def test_bad_inputs(hand, tmp_path):
         read_predictions(tmp_path / "bad.jsonl")
     onnx = tmp_path / "m.onnx"
     onnx.write_bytes(b"\0")
-    with pytest.raises(ModelError, match="ONNX models are not supported by evaluate yet"):
-        parse_model_spec(f"{onnx}+{onnx}")
+    with pytest.raises(ModelError, match="one kind"):
+        parse_model_spec(f"{onnx}+{tmp_path / 'o.jsonl'}")
+    with pytest.raises(ModelError, match="m.onnx"):
+        evaluate([onnx], EvalOptions(hand))
     with pytest.raises(ModelError, match="no such model file"):
         parse_model_spec(str(tmp_path / "nothing.pt"))
     with pytest.raises(DataError, match="no faces in split 'val'"):
@@ -265,31 +267,7 @@ def trained(tmp_path_factory):
                       batch_size=8, width=0.25, val_every=10, log_every=5, threads=1, precision="fp32").filled()
     train(cfg)
     ckpt = tmp / "run" / "best.pt"
-    _work_around_torch_version_meta(ckpt)
     return tmp, tmp / "prep", ckpt
-
-
-def _work_around_torch_version_meta(ckpt: Path) -> None:
-    """Known bug outside this module: checkpoint.build_meta stores ``torch.__version__`` (a TorchVersion, not a
-    str), which ``torch.load(weights_only=True)`` refuses. Re-save that one field as str so the evaluate tests can
-    run; this does nothing once build_meta writes ``str(torch.__version__)``."""
-    import warnings
-
-    import torch
-
-    from facelm.checkpoint import load_checkpoint
-
-    try:
-        load_checkpoint(ckpt)
-        return
-    except ModelError:
-        ck = torch.load(ckpt, map_location="cpu", weights_only=False)  # our own file, just written
-        if type(ck["meta"].get("torch_version")) is str:
-            raise
-    warnings.warn("facelm.checkpoint stores meta.torch_version as TorchVersion: checkpoints from `facelm train` "
-                  "do not load with weights_only=True (worked around in this test)", stacklevel=2)
-    ck["meta"]["torch_version"] = str(ck["meta"]["torch_version"])
-    torch.save(ck, ckpt)
 
 
 @pytest.fixture(scope="module")
@@ -374,7 +352,7 @@ def test_cli_exit_codes(trained, parity_preds, tmp_path):
     assert res.exit_code == 2 and "unknown protocol" in res.stderr
 
     res = _cli(["--data", prep, tmp_path / "a.onnx+b.onnx"])
-    assert res.exit_code == 4 and "ONNX" in res.stderr
+    assert res.exit_code == 4 and "a.onnx" in res.stderr
 
     # two faces without predictions, one with a NaN point
     bad = pred.copy()
@@ -388,3 +366,16 @@ def test_cli_exit_codes(trained, parity_preds, tmp_path):
     assert r["fr@0.1"] >= 3 / 8 and "NaN" in res.stderr and "no prediction" in res.stderr
     res = _cli(["--data", prep, "--skip-missing", partial])
     assert res.exit_code == 0 and json.loads(res.stdout)["n"] == 6
+
+
+def test_onnx_export_scores_like_its_checkpoint(trained, tmp_path):
+    from facelm.export import export_onnx
+
+    _, prep, ckpt = trained
+    onnx = tmp_path / "cnn6.onnx"
+    export_onnx(ckpt, onnx)
+    rep = evaluate([ckpt, onnx], EvalOptions(prep, device="cpu"))
+    a, b = rep.records()
+    assert b["kind"] == "onnx" and b["details"]["arch"] == "cnn6" and b["n"] == a["n"]
+    assert abs(a["nme"] - b["nme"]) < 1e-5
+    assert np.abs(rep.scores[0].pred - rep.scores[1].pred).max() < 1e-2
