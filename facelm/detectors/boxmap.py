@@ -28,8 +28,6 @@ of 0.044 face sides (mean IoU with the ground-truth squares 0.86); the identity 
 
 from __future__ import annotations
 
-import os
-import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -208,6 +206,7 @@ def write_box_map(onnx_path: str | Path, box_map: dict) -> dict:
     """
     import onnx
 
+    from facelm._io import atomic_path
     from facelm.export import META_KEY, set_onnx_meta
 
     p = Path(onnx_path)
@@ -230,12 +229,6 @@ def write_box_map(onnx_path: str | Path, box_map: dict) -> dict:
     maps[det] = box_map
     meta["detector_box_maps"] = maps
     set_onnx_meta(proto, meta)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".onnx", dir=p.parent)
-    os.close(fd)
-    try:
-        onnx.save(proto, tmp)
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(p) as tmp:
+        onnx.save(proto, str(tmp))
     return meta
