@@ -19,11 +19,11 @@ app = make_app(
     "1. `facelm prepare ../shared/data/ytf68-train --out work/ytf --holdout 0.1`\n\n"
     "2. `facelm balance work/ytf --out work/ytf-bal`\n\n"
     "3. `facelm train --data work/ytf --arch cnn6 --loss wing --out runs/cnn6`\n\n"
-    "4. `facelm evaluate --data work/ytf --protocol 300w runs/cnn6/best.pt`\n\n"
-    "5. `facelm export runs/cnn6/best.pt --out models/cnn6.onnx`\n\n"
-    "6. `find photos -name '*.jpg' | facelm predict - | jq .faces`\n\n"
+    "4. `facelm evaluate --data work/ytf --protocol custom --plot ced.png runs/cnn6/best.pt`\n\n"
+    "5. `facelm export runs/cnn6/best.pt --out mymodels/cnn6.onnx`\n\n"
+    "6. `find photos -name '*.jpg' | facelm predict - --models mymodels | jq .faces`\n\n"
     "stdout carries data only (JSON/JSONL/CSV); humans read stderr. "
-    "Exit codes: 0 ok, 1 finished with failures, 2 usage, 3 bad input data, 4 model mismatch, 130 interrupted."
+    "Exit codes: 0 ok, 1 finished with failures, 2 usage, 3 bad input data, 4 model mismatch, 5 training diverged, 130 interrupted."
 )
 
 
