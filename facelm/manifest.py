@@ -167,10 +167,31 @@ def load_manifest(path: str | Path, *, scheme: str | None = None) -> Manifest:
         raise DataError(f"{mp}: lines have different landmark counts {sorted(counts)}")
     info_p = mp.parent / PREPARE_NAME
     info = json.loads(info_p.read_text()) if info_p.is_file() else {}
+    _register_custom_scheme(schemes[0], info, mp)
     lm = np.array([s.landmarks for s in samples], dtype=np.float64)
     mats = np.array([s.cache.matrix if s.cache else np.full((2, 3), np.nan) for s in samples], dtype=np.float64)
     idx = np.array([s.cache.index if s.cache else -1 for s in samples], dtype=np.int64)
     return Manifest(mp.parent, samples, lm, mats, idx, info, mp)
+
+
+def _register_custom_scheme(name: str, info: dict, where: Path) -> None:
+    """A custom scheme (from a JSON/TOML file at prepare time) travels in prepare.json; register it on load so
+    train, evaluate and balance work in a new process without the original file."""
+    from facelm.schemes import get_scheme, register_scheme, scheme_from_dict
+
+    try:
+        get_scheme(name)
+        return
+    except KeyError:
+        pass
+    d = info.get("scheme_def")
+    if not d or d.get("name") != name:
+        raise DataError(f"{where}: unknown landmark scheme {name!r} and no definition in {PREPARE_NAME} "
+                        "(prepare again with --scheme FILE)")
+    try:
+        register_scheme(scheme_from_dict(d, source=str(where.parent / PREPARE_NAME)))
+    except ValueError as e:
+        raise DataError(str(e)) from None
 
 
 def write_manifest(path: str | Path, samples: Iterable[Sample]) -> int:

@@ -276,7 +276,7 @@ def prepare(opts: PrepareOptions, progress: Callable[[int, int], None] | None = 
     }
     info = {
         "format_version": 1, "facelm_version": __version__, "source": str(src.resolve()), "format": fmt,
-        "scheme": scheme.name, "crops": CROPS_NAME, "cache_size": size, "margin": opts.margin,
+        "scheme": scheme.name, "scheme_def": scheme.to_dict(), "crops": CROPS_NAME, "cache_size": size, "margin": opts.margin,
         "face_box": {"kind": "landmark-square", "scale": scheme.face_box_scale},
         "channels": "RGB", "border": "constant-0", "faces": len(samples), "holdout": opts.holdout,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

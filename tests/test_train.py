@@ -200,3 +200,24 @@ def test_ddp_two_cpu_processes_gloo(data_dir, tmp_path):
     ck = load_checkpoint(out / "last.pt")
     assert ck["step"] == 6
     assert not any(k.startswith("module.") for k in ck["model"])
+
+
+def test_custom_scheme_travels_with_the_prepared_data(tmp_path):
+    """A scheme defined in a user file at prepare time is usable by train in a process that never saw the file."""
+    import json as _json
+
+    from facelm import schemes as S
+    from facelm.synthetic import make_dataset
+
+    csv, _ = make_dataset(tmp_path / "raw", n=16, seed=4)
+    d = S.get_scheme("300w68").to_dict()
+    d.update(name="my68", description="user scheme")
+    sfile = tmp_path / "my68.json"
+    sfile.write_text(_json.dumps({"name": "my68", "num_landmarks": 68, "flip_pairs": d["flip_pairs"],
+                                  "normalisers": d["normalisers"]}))
+    prepare(PrepareOptions(source=csv, out=tmp_path / "prep", fmt="csv", scheme=str(sfile), holdout=0.25,
+                           workers=1))
+    S._REGISTRY.pop("my68", None)  # as in a fresh process
+    res = train(_cfg(tmp_path / "prep", tmp_path / "run", steps=4, val_every=4))
+    assert res.summary["scheme"] == "my68"
+    assert load_checkpoint(tmp_path / "run" / "last.pt")["meta"]["scheme"]["name"] == "my68"
