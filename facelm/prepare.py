@@ -53,7 +53,7 @@ def default_group(image: Path) -> str:
 
 @dataclass
 class PrepareOptions:
-    source: Path
+    source: Path | list[Path]  # one or several datasets of the same scheme, merged into one prepared folder
     out: Path
     fmt: str = "auto"
     scheme: str | None = None
@@ -105,9 +105,13 @@ def prepare(opts: PrepareOptions, progress: Callable[[int, int], None] | None = 
             warn: Callable[[str], None] | None = None) -> PrepareResult:
     """Run ``prepare``; see the module docstring. Raises ``DataError`` when nothing usable is found."""
     t0 = time.perf_counter()
-    src = opts.source
-    if not src.exists():
-        raise DataError(f"{src}: no such file or folder")
+    sources = [Path(p) for p in (opts.source if isinstance(opts.source, (list, tuple)) else [opts.source])]
+    if not sources:
+        raise UsageError("give at least one SOURCE")
+    for p in sources:
+        if not p.exists():
+            raise DataError(f"{p}: no such file or folder")
+    src = sources[0] if len(sources) == 1 else Path(", ".join(map(str, sources)))  # for messages
     if opts.split not in ("train", "test", "auto"):
         raise UsageError(f"--split must be train, test or auto, not {opts.split!r}")
     if not 0.0 <= opts.holdout < 1.0:
@@ -118,14 +122,18 @@ def prepare(opts: PrepareOptions, progress: Callable[[int, int], None] | None = 
         raise UsageError("--margin must be at least 1.0")
     if opts.workers < 0 or opts.limit < 0:
         raise UsageError("--workers and --limit must be 0 or more")
-    fmt = opts.fmt
-    if fmt == "auto":
-        try:
-            fmt = detect_format(src)
-        except ValueError as e:
-            raise DataError(str(e)) from None
-    if fmt not in READERS:
-        raise UsageError(f"unknown format {fmt!r} (known: {', '.join(sorted(READERS))}, auto)")
+    if opts.fmt != "auto" and opts.fmt not in READERS:
+        raise UsageError(f"unknown format {opts.fmt!r} (known: {', '.join(sorted(READERS))}, auto)")
+    formats: list[str] = []
+    for p in sources:
+        if opts.fmt == "auto":
+            try:
+                formats.append(detect_format(p))
+            except ValueError as e:
+                raise DataError(str(e)) from None
+        else:
+            formats.append(opts.fmt)
+    fmt = formats[0] if len(set(formats)) == 1 else "+".join(formats)
     if opts.scheme is not None:
         try:
             get_scheme(opts.scheme)
@@ -133,19 +141,24 @@ def prepare(opts: PrepareOptions, progress: Callable[[int, int], None] | None = 
             raise UsageError(str(e.args[0])) from None
 
     faces: list[RawFace] = []
+    face_fmt: list[str] = []
     skipped: list[dict] = []
-    try:
-        for item in READERS[fmt].read(src, opts.scheme):
-            if isinstance(item, ReadIssue):
-                skipped.append({"source": item.source, "reason": item.message})
-                if warn:
-                    warn(f"{item.source}: {item.message}")
-                continue
-            faces.append(item)
-            if opts.limit and len(faces) >= opts.limit:
-                break
-    except ValueError as e:
-        raise DataError(f"{src}: {e}") from None
+    for p, f_fmt in zip(sources, formats):
+        try:
+            for item in READERS[f_fmt].read(p, opts.scheme):
+                if isinstance(item, ReadIssue):
+                    skipped.append({"source": item.source, "reason": item.message})
+                    if warn:
+                        warn(f"{item.source}: {item.message}")
+                    continue
+                faces.append(item)
+                face_fmt.append(f_fmt)
+                if opts.limit and len(faces) >= opts.limit:
+                    break
+        except ValueError as e:
+            raise DataError(f"{p}: {e}") from None
+        if opts.limit and len(faces) >= opts.limit:
+            break
     if not faces:
         raise DataError(f"{src}: no usable faces found as format {fmt!r}"
                         + (f" ({len(skipped)} annotations skipped)" if skipped else ""))
@@ -237,7 +250,7 @@ def prepare(opts: PrepareOptions, progress: Callable[[int, int], None] | None = 
             split = "val"
         if f.box is not None:
             box = [float(v) for v in f.box]
-            box_source = f.box_source or fmt
+            box_source = f.box_source or face_fmt[i]
         else:
             lo, hi = f.landmarks.min(0), f.landmarks.max(0)
             box = [float(lo[0]), float(lo[1]), float(hi[0]), float(hi[1])]
@@ -275,7 +288,8 @@ def prepare(opts: PrepareOptions, progress: Callable[[int, int], None] | None = 
         "skipped_faces": skipped,
     }
     info = {
-        "format_version": 1, "facelm_version": __version__, "source": str(src.resolve()), "format": fmt,
+        "format_version": 1, "facelm_version": __version__, "source": str(sources[0].resolve()) if len(sources) == 1 else [str(p.resolve()) for p in sources],
+        "format": fmt,
         "scheme": scheme.name, "scheme_def": scheme.to_dict(), "crops": CROPS_NAME, "cache_size": size, "margin": opts.margin,
         "face_box": {"kind": "landmark-square", "scale": scheme.face_box_scale},
         "channels": "RGB", "border": "constant-0", "faces": len(samples), "holdout": opts.holdout,

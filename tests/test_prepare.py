@@ -488,3 +488,35 @@ def test_holdout_falls_back_to_per_image_groups_for_camera_names(tmp_path):
                   warn=warnings.append)
     assert any("grouping the hold-out by image" in w for w in warnings)
     assert 0 < res.summary["splits"].get("val", 0) < 60
+
+
+def test_several_sources_merge_into_one_prepared_folder(tmp_path):
+    from facelm.manifest import load_manifest
+    from facelm.prepare import PrepareOptions, prepare
+    from facelm.synthetic import make_dataset
+
+    a, _ = make_dataset(tmp_path / "a", n=6, seed=1)
+    b, _ = make_dataset(tmp_path / "b", n=9, seed=2)
+    res = prepare(PrepareOptions(source=[a, b], out=tmp_path / "prep", workers=1))
+    assert res.summary["faces"] == 15 and res.summary["format"] == "csv"
+    m = load_manifest(tmp_path / "prep")
+    assert len({s.image for s in m.samples}) == 15
+    assert len(m.crops()) == 15
+    assert sorted(m.info["source"]) == sorted(str(p.resolve()) for p in (a, b))
+
+
+def test_cli_prepare_accepts_several_sources(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from facelm.cli import app
+    from facelm.synthetic import make_dataset
+
+    a, _ = make_dataset(tmp_path / "a", n=4, seed=1)
+    b, _ = make_dataset(tmp_path / "b", n=5, seed=2)
+    r = CliRunner().invoke(app, ["prepare", str(a), str(b), "--out", str(tmp_path / "p"), "-q"])
+    assert r.exit_code == 0, r.stderr
+    assert json.loads(r.stdout)["faces"] == 9
+    r2 = CliRunner().invoke(app, ["prepare", str(a), str(tmp_path / "nope"), "--out", str(tmp_path / "q")])
+    assert r2.exit_code == 3 and "nope" in r2.stderr

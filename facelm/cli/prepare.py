@@ -19,6 +19,8 @@ EPILOG = """Examples:
 
 4. `facelm prepare data.csv --format csv --scheme my_scheme.toml --out work/mine`  (a custom scheme)
 
+5. `facelm prepare ../shared/data/ytf68-train ../shared/data/utkface-dlib68 --out work/all68 --holdout 0.1`  (merge sets)
+
 Writes DIR/manifest.jsonl, DIR/crops.npy and DIR/prepare.json; prints a JSON summary on stdout.
 Exit codes: 0 ok, 1 some faces skipped (listed in the summary), 2 usage, 3 nothing usable.
 """
@@ -32,7 +34,8 @@ def register(app: typer.Typer) -> None:
     @app.command(name="prepare", epilog=EPILOG, no_args_is_help=True)
     @handle_errors
     def prepare_cmd(
-        source: Annotated[Path, typer.Argument(help="Dataset folder or annotation file.")],
+        source: Annotated[list[Path], typer.Argument(
+            help="Dataset folder(s) or annotation file(s); several sources of one scheme are merged.")],
         out: Annotated[Path, typer.Option("--out", "-o", help="Output folder for the prepared dataset.")],
         fmt: Annotated[str, typer.Option("--format", "-f", help=f"Input format: {formats}.")] = "auto",
         scheme: Annotated[str | None, typer.Option(
