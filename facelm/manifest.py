@@ -186,8 +186,7 @@ def _register_custom_scheme(name: str, info: dict, where: Path) -> None:
         pass
     d = info.get("scheme_def")
     if not d or d.get("name") != name:
-        raise DataError(f"{where}: unknown landmark scheme {name!r} and no definition in {PREPARE_NAME} "
-                        "(prepare again with --scheme FILE)")
+        return  # callers that need the scheme say it is unknown; a mismatch check may come first
     try:
         register_scheme(scheme_from_dict(d, source=str(where.parent / PREPARE_NAME)))
     except ValueError as e:
