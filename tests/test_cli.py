@@ -1,4 +1,4 @@
-"""The ``facelm`` command line: version, help, placeholders, and ``prepare``'s streams and exit codes.
+"""The ``facelm`` command line: version, help, and ``prepare``'s streams and exit codes.
 
 stdout carries data only (one JSON document for ``prepare``); tables, progress, warnings and errors go to stderr.
 """
@@ -73,41 +73,6 @@ def test_help_lists_the_six_commands():
     for opt in ("--out", "--format", "--scheme", "--split", "--holdout", "--cache-size", "--margin", "--workers",
                 "--limit", "--quiet"):
         assert opt in r.stdout, opt
-
-
-def _pending() -> set[str]:
-    """Commands still served by facelm/cli/placeholders.py (they land one by one)."""
-    return {c.name for c in app.registered_commands if "not implemented yet" in (c.help or "")}
-
-
-@pytest.mark.parametrize("cmd", ["balance", "export", "predict"])
-def test_pending_commands_exit_2(cmd):
-    if cmd not in _pending():
-        pytest.skip(f"`facelm {cmd}` is implemented now")
-    r = invoke(cmd, "some", "--args")
-    assert r.exit_code == 2
-    assert r.stdout == ""
-    assert "not implemented" in error_line(r.stderr)
-
-
-def test_placeholder_commands_say_not_implemented_and_exit_2():
-    """The placeholder mechanism itself, on a fresh app (whatever has landed in the real one)."""
-    from facelm.cli import placeholders
-    from facelm.cli._common import make_app
-
-    names = list(getattr(placeholders, "_PENDING", {}))
-    if not names:
-        pytest.skip("no placeholder commands left")
-    demo = make_app("demo")
-    placeholders.register(demo)
-    for name in names:
-        r = CliRunner().invoke(demo, [name, "x", "--anything"])
-        assert r.exit_code == 2 and r.stdout == "", name
-        assert "not implemented" in error_line(r.stderr)
-
-
-def test_implemented_commands_are_not_placeholders():
-    assert not {"prepare", "train", "evaluate"} & _pending()
 
 
 def test_unknown_command_and_option_are_usage():

@@ -48,7 +48,6 @@ from facelm.cli import bench as _bench  # noqa: E402
 from facelm.cli import export as _export  # noqa: E402
 from facelm.cli import balance as _balance  # noqa: E402
 from facelm.cli import evaluate as _evaluate  # noqa: E402
-from facelm.cli import placeholders as _placeholders  # noqa: E402
 
 _prepare.register(app)
 _train.register(app)
@@ -57,7 +56,6 @@ _bench.register(app)
 _export.register(app)
 _balance.register(app)
 _evaluate.register(app)
-_placeholders.register(app)
 
 
 def main() -> None:
