@@ -65,6 +65,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from facelm import __version__
 from facelm._io import atomic_write, atomic_write_json
 from facelm.errors import DataError, ModelError, UsageError
+from facelm.geometry import align_shapes, generalized_procrustes
 from facelm.manifest import CROPS_NAME, MANIFEST_NAME, PREPARE_NAME, load_manifest, write_manifest
 from facelm.schemes import LandmarkScheme, get_scheme
 
@@ -109,7 +110,6 @@ TARGETS = ("uniform", "sqrt")
 POSE_MODEL_NAME = "pose_model.json"
 DIRECTION = ("positive = face turned toward the image right (nose tip right of the face centre in the image; "
              "the subject looks toward their own left)")
-_EPS = 1e-12
 
 Warn = Callable[[str], None]
 
@@ -210,77 +210,25 @@ def load_pose_model(path: str | Path) -> PoseModel:
 
 # -- alignment ----------------------------------------------------------------------------------------------------
 
-def _as_complex(shapes: np.ndarray) -> np.ndarray:
-    s = np.asarray(shapes, dtype=np.float64)
-    return s[..., 0] + 1j * s[..., 1]
-
-
-def _as_real(z: np.ndarray) -> np.ndarray:
-    return np.stack([z.real, z.imag], axis=-1)
-
-
-def _align_complex(z: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """Similarity-align every row of ``z`` (N, L) complex onto ``target`` (L,) complex, least squares.
-
-    NaN points are left out of the fit and stay NaN. Rows with fewer than 2 distinct annotated points are NaN.
-    The same fit as :func:`facelm.geometry.procrustes_align` (complex form ``y ~ a x + t``), vectorised.
-    """
-    w = np.isfinite(z)
-    n_ok = w.sum(1)
-    zz = np.where(w, z, 0)
-    tt = np.where(w, target[None, :], 0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mz = zz.sum(1) / n_ok
-        mt = tt.sum(1) / n_ok
-        zc = np.where(w, z - mz[:, None], 0)
-        tc = np.where(w, target[None, :] - mt[:, None], 0)
-        denom = (np.abs(zc) ** 2).sum(1)
-        a = (np.conj(zc) * tc).sum(1) / denom
-        out = a[:, None] * (z - mz[:, None]) + mt[:, None]
-    # degenerate: all annotated points at one place (up to rounding of the centring)
-    bad = (n_ok < 2) | ~(denom > _EPS ** 2 * (np.abs(zz) ** 2).sum(1) + 1e-300) | ~np.isfinite(a)
-    out[bad] = complex(np.nan, np.nan)
-    return out
-
-
-def _normalise(m: np.ndarray) -> np.ndarray:
-    m = m - m.mean()
-    n = np.sqrt((np.abs(m) ** 2).mean())
-    if not n > 0:
-        raise DataError("degenerate mean shape (all points equal)")
-    return m / n
-
-
 def canonical_procrustes(shapes: np.ndarray, scheme: str | LandmarkScheme, iters: int = 50, tol: float = 1e-10
                          ) -> tuple[np.ndarray, np.ndarray]:
     """Generalised Procrustes analysis with a canonical frame: ``(aligned (N, L, 2), mean (L, 2))``.
 
-    The same iteration as :func:`facelm.geometry.generalized_procrustes` (vectorised; shapes must be complete and
-    non-degenerate), after which the mean shape is centred, scaled to unit RMS size and rotated so that the
-    scheme's eye line (image-left eye -> image-right eye) points along +x; every shape is then aligned to that
-    mean. A set that is already aligned this way is returned unchanged (up to rounding).
+    :func:`facelm.geometry.generalized_procrustes` (shapes must be complete and non-degenerate), after which the
+    mean shape is rotated so that the scheme's eye line (image-left eye -> image-right eye) points along +x; every
+    shape is then aligned to that mean. A set that is already aligned this way is returned unchanged (up to
+    rounding).
     """
     sch = get_scheme(scheme)
-    z = _as_complex(shapes)
-    if z.ndim != 2 or z.shape[0] == 0:
-        raise ValueError(f"shapes must be (N, L, 2) with N > 0, got {np.shape(shapes)}")
-    mean = _normalise(z[0])
-    for _ in range(iters):
-        aligned = _align_complex(z, mean)
-        if not np.isfinite(aligned).all():
-            raise DataError("degenerate shape in the Procrustes fit (all points equal)")
-        new = _normalise(aligned.mean(0))
-        new = _normalise(_align_complex(new[None, :], mean)[0])
-        delta = np.abs(new - mean).max()
-        mean = new
-        if delta < tol:
-            break
-    a, b = sch.eye_centres(_as_real(mean))
-    d = complex(b[0] - a[0], b[1] - a[1])
-    if abs(d) > 0:
-        mean = mean * (abs(d) / d)  # rotate the eye line onto +x
-    mean = _normalise(mean)
-    return _as_real(_align_complex(z, mean)), _as_real(mean)
+    try:
+        _, mean = generalized_procrustes(shapes, iters=iters, tol=tol)
+    except ValueError as e:
+        raise DataError(str(e)) from None
+    a, b = sch.eye_centres(mean)
+    ang = np.arctan2(b[1] - a[1], b[0] - a[0])
+    c, s_ = np.cos(-ang), np.sin(-ang)
+    mean = mean @ np.array([[c, s_], [-s_, c]])  # rotate the eye line onto +x (centred, unit size kept)
+    return align_shapes(shapes, mean), mean
 
 
 def align_to_mean(landmarks: np.ndarray, mean_shape: np.ndarray) -> np.ndarray:
@@ -289,7 +237,7 @@ def align_to_mean(landmarks: np.ndarray, mean_shape: np.ndarray) -> np.ndarray:
     lm = np.asarray(landmarks, dtype=np.float64)
     if lm.ndim == 2:
         lm = lm[None]
-    return _as_real(_align_complex(_as_complex(lm), _as_complex(mean_shape)))
+    return align_shapes(lm, mean_shape)
 
 
 def _self_symmetric(sch: LandmarkScheme) -> tuple[list[int], list[int]]:

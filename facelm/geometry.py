@@ -21,7 +21,7 @@ import numpy as np
 
 __all__ = [
     "crop_matrix", "apply_affine", "invert_affine", "compose_affine", "warp_crop",
-    "landmark_square", "eye_angle", "box_to_square", "procrustes_align", "generalized_procrustes",
+    "landmark_square", "eye_angle", "box_to_square", "procrustes_align", "generalized_procrustes", "align_shapes",
 ]
 
 
@@ -132,34 +132,72 @@ def procrustes_align(shape: np.ndarray, target: np.ndarray) -> tuple[np.ndarray,
     return apply_affine(m, x), m
 
 
-def generalized_procrustes(shapes: np.ndarray, iters: int = 20, tol: float = 1e-8
-                           ) -> tuple[np.ndarray, np.ndarray]:
-    """Generalised Procrustes analysis of shapes ``(N, L, 2)``.
-
-    The mean shape is normalised to zero centroid, unit RMS size and fixed orientation (the first iteration's
-    reference is the first shape). Returns (aligned shapes (N, L, 2), mean shape (L, 2)).
-    """
+def _as_complex(shapes: np.ndarray) -> np.ndarray:
     s = np.asarray(shapes, dtype=np.float64)
-    if s.ndim != 3 or s.shape[-1] != 2:
-        raise ValueError(f"shapes must be (N, L, 2), got {s.shape}")
+    return s[..., 0] + 1j * s[..., 1]
 
-    def _norm(m: np.ndarray) -> np.ndarray:
-        m = m - m.mean(0)
-        n = np.sqrt((m ** 2).sum(1).mean())
-        if n <= 0:
-            raise ValueError("degenerate mean shape")
-        return m / n
 
-    mean = _norm(s[0])
-    aligned = s
+def _as_real(z: np.ndarray) -> np.ndarray:
+    return np.stack([z.real, z.imag], axis=-1)
+
+
+def align_shapes(shapes: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Similarity-align every shape ``(N, L, 2)`` onto ``target`` ``(L, 2)`` by least squares, vectorised.
+
+    The same fit as :func:`procrustes_align` (complex form ``y ~ a x + t``, no reflection). NaN points are left
+    out of the fit and stay NaN; a shape with fewer than 2 distinct annotated points comes back all NaN.
+    """
+    return _as_real(_align_complex(_as_complex(shapes), _as_complex(target)))
+
+
+def _align_complex(z: np.ndarray, target: np.ndarray) -> np.ndarray:
+    w = np.isfinite(z)
+    n_ok = w.sum(1)
+    zz = np.where(w, z, 0)
+    tt = np.where(w, target[None, :], 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mz = zz.sum(1) / n_ok
+        mt = tt.sum(1) / n_ok
+        zc = np.where(w, z - mz[:, None], 0)
+        tc = np.where(w, target[None, :] - mt[:, None], 0)
+        denom = (np.abs(zc) ** 2).sum(1)
+        a = (np.conj(zc) * tc).sum(1) / denom
+        out = a[:, None] * (z - mz[:, None]) + mt[:, None]
+    # degenerate: all annotated points at one place (up to rounding of the centring)
+    bad = (n_ok < 2) | ~(denom > 1e-24 * (np.abs(zz) ** 2).sum(1) + 1e-300) | ~np.isfinite(a)
+    out[bad] = complex(np.nan, np.nan)
+    return out
+
+
+def _unit(m: np.ndarray) -> np.ndarray:
+    m = m - m.mean()
+    n = np.sqrt((np.abs(m) ** 2).mean())
+    if not n > 0:
+        raise ValueError("degenerate mean shape (all points equal)")
+    return m / n
+
+
+def generalized_procrustes(shapes: np.ndarray, iters: int = 50, tol: float = 1e-10
+                           ) -> tuple[np.ndarray, np.ndarray]:
+    """Generalised Procrustes analysis of complete shapes ``(N, L, 2)``, vectorised over shapes.
+
+    The mean shape is normalised to zero centroid and unit RMS size; its orientation is that of the first shape
+    (the first iteration's reference). Returns (aligned shapes (N, L, 2), mean shape (L, 2)).
+
+    Raises:
+        ValueError: wrong shape, or a degenerate shape (all points equal).
+    """
+    z = _as_complex(shapes)
+    if z.ndim != 2 or z.shape[0] == 0 or np.shape(shapes)[-1] != 2:
+        raise ValueError(f"shapes must be (N, L, 2) with N > 0, got {np.shape(shapes)}")
+    mean = _unit(z[0])
     for _ in range(iters):
-        aligned = np.stack([procrustes_align(x, mean)[0] for x in s])
-        new_mean = _norm(aligned.mean(0))
-        new_mean = procrustes_align(new_mean, mean)[0]
-        new_mean = _norm(new_mean)
-        delta = np.abs(new_mean - mean).max()
-        mean = new_mean
+        aligned = _align_complex(z, mean)
+        if not np.isfinite(aligned).all():
+            raise ValueError("degenerate shape in the Procrustes fit (all points equal)")
+        new = _unit(_align_complex(_unit(aligned.mean(0))[None, :], mean)[0])
+        delta = np.abs(new - mean).max()
+        mean = new
         if delta < tol:
             break
-    aligned = np.stack([procrustes_align(x, mean)[0] for x in s])
-    return aligned, mean
+    return _as_real(_align_complex(z, mean)), _as_real(mean)

@@ -220,7 +220,6 @@ def prepare(opts: PrepareOptions, progress: Callable[[int, int], None] | None = 
                 if progress:
                     progress(done, len(images))
         crops.flush()
-        del crops
         os.replace(tmp_crops, out / CROPS_NAME)
     except BaseException:
         tmp_crops.unlink(missing_ok=True)
