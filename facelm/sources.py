@@ -145,6 +145,16 @@ def _file_items(path: Path, name: str, vid_stride: int) -> Iterator[SourceItem]:
         yield SourceItem(name, path)
 
 
+def _folder_items(p: Path, shown: str, recursive: bool, vid_stride: int, hint: str = "") -> Iterator[SourceItem]:
+    """The image/video files of a folder, or one error item when it has none."""
+    found = False
+    for f in _walk_folder(p, recursive):
+        found = True
+        yield from _file_items(f, str(f), vid_stride)
+    if not found:
+        yield SourceItem(shown, p, error="folder has no image or video files" + hint)
+
+
 def _entry(entry: str, base: Path | None, recursive: bool, vid_stride: int) -> Iterator[SourceItem]:
     """One path from a list file or stdin: a file or a folder (no globs, no nested list files)."""
     p = Path(entry)
@@ -152,12 +162,7 @@ def _entry(entry: str, base: Path | None, recursive: bool, vid_stride: int) -> I
         p = base / p
     shown = str(p) if base is not None else entry
     if p.is_dir():
-        found = False
-        for f in _walk_folder(p, recursive):
-            found = True
-            yield from _file_items(f, str(f), vid_stride)
-        if not found:
-            yield SourceItem(shown, p, error="folder has no image or video files")
+        yield from _folder_items(p, shown, recursive, vid_stride)
     else:
         yield from _file_items(p, shown, vid_stride)  # a missing file fails when it is read: one error record
 
@@ -188,13 +193,8 @@ def iter_sources(sources: Iterable[str], *, recursive: bool = False, vid_stride:
             continue
         p = Path(src)
         if p.is_dir():
-            found = False
-            for f in _walk_folder(p, recursive):
-                found = True
-                yield from _file_items(f, str(f), vid_stride)
-            if not found:
-                yield SourceItem(src, p, error="folder has no image or video files"
-                                 + ("" if recursive else " (use --recursive for sub-folders)"))
+            yield from _folder_items(p, src, recursive, vid_stride,
+                                     hint="" if recursive else " (use --recursive for sub-folders)")
         elif p.is_file():
             if p.suffix.lower() in LIST_SUFFIXES:
                 try:

@@ -217,3 +217,21 @@ def ancestors(p: Path, n: int) -> list[Path]:
             break
         out.append(parent)
     return out
+
+
+def annotation_files(path: Path, suffix: str, require_suffix: bool = True) -> list[Path]:
+    """The annotation file ``path`` itself, or every ``*suffix`` file below the folder ``path`` (recursive).
+
+    Raises:
+        ValueError: a missing path, a file of another suffix, or a folder without such files.
+    """
+    if path.is_file():
+        if require_suffix and path.suffix.lower() != suffix:
+            raise ValueError(f"{path}: not a {suffix} file")
+        return [path]
+    if path.is_dir():
+        files = list_files(path, (suffix,), recursive=True)
+        if not files:
+            raise ValueError(f"{path}: no {suffix} files found (searched recursively)")
+        return files
+    raise ValueError(f"{path}: no such file or folder")

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from facelm.datasets._base import RawFace, Reader, ReaderResult, register_reader
-from facelm.datasets._common import FolderImages, SchemeResolver, any_file, issue, list_files
+from facelm.datasets._common import FolderImages, SchemeResolver, annotation_files, any_file, issue
 
 __all__ = ["parse_ljson", "read_ljson", "sniff_ljson", "LJSON_READER"]
 
@@ -60,14 +60,7 @@ def parse_ljson(path: Path) -> tuple[np.ndarray | None, str | None]:
 def read_ljson(path: Path, scheme: str | None = None) -> ReaderResult:
     """Read one ``.ljson`` file or every ``.ljson`` under a folder; see the module doc."""
     path = Path(os.path.abspath(path))
-    if path.is_file():
-        files = [path]
-    elif path.is_dir():
-        files = list_files(path, (".ljson",), recursive=True)
-        if not files:
-            raise ValueError(f"{path}: no .ljson files found (searched recursively)")
-    else:
-        raise ValueError(f"{path}: no such file or folder")
+    files = annotation_files(path, ".ljson", require_suffix=False)
     resolver = SchemeResolver(scheme)
 
     def gen() -> ReaderResult:

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from facelm.datasets._base import RawFace, Reader, ReaderResult, register_reader
-from facelm.datasets._common import FolderImages, SchemeResolver, any_file, issue, list_files, parse_float
+from facelm.datasets._common import (FolderImages, SchemeResolver, annotation_files, any_file, issue, parse_float)
 from facelm.datasets.w300 import w300_membership
 
 __all__ = ["parse_pts", "read_pts", "sniff_pts", "PTS_READER"]
@@ -139,16 +139,8 @@ def _membership(root: Path, rel: Path) -> tuple[str | None, list[str]]:
 def read_pts(path: Path, scheme: str | None = None) -> ReaderResult:
     """Read one ``.pts`` file or every ``.pts`` under a folder (see the module doc)."""
     path = Path(os.path.abspath(path))
-    if path.is_file():
-        if path.suffix.lower() != ".pts":
-            raise ValueError(f"{path}: not a .pts file")
-        root, files = path.parent, [path]
-    elif path.is_dir():
-        root, files = path, list_files(path, (".pts",), recursive=True)
-        if not files:
-            raise ValueError(f"{path}: no .pts files found (searched recursively)")
-    else:
-        raise ValueError(f"{path}: no such file or folder")
+    files = annotation_files(path, ".pts")
+    root = path.parent if path.is_file() else path
     resolver = SchemeResolver(scheme)
 
     def gen() -> ReaderResult:
