@@ -176,6 +176,28 @@ def test_half_gives_fp16_model_with_float32_io(work, exported):
     assert y.dtype == np.float32 and y.shape == (3, 68, 2)
 
 
+def test_fp16_weight_storage_halves_the_file_and_keeps_fp32_compute(work, exported):
+    root, cks = work
+    out = root / "cnn6-fp16w.onnx"
+    r = export(ExportOptions(checkpoint=cks["cnn6"], out=out, precision="fp16w", bench_seconds=0))
+    assert r.ok, r.failures
+    s = r.summary
+    assert s["bytes"] < 0.55 * s["fp32_bytes"]
+    assert s["parity"]["max_abs_px"] <= PARITY_TOLERANCE["fp16w"]
+    proto = onnx.load(str(out))
+    kinds = {t.name: t.data_type for t in proto.graph.initializer}
+    assert any(v == onnx.TensorProto.FLOAT16 for v in kinds.values())
+    # biases stay float32 (the output bias holds the mean shape in pixels)
+    assert all(v == onnx.TensorProto.FLOAT for k, v in kinds.items() if k.endswith("bias"))
+    # computation is float32: every cast goes to float32, and no fp16 value reaches a compute node
+    casts = [n for n in proto.graph.node if n.op_type == "Cast"]
+    assert casts and all(a.i == onnx.TensorProto.FLOAT for n in casts for a in n.attribute if a.name == "to")
+    meta = read_onnx_meta(out)
+    assert meta["precision"] == "fp16w" and meta["fp16w"]["compute"] == "float32"
+    x = random_crops(3, 64)
+    np.testing.assert_allclose(run_session(make_session(out), x), _torch(cks["cnn6"], x), atol=0.1)
+
+
 def test_static_batch_export(work, tmp_path):
     _, cks = work
     out = tmp_path / "static.onnx"
@@ -231,6 +253,18 @@ def test_cli_success_prints_one_json_document(work, tmp_path):
     assert set(doc["parity"]) >= {"max_abs_px", "tolerance", "n_crops", "ok"}
     assert doc["out"] == str(out) and out.is_file() and doc["written"] is True
     assert "next: facelm" in r.stderr
+
+
+def test_cli_weights_fp16_and_its_usage_errors(work, tmp_path):
+    _, cks = work
+    out = tmp_path / "w.onnx"
+    r = _run([cks["cnn6"], "--out", out, "--weights", "fp16", "--bench-seconds", "0", "-q"])
+    assert r.exit_code == 0, r.stderr
+    assert json.loads(r.stdout)["precision"] == "fp16w" and read_onnx_meta(out)["precision"] == "fp16w"
+    for bad in (["--weights", "fp16", "--half"], ["--weights", "int4"]):
+        r = _run([cks["cnn6"], "--out", tmp_path / "x.onnx", *bad])
+        assert r.exit_code == 2 and r.stdout == "" and "--weights" in r.stderr
+        assert not (tmp_path / "x.onnx").exists()
 
 
 def test_cli_exit_codes(work, tmp_path):

@@ -25,6 +25,9 @@ calibrated on the train split; NME change checked on the val split)
 
 4. `facelm export runs/cnn7/best.pt --out models/cnn7-fp16.onnx --half --val work/ytf`  (fp16 for GPUs)
 
+5. `facelm export runs/cnn7/best.pt --out models/cnn7.onnx --weights fp16 --val work/ytf`  (half-size file, fp32
+compute and speed: how the shipped models are stored)
+
 ONNX contract: input `images` (N, 3, H, W) float32 RGB 0..255, output `landmarks` (N, L, 2) float32 (x, y) in
 crop pixels, batch axis dynamic; the checkpoint's metadata (plus `precision`) is one JSON string under
 `metadata_props["facelm"]`. fp16/int8 files keep float32 inputs and outputs.
@@ -34,7 +37,7 @@ fp16/int8 NME may exceed the fp32 one by at most {100 * MAX_NME_INCREASE:g}% (`-
 model's NME here is on upright crops built from the ground truth. The file is written only if the checks pass.
 Prints one JSON summary on stdout; see docs/export.md.
 
-Exit codes: 0 ok, 2 usage (output not .onnx, --quantize without --calib, --half with --quantize), 3 bad data
+Exit codes: 0 ok, 2 usage (output not .onnx, --quantize without --calib, --half with --quantize or --weights fp16), 3 bad data
 (unreadable --calib/--val), 4 model (checkpoint missing, corrupt or not facelm; data of another scheme; parity
 or NME check failed: the JSON is still printed).
 """
@@ -56,6 +59,8 @@ def register(app: typer.Typer) -> None:
                                                     help="Dynamic batch axis (static: fixed batch 1).")] = True,
         half: Annotated[bool, typer.Option("--half", help="fp16 weights and activations (GPU; IO stays float32).")
                         ] = False,
+        weights: Annotated[str, typer.Option(help="Weight storage: fp32, or fp16 (half-size file, fp32 compute: "
+                                                  "onnxruntime folds the casts at load; same speed).")] = "fp32",
         quantize: Annotated[str | None, typer.Option(help="int8: onnxruntime static quantisation (QDQ, needs "
                                                           "--calib).", show_default=False)] = None,
         calib: Annotated[Path | None, typer.Option(help="Prepared dataset: calibration crops (train split) and "
@@ -84,9 +89,14 @@ def register(app: typer.Typer) -> None:
 
         if half and quantize:
             raise UsageError("--half and --quantize are alternatives; choose one")
+        if weights.lower() not in ("fp32", "fp16"):
+            raise UsageError(f"--weights {weights}: must be fp32 or fp16")
+        if weights.lower() == "fp16" and (half or quantize):
+            raise UsageError("--weights fp16 is an fp32-compute storage option; it does not combine with --half or "
+                             "--quantize")
         if quantize is not None and quantize.lower() != "int8":
             raise UsageError(f"--quantize {quantize}: only int8 is supported")
-        precision = "fp16" if half else "int8" if quantize else "fp32"
+        precision = "fp16" if half else "int8" if quantize else "fp16w" if weights.lower() == "fp16" else "fp32"
         opts = ExportOptions(checkpoint=checkpoint, out=out, opset=opset, dynamic_batch=dynamic_batch,
                              precision=precision, calib=calib, val=val, calib_faces=calib_faces,
                              calib_method=calib_method.lower(), activation_type=activations.lower(),
