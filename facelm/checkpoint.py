@@ -27,12 +27,13 @@ __all__ = ["save_checkpoint", "load_checkpoint", "build_meta"]
 
 
 def build_meta(*, cfg, scheme, input_size: int, mean_shape, loss: dict, manifest_sha256: str, prepare_info: dict,
-               stage1: str | None, width: float) -> dict:
+               stage1: str | None, width: float, model_options: dict | None = None) -> dict:
     stage = 2 if cfg.arch == "cnn7" else 1
     return {
         "arch": cfg.arch,
         "stage": stage,
         "width": width,
+        "model_options": dict(model_options or {}),  # architecture options (heatmap models: stacks, input_size...)
         "scheme": scheme.to_dict(),
         "num_landmarks": scheme.num_landmarks,
         "input_size": [input_size, input_size],

@@ -16,7 +16,11 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-__all__ = ["TrainConfig", "resolve_train_config", "PAPER_LR"]
+__all__ = ["TrainConfig", "resolve_train_config", "PAPER_LR", "HEATMAP_ARCHS", "HEATMAP_LOSS_NAMES"]
+
+#: Architectures of the heatmap family (facelm.models.hourglass) and their losses (facelm.heatmap_losses).
+HEATMAP_ARCHS = ("hourglass", "smt")
+HEATMAP_LOSS_NAMES = ("awing", "mse", "bice")
 
 # Wing paper §7.1 (SPEC §5): learning rate (start, end) per network and loss, decayed log-linearly.
 PAPER_LR = {
@@ -36,7 +40,8 @@ class TrainConfig(BaseModel):
     val: str | None = None  # a prepared folder; default: the 'val' split of --data when it has one
     out: str
     arch: str = "cnn6"
-    loss: Literal["l2", "l1", "smooth-l1", "wing"] = "wing"
+    # l2/l1/smooth-l1/wing: coordinate losses (cnn6, cnn7); awing/mse/bice: heatmap losses (hourglass, smt)
+    loss: Literal["l2", "l1", "smooth-l1", "wing", "awing", "mse", "bice"] | None = None
     wing_w: float | None = None  # None: 10 for cnn6, 15 for cnn7
     wing_eps: float | None = None  # None: 2 for cnn6, 3 for cnn7
     recipe: Literal["paper", "fast"] = "fast"
@@ -53,6 +58,15 @@ class TrainConfig(BaseModel):
     precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast where the hardware has it
     width: float = 1.0
     stage1: str | None = None  # stage-1 checkpoint for building CNN-7 training crops
+    # heatmap family (hourglass, smt): architecture options (None: the architecture's default) and targets
+    stacks: int | None = None
+    input_size: int | None = None
+    boundary: bool | None = None  # AWing's boundary channel
+    coordconv: bool | None = None  # CoordConv (with boundary: boundary-masked x/y)
+    loss_map: bool = False  # AWing's weighted loss map (W = 10 on the dilated target >= 0.2)
+    sigma: float = 0.0  # Gaussian sigma of the targets in heatmap px; 0: 1.5 (hourglass) / 4 (smt, shrinking)
+    sigma_schedule: Literal["fixed", "temporal", "spatial"] | None = None  # None: fixed / temporal (smt)
+    sigma_delta: float = 1.0
     seed: int = 0
     device: str = "auto"
     threads: int = 0  # torch intra-op threads, 0 = all cores
@@ -61,16 +75,43 @@ class TrainConfig(BaseModel):
     max_val: int = 2000  # validate on at most this many faces
     augment: bool = True
 
+    @property
+    def heatmap(self) -> bool:
+        """Whether the architecture is of the heatmap family."""
+        return self.arch in HEATMAP_ARCHS
+
+    def model_options(self) -> dict:
+        """Architecture options given for a heatmap model (``create_model(arch, L, **options)``)."""
+        keys = ("stacks", "input_size", "boundary", "coordconv")
+        return {k: getattr(self, k) for k in keys if getattr(self, k) is not None}
+
     def filled(self) -> TrainConfig:
         """Fill the recipe defaults (a config where every 0/None/-1 is resolved)."""
         d = self.model_dump()
+        hm = self.arch in HEATMAP_ARCHS
+        if d["loss"] is None:
+            d["loss"] = "awing" if hm else "wing"
+        if hm != (d["loss"] in HEATMAP_LOSS_NAMES):
+            kind = "a heatmap loss (awing, mse, bice)" if hm else "a coordinate loss (l2, l1, smooth-l1, wing)"
+            raise UsageError(f"--arch {self.arch} needs {kind}, not --loss {d['loss']}")
+        if not hm and (self.model_options() or self.loss_map or self.sigma or self.sigma_schedule):
+            raise UsageError(f"--stacks/--input-size/--boundary/--coordconv/--loss-map/--sigma apply to the heatmap "
+                             f"architectures ({', '.join(HEATMAP_ARCHS)}), not {self.arch}")
+        if hm:
+            if self.recipe == "paper":
+                raise UsageError("--recipe paper is the Wing paper's CNN-6/7 recipe; heatmap models use --recipe fast")
+            if d["sigma_schedule"] is None:
+                d["sigma_schedule"] = "temporal" if self.arch == "smt" else "fixed"
+            if not d["sigma"]:
+                d["sigma"] = 4.0 if self.arch == "smt" else 1.5
         if self.recipe == "paper":
             key = (self.arch if self.arch in ("cnn6", "cnn7") else "cnn6", "l2" if self.loss == "l2" else "other")
             lr0, lr1 = PAPER_LR[key]
             defaults = dict(steps=120_000, batch_size=8, optimizer="sgd", lr=lr0, lr_end=lr1, schedule="loglinear",
                             warmup=0, weight_decay=5e-4)
         else:
-            defaults = dict(steps=3000, batch_size=32, optimizer="adamw", lr=1e-3 if self.arch == "cnn6" else 5e-4,
+            defaults = dict(steps=3000, batch_size=32, optimizer="adamw",
+                            lr=5e-4 if self.arch == "cnn7" else 1e-3,
                             lr_end=1e-6, schedule="cosine", warmup=200, weight_decay=1e-4)
         for k, v in defaults.items():
             if d[k] in (0, 0.0, None, -1, -1.0):

@@ -31,6 +31,7 @@ from facelm.checkpoint import build_meta, load_checkpoint, save_checkpoint
 from facelm.config import TrainConfig
 from facelm.errors import DataError, ExitCode, FacelmError, ModelError, UsageError
 from facelm.geometry import invert_affine
+from facelm.heatmap_train import HeatmapObjective, TrainView, is_heatmap_model
 from facelm.losses import create_loss, loss_params
 from facelm.manifest import Manifest, load_manifest
 from facelm.metrics import normaliser, per_face_nme
@@ -216,7 +217,10 @@ def train(cfg: TrainConfig, *, resume: bool = False, force: bool = False,
     if len(val_m) > cfg.max_val:
         val_m = val_m.select(np.arange(len(val_m)) < cfg.max_val)
 
-    input_size = model_input_size(cfg.arch)
+    try:
+        input_size = model_input_size(cfg.arch, **cfg.model_options())
+    except (TypeError, ValueError) as e:
+        raise UsageError(f"--arch {cfg.arch}: {e}") from None
     crops, index, lm_cache, mask = _load_split(train_m)
     info = train_m.info
     cache_size, margin = int(info.get("cache_size", 192)), float(info.get("margin", 1.8))
@@ -249,17 +253,30 @@ def train(cfg: TrainConfig, *, resume: bool = False, force: bool = False,
 
     # -- model, loss, optimiser ----------------------------------------------------------------------------------
     torch.manual_seed(cfg.seed)
-    model = create_model(cfg.arch, scheme.num_landmarks, mean_shape=mean_shape, width=cfg.width).to(device)
+    try:
+        model = create_model(cfg.arch, scheme.num_landmarks, mean_shape=mean_shape, width=cfg.width,
+                             **cfg.model_options()).to(device)
+    except (TypeError, ValueError) as e:
+        raise UsageError(f"--arch {cfg.arch}: {e}") from None
     model = model.to(memory_format=torch.channels_last)
-    loss_fn = create_loss(cfg.loss, arch=cfg.arch, wing_w=cfg.wing_w, wing_eps=cfg.wing_eps)
+    heatmap = is_heatmap_model(model)
+    if heatmap:
+        if getattr(model, "boundary", False) and not scheme.boundaries:
+            raise UsageError(f"--boundary needs landmark curves, and scheme {scheme.name!r} defines none")
+        loss_fn = HeatmapObjective(cfg.loss, model, scheme, sigma=cfg.sigma, schedule=cfg.sigma_schedule,
+                                   delta=cfg.sigma_delta, loss_map=cfg.loss_map)
+        train_module = TrainView(model)
+    else:
+        loss_fn = create_loss(cfg.loss, arch=cfg.arch, wing_w=cfg.wing_w, wing_eps=cfg.wing_eps)
+        train_module = model
     if cfg.optimizer == "sgd":
         opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     else:
         opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     manifest_hash = full.content_hash()
     meta = build_meta(cfg=cfg, scheme=scheme, input_size=input_size, mean_shape=mean_shape,
-                      loss=loss_params(loss_fn), manifest_sha256=manifest_hash, prepare_info=info,
-                      stage1=cfg.stage1, width=cfg.width)
+                      loss=loss_fn.params() if heatmap else loss_params(loss_fn), manifest_sha256=manifest_hash,
+                      prepare_info=info, stage1=cfg.stage1, width=cfg.width, model_options=cfg.model_options())
 
     step, best_nme, best_step, history = 0, float("inf"), -1, []
     config_path = out / "config.json"
@@ -287,11 +304,11 @@ def train(cfg: TrainConfig, *, resume: bool = False, force: bool = False,
         atomic_write_json(config_path, cfg_json)
         (out / "metrics.jsonl").unlink(missing_ok=True)
 
-    ddp_model = model
+    ddp_model = train_module
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel as DDP
 
-        ddp_model = DDP(model, device_ids=[local_rank] if device.type == "cuda" else None)
+        ddp_model = DDP(train_module, device_ids=[local_rank] if device.type == "cuda" else None)
 
     aug = AugmentConfig.for_arch(cfg.arch) if cfg.augment else None
     n = len(index)
@@ -377,7 +394,10 @@ def train(cfg: TrainConfig, *, resume: bool = False, force: bool = False,
             mk = torch.from_numpy(msk).to(device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
                 pred = ddp_model(x)
-            loss = loss_fn(pred.float(), y, mk)
+            if heatmap:  # heatmap targets are drawn from the landmarks here, on the device
+                loss = loss_fn(pred, y, mk, step / max(1, cfg.steps))
+            else:
+                loss = loss_fn(pred.float(), y, mk)
             if not torch.isfinite(loss):
                 raise DivergedError(f"loss became {loss.item()} at step {step}; stopped, the last good "
                                     f"checkpoint is {out / 'last.pt'} (try a lower --lr or --grad-clip)")
@@ -456,7 +476,11 @@ def _read_json(p: Path):
 
 def _check_resume_compatible(old: dict, new: dict, path: Path) -> None:
     ignore = {"steps", "val_every", "log_every", "device", "threads", "max_val", "val"}
-    diff = sorted(k for k in set(old) | set(new) if k not in ignore and old.get(k) != new.get(k))
+    fields = TrainConfig.model_fields
+    # an option added after the run started is absent from its config: it counts as that option's default
+    default = {k: f.default for k, f in fields.items()}
+    diff = sorted(k for k in set(old) | set(new)
+                  if k not in ignore and old.get(k, default.get(k)) != new.get(k, default.get(k)))
     if diff:
         raise UsageError(f"{path}: cannot resume with different settings ({', '.join(diff)}); "
                          "use the same options or a new --out")
@@ -480,7 +504,8 @@ def load_model_from_checkpoint(path: str | Path, device: torch.device | str = "c
         from facelm.schemes import register_scheme
 
         register_scheme(scheme_from_dict(sch, source=str(path)))
-    model = create_model(meta["arch"], int(meta["num_landmarks"]), width=float(meta.get("width", 1.0)))
+    model = create_model(meta["arch"], int(meta["num_landmarks"]), width=float(meta.get("width", 1.0)),
+                         **(meta.get("model_options") or {}))
     try:
         model.load_state_dict(ck["model"])
     except RuntimeError as e:

@@ -1,4 +1,4 @@
-"""``facelm train``: train CNN-6 (stage 1) or CNN-7 (stage 2) on a prepared dataset."""
+"""``facelm train``: train CNN-6 (stage 1), CNN-7 (stage 2) or a heatmap model (hourglass, smt)."""
 
 
 from pathlib import Path
@@ -21,6 +21,12 @@ EPILOG = """Examples:
 
 5. `torchrun --nproc_per_node 2 -m facelm train --data work/ytf --out runs/ddp`  (DistributedDataParallel)
 
+6. `facelm train --data work/ytf --arch hourglass --loss awing --loss-map --out runs/hg`  (AWing heatmaps, 2 stacks)
+
+7. `facelm train --data work/ytf --arch hourglass --loss awing --loss-map --boundary --coordconv --out runs/hg-b`
+
+8. `facelm train --data work/ytf --arch smt --loss bice --out runs/smt`  (SMT-Net: residual branch, sigma 4 -> 1)
+
 Writes RUN/config.json, RUN/metrics.jsonl, RUN/last.pt, RUN/best.pt and RUN/summary.json; prints the summary JSON.
 Exit codes: 0 ok, 2 usage (bad options, --device cuda without CUDA, RUN holds another run), 3 bad data,
 4 bad checkpoint, 5 diverged (NaN loss; last good checkpoint kept), 130 interrupted (resumable last.pt written).
@@ -33,9 +39,11 @@ def register(app: typer.Typer) -> None:
     def train_cmd(
         out: Annotated[Path, typer.Option("--out", "-o", help="Run folder.")],
         data: Annotated[str | None, typer.Option(help="Prepared dataset folder (from `facelm prepare`).")] = None,
-        arch: Annotated[str | None, typer.Option(help="Network: cnn6 (64 px, stage 1) or cnn7 (128 px, stage 2).")
+        arch: Annotated[str | None, typer.Option(help="Network: cnn6 (64 px, stage 1), cnn7 (128 px, stage 2); "
+                                                      "heatmap family: hourglass (AWing) or smt (SMT-Net).")
                         ] = None,
-        loss: Annotated[str | None, typer.Option(help="l2, l1, smooth-l1 or wing.")] = None,
+        loss: Annotated[str | None, typer.Option(help="cnn6/cnn7: l2, l1, smooth-l1 or wing (default); hourglass/"
+                                                      "smt: awing (default), mse or bice.")] = None,
         val: Annotated[str | None, typer.Option(help="Validation dataset (default: the 'val' split of --data).")
                        ] = None,
         recipe: Annotated[str | None, typer.Option(help="fast (AdamW, warm-up, cosine; default) or paper "
@@ -48,6 +56,22 @@ def register(app: typer.Typer) -> None:
         wing_eps: Annotated[float | None, typer.Option(help="Wing epsilon in crop pixels (2 / 3).")] = None,
         stage1: Annotated[str | None, typer.Option(help="Stage-1 checkpoint: CNN-7 trains on crops built from its "
                                                         "predictions, as at inference.")] = None,
+        stacks: Annotated[int | None, typer.Option(help="Heatmap models: number of hourglasses (default 2).")
+                          ] = None,
+        input_size: Annotated[int | None, typer.Option(help="Heatmap models: input crop side in px (default 128 "
+                                                            "-> 32 px heatmaps; the papers use 256).")] = None,
+        boundary: Annotated[bool | None, typer.Option("--boundary/--no-boundary", help="hourglass: AWing's extra "
+                                                      "boundary heatmap channel.", show_default=False)] = None,
+        coordconv: Annotated[bool | None, typer.Option("--coordconv/--no-coordconv", help="hourglass: CoordConv "
+                                                       "(x, y, r; with --boundary also boundary-masked x, y).",
+                                                       show_default=False)] = None,
+        loss_map: Annotated[bool | None, typer.Option("--loss-map/--no-loss-map", help="AWing's weighted loss map "
+                                                      "(x11 on the dilated target >= 0.2).", show_default=False)
+                            ] = None,
+        sigma: Annotated[float | None, typer.Option(help="Heatmap Gaussian sigma in heatmap px (default 1.5; smt "
+                                                         "4, shrinking).")] = None,
+        sigma_schedule: Annotated[str | None, typer.Option(help="fixed, temporal (SMT-Net: sigma - delta per "
+                                                                "training phase) or spatial (per stack).")] = None,
         config: Annotated[Path | None, typer.Option(help="TOML/JSON file of options (flags override it).")] = None,
         resume: Annotated[bool, typer.Option(help="Continue RUN/last.pt.")] = False,
         force: Annotated[bool, typer.Option(help="Overwrite a run folder that holds another run.")] = False,
@@ -63,7 +87,7 @@ def register(app: typer.Typer) -> None:
         log_every: Annotated[int | None, typer.Option(help="Log every N steps.")] = None,
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
     ) -> None:
-        """Train one stage of the two-stage CNN-6/7 landmark model."""
+        """Train one landmark model: a stage of the two-stage CNN-6/7, or a heatmap model (hourglass, smt)."""
         import os
 
         from facelm.config import resolve_train_config
@@ -72,7 +96,8 @@ def register(app: typer.Typer) -> None:
         flags = dict(out=str(out), data=data, arch=arch, loss=loss, val=val, recipe=recipe, steps=steps,
                      batch_size=batch_size, lr=lr, wing_w=wing_w, wing_eps=wing_eps, stage1=stage1, device=device,
                      seed=seed, precision=precision, width=width, threads=threads, val_every=val_every,
-                     log_every=log_every)
+                     log_every=log_every, stacks=stacks, input_size=input_size, boundary=boundary,
+                     coordconv=coordconv, loss_map=loss_map, sigma=sigma, sigma_schedule=sigma_schedule)
         if config is None and data is None:
             from facelm.errors import UsageError
 

@@ -1,27 +1,33 @@
 """Model registry: architectures are registered by decorating an entrypoint function (the timm pattern).
 
 The entrypoint's function name is the architecture name (``arch``) that checkpoints, ONNX metadata and the CLI
-use. Entrypoints take ``(num_landmarks, *, mean_shape=None, width=1.0)`` and return an ``nn.Module`` whose
-``forward`` maps ``(N, 3, S, S)`` RGB pixel values in [0, 255] to ``(N, L, 2)`` crop-pixel landmarks.
+use. Entrypoints take ``(num_landmarks, *, mean_shape=None, width=1.0, **options)`` and return an ``nn.Module``
+whose ``forward`` maps ``(N, 3, S, S)`` RGB pixel values in [0, 255] to ``(N, L, 2)`` crop-pixel landmarks.
+Architecture options (``stacks``, ``input_size``, ...) are keyword-only parameters of the entrypoint; an entrypoint
+without such parameters (CNN-6/7) rejects every option.
 
 Example:
     >>> from facelm.models import create_model, list_models, model_input_size
     >>> list_models()
-    ['cnn6', 'cnn7']
+    ['cnn6', 'cnn7', 'hourglass', 'smt']
     >>> model_input_size("cnn7")
     128
     >>> model = create_model("cnn6", num_landmarks=19, width=0.25)
+    >>> model = create_model("hourglass", 68, stacks=4, input_size=256)
+    >>> model_input_size("hourglass", input_size=256)
+    256
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
-from typing import TypeVar, overload
+from typing import Any, TypeVar, overload
 
 import numpy as np
 import torch.nn as nn
 
-__all__ = ["register_model", "create_model", "list_models", "model_input_size", "is_model"]
+__all__ = ["register_model", "create_model", "list_models", "model_input_size", "model_options", "is_model"]
 
 _F = TypeVar("_F", bound=Callable[..., nn.Module])
 
@@ -78,18 +84,45 @@ def _entrypoint(name: str) -> Callable[..., nn.Module]:
         raise KeyError(f"unknown model {name!r} (known models: {', '.join(list_models())})") from None
 
 
+_BASE_PARAMS = ("num_landmarks", "mean_shape", "width")
+
+
+def model_options(name: str) -> list[str]:
+    """Names of the extra keyword options the architecture's entrypoint accepts (``[]`` for CNN-6/7).
+
+    Raises:
+        KeyError: unknown ``name``.
+    """
+    params = inspect.signature(_entrypoint(name)).parameters.values()
+    return [p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name not in _BASE_PARAMS]
+
+
+def _check_options(name: str, options: dict[str, Any]) -> None:
+    fn = _entrypoint(name)
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in inspect.signature(fn).parameters.values()):
+        return
+    accepted = model_options(name)
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise TypeError(f"model {name!r} does not accept option(s) {', '.join(map(repr, unknown))} "
+                        f"(accepted: {', '.join(accepted) if accepted else 'none'})")
+
+
 def create_model(name: str, num_landmarks: int, *, mean_shape: np.ndarray | None = None,
-                 width: float = 1.0) -> nn.Module:
-    """Build a registered landmark regressor.
+                 width: float = 1.0, **options: Any) -> nn.Module:
+    """Build a registered landmark model.
 
     Args:
-        name: architecture name, one of ``list_models()`` (``"cnn6"``, ``"cnn7"``).
-        num_landmarks: L, the number of landmarks regressed.
+        name: architecture name, one of ``list_models()`` (``"cnn6"``, ``"cnn7"``, ``"hourglass"``, ``"smt"``).
+        num_landmarks: L, the number of landmarks.
         mean_shape: optional ``(L, 2)`` array of (x, y) in crop pixels (0-based, pixel centres at integers);
-            the output layer's bias starts there so the untrained model predicts the mean shape. Defaults to
-            the crop centre ``(S - 1) / 2`` for every landmark.
-        width: multiplier on every conv's channels and the hidden FC (1.0 gives the paper's network; small
-            values such as 0.25 give tiny models for tests).
+            for the regressors (CNN-6/7) the output layer's bias starts there so the untrained model predicts the
+            mean shape (default: the crop centre ``(S - 1) / 2`` for every landmark). Heatmap models validate it
+            and ignore it.
+        width: multiplier on the channels (CNN-6/7: every conv and the hidden FC; 1.0 gives the paper's network;
+            hourglass/smt: ``channels``). Small values such as 0.25 give tiny models for tests.
+        **options: architecture options, passed to the entrypoint (see ``model_options(name)``; e.g. ``stacks``,
+            ``channels``, ``depth``, ``input_size``, ``boundary``, ``coordconv`` for ``"hourglass"``).
 
     Returns:
         The model, in training mode, mapping ``(N, 3, S, S)`` float32 RGB in [0, 255] to ``(N, L, 2)`` crop
@@ -97,18 +130,25 @@ def create_model(name: str, num_landmarks: int, *, mean_shape: np.ndarray | None
 
     Raises:
         KeyError: unknown ``name`` (the message lists the known names).
-        ValueError: invalid ``num_landmarks``, ``width`` or ``mean_shape``.
+        TypeError: an option the architecture does not accept (the message lists the accepted ones).
+        ValueError: invalid ``num_landmarks``, ``width``, ``mean_shape`` or option value.
     """
-    return _entrypoint(name)(num_landmarks, mean_shape=mean_shape, width=width)
+    _check_options(name, options)
+    return _entrypoint(name)(num_landmarks, mean_shape=mean_shape, width=width, **options)
 
 
-def model_input_size(name: str) -> int:
-    """Side S in pixels of the square crop the architecture takes (64 for cnn6, 128 for cnn7).
+def model_input_size(name: str, **options: Any) -> int:
+    """Side S in pixels of the square crop the architecture takes (64 for cnn6, 128 for cnn7 and the default
+    hourglass/smt), honouring an ``input_size`` option where the architecture has one.
 
     Raises:
         KeyError: unknown ``name``.
+        TypeError: an option the architecture does not accept.
     """
     fn = _entrypoint(name)
+    _check_options(name, options)
+    if options.get("input_size") is not None:
+        return int(options["input_size"])
     if name not in _INPUT_SIZES:  # registered bare: ask a throwaway, minimal instance once
         _INPUT_SIZES[name] = int(fn(1, width=1 / 64).input_size)
     return _INPUT_SIZES[name]
