@@ -42,7 +42,7 @@ def _cfg(data_dir, out, **kw):
 
 def test_config_defaults_and_family_checks(data_dir, tmp_path):
     c = TrainConfig(data="d", out="o", arch="hourglass").filled()
-    assert c.loss == "awing" and c.sigma == 1.5 and c.sigma_schedule == "fixed" and c.heatmap
+    assert c.loss == "awing" and c.sigma == 1.0 and c.sigma_schedule == "fixed" and c.heatmap
     s = TrainConfig(data="d", out="o", arch="smt").filled()
     assert s.sigma == 4.0 and s.sigma_schedule == "temporal"
     assert TrainConfig(data="d", out="o").filled().loss == "wing"

@@ -68,7 +68,7 @@ def register(app: typer.Typer) -> None:
         loss_map: Annotated[bool | None, typer.Option("--loss-map/--no-loss-map", help="AWing's weighted loss map "
                                                       "(x11 on the dilated target >= 0.2).", show_default=False)
                             ] = None,
-        sigma: Annotated[float | None, typer.Option(help="Heatmap Gaussian sigma in heatmap px (default 1.5; smt "
+        sigma: Annotated[float | None, typer.Option(help="Heatmap Gaussian sigma in heatmap px (default 1; smt "
                                                          "4, shrinking).")] = None,
         sigma_schedule: Annotated[str | None, typer.Option(help="fixed, temporal (SMT-Net: sigma - delta per "
                                                                 "training phase) or spatial (per stack).")] = None,
