@@ -271,6 +271,26 @@ def test_model_checks_are_exit_4(tiny_models, tmp_path):
     assert _invoke([str(img), "--models", str(only1), "--no-detect"]).exit_code == 0  # stage 1 only
 
 
+def test_stage2_marked_not_default_runs_only_when_asked(tiny_models, tmp_path):
+    import onnx
+
+    from facelm.export import read_onnx_meta, set_onnx_meta
+
+    d = tmp_path / "m"
+    d.mkdir()
+    shutil.copy(tiny_models / "cnn6.onnx", d / "cnn6.onnx")
+    proto = onnx.load(str(tiny_models / "cnn7.onnx"))
+    set_onnx_meta(proto, {**read_onnx_meta(tiny_models / "cnn7.onnx"), "predict_default": False,
+                          "predict_default_reason": "worse than stage 1 on val"})
+    onnx.save(proto, str(d / "cnn7.onnx"))
+    img = _png(tmp_path / "a.png")
+    r = _invoke([str(img), "--models", str(d), "--no-detect"])
+    assert r.exit_code == 0, r.stderr
+    assert "not run by default (worse than stage 1 on val)" in r.stderr and "stage 1 only" in r.stderr
+    r = _invoke([str(img), "--models", str(d), "--no-detect", "--stages", "2"])
+    assert r.exit_code == 0 and "stage 2, cnn7" in r.stderr
+
+
 def test_device_cuda_falls_back_to_cpu_with_one_warning(tiny_models, tmp_path, monkeypatch):
     from facelm.runtime import session as S
 

@@ -217,7 +217,7 @@ def register(app: typer.Typer) -> None:
         streams, threads = plan_threads(providers, streams, threads)
         pair = load_models(models if models is not None else default_models_dir(), stages, providers, threads)
         for s in pair.skipped:
-            note(f"skipped {s}")
+            note(s if "not run by default" in s else f"skipped {s}")
         det = create_detector(detector, model=detector_model, boxes=boxes, no_detect=no_detect,
                               score_threshold=score_threshold, providers=providers, threads=1, info=note)
         lm = Landmarker(pair, det, batch=batch, workers=workers, keep_images=draw is not None, exif=exif,

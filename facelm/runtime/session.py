@@ -313,7 +313,9 @@ def load_models(models: str | Path, stages: int | None = None, providers: list |
 
     Args:
         models: a folder holding the stage-1 (and usually the stage-2) ``.onnx`` files, or a single stage-1 file.
-        stages: 1 (stage 1 only), 2 (both; stage 2 must exist) or None (2 when a stage-2 model is there).
+        stages: 1 (stage 1 only), 2 (both; stage 2 must exist) or None (2 when a stage-2 model is there, unless
+            its metadata says ``"predict_default": false``: a stage-2 model measured to be worse than stage 1
+            alone is then kept for ``--stages 2`` but not run by default; the reason is reported in ``skipped``).
         providers: onnxruntime providers (``resolve_providers``).
 
     Raises:
@@ -369,4 +371,8 @@ def load_models(models: str | Path, stages: int | None = None, providers: list |
         e1, e2 = c1.get("crop_expand", 1.2), c2.get("crop_expand", 1.2)
         if abs(float(e1) - float(e2)) > 1e-9:
             raise ModelError(f"{s2.path}: crop expansion {e2} does not match stage 1's {e1}")
+    if stages is None and s2 is not None and s2.meta.get("predict_default", True) is False:
+        why = s2.meta.get("predict_default_reason") or "its metadata says so"
+        skipped.append(f"{s2.path.name}: not run by default ({why}); --stages 2 runs it")
+        s2 = None
     return ModelPair(s1, s2, skipped)
