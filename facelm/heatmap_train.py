@@ -8,8 +8,9 @@ supervision):
 * heatmaps: ``awing`` (Adaptive Wing), ``mse`` or ``bice`` (sigmoid cross-entropy on logits) against Gaussian
   targets of width ``sigma`` (heatmap px), optionally weighted by AWing's weighted loss map (``loss_map``:
   ``W * M + 1`` with ``M`` the 3x3-dilated target >= 0.2, W = 10);
-* boundary channel (``boundary`` models, AWing): the same loss against ``boundary_heatmap`` of the scheme's landmark
-  curves;
+* boundary channel (``boundary`` models, AWing): ``boundary_heatmap`` of the scheme's landmark curves is the
+  (L+1)-th target channel, in the same loss (the mean over all L + 1 channels, so the boundary weighs one channel,
+  not as much as all landmarks together);
 * residual branch (``smt`` models): SMT-Net's hinge-limited L2 loss on the sub-pixel residual between the true
   point and the argmax of the stack's current heatmap (the paper's definition, Eq. 3), theta = 0.5 heatmap px;
 * sigma follows ``sigma_schedule``: ``fixed``, ``temporal`` (SMT-Net: shrinks by ``delta`` per training phase) or
@@ -19,6 +20,8 @@ The total is the sum over stacks of (heatmap loss + boundary loss + residual los
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 
@@ -32,7 +35,11 @@ from facelm.heatmap import (
 )
 from facelm.heatmap_losses import HEATMAP_LOSSES, create_heatmap_loss, hinge_residual_loss
 
-__all__ = ["HeatmapObjective", "HEATMAP_LOSSES", "is_heatmap_model", "TrainView"]
+__all__ = ["HeatmapObjective", "HEATMAP_LOSSES", "is_heatmap_model", "TrainView", "BICE_PRIOR"]
+
+#: Foreground prior for the BICE heads' bias initialisation (a 7x7 Gaussian on a 32 x 32 map is ~5% of the pixels;
+#: most of it well below 1, so ~1% "on").
+BICE_PRIOR = 0.01
 
 
 def is_heatmap_model(model: torch.nn.Module) -> bool:
@@ -66,6 +73,19 @@ class HeatmapObjective:
         self.loss_map, self.map_weight, self.theta = bool(loss_map), float(map_weight), float(theta)
         sigma_schedule(schedule, 0.0, 0, self.stacks, self.sigma, self.delta)  # validate now, not mid-run
 
+    def init_model(self, model: torch.nn.Module) -> None:
+        """Loss-specific initialisation of a new model: for BICE (sigmoid outputs) the heads' biases start at the
+        logit of the foreground prior (``BICE_PRIOR``), the RetinaNet "prior probability" initialisation (Lin et
+        al., 2017); otherwise every pixel starts at sigmoid(0) = 0.5 and the first hundreds of steps only push
+        the ~99% background down. AWing and MSE regress values in [0, 1] directly and keep a zero bias."""
+        if self.loss.name != "bice":
+            return
+        bias = -math.log((1 - BICE_PRIOR) / BICE_PRIOR)
+        with torch.no_grad():
+            for head in getattr(model, "heads", []):
+                if head.bias is not None:
+                    head.bias.fill_(bias)
+
     def sigmas(self, progress: float) -> list[float]:
         return [sigma_schedule(self.schedule, min(max(progress, 0.0), 1.0), i, self.stacks, self.sigma, self.delta)
                 for i in range(self.stacks)]
@@ -85,9 +105,14 @@ class HeatmapObjective:
                 cache[sigma] = (target, wmap, bnd, bwmap)
             target, wmap, bnd, bwmap = cache[sigma]
             hm = out["heatmaps"][i]
-            total = total + self.loss(hm.float(), target, weight_map=wmap, mask=mask)
-            if self.boundary:
-                total = total + self.loss(out["boundary"][i].float(), bnd, weight_map=bwmap)
+            if self.boundary:  # one more output channel (AWing): the loss is the mean over all L + 1 channels
+                pred = torch.cat([hm, out["boundary"][i]], dim=1).float()
+                tgt = torch.cat([target, bnd], dim=1)
+                wm = torch.cat([wmap, bwmap], dim=1) if self.loss_map else None
+                ones = torch.ones_like(mask[:, :1], dtype=torch.bool)
+                total = total + self.loss(pred, tgt, weight_map=wm, mask=torch.cat([mask.bool(), ones], dim=1))
+            else:
+                total = total + self.loss(hm.float(), target, weight_map=wmap, mask=mask)
             if self.residual:
                 res_t = residual_targets(pts, self.size, heatmaps=hm.detach())
                 total = total + hinge_residual_loss(out["residual"][i].float(), res_t, mask, self.theta)

@@ -265,6 +265,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, force: bool = False,
             raise UsageError(f"--boundary needs landmark curves, and scheme {scheme.name!r} defines none")
         loss_fn = HeatmapObjective(cfg.loss, model, scheme, sigma=cfg.sigma, schedule=cfg.sigma_schedule,
                                    delta=cfg.sigma_delta, loss_map=cfg.loss_map)
+        loss_fn.init_model(model)  # (a resumed run loads its weights over this below)
         train_module = TrainView(model)
     else:
         loss_fn = create_loss(cfg.loss, arch=cfg.arch, wing_w=cfg.wing_w, wing_eps=cfg.wing_eps)

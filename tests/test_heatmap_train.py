@@ -115,3 +115,29 @@ def test_cli_heatmap_flags_and_errors(data_dir, tmp_path):
     r = CliRunner().invoke(app, ["train", "--data", str(data_dir), "--out", str(tmp_path / "e2"), "--arch",
                                  "hourglass", "--input-size", "30"])
     assert r.exit_code == 2 and "input_size" in r.stderr
+
+
+def test_boundary_is_one_more_channel_of_the_same_loss_and_bice_starts_at_the_prior():
+    from facelm.heatmap import boundary_heatmap
+    from facelm.heatmap_losses import create_heatmap_loss
+    from facelm.heatmap_train import BICE_PRIOR
+
+    scheme = get_scheme("300w68")
+    model = create_model("hourglass", 68, stacks=1, input_size=32, width=0.125, boundary=True)
+    obj = HeatmapObjective("mse", model, scheme, sigma=1.0, schedule="fixed")
+    lm = torch.rand(2, 68, 2) * 20 + 6
+    mask = torch.ones(2, 68, dtype=torch.bool)
+    out = {"heatmaps": [torch.rand(2, 68, 8, 8)], "boundary": [torch.rand(2, 1, 8, 8)], "residual": None}
+    pts = crop_to_heatmap(lm, 32, 8)
+    t = torch.cat([gaussian_heatmaps(pts, 8, 1.0), boundary_heatmap(pts, scheme, 8, 1.0)], 1)
+    p = torch.cat([out["heatmaps"][0], out["boundary"][0]], 1)
+    # the mean over L + 1 channels (AWing's extra channel), not landmarks + an equally weighted boundary term
+    assert float(obj(out, lm, mask, 0.0)) == pytest.approx(float(((p - t) ** 2).mean()), rel=1e-5)
+    assert float(create_heatmap_loss("mse")(p, t)) == pytest.approx(float(obj(out, lm, mask, 0.0)), rel=1e-5)
+
+    obj = HeatmapObjective("bice", model, scheme, sigma=1.0, schedule="fixed")
+    obj.init_model(model)
+    prob = torch.sigmoid(model.heads[0].bias)
+    assert torch.allclose(prob, torch.full_like(prob, BICE_PRIOR), atol=1e-6)
+    HeatmapObjective("awing", model, scheme, sigma=1.0, schedule="fixed").init_model(model)  # no-op for AWing
+    assert torch.allclose(torch.sigmoid(model.heads[0].bias), prob)
