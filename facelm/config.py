@@ -64,7 +64,7 @@ class TrainConfig(BaseModel):
     boundary: bool | None = None  # AWing's boundary channel
     coordconv: bool | None = None  # CoordConv (with boundary: boundary-masked x/y)
     loss_map: bool = False  # AWing's weighted loss map (W = 10 on the dilated target >= 0.2)
-    # Gaussian sigma of the targets in heatmap px; 0: 1 for hourglass (AWing's 7x7 Gaussian), 4 for smt (shrinking)
+    # target sigma in heatmap px; 0: 1 for hourglass (AWing: 7x7 on 64 px maps), 2 for smt (SMT: 4 on 64 px maps)
     sigma: float = 0.0
     sigma_schedule: Literal["fixed", "temporal", "spatial"] | None = None  # None: fixed / temporal (smt)
     sigma_delta: float = 1.0
@@ -104,7 +104,7 @@ class TrainConfig(BaseModel):
             if d["sigma_schedule"] is None:
                 d["sigma_schedule"] = "temporal" if self.arch == "smt" else "fixed"
             if not d["sigma"]:
-                d["sigma"] = 4.0 if self.arch == "smt" else 1.0
+                d["sigma"] = 2.0 if self.arch == "smt" else 1.0
         if self.recipe == "paper":
             key = (self.arch if self.arch in ("cnn6", "cnn7") else "cnn6", "l2" if self.loss == "l2" else "other")
             lr0, lr1 = PAPER_LR[key]

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The heatmap family's ablation (docs/heatmap.md): the small stacked hourglass (2 stacks, 64 channels, 128 px input,
 # 32 px heatmaps) trained with MSE, AWing, AWing + weighted loss map, + boundary channel and CoordConv, BICE, and
-# SMT-Net (BICE + coordinate-residual branch, sigma 4 -> 1), sigma 1 heatmap px otherwise (SIGMA=...), all with the same budget (steps x batch), seed and
+# SMT-Net (BICE + coordinate-residual branch, sigma 2 -> 1), sigma 1 heatmap px otherwise (SIGMA=...), all with the same budget (steps x batch), seed and
 # recipe, on ytf68-train with 10% of the identities held out; every model is scored on the same val faces
 # (inter-ocular NME) from its last checkpoint (not picked on the val faces).
 # Usage: scripts/heatmap_ablation.sh [STEPS] [BATCH] [DATA]   (OUT=work/heatmap, JOBS=1 parallel runs, THREADS=1)
@@ -12,7 +12,7 @@ DATA=${3:-../shared/data/ytf68-train}
 OUT=${OUT:-work/heatmap}
 JOBS=${JOBS:-1}
 THREADS=${THREADS:-1}
-SIGMA=${SIGMA:-}  # empty: each architecture's default (hourglass 1, smt 4 shrinking to 1)
+SIGMA=${SIGMA:-}  # empty: each architecture's default (hourglass 1, smt 2 shrinking to 1)
 mkdir -p "$OUT"
 [ -f work/ytf/manifest.jsonl ] || facelm prepare "$DATA" --out work/ytf --holdout 0.1 -q > "$OUT/prepare.json"
 

@@ -44,7 +44,7 @@ def test_config_defaults_and_family_checks(data_dir, tmp_path):
     c = TrainConfig(data="d", out="o", arch="hourglass").filled()
     assert c.loss == "awing" and c.sigma == 1.0 and c.sigma_schedule == "fixed" and c.heatmap
     s = TrainConfig(data="d", out="o", arch="smt").filled()
-    assert s.sigma == 4.0 and s.sigma_schedule == "temporal"
+    assert s.sigma == 2.0 and s.sigma_schedule == "temporal"
     assert TrainConfig(data="d", out="o").filled().loss == "wing"
     for bad in (dict(arch="cnn6", loss="awing"), dict(arch="hourglass", loss="wing"),
                 dict(arch="cnn6", stacks=2), dict(arch="hourglass", recipe="paper")):

@@ -25,7 +25,7 @@ EPILOG = """Examples:
 
 7. `facelm train --data work/ytf --arch hourglass --loss awing --loss-map --boundary --coordconv --out runs/hg-b`
 
-8. `facelm train --data work/ytf --arch smt --loss bice --out runs/smt`  (SMT-Net: residual branch, sigma 4 -> 1)
+8. `facelm train --data work/ytf --arch smt --loss bice --out runs/smt`  (SMT-Net: residual branch, sigma 2 -> 1)
 
 Writes RUN/config.json, RUN/metrics.jsonl, RUN/last.pt, RUN/best.pt and RUN/summary.json; prints the summary JSON.
 Exit codes: 0 ok, 2 usage (bad options, --device cuda without CUDA, RUN holds another run), 3 bad data,
@@ -69,7 +69,7 @@ def register(app: typer.Typer) -> None:
                                                       "(x11 on the dilated target >= 0.2).", show_default=False)
                             ] = None,
         sigma: Annotated[float | None, typer.Option(help="Heatmap Gaussian sigma in heatmap px (default 1; smt "
-                                                         "4, shrinking).")] = None,
+                                                         "2, shrinking: SMT-Net's 4 on 64 px maps).")] = None,
         sigma_schedule: Annotated[str | None, typer.Option(help="fixed, temporal (SMT-Net: sigma - delta per "
                                                                 "training phase) or spatial (per stack).")] = None,
         config: Annotated[Path | None, typer.Option(help="TOML/JSON file of options (flags override it).")] = None,
