@@ -33,9 +33,9 @@ from facelm.heatmap import (
     sigma_schedule,
     weighted_loss_map,
 )
-from facelm.heatmap_losses import HEATMAP_LOSSES, create_heatmap_loss, hinge_residual_loss
+from facelm.heatmap_losses import HingeResidualLoss, create_heatmap_loss
 
-__all__ = ["HeatmapObjective", "HEATMAP_LOSSES", "is_heatmap_model", "TrainView", "BICE_PRIOR"]
+__all__ = ["HeatmapObjective", "is_heatmap_model", "TrainView", "BICE_PRIOR"]
 
 #: Foreground prior for the BICE heads' bias initialisation (a 7x7 Gaussian on a 32 x 32 map is ~5% of the pixels;
 #: most of it well below 1, so ~1% "on").
@@ -70,7 +70,8 @@ class HeatmapObjective:
         self.boundary = bool(getattr(model, "boundary", False))
         self.residual = bool(getattr(model, "residual", False))
         self.sigma, self.schedule, self.delta = float(sigma), schedule, float(delta)
-        self.loss_map, self.map_weight, self.theta = bool(loss_map), float(map_weight), float(theta)
+        self.loss_map, self.map_weight = bool(loss_map), float(map_weight)
+        self.residual_loss = HingeResidualLoss(theta) if self.residual else None
         sigma_schedule(schedule, 0.0, 0, self.stacks, self.sigma, self.delta)  # validate now, not mid-run
 
     def init_model(self, model: torch.nn.Module) -> None:
@@ -93,34 +94,29 @@ class HeatmapObjective:
     def __call__(self, out: dict, landmarks: torch.Tensor, mask: torch.Tensor, progress: float) -> torch.Tensor:
         pts = crop_to_heatmap(landmarks.float(), self.input_size, self.size)
         total = landmarks.new_zeros((), dtype=torch.float32)
-        cache: dict[float, tuple] = {}
+        if self.boundary:  # AWing's boundary map is output channel L + 1: one loss, the mean over L + 1 channels
+            mask = torch.cat([mask.bool(), torch.ones_like(mask[:, :1], dtype=torch.bool)], dim=1)
+        targets: dict[float, tuple] = {}  # per distinct sigma: (target, weight map)
         for i, sigma in enumerate(self.sigmas(progress)):
-            if sigma not in cache:
-                target = gaussian_heatmaps(pts, self.size, sigma, mask)
-                wmap = weighted_loss_map(target, weight=self.map_weight) if self.loss_map else None
-                bnd = bwmap = None
+            if sigma not in targets:
+                target = gaussian_heatmaps(pts, self.size, sigma, mask[:, :pts.shape[1]])
                 if self.boundary:
-                    bnd = boundary_heatmap(pts, self.scheme, self.size, sigma, mask)
-                    bwmap = weighted_loss_map(bnd, weight=self.map_weight) if self.loss_map else None
-                cache[sigma] = (target, wmap, bnd, bwmap)
-            target, wmap, bnd, bwmap = cache[sigma]
+                    bnd = boundary_heatmap(pts, self.scheme, self.size, sigma, mask[:, :pts.shape[1]])
+                    target = torch.cat([target, bnd], dim=1)
+                targets[sigma] = (target, weighted_loss_map(target, weight=self.map_weight) if self.loss_map
+                                  else None)
+            target, wmap = targets[sigma]
             hm = out["heatmaps"][i]
-            if self.boundary:  # one more output channel (AWing): the loss is the mean over all L + 1 channels
-                pred = torch.cat([hm, out["boundary"][i]], dim=1).float()
-                tgt = torch.cat([target, bnd], dim=1)
-                wm = torch.cat([wmap, bwmap], dim=1) if self.loss_map else None
-                ones = torch.ones_like(mask[:, :1], dtype=torch.bool)
-                total = total + self.loss(pred, tgt, weight_map=wm, mask=torch.cat([mask.bool(), ones], dim=1))
-            else:
-                total = total + self.loss(hm.float(), target, weight_map=wmap, mask=mask)
-            if self.residual:
+            pred = torch.cat([hm, out["boundary"][i]], dim=1) if self.boundary else hm
+            total = total + self.loss(pred.float(), target, weight_map=wmap, mask=mask)
+            if self.residual_loss is not None:
                 res_t = residual_targets(pts, self.size, heatmaps=hm.detach())
-                total = total + hinge_residual_loss(out["residual"][i].float(), res_t, mask, self.theta)
+                total = total + self.residual_loss(out["residual"][i].float(), res_t, mask[:, :pts.shape[1]])
         return total
 
     def params(self) -> dict:
         return {**self.loss.params(), "family": "heatmap", "unit": "heatmap", "sigma": self.sigma,
                 "sigma_schedule": self.schedule, "sigma_delta": self.delta, "loss_map": self.loss_map,
                 "loss_map_weight": self.map_weight if self.loss_map else None, "boundary": self.boundary,
-                "residual": {"loss": "hinge-l2", "theta": self.theta} if self.residual else None,
+                "residual": self.residual_loss.params() if self.residual_loss is not None else None,
                 "supervision": "every stack"}
