@@ -1,0 +1,177 @@
+"""Linear maps between landmark schemes: how a model of scheme M learns from, and is scored on, faces of scheme S.
+
+A map from M to S says, for each of the K points of S, which points of M it corresponds to: one point (a
+*selection*, e.g. 300W-68 point 30 is the nose tip of the 5-point scheme) or the mean of several (e.g. the
+image-left eye centre of the 5-point scheme is the mean of the six points 36..41 of that eye), or nothing (a
+point of S with no equivalent in M, such as the brow tops of COFW-29). As a matrix ``A`` (K, L_M) it maps a
+shape of M to a shape of S: ``shape_S = A @ shape_M``; a row of zeros is a point without an equivalent.
+
+Training (``facelm train`` with several ``--data``) uses it so that a face labelled only in S contributes the loss
+of the mapped points, ``loss(A @ pred_M, label_S)``, over the points that have an equivalent; evaluation uses
+it to score an M model on S ground truth.
+
+Built-in maps (see ``docs/formats.md``, "Scheme maps"):
+
+* ``300w68 -> 5pt``: eye centres = mean of each eye's six points (36..41 image-left, 42..47 image-right),
+  nose tip 30, mouth corners 48 (image left) and 54 (image right);
+* ``300w68 -> cofw29``: the 18 COFW/LFPW-29 points with a 68-point equivalent (eye corners, eye top/bottom =
+  mean of the two lid points, pupils = eye centres, nose tip, mouth corners, lip mid-points, chin). The brows,
+  the alae and ``nose_bottom`` are left out: on HELEN-29 against w300-train their mean positions differ from the
+  nearest 68-point definition by 6-9% of the inter-ocular distance (the kept points by 0.6-3.7%).
+
+Users add their own from a JSON or TOML file::
+
+    from = "300w68"
+    to = "my10"
+    points = [[36, 37, 38, 39, 40, 41], [42, 43, 44, 45, 46, 47], [30], [], ...]   # one entry per point of "to"
+
+(an empty list, or ``null`` in JSON, marks a point without an equivalent). Indices are checked when the map is
+made, not at the first training step.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from facelm.errors import UsageError
+from facelm.schemes import get_scheme
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+__all__ = ["SchemeMap", "get_map", "has_map", "register_map", "list_maps", "load_map_file", "map_shapes"]
+
+
+@dataclass(frozen=True)
+class SchemeMap:
+    """A map from scheme ``source`` (the model's, M) to scheme ``target`` (the labels', S).
+
+    Attributes:
+        source, target: scheme names.
+        points: one tuple of M indices per point of S (empty: no equivalent); the S point is their mean.
+        description: where the correspondence comes from.
+    """
+
+    source: str
+    target: str
+    points: tuple[tuple[int, ...], ...]
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        try:
+            m, s = get_scheme(self.source), get_scheme(self.target)
+        except KeyError as e:
+            raise ValueError(f"scheme map {self.source} -> {self.target}: {e.args[0]}") from None
+        if len(self.points) != s.num_landmarks:
+            raise ValueError(f"scheme map {self.source} -> {self.target}: {len(self.points)} entries for the "
+                             f"{s.num_landmarks} points of {self.target}")
+        for k, grp in enumerate(self.points):
+            bad = [i for i in grp if not 0 <= i < m.num_landmarks]
+            if bad:
+                raise ValueError(f"scheme map {self.source} -> {self.target}: point {k} uses indices {bad} outside "
+                                 f"0..{m.num_landmarks - 1} of {self.source}")
+        if not any(self.points):
+            raise ValueError(f"scheme map {self.source} -> {self.target}: no point has an equivalent")
+
+    @property
+    def matrix(self) -> np.ndarray:
+        """``A`` (K_target, L_source) float64: row k averages the source points of target point k (zeros: none)."""
+        a = np.zeros((get_scheme(self.target).num_landmarks, get_scheme(self.source).num_landmarks))
+        for k, grp in enumerate(self.points):
+            if grp:
+                a[k, list(grp)] = 1.0 / len(grp)
+        return a
+
+    @property
+    def mapped(self) -> np.ndarray:
+        """(K_target,) bool: which target points have an equivalent in the source scheme."""
+        return np.array([bool(g) for g in self.points])
+
+    def apply(self, shapes: np.ndarray) -> np.ndarray:
+        """Map shapes ``(..., L_source, 2)`` to ``(..., K_target, 2)``; unmapped points are NaN."""
+        out = np.einsum("kl,...lc->...kc", self.matrix, np.asarray(shapes, dtype=np.float64))
+        out[..., ~self.mapped, :] = np.nan
+        return out
+
+
+_MAPS: dict[tuple[str, str], SchemeMap] = {}
+
+
+def register_map(m: SchemeMap, *, overwrite: bool = False) -> SchemeMap:
+    key = (m.source, m.target)
+    if key in _MAPS and not overwrite:
+        raise ValueError(f"a scheme map {m.source} -> {m.target} is already registered")
+    _MAPS[key] = m
+    return m
+
+
+def list_maps() -> list[tuple[str, str]]:
+    return sorted(_MAPS)
+
+
+def has_map(source: str, target: str) -> bool:
+    return source == target or (source, target) in _MAPS
+
+
+def get_map(source: str, target: str) -> SchemeMap:
+    """The map from ``source`` to ``target`` (the identity when they are the same scheme).
+
+    Raises:
+        UsageError: no map is registered; the message names both schemes and how to add one.
+    """
+    if source == target:
+        n = get_scheme(source).num_landmarks
+        return SchemeMap(source, target, tuple((i,) for i in range(n)), "identity")
+    try:
+        return _MAPS[(source, target)]
+    except KeyError:
+        known = ", ".join(f"{a} -> {b}" for a, b in list_maps()) or "none"
+        raise UsageError(f"no scheme map from {source!r} (the model's scheme) to {target!r} (the data's scheme); "
+                         f"add one with a map file (docs/formats.md, 'Scheme maps'; known: {known})") from None
+
+
+def map_shapes(shapes: np.ndarray, source: str, target: str) -> np.ndarray:
+    """``get_map(source, target).apply(shapes)``."""
+    return get_map(source, target).apply(shapes)
+
+
+def load_map_file(path: str | Path, *, register: bool = True) -> SchemeMap:
+    """Read a map from a JSON/TOML file (module docstring); ValueError/UsageError name the file."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+        d = tomllib.loads(text) if p.suffix.lower() == ".toml" else json.loads(text)
+    except (OSError, ValueError) as e:
+        raise UsageError(f"{p}: cannot read scheme map: {e}") from None
+    try:
+        pts = tuple(tuple(int(i) for i in (g or ())) for g in d["points"])
+        m = SchemeMap(str(d["from"]), str(d["to"]), pts, str(d.get("description", f"from {p.name}")))
+    except (KeyError, TypeError, ValueError) as e:
+        msg = e.args[0] if isinstance(e, ValueError) else f"missing or malformed field {e}"
+        raise UsageError(f"{p}: bad scheme map: {msg}") from None
+    if register:
+        register_map(m, overwrite=True)
+    return m
+
+
+_EYE_R, _EYE_L = tuple(range(36, 42)), tuple(range(42, 48))  # image-left (subject's right) / image-right eye
+
+register_map(SchemeMap("300w68", "5pt", (_EYE_R, _EYE_L, (30,), (48,), (54,)),
+                       "eye centres = mean of each eye's six points; nose tip 30; mouth corners 48, 54"))
+
+register_map(SchemeMap("300w68", "cofw29", (
+    (), (), (), (),  # brow ends: the 68-point brow ends are placed differently (6-9% IOD apart, measured)
+    (), (), (), (),  # brow top / bottom: the 68-point brow is one curve
+    (36,), (45,), (39,), (42,),  # eye corners
+    (37, 38), (40, 41), (43, 44), (46, 47),  # eye top / bottom = mean of the two lid points
+    _EYE_R, _EYE_L,  # pupils ~ eye centres
+    (), (), (30,), (),  # nose tip; the alae (nose_right/left, 8.5% IOD from 31/35) and nose_bottom have none
+    (48,), (54,), (51,), (62,), (66,), (57,), (8,),  # mouth corners, lip mid-points, chin
+), "the COFW-29 points with a 68-point equivalent (18 of 29)"))
