@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from facelm.errors import UsageError
 
@@ -36,7 +37,10 @@ class TrainConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    data: str
+    # one prepared folder, or several (multi-source training, facelm.train_data): the model takes the scheme of the
+    # first; the others train it through a scheme map (facelm.scheme_maps)
+    data: str | list[str]
+    weights: list[float] | None = None  # sampling weight per --data folder (default: all 1)
     val: str | None = None  # a prepared folder; default: the 'val' split of --data when it has one
     out: str
     arch: str = "cnn6"
@@ -45,16 +49,20 @@ class TrainConfig(BaseModel):
     wing_w: float | None = None  # None: 10 for cnn6, 15 for cnn7
     wing_eps: float | None = None  # None: 2 for cnn6, 3 for cnn7
     recipe: Literal["paper", "fast"] = "fast"
-    steps: int = 0  # 0: the recipe's default
-    batch_size: int = 0  # 0: the recipe's default
+    # None: not given, the recipe's default
+    steps: int | None = None
+    batch_size: int | None = None
     optimizer: Literal["sgd", "adamw"] | None = None
-    lr: float = 0.0  # 0: the recipe's default (peak/start)
-    lr_end: float = 0.0  # 0: the recipe's default
+    lr: float | None = None  # peak/start
+    lr_end: float | None = None
     schedule: Literal["loglinear", "cosine"] | None = None
-    warmup: int = -1  # -1: the recipe's default (steps of linear warm-up)
+    warmup: int | None = None  # steps of linear warm-up
     momentum: float = 0.9
-    weight_decay: float = -1.0  # -1: the recipe's default
+    weight_decay: float | None = None
     grad_clip: float = 0.0  # 0: off
+    init: str | None = None  # warm start: weights (not optimiser state) from a facelm checkpoint or ONNX model
+    rotate: float | None = None  # augmentation rotation range in degrees (None: 30 for cnn6, 10 for cnn7)
+    full_turn: float = 0.0  # probability of a rotation uniform in +-180 degrees instead (any in-plane angle)
     precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast where the hardware has it
     width: float = 1.0
     stage1: str | None = None  # stage-1 checkpoint for building CNN-7 training crops
@@ -71,10 +79,79 @@ class TrainConfig(BaseModel):
     seed: int = 0
     device: str = "auto"
     threads: int = 0  # torch intra-op threads, 0 = all cores
-    val_every: int = 0  # 0: about 10 validations per run
+    val_every: int | None = None  # None: about 10 validations per run
     log_every: int = 50
     max_val: int = 2000  # validate on at most this many faces
     augment: bool = True
+
+    @field_validator("steps", "batch_size", "val_every", "log_every", "max_val", "stacks", "input_size")
+    @classmethod
+    def _positive_int(cls, v):
+        if v is not None and v < 1:
+            raise ValueError(f"must be at least 1, got {v}")
+        return v
+
+    @field_validator("threads", "warmup")
+    @classmethod
+    def _non_negative_int(cls, v):
+        if v is not None and v < 0:
+            raise ValueError(f"must be at least 0, got {v}")
+        return v
+
+    @field_validator("lr", "lr_end", "wing_w", "wing_eps", "width")
+    @classmethod
+    def _positive_float(cls, v):
+        if v is not None and not (math.isfinite(v) and v > 0):
+            raise ValueError(f"must be a finite number > 0, got {v}")
+        return v
+
+    @field_validator("weight_decay", "grad_clip", "sigma", "sigma_delta", "momentum")
+    @classmethod
+    def _non_negative_float(cls, v):
+        if v is not None and not (math.isfinite(v) and v >= 0):
+            raise ValueError(f"must be a finite number >= 0, got {v}")
+        return v
+
+    @field_validator("rotate")
+    @classmethod
+    def _angle(cls, v):
+        if v is not None and not (math.isfinite(v) and 0 <= v <= 180):
+            raise ValueError(f"must be between 0 and 180 degrees, got {v}")
+        return v
+
+    @field_validator("full_turn")
+    @classmethod
+    def _probability(cls, v):
+        if not (math.isfinite(v) and 0 <= v <= 1):
+            raise ValueError(f"must be a probability between 0 and 1, got {v}")
+        return v
+
+    @field_validator("data")
+    @classmethod
+    def _data(cls, v):
+        if isinstance(v, list) and not v:
+            raise ValueError("needs at least one prepared folder")
+        return v
+
+    @field_validator("weights")
+    @classmethod
+    def _weights(cls, v):
+        if v is None:
+            return v
+        if any(not (math.isfinite(w) and w >= 0) for w in v):
+            raise ValueError(f"every weight must be a finite number >= 0, got {v}")
+        if not any(w > 0 for w in v):
+            raise ValueError(f"at least one weight must be > 0, got {v}")
+        return v
+
+    @property
+    def data_list(self) -> list[str]:
+        """The prepared folders, as a list (``data`` may be one string)."""
+        return [self.data] if isinstance(self.data, str) else list(self.data)
+
+    @property
+    def weight_list(self) -> list[float]:
+        return list(self.weights) if self.weights is not None else [1.0] * len(self.data_list)
 
     @property
     def heatmap(self) -> bool:
@@ -115,10 +192,15 @@ class TrainConfig(BaseModel):
                             lr=5e-4 if self.arch == "cnn7" else 1e-3,
                             lr_end=1e-6, schedule="cosine", warmup=200, weight_decay=1e-4)
         for k, v in defaults.items():
-            if d[k] in (0, 0.0, None, -1, -1.0):
+            if d[k] is None:
                 d[k] = v
-        if d["val_every"] == 0:
+        if d["val_every"] is None:
             d["val_every"] = max(50, d["steps"] // 10)
+        if d["weights"] is not None and len(d["weights"]) != len(self.data_list):
+            raise UsageError(f"--weight: {len(d['weights'])} weights for {len(self.data_list)} --data folders "
+                             "(give one per folder, in the same order)")
+        if d["full_turn"] and self.arch not in ("cnn6", "cnn7"):
+            raise UsageError("--full-turn applies to the coordinate networks (cnn6, cnn7)")
         return TrainConfig(**d)
 
 
@@ -140,6 +222,8 @@ def resolve_train_config(flags: dict, config_file: Path | None = None) -> TrainC
         return TrainConfig(**merged).filled()
     except ValidationError as e:
         first = e.errors()[0]
-        loc = ".".join(str(x) for x in first["loc"])
+        loc = ".".join(str(x) for x in first["loc"] if not isinstance(x, int))
+        flag = "--" + loc.split(".")[0].replace("_", "-")
         src = f"{config_file}: " if config_file else ""
-        raise UsageError(f"{src}invalid training option {loc!r}: {first['msg']}") from None
+        msg = first["msg"].removeprefix("Value error, ")
+        raise UsageError(f"{src}invalid value for {flag}: {msg}") from None

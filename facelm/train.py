@@ -38,6 +38,7 @@ from facelm.metrics import normaliser, per_face_nme
 from facelm.models import create_model, list_models, model_input_size
 from facelm.prepare import cache_landmarks
 from facelm.schemes import get_scheme, scheme_from_dict
+from facelm.train_data import Source, load_source, m_template, pick_batch, render_sources, source_frames
 from facelm.transforms import AugmentConfig, face_frames, frame_matrices, render_batch, upright_frames
 
 __all__ = ["train", "TrainResult", "default_normaliser", "lr_at", "predict_manifest", "DivergedError"]
@@ -161,10 +162,61 @@ def predict_manifest(model: torch.nn.Module, manifest: Manifest, scheme, device:
     return np.einsum("nij,nlj->nli", inv_cache[:, :, :2], p_cache) + inv_cache[:, None, :, 2]
 
 
-def validation_nme(pred_img: np.ndarray, manifest: Manifest, scheme) -> np.ndarray:
+def _load_sources(cfg: TrainConfig) -> tuple[list[Source], list[Source | None], object, dict]:
+    """Training sources and their val splits (``None`` where a source has none); the model's scheme; the first
+    source's prepare info. The model's scheme is the first folder's; every other folder needs a scheme map."""
+    sources, vals = [], []
+    scheme = None
+    info: dict = {}
+    for k, (path, w) in enumerate(zip(cfg.data_list, cfg.weight_list)):
+        full = load_manifest(path)
+        if full.scheme not in _known_schemes():
+            raise DataError(f"{full.path}: unknown scheme {full.scheme!r}; register it with a scheme file")
+        if scheme is None:
+            scheme, info = get_scheme(full.scheme), full.info
+        elif (int(full.info.get("cache_size", 192)), float(full.info.get("margin", 1.8))) != \
+                (int(info.get("cache_size", 192)), float(info.get("margin", 1.8))):
+            raise DataError(f"{full.path}: its crop cache (size/margin) differs from {cfg.data_list[0]}'s; "
+                            "prepare all --data folders with the same --cache-size and --margin")
+        tr = full.split("train")
+        if len(tr) == 0:
+            raise DataError(f"{full.path}: no faces in the 'train' split (splits here: "
+                            f"{sorted({s.split for s in full.samples})})")
+        if w <= 0:  # a source with weight 0 is validated on but never sampled
+            pass
+        sources.append(load_source(tr, scheme.name, Path(path).name, w))
+        if k == 0 and cfg.val:
+            vm = load_manifest(cfg.val, scheme=scheme.name)
+            vm = vm.split("val") if len(vm.split("val")) else vm.split("test") or vm
+        else:
+            vm = full.split("val")
+        if len(vm) > cfg.max_val:
+            vm = vm.select(np.arange(len(vm)) < cfg.max_val)
+        vals.append(load_source(vm, scheme.name, Path(path).name) if len(vm) else None)
+    live = [s for s in sources if s.weight > 0]
+    if len(sources) > 1 and not live:
+        raise UsageError("--weight: every weight is 0")
+    return sources, vals, scheme, info
+
+
+@torch.no_grad()
+def source_nme(model: torch.nn.Module, src: Source, device: torch.device) -> np.ndarray:
+    """Per-face NME of ``model`` on a source's faces (its frames), in the source's scheme and its default
+    normaliser (other schemes through the scheme map)."""
+    data = _Data(src.manifest, src.crops, src.index, src.lm_cache, src.frames, src.mask)
+    p_cache, _ = predict_crops(model, data, src.frames, device, np.arange(model.num_landmarks))
+    inv = np.stack([invert_affine(m) for m in src.manifest.cache_matrix])
+    pred = np.einsum("nij,nlj->nli", inv[:, :, :2], p_cache) + inv[:, None, :, 2]
+    pred = src.smap.apply(pred)
+    mask = np.broadcast_to(src.smap.mapped, pred.shape[:2])
+    return validation_nme(pred, src.manifest, src.scheme, None if src.same_scheme else mask)
+
+
+def validation_nme(pred_img: np.ndarray, manifest: Manifest, scheme, mask: np.ndarray | None = None) -> np.ndarray:
+    """Per-face NME under the scheme's default normaliser; ``mask`` (N, L) leaves points out (unmapped ones)."""
     kind = default_normaliser(scheme.name)
     d = normaliser(manifest.landmarks, kind, scheme=scheme, boxes=manifest.boxes())
-    return per_face_nme(pred_img, manifest.landmarks, d)
+    return per_face_nme(pred_img, manifest.landmarks, d, mask)
 
 
 @dataclass
@@ -200,35 +252,21 @@ def train(cfg: TrainConfig, *, resume: bool = False, force: bool = False,
     torch.set_num_threads(threads)
     out = Path(cfg.out)
 
-    # -- data ------------------------------------------------------------------------------------------------
-    full = load_manifest(cfg.data)
-    scheme = get_scheme(full.scheme) if full.scheme in _known_schemes() else None
-    if scheme is None:
-        raise DataError(f"{full.path}: unknown scheme {full.scheme!r}; register it with a scheme file")
-    train_m = full.split("train")
-    if len(train_m) == 0:
-        raise DataError(f"{full.path}: no faces in the 'train' split (splits here: "
-                        f"{sorted({s.split for s in full.samples})})")
-    if cfg.val:
-        val_m = load_manifest(cfg.val, scheme=scheme.name)
-        val_m = val_m.split("val") if len(val_m.split("val")) else val_m.split("test") or val_m
-    else:
-        val_m = full.split("val")
-    if len(val_m) > cfg.max_val:
-        val_m = val_m.select(np.arange(len(val_m)) < cfg.max_val)
-
+    # -- data: one or several sources (facelm.train_data) ---------------------------------------------------------
+    sources, vals, scheme, info = _load_sources(cfg)
+    train_m = sources[0].manifest
+    full = load_manifest(cfg.data_list[0])
     try:
         input_size = model_input_size(cfg.arch, **cfg.model_options())
     except (TypeError, ValueError) as e:
         raise UsageError(f"--arch {cfg.arch}: {e}") from None
-    crops, index, lm_cache, mask = _load_split(train_m)
-    info = train_m.info
     cache_size, margin = int(info.get("cache_size", 192)), float(info.get("margin", 1.8))
-    flip_perm = np.array(scheme.flip_perm)
+    stage = 2 if cfg.arch == "cnn7" else 1
+    m_srcs = [s for s in sources if s.same_scheme]
+    template = m_template(np.concatenate([s.lm_cache[s.mask.all(1)] for s in m_srcs]), scheme) if m_srcs else None
 
     # -- stage 1 for CNN-7 crops ---------------------------------------------------------------------------
     stage1_model = None
-    stage1_train = stage1_val = None
     if cfg.stage1:
         if cfg.arch != "cnn7":
             raise UsageError("--stage1 only applies to --arch cnn7 (stage 2)")
@@ -236,20 +274,25 @@ def train(cfg: TrainConfig, *, resume: bool = False, force: bool = False,
         if s1_meta["scheme"]["name"] != scheme.name:
             raise ModelError(f"{cfg.stage1}: stage-1 scheme {s1_meta['scheme']['name']!r} does not match the "
                              f"data's {scheme.name!r}")
-        d1 = _Data(train_m, crops, index, lm_cache, face_frames(len(index), cache_size, margin), mask)
-        stage1_train, _ = predict_crops(stage1_model, d1, d1.frames, device, flip_perm)
-    frames = _base_frames(cfg.arch, train_m, lm_cache, scheme, stage1_train)
-
-    if len(val_m):
-        vc, vi, vl, vmask = _load_split(val_m)
+    for src in [*sources, *(v for v in vals if v is not None)]:
+        s1_shapes = None
         if stage1_model is not None:
-            dv = _Data(val_m, vc, vi, vl, face_frames(len(vi), cache_size, margin), vmask)
-            stage1_val, _ = predict_crops(stage1_model, dv, dv.frames, device, flip_perm)
+            f1 = source_frames(src, 1, scheme, template, cache_size, margin)
+            d1 = _Data(src.manifest, src.crops, src.index, src.lm_cache, f1, src.mask)
+            s1_shapes, _ = predict_crops(stage1_model, d1, f1, device, np.array(scheme.flip_perm))
+        src.frames = source_frames(src, stage, scheme, template, cache_size, margin, s1_shapes)
+    val_m = vals[0].manifest if vals[0] is not None else train_m.select(np.zeros(len(train_m), bool))
+    k_max = max(scheme.num_landmarks, *(s.smap.matrix.shape[0] for s in sources))
 
-    # mean shape of the plain training crops, in input pixels: the network starts there
-    m0, _ = frame_matrices(frames, input_size)
-    lm_in = np.einsum("nij,nlj->nli", m0[:, :, :2], lm_cache) + m0[:, None, :, 2]
+    # mean shape of the plain training crops of the model's scheme, in input pixels: the network starts there
+    base = m_srcs[0] if m_srcs else sources[0]
+    m0, _ = frame_matrices(base.frames, input_size)
+    if m_srcs:
+        lm_in = np.einsum("nij,nlj->nli", m0[:, :, :2], base.lm_cache) + m0[:, None, :, 2]
+    else:
+        raise DataError(f"no --data folder is in the model's scheme {scheme.name!r}: the first folder sets it")
     mean_shape = lm_in.mean(0)
+    n = sum(len(s) for s in sources)
 
     # -- model, loss, optimiser ----------------------------------------------------------------------------------
     torch.manual_seed(cfg.seed)
@@ -258,6 +301,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, force: bool = False,
                              **cfg.model_options()).to(device)
     except (TypeError, ValueError) as e:
         raise UsageError(f"--arch {cfg.arch}: {e}") from None
+    if cfg.init and not resume:
+        load_init_weights(model, cfg.init)
     model = model.to(memory_format=torch.channels_last)
     heatmap = is_heatmap_model(model)
     if heatmap:
@@ -275,6 +320,11 @@ def train(cfg: TrainConfig, *, resume: bool = False, force: bool = False,
     else:
         opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     manifest_hash = full.content_hash()
+    if len(cfg.data_list) > 1:
+        import hashlib
+
+        manifest_hash = hashlib.sha256(" ".join(load_manifest(p).content_hash() for p in cfg.data_list).encode()
+                                       ).hexdigest()
     meta = build_meta(cfg=cfg, scheme=scheme, input_size=input_size, mean_shape=mean_shape,
                       loss=loss_fn.params() if heatmap else loss_params(loss_fn), manifest_sha256=manifest_hash,
                       prepare_info=info, stage1=cfg.stage1, width=cfg.width, model_options=cfg.model_options())
@@ -311,31 +361,12 @@ def train(cfg: TrainConfig, *, resume: bool = False, force: bool = False,
 
         ddp_model = DDP(train_module, device_ids=[local_rank] if device.type == "cuda" else None)
 
-    aug = AugmentConfig.for_arch(cfg.arch) if cfg.augment else None
-    n = len(index)
-    per_rank = max(1, cfg.batch_size // world)
-    steps_per_epoch = max(1, n // cfg.batch_size) if n >= cfg.batch_size else 1
-
-    def batch_indices(s: int) -> np.ndarray:
-        epoch, k = divmod(s, steps_per_epoch)
-        perm = np.random.default_rng([cfg.seed, epoch]).permutation(n)
-        if n < cfg.batch_size:
-            perm = np.resize(perm, cfg.batch_size)
-        b = perm[k * cfg.batch_size:(k + 1) * cfg.batch_size]
-        return b[rank * per_rank:(rank + 1) * per_rank]
+    aug = AugmentConfig.for_arch(cfg.arch, cfg.rotate, cfg.full_turn) if cfg.augment else None
 
     def make_batch(s: int):
         rng = np.random.default_rng([cfg.seed, s, rank, 1])
-        b = batch_indices(s)
-        mats, flips = frame_matrices(frames[b], input_size, rng, aug)
-        imgs, lm, msk = render_batch(crops, index[b], lm_cache[b], mats, flips, flip_perm, input_size, rng, aug)
-        if aug is not None and flips.any():
-            m2 = mask[b].copy()
-            m2[flips] = m2[flips][:, flip_perm]
-            msk &= m2
-        else:
-            msk &= mask[b]
-        return imgs, lm, msk
+        groups = pick_batch(sources, s, cfg.batch_size, cfg.seed, rank=rank, world=world)
+        return render_sources(sources, groups, input_size, scheme.num_landmarks, k_max, rng, aug)
 
     metrics_path = out / "metrics.jsonl"
     interrupted = False
@@ -362,13 +393,16 @@ def train(cfg: TrainConfig, *, resume: bool = False, force: bool = False,
               "meta": meta, "config": cfg_json}
         save_checkpoint(ck, out / kind)
 
-    def validate() -> float:
-        if not len(val_m):
-            return float("nan")
-        pred = predict_manifest(model, val_m, scheme, device, stage1_val, precision="fp32")
-        nme = validation_nme(pred, val_m, scheme)
+    def validate() -> tuple[float, dict]:
+        """Mean NME on the first source's val split (the one "best" follows) and on every source's."""
+        per = {}
+        for src, v in zip(sources, vals):
+            if v is not None:
+                nme = source_nme(model, v, device)
+                per[src.name] = float(np.mean(nme[np.isfinite(nme)])) if np.isfinite(nme).any() else float("inf")
         model.train()
-        return float(np.mean(nme[np.isfinite(nme)])) if np.isfinite(nme).any() else float("inf")
+        first = per.get(sources[0].name, float("nan")) if vals[0] is not None else float("nan")
+        return first, per
 
     if on_start:
         on_start({"faces": n, "val_faces": len(val_m), "steps": cfg.steps, "start_step": step,
@@ -385,7 +419,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, force: bool = False,
         while step < cfg.steps:
             if stop_flag["stop"]:
                 raise KeyboardInterrupt
-            imgs, lm, msk = fut.result()
+            imgs, lm, msk, amap = fut.result()
             fut = pool.submit(make_batch, step + 1) if step + 1 < cfg.steps else None
             lr = lr_at(cfg, step)
             for g in opt.param_groups:
@@ -398,7 +432,10 @@ def train(cfg: TrainConfig, *, resume: bool = False, force: bool = False,
             if heatmap:  # heatmap targets are drawn from the landmarks here, on the device
                 loss = loss_fn(pred, y, mk, step / max(1, cfg.steps))
             else:
-                loss = loss_fn(pred.float(), y, mk)
+                pred = pred.float()
+                if amap is not None:  # faces of other schemes: the loss of the mapped points (facelm.scheme_maps)
+                    pred = torch.einsum("nkl,nlc->nkc", torch.from_numpy(amap).to(device), pred)
+                loss = loss_fn(pred, y, mk)
             if not torch.isfinite(loss):
                 raise DivergedError(f"loss became {loss.item()} at step {step}; stopped, the last good "
                                     f"checkpoint is {out / 'last.pt'} (try a lower --lr or --grad-clip)")
@@ -419,12 +456,15 @@ def train(cfg: TrainConfig, *, resume: bool = False, force: bool = False,
                 loss_acc, loss_n = 0.0, 0
             if step % cfg.val_every == 0 or step == cfg.steps:
                 if rank == 0:
-                    last_val = validate()
+                    last_val, per_source = validate()
                     # without validation data "best" is simply the latest checkpoint
                     improved = last_val < best_nme if len(val_m) else True
                     if improved:
                         best_nme, best_step = (last_val if len(val_m) else best_nme), step
-                    log({"step": step, "val_nme": last_val, "best_nme": best_nme, "best_step": best_step})
+                    rec = {"step": step, "val_nme": last_val, "best_nme": best_nme, "best_step": best_step}
+                    if len(sources) > 1:
+                        rec["val_nme_by_source"] = per_source
+                    log(rec)
                     save("last.pt")
                     if improved:
                         save("best.pt")
@@ -445,6 +485,9 @@ def train(cfg: TrainConfig, *, resume: bool = False, force: bool = False,
     summary = {
         "run": str(out), "arch": cfg.arch, "loss": cfg.loss, "recipe": cfg.recipe, "scheme": scheme.name,
         "steps": step, "target_steps": cfg.steps, "batch_size": cfg.batch_size, "train_faces": n,
+        "sources": [{"data": str(sr.manifest.path.parent), "scheme": sr.scheme.name, "weight": sr.weight,
+                     "train_faces": len(sr), "val_faces": len(v) if v is not None else 0}
+                    for sr, v in zip(sources, vals)],
         "val_faces": len(val_m), "val_normaliser": default_normaliser(scheme.name),
         "final_val_nme": last_val, "best_val_nme": best_nme if math.isfinite(best_nme) else None,
         "best_step": best_step, "seconds": round(elapsed, 2),
@@ -491,6 +534,46 @@ def _known_schemes() -> set[str]:
     from facelm.schemes import list_schemes
 
     return set(list_schemes())
+
+
+def load_init_weights(model: torch.nn.Module, path: str | Path) -> None:
+    """Warm start: copy the weights of a facelm checkpoint (.pt) or facelm ONNX model into ``model``.
+
+    The architecture and landmark count must match; the optimiser starts afresh. ONNX files written with
+    ``--weights fp16`` store ``NAME__fp16`` initialisers, which are cast back to float32.
+    """
+    p = Path(path)
+    if p.suffix.lower() == ".onnx":
+        try:
+            import onnx
+            from onnx import numpy_helper
+
+            mdl = onnx.load(str(p))
+        except Exception as e:  # noqa: BLE001 - any unreadable file is the same error for the user
+            raise ModelError(f"{p}: cannot read ONNX model: {str(e).splitlines()[0][:200]}") from None
+        meta = {}
+        for prop in mdl.metadata_props:
+            if prop.key == "facelm":
+                meta = json.loads(prop.value)
+        if meta.get("arch") != model.arch:
+            raise ModelError(f"{p}: a {meta.get('arch')!r} model cannot initialise --arch {model.arch}")
+        state = {}
+        for init in mdl.graph.initializer:
+            name = init.name.removesuffix("__fp16")
+            state[name] = torch.from_numpy(numpy_helper.to_array(init).astype(np.float32).copy())
+    else:
+        ck = load_checkpoint(p)
+        if ck.get("arch") != model.arch:
+            raise ModelError(f"{p}: a {ck.get('arch')!r} checkpoint cannot initialise --arch {model.arch}")
+        state = ck["model"]
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    if missing:
+        raise ModelError(f"{p}: no weights for {', '.join(missing[:4])} of the {model.arch} network")
+    try:
+        model.load_state_dict({k: state[k] for k in own})
+    except RuntimeError as e:
+        raise ModelError(f"{p}: weights do not fit the {model.arch} network: {str(e).splitlines()[0]}") from None
 
 
 def load_model_from_checkpoint(path: str | Path, device: torch.device | str = "cpu"

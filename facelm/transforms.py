@@ -6,7 +6,9 @@ the model crop covers ``CROP_EXPAND x side`` (the face box plus 10% on each side
 
 Augmentation (Wing paper §7.1), drawn per face from a seeded generator:
 
-* rotation uniform in ``±rotate`` degrees (30 for CNN-6, 10 for CNN-7);
+* rotation uniform in ``±rotate`` degrees (30 for CNN-6, 10 for CNN-7); with probability ``full_turn`` (0 by
+  default; facelm's shipped stage-1 model uses more, see docs/training.md) uniform in ±180 degrees instead, so
+  that stage 1 also finds the landmarks of faces at any in-plane angle;
 * horizontal flip with probability 0.5, with the scheme's flip permutation;
 * box perturbation: the top-left and bottom-right corners of the face box each move by up to ``perturb`` (5%)
   of the box side in x and y, so the crop may change aspect (it is resized to the square input);
@@ -39,10 +41,12 @@ class AugmentConfig:
     blur_p: float = 0.5
     blur_sigma: float = 1.0
     outside_tol: float = 0.1
+    full_turn: float = 0.0
 
     @staticmethod
-    def for_arch(arch: str) -> AugmentConfig:
-        return AugmentConfig(rotate=10.0 if arch == "cnn7" else 30.0)
+    def for_arch(arch: str, rotate: float | None = None, full_turn: float = 0.0) -> AugmentConfig:
+        default = 10.0 if arch == "cnn7" else 30.0
+        return AugmentConfig(rotate=default if rotate is None else float(rotate), full_turn=float(full_turn))
 
 
 def face_frames(n: int, cache_size: int, margin: float) -> np.ndarray:
@@ -91,6 +95,9 @@ def frame_matrices(frames: np.ndarray, out_size: int, rng: np.random.Generator |
     flip = np.zeros(n, dtype=bool)
     if rng is not None and aug is not None:
         ang = ang + rng.uniform(-aug.rotate, aug.rotate, n)
+        if aug.full_turn > 0:  # (no extra draws otherwise: runs without it keep their random stream)
+            turn = rng.random(n) < aug.full_turn
+            ang = np.where(turn, f[:, 3] + rng.uniform(-180.0, 180.0, n), ang)
         # corners of the face box (in the box's own upright frame) move by up to perturb * side each
         d = rng.uniform(-aug.perturb, aug.perturb, (n, 4)) * side[:, None]
         x1, y1, x2, y2 = -w / 2 + d[:, 0], -h / 2 + d[:, 1], w / 2 + d[:, 2], h / 2 + d[:, 3]

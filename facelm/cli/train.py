@@ -17,6 +17,10 @@ EPILOG = """Examples:
 
 3. `facelm train --data work/ytf --arch cnn7 --stage1 runs/cnn6/best.pt --out runs/cnn7`  (stage 2 on stage-1 crops)
 
+3b. `facelm train --data work/w300 --data work/mtfl --weight 1 --weight 0.5 --arch cnn6 --out runs/multi`  (a 68-point model that also learns from 5-point faces)
+
+3c. `facelm train --data work/w300 --init models/cnn6.onnx --full-turn 0.35 --out runs/ft`  (warm start; faces at any angle)
+
 4. `facelm train --out runs/cnn6 --resume ...same options...`  (continue after Ctrl-C)
 
 5. `torchrun --nproc_per_node 2 -m facelm train --data work/ytf --out runs/ddp`  (DistributedDataParallel)
@@ -38,7 +42,20 @@ def register(app: typer.Typer) -> None:
     @handle_errors
     def train_cmd(
         out: Annotated[Path, typer.Option("--out", "-o", help="Run folder.")],
-        data: Annotated[str | None, typer.Option(help="Prepared dataset folder (from `facelm prepare`).")] = None,
+        data: Annotated[list[str] | None, typer.Option(
+            metavar="DIR", help="Prepared dataset folder (from `facelm prepare`). Repeat for several sources: the "
+                                "model takes the first one's scheme; others of another scheme train it through a "
+                                "scheme map (docs/training.md, 'Several sources').")] = None,
+        weight: Annotated[list[float] | None, typer.Option(
+            metavar="W", help="Sampling weight of each --data folder, in the same order (default: all 1).")] = None,
+        init: Annotated[str | None, typer.Option(
+            metavar="FILE", help="Warm start from the weights of a facelm checkpoint (.pt) or ONNX model of the same "
+                                 "architecture (the optimiser starts afresh).")] = None,
+        rotate: Annotated[float | None, typer.Option(
+            metavar="DEG", help="Augmentation rotation range, +-DEG (default 30 for cnn6, 10 for cnn7).")] = None,
+        full_turn: Annotated[float | None, typer.Option(
+            metavar="P", help="Probability of a rotation uniform in +-180 degrees instead (stage 1 for faces at any "
+                              "in-plane angle; default 0).")] = None,
         arch: Annotated[str | None, typer.Option(help="Network: cnn6 (64 px, stage 1), cnn7 (128 px, stage 2); "
                                                       "heatmap family: hourglass (AWing) or smt (SMT-Net).")
                         ] = None,
@@ -85,6 +102,8 @@ def register(app: typer.Typer) -> None:
         val_every: Annotated[int | None, typer.Option(help="Validate every N steps (default: 10 times a run).")
                              ] = None,
         log_every: Annotated[int | None, typer.Option(help="Log every N steps.")] = None,
+        max_val: Annotated[int | None, typer.Option(help="Validate on at most N faces of each source's val split "
+                                                         "(default 2000).")] = None,
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
     ) -> None:
         """Train one landmark model: a stage of the two-stage CNN-6/7, or a heatmap model (hourglass, smt)."""
@@ -93,10 +112,12 @@ def register(app: typer.Typer) -> None:
         from facelm.config import resolve_train_config
         from facelm.train import train
 
-        flags = dict(out=str(out), data=data, arch=arch, loss=loss, val=val, recipe=recipe, steps=steps,
+        if data is not None:
+            data = data[0] if len(data) == 1 else data
+        flags = dict(out=str(out), data=data, weights=weight, init=init, rotate=rotate, full_turn=full_turn, arch=arch, loss=loss, val=val, recipe=recipe, steps=steps,
                      batch_size=batch_size, lr=lr, wing_w=wing_w, wing_eps=wing_eps, stage1=stage1, device=device,
                      seed=seed, precision=precision, width=width, threads=threads, val_every=val_every,
-                     log_every=log_every, stacks=stacks, input_size=input_size, boundary=boundary,
+                     log_every=log_every, max_val=max_val, stacks=stacks, input_size=input_size, boundary=boundary,
                      coordconv=coordconv, loss_map=loss_map, sigma=sigma, sigma_schedule=sigma_schedule)
         if config is None and data is None:
             from facelm.errors import UsageError
@@ -137,7 +158,7 @@ def register(app: typer.Typer) -> None:
             if result.interrupted:
                 info(f"interrupted: resume with `facelm train --out {s['run']} --resume` and the same options")
             else:
-                info(f"next: facelm evaluate --data {cfg.val or cfg.data} --protocol custom {s['checkpoint']}")
+                info(f"next: facelm evaluate --data {cfg.val or cfg.data_list[0]} --protocol custom {s['checkpoint']}")
         if rank == 0:
             emit_json(s)
         if result.interrupted:

@@ -1,0 +1,193 @@
+"""Several prepared sources in one training run, other schemes through scheme maps, warm starts, option checks."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from facelm.cli import app
+from facelm.config import TrainConfig, resolve_train_config
+from facelm.errors import ModelError, UsageError
+from facelm.prepare import PrepareOptions, prepare
+from facelm.scheme_maps import get_map
+from facelm.synthetic import make_dataset
+from facelm.train import load_init_weights, train
+from facelm.transforms import AugmentConfig, frame_matrices
+
+
+@pytest.fixture(scope="module")
+def sources(tmp_path_factory):
+    """A 68-point set and a 5-point set (the same kind of synthetic faces labelled through the 68 -> 5 map)."""
+    root = tmp_path_factory.mktemp("multi")
+    csv, _ = make_dataset(root / "raw68", n=24, seed=1)
+    prepare(PrepareOptions(source=csv, out=root / "p68", fmt="csv", holdout=0.25, workers=1))
+    csv5, lm = make_dataset(root / "raw5", n=24, seed=2)
+    five = get_map("300w68", "5pt").apply(lm)
+    rows = [line.split(",")[0] for line in csv5.read_text().splitlines()[1:]]
+    csv5.write_text("," + ",".join(str(k) for k in range(10)) + "\n" + "\n".join(
+        name + "," + ",".join(f"{v:.3f}" for v in p.reshape(-1)) for name, p in zip(rows, five)) + "\n")
+    prepare(PrepareOptions(source=csv5, out=root / "p5", fmt="csv", scheme="5pt", holdout=0.25, workers=1))
+    return root / "p68", root / "p5"
+
+
+def _cfg(data, out, **kw):
+    base = dict(data=data, out=str(out), arch="cnn6", loss="wing", steps=12, batch_size=8, width=0.25,
+                warmup=2, lr=2e-3, val_every=6, log_every=3, threads=1, seed=3)
+    base.update(kw)
+    return TrainConfig(**base).filled()
+
+
+def test_two_schemes_train_one_model_with_per_source_validation(sources, tmp_path):
+    p68, p5 = sources
+    res = train(_cfg([str(p68), str(p5)], tmp_path / "run", weights=[1.0, 1.0]))
+    s = res.summary
+    assert s["scheme"] == "300w68"
+    assert [(x["scheme"], x["weight"]) for x in s["sources"]] == [("300w68", 1.0), ("5pt", 1.0)]
+    vals = [r for r in res.history if "val_nme" in r]
+    assert vals and set(vals[-1]["val_nme_by_source"]) == {p68.name, p5.name}
+    assert all(np.isfinite(v) for v in vals[-1]["val_nme_by_source"].values())
+    assert vals[-1]["val_nme"] == vals[-1]["val_nme_by_source"][p68.name]
+
+
+def test_multi_source_batches_follow_the_weights_and_resume_exactly(sources, tmp_path):
+    from facelm.train_data import pick_batch
+
+    class S:
+        def __init__(self, n, w):
+            self.n, self.weight = n, w
+
+        def __len__(self):
+            return self.n
+
+    srcs = [S(100, 3.0), S(10, 1.0)]
+    counts = np.zeros(2)
+    for step in range(200):
+        for i, b in pick_batch(srcs, step, 16, seed=5):
+            counts[i] += len(b)
+            assert b.max() < srcs[i].n
+    assert counts[0] / counts.sum() == pytest.approx(0.75, abs=0.03)
+    a = pick_batch(srcs, 17, 16, seed=5)
+    b = pick_batch(srcs, 17, 16, seed=5)
+    assert all(i == j and np.array_equal(x, y) for (i, x), (j, y) in zip(a, b))
+    # a zero weight is validated on but never drawn
+    srcs[1].weight = 0.0
+    assert all(i == 0 for step in range(50) for i, _ in pick_batch(srcs, step, 16, seed=5))
+
+
+def test_other_scheme_faces_only_train_their_mapped_points(sources, tmp_path, monkeypatch):
+    """The loss of a 5-point face sees the 68-point prediction only through the map."""
+    import facelm.train as tr
+
+    p68, p5 = sources
+    seen = {}
+    orig = tr.render_sources
+
+    def spy(*a, **k):
+        out = orig(*a, **k)
+        seen.setdefault("maps", []).append(out[3])
+        seen.setdefault("mask", []).append(out[2])
+        return out
+
+    monkeypatch.setattr(tr, "render_sources", spy)
+    train(_cfg([str(p68), str(p5)], tmp_path / "r", steps=2, val_every=2, weights=[0.0001, 1.0]))
+    amap = next(m for m in seen["maps"] if m is not None)
+    assert amap.shape[1:] == (68, 68)
+    # a 5-point face: rows 0..4 are the 68 -> 5 map, the rest zero and masked out
+    five = [i for i in range(len(amap)) if not np.allclose(amap[i], np.eye(68))]
+    assert five
+    np.testing.assert_allclose(amap[five[0]][:5], get_map("300w68", "5pt").matrix, atol=1e-7)
+    mask = next(m for m, a in zip(seen["mask"], seen["maps"]) if a is not None)
+    assert not mask[five[0], 5:].any()
+
+
+@pytest.mark.parametrize("kw,match", [
+    (dict(weights=[1.0]), "2 --data"),
+    (dict(weights=[1.0, -1.0]), "weights"),
+    (dict(weights=[0.0, 0.0]), "weights"),
+    (dict(weights=[1.0, float("nan")]), "weights"),
+])
+def test_bad_weights_are_usage_errors(sources, tmp_path, kw, match):
+    p68, p5 = sources
+    with pytest.raises(UsageError, match=match):
+        resolve_train_config(dict(data=[str(p68), str(p5)], out=str(tmp_path / "o"), **kw))
+
+
+def test_scheme_without_a_map_is_a_usage_error_naming_both(sources, tmp_path):
+    from facelm.manifest import load_manifest, write_manifest
+
+    p68, _ = sources
+    m = load_manifest(p68)
+    other = tmp_path / "aflw"
+    other.mkdir()
+    import shutil
+
+    for f in ("crops.npy", "prepare.json"):
+        shutil.copy(p68 / f, other / f)
+    write_manifest(other / "manifest.jsonl", [s.model_copy(update={
+        "scheme": "aflw19", "landmarks": s.landmarks[:19], "image": str((p68 / s.image).resolve())})
+        for s in m.samples])
+    with pytest.raises(UsageError, match=r"'300w68'.*'aflw19'"):
+        train(_cfg([str(p68), str(other)], tmp_path / "run"))
+
+
+@pytest.mark.parametrize("flag,value", [
+    ("--steps", "0"), ("--steps", "-1"), ("--batch-size", "0"), ("--batch-size", "-4"), ("--lr", "-1"),
+    ("--lr", "nan"), ("--val-every", "0"), ("--log-every", "0"), ("--threads", "-1"), ("--wing-w", "0"),
+    ("--wing-eps", "0"), ("--width", "0"), ("--full-turn", "1.5"), ("--rotate", "-3"), ("--max-val", "0"),
+])
+def test_invalid_train_numbers_are_usage_errors(sources, tmp_path, flag, value):
+    p68, _ = sources
+    out = tmp_path / "run"
+    r = CliRunner().invoke(app, ["train", "--data", str(p68), "--out", str(out), flag, value])
+    assert r.exit_code == 2, r.output
+    assert flag in r.output and "Traceback" not in r.output
+    assert not out.exists()
+
+
+def test_explicit_zero_warmup_and_weight_decay_are_kept(tmp_path):
+    p = tmp_path / "c.toml"
+    p.write_text("warmup = 0\nweight_decay = 0.0\n")
+    c = resolve_train_config({"data": "d", "out": "o"}, p)
+    assert (c.warmup, c.weight_decay) == (0, 0.0)
+    d = TrainConfig(data="d", out="o").filled()
+    assert (d.warmup, d.weight_decay, d.steps, d.batch_size) == (200, 1e-4, 3000, 32)
+
+
+def test_full_turn_rotations_cover_the_circle_and_leave_other_runs_unchanged():
+    frames = np.tile([[50.0, 50.0, 40.0, 0.0]], (4000, 1))
+    plain = AugmentConfig(rotate=30)
+    m0, _ = frame_matrices(frames, 64, np.random.default_rng(1), plain)
+    m1, _ = frame_matrices(frames, 64, np.random.default_rng(1), AugmentConfig(rotate=30, full_turn=0.0))
+    np.testing.assert_array_equal(m0, m1)
+    m2, _ = frame_matrices(frames, 64, np.random.default_rng(1), AugmentConfig(rotate=30, full_turn=0.5))
+    ang = np.degrees(np.arctan2(m2[:, 0, 1], np.abs(m2[:, 0, 0]) * np.sign(m2[:, 1, 1])))
+    assert np.mean(np.abs(ang) > 45) == pytest.approx(0.5 * 0.75, abs=0.04)
+
+
+def test_warm_start_from_checkpoint_and_onnx(sources, tmp_path):
+    from facelm.export import ExportOptions, export
+    from facelm.models import create_model
+
+    p68, _ = sources
+    res = train(_cfg(str(p68), tmp_path / "a", steps=4, val_every=4))
+    ck = res.summary["checkpoint"]
+    fresh = create_model("cnn6", 68, width=0.25)
+    load_init_weights(fresh, ck)
+    ref = torch.load(ck, map_location="cpu", weights_only=False)["model"]
+    for k, v in fresh.state_dict().items():
+        torch.testing.assert_close(v, ref[k])
+    onnx_path = tmp_path / "a.onnx"
+    export(ExportOptions(checkpoint=Path(ck), out=onnx_path, precision="fp16w", bench_seconds=0))
+    again = create_model("cnn6", 68, width=0.25)
+    load_init_weights(again, onnx_path)
+    for k, v in again.state_dict().items():
+        torch.testing.assert_close(v, ref[k], atol=2e-3, rtol=2e-3)  # fp16-stored weights
+    with pytest.raises(ModelError, match="cnn7"):
+        load_init_weights(create_model("cnn7", 68, width=0.25), ck)
+    # a run started from it records where it came from
+    res2 = train(_cfg(str(p68), tmp_path / "b", steps=2, val_every=2, init=str(onnx_path)))
+    assert json.loads((tmp_path / "b" / "config.json").read_text())["init"] == str(onnx_path)
+    assert res2.summary["steps"] == 2
