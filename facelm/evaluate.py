@@ -420,14 +420,22 @@ def match_predictions(preds: Predictions, manifest: Manifest, full: Manifest | N
     Raises:
         ModelError: landmark count or scheme differing from the manifest's.
     """
+    from facelm.scheme_maps import get_map, has_map
+
     full = full if full is not None else manifest
     n_lm = manifest.landmarks.shape[1]
+    smap = None
+    if preds.scheme is not None and preds.scheme != manifest.scheme:
+        if not has_map(preds.scheme, manifest.scheme):
+            raise ModelError(f"{preds.path}: predictions are for scheme {preds.scheme!r}, the data is "
+                             f"{manifest.scheme!r}, and no scheme map links them (docs/formats.md, 'Scheme maps')")
+        smap = get_map(preds.scheme, manifest.scheme)  # scored on the data's points that have an equivalent
+        n_lm = smap.matrix.shape[1]
     if preds.num_landmarks is not None and preds.num_landmarks != n_lm:
         raise ModelError(f"{preds.path}: predictions have {preds.num_landmarks} landmarks per face, the data "
-                         f"({manifest.scheme}) has {n_lm}")
-    if preds.scheme is not None and preds.scheme != manifest.scheme:
-        raise ModelError(f"{preds.path}: predictions are for scheme {preds.scheme!r}, the data is "
-                         f"{manifest.scheme!r}")
+                         f"({manifest.scheme}) has {n_lm}" if smap is None else
+                         f"{preds.path}: predictions have {preds.num_landmarks} landmarks per face, scheme "
+                         f"{preds.scheme} has {n_lm}")
     n = len(manifest)
     pred = np.full((n, n_lm, 2), np.nan)
     found = np.zeros(n, dtype=bool)
@@ -509,6 +517,10 @@ def match_predictions(preds: Predictions, manifest: Manifest, full: Manifest | N
     details = {"file": str(preds.path), "records": preds.records, "unmatched_images": len(unmatched),
                "images_outside_selection": outside, "image_errors": len(errors_hit),
                "missing_ids": [manifest.samples[i].id for i in np.flatnonzero(missing)[:50]]}
+    if smap is not None:
+        pred = smap.apply(pred)
+        details["scheme_map"] = {"from": smap.source, "to": smap.target, "points_scored": int(smap.mapped.sum()),
+                                 "mapped": smap.mapped.tolist()}
     return pred, missing, details
 
 
@@ -645,7 +657,9 @@ def _fields(s: dict) -> dict:
 def _score(label: str, kind: str, pred: np.ndarray, missing: np.ndarray, details: dict, ev: EvalSet,
            skip_missing: bool) -> ModelScore:
     m = ev.manifest
-    nme = per_face_nme(pred, m.landmarks, ev.norm)
+    mapped = (details.get("scheme_map") or {}).get("mapped")
+    pmask = np.broadcast_to(np.array(mapped, bool), pred.shape[:2]) if mapped is not None else None
+    nme = per_face_nme(pred, m.landmarks, ev.norm, pmask)
     keep = ~missing if skip_missing else np.ones(len(m), dtype=bool)
     if not keep.any():
         raise DataError(f"{label}: no evaluated face has a prediction (all {len(m)} are missing)")
@@ -654,7 +668,7 @@ def _score(label: str, kind: str, pred: np.ndarray, missing: np.ndarray, details
     s = _fields(summary(e, ev.thresholds))
     ok = keep & np.isfinite(nme)
     if ok.any():
-        per_lm = per_landmark_error(pred[ok], m.landmarks[ok], ev.norm[ok])
+        per_lm = per_landmark_error(pred[ok], m.landmarks[ok], ev.norm[ok], None if pmask is None else pmask[ok])
     else:
         per_lm = np.full(m.landmarks.shape[1], np.nan)
     tags = [m.samples[i].subset for i in np.flatnonzero(keep)]

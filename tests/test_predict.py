@@ -485,3 +485,54 @@ def test_rotated_face_two_stages_beat_stage_one_and_the_angle_is_right(request, 
           f"angle errors {np.round(err, 2)}")
     assert np.mean(e2) < np.mean(e1)
     assert abs(np.median(err)) < 3.0 and np.max(np.abs(err)) < 6.0
+
+
+# ------------------------------------------------------------------------------------------------------------
+# flip test-time augmentation, levelling and --box-map
+
+
+def test_flip_tta_makes_the_whole_pipeline_mirror_symmetric(tiny_models):
+    """With ``tta="flip"`` every network's output is mirror-equivariant by construction, whatever its weights; so
+    the mirror image of a face gets the mirrored landmarks (through both stages and the levelling pass)."""
+    from facelm.detectors import WholeImageDetector
+    from facelm.runtime import Landmarker, load_models
+    from facelm.synthetic import make_dataset
+
+    pair = load_models(tiny_models)
+    img = np.ascontiguousarray(cv2.cvtColor(cv2.imread(str(sorted((tiny_models.parent / "raw").glob("*.png"))[0])),
+                                            cv2.COLOR_BGR2RGB)) if (tiny_models.parent / "raw").is_dir() else None
+    if img is None:
+        make_dataset(tiny_models.parent / "raw_tta", n=1, seed=4)
+        img = cv2.cvtColor(cv2.imread(str(next((tiny_models.parent / "raw_tta").glob("*.png")))), cv2.COLOR_BGR2RGB)
+    h, w = img.shape[:2]
+    box = np.array([[w * 0.2, h * 0.15, w * 0.75, h * 0.8]])
+    mbox = np.array([[w - 1 - box[0, 2], box[0, 1], w - 1 - box[0, 0], box[0, 3]]])
+    mirror = np.ascontiguousarray(img[:, ::-1])
+    for tta, tol in (("flip", 0.05), ("none", None)):
+        lm = Landmarker(pair, WholeImageDetector(), tta=tta)
+        (a,) = lm.predict_boxes(img, box)
+        (b,) = lm.predict_boxes(mirror, mbox)
+        back = pair.scheme.flip(b.landmarks, w)
+        diff = np.abs(back - a.landmarks).max()
+        if tol is not None:
+            assert diff < tol, diff
+            assert a.angle == pytest.approx(-b.angle, abs=0.05)
+        else:  # without TTA a random-weight model is not symmetric: the test above is not vacuous
+            assert diff > 0.1
+
+
+def test_predict_options_tta_level_and_box_map(tiny_models, tmp_path):
+    img = _png(tmp_path / "a.png", size=64)
+    r = _invoke([str(img), "--models", str(tiny_models), "--no-detect", "--tta", "flip", "--no-level", "-q"])
+    assert r.exit_code == 0, r.output
+    r = _invoke([str(img), "--models", str(tiny_models), "--no-detect", "--tta", "mirror", "-q"])
+    assert r.exit_code == 2 and "--tta" in r.output
+    bad = tmp_path / "map.json"
+    bad.write_text('{"cx": 0.0, "cy": "x", "side": 1.0}')
+    r = _invoke([str(img), "--models", str(tiny_models), "--box-map", str(bad), "-q"])
+    assert r.exit_code == 3 and "map.json" in r.output
+    good = tmp_path / "good.json"
+    good.write_text('{"detector": "yunet", "cx": 0.0, "cy": 0.1, "side": 0.9}')
+    from facelm.detectors.boxmap import read_box_map_file
+
+    assert read_box_map_file(good)["side"] == 0.9

@@ -187,6 +187,16 @@ def register(app: typer.Typer) -> None:
         no_detect: Annotated[bool, typer.Option("--no-detect", help="Each image is one face crop (no detector).")
                              ] = False,
         score_threshold: Annotated[float, typer.Option(help="Detector score threshold.")] = 0.6,
+        box_map: Annotated[Path | None, typer.Option(
+            "--box-map", metavar="FILE", help="Detector box -> face square map from `facelm fit-box-map --dry-run` "
+                                             "(default: the one stored in the stage-1 model).", show_default=False)
+        ] = None,
+        level: Annotated[bool, typer.Option("--level/--no-level", help="Level each face by stage 1's in-plane "
+                                                                        "angle and run stage 1 again (faces at any "
+                                                                        "angle).")] = True,
+        tta: Annotated[str, typer.Option(metavar="none|flip", help="Test-time augmentation: flip averages each "
+                                                                   "model's landmarks on the crop and its mirror "
+                                                                   "image (about 2x the network time).")] = "none",
         recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Descend into sub-folders.")] = False,
         vid_stride: Annotated[int, typer.Option(help="Use every N-th video frame.")] = 1,
         exif: Annotated[bool, typer.Option(help="Apply EXIF orientation (as photo viewers do).")] = True,
@@ -212,6 +222,13 @@ def register(app: typer.Typer) -> None:
             raise UsageError("--workers, --threads and --streams must be 0 or more")
         if boxes is not None and no_detect:
             raise UsageError("--boxes and --no-detect cannot be used together")
+        if tta not in ("none", "flip"):
+            raise UsageError(f"--tta must be none or flip, not {tta!r}")
+        given_map = None
+        if box_map is not None:
+            from facelm.detectors.boxmap import read_box_map_file
+
+            given_map = read_box_map_file(box_map)
         note = (lambda m: None) if quiet else info
         providers = resolve_providers(device, warn=warn)
         streams, threads = plan_threads(providers, streams, threads)
@@ -221,7 +238,7 @@ def register(app: typer.Typer) -> None:
         det = create_detector(detector, model=detector_model, boxes=boxes, no_detect=no_detect,
                               score_threshold=score_threshold, providers=providers, threads=1, info=note)
         lm = Landmarker(pair, det, batch=batch, workers=workers, keep_images=draw is not None, exif=exif,
-                        streams=streams)
+                        streams=streams, box_map=given_map, level=level, tta=tta)
         s1, s2 = pair.stage1, pair.stage2
         note(f"models: {s1.path} (stage 1, {s1.arch}, {s1.scheme.name})"
              + (f" + {s2.path} (stage 2, {s2.arch})" if s2 else " (stage 1 only)"))
@@ -265,8 +282,9 @@ def register(app: typer.Typer) -> None:
     @app.command(name="fit-box-map", epilog=FIT_EPILOG, no_args_is_help=True)
     @handle_errors
     def fit_box_map_cmd(
-        data: Annotated[Path, typer.Option("--data", "-d", help="Prepared dataset folder (`facelm prepare`).",
-                                           show_default=False)],
+        data: Annotated[list[Path], typer.Option("--data", "-d", help="Prepared dataset folder (`facelm prepare`); "
+                                                 "repeat to fit on several (their train splits).",
+                                                 show_default=False)],
         models: Annotated[Path | None, typer.Option("--models", "-m", help=_MODELS_HELP, envvar="FACELM_MODELS",
                                                     show_default=False)] = None,
         detector: Annotated[str, typer.Option(help="auto, yunet or yuface.")] = "auto",
@@ -286,8 +304,12 @@ def register(app: typer.Typer) -> None:
         note = (lambda m: None) if quiet else info
         pair = load_models(models if models is not None else default_models_dir(), 1)
         det = create_detector(detector, model=detector_model, info=note)
-        note(f"fitting the {det.describe()} box map on {data} ...")
-        m = fit_box_map(det, data, scheme=pair.scheme, limit=limit, min_iou=min_iou)
+        note(f"fitting the {det.describe()} box map on {', '.join(map(str, data))} ...")
+        m = fit_box_map(det, list(data), scheme=pair.scheme.name, limit=limit, min_iou=min_iou)
+        for src, v in m.get("per_source", {}).items():
+            if v["residuals"]:
+                note(f"  {src}: {v['matched']} of {v['faces']} faces matched, mean IoU with the face squares "
+                     f"{v['residuals']['iou_mean']:.3f}")
         r, r0 = m["residuals"], m["residuals_identity"]
         note(f"matched {m['matched']} of {m['faces']} faces; centre error {r['centre_err_median']:.3f} "
              f"(identity {r0['centre_err_median']:.3f}), side error {r['side_err_median']:.3f} "

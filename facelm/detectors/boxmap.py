@@ -44,6 +44,7 @@ __all__ = [
     "boxes_to_squares",
     "fit_box_map",
     "fit_from_pairs",
+    "read_box_map_file",
     "get_box_map",
     "resolve_box_map",
     "square_to_box",
@@ -132,37 +133,14 @@ def fit_from_pairs(boxes: np.ndarray, squares: np.ndarray, detector: str | None 
     return m
 
 
-def fit_box_map(detector: FaceDetector, manifest, *, scheme=None, limit: int = 0, min_iou: float = 0.3,
-                progress: Callable[[int, int], None] | None = None) -> dict:
-    """Run ``detector`` over a prepared manifest and fit its box map (see the module docstring).
-
-    Args:
-        detector: any :class:`FaceDetector` (its ``name`` is recorded).
-        manifest: a :class:`facelm.manifest.Manifest` or the path of a prepared folder / manifest file.
-        scheme: the landmark scheme (default: the manifest's) whose ``face_box_scale`` defines the squares.
-        limit: use at most this many images (0 = all).
-        min_iou: a detection must overlap the ground-truth square at least this much to count as a match.
-
-    Returns:
-        The map dict, with ``matched``, ``faces`` (ground-truth faces seen), ``images``, residuals and provenance.
-    """
+def _match_pairs(detector: FaceDetector, m, sch, images: list[str], by_image: dict, min_iou: float,
+                 progress: Callable[[int, int], None] | None) -> tuple[list, list, int, int]:
+    """Matched (detector box, ground-truth square) pairs of one manifest; also (faces seen, unreadable images)."""
     from facelm.geometry import landmark_square
     from facelm.imageio import ImageReadError, read_image
-    from facelm.manifest import Manifest, load_manifest
-    from facelm.schemes import get_scheme
 
-    m = manifest if isinstance(manifest, Manifest) else load_manifest(manifest)
-    sch = get_scheme(scheme or m.scheme)
-    by_image: dict[str, list[int]] = defaultdict(list)
-    for i, smp in enumerate(m.samples):
-        if smp.dup_of is None:
-            by_image[smp.image].append(i)
-    images = list(by_image)
-    if limit:
-        images = images[:limit]
     pairs_b, pairs_s = [], []
     faces = unreadable = 0
-    t0 = time.perf_counter()
     for k, name in enumerate(images):
         idxs = by_image[name]
         faces += len(idxs)
@@ -185,17 +163,97 @@ def fit_box_map(detector: FaceDetector, manifest, *, scheme=None, limit: int = 0
             if iou[j] >= min_iou:
                 pairs_b.append(db[j])
                 pairs_s.append(sq)
-    if not pairs_b:
-        raise DataError(f"{m.path}: the {detector.name} detector matched none of the {faces} faces "
+    return pairs_b, pairs_s, faces, unreadable
+
+
+def fit_box_map(detector: FaceDetector, manifest, *, scheme=None, limit: int = 0, min_iou: float = 0.3,
+                progress: Callable[[int, int], None] | None = None) -> dict:
+    """Run ``detector`` over one or several prepared manifests and fit its box map (see the module docstring).
+
+    Only the faces of the ``train`` split are used when a manifest has one (held-out faces stay unseen).
+
+    Args:
+        detector: any :class:`FaceDetector` (its ``name`` is recorded).
+        manifest: a :class:`facelm.manifest.Manifest` or the path of a prepared folder / manifest file, or a list
+            of them (the map is fitted on all their faces together; ``per_source`` reports each one's fit).
+        scheme: the landmark scheme (default: the manifest's) whose ``face_box_scale`` defines the squares.
+        limit: use at most this many images of each manifest (0 = all).
+        min_iou: a detection must overlap the ground-truth square at least this much to count as a match.
+
+    Returns:
+        The map dict, with ``matched``, ``faces`` (ground-truth faces seen), ``images``, residuals, ``per_source``
+        and provenance.
+    """
+    from facelm.manifest import Manifest, load_manifest
+    from facelm.schemes import get_scheme
+
+    many = manifest if isinstance(manifest, (list, tuple)) else [manifest]
+    t0 = time.perf_counter()
+    all_b, all_s, per = [], [], {}
+    faces = images_n = unreadable = 0
+    sch = None
+    paths, hashes = [], []
+    for item in many:
+        m = item if isinstance(item, Manifest) else load_manifest(item)
+        if len(m.split("train")):
+            m = m.split("train")
+        s = get_scheme(scheme or m.scheme)
+        if m.scheme != s.name:
+            raise DataError(f"{m.path}: its faces are in scheme {m.scheme!r}, not the model's {s.name!r}: "
+                            "a box map is fitted on faces of the model's own scheme")
+        if sch is not None and s.name != sch.name:
+            raise DataError(f"{m.path}: scheme {s.name!r} differs from the other folders' {sch.name!r}")
+        sch = s
+        by_image: dict[str, list[int]] = defaultdict(list)
+        for i, smp in enumerate(m.samples):
+            if smp.dup_of is None:
+                by_image[smp.image].append(i)
+        images = list(by_image)
+        if limit:
+            images = images[:limit]
+        b, sq, f, u = _match_pairs(detector, m, s, images, by_image, min_iou, progress)
+        faces, images_n, unreadable = faces + f, images_n + len(images), unreadable + u
+        all_b += b
+        all_s += sq
+        per[str(m.path.parent)] = {"faces": f, "matched": len(b), "boxes": np.array(b).reshape(-1, 4),
+                                   "squares": np.array(sq).reshape(-1, 3)}
+        paths.append(str(m.path))
+        hashes.append(m.content_hash())
+    if not all_b:
+        raise DataError(f"{', '.join(paths)}: the {detector.name} detector matched none of the {faces} faces "
                         f"(IoU >= {min_iou}); cannot fit a box map")
-    out = fit_from_pairs(np.array(pairs_b), np.array(pairs_s), detector.name)
-    out.update({"faces": faces, "images": len(images), "unreadable": unreadable, "min_iou": min_iou,
+    out = fit_from_pairs(np.array(all_b), np.array(all_s), detector.name)
+    out["per_source"] = {k: {"faces": v["faces"], "matched": v["matched"],
+                             "residuals": _residuals(v["boxes"], v["squares"], out) if v["matched"] else None}
+                         for k, v in per.items()}
+    out.update({"faces": faces, "images": images_n, "unreadable": unreadable, "min_iou": min_iou,
                 "scheme": sch.name, "face_box_scale": sch.face_box_scale,
-                "fitted_on": str(m.path), "manifest_sha256": m.content_hash(),
+                "fitted_on": paths[0] if len(paths) == 1 else paths,
+                "manifest_sha256": hashes[0] if len(hashes) == 1 else hashes,
                 "seconds": round(time.perf_counter() - t0, 1)})
     if hasattr(detector, "model"):
         out["detector_model"] = Path(detector.model).name
     return out
+
+
+def read_box_map_file(path: str | Path) -> dict:
+    """A box map from a JSON file (what ``facelm fit-box-map`` prints on stdout)."""
+    import json
+    import math
+
+    p = Path(path)
+    try:
+        d = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise DataError(f"{p}: cannot read the box map: {e}") from None
+    try:
+        vals = [float(d[k]) for k in ("cx", "cy", "side")]
+    except (KeyError, TypeError, ValueError):
+        raise DataError(f"{p}: not a box map (needs numbers cx, cy and side, as `facelm fit-box-map` prints)"
+                        ) from None
+    if not all(math.isfinite(v) for v in vals) or vals[2] <= 0:
+        raise DataError(f"{p}: box map values must be finite and side > 0")
+    return d
 
 
 def write_box_map(onnx_path: str | Path, box_map: dict) -> dict:

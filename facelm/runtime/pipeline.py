@@ -9,6 +9,12 @@ Per face, all geometry is in original-image pixels (0-based, pixel centres at in
 2. **Stage 1**: frame ``(cx, cy, side, 0)`` -> ``frame_matrices`` (64 px, the crop covers 1.2 x side) ->
    anti-aliased ``warp_crop`` (black outside the image, as the training crops) -> CNN-6 -> landmarks mapped back
    through the inverse affine.
+2b. **Levelling** (``level=True``, the default): the eye line of that first shape gives the face's in-plane angle,
+   at any angle, since the shipped stage-1 model is trained on rotations over the full circle as well (docs/
+   training.md); stage 1 runs again on the crop levelled by that angle around the shape's own face square
+   (``upright_frames``). So a face at 90 or 180 degrees reaches the second pass as upright as one at 0 degrees.
+   The detector's key points are not used for this: YuNet's eye points stay near level when the face is rotated
+   by more than about 30 degrees (measured, docs/predict.md).
 3. **Angle and box correction**: ``upright_frames`` of the stage-1 shape, exactly as CNN-7's training crops were
    made: the angle of the eye line (the scheme's angle normaliser; 0 = level, positive = the image-right eye is
    lower, i.e. the face is rolled clockwise on screen, since y points down) and the bounding square of the shape
@@ -180,10 +186,15 @@ class Landmarker:
     """
 
     def __init__(self, models: ModelPair, detector: FaceDetector, *, batch: int = 32, workers: int = 0,
-                 keep_images: bool = False, box_map: dict | None = None, exif: bool = True, streams: int = 1):
+                 keep_images: bool = False, box_map: dict | None = None, exif: bool = True, streams: int = 1,
+                 level: bool = True, tta: str = "none"):
         if batch < 1 or streams < 1:
             raise ValueError("batch and streams must be at least 1")
+        if tta not in ("none", "flip"):
+            raise ValueError(f"tta must be 'none' or 'flip', not {tta!r}")
         self.streams = streams
+        self.level = level
+        self.tta = tta
         self.s1: ModelSession = models.stage1
         self.s2: ModelSession | None = models.stage2
         self.scheme = models.scheme
@@ -243,24 +254,42 @@ class Landmarker:
     def _run(self, session: ModelSession, crops: np.ndarray) -> np.ndarray:
         t0 = time.perf_counter()
         outs = [session.run(crops[i:i + self.batch]) for i in range(0, len(crops), self.batch)]
+        pred = np.concatenate(outs)
+        if self.tta == "flip":  # mean of the crop's and its mirror image's landmarks (mirrored back)
+            size = crops.shape[2]
+            mirrored = np.ascontiguousarray(crops[:, :, ::-1])
+            flipped = np.concatenate([session.run(mirrored[i:i + self.batch])
+                                      for i in range(0, len(crops), self.batch)])
+            back = flipped[:, list(self.scheme.flip_perm)].copy()
+            back[..., 0] = (size - 1) - back[..., 0]
+            pred = (pred + back) / 2
         with self._lock:
             self.stats["infer_s"] += time.perf_counter() - t0
-            self.stats["batches"] += len(outs)
-        return np.concatenate(outs)
+            self.stats["batches"] += len(outs) * (2 if self.tta == "flip" else 1)
+        return pred
+
+    def _crops(self, faces: list[_Face], frames: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+        """Crops ``(N, size, size, 3)`` of ``frames`` cut from each face's patch, and their matrices."""
+        mats, _ = frame_matrices(frames, size)
+        crops = np.empty((len(faces), size, size, 3), np.uint8)
+        for i, f in enumerate(faces):
+            crops[i] = warp_crop(f.patch, compose_affine(mats[i], invert_affine(f.to_patch)), size)
+        return crops, mats
 
     def _infer(self, faces: list[_Face]) -> list[FaceResult]:
         crops1 = np.stack([f.crop1 for f in faces])
         m1 = np.stack([f.m1 for f in faces])
         lm1 = _back(m1, self._run(self.s1, crops1))
+        if self.level:  # step 2b: stage 1 again on the crop levelled by the first shape's eye line
+            le, re = self.scheme.eye_centres(lm1)
+            frames_l = upright_frames(lm1, le, re, self.scheme.face_box_scale)
+            crops_l, m_l = self._crops(faces, frames_l, self.s1.size)
+            lm1 = _back(m_l, self._run(self.s1, crops_l))
         le, re = self.scheme.eye_centres(lm1)
         frames2 = upright_frames(lm1, le, re, self.scheme.face_box_scale)
-        final, angles = lm1, frames2[:, 3]
+        final, angles = lm1, eye_angle(le, re)
         if self.s2 is not None:
-            size = self.s2.size
-            m2, _ = frame_matrices(frames2, size)
-            crops2 = np.empty((len(faces), size, size, 3), np.uint8)
-            for i, f in enumerate(faces):
-                crops2[i] = warp_crop(f.patch, compose_affine(m2[i], invert_affine(f.to_patch)), size)
+            crops2, m2 = self._crops(faces, frames2, self.s2.size)
             final = _back(m2, self._run(self.s2, crops2))
             angles = eye_angle(*self.scheme.eye_centres(final))
         return [FaceResult(box=f.det.box, score=f.det.score, angle=float(angles[i]), landmarks=final[i],
