@@ -85,7 +85,8 @@ class _Sink:
     def _csv_rows(self, rec: dict) -> list[list]:
         base = [rec["image"], rec.get("frame", "")]
         if not rec["faces"]:
-            return [base + [""] * (8 + 2 * self.n) + [rec["width"], rec["height"], rec["error"] or ""]]
+            # face, box_x1..box_y2, score, angle (7 fields) and the 2n coordinates stay empty
+            return [base + [""] * (7 + 2 * self.n) + [rec["width"], rec["height"], rec["error"] or ""]]
         rows = []
         for i, f in enumerate(rec["faces"]):
             pts = [v for p in f["landmarks"] for v in p]
