@@ -46,7 +46,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from facelm._io import atomic_path
+from facelm._io import atomic_path, stdout_to_stderr
 from facelm.errors import ModelError, UsageError
 
 __all__ = [
@@ -59,6 +59,17 @@ __all__ = [
 
 META_KEY = "facelm"
 DEFAULT_OPSET = 17
+MIN_OPSET = 13
+
+
+def max_opset() -> int:
+    """The newest opset torch's TorchScript exporter (the one used here) writes."""
+    try:
+        from torch.onnx._constants import ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET
+
+        return int(ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET)
+    except ImportError:  # older/newer torch without the constant
+        return 20
 PRECISIONS = ("fp32", "fp16", "fp16w", "int8")
 
 # Max |ONNX - torch| in crop pixels over the sample crops. fp32: measured 2e-6 .. 2e-5 px (kernel summation order
@@ -97,7 +108,8 @@ def export_onnx(checkpoint: str | Path, out: str | Path, *, opset: int = DEFAULT
                      "onnx_version": onnx.__version__}}
     with atomic_path(out) as tmp:
         # The TorchScript-based exporter (dynamo=False) needs no extra packages and gives a plain static graph.
-        with warnings.catch_warnings():
+        # (stdout_to_stderr: on failure the exporter prints the graph IR, and stdout carries the CLI's JSON)
+        with warnings.catch_warnings(), stdout_to_stderr():
             warnings.simplefilter("ignore", DeprecationWarning)  # "legacy exporter" notices, not for our users
             torch.onnx.export(model, (dummy,), str(tmp), input_names=["images"], output_names=["landmarks"],
                               dynamic_axes={"images": {0: "batch"}, "landmarks": {0: "batch"}} if dynamic_batch
@@ -661,8 +673,11 @@ def _check_options(o: ExportOptions) -> None:
         raise UsageError(f"--activations must be one of {', '.join(ACTIVATION_TYPES)}")
     if o.calib_method not in CALIB_METHODS:
         raise UsageError(f"--calib-method must be one of {', '.join(CALIB_METHODS)}")
-    if o.opset < 13:
-        raise UsageError("--opset must be at least 13 (per-channel quantisation and the exporter need it)")
+    if not MIN_OPSET <= o.opset <= max_opset():
+        raise UsageError(f"--opset must be in [{MIN_OPSET}, {max_opset()}], got {o.opset} (13: per-channel "
+                         "quantisation and the exporter need it; the top: torch's TorchScript exporter)")
+    if Path(o.out).is_dir():
+        raise UsageError(f"--out {o.out}: is a folder; give the .onnx file name")
     if o.calib_faces < 1 or o.parity_crops < 1 or o.bench_batch < 1:
         raise UsageError("--calib-faces, --parity-crops and --bench-batch must be at least 1")
 

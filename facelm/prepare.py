@@ -37,6 +37,7 @@ from facelm.schemes import get_scheme
 __all__ = ["PrepareOptions", "PrepareResult", "prepare", "default_group", "DEFAULT_CACHE_SIZE", "DEFAULT_MARGIN"]
 
 DEFAULT_CACHE_SIZE = 192
+MAX_CACHE_SIZE = 1024  # 3 MB per face already; larger values are typos (100000 asked for 30 GB per face)
 DEFAULT_MARGIN = 1.8
 _GROUP_RE = re.compile(r"[_-]?\d+$")
 
@@ -116,10 +117,10 @@ def prepare(opts: PrepareOptions, progress: Callable[[int, int], None] | None = 
         raise UsageError(f"--split must be train, test or auto, not {opts.split!r}")
     if not 0.0 <= opts.holdout < 1.0:
         raise UsageError(f"--holdout must be in [0, 1), not {opts.holdout}")
-    if opts.cache_size < 32:
-        raise UsageError("--cache-size must be at least 32")
-    if opts.margin < 1.0:
-        raise UsageError("--margin must be at least 1.0")
+    if not 32 <= opts.cache_size <= MAX_CACHE_SIZE:
+        raise UsageError(f"--cache-size must be in [32, {MAX_CACHE_SIZE}], got {opts.cache_size}")
+    if not (np.isfinite(opts.margin) and opts.margin >= 1.0):
+        raise UsageError(f"--margin must be a finite number >= 1, got {opts.margin}")
     if opts.workers < 0 or opts.limit < 0:
         raise UsageError("--workers and --limit must be 0 or more")
     if opts.fmt != "auto" and opts.fmt not in READERS:

@@ -124,3 +124,73 @@ def test_predict_csv_rows_match_the_header_and_the_jsonl(tiny, tmp_path):
             pts = [[float(row[f"x{j}"]), float(row[f"y{j}"])] for j in range(len(face["landmarks"]))]
             assert pts == face["landmarks"]
     assert k == len(got)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# item 3: invalid option values are usage errors: exit 2, one line naming the option, nothing written
+
+# (command, option, bad value): every numeric option of prepare, predict, fit-box-map, bench, export, evaluate
+# and balance (train's own sweep lives with train), plus the output paths that name an existing folder
+SWEEP = [
+    ("prepare", "--cache-size", "100000"), ("prepare", "--cache-size", "31"), ("prepare", "--cache-size", "x"),
+    ("prepare", "--margin", "0.5"), ("prepare", "--margin", "nan"), ("prepare", "--margin", "inf"),
+    ("prepare", "--holdout", "1"), ("prepare", "--holdout", "-0.1"), ("prepare", "--holdout", "nan"),
+    ("prepare", "--workers", "-1"), ("prepare", "--limit", "-1"),
+    ("predict", "--score-threshold", "-1"), ("predict", "--score-threshold", "1.5"),
+    ("predict", "--score-threshold", "nan"), ("predict", "--batch", "0"), ("predict", "--batch", "-4"),
+    ("predict", "--batch", "1e9"), ("predict", "--vid-stride", "0"), ("predict", "--stages", "3"),
+    ("predict", "--workers", "-1"), ("predict", "--threads", "-1"), ("predict", "--streams", "100"),
+    ("predict", "--streams", "-1"), ("predict", "--output", "DIR"),
+    ("fit-box-map", "--min-iou", "2"), ("fit-box-map", "--min-iou", "-0.1"), ("fit-box-map", "--min-iou", "nan"),
+    ("fit-box-map", "--limit", "-1"),
+    ("bench", "--limit", "-5"), ("bench", "--limit", "0"), ("bench", "--batch", "0"), ("bench", "--seconds", "0"),
+    ("bench", "--seconds", "nan"), ("bench", "--seconds", "inf"), ("bench", "--workers", "-2"),
+    ("bench", "--markdown", "DIR"),
+    ("export", "--opset", "999"), ("export", "--opset", "12"), ("export", "--tolerance", "-1"),
+    ("export", "--tolerance", "nan"), ("export", "--calib-faces", "0"), ("export", "--max-val", "0"),
+    ("export", "--max-nme-increase", "-0.1"), ("export", "--max-nme-increase", "nan"),
+    ("export", "--parity-crops", "0"), ("export", "--bench-seconds", "-1"), ("export", "--threads", "-1"),
+    ("export", "--out", "DIR"),
+    ("evaluate", "--per-face", "DIR"), ("evaluate", "--plot", "DIR"), ("evaluate", "--ced-csv", "DIR"),
+    ("evaluate", "--fail-above", "-1"), ("evaluate", "--fail-above", "nan"),
+    ("balance", "--bins", "1"), ("balance", "--max-dup", "-1"),
+]
+
+
+def _base_args(cmd: str, tiny: dict, out: Path) -> list:
+    return {
+        "prepare": ["prepare", tiny["raw"], "--format", "csv", "--out", out / "prep"],
+        "predict": ["predict", tiny["raw"], "--models", tiny["models"], "--no-detect", "-o", out / "p.jsonl",
+                    "--draw", out / "drawn"],
+        "fit-box-map": ["fit-box-map", "--data", tiny["prep"], "--models", tiny["models"], "--dry-run"],
+        "bench": ["bench", tiny["raw"], "--models", tiny["models"], "--seconds", "0.01", "--markdown", out / "b.md"],
+        "export": ["export", tiny["ckpt"], "--out", out / "m.onnx"],
+        "evaluate": ["evaluate", tiny["ckpt"], "--data", tiny["prep"], "--per-face", out / "pf.csv"],
+        "balance": ["balance", tiny["prep"], "--out", out / "bal"],
+    }[cmd]
+
+
+@pytest.mark.parametrize("cmd,opt,value", SWEEP, ids=[f"{c}{o}={v}" for c, o, v in SWEEP])
+def test_invalid_option_value_is_one_line_exit_2_and_writes_nothing(tiny, tmp_path, cmd, opt, value):
+    out = tmp_path / "out"
+    out.mkdir()
+    taken = tmp_path / "existing-folder"
+    taken.mkdir()
+    args = _base_args(cmd, tiny, out)
+    if value == "DIR":
+        i = args.index(opt) if opt in args else None
+        if i is not None:
+            args[i + 1] = taken
+        else:
+            args += [opt, taken]
+    else:
+        args += [opt, value]
+    before = sorted(p.name for p in tiny["root"].rglob("*"))
+    r = invoke(*args)
+    no_traceback(r)
+    assert r.exit_code == 2, (r.exit_code, r.stdout, r.stderr)
+    assert r.stdout == ""
+    line = one_error_line(r.stderr)
+    assert opt in line, line
+    assert list(out.iterdir()) == [] and list(taken.iterdir()) == []
+    assert sorted(p.name for p in tiny["root"].rglob("*")) == before

@@ -20,7 +20,7 @@ from typing import Annotated
 import numpy as np
 import typer
 
-from facelm.cli._common import emit_json, handle_errors, info, table, warn
+from facelm.cli._common import check_output_file, check_range, emit_json, handle_errors, info, table, warn
 from facelm.errors import UsageError
 
 EPILOG = """Examples:
@@ -176,8 +176,13 @@ def register(app: typer.Typer) -> None:
         from facelm.runtime.session import cpu_count, plan_threads
         from facelm.sources import iter_sources
 
-        if batch < 1 or seconds <= 0:
-            raise UsageError("--batch must be at least 1 and --seconds above 0")
+        from facelm.cli.predict import MAX_BATCH, MAX_THREADS
+
+        check_range("--batch", batch, 1, MAX_BATCH)
+        check_range("--seconds", seconds, 0.0, 3600.0, lo_open=True)
+        check_range("--limit", limit, 1)
+        check_range("--workers", workers, 0, MAX_THREADS)
+        check_output_file("--markdown", markdown)
         if device not in ("auto", "cpu", "cuda"):
             raise UsageError(f"--device must be auto, cpu or cuda, not {device!r}")
         note = (lambda m: None) if quiet else info

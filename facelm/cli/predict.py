@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from facelm.cli._common import dumps, emit_json, error, handle_errors, info, warn
+from facelm.cli._common import check_output_file, check_range, dumps, emit_json, error, handle_errors, info, warn
 from facelm.errors import DataError, ExitCode, UsageError
 
 EPILOG = """Examples:
@@ -57,6 +57,11 @@ class Fmt(str, Enum):
 _MODELS_HELP = ("Folder with the stage-1 (cnn6) and stage-2 (cnn7) ONNX models; default: the repository's "
                 "models/ (or the installed package's).")
 
+
+#: upper bounds of the resource options: beyond these a value is a typo, not a plan
+MAX_BATCH = 4096
+MAX_THREADS = 1024
+MAX_STREAMS = 64
 
 _CSV_HEAD = ["image", "frame", "face", "box_x1", "box_y1", "box_x2", "box_y2", "score", "angle"]
 
@@ -203,16 +208,19 @@ def register(app: typer.Typer) -> None:
         from facelm.runtime.session import plan_threads
         from facelm.sources import describe_sources, iter_sources
 
-        if batch < 1:
-            raise UsageError("--batch must be at least 1")
-        if vid_stride < 1:
-            raise UsageError("--vid-stride must be at least 1")
+        check_range("--batch", batch, 1, MAX_BATCH)
+        check_range("--vid-stride", vid_stride, 1)
         if stages not in (None, 1, 2):
-            raise UsageError(f"--stages must be 1 or 2, not {stages}")
-        if workers < 0 or threads < 0 or streams < 0:
-            raise UsageError("--workers, --threads and --streams must be 0 or more")
+            raise UsageError(f"--stages must be 1 or 2, got {stages}")
+        check_range("--score-threshold", score_threshold, 0.0, 1.0)
+        check_range("--workers", workers, 0, MAX_THREADS)
+        check_range("--threads", threads, 0, MAX_THREADS)
+        check_range("--streams", streams, 0, MAX_STREAMS)
         if boxes is not None and no_detect:
             raise UsageError("--boxes and --no-detect cannot be used together")
+        check_output_file("--output", output)  # before any work: a folder here used to fail after the whole run
+        if draw is not None and draw.exists() and not draw.is_dir():
+            raise UsageError(f"--draw {draw}: is a file; give a folder")
         note = (lambda m: None) if quiet else info
         providers = resolve_providers(device, warn=warn)
         streams, threads = plan_threads(providers, streams, threads)
@@ -284,6 +292,8 @@ def register(app: typer.Typer) -> None:
         from facelm.detectors.boxmap import fit_box_map, write_box_map
         from facelm.runtime import default_models_dir, load_models
 
+        check_range("--limit", limit, 0)
+        check_range("--min-iou", min_iou, 0.0, 1.0)
         note = (lambda m: None) if quiet else info
         pair = load_models(models if models is not None else default_models_dir(), 1)
         det = create_detector(detector, model=detector_model, info=note)
