@@ -194,3 +194,172 @@ def test_invalid_option_value_is_one_line_exit_2_and_writes_nothing(tiny, tmp_pa
     assert opt in line, line
     assert list(out.iterdir()) == [] and list(taken.iterdir()) == []
     assert sorted(p.name for p in tiny["root"].rglob("*")) == before
+
+
+# ------------------------------------------------------------------------------------------------------------
+# the bad-input corpus
+
+
+def make_corpus(d: Path) -> dict[str, str]:
+    """Every kind of file a folder of "images" holds in the wild; returns {file name: 'ok' | 'bad'}."""
+    from PIL import Image
+
+    d.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(3)
+    face = rng.integers(0, 255, (48, 40, 3), dtype=np.uint8)
+    kinds: dict[str, str] = {}
+
+    def png(name, img):
+        _, buf = cv2.imencode(".png", img)
+        (d / name).write_bytes(buf.tobytes())
+        kinds[name] = "ok"
+
+    png("good.png", face)
+    (d / "zero.jpg").write_bytes(b"")
+    kinds["zero.jpg"] = "bad"
+    (d / "text.jpg").write_text("this is not an image\n")
+    kinds["text.jpg"] = "bad"
+    _, jpg = cv2.imencode(".jpg", face)
+    (d / "truncated.jpg").write_bytes(jpg.tobytes()[: len(jpg) // 2])
+    kinds["truncated.jpg"] = "bad"
+    png("one.png", np.full((1, 1, 3), 9, np.uint8))
+    png("gray16.png", (np.arange(40 * 30, dtype=np.uint16).reshape(30, 40) * 50))
+    png("rgba.png", np.dstack([face, np.full(face.shape[:2], 128, np.uint8)]))
+    Image.fromarray(face).convert("CMYK").save(d / "cmyk.jpg")
+    kinds["cmyk.jpg"] = "ok"
+    frames = [Image.fromarray(np.roll(face, 3 * i, axis=1)) for i in range(3)]
+    frames[0].save(d / "anim.gif", save_all=True, append_images=frames[1:], duration=50, loop=0)
+    kinds["anim.gif"] = "ok"
+    Image.fromarray(face).save(d / "img.webp")
+    kinds["img.webp"] = "ok"
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotated 90 degrees
+    Image.fromarray(face).save(d / "exif_rot.jpg", exif=exif)
+    kinds["exif_rot.jpg"] = "ok"
+    for name in ("visage é 人.png", "space name.png", "new\nline.png"):
+        png(name, face)
+    os.symlink(d / "missing-target.jpg", d / "dangling.jpg")
+    kinds["dangling.jpg"] = "bad"
+    os.symlink(d / "good.png", d / "link-to-good.png")
+    kinds["link-to-good.png"] = "ok"
+    os.mkfifo(d / "fifo.jpg")
+    kinds["fifo.jpg"] = "bad"
+    (d / "x.jpg").mkdir()  # a folder named like an image: not an input
+    return kinds
+
+
+@pytest.fixture()
+def corpus(tmp_path) -> tuple[Path, dict[str, str]]:
+    d = tmp_path / "corpus"
+    return d, make_corpus(d)
+
+
+def test_predict_over_the_bad_input_corpus(tiny, corpus, tmp_path):
+    d, kinds = corpus
+    for fmt in ("jsonl", "csv", "json"):
+        r = invoke("predict", d, "--models", tiny["models"], "--no-detect", "-f", fmt, "--draw", tmp_path / fmt)
+        no_traceback(r)
+        assert r.exit_code == 1, r.stderr  # documented: 1 = some inputs failed, each has an error record
+        if fmt == "jsonl":
+            recs = jsonl(r.stdout)
+        elif fmt == "json":
+            assert r.stdout.count("\n") == 1
+            recs = json.loads(r.stdout)
+        else:
+            rows = list(csv.reader(io.StringIO(r.stdout)))
+            assert all(len(row) == len(rows[0]) for row in rows)
+            continue
+        by = {}
+        for x in recs:
+            by.setdefault(Path(x["image"]).name, []).append(x)
+        assert set(by) == set(kinds), set(by) ^ set(kinds)
+        for name, kind in kinds.items():
+            if name == "anim.gif":  # a GIF is a video: one record per frame
+                assert [x["frame"] for x in by[name]] == [0, 1, 2]
+            else:
+                assert len(by[name]) == 1, name
+            for x in by[name]:
+                assert (x["error"] is None) == (kind == "ok"), (name, x["error"])
+                if kind == "ok":
+                    assert len(x["faces"]) == 1
+        assert "not a regular file" in by["fifo.jpg"][0]["error"]
+        assert "dangling" in by["dangling.jpg"][0]["error"]
+        assert by["exif_rot.jpg"][0]["width"] == 48  # EXIF orientation applied (40x48 stored)
+
+
+def test_predict_a_fifo_given_as_argument_is_an_error_record_not_a_hang(tiny, corpus):
+    d, _ = corpus
+    r = invoke("predict", d / "good.png", d / "fifo.jpg", d / "dangling.jpg", d / "x.jpg", "--models",
+               tiny["models"], "--no-detect")
+    no_traceback(r)
+    recs = jsonl(r.stdout)
+    assert [Path(x["image"]).name for x in recs] == ["good.png", "fifo.jpg", "dangling.jpg", "x.jpg"]
+    assert recs[0]["error"] is None and all(x["error"] for x in recs[1:])
+    assert r.exit_code == 1
+
+
+def test_prepare_over_the_bad_input_corpus(corpus, tmp_path):
+    from facelm.synthetic import template_68
+
+    d, kinds = corpus
+    lm = (template_68() - 0.5) * 30 + 20
+    rows = []
+    for name in kinds:
+        if "\n" in name:
+            continue  # (a CSV annotation cannot name it)
+        rows.append(f'"{name}",' + ",".join(f"{v:.3f}" for v in lm.reshape(-1)))
+    (d / "labels.csv").write_text("\n".join(rows) + "\n")
+    r = invoke("prepare", d / "labels.csv", "--format", "csv", "--out", tmp_path / "prep")
+    no_traceback(r)
+    assert r.exit_code == 1, r.stderr  # documented: 1 = some faces skipped
+    s = json.loads(r.stdout)
+    assert r.stdout.count("\n") == 1
+    bad = {n for n, k in kinds.items() if k == "bad"} | {"one.png"}  # (1x1: the landmarks lie outside it)
+    for name in bad:  # skipped with a reason naming it (by the reader, or when its image is opened)
+        assert any(Path(x.get("image") or "").name == name or repr(name) in x["reason"] for x in s["skipped_faces"]
+                   ), name
+    assert s["skipped"] == len(bad)
+    assert s["faces"] >= 1
+    assert not [p for p in (tmp_path / "prep").iterdir() if p.name.startswith(".")]
+
+
+def test_bench_skips_unreadable_files(tiny, corpus):
+    d, kinds = corpus
+    r = invoke("bench", d, "--models", tiny["models"], "--seconds", "0.01", "--batch", "2", "--device", "cpu",
+               "--detector-model", d / "no-such-detector.onnx")
+    no_traceback(r)
+    assert r.exit_code == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert r.stdout.count("\n") == 1
+    bad = {n for n, k in kinds.items() if k == "bad"}
+    assert out["images"]["skipped"] == len(bad)
+    assert out["images"]["files"] == sum(k == "ok" for n, k in kinds.items() if not n.endswith(".gif"))
+    for name in bad:
+        assert name in r.stderr
+
+
+def test_evaluate_reads_every_format_predict_writes(tiny, tmp_path):
+    recs = {}
+    for fmt in ("jsonl", "json", "csv"):
+        f = tmp_path / f"p.{fmt}"
+        r = invoke("predict", tiny["raw"], "--models", tiny["models"], "--no-detect", "-f", fmt, "-o", f, "-q")
+        assert r.exit_code == 0, r.stderr
+        ev = invoke("evaluate", f, "--data", tiny["prep"], "-q")
+        no_traceback(ev)
+        assert ev.exit_code == 0, ev.stderr
+        (rec,) = jsonl(ev.stdout)
+        recs[fmt] = rec
+    assert recs["jsonl"]["n"] == recs["json"]["n"] == recs["csv"]["n"] > 0
+    assert recs["jsonl"]["missing"] == recs["json"]["missing"] == recs["csv"]["missing"] == 0
+    assert recs["jsonl"]["nme"] == pytest.approx(recs["json"]["nme"]) == pytest.approx(recs["csv"]["nme"])
+
+
+@pytest.mark.parametrize("content", ["", "not json\n", '{"image": "a.png", "faces": [', "[1, 2",
+                                     "image,x0\n", "\x00\x01\x02"])
+def test_evaluate_bad_predictions_files_are_one_line_exit_4(tiny, tmp_path, content):
+    f = tmp_path / "bad.jsonl"
+    f.write_text(content)
+    r = invoke("evaluate", f, "--data", tiny["prep"])
+    no_traceback(r)
+    assert r.exit_code == 4 and r.stdout == ""
+    one_error_line(r.stderr)
