@@ -180,7 +180,8 @@ def register(app: typer.Typer) -> None:
                           ] = "-",
         draw: Annotated[Path | None, typer.Option(help="Write annotated copies of the images into this folder.")
                         ] = None,
-        batch: Annotated[int, typer.Option(help="Faces per network call (batched across images).")] = 32,
+        batch: Annotated[int, typer.Option("--batch", "--batch-size",
+                                           help="Faces per network call (batched across images).")] = 32,
         device: Annotated[str, typer.Option(help="auto (CUDA when usable), cpu, cuda or cuda:N.",
                                             envvar="FACELM_DEVICE")] = "auto",
         detector: Annotated[str, typer.Option(help="auto, yunet or yuface.")] = "auto",
