@@ -363,3 +363,26 @@ def test_evaluate_bad_predictions_files_are_one_line_exit_4(tiny, tmp_path, cont
     no_traceback(r)
     assert r.exit_code == 4 and r.stdout == ""
     one_error_line(r.stderr)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# item 5: --draw never overwrites: every input gets its own drawing
+
+
+def test_draw_gives_same_named_inputs_their_own_files(tiny, tmp_path, monkeypatch):
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    a = _png(tmp_path / "x" / "img.png", size=40)
+    b = _png(tmp_path / "y" / "img.png", size=48)
+    c = _png(work / "sub" / "img.png", size=56)
+    args = [a, b, "../y/img.png", work / "sub" / "img.png", "sub/img.png"]
+    r = invoke("predict", *args, "--models", tiny["models"], "--no-detect", "--draw", "drawn", "-q")
+    assert r.exit_code == 0, r.stderr
+    files = sorted(p for p in (work / "drawn").rglob("*") if p.is_file())
+    assert len(files) == len(args), files
+    # inputs under the working folder are mirrored; the others keep their name plus a tag of their folder
+    assert (work / "drawn" / "sub" / "img.png").is_file()
+    sizes = sorted(cv2.imread(str(f)).shape[0] for f in files)
+    assert sizes == [40, 48, 48, 56, 56]
+    assert c.is_file()

@@ -142,13 +142,49 @@ class _Sink:
 _DRAW_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 
-def _draw_path(root: Path, name: str, frame) -> Path:
-    p = Path(name)
-    rel = Path(p.name) if p.is_absolute() or ".." in p.parts else p
-    suffix = rel.suffix.lower() if rel.suffix.lower() in _DRAW_SUFFIXES else ".png"
-    if frame is not None:
-        return root / rel.parent / f"{rel.stem}_f{int(frame):06d}.jpg"
-    return root / rel.parent / f"{rel.stem}{suffix}"
+class _DrawNames:
+    """Where ``--draw DIR`` puts each input's drawing: a distinct file per input, never an overwrite.
+
+    A relative input path without ``..`` is mirrored under DIR (``imgs/a.jpg`` -> ``DIR/imgs/a.jpg``); so is an
+    absolute one or one with ``..`` that lies under the working folder. Any other path keeps its file name plus
+    a short hash of its folder (``DIR/a.1f3c9e2b.jpg``), so ``/x/a.jpg`` and ``/y/a.jpg`` give two files. Names
+    that still collide within a run (the same input twice, ``a.ppm`` next to ``a.png``) get ``-2``, ``-3``, ...
+    """
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.used: set[str] = set()
+        self.cwd = os.path.abspath(os.getcwd())
+
+    def _rel(self, name: str) -> Path:
+        p = Path(name)
+        if not p.is_absolute() and ".." not in p.parts:
+            return p
+        full = os.path.abspath(name)
+        try:
+            rel = os.path.relpath(full, self.cwd)
+        except ValueError:  # another drive (Windows)
+            rel = ".."
+        if not rel.startswith(".."):
+            return Path(rel)
+        import hashlib
+
+        tag = hashlib.sha1(os.path.dirname(full).encode("utf-8", "surrogateescape")).hexdigest()[:8]
+        return Path(f"{p.stem}.{tag}{p.suffix}")
+
+    def path(self, name: str, frame) -> Path:
+        rel = self._rel(name)
+        suffix = rel.suffix.lower() if rel.suffix.lower() in _DRAW_SUFFIXES else ".png"
+        stem = rel.stem + (f"_f{int(frame):06d}" if frame is not None else "")
+        if frame is not None:
+            suffix = ".jpg"
+        out = self.root / rel.parent / f"{stem}{suffix}"
+        k = 2
+        while os.path.normcase(str(out)) in self.used:
+            out = self.root / rel.parent / f"{stem}-{k}{suffix}"
+            k += 1
+        self.used.add(os.path.normcase(str(out)))
+        return out
 
 
 def _write_drawing(path: Path, bgr) -> None:
@@ -240,6 +276,7 @@ def register(app: typer.Typer) -> None:
              + (f"; box map: {lm.box_map_source}" if det.name not in ("boxes", "none") else ""))
 
         sink = _Sink(fmt, output, pair.scheme.num_landmarks)
+        draw_names = _DrawNames(draw) if draw is not None else None
         items = iter_sources(sources, recursive=recursive, vid_stride=vid_stride)
         n = failed = attempted = faces = 0
         t0 = time.perf_counter()
@@ -256,7 +293,7 @@ def register(app: typer.Typer) -> None:
                 sink.write(res.record(pair.scheme.name))
                 if draw is not None and res.image is not None and not res.error:
                     try:
-                        _write_drawing(_draw_path(draw, res.name, res.frame),
+                        _write_drawing(draw_names.path(res.name, res.frame),
                                        annotate(res.image, res, dict(pair.scheme.boundaries)))
                     except OSError as e:
                         warn(f"{res.name}: cannot write the drawing ({e})")
