@@ -46,7 +46,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from facelm._io import atomic_path, stdout_to_stderr
+from facelm._io import atomic_path, stdout_to_stderr, sweep_stale_temps, temp_name
 from facelm.errors import ModelError, UsageError
 
 __all__ = [
@@ -304,7 +304,10 @@ def quantize_int8(src: str | Path, out: str | Path, calib_images: np.ndarray, *,
         raise UsageError("int8 quantisation needs calibration crops")
     meta = read_onnx_meta(src)
     out = Path(out)
-    work = Path(tempfile.mkdtemp(prefix=".facelm-int8-", dir=out.parent if out.parent.is_dir() else None))
+    if out.parent.is_dir():
+        sweep_stale_temps(out)
+    work = Path(tempfile.mkdtemp(prefix=temp_name(out, "int8-"), suffix=".tmp",
+                                 dir=out.parent if out.parent.is_dir() else None))
     try:
         model_in = Path(src)
         if preprocess:
@@ -751,7 +754,8 @@ def export(opts: ExportOptions, *, warn: Callable[[str], None] = _noop, step: Ca
 
     out = Path(opts.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    sweep_stale_temps(out)  # what a killed export left here
+    work = Path(tempfile.mkdtemp(prefix=temp_name(out), suffix=".tmp", dir=out.parent))
     failures: list[str] = []
     try:
         fp32_path = work / "fp32.onnx"

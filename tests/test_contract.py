@@ -386,3 +386,118 @@ def test_draw_gives_same_named_inputs_their_own_files(tiny, tmp_path, monkeypatc
     sizes = sorted(cv2.imread(str(f)).shape[0] for f in files)
     assert sizes == [40, 48, 48, 56, 56]
     assert c.is_file()
+
+
+# ------------------------------------------------------------------------------------------------------------
+# item 7: SIGTERM is Ctrl-C (exit 130, no temporary file left); kill -9 leftovers are swept by the next run
+
+# Each command runs in a child process; a patch makes its slow step slower (a sleep, which a signal interrupts),
+# so the signal lands mid-run without depending on the machine's speed.
+_CHILD = """
+import sys, time
+{patch}
+from facelm.cli import app
+sys.argv = ["facelm"] + {args!r}
+app()
+"""
+
+PATCHES = {
+    "none": "",
+    "prepare": ("import facelm.prepare as m\nreal = m.warp_crop\n"
+                "def slow(*a, **k):\n    time.sleep(0.5)\n    return real(*a, **k)\nm.warp_crop = slow"),
+    "export": ("import facelm.export as m\nreal = m.make_session\n"
+               "def slow(*a, **k):\n    time.sleep(60)\n    return real(*a, **k)\nm.make_session = slow"),
+}
+
+
+def _start(args: list, patch: str, stdin=subprocess.DEVNULL) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+           "FACELM_DEVICE": "cpu"}
+    code = _CHILD.format(patch=PATCHES[patch], args=[str(a) for a in args])
+    return subprocess.Popen([sys.executable, "-c", code], stdin=stdin, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+
+
+def _temps(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith(".") and ".tmp" in p.name)
+
+
+def _wait_for_temp(proc: subprocess.Popen, folder: Path, timeout: float = 120) -> list[str]:
+    t_end = time.monotonic() + timeout
+    while time.monotonic() < t_end:
+        found = _temps(folder) if folder.is_dir() else []
+        if found:
+            return found
+        if proc.poll() is not None:
+            raise AssertionError(f"ended before it wrote a temporary file: {proc.returncode} {proc.stderr.read()}")
+        time.sleep(0.05)
+    proc.kill()
+    raise AssertionError("no temporary file appeared")
+
+
+def _command(kind: str, tiny: dict, out: Path) -> tuple[list, str, Path]:
+    """(arguments, patch, the folder where its temporary files appear)."""
+    if kind == "prepare":
+        return ["prepare", tiny["raw"], "--format", "csv", "--out", out / "prep", "--workers", "1"], "prepare", \
+            out / "prep"
+    if kind == "export":
+        return ["export", tiny["ckpt"], "--out", out / "m.onnx", "--bench-seconds", "0"], "export", out
+    return ["predict", "-", "--models", tiny["models"], "--no-detect", "-o", out / "p.jsonl"], "none", out
+
+
+def _predict_stdin(tiny: dict):
+    # paths on a pipe that stays open: predict writes the first records and waits for more
+    r, w = os.pipe()
+    img = sorted(tiny["raw"].glob("*.png"))[0]
+    os.write(w, f"{img}\n".encode())
+    return r, w
+
+
+@pytest.mark.parametrize("kind", ["prepare", "export", "predict"])
+def test_sigterm_mid_run_exits_130_and_leaves_no_temp_file(tiny, tmp_path, kind):
+    out = tmp_path / "out"
+    out.mkdir()
+    args, patch, where = _command(kind, tiny, out)
+    rfd = wfd = None
+    if kind == "predict":
+        rfd, wfd = _predict_stdin(tiny)
+    proc = _start(args, patch, stdin=rfd if rfd is not None else subprocess.DEVNULL)
+    try:
+        _wait_for_temp(proc, where)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        for fd in (rfd, wfd):
+            if fd is not None:
+                os.close(fd)
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "interrupted" in err
+    assert _temps(where) == []
+    assert not (out / "p.jsonl").exists() and not (out / "m.onnx").exists()
+
+
+@pytest.mark.parametrize("kind", ["prepare", "export", "predict"])
+def test_after_kill_9_the_next_run_sweeps_the_stale_temp_files(tiny, tmp_path, kind):
+    out = tmp_path / "out"
+    out.mkdir()
+    args, patch, where = _command(kind, tiny, out)
+    rfd = wfd = None
+    if kind == "predict":
+        rfd, wfd = _predict_stdin(tiny)
+    proc = _start(args, patch, stdin=rfd if rfd is not None else subprocess.DEVNULL)
+    try:
+        stale = _wait_for_temp(proc, where)
+        proc.kill()
+        proc.communicate(timeout=60)
+    finally:
+        for fd in (rfd, wfd):
+            if fd is not None:
+                os.close(fd)
+    assert _temps(where) == stale  # what kill -9 leaves
+    if kind == "predict":
+        args = [a if a != "-" else sorted(tiny["raw"].glob("*.png"))[0] for a in args]
+    r = invoke(*args)
+    assert r.exit_code == 0, r.stderr
+    assert _temps(where) == []

@@ -81,9 +81,12 @@ class _Sink:
             if self.output in ("-", ""):
                 self._fh = sys.stdout
             else:
+                from facelm._io import sweep_stale_temps, temp_name
+
                 out = Path(self.output)
                 out.parent.mkdir(parents=True, exist_ok=True)
-                self._tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+                sweep_stale_temps(out)  # what a killed run left here
+                self._tmp = out.with_name(temp_name(out, "tmp"))
                 self._fh = open(self._tmp, "w", encoding="utf-8", newline="")  # noqa: SIM115 - opened lazily, closed in close()
         return self._fh
 
