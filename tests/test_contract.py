@@ -501,3 +501,70 @@ def test_after_kill_9_the_next_run_sweeps_the_stale_temp_files(tiny, tmp_path, k
     r = invoke(*args)
     assert r.exit_code == 0, r.stderr
     assert _temps(where) == []
+
+
+# ------------------------------------------------------------------------------------------------------------
+# item 9: predict's own output fed back as --boxes gives the same landmarks (its boxes are detector boxes)
+
+
+def _landmarks(stdout: str) -> list:
+    return [f["landmarks"] for x in jsonl(stdout) for f in x["faces"]]
+
+
+def test_boxes_from_predicts_own_output_round_trip(tiny, tmp_path):
+    img = _png(tmp_path / "a.png", np.random.default_rng(1).integers(0, 255, (80, 96, 3), dtype=np.uint8))
+    given = tmp_path / "given.json"
+    given.write_text(json.dumps({str(img): [[10, 12, 60, 70], [40, 5, 90, 50, 0.5]]}))
+    common = ["--models", tiny["models"], "-q"]
+    r0 = invoke("predict", img, "--boxes", given, "--boxes-kind", "detector", *common, "-o", tmp_path / "p.jsonl")
+    assert r0.exit_code == 0, r0.stderr
+    first = _landmarks((tmp_path / "p.jsonl").read_text())
+    assert len(first) == 2
+    r1 = invoke("predict", img, "--boxes", tmp_path / "p.jsonl", *common)  # auto: predict's output
+    assert r1.exit_code == 0, r1.stderr
+    assert _landmarks(r1.stdout) == first
+    assert invoke("predict", img, "--boxes", given, "--boxes-kind", "detector", *common, "-f", "csv",
+                  "-o", tmp_path / "p.csv").exit_code == 0
+    r2 = invoke("predict", img, "--boxes", tmp_path / "p.csv", *common)  # predict's CSV too
+    assert r2.exit_code == 0, r2.stderr
+    assert _landmarks(r2.stdout) == first
+    # the trap: the same boxes taken as face squares give other landmarks
+    r3 = invoke("predict", img, "--boxes", tmp_path / "p.jsonl", "--boxes-kind", "square", *common)
+    assert r3.exit_code == 0 and _landmarks(r3.stdout) != first
+    # a hand-made boxes file stays face squares under auto
+    r4 = invoke("predict", img, "--boxes", given, *common)
+    r5 = invoke("predict", img, "--boxes", given, "--boxes-kind", "square", *common)
+    assert _landmarks(r4.stdout) == _landmarks(r5.stdout) != first
+    assert invoke("predict", img, "--boxes", given, "--boxes-kind", "box").exit_code == 2
+
+
+def test_boxes_round_trip_with_the_real_detector_and_models():
+    from conftest import shared
+
+    data = shared("ytf68-train")
+    yunet = Path(os.environ.get("FACELM_SHARED_MODELS", data.parent.parent / "models")) / "yunet_s_dynamic.onnx"
+    if not yunet.is_file():
+        pytest.skip(f"YuNet not available: {yunet}")
+    imgs = sorted(p for p in data.rglob("*") if p.suffix.lower() in (".jpg", ".png"))[:12]
+    assert imgs
+    tmp = Path(os.environ.get("TMPDIR", "/tmp"))
+    out = tmp / f"facelm-roundtrip-{os.getpid()}.jsonl"
+    try:
+        r0 = invoke("predict", *imgs, "--detector-model", yunet, "-q", "-o", out)
+        assert r0.exit_code == 0, r0.stderr
+        recs = jsonl(out.read_text())
+        r1 = invoke("predict", *imgs, "--boxes", out, "-q")
+        assert r1.exit_code == 0, r1.stderr
+        again = jsonl(r1.stdout)
+    finally:
+        out.unlink(missing_ok=True)
+    n = 0
+    for a, b in zip(recs, again, strict=True):
+        assert len(a["faces"]) == len(b["faces"])
+        for fa, fb in zip(a["faces"], b["faces"]):
+            la, lb = np.array(fa["landmarks"]), np.array(fb["landmarks"])
+            iod = np.linalg.norm(la[36:42].mean(0) - la[42:48].mean(0))
+            # the boxes in the records are rounded to 0.1 px: the landmarks move by far less than 1% of the IOD
+            assert np.abs(la - lb).max() < 0.01 * iod, np.abs(la - lb).max() / iod
+            n += 1
+    assert n > 0

@@ -25,7 +25,9 @@ EPILOG = """Examples:
 
 5. `facelm predict crops/ --no-detect --stages 1`  (images that are already face crops; CNN-6 only)
 
-6. `facelm predict shots/ --boxes boxes.json`  (your own face boxes: JSON, JSONL or CSV)
+6. `facelm predict shots/ --boxes boxes.json`  (your own face squares: JSON, JSONL or CSV)
+
+7. `facelm predict shots/ --boxes earlier.jsonl`  (predict's own output: its detector boxes, `--boxes-kind auto`)
 
 Models: --models DIR holds the stage-1 and stage-2 ONNX files (`facelm export`), told apart by their metadata.
 Detector: YuNet through onnxruntime (--detector-model, $FACELM_DETECTOR_MODEL, the cache ~/.cache/facelm, a
@@ -46,6 +48,12 @@ Runs the detector on the prepared dataset's images, matches each annotated face 
 face square most, and fits centre offset and side scale by medians (docs/predict.md). Prints the map as JSON.
 Exit codes: 0 ok, 3 no face matched, 4 model or detector missing.
 """
+
+
+class BoxesKind(str, Enum):
+    auto = "auto"
+    detector = "detector"
+    square = "square"
 
 
 class Fmt(str, Enum):
@@ -230,6 +238,10 @@ def register(app: typer.Typer) -> None:
         boxes: Annotated[Path | None, typer.Option(
             help="Face boxes per image from a JSON/JSONL/CSV file instead of a detector.", show_default=False)
         ] = None,
+        boxes_kind: Annotated[BoxesKind, typer.Option(
+            "--boxes-kind", help="What --boxes holds: detector boxes (mapped through the model's box map for "
+                                 "--detector, as a live detection) or face squares; auto: detector for predict's "
+                                 "own output, square for other files.")] = BoxesKind.auto,
         no_detect: Annotated[bool, typer.Option("--no-detect", help="Each image is one face crop (no detector).")
                              ] = False,
         score_threshold: Annotated[float, typer.Option(help="Detector score threshold.")] = 0.6,
@@ -268,15 +280,23 @@ def register(app: typer.Typer) -> None:
         for s in pair.skipped:
             note(s if "not run by default" in s else f"skipped {s}")
         det = create_detector(detector, model=detector_model, boxes=boxes, no_detect=no_detect,
-                              score_threshold=score_threshold, providers=providers, threads=1, info=note)
+                              score_threshold=score_threshold, providers=providers, threads=1, info=note,
+                              boxes_kind=boxes_kind.value)
+        box_map = box_map_note = None
+        if getattr(det, "kind", None) == "detector":  # detector boxes from a file: the live detector's box map
+            from facelm.detectors.boxmap import resolve_box_map
+
+            det_name = "yunet" if detector == "auto" else detector
+            box_map, where = resolve_box_map(pair.stage1.meta, det_name)
+            box_map_note = f"; box map: {det_name} ({where})"
         lm = Landmarker(pair, det, batch=batch, workers=workers, keep_images=draw is not None, exif=exif,
-                        streams=streams)
+                        streams=streams, box_map=box_map)
         s1, s2 = pair.stage1, pair.stage2
         note(f"models: {s1.path} (stage 1, {s1.arch}, {s1.scheme.name})"
              + (f" + {s2.path} (stage 2, {s2.arch})" if s2 else " (stage 1 only)"))
         note(f"onnxruntime providers: {', '.join(s1.providers)} ({streams} stream(s) x {threads} thread(s)); "
              f"detector: {det.describe()}"
-             + (f"; box map: {lm.box_map_source}" if det.name not in ("boxes", "none") else ""))
+             + (f"; box map: {lm.box_map_source}" if det.name not in ("boxes", "none") else box_map_note or ""))
 
         sink = _Sink(fmt, output, pair.scheme.num_landmarks)
         draw_names = _DrawNames(draw) if draw is not None else None
