@@ -568,3 +568,57 @@ def test_boxes_round_trip_with_the_real_detector_and_models():
             assert np.abs(la - lb).max() < 0.01 * iod, np.abs(la - lb).max() / iod
             n += 1
     assert n > 0
+
+
+# ------------------------------------------------------------------------------------------------------------
+# item 10: help and docs say what the program does
+
+
+@pytest.mark.parametrize("cmd", ["predict", "prepare", "evaluate", "export", "balance", "fit-box-map"])
+def test_a_command_without_arguments_prints_its_help_on_stderr_only(cmd):
+    r = invoke(cmd)
+    assert r.exit_code == 2 and r.stdout == ""
+    assert "Usage" in r.stderr and "--help" in r.stderr
+
+
+@pytest.mark.parametrize("cmd", ["predict", "prepare", "evaluate", "export", "balance", "fit-box-map", "bench",
+                                 "train"])
+def test_help_metavars_are_not_python_type_names(cmd):
+    r = invoke(cmd, "--help")
+    assert r.exit_code == 0
+    for bad in ("<bool>", "<str>", "<int>", "<float>", "<path>", "list[", "<Path"):
+        assert bad not in r.stdout, (cmd, bad)
+
+
+def test_help_texts_do_not_drift():
+    bench = invoke("bench", "--help").stdout
+    assert "docs/benchmarks.md" not in bench  # the example would overwrite the hand-written page
+    ev = invoke("evaluate", "--help").stdout
+    assert "ONNX, scheme" not in ev and ".onnx" in ev
+    for cmd in ("predict", "bench"):  # train's name for it is accepted too
+        r = invoke(cmd, "x", "--batch-size", "0")
+        assert r.exit_code == 2 and "No such option" not in r.stderr and "--batch" in r.stderr
+    assert "/out-quick/" in (REPO / ".gitignore").read_text().splitlines()
+    assert "ONNX models, a scheme" not in (REPO / "docs" / "cli.md").read_text()
+    from facelm.cli import export as export_cli
+    import inspect
+
+    assert "predict needs both stages" not in inspect.getsource(export_cli)
+
+
+def test_tables_keep_their_headers_readable_at_80_columns(capsys):
+    from facelm.cli import _common
+
+    old = _common.err_console.width
+    _common.err_console.width = 80
+    try:
+        cols = ["model", "faces", "NME %", "median %", "FR@0.08 %", "FR@0.1 %", "AUC@0.08", "AUC@0.1", "missing",
+                "NaN"]
+        _common.table("t", cols, [["runs/cnn6/best.pt+runs/cnn7/best.pt", 689, "3.123", "2.9", "1.23", "0.5",
+                                   "0.6012", "0.7", 0, 0]])
+    finally:
+        _common.err_console.width = old
+    err = capsys.readouterr().err
+    for word in ("model", "faces", "NME", "median", "FR@0.08", "AUC@0.08", "AUC@0.1", "missing", "NaN",
+                 "runs/cnn6/best.pt+runs/cnn7/best.pt"):
+        assert word in err, word

@@ -72,6 +72,12 @@ class FacelmCommand(TyperCommand):
         for p in self.params:
             p.display_type_rich = types.MethodType(_metavar, p)
 
+    def get_help_option(self, ctx: Any) -> Any:
+        opt = super().get_help_option(ctx)
+        if opt is not None:
+            opt.display_type_rich = types.MethodType(_metavar, opt)
+        return opt
+
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
         if not args and self.no_args_is_help and not ctx.resilient_parsing:
             with contextlib.redirect_stdout(sys.stderr):
@@ -196,12 +202,20 @@ def error(msg: str) -> None:
 
 
 def table(title: str, columns: list[str], rows: Iterable[Iterable[Any]]) -> None:
+    """A table on stderr. Columns keep at least their header's width: on a narrow terminal (80 columns) the table
+    is drawn wider than the terminal rather than cutting headers down to unreadable fragments."""
+    from rich.measure import Measurement
+
+    rows = [[str(v) for v in r] for r in rows]
     t = Table(title=title, title_justify="left")
-    for c in columns:
-        t.add_column(c, justify="right" if c[:1].isdigit() or c in ("faces", "n", "count") else "left")
+    for i, c in enumerate(columns):
+        longest = max([len(w) for w in c.split()] + [len(r[i]) for r in rows if i < len(r)] + [1])
+        t.add_column(c, justify="right" if c[:1].isdigit() or c in ("faces", "n", "count") else "left",
+                     min_width=min(longest, 40))
     for r in rows:
-        t.add_row(*[str(v) for v in r])
-    err_console.print(t)
+        t.add_row(*r)
+    need = Measurement.get(err_console, err_console.options, t).minimum
+    err_console.print(t, width=max(err_console.width, need), crop=False)
 
 
 def progress_bar(transient: bool = False) -> Progress:
