@@ -11,7 +11,58 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
-__all__ = ["json_clean", "atomic_path", "atomic_write", "atomic_write_text", "atomic_write_json", "atomic_replace_dir_file", "sha256_file"]
+__all__ = ["json_clean", "atomic_path", "atomic_write", "atomic_write_text", "atomic_write_json", "atomic_replace_dir_file",
+           "sha256_file", "temp_name", "sweep_stale_temps", "pid_alive"]
+
+
+def temp_name(path: str | Path, suffix: str = "") -> str:
+    """The prefix of a temporary name next to ``path``: ``.NAME.PID.`` (``sweep_stale_temps`` reads the PID)."""
+    return f".{Path(path).name}.{os.getpid()}.{suffix}"
+
+
+def pid_alive(pid: int) -> bool:
+    """Is process ``pid`` still there? (Another user's process counts as alive.)"""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True
+    return True
+
+
+def sweep_stale_temps(path: str | Path) -> list[Path]:
+    """Remove the temporary files and folders for ``path`` that a dead process left (``kill -9``, power loss).
+
+    Temporaries are named ``.NAME.PID.<anything>tmp<anything>`` next to ``path``; those of a live process (this
+    one included) are kept. Returns what was removed.
+    """
+    import shutil
+
+    path = Path(path)
+    folder, head = path.parent, f".{path.name}."
+    removed: list[Path] = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for e in entries:
+        if not e.name.startswith(head) or ".tmp" not in e.name[len(head):]:
+            continue
+        pid = e.name[len(head):].split(".", 1)[0]
+        if not pid.isdigit() or int(pid) == os.getpid() or pid_alive(int(pid)):
+            continue
+        try:
+            if e.is_dir(follow_symlinks=False):
+                shutil.rmtree(e.path, ignore_errors=True)
+            else:
+                os.unlink(e.path)
+            removed.append(Path(e.path))
+        except OSError:
+            continue
+    return removed
 
 
 @contextlib.contextmanager
@@ -19,7 +70,8 @@ def atomic_write(path: str | Path, mode: str = "w", **kw) -> Iterator[IO]:
     """Open a temporary file next to ``path``; rename it over ``path`` only if the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    sweep_stale_temps(path)
+    fd, tmp = tempfile.mkstemp(prefix=temp_name(path), suffix=".tmp", dir=path.parent)
     try:
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
         with os.fdopen(fd, mode, **kw) as f:
@@ -39,7 +91,9 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     savefig); renamed over ``path`` only if the block succeeds, removed otherwise."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix or ".tmp", dir=path.parent)
+    sweep_stale_temps(path)
+    # ".NAME.PID.XXXX.tmp.SUFFIX": writers that pick the format from the suffix (savefig) still see it
+    fd, tmp = tempfile.mkstemp(prefix=temp_name(path), suffix=".tmp" + path.suffix, dir=path.parent)
     os.close(fd)
     try:
         os.chmod(tmp, 0o666 & ~_umask())
@@ -89,3 +143,26 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
         while b := f.read(chunk):
             h.update(b)
     return h.hexdigest()
+
+
+@contextlib.contextmanager
+def stdout_to_stderr() -> Iterator[None]:
+    """Send whatever a library prints to stdout (Python ``print`` and C/C++ writes to fd 1) to stderr for the
+    duration of the block: the CLI's stdout carries data only."""
+    import sys
+
+    with contextlib.redirect_stdout(sys.stderr):
+        try:
+            sys.__stdout__.flush()
+            saved = os.dup(1)
+        except (AttributeError, OSError, ValueError):
+            yield
+            return
+        try:
+            os.dup2(2, 1)
+            yield
+        finally:
+            with contextlib.suppress(OSError, ValueError):
+                sys.__stdout__.flush()
+            os.dup2(saved, 1)
+            os.close(saved)

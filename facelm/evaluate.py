@@ -244,13 +244,13 @@ def _sniff(path: Path) -> str:
             head = f.read(64).lstrip()
     except OSError as e:
         raise ModelError(f"{path}: cannot read ({e.strerror or e})") from None
-    return "predictions" if head.startswith(b"{") else "checkpoint"
+    return "predictions" if head[:1] in (b"{", b"[") or head.lower().startswith(b"image,") else "checkpoint"
 
 
 # suffix -> model kind; a two-stage pair is written "A+B" and both parts must be of the same kind.
 MODEL_KINDS: dict[str, str] = {
     ".pt": "checkpoint", ".pth": "checkpoint",
-    ".jsonl": "predictions", ".json": "predictions", ".ndjson": "predictions",
+    ".jsonl": "predictions", ".json": "predictions", ".ndjson": "predictions", ".csv": "predictions",
     ".onnx": "onnx",
 }
 
@@ -320,6 +320,12 @@ def _read_record(line: str, n: int, out: Predictions) -> None:
         rec = json.loads(line)
     except ValueError as e:
         raise ModelError(f"{where}: not a JSON line ({e.msg})") from None
+    _read_object(rec, n, out)
+
+
+def _read_object(rec, n: int, out: Predictions, where: str | None = None) -> None:
+    """One prediction record (a JSONL line, an element of a JSON array, or a CSV image's rows) into ``out``."""
+    where = where or f"{out.path}:{n}"
     if not isinstance(rec, dict):
         raise ModelError(f"{where}: expected a JSON object per line")
     out.records += 1
@@ -365,7 +371,8 @@ def _read_record(line: str, n: int, out: Predictions) -> None:
 
 
 def read_predictions(path: str | Path) -> Predictions:
-    """Read a predictions JSONL (one JSON object per line; blank lines ignored).
+    """Read a predictions file, whichever format ``facelm predict`` wrote: JSONL (one JSON object per line; blank
+    lines ignored), one JSON array of those objects (``--format json``), or its CSV (``--format csv``).
 
     Accepted lines (coordinates are 0-based original-image pixels; ``null`` coordinates are failed points):
 
@@ -383,15 +390,70 @@ def read_predictions(path: str | Path) -> Predictions:
     path = Path(path)
     out = Predictions(path=path)
     try:
-        with open(path, encoding="utf-8") as fh:
-            for n, line in enumerate(fh, 1):
-                if line.strip():
-                    _read_record(line, n, out)
+        text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as e:
         raise ModelError(f"{path}: cannot read predictions ({getattr(e, 'strerror', None) or e})") from None
+    head = text.lstrip()[:1]
+    if head == "[":  # predict --format json: one JSON array of the per-image records
+        try:
+            doc = json.loads(text)
+        except ValueError as e:
+            raise ModelError(f"{path}: not a JSON document ({e.msg}, line {e.lineno})") from None
+        if not isinstance(doc, list):
+            raise ModelError(f"{path}: expected a JSON array of prediction records")
+        for i, rec in enumerate(doc):
+            _read_object(rec, i + 1, out, f"{path} record {i + 1}")
+    elif head == "{":  # JSONL; or one JSON object spread over several lines
+        try:
+            for n, line in enumerate(text.splitlines(), 1):
+                if line.strip():
+                    _read_record(line, n, out)
+        except ModelError as line_error:
+            try:
+                doc = json.loads(text)
+            except ValueError:
+                raise line_error from None
+            out = Predictions(path=path)
+            _read_object(doc, 1, out)
+    elif head:  # predict --format csv: one row per face
+        _read_csv_predictions(text, out)
     if out.records == 0:
         raise ModelError(f"{path}: the predictions file is empty")
     return out
+
+
+def _read_csv_predictions(text: str, out: Predictions) -> None:
+    """``facelm predict --format csv``: ``image,frame,face,box_x1..box_y2,score,angle,x0,y0,...,width,height,
+    error``, one row per face (a row with an empty ``face`` is an image without faces)."""
+    import io
+
+    reader = csv.DictReader(io.StringIO(text))
+    cols = reader.fieldnames or []
+    if "image" not in cols or "x0" not in cols or "y0" not in cols:
+        raise ModelError(f"{out.path}: not a predictions file (JSONL, a JSON array, or the CSV of facelm predict "
+                         "with columns image, x0, y0, ...)")
+    n_pts = 0
+    while f"x{n_pts}" in cols and f"y{n_pts}" in cols:
+        n_pts += 1
+    recs: dict[tuple[str, str], dict] = {}
+    for n, row in enumerate(reader, 2):
+        where = f"{out.path}:{n}"
+        if None in row or any(v is None for v in row.values()):
+            raise ModelError(f"{where}: {len(cols)} columns expected")
+        key = (row["image"], row.get("frame") or "")
+        rec = recs.setdefault(key, {"image": row["image"], "faces": [], "error": None, "_line": n})
+        if row.get("error"):
+            rec["error"] = row["error"]
+        if (row.get("face") or "").strip() == "":
+            continue
+        try:
+            pts = [[float(row[f"x{k}"]) if row[f"x{k}"].strip() else None,
+                    float(row[f"y{k}"]) if row[f"y{k}"].strip() else None] for k in range(n_pts)]
+        except ValueError:
+            raise ModelError(f"{where}: a landmark coordinate is not a number") from None
+        rec["faces"].append({"landmarks": pts})
+    for rec in recs.values():
+        _read_object({k: v for k, v in rec.items() if k != "_line"}, rec["_line"], out)
 
 
 def _key(p: str | Path) -> str:

@@ -46,7 +46,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from facelm._io import atomic_path
+from facelm._io import atomic_path, stdout_to_stderr, sweep_stale_temps, temp_name
 from facelm.errors import ModelError, UsageError
 
 __all__ = [
@@ -59,6 +59,17 @@ __all__ = [
 
 META_KEY = "facelm"
 DEFAULT_OPSET = 17
+MIN_OPSET = 13
+
+
+def max_opset() -> int:
+    """The newest opset torch's TorchScript exporter (the one used here) writes."""
+    try:
+        from torch.onnx._constants import ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET
+
+        return int(ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET)
+    except ImportError:  # older/newer torch without the constant
+        return 20
 PRECISIONS = ("fp32", "fp16", "fp16w", "int8")
 
 # Max |ONNX - torch| in crop pixels over the sample crops. fp32: measured 2e-6 .. 2e-5 px (kernel summation order
@@ -97,7 +108,8 @@ def export_onnx(checkpoint: str | Path, out: str | Path, *, opset: int = DEFAULT
                      "onnx_version": onnx.__version__}}
     with atomic_path(out) as tmp:
         # The TorchScript-based exporter (dynamo=False) needs no extra packages and gives a plain static graph.
-        with warnings.catch_warnings():
+        # (stdout_to_stderr: on failure the exporter prints the graph IR, and stdout carries the CLI's JSON)
+        with warnings.catch_warnings(), stdout_to_stderr():
             warnings.simplefilter("ignore", DeprecationWarning)  # "legacy exporter" notices, not for our users
             torch.onnx.export(model, (dummy,), str(tmp), input_names=["images"], output_names=["landmarks"],
                               dynamic_axes={"images": {0: "batch"}, "landmarks": {0: "batch"}} if dynamic_batch
@@ -292,7 +304,10 @@ def quantize_int8(src: str | Path, out: str | Path, calib_images: np.ndarray, *,
         raise UsageError("int8 quantisation needs calibration crops")
     meta = read_onnx_meta(src)
     out = Path(out)
-    work = Path(tempfile.mkdtemp(prefix=".facelm-int8-", dir=out.parent if out.parent.is_dir() else None))
+    if out.parent.is_dir():
+        sweep_stale_temps(out)
+    work = Path(tempfile.mkdtemp(prefix=temp_name(out, "int8-"), suffix=".tmp",
+                                 dir=out.parent if out.parent.is_dir() else None))
     try:
         model_in = Path(src)
         if preprocess:
@@ -661,8 +676,11 @@ def _check_options(o: ExportOptions) -> None:
         raise UsageError(f"--activations must be one of {', '.join(ACTIVATION_TYPES)}")
     if o.calib_method not in CALIB_METHODS:
         raise UsageError(f"--calib-method must be one of {', '.join(CALIB_METHODS)}")
-    if o.opset < 13:
-        raise UsageError("--opset must be at least 13 (per-channel quantisation and the exporter need it)")
+    if not MIN_OPSET <= o.opset <= max_opset():
+        raise UsageError(f"--opset must be in [{MIN_OPSET}, {max_opset()}], got {o.opset} (13: per-channel "
+                         "quantisation and the exporter need it; the top: torch's TorchScript exporter)")
+    if Path(o.out).is_dir():
+        raise UsageError(f"--out {o.out}: is a folder; give the .onnx file name")
     if o.calib_faces < 1 or o.parity_crops < 1 or o.bench_batch < 1:
         raise UsageError("--calib-faces, --parity-crops and --bench-batch must be at least 1")
 
@@ -736,7 +754,8 @@ def export(opts: ExportOptions, *, warn: Callable[[str], None] = _noop, step: Ca
 
     out = Path(opts.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    sweep_stale_temps(out)  # what a killed export left here
+    work = Path(tempfile.mkdtemp(prefix=temp_name(out), suffix=".tmp", dir=out.parent))
     failures: list[str] = []
     try:
         fp32_path = work / "fp32.onnx"

@@ -11,6 +11,8 @@ EXIF orientation tag so that landmarks refer to the image as a viewer shows it.
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 import cv2
@@ -102,6 +104,19 @@ def read_image(path: str | Path, *, exif: bool = False) -> np.ndarray:
         ImageReadError: with a short reason (missing, empty, not decodable).
     """
     p = Path(path)
+    try:
+        st = os.stat(p)  # follows symlinks: a link to a regular file is fine
+    except FileNotFoundError:
+        raise ImageReadError("file not found" + (" (dangling symlink)" if p.is_symlink() else "")) from None
+    except OSError as e:
+        raise ImageReadError(f"cannot read file ({e.strerror or e})") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise ImageReadError("is a directory")
+    if not stat.S_ISREG(st.st_mode):
+        # a FIFO would block the reader forever, a device could be endless
+        kind = "a FIFO" if stat.S_ISFIFO(st.st_mode) else "a socket" if stat.S_ISSOCK(st.st_mode) else \
+            "a device" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) else "not a regular file"
+        raise ImageReadError(f"not a regular file ({kind})" if kind != "not a regular file" else kind)
     try:
         data = np.fromfile(p, dtype=np.uint8)
     except FileNotFoundError:

@@ -6,8 +6,10 @@ Each face is decoded once and cropped to a square of ``cache_size`` pixels (defa
 (rotation up to 30 degrees, corner perturbation) are then cut from this cache, never from the original image.
 Pixels outside the original image are black (``BORDER_CONSTANT``), here and at inference.
 
-Outputs are written so an interrupted run never leaves a manifest that looks complete: an old manifest is
-removed first, the cache is written to a temporary name and renamed, and the manifest is renamed into place last.
+Outputs are written so an interrupted run never leaves a manifest that looks complete, and never destroys the
+dataset a re-run replaces: the cache, ``prepare.json`` and the manifest are built beside the old ones under
+temporary names (``.NAME.PID.tmp``) and renamed into place at the end, the manifest last. Temporaries that a
+killed run left are removed by the next run into the same folder.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from facelm import __version__
-from facelm._io import atomic_write_json
+from facelm._io import atomic_write_json, sweep_stale_temps, temp_name
 from facelm.datasets import READERS, detect_format
 from facelm.datasets._base import RawFace, ReadIssue
 from facelm.errors import DataError, UsageError
@@ -37,6 +39,7 @@ from facelm.schemes import get_scheme
 __all__ = ["PrepareOptions", "PrepareResult", "prepare", "default_group", "DEFAULT_CACHE_SIZE", "DEFAULT_MARGIN"]
 
 DEFAULT_CACHE_SIZE = 192
+MAX_CACHE_SIZE = 1024  # 3 MB per face already; larger values are typos (100000 asked for 30 GB per face)
 DEFAULT_MARGIN = 1.8
 _GROUP_RE = re.compile(r"[_-]?\d+$")
 
@@ -116,10 +119,10 @@ def prepare(opts: PrepareOptions, progress: Callable[[int, int], None] | None = 
         raise UsageError(f"--split must be train, test or auto, not {opts.split!r}")
     if not 0.0 <= opts.holdout < 1.0:
         raise UsageError(f"--holdout must be in [0, 1), not {opts.holdout}")
-    if opts.cache_size < 32:
-        raise UsageError("--cache-size must be at least 32")
-    if opts.margin < 1.0:
-        raise UsageError("--margin must be at least 1.0")
+    if not 32 <= opts.cache_size <= MAX_CACHE_SIZE:
+        raise UsageError(f"--cache-size must be in [32, {MAX_CACHE_SIZE}], got {opts.cache_size}")
+    if not (np.isfinite(opts.margin) and opts.margin >= 1.0):
+        raise UsageError(f"--margin must be a finite number >= 1, got {opts.margin}")
     if opts.workers < 0 or opts.limit < 0:
         raise UsageError("--workers and --limit must be 0 or more")
     if opts.fmt != "auto" and opts.fmt not in READERS:
@@ -172,17 +175,38 @@ def prepare(opts: PrepareOptions, progress: Callable[[int, int], None] | None = 
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise UsageError(f"{out}: cannot create the output folder ({e.strerror or e})") from None
-    for stale in (out / MANIFEST_NAME, out / PREPARE_NAME):
-        if stale.exists():
-            stale.unlink()  # an interrupted re-run must not leave the old manifest looking complete
+    for name in (CROPS_NAME, MANIFEST_NAME, PREPARE_NAME):
+        sweep_stale_temps(out / name)  # what a killed run (kill -9, power loss) left here
 
+    # the new dataset is built beside the old one under temporary names and swapped in at the end (_swap_in): an
+    # interrupted or failed re-run leaves the previous complete dataset as it was
+    tmp_crops, tmp_prepare, tmp_manifest = (out / temp_name(n, "tmp") for n in (CROPS_NAME, PREPARE_NAME,
+                                                                                  MANIFEST_NAME))
+    try:
+        return _build(opts, out, faces, face_fmt, skipped, sources, src, fmt, scheme, t0, tmp_crops, tmp_prepare,
+                      tmp_manifest, progress, warn)
+    except BaseException:
+        for t in (tmp_crops, tmp_prepare, tmp_manifest):
+            t.unlink(missing_ok=True)
+        raise
+
+
+def _swap_in(out: Path, staged: list[tuple[Path, str]]) -> None:
+    """Rename the staged files over the old ones; the old manifest goes first and the new one comes last, so the
+    folder never holds a manifest next to crops it does not describe."""
+    (out / MANIFEST_NAME).unlink(missing_ok=True)
+    for tmp, name in staged:
+        os.replace(tmp, out / name)
+
+
+def _build(opts, out, faces, face_fmt, skipped, sources, src, fmt, scheme, t0, tmp_crops, tmp_prepare,
+           tmp_manifest, progress, warn) -> PrepareResult:
     by_image: dict[Path, list[int]] = defaultdict(list)
     for i, f in enumerate(faces):
         by_image[f.image].append(i)
     images = list(by_image)
 
     size = opts.cache_size
-    tmp_crops = out / f".{CROPS_NAME}.{os.getpid()}.tmp"
     crops = np.lib.format.open_memmap(tmp_crops, mode="w+", dtype=np.uint8, shape=(len(faces), size, size, 3))
     results: list[tuple[int, dict] | None] = [None] * len(faces)
 
@@ -208,22 +232,18 @@ def prepare(opts: PrepareOptions, progress: Callable[[int, int], None] | None = 
 
     workers = opts.workers or _cpu_count()
     done = 0
-    try:
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            for img_path, bad in pool.map(work, images):
-                for i, reason in bad:
-                    skipped.append({"source": faces[i].source or str(img_path), "image": str(img_path),
-                                    "reason": reason})
-                    if warn:
-                        warn(f"{img_path}: {reason}")
-                done += 1
-                if progress:
-                    progress(done, len(images))
-        crops.flush()
-        os.replace(tmp_crops, out / CROPS_NAME)
-    except BaseException:
-        tmp_crops.unlink(missing_ok=True)
-        raise
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for img_path, bad in pool.map(work, images):
+            for i, reason in bad:
+                skipped.append({"source": faces[i].source or str(img_path), "image": str(img_path),
+                                "reason": reason})
+                if warn:
+                    warn(f"{img_path}: {reason}")
+            done += 1
+            if progress:
+                progress(done, len(images))
+    crops.flush()
+    del crops
 
     samples: list[Sample] = []
     per_image_count: Counter[Path] = Counter()
@@ -264,7 +284,6 @@ def prepare(opts: PrepareOptions, progress: Callable[[int, int], None] | None = 
             attrs=f.attrs, cache=CacheRef(index=i, matrix=info["matrix"].tolist()),
         ))
     if not samples:
-        (out / CROPS_NAME).unlink(missing_ok=True)
         raise DataError(f"{src}: none of the {len(faces)} faces could be used ({len(skipped)} skipped)")
 
     seconds = time.perf_counter() - t0
@@ -294,8 +313,10 @@ def prepare(opts: PrepareOptions, progress: Callable[[int, int], None] | None = 
         "channels": "RGB", "border": "constant-0", "faces": len(samples), "holdout": opts.holdout,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    atomic_write_json(out / PREPARE_NAME, info)
-    write_manifest(out / MANIFEST_NAME, samples)  # last: its presence means the folder is complete
+    atomic_write_json(tmp_prepare, info)
+    write_manifest(tmp_manifest, samples)
+    # the manifest last: its presence means the folder is complete
+    _swap_in(out, [(tmp_crops, CROPS_NAME), (tmp_prepare, PREPARE_NAME), (tmp_manifest, MANIFEST_NAME)])
     return PrepareResult(summary=summary, skipped=skipped)
 
 

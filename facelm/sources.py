@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import glob
 import os
+import stat
 import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -138,8 +139,20 @@ def _frame_to_rgb(frame: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(frame, cv2.COLOR_BGRA2RGB if frame.shape[2] == 4 else cv2.COLOR_BGR2RGB)
 
 
+def _regular(path: Path) -> bool:
+    """A regular file, or a symlink to one (FIFOs, sockets and devices are not read: a FIFO blocks forever)."""
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
 def _file_items(path: Path, name: str, vid_stride: int) -> Iterator[SourceItem]:
     if is_video(path):
+        if not _regular(path):  # (images are checked when read: imageio.read_image)
+            yield SourceItem(name, path, error="not a regular file" if os.path.lexists(path)
+                             else "no such file or folder")
+            return
         yield from _video_frames(path, name, vid_stride)
     else:
         yield SourceItem(name, path)
@@ -205,6 +218,8 @@ def iter_sources(sources: Iterable[str], *, recursive: bool = False, vid_stride:
                     yield SourceItem(src, p, error=f"cannot read list file ({getattr(e, 'strerror', None) or e})")
             else:
                 yield from _file_items(p, src, vid_stride)
+        elif os.path.lexists(src) and not _has_magic(src):  # a FIFO, socket, device or dangling link
+            yield from _file_items(p, src, vid_stride)  # one error record, from the reader
         elif _has_magic(src):
             matches = sorted(glob.glob(src, recursive=True))
             files = [m for m in matches if os.path.isfile(m)]

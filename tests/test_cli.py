@@ -207,7 +207,7 @@ def test_prepare_all_faces_bad_exits_3(tmp_path):
         assert not (tmp_path / "o" / MANIFEST_NAME).exists()
 
 
-def test_prepare_interrupted_exits_130_and_leaves_no_manifest(synth_src, tmp_path, monkeypatch):
+def test_prepare_interrupted_exits_130_and_keeps_the_previous_dataset(synth_src, tmp_path, monkeypatch):
     out = tmp_path / "o"
     assert invoke("prepare", synth_src, "--out", out, "-q").exit_code == 0
 
@@ -218,5 +218,5 @@ def test_prepare_interrupted_exits_130_and_leaves_no_manifest(synth_src, tmp_pat
     r = invoke("prepare", synth_src, "--out", out)
     assert r.exit_code == 130 and r.stdout == ""
     assert "interrupted" in r.stderr
-    assert not (out / MANIFEST_NAME).exists()
+    assert len(load_manifest(out)) == 6  # the re-run was built beside it
     assert not [p for p in out.iterdir() if p.name.startswith(".") or p.name.endswith(".tmp")]

@@ -320,7 +320,7 @@ def test_manifest_of_another_scheme(synth):
 # atomic outputs
 
 
-def test_interrupted_prepare_leaves_no_complete_looking_manifest(tmp_path, monkeypatch):
+def test_interrupted_prepare_keeps_the_previous_dataset(tmp_path, monkeypatch):
     csv, _ = make_dataset(tmp_path / "src", 40, size=48, seed=1)
     out = tmp_path / "out"
     run(tmp_path / "src", out)
@@ -339,10 +339,10 @@ def test_interrupted_prepare_leaves_no_complete_looking_manifest(tmp_path, monke
     monkeypatch.setattr(prep_mod, "warp_crop", failing)
     with pytest.raises(KeyboardInterrupt):
         run(tmp_path / "src", out, workers=2)
-    assert not (out / MANIFEST_NAME).exists() and not (out / PREPARE_NAME).exists()
+    # the new dataset was built beside the old one: the old one is still complete, nothing else is left
+    before = load_manifest(out)
+    assert len(before) == 40 and before.crops().shape[0] == 40
     assert leftovers(out) == []
-    with pytest.raises(DataError, match="no manifest"):
-        load_manifest(out)
     assert calls["n"] < 30, "queued images must be dropped on Ctrl-C, not all 40 decoded first"
 
     monkeypatch.setattr(prep_mod, "warp_crop", real)
@@ -388,7 +388,7 @@ def test_interrupt_while_reading_images(tmp_path, monkeypatch):
     monkeypatch.setattr(prep_mod, "read_image", failing)
     with pytest.raises(KeyboardInterrupt):
         run(tmp_path / "src", out, workers=1)
-    assert not (out / MANIFEST_NAME).exists() and leftovers(out) == []
+    assert len(load_manifest(out)) == 10 and leftovers(out) == []  # the previous dataset is intact
 
 
 def test_interrupt_while_writing_the_manifest(tmp_path, monkeypatch):
@@ -406,7 +406,7 @@ def test_interrupt_while_writing_the_manifest(tmp_path, monkeypatch):
     monkeypatch.setattr(prep_mod, "write_manifest", boom)
     with pytest.raises(KeyboardInterrupt):
         run(tmp_path / "src", out)
-    assert not (out / MANIFEST_NAME).exists() and leftovers(out) == []
+    assert len(load_manifest(out)) == 4 and leftovers(out) == []  # the previous dataset is intact
 
 
 # ------------------------------------------------------------------------------------------------------------

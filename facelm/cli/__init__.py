@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from facelm import __version__
-from facelm.cli._common import make_app
+from facelm.cli._common import handle_sigterm, make_app
 
 app = make_app(
     "**facelm**: facial landmark localisation (Wing loss, CNN-6/7, pose-based balancing, ONNX predictor).\n\n"
@@ -39,6 +39,7 @@ def _root(
                                           help="Print the version and exit.")] = False,
 ) -> None:
     """facelm command line."""
+    handle_sigterm()  # SIGTERM (kill, schedulers, containers) ends a command like Ctrl-C: exit 130, no temp files
 
 
 from facelm.cli import prepare as _prepare  # noqa: E402

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
+import math
+import signal
 import sys
+import threading
+import types
 from collections.abc import Callable, Iterable
 from contextlib import contextmanager
 from functools import wraps
@@ -13,6 +18,8 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from typer._click import exceptions as click_exc
+from typer.core import TyperArgument, TyperCommand, TyperOption
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -25,8 +32,141 @@ APP_SETTINGS = dict(no_args_is_help=True, pretty_exceptions_enable=False, add_co
                     rich_markup_mode="markdown", context_settings={"help_option_names": ["-h", "--help"]})
 
 
+_METAVARS = {"int": "INTEGER", "float": "FLOAT", "str": "TEXT", "path": "PATH", "file": "FILE",
+             "directory": "DIR", "bool": None}
+
+
+def _metavar(param, ctx) -> str | None:
+    """A help metavar in the usual style (INTEGER, FLOAT, TEXT, PATH, a|b) instead of Python type names; none
+    for plain flags."""
+    if getattr(param, "metavar", None) is not None:
+        return param.metavar
+    if isinstance(param, TyperOption) and (param.is_flag or param.count):
+        return None
+    label = TyperArgument.display_type(param, ctx) if isinstance(param, TyperArgument) \
+        else TyperOption.display_type(param, ctx)
+    if label is None:
+        return None
+    label = label.strip("<>")
+    many = label.startswith("list[") or param.nargs != 1
+    if label.startswith("list[") and label.endswith("]"):
+        label = label[5:-1]
+    if "|" not in label:
+        label = _METAVARS.get(label.lower(), label.upper())
+        if label is None:
+            return None
+    return label + ("..." if many else "")
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+class FacelmCommand(TyperCommand):
+    """A command whose command-line errors are one ``error:`` line on stderr with exit 2 (no boxed usage text),
+    whose help, when called without arguments, goes to stderr (stdout carries data only), and whose help shows
+    plain metavars."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for p in self.params:
+            p.display_type_rich = types.MethodType(_metavar, p)
+
+    def get_help_option(self, ctx: Any) -> Any:
+        opt = super().get_help_option(ctx)
+        if opt is not None:
+            opt.display_type_rich = types.MethodType(_metavar, opt)
+        return opt
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        if not args and self.no_args_is_help and not ctx.resilient_parsing:
+            with contextlib.redirect_stdout(sys.stderr):
+                text = ctx.get_help()  # Rich prints it (to stderr here); plain Click returns it
+            if text:
+                sys.stderr.write(text + "\n")
+            ctx.exit(int(ExitCode.USAGE))
+        try:
+            return super().parse_args(ctx, args)
+        except click_exc.UsageError as e:
+            error(f"{_one_line(e.format_message())} (see '{ctx.command_path} --help')")
+            ctx.exit(int(ExitCode.USAGE))
+
+
+class _FacelmTyper(typer.Typer):
+    def command(self, *args: Any, cls: Any = None, **kwargs: Any):  # type: ignore[override]
+        return super().command(*args, cls=cls or FacelmCommand, **kwargs)
+
+
 def make_app(help: str, **kw: Any) -> typer.Typer:
-    return typer.Typer(help=help, **{**APP_SETTINGS, **kw})
+    return _FacelmTyper(help=help, **{**APP_SETTINGS, **kw})
+
+
+# -- option values -------------------------------------------------------------------------------------------------
+
+
+def _g(v: float) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def check_range(option: str, value: Any, lo: float | None = None, hi: float | None = None, *,
+                lo_open: bool = False, hi_open: bool = False, allow_inf: bool = False,
+                also: tuple = ()) -> None:
+    """Raise ``UsageError`` (exit 2, one line naming ``option`` and the allowed range) unless ``value`` is a
+    number in the range; ``None`` (option not given) passes. NaN never passes; infinity only with ``allow_inf``.
+    ``also``: extra accepted values outside the range (e.g. 0 meaning "auto")."""
+    from facelm.errors import UsageError
+
+    if value is None or value in also:
+        return
+    if lo is not None and hi is not None:
+        rng = f"in {'(' if lo_open else '['}{_g(lo)}, {_g(hi)}{')' if hi_open else ']'}"
+    elif lo is not None:
+        rng = f"{'>' if lo_open else '>='} {_g(lo)}"
+    elif hi is not None:
+        rng = f"{'<' if hi_open else '<='} {_g(hi)}"
+    else:
+        rng = "a finite number"
+    if also:
+        rng += " (or " + ", ".join(_g(a) for a in also) + ")"
+    ok = not (isinstance(value, float) and (math.isnan(value) or (math.isinf(value) and not allow_inf)))
+    if ok and lo is not None:
+        ok = value > lo if lo_open else value >= lo
+    if ok and hi is not None:
+        ok = value < hi if hi_open else value <= hi
+    if not ok:
+        raise UsageError(f"{option} must be {rng}, got {_g(value)}")
+
+
+def check_output_file(option: str, path: Any) -> None:
+    """``UsageError`` when an output file path names an existing folder (or its folder is a file)."""
+    from pathlib import Path
+
+    from facelm.errors import UsageError
+
+    if path is None or str(path) in ("", "-"):
+        return
+    p = Path(path)
+    if p.is_dir():
+        raise UsageError(f"{option} {p}: is a folder; give a file name")
+    for parent in p.parents:
+        if parent.exists() and not parent.is_dir():
+            raise UsageError(f"{option} {p}: {parent} is not a folder")
+        if parent.exists():
+            break
+
+
+# -- signals -------------------------------------------------------------------------------------------------------
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def handle_sigterm() -> None:
+    """Make SIGTERM behave like Ctrl-C (exit 130, temporary files removed); main thread only."""
+    if threading.current_thread() is threading.main_thread():
+        with contextlib.suppress(ValueError, OSError):
+            signal.signal(signal.SIGTERM, _on_sigterm)
 
 
 def dumps(obj: Any, indent: int | None = None) -> str:
@@ -62,12 +202,20 @@ def error(msg: str) -> None:
 
 
 def table(title: str, columns: list[str], rows: Iterable[Iterable[Any]]) -> None:
+    """A table on stderr. Columns keep at least their header's width: on a narrow terminal (80 columns) the table
+    is drawn wider than the terminal rather than cutting headers down to unreadable fragments."""
+    from rich.measure import Measurement
+
+    rows = [[str(v) for v in r] for r in rows]
     t = Table(title=title, title_justify="left")
-    for c in columns:
-        t.add_column(c, justify="right" if c[:1].isdigit() or c in ("faces", "n", "count") else "left")
+    for i, c in enumerate(columns):
+        longest = max([len(w) for w in c.split()] + [len(r[i]) for r in rows if i < len(r)] + [1])
+        t.add_column(c, justify="right" if c[:1].isdigit() or c in ("faces", "n", "count") else "left",
+                     min_width=min(longest, 40))
     for r in rows:
-        t.add_row(*[str(v) for v in r])
-    err_console.print(t)
+        t.add_row(*r)
+    need = Measurement.get(err_console, err_console.options, t).minimum
+    err_console.print(t, width=max(err_console.width, need), crop=False)
 
 
 def progress_bar(transient: bool = False) -> Progress:

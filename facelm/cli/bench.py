@@ -20,19 +20,20 @@ from typing import Annotated
 import numpy as np
 import typer
 
-from facelm.cli._common import emit_json, handle_errors, info, table, warn
+from facelm.cli._common import check_output_file, check_range, emit_json, handle_errors, info, table, warn
 from facelm.errors import UsageError
 
 EPILOG = """Examples:
 
 1. `facelm bench ../shared/data/ytf68-train --models models`
 
-2. `facelm bench --models models --seconds 5 --markdown docs/benchmarks.md`  (synthetic faces; writes the table)
+2. `facelm bench --models models --seconds 5 --markdown bench.md`  (synthetic faces; also writes a Markdown page)
 
 3. `facelm bench photos/ --device cuda --batch 64`
 
 Prints one JSON object on stdout (and a table on stderr). Without FOLDER, synthetic face images are used (the
-detector cannot find cartoon faces, so its numbers are then left out). Exit codes: 0 ok, 2 usage, 3 no images,
+detector cannot find cartoon faces, so its numbers are then left out). Unreadable files in FOLDER (empty, text,
+truncated, dangling links, FIFOs) are skipped with a warning. Exit codes: 0 ok, 2 usage, 3 no images,
 4 models or detector missing.
 """
 
@@ -108,6 +109,34 @@ def _pipeline(pair, detector, files: list[Path], batch: int, seconds: float, fac
             "images_s": round(st["images"] / dt, 1), "faces_s": round(st["faces"] / dt, 1)}
 
 
+def _usable_images(items, limit: int) -> tuple[list, list[tuple[str, str]], list]:
+    """Up to ``limit`` readable still image paths from source items, the skipped ones
+    as ``(name, reason)`` and the first 32 images decoded: zero-byte, text, truncated files, dangling links, FIFOs (what predict reports as
+    error records) must not stop a benchmark."""
+    from facelm.imageio import ImageReadError, read_image
+
+    files: list = []
+    first: list = []  # the first 32 decoded images, for the detector timing
+    skipped: list[tuple[str, str]] = []
+    for it in items:
+        if len(files) >= limit:
+            break
+        if it.frame is not None:
+            continue
+        if it.error is not None:
+            skipped.append((it.name, it.error))
+            continue
+        try:
+            img = read_image(it.path, exif=True)
+        except ImageReadError as e:
+            skipped.append((it.name, str(e)))
+            continue
+        files.append(it.path)
+        if len(first) < 32:
+            first.append(img)
+    return files, skipped, first
+
+
 def pair_threads(pair) -> int:
     """Intra-op threads the pair's sessions were made with."""
     return int(pair.stage1.session.get_session_options().intra_op_num_threads)
@@ -155,7 +184,8 @@ def register(app: typer.Typer) -> None:
                           ] = None,
         models: Annotated[Path | None, typer.Option("--models", "-m", help="Folder with cnn6.onnx and cnn7.onnx.",
                                                     envvar="FACELM_MODELS", show_default=False)] = None,
-        batch: Annotated[int, typer.Option(help="Batch size for the throughput runs.")] = 32,
+        batch: Annotated[int, typer.Option("--batch", "--batch-size",
+                                           help="Batch size for the throughput runs.")] = 32,
         seconds: Annotated[float, typer.Option(help="Seconds per measurement.")] = 3.0,
         device: Annotated[str, typer.Option(help="auto (CPU, plus CUDA when usable), cpu or cuda.")] = "auto",
         detector: Annotated[str, typer.Option(help="auto, yunet or yuface.")] = "auto",
@@ -168,19 +198,16 @@ def register(app: typer.Typer) -> None:
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No table on stderr.")] = False,
     ) -> None:
         """Latency and throughput of CNN-6, CNN-7, the detector and the whole pipeline (JSON on stdout)."""
-        import onnxruntime as ort
+        from facelm.cli.predict import MAX_BATCH, MAX_THREADS
+        from facelm.runtime import cuda_usable
 
-        from facelm.detectors import DetectorUnavailable, WholeImageDetector, create_detector
-        from facelm.errors import DataError
-        from facelm.runtime import cuda_usable, default_models_dir, load_models
-        from facelm.runtime.session import cpu_count, plan_threads
-        from facelm.sources import iter_sources
-
-        if batch < 1 or seconds <= 0:
-            raise UsageError("--batch must be at least 1 and --seconds above 0")
+        check_range("--batch", batch, 1, MAX_BATCH)
+        check_range("--seconds", seconds, 0.0, 3600.0, lo_open=True)
+        check_range("--limit", limit, 1)
+        check_range("--workers", workers, 0, MAX_THREADS)
+        check_output_file("--markdown", markdown)
         if device not in ("auto", "cpu", "cuda"):
             raise UsageError(f"--device must be auto, cpu or cuda, not {device!r}")
-        note = (lambda m: None) if quiet else info
         cuda_ok, why = cuda_usable(0)
         provider_sets = []
         if device in ("auto", "cpu"):
@@ -194,95 +221,121 @@ def register(app: typer.Typer) -> None:
                 provider_sets.append(("CPUExecutionProvider", ["CPUExecutionProvider"]))
         synthetic = folder is None
         src = _synthetic_folder(64) if synthetic else folder
-        files = [it.path for it in iter_sources([str(src)]) if it.error is None and it.frame is None][:limit]
-        if not files:
-            raise DataError(f"{src}: no images to benchmark on")
-        rng = np.random.default_rng(0)
-        mdir = models if models is not None else default_models_dir()
-        results = []
-        meta_models = {}
-        for label, providers in provider_sets:
-            pair = load_models(mdir, None, providers)
-            meta_models = {"stage1": pair.stage1.path.name, "stage2": pair.stage2.path.name if pair.stage2 else None,
-                           "widths": [pair.stage1.meta.get("width"),
-                                      pair.stage2.meta.get("width") if pair.stage2 else None],
-                           "scheme": pair.scheme.name}
-            note(f"[{label}] models {pair.stage1.path} + {pair.stage2.path if pair.stage2 else '-'} "
-                 f"(providers {', '.join(pair.stage1.providers)})")
-            r: dict = {"provider": label, "providers_used": pair.stage1.providers}
-            r["cnn6"] = _model_bench(pair.stage1, batch, seconds, rng)
-            r["cnn7"] = _model_bench(pair.stage2, batch, seconds, rng) if pair.stage2 else None
-            r["bare_faces_s"] = _bare(pair, batch, seconds, rng)
-            # predict's own thread plan (streams x threads) for the pipeline runs; bare runs use all cores
-            streams, threads = plan_threads(providers)
-            ppair = pair if threads == pair_threads(pair) else load_models(mdir, None, providers, threads)
-            r["pipeline_plan"] = {"streams": streams, "threads_per_session": threads}
-            note(f"[{label}] bare two-stage {r['bare_faces_s']} faces/s")
-            # the machine's load may change during the run: each ratio uses bare runs right before and after
-            p = _pipeline(ppair, WholeImageDetector(), files, batch, seconds, r["bare_faces_s"], workers, streams)
-            p["bare_after_faces_s"] = _bare(pair, batch, seconds / 2, rng)
-            p["ratio_to_bare"] = round(p["faces_s"] / ((r["bare_faces_s"] + p["bare_after_faces_s"]) / 2), 3)
-            r["pipeline"] = p
-            det = None
-            if not synthetic:
-                try:
-                    det = create_detector(detector, model=detector_model, providers=providers, threads=1,
-                                          download=False)
-                except DetectorUnavailable as e:
-                    warn(f"detector not benchmarked: {e}")
-            if det is not None:
-                from facelm.imageio import read_image
+        try:
+            _bench(src, synthetic, folder, models, batch, seconds, detector, detector_model, limit, workers,
+                   markdown, quiet, provider_sets, cuda_ok)
+        finally:
+            if synthetic:
+                import shutil
 
-                imgs = [read_image(f, exif=True) for f in files[:32]]
-                det.detect(imgs[0])
-                lat = _timeit(_cycle(det, imgs), seconds / 2)
-                r["detector"] = {"name": det.describe(), "latency_ms": round(1000 * float(np.median(lat)), 2),
-                                 "images_s": round(len(lat) / sum(lat), 1)}
-                before = _bare(pair, batch, seconds / 2, rng)
-                q = _pipeline(ppair, det, files, batch, seconds, r["bare_faces_s"], workers, streams)
-                q["bare_around_faces_s"] = [before, _bare(pair, batch, seconds / 2, rng)]
-                q["ratio_to_bare"] = round(q["faces_s"] / (sum(q["bare_around_faces_s"]) / 2), 3)
-                r["predict"] = q
-            else:
-                r["detector"] = r["predict"] = None
-            results.append(r)
-        argv = " ".join(sys.argv[1:]) if sys.argv and Path(sys.argv[0]).name in ("facelm", "__main__.py") else ""
-        out = {
-            "command": f"facelm {argv}".strip() if argv else "facelm bench",
-            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "machine": {"cpu": platform.processor() or platform.machine(), "cores": cpu_count(),
-                        "onnxruntime": ort.__version__, "cuda_usable": cuda_ok},
-            "batch": batch, "seconds": seconds, "precision": "fp32",
-            "images": {"folder": None if synthetic else str(folder), "synthetic": synthetic, "files": len(files)},
-            "models": meta_models, "results": results,
-        }
-        try:  # a better CPU name where Linux gives one
-            for line in Path("/proc/cpuinfo").read_text().splitlines():
-                if line.startswith("model name"):
-                    out["machine"]["cpu"] = line.split(":", 1)[1].strip()
-                    break
-        except OSError:
-            pass
-        if not quiet:
-            def cell(r, *keys):
-                v = r
-                for k in keys:
-                    v = (v or {}).get(k) if isinstance(v, dict) else None
-                return "-" if v is None else str(v)
+                shutil.rmtree(src, ignore_errors=True)
 
-            spec = [("CNN-6 ms, batch 1", ("cnn6", "latency_ms")),
-                    (f"CNN-6 faces/s, batch {batch}", ("cnn6", "throughput_faces_s")),
-                    ("CNN-7 ms, batch 1", ("cnn7", "latency_ms")),
-                    (f"CNN-7 faces/s, batch {batch}", ("cnn7", "throughput_faces_s")),
-                    ("bare two-stage faces/s", ("bare_faces_s",)),
-                    ("detector ms/image", ("detector", "latency_ms")),
-                    ("pipeline faces/s (no detector)", ("pipeline", "faces_s")),
-                    ("pipeline / bare", ("pipeline", "ratio_to_bare")),
-                    ("predict faces/s (with detector)", ("predict", "faces_s")),
-                    ("predict / bare", ("predict", "ratio_to_bare"))]
-            table(f"facelm bench (fp32, {out['machine']['cores']} cores)", ["measure"] + [r["provider"] for r in results],
-                  [[name] + [cell(r, *keys) for r in results] for name, keys in spec])
-        if markdown is not None:
-            _markdown(markdown, out)
-            note(f"written {markdown}")
-        emit_json(out)
+
+def _bench(src, synthetic, folder, models, batch, seconds, detector, detector_model, limit, workers, markdown,
+           quiet, provider_sets, cuda_ok) -> None:
+    import onnxruntime as ort
+
+    from facelm.detectors import DetectorUnavailable, WholeImageDetector, create_detector
+    from facelm.errors import DataError
+    from facelm.runtime import default_models_dir, load_models
+    from facelm.runtime.session import cpu_count, plan_threads
+    from facelm.sources import iter_sources
+
+    note = (lambda m: None) if quiet else info
+    files, skipped, first = _usable_images(iter_sources([str(src)]), limit)
+    for name, why in skipped[:10]:
+        warn(f"{name}: skipped ({why})")
+    if len(skipped) > 10:
+        warn(f"... and {len(skipped) - 10} more unreadable files skipped")
+    if not files:
+        raise DataError(f"{src}: no images to benchmark on" + (f" ({len(skipped)} unreadable files skipped)"
+                                                               if skipped else ""))
+    note(f"using {len(files)} images of {src}" + (f" ({len(skipped)} unreadable skipped)" if skipped else ""))
+    rng = np.random.default_rng(0)
+    mdir = models if models is not None else default_models_dir()
+    results = []
+    meta_models = {}
+    for label, providers in provider_sets:
+        pair = load_models(mdir, None, providers)
+        meta_models = {"stage1": pair.stage1.path.name, "stage2": pair.stage2.path.name if pair.stage2 else None,
+                       "widths": [pair.stage1.meta.get("width"),
+                                  pair.stage2.meta.get("width") if pair.stage2 else None],
+                       "scheme": pair.scheme.name}
+        note(f"[{label}] models {pair.stage1.path} + {pair.stage2.path if pair.stage2 else '-'} "
+             f"(providers {', '.join(pair.stage1.providers)})")
+        r: dict = {"provider": label, "providers_used": pair.stage1.providers}
+        r["cnn6"] = _model_bench(pair.stage1, batch, seconds, rng)
+        r["cnn7"] = _model_bench(pair.stage2, batch, seconds, rng) if pair.stage2 else None
+        r["bare_faces_s"] = _bare(pair, batch, seconds, rng)
+        # predict's own thread plan (streams x threads) for the pipeline runs; bare runs use all cores
+        streams, threads = plan_threads(providers)
+        ppair = pair if threads == pair_threads(pair) else load_models(mdir, None, providers, threads)
+        r["pipeline_plan"] = {"streams": streams, "threads_per_session": threads}
+        note(f"[{label}] bare two-stage {r['bare_faces_s']} faces/s")
+        # the machine's load may change during the run: each ratio uses bare runs right before and after
+        p = _pipeline(ppair, WholeImageDetector(), files, batch, seconds, r["bare_faces_s"], workers, streams)
+        p["bare_after_faces_s"] = _bare(pair, batch, seconds / 2, rng)
+        p["ratio_to_bare"] = round(p["faces_s"] / ((r["bare_faces_s"] + p["bare_after_faces_s"]) / 2), 3)
+        r["pipeline"] = p
+        det = None
+        if not synthetic:
+            try:
+                det = create_detector(detector, model=detector_model, providers=providers, threads=1,
+                                      download=False)
+            except DetectorUnavailable as e:
+                warn(f"detector not benchmarked: {e}")
+        if det is not None:
+            imgs = first
+            det.detect(imgs[0])
+            lat = _timeit(_cycle(det, imgs), seconds / 2)
+            r["detector"] = {"name": det.describe(), "latency_ms": round(1000 * float(np.median(lat)), 2),
+                             "images_s": round(len(lat) / sum(lat), 1)}
+            before = _bare(pair, batch, seconds / 2, rng)
+            q = _pipeline(ppair, det, files, batch, seconds, r["bare_faces_s"], workers, streams)
+            q["bare_around_faces_s"] = [before, _bare(pair, batch, seconds / 2, rng)]
+            q["ratio_to_bare"] = round(q["faces_s"] / (sum(q["bare_around_faces_s"]) / 2), 3)
+            r["predict"] = q
+        else:
+            r["detector"] = r["predict"] = None
+        results.append(r)
+    argv = " ".join(sys.argv[1:]) if sys.argv and Path(sys.argv[0]).name in ("facelm", "__main__.py") else ""
+    out = {
+        "command": f"facelm {argv}".strip() if argv else "facelm bench",
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": {"cpu": platform.processor() or platform.machine(), "cores": cpu_count(),
+                    "onnxruntime": ort.__version__, "cuda_usable": cuda_ok},
+        "batch": batch, "seconds": seconds, "precision": "fp32",
+        "images": {"folder": None if synthetic else str(folder), "synthetic": synthetic, "files": len(files),
+                   "skipped": len(skipped)},
+        "models": meta_models, "results": results,
+    }
+    try:  # a better CPU name where Linux gives one
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                out["machine"]["cpu"] = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    if not quiet:
+        def cell(r, *keys):
+            v = r
+            for k in keys:
+                v = (v or {}).get(k) if isinstance(v, dict) else None
+            return "-" if v is None else str(v)
+
+        spec = [("CNN-6 ms, batch 1", ("cnn6", "latency_ms")),
+                (f"CNN-6 faces/s, batch {batch}", ("cnn6", "throughput_faces_s")),
+                ("CNN-7 ms, batch 1", ("cnn7", "latency_ms")),
+                (f"CNN-7 faces/s, batch {batch}", ("cnn7", "throughput_faces_s")),
+                ("bare two-stage faces/s", ("bare_faces_s",)),
+                ("detector ms/image", ("detector", "latency_ms")),
+                ("pipeline faces/s (no detector)", ("pipeline", "faces_s")),
+                ("pipeline / bare", ("pipeline", "ratio_to_bare")),
+                ("predict faces/s (with detector)", ("predict", "faces_s")),
+                ("predict / bare", ("predict", "ratio_to_bare"))]
+        table(f"facelm bench (fp32, {out['machine']['cores']} cores)", ["measure"] + [r["provider"] for r in results],
+              [[name] + [cell(r, *keys) for r in results] for name, keys in spec])
+    if markdown is not None:
+        _markdown(markdown, out)
+        note(f"written {markdown}")
+    emit_json(out)

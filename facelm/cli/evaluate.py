@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from facelm.cli._common import emit_json, error, handle_errors, info, table, warn
+from facelm.cli._common import check_output_file, emit_json, error, handle_errors, info, table, warn
 from facelm.errors import ExitCode, UsageError
 from facelm.metrics import NORMALISERS
 from facelm.protocols import PROTOCOLS
@@ -33,13 +33,14 @@ EPILOG = """Examples:
 
 6. `facelm evaluate --data work/ytf --split val --pose-model work/ytf-bal/pose_model.json runs/a runs/b`  (by pose)
 
-MODEL is a checkpoint (.pt, or a run folder holding best.pt), a STAGE1.pt+STAGE2.pt pair, or a predictions
-JSONL (what `facelm predict` writes; any tool's predictions in the same format). Faces use the manifest's
+MODEL is a checkpoint (.pt, or a run folder holding best.pt), a STAGE1.pt+STAGE2.pt pair, an exported .onnx
+model or STAGE1.onnx+STAGE2.onnx pair, or a predictions file: JSONL, JSON or CSV, whichever `facelm predict`
+writes (any tool's predictions in the same format). Faces use the manifest's
 ground-truth boxes. Prints one JSON object per model on stdout and a table on stderr; see docs/protocols.md.
 
 Exit codes: 0 ok, 1 --fail-above exceeded or faces without a prediction, 2 usage (unknown protocol, --norm or
---split), 3 bad data (no faces selected, zero normaliser), 4 model (unreadable, ONNX, scheme or point-count
-mismatch; unreadable --pose-model or one fitted on another scheme).
+--split, an output path that is a folder), 3 bad data (no faces selected, zero normaliser), 4 model (unreadable,
+scheme or point-count mismatch; unreadable --pose-model or one fitted on another scheme).
 """
 
 
@@ -66,7 +67,8 @@ def register(app: typer.Typer) -> None:
     @handle_errors
     def evaluate_cmd(
         models: Annotated[list[str], typer.Argument(
-            help="Checkpoints (.pt, run folders, STAGE1.pt+STAGE2.pt) and/or predictions files (.jsonl).",
+            help="Checkpoints (.pt, run folders, STAGE1.pt+STAGE2.pt), ONNX models (.onnx, STAGE1+STAGE2) and/or "
+                 "predictions files (.jsonl, .json, .csv from facelm predict).",
             show_default=False)],
         data: Annotated[Path, typer.Option("--data", "-d", help="Prepared dataset folder (from `facelm prepare`).",
                                            show_default=False)],
@@ -101,6 +103,8 @@ def register(app: typer.Typer) -> None:
         )
         from facelm.metrics import metric_key
 
+        for opt, path in (("--per-face", per_face), ("--plot", plot), ("--ced-csv", ced_csv)):
+            check_output_file(opt, path)  # before the work: a folder here used to fail after all of it
         if plot is not None:
             _check_plot_suffix(plot)
         if fail_above is not None and not (math.isfinite(fail_above) and fail_above >= 0):

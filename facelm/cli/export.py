@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from facelm.cli._common import emit_json, error, handle_errors, info, table, warn
+from facelm.cli._common import check_range, emit_json, error, handle_errors, info, table, warn
 from facelm.errors import ExitCode, UsageError
 from facelm.export import CALIB_METHODS, DEFAULT_OPSET, MAX_NME_INCREASE, PARITY_TOLERANCE
 
@@ -87,6 +87,15 @@ def register(app: typer.Typer) -> None:
         """Export a checkpoint to ONNX, check it against torch, optionally as fp16 or int8."""
         from facelm.export import ExportOptions, export
 
+        from facelm.cli.predict import MAX_THREADS
+
+        check_range("--calib-faces", calib_faces, 1)
+        check_range("--max-val", max_val, 1)
+        check_range("--max-nme-increase", max_nme_increase, 0.0, allow_inf=True)
+        check_range("--tolerance", tolerance, 0.0)
+        check_range("--parity-crops", parity_crops, 1)
+        check_range("--bench-seconds", bench_seconds, 0.0, 3600.0)
+        check_range("--threads", threads, 0, MAX_THREADS)
         if half and quantize:
             raise UsageError("--half and --quantize are alternatives; choose one")
         if weights.lower() not in ("fp32", "fp16"):
@@ -156,5 +165,5 @@ def _hints(s: dict) -> None:
     out = Path(s["out"])
     other = "cnn7 (stage 2)" if s["stage"] == 1 else "cnn6 (stage 1)"
     info(f"next: facelm export <{other} checkpoint> --out {out.parent}/{other[:4]}.onnx  "
-         "(predict needs both stages)")
+         "(predict runs both stages when both are there; --stages 1 runs CNN-6 alone)")
     info(f"      facelm predict IMAGES --models {out.parent}  (reads cnn6.onnx and cnn7.onnx there)")

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from facelm.cli._common import dumps, emit_json, error, handle_errors, info, warn
+from facelm.cli._common import check_output_file, check_range, dumps, emit_json, error, handle_errors, info, warn
 from facelm.errors import DataError, ExitCode, UsageError
 
 EPILOG = """Examples:
@@ -25,7 +25,9 @@ EPILOG = """Examples:
 
 5. `facelm predict crops/ --no-detect --stages 1`  (images that are already face crops; CNN-6 only)
 
-6. `facelm predict shots/ --boxes boxes.json`  (your own face boxes: JSON, JSONL or CSV)
+6. `facelm predict shots/ --boxes boxes.json`  (your own face squares: JSON, JSONL or CSV)
+
+7. `facelm predict shots/ --boxes earlier.jsonl`  (predict's own output: its detector boxes, `--boxes-kind auto`)
 
 Models: --models DIR holds the stage-1 and stage-2 ONNX files (`facelm export`), told apart by their metadata.
 Detector: YuNet through onnxruntime (--detector-model, $FACELM_DETECTOR_MODEL, the cache ~/.cache/facelm, a
@@ -48,6 +50,12 @@ Exit codes: 0 ok, 3 no face matched, 4 model or detector missing.
 """
 
 
+class BoxesKind(str, Enum):
+    auto = "auto"
+    detector = "detector"
+    square = "square"
+
+
 class Fmt(str, Enum):
     jsonl = "jsonl"
     csv = "csv"
@@ -57,6 +65,11 @@ class Fmt(str, Enum):
 _MODELS_HELP = ("Folder with the stage-1 (cnn6) and stage-2 (cnn7) ONNX models; default: the repository's "
                 "models/ (or the installed package's).")
 
+
+#: upper bounds of the resource options: beyond these a value is a typo, not a plan
+MAX_BATCH = 4096
+MAX_THREADS = 1024
+MAX_STREAMS = 64
 
 _CSV_HEAD = ["image", "frame", "face", "box_x1", "box_y1", "box_x2", "box_y2", "score", "angle"]
 
@@ -76,16 +89,20 @@ class _Sink:
             if self.output in ("-", ""):
                 self._fh = sys.stdout
             else:
+                from facelm._io import sweep_stale_temps, temp_name
+
                 out = Path(self.output)
                 out.parent.mkdir(parents=True, exist_ok=True)
-                self._tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+                sweep_stale_temps(out)  # what a killed run left here
+                self._tmp = out.with_name(temp_name(out, "tmp"))
                 self._fh = open(self._tmp, "w", encoding="utf-8", newline="")  # noqa: SIM115 - opened lazily, closed in close()
         return self._fh
 
     def _csv_rows(self, rec: dict) -> list[list]:
         base = [rec["image"], rec.get("frame", "")]
         if not rec["faces"]:
-            return [base + [""] * (8 + 2 * self.n) + [rec["width"], rec["height"], rec["error"] or ""]]
+            # face, box_x1..box_y2, score, angle (7 fields) and the 2n coordinates stay empty
+            return [base + [""] * (7 + 2 * self.n) + [rec["width"], rec["height"], rec["error"] or ""]]
         rows = []
         for i, f in enumerate(rec["faces"]):
             pts = [v for p in f["landmarks"] for v in p]
@@ -136,13 +153,49 @@ class _Sink:
 _DRAW_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 
-def _draw_path(root: Path, name: str, frame) -> Path:
-    p = Path(name)
-    rel = Path(p.name) if p.is_absolute() or ".." in p.parts else p
-    suffix = rel.suffix.lower() if rel.suffix.lower() in _DRAW_SUFFIXES else ".png"
-    if frame is not None:
-        return root / rel.parent / f"{rel.stem}_f{int(frame):06d}.jpg"
-    return root / rel.parent / f"{rel.stem}{suffix}"
+class _DrawNames:
+    """Where ``--draw DIR`` puts each input's drawing: a distinct file per input, never an overwrite.
+
+    A relative input path without ``..`` is mirrored under DIR (``imgs/a.jpg`` -> ``DIR/imgs/a.jpg``); so is an
+    absolute one or one with ``..`` that lies under the working folder. Any other path keeps its file name plus
+    a short hash of its folder (``DIR/a.1f3c9e2b.jpg``), so ``/x/a.jpg`` and ``/y/a.jpg`` give two files. Names
+    that still collide within a run (the same input twice, ``a.ppm`` next to ``a.png``) get ``-2``, ``-3``, ...
+    """
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.used: set[str] = set()
+        self.cwd = os.path.abspath(os.getcwd())
+
+    def _rel(self, name: str) -> Path:
+        p = Path(name)
+        if not p.is_absolute() and ".." not in p.parts:
+            return p
+        full = os.path.abspath(name)
+        try:
+            rel = os.path.relpath(full, self.cwd)
+        except ValueError:  # another drive (Windows)
+            rel = ".."
+        if not rel.startswith(".."):
+            return Path(rel)
+        import hashlib
+
+        tag = hashlib.sha1(os.path.dirname(full).encode("utf-8", "surrogateescape")).hexdigest()[:8]
+        return Path(f"{p.stem}.{tag}{p.suffix}")
+
+    def path(self, name: str, frame) -> Path:
+        rel = self._rel(name)
+        suffix = rel.suffix.lower() if rel.suffix.lower() in _DRAW_SUFFIXES else ".png"
+        stem = rel.stem + (f"_f{int(frame):06d}" if frame is not None else "")
+        if frame is not None:
+            suffix = ".jpg"
+        out = self.root / rel.parent / f"{stem}{suffix}"
+        k = 2
+        while os.path.normcase(str(out)) in self.used:
+            out = self.root / rel.parent / f"{stem}-{k}{suffix}"
+            k += 1
+        self.used.add(os.path.normcase(str(out)))
+        return out
 
 
 def _write_drawing(path: Path, bgr) -> None:
@@ -174,7 +227,8 @@ def register(app: typer.Typer) -> None:
                           ] = "-",
         draw: Annotated[Path | None, typer.Option(help="Write annotated copies of the images into this folder.")
                         ] = None,
-        batch: Annotated[int, typer.Option(help="Faces per network call (batched across images).")] = 32,
+        batch: Annotated[int, typer.Option("--batch", "--batch-size",
+                                           help="Faces per network call (batched across images).")] = 32,
         device: Annotated[str, typer.Option(help="auto (CUDA when usable), cpu, cuda or cuda:N.",
                                             envvar="FACELM_DEVICE")] = "auto",
         detector: Annotated[str, typer.Option(help="auto, yunet or yuface.")] = "auto",
@@ -184,10 +238,14 @@ def register(app: typer.Typer) -> None:
         boxes: Annotated[Path | None, typer.Option(
             help="Face boxes per image from a JSON/JSONL/CSV file instead of a detector.", show_default=False)
         ] = None,
+        boxes_kind: Annotated[BoxesKind, typer.Option(
+            "--boxes-kind", help="What --boxes holds: detector boxes (mapped through the model's box map for "
+                                 "--detector, as a live detection) or face squares; auto: detector for predict's "
+                                 "own output, square for other files.")] = BoxesKind.auto,
         no_detect: Annotated[bool, typer.Option("--no-detect", help="Each image is one face crop (no detector).")
                              ] = False,
         score_threshold: Annotated[float, typer.Option(help="Detector score threshold.")] = 0.6,
-        box_map: Annotated[Path | None, typer.Option(
+        box_map_file: Annotated[Path | None, typer.Option(
             "--box-map", metavar="FILE", help="Detector box -> face square map from `facelm fit-box-map --dry-run` "
                                              "(default: the one stored in the stage-1 model).", show_default=False)
         ] = None,
@@ -212,23 +270,26 @@ def register(app: typer.Typer) -> None:
         from facelm.runtime.session import plan_threads
         from facelm.sources import describe_sources, iter_sources
 
-        if batch < 1:
-            raise UsageError("--batch must be at least 1")
-        if vid_stride < 1:
-            raise UsageError("--vid-stride must be at least 1")
+        check_range("--batch", batch, 1, MAX_BATCH)
+        check_range("--vid-stride", vid_stride, 1)
         if stages not in (None, 1, 2):
-            raise UsageError(f"--stages must be 1 or 2, not {stages}")
-        if workers < 0 or threads < 0 or streams < 0:
-            raise UsageError("--workers, --threads and --streams must be 0 or more")
+            raise UsageError(f"--stages must be 1 or 2, got {stages}")
+        check_range("--score-threshold", score_threshold, 0.0, 1.0)
+        check_range("--workers", workers, 0, MAX_THREADS)
+        check_range("--threads", threads, 0, MAX_THREADS)
+        check_range("--streams", streams, 0, MAX_STREAMS)
         if boxes is not None and no_detect:
             raise UsageError("--boxes and --no-detect cannot be used together")
         if tta not in ("none", "flip"):
             raise UsageError(f"--tta must be none or flip, not {tta!r}")
         given_map = None
-        if box_map is not None:
+        if box_map_file is not None:
             from facelm.detectors.boxmap import read_box_map_file
 
-            given_map = read_box_map_file(box_map)
+            given_map = read_box_map_file(box_map_file)
+        check_output_file("--output", output)  # before any work: a folder here used to fail after the whole run
+        if draw is not None and draw.exists() and not draw.is_dir():
+            raise UsageError(f"--draw {draw}: is a file; give a folder")
         note = (lambda m: None) if quiet else info
         providers = resolve_providers(device, warn=warn)
         streams, threads = plan_threads(providers, streams, threads)
@@ -236,17 +297,27 @@ def register(app: typer.Typer) -> None:
         for s in pair.skipped:
             note(s if "not run by default" in s else f"skipped {s}")
         det = create_detector(detector, model=detector_model, boxes=boxes, no_detect=no_detect,
-                              score_threshold=score_threshold, providers=providers, threads=1, info=note)
+                              score_threshold=score_threshold, providers=providers, threads=1, info=note,
+                              boxes_kind=boxes_kind.value)
+        box_map = box_map_note = None
+        if getattr(det, "kind", None) == "detector":  # detector boxes from a file: the live detector's box map
+            from facelm.detectors.boxmap import resolve_box_map
+
+            det_name = "yunet" if detector == "auto" else detector
+            box_map, where = resolve_box_map(pair.stage1.meta, det_name)
+            box_map_note = f"; box map: {det_name} ({where})"
         lm = Landmarker(pair, det, batch=batch, workers=workers, keep_images=draw is not None, exif=exif,
-                        streams=streams, box_map=given_map, level=level, tta=tta)
+                        streams=streams, box_map=given_map if given_map is not None else box_map, level=level,
+                        tta=tta)
         s1, s2 = pair.stage1, pair.stage2
         note(f"models: {s1.path} (stage 1, {s1.arch}, {s1.scheme.name})"
              + (f" + {s2.path} (stage 2, {s2.arch})" if s2 else " (stage 1 only)"))
         note(f"onnxruntime providers: {', '.join(s1.providers)} ({streams} stream(s) x {threads} thread(s)); "
              f"detector: {det.describe()}"
-             + (f"; box map: {lm.box_map_source}" if det.name not in ("boxes", "none") else ""))
+             + (f"; box map: {lm.box_map_source}" if det.name not in ("boxes", "none") else box_map_note or ""))
 
         sink = _Sink(fmt, output, pair.scheme.num_landmarks)
+        draw_names = _DrawNames(draw) if draw is not None else None
         items = iter_sources(sources, recursive=recursive, vid_stride=vid_stride)
         n = failed = attempted = faces = 0
         t0 = time.perf_counter()
@@ -263,7 +334,7 @@ def register(app: typer.Typer) -> None:
                 sink.write(res.record(pair.scheme.name))
                 if draw is not None and res.image is not None and not res.error:
                     try:
-                        _write_drawing(_draw_path(draw, res.name, res.frame),
+                        _write_drawing(draw_names.path(res.name, res.frame),
                                        annotate(res.image, res, dict(pair.scheme.boundaries)))
                     except OSError as e:
                         warn(f"{res.name}: cannot write the drawing ({e})")
@@ -301,6 +372,8 @@ def register(app: typer.Typer) -> None:
         from facelm.detectors.boxmap import fit_box_map, write_box_map
         from facelm.runtime import default_models_dir, load_models
 
+        check_range("--limit", limit, 0)
+        check_range("--min-iou", min_iou, 0.0, 1.0)
         note = (lambda m: None) if quiet else info
         pair = load_models(models if models is not None else default_models_dir(), 1)
         det = create_detector(detector, model=detector_model, info=note)

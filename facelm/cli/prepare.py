@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from facelm.cli._common import emit_json, handle_errors, info, progress_bar, table, warn
+from facelm.cli._common import check_range, emit_json, handle_errors, info, progress_bar, table, warn
 from facelm.errors import ExitCode
 
 EPILOG = """Examples:
@@ -52,7 +52,14 @@ def register(app: typer.Typer) -> None:
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No table or progress on stderr.")] = False,
     ) -> None:
         """Prepare a dataset: read annotations, crop every face once into a compact cache, write a manifest."""
-        from facelm.prepare import PrepareOptions, prepare
+        from facelm.cli.predict import MAX_THREADS
+        from facelm.prepare import MAX_CACHE_SIZE, PrepareOptions, prepare
+
+        check_range("--holdout", holdout, 0.0, 1.0, hi_open=True)
+        check_range("--cache-size", cache_size, 32, MAX_CACHE_SIZE)
+        check_range("--margin", margin, 1.0)
+        check_range("--workers", workers, 0, MAX_THREADS)
+        check_range("--limit", limit, 0)
 
         opts = PrepareOptions(source=source, out=out, fmt=fmt, scheme=scheme, split=split, holdout=holdout,
                               cache_size=cache_size, margin=margin, workers=workers, limit=limit)

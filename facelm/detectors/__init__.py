@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from facelm.detectors.base import MAX_DETECT_SIDE, Detection, FaceDetector, box_iou, nms
-from facelm.detectors.boxes import BoxesFileDetector, BoxLookupError, WholeImageDetector
+from facelm.detectors.boxes import BOX_KINDS, BoxesFileDetector, BoxLookupError, WholeImageDetector
 from facelm.detectors.yunet import (
     DetectorUnavailable,
     YuFaceDetector,
@@ -22,6 +22,7 @@ from facelm.detectors.yunet import (
 from facelm.errors import UsageError
 
 __all__ = [
+    "BOX_KINDS",
     "DETECTORS",
     "BoxLookupError",
     "BoxesFileDetector",
@@ -42,7 +43,7 @@ DETECTORS = ("auto", "yunet", "yuface")
 def create_detector(name: str = "auto", *, model: str | Path | None = None, boxes: str | Path | None = None,
                     no_detect: bool = False, score_threshold: float = 0.6, max_side: int = MAX_DETECT_SIDE,
                     providers: list | None = None, threads: int = 1, download: bool = True,
-                    info: Callable[[str], None] | None = None) -> FaceDetector:
+                    info: Callable[[str], None] | None = None, boxes_kind: str = "auto") -> FaceDetector:
     """The detector for a ``predict`` run.
 
     Args:
@@ -50,6 +51,7 @@ def create_detector(name: str = "auto", *, model: str | Path | None = None, boxe
             ``yunet`` (file, downloading it if needed) or ``yuface``.
         model: ``--detector-model`` (a YuNet ONNX file).
         boxes: ``--boxes FILE``: boxes from a file instead of a detector.
+        boxes_kind: ``--boxes-kind``: ``auto``, ``detector`` or ``square`` (:data:`BOX_KINDS`).
         no_detect: ``--no-detect``: each image is one face crop.
         download: allow the download of the official YuNet file (off in tests).
         info: called with a one-line message when a file is downloaded.
@@ -59,8 +61,10 @@ def create_detector(name: str = "auto", *, model: str | Path | None = None, boxe
     """
     if boxes is not None and no_detect:
         raise UsageError("--boxes and --no-detect cannot be used together")
+    if boxes_kind not in BOX_KINDS:
+        raise UsageError(f"--boxes-kind must be one of {', '.join(BOX_KINDS)}, got {boxes_kind!r}")
     if boxes is not None:
-        return BoxesFileDetector(boxes)
+        return BoxesFileDetector(boxes, kind=boxes_kind)
     if no_detect:
         return WholeImageDetector()
     if name not in DETECTORS:

@@ -8,7 +8,13 @@ the model crop covers 1.2 x the box, centred on it, with side ``max(w, h)``. Acc
 * JSON array or JSONL of objects with ``"image"`` and one of ``"boxes"`` (list of boxes), ``"box"`` (one box)
   or ``"faces"`` (``[{"box": [...], "score": ...}]``): the output of ``facelm predict`` can be fed back;
 * CSV, one row per face: ``image,x1,y1,x2,y2[,score]`` (a header row is recognised and may name the columns
-  ``image``, ``x1``, ``y1``, ``x2``, ``y2``, ``score``).
+  ``image``, ``x1``, ``y1``, ``x2``, ``y2``, ``score``); ``facelm predict``'s CSV (``box_x1`` ...) too.
+
+**Box kinds** (``--boxes-kind``): the boxes in ``facelm predict``'s output are *detector* boxes, not face squares;
+feeding them back as squares moved the landmarks by a median 5% of the inter-ocular distance. ``auto`` (the
+default) takes predict's own output (records with ``"faces"``, its CSV) as detector boxes, which go through the
+stage-1 model's box map like a live detection, and every other file as face squares; ``detector`` and ``square``
+say it explicitly.
 
 Image keys match the SOURCE names exactly, else after normalising the path (relative to the working directory or
 to the boxes file's folder), else by file name when that is unique. A video frame is ``"clip.mp4#12"`` (or
@@ -32,7 +38,13 @@ import numpy as np
 from facelm.detectors.base import Detection, FaceDetector
 from facelm.errors import DataError
 
-__all__ = ["BoxLookupError", "BoxesFileDetector", "WholeImageDetector", "read_boxes_file"]
+__all__ = ["BOX_KINDS", "BoxLookupError", "BoxesFileDetector", "WholeImageDetector", "boxes_file_kind",
+           "read_boxes_file"]
+
+#: ``--boxes-kind``: ``auto`` = ``detector`` for ``facelm predict``'s own output (records with ``faces``, or its
+#: CSV), else ``square``; ``detector`` = detector boxes, mapped through the model's box map like a detection;
+#: ``square`` = face squares in the training convention (see the module docstring).
+BOX_KINDS = ("auto", "detector", "square")
 
 
 class BoxLookupError(LookupError):
@@ -115,21 +127,47 @@ def read_boxes_file(path: str | Path) -> dict[str, list[tuple[list[float], float
         except ValueError:
             return False
 
+    frame_col = -1
     if len(first) > 1 and not any(_num(c) for c in first[1:5]):  # a header row
         named = {c: i for i, c in enumerate(first)}
+        for k in ("x1", "y1", "x2", "y2"):  # facelm predict's CSV: box_x1 ... box_y2 (its x1, y1 are landmarks)
+            if f"box_{k}" in named:
+                named[k] = named[f"box_{k}"]
         if all(k in named for k in ("x1", "y1", "x2", "y2")):
             cols = {k: named.get(k, -1) for k in cols}
             cols["image"] = next((named[k] for k in ("image", "file", "path", "filename") if k in named), 0)
+            frame_col = named.get("frame", -1)
         rows = rows[1:]
     out: dict[str, list] = defaultdict(list)
     for n, r in enumerate(rows, start=2):
+        key = r[cols["image"]].strip() if cols["image"] < len(r) else ""
+        if 0 <= frame_col < len(r) and r[frame_col].strip():
+            key = f"{key}#{int(float(r[frame_col]))}"
+        if all(0 <= cols[k] < len(r) and not r[cols[k]].strip() for k in ("x1", "y1", "x2", "y2")):
+            out.setdefault(key, [])  # predict's row for an image without faces (or that failed)
+            continue
         try:
             vals = [float(r[cols[k]]) for k in ("x1", "y1", "x2", "y2")]
             score = float(r[cols["score"]]) if 0 <= cols["score"] < len(r) and r[cols["score"]].strip() else 1.0
         except (IndexError, ValueError):
             raise DataError(f"--boxes {p} row {n}: expected image,x1,y1,x2,y2[,score]") from None
-        out[r[cols["image"]].strip()].append((_box_row(vals, f"{p} row {n}")[0], score))
+        out[key].append((_box_row(vals, f"{p} row {n}")[0], score))
     return dict(out)
+
+
+def boxes_file_kind(path: str | Path) -> str:
+    """``"detector"`` when the boxes file is ``facelm predict``'s output (JSON/JSONL records with ``"faces"``, or
+    its CSV with ``box_x1`` ...), whose boxes are the detector's; else ``"square"``."""
+    try:
+        with open(path, encoding="utf-8-sig") as fh:
+            head = fh.read(1 << 16)
+    except (OSError, UnicodeDecodeError):
+        return "square"
+    text = head.lstrip()
+    if text[:1] in "{[":
+        return "detector" if '"faces"' in head else "square"
+    first = text.splitlines()[0].lower() if text else ""
+    return "detector" if "box_x1" in first else "square"
 
 
 def _norm(key: str, base: Path | None = None) -> str:
@@ -144,9 +182,14 @@ class BoxesFileDetector(FaceDetector):
 
     name = "boxes"
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, kind: str = "square"):
+        """``kind``: ``square`` (face squares), ``detector`` (detector boxes: the pipeline maps them through the
+        box map it is given) or ``auto`` (:func:`boxes_file_kind`)."""
+        if kind not in BOX_KINDS:
+            raise ValueError(f"kind must be one of {', '.join(BOX_KINDS)}, not {kind!r}")
         self.path = Path(path)
         self.table = read_boxes_file(self.path)
+        self.kind = boxes_file_kind(self.path) if kind == "auto" else kind
         self._by_abs: dict[str, str] = {}
         names: dict[str, list[str]] = defaultdict(list)
         for k in self.table:
@@ -158,7 +201,8 @@ class BoxesFileDetector(FaceDetector):
         self._by_name = {n: ks[0] for n, ks in names.items() if len(ks) == 1}
 
     def describe(self) -> str:
-        return f"boxes from {self.path} ({len(self.table)} images)"
+        what = "detector boxes" if self.kind == "detector" else "face squares"
+        return f"{what} from {self.path} ({len(self.table)} images)"
 
     def _key(self, name: str, frame: int | None) -> str | None:
         cands = [f"{name}#{frame}", name] if frame is not None else [name]
@@ -181,8 +225,8 @@ class BoxesFileDetector(FaceDetector):
         key = self._key(name or "", frame)
         if key is None:
             raise BoxLookupError(f"no boxes for this image in {self.path}")
-        return [Detection(box=np.asarray(b, dtype=np.float64), score=s, kind="face-square")
-                for b, s in self.table[key]]
+        kind = "detector" if self.kind == "detector" else "face-square"
+        return [Detection(box=np.asarray(b, dtype=np.float64), score=s, kind=kind) for b, s in self.table[key]]
 
 
 class WholeImageDetector(FaceDetector):
