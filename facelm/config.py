@@ -41,6 +41,7 @@ class TrainConfig(BaseModel):
     # first; the others train it through a scheme map (facelm.scheme_maps)
     data: str | list[str]
     weights: list[float] | None = None  # sampling weight per --data folder (default: all 1)
+    scheme_maps: list[str] = []  # extra scheme-map files (facelm.scheme_maps), loaded before the data
     val: str | None = None  # a prepared folder; default: the 'val' split of --data when it has one
     out: str
     arch: str = "cnn6"

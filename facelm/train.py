@@ -165,6 +165,10 @@ def predict_manifest(model: torch.nn.Module, manifest: Manifest, scheme, device:
 def _load_sources(cfg: TrainConfig) -> tuple[list[Source], list[Source | None], object, dict]:
     """Training sources and their val splits (``None`` where a source has none); the model's scheme; the first
     source's prepare info. The model's scheme is the first folder's; every other folder needs a scheme map."""
+    from facelm.scheme_maps import load_map_file
+
+    for f in cfg.scheme_maps:
+        load_map_file(f)
     sources, vals = [], []
     scheme = None
     info: dict = {}
@@ -341,6 +345,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, force: bool = False,
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         step = int(ck["step"])
+        _trim_metrics(out / "metrics.jsonl", step)  # a run killed after its last checkpoint logged steps past it
         best_nme = float(ck.get("best_nme", float("inf")))
         best_step = int(ck.get("best_step", -1))
     elif rank == 0:
@@ -437,8 +442,10 @@ def train(cfg: TrainConfig, *, resume: bool = False, force: bool = False,
                     pred = torch.einsum("nkl,nlc->nkc", torch.from_numpy(amap).to(device), pred)
                 loss = loss_fn(pred, y, mk)
             if not torch.isfinite(loss):
-                raise DivergedError(f"loss became {loss.item()} at step {step}; stopped, the last good "
-                                    f"checkpoint is {out / 'last.pt'} (try a lower --lr or --grad-clip)")
+                where = (f"the last good checkpoint is {out / 'last.pt'}" if (out / "last.pt").is_file()
+                         else "no checkpoint was saved yet")
+                raise DivergedError(f"loss became {loss.item()} at step {step}; stopped, {where} "
+                                    "(try a lower --lr, or --grad-clip 1)")
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip > 0:
@@ -503,6 +510,24 @@ def train(cfg: TrainConfig, *, resume: bool = False, force: bool = False,
 
         dist.destroy_process_group()
     return TrainResult(summary=summary, interrupted=interrupted, history=history)
+
+
+def _trim_metrics(path: Path, step: int) -> None:
+    """Drop the records of steps after ``step`` (the checkpoint a resumed run continues from)."""
+    if not path.is_file():
+        return
+    keep = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue  # a line cut short by kill -9
+        if int(rec.get("step", 0)) <= step:
+            keep.append(line)
+    from facelm._io import atomic_write
+
+    with atomic_write(path, "w", encoding="utf-8") as f:
+        f.write("".join(k + "\n" for k in keep))
 
 
 def _is_main_thread() -> bool:

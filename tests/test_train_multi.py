@@ -30,6 +30,8 @@ def sources(tmp_path_factory):
     csv5.write_text("," + ",".join(str(k) for k in range(10)) + "\n" + "\n".join(
         name + "," + ",".join(f"{v:.3f}" for v in p.reshape(-1)) for name, p in zip(rows, five)) + "\n")
     prepare(PrepareOptions(source=csv5, out=root / "p5", fmt="csv", scheme="5pt", holdout=0.25, workers=1))
+    np.save(root / "p5_truth68.npy", lm)  # the 68 points the 5-point labels were mapped from
+    (root / "p5_names.txt").write_text("\n".join(rows))
     return root / "p68", root / "p5"
 
 
@@ -191,3 +193,82 @@ def test_warm_start_from_checkpoint_and_onnx(sources, tmp_path):
     res2 = train(_cfg(str(p68), tmp_path / "b", steps=2, val_every=2, init=str(onnx_path)))
     assert json.loads((tmp_path / "b" / "config.json").read_text())["init"] == str(onnx_path)
     assert res2.summary["steps"] == 2
+
+
+def test_resume_after_a_kill_keeps_one_record_per_step(sources, tmp_path):
+    """kill -9 after the last checkpoint leaves metrics of later steps; the resumed run must not repeat them."""
+    p68, _ = sources
+    out = tmp_path / "run"
+    cfg = _cfg(str(p68), out, steps=12, val_every=6, log_every=3)
+    train(cfg.model_copy(update={"steps": 6}))  # checkpoint at step 6
+    (out / "summary.json").unlink()
+    with open(out / "metrics.jsonl", "a") as f:  # what the killed run logged after its last checkpoint
+        f.write(json.dumps({"step": 9, "loss": 1.0, "lr": 0.1, "img_s": 1.0, "elapsed": 1.0}) + "\n")
+        f.write('{"step": 10, "lo')  # cut short by the kill
+    train(cfg, resume=True)
+    steps = [json.loads(x)["step"] for x in (out / "metrics.jsonl").read_text().splitlines() if "loss" in x]
+    assert steps == [3, 6, 9, 12]
+
+
+def test_divergence_message_names_only_what_exists_and_real_flags(sources, tmp_path, monkeypatch):
+    from facelm.train import DivergedError
+
+    p68, _ = sources
+    import facelm.train as tr
+
+    orig = tr.create_loss
+
+    def nan_loss(*a, **k):
+        f = orig(*a, **k)
+        fwd = f.forward
+        f.forward = lambda pred, y, mask=None: fwd(pred, y, mask) * float("nan")
+        return f
+
+    monkeypatch.setattr(tr, "create_loss", nan_loss)
+    with pytest.raises(DivergedError) as e:
+        train(_cfg(str(p68), tmp_path / "d", steps=3, val_every=3))
+    assert "no checkpoint was saved yet" in str(e.value) and "--grad-clip 1" in str(e.value)
+    r = CliRunner().invoke(app, ["train", "--help"])
+    assert "--grad-clip" in r.output
+
+
+def test_evaluate_scores_68_point_predictions_on_5_point_data_through_the_map(sources, tmp_path):
+    p68, p5 = sources
+    lm = np.load(p5.parent / "p5_truth68.npy")
+    names = (p5.parent / "p5_names.txt").read_text().splitlines()
+    preds = tmp_path / "preds.jsonl"
+    with open(preds, "w") as f:
+        for name, pts in zip(names, lm):
+            f.write(json.dumps({"image": str(p5.parent / "raw5" / name), "faces": [
+                {"box": [0, 0, 1, 1], "score": 1.0, "angle": 0.0, "scheme": "300w68",
+                 "landmarks": (pts + 1.0).tolist()}], "error": None}) + "\n")  # 1 px off everywhere
+    r = CliRunner().invoke(app, ["evaluate", "--data", str(p5), "--split", "all", str(preds), "-q"])
+    assert r.exit_code == 0, r.output
+    rec = json.loads(r.stdout.splitlines()[0])
+    assert rec["details"]["scheme_map"]["points_scored"] == 5 and rec["missing"] == 0
+    # every mapped point is off by sqrt(2) px: the NME is sqrt(2) / the eye-centre distance, face by face
+    five = get_map("300w68", "5pt").apply(lm)
+    expect = np.mean(np.sqrt(2) / np.linalg.norm(five[:, 0] - five[:, 1], axis=1))
+    assert rec["nme"] == pytest.approx(expect, rel=1e-3)
+    # no map between the schemes: a one-line model error
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(preds.read_text().replace('"300w68"', '"aflw19"'))
+    r = CliRunner().invoke(app, ["evaluate", "--data", str(p5), "--split", "all", str(bad), "-q"])
+    assert r.exit_code == 4 and "scheme map" in r.output
+
+
+def test_user_scheme_map_file_is_used_by_train(sources, tmp_path):
+    p68, p5 = sources
+    mp = tmp_path / "eyes_only.json"
+    mp.write_text(json.dumps({"from": "300w68", "to": "5pt", "points": [list(range(36, 42)), list(range(42, 48)),
+                                                                          None, None, None]}))
+    res = train(_cfg([str(p68), str(p5)], tmp_path / "run", scheme_maps=[str(mp)], steps=2, val_every=2))
+    assert res.summary["sources"][1]["scheme"] == "5pt"
+    from facelm.scheme_maps import get_map as gm
+
+    assert gm("300w68", "5pt").mapped.tolist() == [True, True, False, False, False]
+    # restore the built-in map for the other tests
+    from facelm.scheme_maps import SchemeMap, register_map
+
+    register_map(SchemeMap("300w68", "5pt", (tuple(range(36, 42)), tuple(range(42, 48)), (30,), (48,), (54,))),
+                 overwrite=True)

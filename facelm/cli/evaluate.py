@@ -91,6 +91,9 @@ def register(app: typer.Typer) -> None:
             "--skip-missing", help="Leave faces without a prediction out (default: count them as failures).")
         ] = False,
         pose_model: Annotated[Path | None, typer.Option("--pose-model", help=_POSE_MODEL_HELP)] = None,
+        scheme_map: Annotated[list[Path] | None, typer.Option(
+            "--scheme-map", metavar="FILE", help="A scheme-map file for predictions in another scheme than the data "
+                                                 "(docs/formats.md, 'Scheme maps'); repeatable.")] = None,
         device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N (checkpoints).",
                                             envvar="FACELM_DEVICE")] = "auto",
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No table or notes on stderr (errors and "
@@ -109,6 +112,11 @@ def register(app: typer.Typer) -> None:
             _check_plot_suffix(plot)
         if fail_above is not None and not (math.isfinite(fail_above) and fail_above >= 0):
             raise UsageError(f"--fail-above must be a non-negative number, got {fail_above}")
+        if scheme_map:
+            from facelm.scheme_maps import load_map_file
+
+            for f in scheme_map:
+                load_map_file(f)
         opts = EvalOptions(data=data, protocol=protocol, norm=norm, split=split, skip_missing=skip_missing,
                            device=device, pose_model=pose_model)
         note = (lambda msg: None) if quiet else info

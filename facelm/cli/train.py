@@ -48,6 +48,9 @@ def register(app: typer.Typer) -> None:
                                 "scheme map (docs/training.md, 'Several sources').")] = None,
         weight: Annotated[list[float] | None, typer.Option(
             metavar="W", help="Sampling weight of each --data folder, in the same order (default: all 1).")] = None,
+        scheme_map: Annotated[list[str] | None, typer.Option(
+            metavar="FILE", help="A scheme-map file (JSON/TOML) linking the model's scheme to a --data folder's "
+                                 "(docs/formats.md, 'Scheme maps'); repeatable.")] = None,
         init: Annotated[str | None, typer.Option(
             metavar="FILE", help="Warm start from the weights of a facelm checkpoint (.pt) or ONNX model of the same "
                                  "architecture (the optimiser starts afresh).")] = None,
@@ -102,6 +105,8 @@ def register(app: typer.Typer) -> None:
         val_every: Annotated[int | None, typer.Option(help="Validate every N steps (default: 10 times a run).")
                              ] = None,
         log_every: Annotated[int | None, typer.Option(help="Log every N steps.")] = None,
+        grad_clip: Annotated[float | None, typer.Option(help="Clip the gradient norm to this value (default 0 = "
+                                                             "off).")] = None,
         max_val: Annotated[int | None, typer.Option(help="Validate on at most N faces of each source's val split "
                                                          "(default 2000).")] = None,
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
@@ -114,10 +119,11 @@ def register(app: typer.Typer) -> None:
 
         if data is not None:
             data = data[0] if len(data) == 1 else data
-        flags = dict(out=str(out), data=data, weights=weight, init=init, rotate=rotate, full_turn=full_turn, arch=arch, loss=loss, val=val, recipe=recipe, steps=steps,
+        flags = dict(out=str(out), data=data, weights=weight, scheme_maps=scheme_map, init=init, rotate=rotate,
+                     full_turn=full_turn, arch=arch, loss=loss, val=val, recipe=recipe, steps=steps,
                      batch_size=batch_size, lr=lr, wing_w=wing_w, wing_eps=wing_eps, stage1=stage1, device=device,
                      seed=seed, precision=precision, width=width, threads=threads, val_every=val_every,
-                     log_every=log_every, max_val=max_val, stacks=stacks, input_size=input_size, boundary=boundary,
+                     log_every=log_every, max_val=max_val, grad_clip=grad_clip, stacks=stacks, input_size=input_size, boundary=boundary,
                      coordconv=coordconv, loss_map=loss_map, sigma=sigma, sigma_schedule=sigma_schedule)
         if config is None and data is None:
             from facelm.errors import UsageError
