@@ -288,7 +288,7 @@ def yunet_detections(faces: Faces, cache: Path, force: bool, images: list[Path] 
 
     model = find_yunet_model()
     if model is None:
-        sys.exit("error: no YuNet model (set $FACELM_DETECTOR_MODEL or put it in ../shared/models)")
+        sys.exit("error: no YuNet model (models/detectors/yunet_s_dynamic.onnx is missing; set $FACELM_DETECTOR_MODEL)")
     det = YuNetDetector(model, threads=1)
     out = {}
     t0 = time.perf_counter()

@@ -126,17 +126,43 @@ def test_yunet_on_a_huge_image_detects_on_a_downscaled_copy():
     assert np.linalg.norm(best.keypoints[:2] - eyes, axis=1).max() < 0.12 * (gt[2] - gt[0])
 
 
-def test_model_search_order(tmp_path, monkeypatch):
+def _no_bundle(monkeypatch, tmp_path):
+    """A clean slate: an empty cache, no $FACELM_DETECTOR_MODEL, and an install without the bundled detector."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.delenv(Y.ENV_MODEL, raising=False)
-    monkeypatch.setattr(Y, "_dev_model", lambda: None)
-    assert Y.find_yunet_model() is None
+    monkeypatch.setattr(Y, "bundled_detector_dir", lambda: tmp_path / "no-bundle")
+
+
+def test_the_bundled_detector_ships_byte_for_byte_with_its_licence_and_notice():
+    d = Y.bundled_detector_dir()
+    assert d == REPO / "models" / "detectors"
+    f = d / Y.YUNET_FILE
+    assert hashlib.sha256(f.read_bytes()).hexdigest() == Y.YUNET_SHA256 == Y.DETECTOR_FILES[Y.YUNET_FILE][1]
+    assert f.stat().st_size == 237_823
+    if YUNET.is_file():
+        assert f.read_bytes() == YUNET.read_bytes()
+    licence = (d / "LICENSE").read_text()
+    assert "Apache License" in licence and "Version 2.0" in licence and "Shiqi Yu" in licence
+    notice = (d / "NOTICE").read_text()
+    assert "libfacedetection.train" in notice and Y.YUNET_COMMIT in notice and Y.YUNET_SHA256 in notice
+
+
+def test_model_search_order(tmp_path, monkeypatch):
+    """explicit (--detector-model, then $FACELM_DETECTOR_MODEL) > the bundled file > the cache > None (download)."""
+    _no_bundle(monkeypatch, tmp_path)
+    good = (REPO / "models" / "detectors" / Y.YUNET_FILE).read_bytes()
+    assert Y.find_yunet_model() is None and Y.requested_file() == Y.YUNET_FILE
     cached = tmp_path / "cache" / "facelm" / Y.YUNET_FILE
     cached.parent.mkdir(parents=True)
-    cached.write_bytes(b"x")
+    cached.write_bytes(good)
     assert Y.find_yunet_model() == cached
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    (bundle / Y.YUNET_FILE).write_bytes(good)
+    monkeypatch.setattr(Y, "bundled_detector_dir", lambda: bundle)
+    assert Y.find_yunet_model() == bundle / Y.YUNET_FILE  # the bundled file wins over the cache
     env = tmp_path / "env.onnx"
-    env.write_bytes(b"x")
+    env.write_bytes(b"x")  # explicit files are the user's: used as they are, no checksum
     monkeypatch.setenv(Y.ENV_MODEL, str(env))
     assert Y.find_yunet_model() == env
     explicit = tmp_path / "explicit.onnx"
@@ -149,10 +175,68 @@ def test_model_search_order(tmp_path, monkeypatch):
         Y.find_yunet_model()
 
 
+def test_a_known_name_is_looked_up_in_the_cache_then_downloaded(tmp_path, monkeypatch):
+    _no_bundle(monkeypatch, tmp_path)
+    monkeypatch.chdir(tmp_path)
+    assert Y.find_yunet_model("yunet_n_dynamic.onnx") is None  # not here: download that one
+    assert Y.requested_file("yunet_n_dynamic.onnx") == "yunet_n_dynamic.onnx"
+    monkeypatch.setenv(Y.ENV_MODEL, "yunet_s_640x640.onnx")
+    assert Y.find_yunet_model() is None and Y.requested_file() == "yunet_s_640x640.onnx"
+    monkeypatch.delenv(Y.ENV_MODEL)
+    # a fetched file is checked against its own checksum, then found in the cache next time (no network)
+    good = (REPO / "models" / "detectors" / Y.YUNET_FILE).read_bytes()
+    monkeypatch.setitem(Y.DETECTOR_FILES, "yunet_test.onnx", ("onnx/yunet_test.onnx",
+                                                             hashlib.sha256(good).hexdigest()))
+    urls = []
+    monkeypatch.setattr(Y, "_fetch", lambda url, timeout: urls.append(url) or good)
+    monkeypatch.setattr("facelm.detectors.yuface_available", lambda: True)  # asked-for file: never yuface
+    det = create_detector("auto", model="yunet_test.onnx")
+    assert isinstance(det, Y.YuNetDetector) and det.model == tmp_path / "cache" / "facelm" / "yunet_test.onnx"
+    assert urls == [Y._UPSTREAM + "onnx/yunet_test.onnx"] and Y.YUNET_COMMIT in urls[0]
+    monkeypatch.setattr(Y, "_fetch", lambda url, timeout: pytest.fail("downloaded twice"))
+    assert Y.find_yunet_model("yunet_test.onnx") == det.model
+    # the other files' downloads keep their checksums
+    monkeypatch.setattr(Y, "_fetch", lambda url, timeout: b"tampered")
+    with pytest.raises(DetectorUnavailable, match="checksum mismatch.*" + Y.DETECTOR_FILES["yunet_n_dynamic.onnx"][1]):
+        create_detector("yunet", model="yunet_n_dynamic.onnx")
+
+
+@pytest.mark.parametrize("where", ["bundled", "cache"])
+def test_a_checksum_mismatch_is_one_line_naming_the_file(tmp_path, monkeypatch, where):
+    _no_bundle(monkeypatch, tmp_path)
+    folder = tmp_path / "bundle" if where == "bundled" else tmp_path / "cache" / "facelm"
+    folder.mkdir(parents=True)
+    bad = folder / Y.YUNET_FILE
+    bad.write_bytes((REPO / "models" / "detectors" / Y.YUNET_FILE).read_bytes()[:-10])  # truncated
+    if where == "bundled":
+        monkeypatch.setattr(Y, "bundled_detector_dir", lambda: folder)
+    monkeypatch.setattr(Y, "_fetch", lambda url, timeout: pytest.fail("must not download over a corrupt file"))
+    with pytest.raises(DetectorUnavailable) as e:
+        create_detector("auto")
+    msg = str(e.value)
+    assert "\n" not in msg and msg.startswith(f"{bad}: sha256 ") and Y.YUNET_SHA256 in msg
+    assert ("reinstall facelm" if where == "bundled" else "delete it") in msg and e.value.code == 4
+
+
+def test_predict_help_names_the_file_it_will_use(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FACELM_")}
+    env.update(COLUMNS="200", XDG_CACHE_HOME=str(tmp_path / "cache"))
+    r = subprocess.run([sys.executable, "-m", "facelm", "predict", "--help"], capture_output=True, text=True,
+                       env=env, cwd=tmp_path, timeout=120, check=False)
+    assert r.returncode == 0, r.stderr
+    flat = " ".join(r.stdout.split())
+    assert f"the bundled {REPO / 'models' / 'detectors' / Y.YUNET_FILE}" in flat, flat[-800:]
+    r = subprocess.run([sys.executable, "-m", "facelm", "predict", "--help"], capture_output=True, text=True,
+                       env={**env, Y.ENV_MODEL: "mine.onnx"}, cwd=tmp_path, timeout=120, check=False)
+    assert f"${Y.ENV_MODEL} = mine.onnx" in " ".join(r.stdout.split())
+
+
 def _offline(monkeypatch, tmp_path):
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.delenv(Y.ENV_MODEL, raising=False)
-    monkeypatch.setattr(Y, "_dev_model", lambda: None)
+    _no_bundle(monkeypatch, tmp_path)
     monkeypatch.setattr("facelm.detectors.yuface_available", lambda: False)
 
     def no_net(url, timeout):

@@ -312,11 +312,27 @@ def test_offline_without_detector_is_exit_4(tiny_models, tmp_path, monkeypatch):
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.delenv(Y.ENV_MODEL, raising=False)
-    monkeypatch.setattr(Y, "_dev_model", lambda: None)
+    monkeypatch.setattr(Y, "bundled_model", lambda: None)  # an install stripped of its bundled detector
     monkeypatch.setattr("facelm.detectors.yuface_available", lambda: False)
     monkeypatch.setattr(Y, "_fetch", lambda url, timeout: (_ for _ in ()).throw(urllib.error.URLError("offline")))
     r = _invoke([str(_png(tmp_path / "a.png")), "--models", str(tiny_models)])
     assert r.exit_code == 4 and "--detector-model" in r.stderr and r.stdout == ""
+
+
+def test_a_corrupt_bundled_detector_is_exit_4_naming_the_file(tiny_models, tmp_path, monkeypatch):
+    from facelm.detectors import yunet as Y
+
+    bad = tmp_path / "detectors"
+    bad.mkdir()
+    good = Y.bundled_detector_dir() / Y.YUNET_FILE
+    (bad / Y.YUNET_FILE).write_bytes(good.read_bytes()[:-1] + b"x")  # one byte changed
+    monkeypatch.setattr(Y, "bundled_detector_dir", lambda: bad)
+    monkeypatch.delenv(Y.ENV_MODEL, raising=False)
+    monkeypatch.setattr(Y, "_fetch", lambda url, timeout: pytest.fail("must not download over a corrupt file"))
+    r = _invoke([str(_png(tmp_path / "a.png")), "--models", str(tiny_models)])
+    assert r.exit_code == 4 and r.stdout == ""
+    err = [ln for ln in r.stderr.splitlines() if ln.startswith("error")]
+    assert len(err) == 1 and str(bad / Y.YUNET_FILE) in err[0] and "sha256" in err[0], r.stderr
 
 
 # ------------------------------------------------------------------------------------------------------------

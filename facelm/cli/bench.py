@@ -176,7 +176,10 @@ def _markdown(path: Path, result: dict) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    @app.command(name="bench", epilog=EPILOG)
+    from facelm._paths import default_detector_note, detector_model_help  # no runtime imported
+
+    detector_note = f"\n\nFace detector file without --detector-model, here and now: {default_detector_note()}."
+    @app.command(name="bench", epilog=EPILOG + detector_note)
     @handle_errors
     def bench_cmd(
         folder: Annotated[Path | None, typer.Argument(help="Images for the detector and pipeline runs "
@@ -189,7 +192,7 @@ def register(app: typer.Typer) -> None:
         seconds: Annotated[float, typer.Option(help="Seconds per measurement.")] = 3.0,
         device: Annotated[str, typer.Option(help="auto (CPU, plus CUDA when usable), cpu or cuda.")] = "auto",
         detector: Annotated[str, typer.Option(help="auto, yunet or yuface.")] = "auto",
-        detector_model: Annotated[Path | None, typer.Option("--detector-model", help="YuNet ONNX file.",
+        detector_model: Annotated[Path | None, typer.Option("--detector-model", help=detector_model_help(),
                                                             show_default=False)] = None,
         limit: Annotated[int, typer.Option(help="Use at most N images of FOLDER.")] = 256,
         workers: Annotated[int, typer.Option(help="Reader/detector threads (0 = number of cores).")] = 0,

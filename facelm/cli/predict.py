@@ -30,8 +30,9 @@ EPILOG = """Examples:
 7. `facelm predict shots/ --boxes earlier.jsonl`  (predict's own output: its detector boxes, `--boxes-kind auto`)
 
 Models: --models DIR holds the stage-1 and stage-2 ONNX files (`facelm export`), told apart by their metadata.
-Detector: YuNet through onnxruntime (--detector-model, $FACELM_DETECTOR_MODEL, the cache ~/.cache/facelm, a
-download), or the `yuface` package. Photos are read with their EXIF orientation applied. Record format and
+Detector: YuNet through onnxruntime: --detector-model or $FACELM_DETECTOR_MODEL, else the bundled
+yunet_s_dynamic.onnx (Apache-2.0, shipped with facelm: works offline), else the cache ~/.cache/facelm, else a
+download; or the `yuface` package. Photos are read with their EXIF orientation applied. Record format and
 conventions: docs/predict.md.
 
 Exit codes: 0 ok, 1 some inputs failed (an error record each; the run goes on), 2 usage, 3 no images found,
@@ -211,7 +212,10 @@ def _write_drawing(path: Path, bgr) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    @app.command(name="predict", epilog=EPILOG, no_args_is_help=True)
+    from facelm._paths import default_detector_note, detector_model_help  # no runtime imported
+
+    detector_note = f"\n\nFace detector file without --detector-model, here and now: {default_detector_note()}."
+    @app.command(name="predict", epilog=EPILOG + detector_note, no_args_is_help=True)
     @handle_errors
     def predict_cmd(
         sources: Annotated[list[str], typer.Argument(
@@ -233,8 +237,7 @@ def register(app: typer.Typer) -> None:
                                             envvar="FACELM_DEVICE")] = "auto",
         detector: Annotated[str, typer.Option(help="auto, yunet or yuface.")] = "auto",
         detector_model: Annotated[Path | None, typer.Option(
-            "--detector-model", help="YuNet ONNX file (default: $FACELM_DETECTOR_MODEL, the cache, a download).",
-            show_default=False)] = None,
+            "--detector-model", help=detector_model_help(), show_default=False)] = None,
         boxes: Annotated[Path | None, typer.Option(
             help="Face boxes per image from a JSON/JSONL/CSV file instead of a detector.", show_default=False)
         ] = None,
@@ -350,7 +353,7 @@ def register(app: typer.Typer) -> None:
         if failed:
             raise typer.Exit(int(ExitCode.PARTIAL))
 
-    @app.command(name="fit-box-map", epilog=FIT_EPILOG, no_args_is_help=True)
+    @app.command(name="fit-box-map", epilog=FIT_EPILOG + detector_note, no_args_is_help=True)
     @handle_errors
     def fit_box_map_cmd(
         data: Annotated[list[Path], typer.Option("--data", "-d", help="Prepared dataset folder (`facelm prepare`); "
@@ -359,7 +362,7 @@ def register(app: typer.Typer) -> None:
         models: Annotated[Path | None, typer.Option("--models", "-m", help=_MODELS_HELP, envvar="FACELM_MODELS",
                                                     show_default=False)] = None,
         detector: Annotated[str, typer.Option(help="auto, yunet or yuface.")] = "auto",
-        detector_model: Annotated[Path | None, typer.Option("--detector-model", help="YuNet ONNX file.",
+        detector_model: Annotated[Path | None, typer.Option("--detector-model", help=detector_model_help(),
                                                             show_default=False)] = None,
         limit: Annotated[int, typer.Option(help="Use at most N images (0 = all).")] = 0,
         min_iou: Annotated[float, typer.Option(help="Minimum IoU between a detection and the face square.")

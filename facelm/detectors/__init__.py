@@ -6,17 +6,21 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
 from facelm.detectors.base import MAX_DETECT_SIDE, Detection, FaceDetector, box_iou, nms
 from facelm.detectors.boxes import BOX_KINDS, BoxesFileDetector, BoxLookupError, WholeImageDetector
 from facelm.detectors.yunet import (
+    ENV_MODEL,
     DetectorUnavailable,
     YuFaceDetector,
     YuNetDetector,
+    _offline_message,
     download_yunet,
     find_yunet_model,
+    requested_file,
     yuface_available,
 )
 from facelm.errors import UsageError
@@ -47,9 +51,10 @@ def create_detector(name: str = "auto", *, model: str | Path | None = None, boxe
     """The detector for a ``predict`` run.
 
     Args:
-        name: ``auto`` (YuNet file if one is found locally, else ``yuface`` if installed, else download YuNet),
-            ``yunet`` (file, downloading it if needed) or ``yuface``.
-        model: ``--detector-model`` (a YuNet ONNX file).
+        name: ``auto`` (the YuNet file: given, bundled or cached; else ``yuface`` if installed and no file was
+            asked for; else download YuNet), ``yunet`` (the file, downloading it if needed) or ``yuface``.
+        model: ``--detector-model`` (a YuNet ONNX file, or the name of a known one; see
+            :func:`facelm.detectors.yunet.find_yunet_model` for the lookup order).
         boxes: ``--boxes FILE``: boxes from a file instead of a detector.
         boxes_kind: ``--boxes-kind``: ``auto``, ``detector`` or ``square`` (:data:`BOX_KINDS`).
         no_detect: ``--no-detect``: each image is one face crop.
@@ -72,15 +77,16 @@ def create_detector(name: str = "auto", *, model: str | Path | None = None, boxe
     if name == "yuface":
         return YuFaceDetector(score_threshold=score_threshold)
     path = find_yunet_model(model)
-    if path is None and name == "auto" and yuface_available():
+    explicit = bool(model) or bool(os.environ.get(ENV_MODEL))
+    if path is None and name == "auto" and not explicit and yuface_available():
         return YuFaceDetector(score_threshold=score_threshold)
     if path is None:
+        wanted = requested_file(model)
         if not download:
-            from facelm.detectors.yunet import _offline_message
-
-            raise DetectorUnavailable(_offline_message("downloads are disabled"))
+            raise DetectorUnavailable(_offline_message("downloads are disabled", wanted))
         if info:
-            info("downloading the YuNet face detector (Apache-2.0, libfacedetection.train) into the cache ...")
-        path = download_yunet()
+            info(f"downloading the YuNet face detector {wanted} (Apache-2.0, libfacedetection.train) into the "
+                 "cache ...")
+        path = download_yunet(name=wanted)
     return YuNetDetector(path, score_threshold=score_threshold, max_side=max_side, providers=providers,
                          threads=threads)

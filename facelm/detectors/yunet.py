@@ -1,20 +1,32 @@
 """YuNet face detection (libfacedetection.train, Apache-2.0) through onnxruntime, and the ``yuface`` fallback.
 
+facelm ships one YuNet file, ``yunet_s_dynamic.onnx`` (238 KB, byte for byte as published, with its Apache-2.0
+``LICENSE`` and a ``NOTICE`` naming its source commit), in ``models/detectors/`` of a checkout and
+``facelm/_models/detectors/`` of an installed wheel (:func:`facelm._paths.bundled_detector_dir`), so ``predict``
+works offline on a machine that has nothing but facelm.
+
 Model file search (:func:`find_yunet_model`), first hit wins:
 
-1. ``--detector-model PATH`` (``path`` argument);
-2. ``$FACELM_DETECTOR_MODEL``;
-3. the cache: ``$XDG_CACHE_HOME/facelm/yunet_s_dynamic.onnx`` (default ``~/.cache/facelm/``);
-4. ``../shared/models/yunet_s_dynamic.onnx`` beside a source checkout (development);
+1. explicit: ``--detector-model PATH`` (the ``path`` argument), else ``$FACELM_DETECTOR_MODEL``; an existing file
+   is used as it is (any YuNet export, no checksum). A bare name of a known file (:data:`DETECTOR_FILES`, e.g.
+   ``yunet_n_dynamic.onnx``) that is not a file in the working directory is looked up as in 2-4 under that name;
+   anything else that does not exist is an error;
+2. the bundled file (``yunet_s_dynamic.onnx``), its sha256 checked;
+3. the user cache ``$XDG_CACHE_HOME/facelm/NAME`` (default ``~/.cache/facelm/``), its sha256 checked;
 
-then (:func:`create_detector` with ``auto``) the ``yuface`` package when it is installed, and finally a
-download of the official file into the cache (:func:`download_yunet`), checked against its sha256. Offline, the
-error says where to put the file.
+then (:func:`facelm.detectors.create_detector`) the ``yuface`` package when it is installed and nothing explicit
+was asked for, and finally
 
-Decoding follows libfacedetection.train's ``yunet_s_dynamic.onnx`` (see ``../shared/models/README.md``): BGR
-0-255 input padded (right/bottom, zeros) to multiples of 32; per stride 8/16/32 and prior (column c, row r):
-score = sqrt(cls * obj), centre = ((c + dx) s, (r + dy) s), size = (exp(dw) s, exp(dh) s), five key points;
-score threshold, greedy NMS, top-k.
+4. a download of the official file from libfacedetection.train at :data:`YUNET_COMMIT` into the cache
+   (:func:`download_yunet`), checked against its sha256 before it is written. Offline, the error says what to do.
+
+A bundled or cached file whose sha256 does not match is an error naming the file (exit code 4), never silently
+replaced.
+
+Decoding follows libfacedetection.train's ``yunet_s_dynamic.onnx`` (its README, kept with the development copies
+in ``../shared/models``): BGR 0-255 input padded (right/bottom, zeros) to multiples of 32; per stride 8/16/32 and
+prior (column c, row r): score = sqrt(cls * obj), centre = ((c + dx) s, (r + dy) s), size = (exp(dw) s,
+exp(dh) s), five key points; score threshold, greedy NMS, top-k.
 """
 
 from __future__ import annotations
@@ -29,6 +41,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from facelm._paths import BUNDLED_DETECTOR, DETECTOR_ENV, bundled_detector_dir, cache_dir
 from facelm.detectors.base import (
     MAX_DETECT_SIDE,
     Detection,
@@ -40,66 +53,56 @@ from facelm.detectors.base import (
 from facelm.errors import ModelError
 
 __all__ = [
+    "DETECTOR_FILES",
     "YUNET_FILE",
     "YUNET_SHA256",
     "YUNET_URL",
     "DetectorUnavailable",
     "YuFaceDetector",
     "YuNetDetector",
+    "bundled_model",
     "cache_dir",
+    "check_sha256",
+    "detector_url",
     "download_yunet",
     "find_yunet_model",
+    "requested_file",
     "yuface_available",
 ]
 
-YUNET_FILE = "yunet_s_dynamic.onnx"
+YUNET_FILE = BUNDLED_DETECTOR  # "yunet_s_dynamic.onnx": the bundled one, and the default
 YUNET_COMMIT = "0047ac24afb1a50a0c6105001c89d1b5b805dbf1"
-YUNET_URL = (f"https://raw.githubusercontent.com/ShiqiYu/libfacedetection.train/{YUNET_COMMIT}/onnx/"
-             "yunet_s_dynamic.onnx")
-YUNET_SHA256 = "daede24002cc8590f457998cc5e6c9e8b82f45f6bd969506a8913cd4ed10a2d3"
-ENV_MODEL = "FACELM_DETECTOR_MODEL"
+_UPSTREAM = f"https://raw.githubusercontent.com/ShiqiYu/libfacedetection.train/{YUNET_COMMIT}/"
+
+#: YuNet files facelm knows by name: file name -> (path in libfacedetection.train at YUNET_COMMIT, sha256).
+#: Checksums as recorded for the copies in ../shared/models (bytes unchanged, some files renamed).
+DETECTOR_FILES: dict[str, tuple[str, str]] = {
+    "yunet_s_dynamic.onnx": ("onnx/yunet_s_dynamic.onnx",
+                             "daede24002cc8590f457998cc5e6c9e8b82f45f6bd969506a8913cd4ed10a2d3"),
+    "yunet_n_dynamic.onnx": ("onnx/yunet_n_dynamic.onnx",
+                             "104ee26c71d5c270ce79a6b3dced91c91013260d29a6bf18f9296c5b8c4c2b12"),
+    "yunet_s_640x640.onnx": ("onnx/yunet_s_640_640.onnx",
+                             "8f2383e4dd3cfbb4553ea8718107fc0423210dc964f9f4280604804ed2552fa4"),
+}
+YUNET_URL = _UPSTREAM + DETECTOR_FILES[YUNET_FILE][0]
+YUNET_SHA256 = DETECTOR_FILES[YUNET_FILE][1]
+ENV_MODEL = DETECTOR_ENV
 STRIDES = (8, 16, 32)
 
 
 class DetectorUnavailable(ModelError):
-    """No detector could be set up (no model file, offline, no yuface)."""
+    """No detector could be set up (no model file, offline, no yuface), or a shipped/cached file is corrupt."""
 
 
-def cache_dir() -> Path:
-    """``$XDG_CACHE_HOME/facelm`` (default ``~/.cache/facelm``)."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "facelm"
+def detector_url(name: str = YUNET_FILE) -> str:
+    """The official download address of a known detector file (:data:`DETECTOR_FILES`)."""
+    return _UPSTREAM + DETECTOR_FILES[name][0]
 
 
-def _dev_model() -> Path | None:
-    import facelm
-
-    repo = Path(facelm.__file__).resolve().parent.parent
-    p = repo.parent / "shared" / "models" / YUNET_FILE
+def bundled_model() -> Path | None:
+    """The detector file shipped with facelm (not yet checksum-checked), or None when this install lacks it."""
+    p = bundled_detector_dir() / YUNET_FILE
     return p if p.is_file() else None
-
-
-def find_yunet_model(path: str | Path | None = None) -> Path | None:
-    """The YuNet ONNX file to use without downloading (see the module docstring), or None.
-
-    Raises:
-        DetectorUnavailable: an explicitly given path (argument or environment) does not exist.
-    """
-    if path:
-        p = Path(path).expanduser()
-        if not p.is_file():
-            raise DetectorUnavailable(f"--detector-model {p}: no such file")
-        return p
-    env = os.environ.get(ENV_MODEL)
-    if env:
-        p = Path(env).expanduser()
-        if not p.is_file():
-            raise DetectorUnavailable(f"${ENV_MODEL}={env}: no such file")
-        return p
-    cached = cache_dir() / YUNET_FILE
-    if cached.is_file():
-        return cached
-    return _dev_model()
 
 
 def _sha256(path: Path) -> str:
@@ -110,11 +113,70 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _offline_message(reason: str) -> str:
-    dest = cache_dir() / YUNET_FILE
-    return (f"no face detector available: the YuNet model is not on this machine and downloading it failed "
-            f"({reason}). Either pass --detector-model PATH (or set ${ENV_MODEL}) to a copy of "
-            f"{YUNET_FILE}, or put the file at {dest} (download {YUNET_URL} , sha256 {YUNET_SHA256}), "
+def check_sha256(path: Path, expected: str, remedy: str) -> Path:
+    """``path`` when its sha256 is ``expected``; else ``DetectorUnavailable`` (exit 4) naming the file."""
+    try:
+        got = _sha256(path)
+    except OSError as e:
+        raise DetectorUnavailable(f"{path}: cannot read the face detector model ({e.strerror or e}); {remedy}"
+                                  ) from None
+    if got != expected:
+        raise DetectorUnavailable(f"{path}: sha256 {got} does not match the expected {expected} (a corrupt or "
+                                  f"altered copy); {remedy}")
+    return path
+
+
+def _local_copy(name: str) -> Path | None:
+    """The bundled file (for the default name), else the cached one, checksum-checked; None when neither is here."""
+    sha = DETECTOR_FILES[name][1]
+    if name == YUNET_FILE and (b := bundled_model()) is not None:
+        return check_sha256(b, sha, "reinstall facelm, or pass --detector-model PATH to a good copy")
+    cached = cache_dir() / name
+    if cached.is_file():
+        return check_sha256(cached, sha, "delete it to download it again, or pass --detector-model PATH")
+    return None
+
+
+def _explicit() -> tuple[str, str] | None:
+    env = os.environ.get(ENV_MODEL)
+    return (env, f"${ENV_MODEL}={env}") if env else None
+
+
+def find_yunet_model(path: str | Path | None = None) -> Path | None:
+    """The YuNet ONNX file to use without downloading (see the module docstring), or None (download
+    :func:`requested_file`).
+
+    Raises:
+        DetectorUnavailable: an explicitly given path (argument or environment) does not exist and is not the name
+            of a known file; a bundled or cached file fails its checksum.
+    """
+    spec = (str(path), f"--detector-model {path}") if path else _explicit()
+    if spec is not None:
+        value, where = spec
+        p = Path(value).expanduser()
+        if p.is_file():
+            return p
+        if value in DETECTOR_FILES:
+            return _local_copy(value)
+        raise DetectorUnavailable(f"{where}: no such file (known names that facelm finds or downloads itself: "
+                                  f"{', '.join(DETECTOR_FILES)})")
+    return _local_copy(YUNET_FILE)
+
+
+def requested_file(path: str | Path | None = None) -> str:
+    """The known file name a download should fetch for this ``--detector-model`` (default: the bundled one's)."""
+    spec = str(path) if path else (_explicit() or ("", ""))[0]
+    return spec if spec in DETECTOR_FILES else YUNET_FILE
+
+
+def _offline_message(reason: str, name: str = YUNET_FILE) -> str:
+    dest = cache_dir() / name
+    url, sha = detector_url(name), DETECTOR_FILES[name][1]
+    bundled = ("" if name != YUNET_FILE else
+               f"this install lacks its bundled copy ({bundled_detector_dir() / YUNET_FILE}), ")
+    return (f"no face detector available: {bundled}{name} is not on this machine and downloading it failed "
+            f"({reason}). Offline, either pass --detector-model PATH (or set ${ENV_MODEL}) to a copy of "
+            f"{name}, or put the file at {dest} (download {url} , sha256 {sha}), "
             "or `pip install yuface`; for images that are already face crops use --no-detect, or give boxes "
             "with --boxes FILE")
 
@@ -124,26 +186,32 @@ def _fetch(url: str, timeout: float) -> bytes:
         return r.read()
 
 
-def download_yunet(dest_dir: Path | None = None, *, url: str = YUNET_URL, sha256: str = YUNET_SHA256,
-                   timeout: float = 30.0) -> Path:
-    """Download the official YuNet file into the cache, atomically, and check its sha256.
+def download_yunet(dest_dir: Path | None = None, *, name: str = YUNET_FILE, url: str | None = None,
+                   sha256: str | None = None, timeout: float = 30.0) -> Path:
+    """Download a known YuNet file (default the bundled one's name) into the cache, atomically, and check its
+    sha256 before writing it.
 
     Raises:
         DetectorUnavailable: offline, HTTP error or checksum mismatch (with what to do instead).
     """
+    if name not in DETECTOR_FILES:
+        raise DetectorUnavailable(f"{name}: not a detector file facelm knows how to download (known: "
+                                  f"{', '.join(DETECTOR_FILES)}); pass --detector-model PATH")
+    url = url or detector_url(name)
+    sha256 = sha256 or DETECTOR_FILES[name][1]
     dest_dir = Path(dest_dir) if dest_dir is not None else cache_dir()
-    dest = dest_dir / YUNET_FILE
+    dest = dest_dir / name
     try:
         data = _fetch(url, timeout)
     except (urllib.error.URLError, OSError, ValueError) as e:
         reason = getattr(e, "reason", None) or e
-        raise DetectorUnavailable(_offline_message(f"{type(e).__name__}: {reason}")) from None
+        raise DetectorUnavailable(_offline_message(f"{type(e).__name__}: {reason}", name)) from None
     got = hashlib.sha256(data).hexdigest()
     if got != sha256:
-        raise DetectorUnavailable(_offline_message(f"checksum mismatch: got sha256 {got}, expected {sha256}"))
+        raise DetectorUnavailable(_offline_message(f"checksum mismatch: got sha256 {got}, expected {sha256}", name))
     try:
         dest_dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{YUNET_FILE}.", suffix=".tmp", dir=dest_dir)
+        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=dest_dir)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.replace(tmp, dest)

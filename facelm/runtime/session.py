@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from facelm._paths import default_models_dir  # re-exported: it used to live here
 from facelm.errors import ModelError, UsageError
 from facelm.schemes import LandmarkScheme, scheme_from_dict
 
@@ -58,23 +59,6 @@ def cpu_count() -> int:
         return len(os.sched_getaffinity(0)) or 1
     except (AttributeError, OSError):
         return os.cpu_count() or 1
-
-
-def default_models_dir() -> Path:
-    """Where ``predict`` looks for ``cnn6.onnx``/``cnn7.onnx`` by default.
-
-    A source checkout uses the repository's ``models/`` folder (next to ``pyproject.toml``); an installed package
-    uses its ``facelm/_models`` package data. ``$FACELM_MODELS`` overrides both (handled by the CLI option).
-    """
-    import facelm
-
-    pkg = Path(facelm.__file__).resolve().parent
-    repo = pkg.parent
-    if (repo / "pyproject.toml").is_file() and (repo / "models").is_dir():
-        return repo / "models"
-    if (pkg / "_models").is_dir():
-        return pkg / "_models"
-    return repo / "models" if (repo / "pyproject.toml").is_file() else pkg / "_models"
 
 
 def _set_log_level(level: int) -> None:
