@@ -73,3 +73,33 @@ def test_shipped_pair_scores_the_model_card_nme_on_held_out_faces(tmp_path):
     one, two = (json.loads(x) for x in r.stdout.splitlines() if x.strip())
     assert one["n"] == two["n"] == 345  # the ytf68 faces held out of the default models' training
     assert one["nme"] < MAX_VAL_NME_YTF["stage 1"] and two["nme"] < MAX_VAL_NME_YTF["two-stage"]
+
+
+@pytest.mark.parametrize("turn", [0, 45, 90, 135, 180, 225, 270, 315])
+def test_any_in_plane_angle_gives_the_upright_points_rotated(turn):
+    """The astronaut rotated by ``turn`` degrees (with the detector, default pipeline): the reported angle is within
+    5 degrees of the truth, and the points are within 3% of the inter-ocular distance of the upright prediction
+    rotated the same way (mean over the 68 points)."""
+    import cv2
+
+    from facelm.detectors import create_detector
+    from facelm.imageio import read_image
+    from facelm.runtime import Landmarker, load_models
+
+    lm = Landmarker(load_models(MODELS), create_detector("auto"))
+    img = read_image(EXAMPLES / "astronaut.jpg")
+    h, w = img.shape[:2]
+    (up,) = lm.predict_image(img).faces
+    m = cv2.getRotationMatrix2D((w / 2, h / 2), turn, 1.0)
+    c, s = abs(m[0, 0]), abs(m[0, 1])
+    nw, nh = int(h * s + w * c), int(h * c + w * s)
+    m[0, 2] += nw / 2 - w / 2
+    m[1, 2] += nh / 2 - h / 2
+    faces = lm.predict_image(cv2.warpAffine(img, m, (nw, nh))).faces
+    expect = up.landmarks @ m[:, :2].T + m[:, 2]
+    assert faces, f"no face found at {turn} degrees"
+    f = min(faces, key=lambda g: np.linalg.norm(g.landmarks.mean(0) - expect.mean(0)))
+    truth = up.angle - turn  # cv2 turns the image counter-clockwise: the eye line turns by -turn
+    assert abs((f.angle - truth + 180) % 360 - 180) < 5.0
+    iod = np.linalg.norm(up.landmarks[36] - up.landmarks[45])
+    assert np.linalg.norm(f.landmarks - expect, axis=1).mean() < 0.03 * iod
