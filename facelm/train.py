@@ -186,8 +186,6 @@ def _load_sources(cfg: TrainConfig) -> tuple[list[Source], list[Source | None], 
         if len(tr) == 0:
             raise DataError(f"{full.path}: no faces in the 'train' split (splits here: "
                             f"{sorted({s.split for s in full.samples})})")
-        if w <= 0:  # a source with weight 0 is validated on but never sampled
-            pass
         sources.append(load_source(tr, scheme.name, Path(path).name, w))
         if k == 0 and cfg.val:
             vm = load_manifest(cfg.val, scheme=scheme.name)
@@ -197,10 +195,7 @@ def _load_sources(cfg: TrainConfig) -> tuple[list[Source], list[Source | None], 
         if len(vm) > cfg.max_val:
             vm = vm.select(np.arange(len(vm)) < cfg.max_val)
         vals.append(load_source(vm, scheme.name, Path(path).name) if len(vm) else None)
-    live = [s for s in sources if s.weight > 0]
-    if len(sources) > 1 and not live:
-        raise UsageError("--weight: every weight is 0")
-    return sources, vals, scheme, info
+    return sources, vals, scheme, info  # (a source of weight 0 is validated on but never sampled)
 
 
 @torch.no_grad()
