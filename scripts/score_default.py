@@ -6,8 +6,8 @@ For each prepared set under WORK (w300, mtfl, helen29, infan: human labels; ytf,
 ``val`` split (identities held out of training):
 
 1. **Ground-truth boxes** (68-point sets): ``facelm evaluate`` of stage 1 alone and of the pair.
-2. **End to end**: ``facelm predict`` (YuNet, the box map in the model) on the val images, in four variants (stage 1;
-   the pair; the pair without levelling; the pair with flip TTA), each scored by ``facelm evaluate`` against the
+2. **End to end**: ``facelm predict`` (YuNet, the box map in the model) on the val images, in five variants (stage 1;
+   stage 1 without levelling; stage 1 with flip TTA; the pair; the pair with flip TTA), each scored by ``facelm evaluate`` against the
    ground truth: 68-point sets directly, MTFL (5 points) and HELEN-29 through the scheme maps; a face the detector
    missed counts as a failure. MTFL is also broken down by its pose label (1 left profile ... 5 right profile).
 3. **Any in-plane angle**: 40 w300 val images rotated by 0, 45, ..., 315 degrees (canvas grown to keep the whole
@@ -33,7 +33,8 @@ import numpy as np
 SETS = [("w300", "300-W AFW+HELEN (human, 68)"), ("mtfl", "MTFL / AFLW (human, 5 points)"),
         ("helen29", "HELEN-29 (human, 29 points)"), ("infan", "InfAnFace (human, infants, 68)"),
         ("ytf", "YouTube Faces (automatic labels, 68)"), ("utk", "UTKFace (dlib labels, 68)")]
-VARIANTS = [("s1", ["--stages", "1"]), ("pair", ["--stages", "2"]), ("pair-nolevel", ["--stages", "2", "--no-level"]),
+VARIANTS = [("s1", ["--stages", "1", "--tta", "none"]), ("s1-nolevel", ["--stages", "1", "--no-level", "--tta", "none"]),
+            ("s1-tta", ["--stages", "1", "--tta", "flip"]), ("pair", ["--stages", "2", "--tta", "none"]),
             ("pair-tta", ["--stages", "2", "--tta", "flip"])]
 
 
@@ -108,6 +109,8 @@ def gt_boxes(work: Path, models: Path) -> dict:
     pair = f"{models / 'cnn6.onnx'}+{models / 'cnn7.onnx'}"
     for name in ("w300", "infan", "ytf", "utk"):
         data = work / name
+        if name not in dict(SETS):
+            continue
         if (data / "manifest.jsonl").is_file():
             one, two = evaluate(data, [str(models / "cnn6.onnx"), pair])
             out[name] = {"s1": row(one), "pair": row(two)}
@@ -184,20 +187,20 @@ def set_default(models: Path, e2e: dict) -> str:
 def markdown(s: dict) -> str:
     pct = lambda v: "-" if v is None or not math.isfinite(v) else f"{100 * v:.2f}"  # noqa: E731
     lines = ["### End to end: `facelm predict` (YuNet), held-out val faces, inter-ocular NME", "",
-             "| set | faces | missed | stage 1 | pair | pair, no levelling | pair + flip TTA | FR@10% (pair) |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| set | faces | missed | stage 1 | stage 1, no levelling | stage 1 + flip TTA | pair | pair + flip TTA | "
+             "FR@10% (stage 1) |", "|---|---|---|---|---|---|---|---|---|"]
     names = dict(SETS)
     for name, d in s["end_to_end"].items():
         if name == "mtfl_pose":
             continue
-        lines.append(f"| {names[name]} | {d['pair']['n']} | {d['pair']['missing']} | {pct(d['s1']['nme'])} | "
-                     f"{pct(d['pair']['nme'])} | {pct(d['pair-nolevel']['nme'])} | {pct(d['pair-tta']['nme'])} | "
-                     f"{pct(d['pair']['fr10'])} |")
+        lines.append(f"| {names[name]} | {d['s1']['n']} | {d['s1']['missing']} | {pct(d['s1']['nme'])} | "
+                     f"{pct(d['s1-nolevel']['nme'])} | {pct(d['s1-tta']['nme'])} | {pct(d['pair']['nme'])} | "
+                     f"{pct(d['pair-tta']['nme'])} | {pct(d['s1']['fr10'])} |")
     if "mtfl_pose" in s["end_to_end"]:
-        lines += ["", "MTFL by pose label (pair, NME % / FR@10% %):", "",
-                  "| pose | faces | NME | FR@10% |", "|---|---|---|---|"]
+        lines += ["", "MTFL by pose label (stage 1, end to end):", "",
+                  "| pose | faces | NME % | FR@10% % |", "|---|---|---|---|"]
         labels = {"1": "left profile", "2": "left", "3": "frontal", "4": "right", "5": "right profile"}
-        for p, v in s["end_to_end"]["mtfl_pose"].get("pair", {}).items():
+        for p, v in s["end_to_end"]["mtfl_pose"].get("s1", {}).items():
             lines.append(f"| {p} {labels.get(p, '')} | {v['n']} | {pct(v['nme'])} | {pct(v['fr10'])} |")
     lines += ["", "### Ground-truth face squares (`facelm evaluate` of the ONNX files), val faces", "",
               "| set | faces | stage 1 NME | pair NME | pair FR@10% | pair AUC@10% |", "|---|---|---|---|---|---|"]
@@ -223,9 +226,11 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--set-default", action="store_true")
     ap.add_argument("--skip-rotation", action="store_true")
+    ap.add_argument("--sets", default=",".join(n for n, _ in SETS), help="comma list of the sets to score")
     a = ap.parse_args()
     out = a.out or a.work / "scores"
     out.mkdir(parents=True, exist_ok=True)
+    SETS[:] = [x for x in SETS if x[0] in a.sets.split(",")]
     s = {"models": str(a.models), "end_to_end": end_to_end(a.work, a.models, out),
          "gt_boxes": gt_boxes(a.work, a.models),
          "rotation": {} if a.skip_rotation else rotation(a.work, a.models)}

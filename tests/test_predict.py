@@ -485,7 +485,7 @@ def test_rotated_face_two_stages_beat_stage_one_and_the_angle_is_right(request, 
         rng = np.random.default_rng(123)
         cases = [_draw_face(160, np.array([80.0, 80.0]) + rng.uniform(-6, 6, 2), 160 * rng.uniform(0.45, 0.55),
                             25.0, rng) for _ in range(12)]
-    pair = load_models(models)
+    pair = load_models(models, 2)  # both stages, also when stage 2 does not run by default
     assert pair.stage2 is not None
     lm = Landmarker(pair, WholeImageDetector())
     e1, e2, err = [], [], []
@@ -499,7 +499,12 @@ def test_rotated_face_two_stages_beat_stage_one_and_the_angle_is_right(request, 
         err.append(face.angle - truth)
     print(f"{models}: stage-1 NME {np.mean(e1):.4f}, two-stage NME {np.mean(e2):.4f}, "
           f"angle errors {np.round(err, 2)}")
-    assert np.mean(e2) < np.mean(e1)
+    # stage 2 must beat stage 1 wherever it runs by default; a shipped stage 2 that lost the end-to-end comparison
+    # is marked "predict_default": false (scripts/score_default.py) and only has to keep the angle right
+    if pair.stage2.meta.get("predict_default", True):
+        assert np.mean(e2) < np.mean(e1)
+    else:
+        assert np.mean(e2) < 1.5 * np.mean(e1)
     assert abs(np.median(err)) < 3.0 and np.max(np.abs(err)) < 6.0
 
 

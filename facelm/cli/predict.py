@@ -255,9 +255,11 @@ def register(app: typer.Typer) -> None:
         level: Annotated[bool, typer.Option("--level/--no-level", help="Level each face by stage 1's in-plane "
                                                                         "angle and run stage 1 again (faces at any "
                                                                         "angle).")] = True,
-        tta: Annotated[str, typer.Option(metavar="none|flip", help="Test-time augmentation: flip averages each "
-                                                                   "model's landmarks on the crop and its mirror "
-                                                                   "image (about 2x the network time).")] = "none",
+        tta: Annotated[str, typer.Option(metavar="flip|none", help="Test-time augmentation: flip (default) "
+                                                                   "averages each model's landmarks on the crop and "
+                                                                   "its mirror image (2x the network time, lower "
+                                                                   "error: models/README.md); none: one pass.")
+                       ] = "flip",
         recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Descend into sub-folders.")] = False,
         vid_stride: Annotated[int, typer.Option(help="Use every N-th video frame.")] = 1,
         exif: Annotated[bool, typer.Option(help="Apply EXIF orientation (as photo viewers do).")] = True,
