@@ -21,9 +21,9 @@ import torch
 
 from facelm import __version__
 from facelm._io import atomic_path
-from facelm.errors import ModelError
+from facelm.errors import ModelError, UsageError
 
-__all__ = ["save_checkpoint", "load_checkpoint", "build_meta"]
+__all__ = ["build_meta", "load_checkpoint", "load_model_from_checkpoint", "pick_device", "resolve_checkpoint", "save_checkpoint"]
 
 
 def build_meta(*, cfg, scheme, input_size: int, mean_shape, loss: dict, manifest_sha256: str, prepare_info: dict,
@@ -83,3 +83,50 @@ def load_checkpoint(path: str | Path) -> dict:
         if key not in ck:
             raise ModelError(f"{p}: checkpoint lacks {key!r}")
     return ck
+
+
+def pick_device(name: str) -> torch.device:
+    """The torch device for ``name`` (auto | cpu | cuda | cuda:N); ``UsageError`` when it is not usable."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError("--device cuda was asked for, but CUDA is not available here (use --device cpu or auto)")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise UsageError(f"unknown device {name!r} (auto, cpu, cuda, cuda:N)") from None
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A checkpoint file, or a run folder's ``best.pt`` (else ``last.pt``); ``ModelError`` for a folder with
+    neither."""
+    p = Path(path)
+    if p.is_dir():
+        for name in ("best.pt", "last.pt"):
+            if (p / name).is_file():
+                return p / name
+        raise ModelError(f"{p}: no best.pt or last.pt in this folder")
+    return p
+
+
+def load_model_from_checkpoint(path: str | Path, device: torch.device | str = "cpu"
+                               ) -> tuple[torch.nn.Module, dict]:
+    """Rebuild the model of a facelm checkpoint; returns (model in eval mode, meta)."""
+    from facelm.models import create_model
+    from facelm.schemes import get_scheme, register_scheme, scheme_from_dict
+
+    ck = load_checkpoint(path)
+    meta = ck["meta"]
+    sch = meta["scheme"]
+    try:
+        get_scheme(sch["name"])
+    except KeyError:
+        register_scheme(scheme_from_dict(sch, source=str(path)))
+    model = create_model(meta["arch"], int(meta["num_landmarks"]), width=float(meta.get("width", 1.0)),
+                         **(meta.get("model_options") or {}))
+    try:
+        model.load_state_dict(ck["model"])
+    except RuntimeError as e:
+        raise ModelError(f"{path}: weights do not fit the {meta['arch']} network: {str(e).splitlines()[0]}") from None
+    model.to(device).eval()
+    return model, meta

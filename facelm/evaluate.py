@@ -35,6 +35,7 @@ from facelm import __version__
 from facelm._io import atomic_write
 from facelm.errors import DataError, ModelError, UsageError
 from facelm.manifest import Manifest, load_manifest
+from facelm.modelfile import check_meta_matches
 from facelm.metrics import (
     BOX_NORMALISERS, breakdown, ced_curve, metric_key, normaliser, per_face_nme, per_landmark_error, plot_ced,
     save_ced_csv, summary
@@ -588,9 +589,9 @@ def match_predictions(preds: Predictions, manifest: Manifest, full: Manifest | N
 
 def _checkpoint_predictions(spec: ModelSpec, ev: EvalSet, device, loaded: list, warn: Warn
                             ) -> tuple[np.ndarray, dict]:
-    from facelm.prepare import cache_landmarks
+    from facelm.crops import cache_landmarks
+    from facelm.manifest_predict import predict_manifest
     from facelm.schemes import get_scheme
-    from facelm.train import predict_manifest
 
     m = ev.manifest
     scheme = get_scheme(m.scheme)
@@ -610,10 +611,10 @@ def _checkpoint_predictions(spec: ModelSpec, ev: EvalSet, device, loaded: list, 
     if meta.get("stage") == 2:
         s1_path = (meta.get("crop") or {}).get("stage1")
         if s1_path and Path(s1_path).is_file():
-            from facelm.train import load_model_from_checkpoint
+            from facelm.checkpoint import load_model_from_checkpoint
 
             s1, meta1 = load_model_from_checkpoint(s1_path, device)
-            _check_model_meta(meta1, m, s1_path)
+            check_meta_matches(meta1, m, str(s1_path))
             p1 = predict_manifest(s1, m, scheme, device)
             details.update(stage1=str(s1_path), stage2_crops="stage1-predictions")
             return predict_manifest(model, m, scheme, device,
@@ -627,11 +628,11 @@ def _checkpoint_predictions(spec: ModelSpec, ev: EvalSet, device, loaded: list, 
 def _onnx_predictions(spec: ModelSpec, ev: EvalSet, loaded: list, warn: Warn) -> tuple[np.ndarray, dict]:
     """Predictions of an exported model (or a STAGE1.onnx+STAGE2.onnx pair) on ground-truth face boxes.
 
-    The crops are built exactly as for checkpoints (:func:`facelm.export.onnx_predict_manifest`), so a checkpoint
+    The crops are built exactly as for checkpoints (:func:`facelm.manifest_predict.onnx_predict_manifest`), so a checkpoint
     and its export score the same up to the export's numerical difference.
     """
-    from facelm.export import onnx_predict_manifest
-    from facelm.prepare import cache_landmarks
+    from facelm.crops import cache_landmarks
+    from facelm.manifest_predict import onnx_predict_manifest
 
     m = ev.manifest
     paths = "+".join(map(str, spec.paths))
@@ -653,15 +654,6 @@ def _onnx_predictions(spec: ModelSpec, ev: EvalSet, loaded: list, warn: Warn) ->
              f"NME is optimistic; give STAGE1.onnx+{spec.label}")
         details["stage2_crops"] = "ground-truth"
     return onnx_predict_manifest(session, meta, m), details
-
-
-def _check_model_meta(meta: dict, manifest: Manifest, path) -> None:
-    name = (meta.get("scheme") or {}).get("name")
-    if name != manifest.scheme:
-        raise ModelError(f"{path}: the model predicts scheme {name!r}, the data is {manifest.scheme!r}")
-    if int(meta.get("num_landmarks", -1)) != manifest.landmarks.shape[1]:
-        raise ModelError(f"{path}: the model predicts {meta.get('num_landmarks')} landmarks, the data has "
-                         f"{manifest.landmarks.shape[1]}")
 
 
 # -- scores and the report ----------------------------------------------------------------------------------------
@@ -822,17 +814,17 @@ def evaluate(models: Sequence[str | Path], opts: EvalOptions, warn: Warn = _noop
     loaded: list = []
     for spec in specs:
         if spec.kind == "checkpoint":
-            from facelm.train import load_model_from_checkpoint, pick_device
+            from facelm.checkpoint import load_model_from_checkpoint, pick_device
 
             device = device or pick_device(opts.device)
             pairs = []
             for p in spec.paths:
                 model, meta = load_model_from_checkpoint(p, device)
-                _check_model_meta(meta, full, p)
+                check_meta_matches(meta, full, str(p))
                 pairs.append((model, meta))
             loaded.append(pairs)
         elif spec.kind == "onnx":
-            from facelm.export import check_meta_matches, load_onnx_model
+            from facelm.manifest_predict import load_onnx_model
 
             pairs = []
             for p in spec.paths:

@@ -33,21 +33,32 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import os
 import shutil
 import tempfile
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import onnx
 
 from facelm._io import atomic_path, stdout_to_stderr, sweep_stale_temps, temp_name
 from facelm.errors import ModelError, UsageError
+from facelm.manifest_predict import (  # noqa: F401 - the run/crop helpers are re-exported under their old names
+    iter_manifest_crops,
+    load_onnx_model,
+    manifest_crops,
+    mean_nme,
+    onnx_predict_manifest,
+    run_session,
+)
+from facelm.modelfile import META_KEY, check_meta_matches, meta_scheme, read_onnx_meta, set_onnx_meta  # noqa: F401
+
+if TYPE_CHECKING:
+    import onnx
 
 __all__ = [
     "export_onnx", "read_onnx_meta", "set_onnx_meta", "META_KEY", "DEFAULT_OPSET", "PRECISIONS",
@@ -57,7 +68,6 @@ __all__ = [
     "onnx_predict_manifest", "random_crops", "opencv_dnn_check", "check_meta_matches", "load_onnx_model",
 ]
 
-META_KEY = "facelm"
 DEFAULT_OPSET = 17
 MIN_OPSET = 13
 
@@ -94,9 +104,10 @@ CALIB_METHODS = ("minmax", "entropy", "percentile")
 def export_onnx(checkpoint: str | Path, out: str | Path, *, opset: int = DEFAULT_OPSET, dynamic_batch: bool = True,
                 extra_meta: dict | None = None) -> dict:
     """Export a facelm checkpoint to ONNX (fp32) atomically; returns the metadata written into the file."""
-    import torch  # imported here so that `facelm --help` and other commands start without loading torch
+    import onnx  # onnx and torch are imported here so that `facelm --help` and the other commands start without them
+    import torch
 
-    from facelm.train import load_model_from_checkpoint
+    from facelm.checkpoint import load_model_from_checkpoint
 
     model, meta = load_model_from_checkpoint(checkpoint, "cpu")
     model = model.float().eval()
@@ -121,34 +132,9 @@ def export_onnx(checkpoint: str | Path, out: str | Path, *, opset: int = DEFAULT
     return meta
 
 
-def set_onnx_meta(proto: onnx.ModelProto, meta: dict) -> None:
-    for p in list(proto.metadata_props):
-        if p.key == META_KEY:
-            proto.metadata_props.remove(p)
-    entry = proto.metadata_props.add()
-    entry.key, entry.value = META_KEY, json.dumps(meta)
-    proto.producer_name = "facelm"
-
-
-def read_onnx_meta(path: str | Path) -> dict:
-    """The facelm metadata of an ONNX file; ``ModelError`` if the file is not a facelm model."""
-    p = Path(path)
-    if not p.is_file():
-        raise ModelError(f"{p}: ONNX file not found")
-    try:
-        proto = onnx.load(str(p), load_external_data=False)
-    except Exception as e:  # protobuf decode errors have many types
-        raise ModelError(f"{p}: not a readable ONNX file ({type(e).__name__})") from None
-    for prop in proto.metadata_props:
-        if prop.key == META_KEY:
-            try:
-                return json.loads(prop.value)
-            except ValueError:
-                raise ModelError(f"{p}: corrupt facelm metadata in the ONNX file") from None
-    raise ModelError(f"{p}: not a facelm model (no '{META_KEY}' metadata; export it with `facelm export`)")
-
-
 def _save_atomic(proto: onnx.ModelProto, out: Path) -> None:
+    import onnx
+
     with atomic_path(out) as tmp:
         onnx.save(proto, str(tmp))
 
@@ -189,6 +175,8 @@ def convert_fp16(src: str | Path, out: str | Path) -> dict:
     Inputs and outputs stay float32 (``keep_io_types``) and the output layer stays fp32 (fp16 has a 1/32 px grid
     at 64-128 px, too coarse for landmark coordinates). Meant for GPU providers.
     """
+    import onnx
+
     import onnxruntime
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
@@ -214,6 +202,8 @@ def convert_fp16_weights(src: str | Path, out: str | Path, min_elements: int = 6
     float32: onnxruntime constant-folds the casts at load time, so speed is unchanged and the file about halves.
     Biases and small tensors stay float32.
     """
+    import onnx
+
     import onnxruntime
     from onnx import helper, numpy_helper
 
@@ -291,6 +281,8 @@ def quantize_int8(src: str | Path, out: str | Path, calib_images: np.ndarray, *,
     Returns:
         The metadata written into ``out`` (``precision: int8`` and a ``quantization`` record).
     """
+    import onnx
+
     import onnxruntime
     from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, \
         quantize_static
@@ -348,54 +340,6 @@ def quantize_int8(src: str | Path, out: str | Path, calib_images: np.ndarray, *,
 
 # -- running ONNX models ------------------------------------------------------------------------------------------
 
-def make_session(model: str | Path | bytes, threads: int = 0,
-                 providers: tuple[str, ...] = ("CPUExecutionProvider",), spin: bool = False):
-    """An onnxruntime ``InferenceSession`` (CPU provider by default; ``threads=0``: onnxruntime's default).
-
-    Worker threads do not spin-wait unless ``spin`` (spinning wins a little latency on an idle machine and loses
-    a lot on a busy one, as ``facelm.runtime`` decides too).
-    """
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
-    if not spin:
-        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    if threads:
-        so.intra_op_num_threads = int(threads)
-        so.inter_op_num_threads = 1
-    src = model if isinstance(model, bytes) else str(model)
-    try:
-        return ort.InferenceSession(src, sess_options=so, providers=list(providers))
-    except Exception as e:  # onnxruntime raises its own exception types for bad files
-        msg = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-        raise ModelError(f"{model if not isinstance(model, bytes) else '<bytes>'}: onnxruntime cannot load it "
-                         f"({msg})") from None
-
-
-def run_session(session, images: np.ndarray, batch: int = 64) -> np.ndarray:
-    """Run a facelm ONNX session on ``(N, 3, H, W)`` float32 crops -> ``(N, L, 2)`` float32 crop pixels.
-
-    A fixed-batch model is fed exactly its batch size (the last chunk padded).
-    """
-    inp = session.get_inputs()[0]
-    out_name = session.get_outputs()[0].name
-    fixed = inp.shape[0] if isinstance(inp.shape[0], int) and inp.shape[0] > 0 else None
-    bs = fixed or max(1, int(batch))
-    x = np.asarray(images, dtype=np.float32)
-    outs = []
-    for s in range(0, len(x), bs):
-        chunk = x[s:s + bs]
-        k = len(chunk)
-        if fixed and k < fixed:
-            chunk = np.concatenate([chunk, np.zeros((fixed - k, *chunk.shape[1:]), np.float32)])
-        outs.append(session.run([out_name], {inp.name: np.ascontiguousarray(chunk)})[0][:k])
-    if not outs:
-        shape = session.get_outputs()[0].shape
-        return np.zeros((0, int(shape[1]), 2), np.float32)
-    return np.concatenate(outs).astype(np.float32)
-
-
 def bench_sessions(sessions: dict, size: int, *, batch: int = 32, seconds: float = 1.0, seed: int = 0
                    ) -> dict[str, dict]:
     """Throughput of several sessions on the same random batch, measured interleaved (fair under load).
@@ -431,86 +375,12 @@ def bench_sessions(sessions: dict, size: int, *, batch: int = 32, seconds: float
     return res
 
 
-def load_onnx_model(path: str | Path, threads: int = 0, providers: tuple[str, ...] = ("CPUExecutionProvider",)
-                    ) -> tuple[object, dict]:
-    """(onnxruntime session, facelm metadata) of an exported model; ``ModelError`` if it is not one."""
-    meta = read_onnx_meta(path)
-    return make_session(path, threads, providers), meta
+def make_session(model: str | Path | bytes, threads: int = 0,
+                 providers: tuple[str, ...] = ("CPUExecutionProvider",), spin: bool = False):
+    """An onnxruntime session for export checks (``facelm.ort.create_session``; CPU provider by default)."""
+    from facelm.ort import create_session
 
-
-# -- crops from a prepared dataset --------------------------------------------------------------------------------
-
-def _meta_scheme(meta: dict):
-    from facelm.schemes import get_scheme, register_scheme, scheme_from_dict
-
-    sch = meta.get("scheme") or {}
-    try:
-        return get_scheme(sch["name"])
-    except KeyError:
-        try:
-            return register_scheme(scheme_from_dict(sch, source="model metadata"))
-        except ValueError as e:
-            raise ModelError(f"the model's landmark scheme is unusable: {e}") from None
-
-
-def check_meta_matches(meta: dict, manifest, what: str = "model") -> None:
-    """``ModelError`` when a model's scheme or landmark count differs from a manifest's."""
-    name = (meta.get("scheme") or {}).get("name")
-    if name != manifest.scheme:
-        raise ModelError(f"{what} predicts scheme {name!r}, but {manifest.path} is {manifest.scheme!r}")
-    if int(meta.get("num_landmarks", -1)) != manifest.landmarks.shape[1]:
-        raise ModelError(f"{what} predicts {meta.get('num_landmarks')} landmarks, but {manifest.path} has "
-                         f"{manifest.landmarks.shape[1]}")
-
-
-def _frames(meta: dict, manifest, lm_cache: np.ndarray, stage1_pred_cache: np.ndarray | None) -> np.ndarray:
-    from facelm.transforms import face_frames, upright_frames
-
-    info = manifest.info
-    size, margin = int(info.get("cache_size", 192)), float(info.get("margin", 1.8))
-    if int(meta.get("stage", 1)) != 2:
-        return face_frames(len(lm_cache), size, margin)
-    scheme = _meta_scheme(meta)
-    shape = stage1_pred_cache if stage1_pred_cache is not None else lm_cache
-    le, re = scheme.eye_centres(shape)
-    return upright_frames(shape, le, re, scheme.face_box_scale)
-
-
-def iter_manifest_crops(meta: dict, manifest, stage1_pred_cache: np.ndarray | None = None, batch: int = 64,
-                        rows: np.ndarray | None = None) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Model crops of a manifest's faces, built as in training validation (plain, no augmentation).
-
-    Stage 1: the face square of the crop cache; stage 2: the upright square of ``stage1_pred_cache`` (stage-1
-    shapes in cache pixels, ``(N, L, 2)``) or, without it, of the ground-truth shape.
-
-    Yields:
-        (crops ``(n, 3, S, S)`` float32 RGB [0, 255], crop matrices ``(n, 2, 3)`` cache -> crop pixels,
-        manifest rows ``(n,)``).
-    """
-    from facelm.train import _load_split
-    from facelm.transforms import frame_matrices, render_batch
-
-    crops, index, lm_cache, _ = _load_split(manifest)
-    frames = _frames(meta, manifest, lm_cache, stage1_pred_cache)
-    size = int(meta["input_size"][0])
-    mats, flips = frame_matrices(frames, size)
-    rows = np.arange(len(index)) if rows is None else np.asarray(rows, dtype=np.int64)
-    flip_perm = np.arange(lm_cache.shape[1])
-    for s in range(0, len(rows), batch):
-        r = rows[s:s + batch]
-        imgs, _, _ = render_batch(crops, index[r], lm_cache[r], mats[r], flips[r], flip_perm, size)
-        yield np.ascontiguousarray(imgs.transpose(0, 3, 1, 2), dtype=np.float32), mats[r], r
-
-
-def manifest_crops(meta: dict, manifest, n: int | None = None, seed: int = 0,
-                   stage1_pred_cache: np.ndarray | None = None) -> np.ndarray:
-    """``n`` crops (a seeded random choice of faces; all when ``n`` is None or larger) -> ``(n, 3, S, S)``."""
-    rows = np.arange(len(manifest))
-    if n is not None and n < len(rows):
-        rows = np.sort(np.random.default_rng(seed).choice(rows, n, replace=False))
-    parts = [c for c, _, _ in iter_manifest_crops(meta, manifest, stage1_pred_cache, rows=rows)]
-    size = int(meta["input_size"][0])
-    return np.concatenate(parts) if parts else np.zeros((0, 3, size, size), np.float32)
+    return create_session(model, providers, threads, spin)
 
 
 def random_crops(n: int, size: int, seed: int = 0) -> np.ndarray:
@@ -525,35 +395,6 @@ def random_crops(n: int, size: int, seed: int = 0) -> np.ndarray:
             out[i, c] = cv2.resize(low[i, c], (size, size), interpolation=cv2.INTER_CUBIC)
     out += rng.normal(0, 12, out.shape).astype(np.float32)
     return np.clip(np.round(out), 0, 255).astype(np.float32)
-
-
-def onnx_predict_manifest(session, meta: dict, manifest, stage1_pred_cache: np.ndarray | None = None,
-                          batch: int = 64) -> np.ndarray:
-    """Predictions ``(N, L, 2)`` in original-image pixels of an ONNX model for every face of ``manifest``.
-
-    Faces are cropped with their ground-truth boxes like :func:`facelm.train.predict_manifest` (a stage-2 model
-    on the upright square of ``stage1_pred_cache``, else of the ground truth); outputs are mapped back through
-    the crop and the crop-cache matrices.
-    """
-    from facelm.geometry import invert_affine
-
-    check_meta_matches(meta, manifest)
-    n, lmk = len(manifest), manifest.landmarks.shape[1]
-    pred_cache = np.zeros((n, lmk, 2), np.float64)
-    for imgs, mats, rows in iter_manifest_crops(meta, manifest, stage1_pred_cache, batch=batch):
-        p = run_session(session, imgs, batch).astype(np.float64)
-        inv = np.stack([invert_affine(m) for m in mats])
-        pred_cache[rows] = np.einsum("nij,nlj->nli", inv[:, :, :2], p) + inv[:, None, :, 2]
-    inv_cache = np.stack([invert_affine(m) for m in manifest.cache_matrix]) if n else np.zeros((0, 2, 3))
-    return np.einsum("nij,nlj->nli", inv_cache[:, :, :2], pred_cache) + inv_cache[:, None, :, 2]
-
-
-def _mean_nme(pred_img: np.ndarray, manifest) -> float:
-    from facelm.train import validation_nme
-
-    nme = validation_nme(pred_img, manifest, _meta_scheme({"scheme": {"name": manifest.scheme}}))
-    ok = np.isfinite(nme)
-    return float(np.mean(nme[ok])) if ok.any() else float("inf")
 
 
 def opencv_dnn_check(path: str | Path, images: np.ndarray, reference: np.ndarray | None = None
@@ -621,7 +462,7 @@ class ExportOptions:
         tolerance: parity tolerance in crop px (None: :data:`PARITY_TOLERANCE` of the precision).
         bench_seconds: time per model for the fp32-vs-variant speed comparison (0: skip).
         bench_batch: batch size of the speed comparison.
-        threads: onnxruntime intra-op threads (0: its default, all cores).
+        threads: onnxruntime intra-op threads (0: every core this process may use).
         seed: seed for the calibration face choice and random sample crops.
     """
 
@@ -653,16 +494,6 @@ class ExportResult:
     @property
     def ok(self) -> bool:
         return not self.failures
-
-
-def resolve_checkpoint(path: str | Path) -> Path:
-    p = Path(path)
-    if p.is_dir():
-        for name in ("best.pt", "last.pt"):
-            if (p / name).is_file():
-                return p / name
-        raise ModelError(f"{p}: no best.pt or last.pt in this folder")
-    return p
 
 
 def _check_options(o: ExportOptions) -> None:
@@ -713,8 +544,8 @@ def export(opts: ExportOptions, *, warn: Callable[[str], None] = _noop, step: Ca
 
     import torch
 
+    from facelm.checkpoint import load_model_from_checkpoint, resolve_checkpoint
     from facelm.manifest import load_manifest
-    from facelm.train import load_model_from_checkpoint
 
     _check_options(opts)
     ck_path = resolve_checkpoint(opts.checkpoint)
@@ -833,15 +664,15 @@ def export(opts: ExportOptions, *, warn: Callable[[str], None] = _noop, step: Ca
 
         if val_m is not None and len(val_m):
             step(f"NME on {len(val_m)} validation faces")
-            from facelm.train import default_normaliser
+            from facelm.manifest_predict import default_normaliser
 
-            nme32 = _mean_nme(onnx_predict_manifest(sess32, ck_meta, val_m), val_m)
+            nme32 = mean_nme(onnx_predict_manifest(sess32, ck_meta, val_m), val_m)
             nme = {"data": str(val_m.path), "split": val_split, "faces": len(val_m),
                    "normaliser": default_normaliser(val_m.scheme),
                    "crops": "ground-truth face square" if stage == 1 else "ground-truth upright square",
                    "fp32": nme32}
             if final is not fp32_path:
-                nq = _mean_nme(onnx_predict_manifest(sess, ck_meta, val_m), val_m)
+                nq = mean_nme(onnx_predict_manifest(sess, ck_meta, val_m), val_m)
                 rel = (nq - nme32) / nme32 if nme32 > 0 and np.isfinite(nme32) else float("nan")
                 nme.update({opts.precision: nq, "relative_change": rel, "max_increase": opts.max_nme_increase,
                             "abs_floor": NME_ABS_FLOOR})

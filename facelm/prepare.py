@@ -28,6 +28,7 @@ import numpy as np
 
 from facelm import __version__
 from facelm._io import atomic_write_json, sweep_stale_temps, temp_name
+from facelm.crops import DEFAULT_CACHE_SIZE, DEFAULT_MARGIN, cache_landmarks  # noqa: F401 - cache_landmarks: re-exported
 from facelm.datasets import READERS, detect_format
 from facelm.datasets._base import RawFace, ReadIssue
 from facelm.errors import DataError, UsageError
@@ -38,9 +39,7 @@ from facelm.schemes import get_scheme
 
 __all__ = ["PrepareOptions", "PrepareResult", "prepare", "default_group", "DEFAULT_CACHE_SIZE", "DEFAULT_MARGIN"]
 
-DEFAULT_CACHE_SIZE = 192
 MAX_CACHE_SIZE = 1024  # 3 MB per face already; larger values are typos (100000 asked for 30 GB per face)
-DEFAULT_MARGIN = 1.8
 _GROUP_RE = re.compile(r"[_-]?\d+$")
 
 
@@ -318,11 +317,3 @@ def _build(opts, out, faces, face_fmt, skipped, sources, src, fmt, scheme, t0, t
     # the manifest last: its presence means the folder is complete
     _swap_in(out, [(tmp_crops, CROPS_NAME), (tmp_prepare, PREPARE_NAME), (tmp_manifest, MANIFEST_NAME)])
     return PrepareResult(summary=summary, skipped=skipped)
-
-
-def cache_landmarks(matrix: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
-    """Landmarks ``(N, L, 2)`` in crop-cache pixels from image pixels and matrices ``(N, 2, 3)``."""
-    m = np.asarray(matrix, dtype=np.float64)
-    lm = np.asarray(landmarks, dtype=np.float64)
-    return np.einsum("nij,nlj->nli", m[:, :, :2], lm) + m[:, None, :, 2]
-

@@ -27,30 +27,38 @@ import torch
 
 from facelm import __version__
 from facelm._io import atomic_write_json, json_clean
-from facelm.checkpoint import build_meta, load_checkpoint, save_checkpoint
+from facelm.checkpoint import (  # noqa: F401 - load_model_from_checkpoint, pick_device: re-exported
+    build_meta,
+    load_checkpoint,
+    load_model_from_checkpoint,
+    pick_device,
+    save_checkpoint,
+)
 from facelm.config import TrainConfig
 from facelm.errors import DataError, ExitCode, FacelmError, ModelError, UsageError
-from facelm.geometry import invert_affine
+from facelm.geometry import apply_affines, invert_affines
 from facelm.heatmap_train import HeatmapObjective, TrainView, is_heatmap_model
 from facelm.losses import create_loss, loss_params
-from facelm.manifest import Manifest, load_manifest
-from facelm.metrics import normaliser, per_face_nme
+from facelm.manifest import load_manifest
 from facelm.models import create_model, list_models, model_input_size
-from facelm.prepare import cache_landmarks
-from facelm.schemes import get_scheme, scheme_from_dict
+from facelm.schemes import get_scheme
 from facelm.train_data import Source, load_source, m_template, pick_batch, render_sources, source_frames
-from facelm.transforms import AugmentConfig, face_frames, frame_matrices, render_batch, upright_frames
+from facelm.augment import AugmentConfig
+from facelm.crops import cache_geometry, frame_matrices
+from facelm.manifest_predict import (  # noqa: F401 - predict_manifest, validation_nme: re-exported
+    CropData as _Data,
+    default_normaliser,
+    load_split as _load_split,
+    predict_crops,
+    predict_manifest,
+    validation_nme,
+)
 
 __all__ = ["train", "TrainResult", "default_normaliser", "lr_at", "predict_manifest", "DivergedError"]
 
 
 class DivergedError(FacelmError):
     code = ExitCode.DIVERGED
-
-
-def default_normaliser(scheme_name: str) -> str:
-    """The normaliser used for validation NME: box width for AFLW-19, inter-ocular otherwise."""
-    return "box-width" if scheme_name == "aflw19" else "inter-ocular"
 
 
 def lr_at(cfg: TrainConfig, step: int) -> float:
@@ -86,82 +94,6 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     return "bf16" if fast else "fp32"
 
 
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UsageError("--device cuda was asked for, but CUDA is not available here (use --device cpu or auto)")
-    try:
-        return torch.device(name)
-    except RuntimeError:
-        raise UsageError(f"unknown device {name!r} (auto, cpu, cuda, cuda:N)") from None
-
-
-@dataclass
-class _Data:
-    """Arrays for one split, ready for ``render_batch``."""
-
-    manifest: Manifest
-    crops: np.ndarray  # (M, S, S, 3) memory map
-    index: np.ndarray  # (N,) rows of crops
-    lm_cache: np.ndarray  # (N, L, 2) landmarks in cache pixels
-    frames: np.ndarray  # (N, 4) base frames in cache pixels
-    mask: np.ndarray  # (N, L) landmarks usable for the loss (finite)
-
-
-def _load_split(manifest: Manifest) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    if np.isnan(manifest.cache_matrix).any() or (manifest.cache_index < 0).any():
-        raise DataError(f"{manifest.path}: some lines have no crop cache (run `facelm prepare` again)")
-    crops = manifest.crops()
-    lm = cache_landmarks(manifest.cache_matrix, manifest.landmarks)
-    mask = np.isfinite(lm).all(-1)
-    lm = np.nan_to_num(lm)
-    return crops, manifest.cache_index, lm, mask
-
-
-def _base_frames(arch: str, manifest: Manifest, lm_cache: np.ndarray, scheme, stage1_pred: np.ndarray | None
-                 ) -> np.ndarray:
-    info = manifest.info
-    size, margin = int(info.get("cache_size", 192)), float(info.get("margin", 1.8))
-    if arch != "cnn7":
-        return face_frames(len(lm_cache), size, margin)
-    shape = stage1_pred if stage1_pred is not None else lm_cache
-    le, re = scheme.eye_centres(shape)
-    return upright_frames(shape, le, re, scheme.face_box_scale)
-
-
-@torch.no_grad()
-def predict_crops(model: torch.nn.Module, data: _Data, frames: np.ndarray, device: torch.device,
-                  flip_perm: np.ndarray, batch: int = 256, precision: str = "fp32") -> tuple[np.ndarray, np.ndarray]:
-    """Run ``model`` on plain crops of ``frames``; returns (pred in cache pixels (N, L, 2), crop matrices)."""
-    model.eval()
-    size = model.input_size
-    mats, flips = frame_matrices(frames, size)
-    preds = []
-    for s in range(0, len(frames), batch):
-        sl = slice(s, s + batch)
-        imgs, _, _ = render_batch(data.crops, data.index[sl], data.lm_cache[sl], mats[sl], flips[sl], flip_perm, size)
-        x = torch.from_numpy(imgs).to(device).permute(0, 3, 1, 2).float()
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
-            y = model(x.contiguous(memory_format=torch.channels_last))
-        preds.append(y.float().cpu().numpy())
-    p = np.concatenate(preds).astype(np.float64)
-    inv = np.stack([invert_affine(m) for m in mats])
-    p_cache = np.einsum("nij,nlj->nli", inv[:, :, :2], p) + inv[:, None, :, 2]
-    return p_cache, mats
-
-
-def predict_manifest(model: torch.nn.Module, manifest: Manifest, scheme, device: torch.device,
-                     stage1_pred_cache: np.ndarray | None = None, precision: str = "fp32") -> np.ndarray:
-    """Predictions in original-image pixels ``(N, L, 2)`` for every face of ``manifest`` (ground-truth boxes)."""
-    crops, index, lm_cache, mask = _load_split(manifest)
-    frames = _base_frames(model.arch, manifest, lm_cache, scheme, stage1_pred_cache)
-    data = _Data(manifest, crops, index, lm_cache, frames, mask)
-    p_cache, _ = predict_crops(model, data, frames, device, np.array(scheme.flip_perm), precision=precision)
-    inv_cache = np.stack([invert_affine(m) for m in manifest.cache_matrix])
-    return np.einsum("nij,nlj->nli", inv_cache[:, :, :2], p_cache) + inv_cache[:, None, :, 2]
-
-
 def _load_sources(cfg: TrainConfig) -> tuple[list[Source], list[Source | None], object, dict]:
     """Training sources and their val splits (``None`` where a source has none); the model's scheme; the first
     source's prepare info. The model's scheme is the first folder's; every other folder needs a scheme map."""
@@ -178,8 +110,7 @@ def _load_sources(cfg: TrainConfig) -> tuple[list[Source], list[Source | None], 
             raise DataError(f"{full.path}: unknown scheme {full.scheme!r}; register it with a scheme file")
         if scheme is None:
             scheme, info = get_scheme(full.scheme), full.info
-        elif (int(full.info.get("cache_size", 192)), float(full.info.get("margin", 1.8))) != \
-                (int(info.get("cache_size", 192)), float(info.get("margin", 1.8))):
+        elif cache_geometry(full.info) != cache_geometry(info):
             raise DataError(f"{full.path}: its crop cache (size/margin) differs from {cfg.data_list[0]}'s; "
                             "prepare all --data folders with the same --cache-size and --margin")
         tr = full.split("train")
@@ -209,18 +140,10 @@ def source_nme(model: torch.nn.Module, src: Source, device: torch.device) -> np.
     normaliser (other schemes through the scheme map)."""
     data = _Data(src.manifest, src.crops, src.index, src.lm_cache, src.frames, src.mask)
     p_cache, _ = predict_crops(model, data, src.frames, device, np.arange(model.num_landmarks))
-    inv = np.stack([invert_affine(m) for m in src.manifest.cache_matrix])
-    pred = np.einsum("nij,nlj->nli", inv[:, :, :2], p_cache) + inv[:, None, :, 2]
+    pred = apply_affines(invert_affines(src.manifest.cache_matrix), p_cache)
     pred = src.smap.apply(pred)
     mask = np.broadcast_to(src.smap.mapped, pred.shape[:2])
     return validation_nme(pred, src.manifest, src.scheme, None if src.same_scheme else mask)
-
-
-def validation_nme(pred_img: np.ndarray, manifest: Manifest, scheme, mask: np.ndarray | None = None) -> np.ndarray:
-    """Per-face NME under the scheme's default normaliser; ``mask`` (N, L) leaves points out (unmapped ones)."""
-    kind = default_normaliser(scheme.name)
-    d = normaliser(manifest.landmarks, kind, scheme=scheme, boxes=manifest.boxes())
-    return per_face_nme(pred_img, manifest.landmarks, d, mask)
 
 
 @dataclass
@@ -264,7 +187,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, force: bool = False,
         input_size = model_input_size(cfg.arch, **cfg.model_options())
     except (TypeError, ValueError) as e:
         raise UsageError(f"--arch {cfg.arch}: {e}") from None
-    cache_size, margin = int(info.get("cache_size", 192)), float(info.get("margin", 1.8))
+    cache_size, margin = cache_geometry(info)
     stage = 2 if cfg.arch == "cnn7" else 1
     m_srcs = [s for s in sources if s.same_scheme]
     template = m_template(np.concatenate([s.lm_cache[s.mask.all(1)] for s in m_srcs]), scheme) if m_srcs else None
@@ -292,7 +215,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, force: bool = False,
     base = m_srcs[0] if m_srcs else sources[0]
     m0, _ = frame_matrices(base.frames, input_size)
     if m_srcs:
-        lm_in = np.einsum("nij,nlj->nli", m0[:, :, :2], base.lm_cache) + m0[:, None, :, 2]
+        lm_in = apply_affines(m0, base.lm_cache)
     else:
         raise DataError(f"no --data folder is in the model's scheme {scheme.name!r}: the first folder sets it")
     mean_shape = lm_in.mean(0)
@@ -599,26 +522,3 @@ def load_init_weights(model: torch.nn.Module, path: str | Path) -> None:
         model.load_state_dict({k: state[k] for k in own})
     except RuntimeError as e:
         raise ModelError(f"{p}: weights do not fit the {model.arch} network: {str(e).splitlines()[0]}") from None
-
-
-def load_model_from_checkpoint(path: str | Path, device: torch.device | str = "cpu"
-                               ) -> tuple[torch.nn.Module, dict]:
-    """Rebuild the model of a facelm checkpoint; returns (model in eval mode, meta)."""
-    ck = load_checkpoint(path)
-    meta = ck["meta"]
-    sch = meta["scheme"]
-    try:
-        get_scheme(sch["name"])
-    except KeyError:
-        from facelm.schemes import register_scheme
-
-        register_scheme(scheme_from_dict(sch, source=str(path)))
-    model = create_model(meta["arch"], int(meta["num_landmarks"]), width=float(meta.get("width", 1.0)),
-                         **(meta.get("model_options") or {}))
-    try:
-        model.load_state_dict(ck["model"])
-    except RuntimeError as e:
-        raise ModelError(f"{path}: weights do not fit the {meta['arch']} network: {str(e).splitlines()[0]}") from None
-    model.to(device).eval()
-    return model, meta
-

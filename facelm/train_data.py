@@ -26,10 +26,10 @@ import numpy as np
 from facelm.errors import DataError
 from facelm.geometry import eye_angle
 from facelm.manifest import Manifest
-from facelm.prepare import cache_landmarks
 from facelm.scheme_maps import SchemeMap, get_map
 from facelm.schemes import LandmarkScheme, get_scheme
-from facelm.transforms import AugmentConfig, face_frames, frame_matrices, render_batch, upright_frames
+from facelm.augment import AugmentConfig, render_batch
+from facelm.crops import cache_landmarks, face_frames, frame_matrices, upright_frames
 
 __all__ = ["Source", "load_source", "m_template", "pseudo_shapes", "source_frames", "pick_batch",
            "render_sources"]

@@ -246,7 +246,7 @@ class YuNetDetector(FaceDetector):
     def __init__(self, model: str | Path, *, score_threshold: float = 0.6, nms_threshold: float = 0.3,
                  top_k: int = 750, max_side: int = MAX_DETECT_SIDE, providers: list | None = None,
                  threads: int = 0):
-        from facelm.runtime.session import create_session
+        from facelm.ort import create_session
 
         self.model = Path(model)
         self.session = create_session(self.model, providers or ["CPUExecutionProvider"], threads)

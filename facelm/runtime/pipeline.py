@@ -50,11 +50,11 @@ from facelm.detectors.base import Detection, FaceDetector
 from facelm.detectors.boxes import BoxLookupError
 from facelm.detectors.boxmap import boxes_to_squares, resolve_box_map
 from facelm.errors import DataError, ModelError
-from facelm.geometry import compose_affine, eye_angle, invert_affine, warp_crop
+from facelm.geometry import apply_affines, compose_affine, eye_angle, invert_affine, invert_affines, warp_crop
 from facelm.imageio import ImageReadError, read_image
 from facelm.runtime.session import ModelPair, ModelSession, cpu_count
 from facelm.sources import SourceItem
-from facelm.transforms import CROP_EXPAND, frame_matrices, upright_frames
+from facelm.crops import CROP_EXPAND, frame_matrices, upright_frames
 
 __all__ = ["PATCH_RADIUS", "FaceResult", "ImageResult", "Landmarker", "annotate", "face_squares"]
 
@@ -168,8 +168,7 @@ def _patch(image: np.ndarray, square: np.ndarray, out2: int) -> tuple[np.ndarray
 
 def _back(mats: np.ndarray, pts: np.ndarray) -> np.ndarray:
     """Map crop-pixel points ``(N, L, 2)`` back through the inverses of ``mats`` ``(N, 2, 3)``."""
-    inv = np.stack([invert_affine(m) for m in mats])
-    return np.einsum("nij,nlj->nli", inv[:, :, :2], pts) + inv[:, None, :, 2]
+    return apply_affines(invert_affines(mats), pts)
 
 
 class Landmarker:
