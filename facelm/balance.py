@@ -1,4 +1,4 @@
-"""Pose-based data balancing (PDB, the Wing paper's "hard sample mining", SPEC §6): ``facelm balance``.
+"""Pose-based data balancing (PDB, the Wing paper's "hard sample mining", docs/balance.md): ``facelm balance``.
 
 The recipe, and the choices this implementation makes where the paper is silent (see docs/balance.md):
 

@@ -227,7 +227,7 @@ def hinge_residual_loss(pred_res: torch.Tensor, target_res: torch.Tensor, mask: 
     max(0, |p_ly| - theta)``.
 
     The hinge term keeps the residual branch's output within ``[-theta, theta]`` so it refines the heatmap argmax
-    instead of dominating it. ``L2`` is facelm's L2 (SPEC §3, ``facelm.losses.L2Loss``): ``x ** 2 / 2`` per
+    instead of dominating it. ``L2`` is facelm's L2 (``facelm.losses.L2Loss``): ``x ** 2 / 2`` per
     coordinate, summed over the 2L coordinates (the paper does not define its L2 further).
 
     Args:

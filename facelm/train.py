@@ -65,7 +65,7 @@ def lr_at(cfg: TrainConfig, step: int) -> float:
     """Learning rate at ``step`` (0-based).
 
     1. linear warm-up over ``cfg.warmup`` steps to ``cfg.lr``;
-    2. then ``loglinear``: geometric decay from ``lr`` to ``lr_end`` (the paper's choice, SPEC §5), or
+    2. then ``loglinear``: geometric decay from ``lr`` to ``lr_end`` (the paper's choice, docs/training.md), or
        ``cosine``: half-cosine from ``lr`` to ``lr_end``.
     """
     if cfg.warmup and step < cfg.warmup:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import csv
-import io
 import json
 import math
 import signal
@@ -12,7 +10,6 @@ import sys
 import threading
 import types
 from collections.abc import Callable, Iterable
-from contextlib import contextmanager
 from functools import wraps
 from typing import Any
 
@@ -179,16 +176,6 @@ def emit_json(obj: Any, indent: int | None = None) -> None:
     sys.stdout.flush()
 
 
-def emit_csv(rows: Iterable[dict], fieldnames: list[str]) -> None:
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=fieldnames, extrasaction="ignore", lineterminator="\n")
-    w.writeheader()
-    for r in rows:
-        w.writerow(r)
-    sys.stdout.write(buf.getvalue())
-    sys.stdout.flush()
-
-
 def warn(msg: str) -> None:
     err_console.print(f"[yellow]warning:[/yellow] {msg}", markup=True, soft_wrap=True)
 
@@ -239,11 +226,3 @@ def handle_errors(fn: Callable) -> Callable:
             raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
 
     return wrapper
-
-
-@contextmanager
-def quiet_numpy():
-    import numpy as np
-
-    with np.errstate(all="ignore"):
-        yield

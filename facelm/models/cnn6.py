@@ -1,6 +1,6 @@
 """CNN-6, the stage-1 network of Feng et al. (CVPR 2018), and the plain conv/pool/FC regressor shared with CNN-7.
 
-Architecture (paper §7.1, SPEC §4): 64x64x3 input; five blocks of 3x3 conv (stride 1, pad 1) + ReLU + 2x2 max
+Layers (paper §7.1, docs/training.md): 64x64x3 input; five blocks of 3x3 conv (stride 1, pad 1) + ReLU + 2x2 max
 pool (stride 2) with 32-64-128-256-512 channels (-> 2x2x512); FC 1024 + ReLU; FC 2L. No batch-norm, no dropout.
 3,806,152 parameters for L = 68 (the paper's "3.8 M").
 

@@ -1,6 +1,6 @@
 """CNN-7, the stage-2 network of Feng et al. (CVPR 2018).
 
-Architecture (paper §7.1, SPEC §4): 128x128x3 input; six blocks of 3x3 conv (stride 1, pad 1) + ReLU + 2x2 max
+Layers (paper §7.1, docs/training.md): 128x128x3 input; six blocks of 3x3 conv (stride 1, pad 1) + ReLU + 2x2 max
 pool (stride 2) with 64-128-256-512-512-512 channels (-> 2x2x512); FC 1024 + ReLU; FC 2L. No batch-norm, no
 dropout. 8,508,168 parameters for L = 68; CNN-6 + CNN-7 = 12,314,320 (the paper's "12.3 M").
 

@@ -1,5 +1,5 @@
-"""The two-stage landmark pipeline (SPEC §7): detector box -> face square -> CNN-6 -> eye-line angle -> upright
-face square from the stage-1 shape -> CNN-7 -> landmarks back in image pixels.
+"""The two-stage landmark pipeline (docs/predict.md): detector box -> face square -> CNN-6 -> eye-line angle ->
+upright face square from the stage-1 shape -> CNN-7 -> landmarks back in image pixels.
 
 Per face, all geometry is in original-image pixels (0-based, pixel centres at integers):
 
