@@ -277,24 +277,16 @@ class _quiet_nanmean:
         return self._w.__exit__(*exc)
 
 
-def _ranks(a: np.ndarray) -> np.ndarray:
-    """Ranks 1..N, ties sharing their average rank (as ``scipy.stats.rankdata``)."""
-    _, inv, counts = np.unique(a, return_inverse=True, return_counts=True)
-    start = np.cumsum(counts) - counts
-    return (start + (counts + 1) / 2.0)[inv.reshape(-1)]
-
-
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
     """Spearman rank correlation of two ``(N,)`` arrays over the pairs where both are finite (0.0 when
     undefined: fewer than 3 pairs or a constant array)."""
+    from scipy.stats import spearmanr
+
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     ok = np.isfinite(a) & np.isfinite(b)
-    if ok.sum() < 3:
+    if ok.sum() < 3 or np.ptp(a[ok]) == 0 or np.ptp(b[ok]) == 0:
         return 0.0
-    ra, rb = _ranks(a[ok]), _ranks(b[ok])
-    ra, rb = ra - ra.mean(), rb - rb.mean()
-    d = np.sqrt((ra ** 2).sum() * (rb ** 2).sum())
-    return float((ra * rb).sum() / d) if d > 0 else 0.0
+    return float(spearmanr(a[ok], b[ok]).statistic)
 
 
 # -- fitting and applying -----------------------------------------------------------------------------------------
