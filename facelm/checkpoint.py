@@ -23,7 +23,8 @@ from facelm import __version__
 from facelm._io import atomic_path
 from facelm.errors import ModelError, UsageError
 
-__all__ = ["build_meta", "load_checkpoint", "load_model_from_checkpoint", "pick_device", "resolve_checkpoint", "save_checkpoint"]
+__all__ = ["build_meta", "load_checkpoint", "load_model_from_checkpoint", "pick_device", "resolve_checkpoint",
+           "save_checkpoint"]
 
 
 def build_meta(*, cfg, scheme, input_size: int, mean_shape, loss: dict, manifest_sha256: str, prepare_info: dict,
@@ -90,7 +91,7 @@ def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UsageError("--device cuda was asked for, but CUDA is not available here (use --device cpu or auto)")
+        raise UsageError("`device` cuda was asked for, but CUDA is not available here (use `device` cpu or auto)")
     try:
         return torch.device(name)
     except RuntimeError:

@@ -498,22 +498,22 @@ class ExportResult:
 
 def _check_options(o: ExportOptions) -> None:
     if Path(o.out).suffix.lower() != ".onnx":
-        raise UsageError(f"--out {o.out}: the output must be an .onnx file")
+        raise UsageError(f"`out` {o.out}: the output must be an .onnx file")
     if o.precision not in PRECISIONS:
         raise UsageError(f"unknown precision {o.precision!r} ({', '.join(PRECISIONS)})")
     if o.precision == "int8" and o.calib is None:
-        raise UsageError("--quantize int8 needs --calib DATA (a prepared dataset for calibration crops)")
+        raise UsageError("`precision` int8 needs `calib` (a prepared dataset for calibration crops)")
     if o.activation_type not in ACTIVATION_TYPES:
-        raise UsageError(f"--activations must be one of {', '.join(ACTIVATION_TYPES)}")
+        raise UsageError(f"`activation_type` must be one of {', '.join(ACTIVATION_TYPES)}")
     if o.calib_method not in CALIB_METHODS:
-        raise UsageError(f"--calib-method must be one of {', '.join(CALIB_METHODS)}")
+        raise UsageError(f"`calib_method` must be one of {', '.join(CALIB_METHODS)}")
     if not MIN_OPSET <= o.opset <= max_opset():
-        raise UsageError(f"--opset must be in [{MIN_OPSET}, {max_opset()}], got {o.opset} (13: per-channel "
+        raise UsageError(f"`opset` must be in [{MIN_OPSET}, {max_opset()}], got {o.opset} (13: per-channel "
                          "quantisation and the exporter need it; the top: torch's TorchScript exporter)")
     if Path(o.out).is_dir():
-        raise UsageError(f"--out {o.out}: is a folder; give the .onnx file name")
+        raise UsageError(f"`out` {o.out}: is a folder; give the .onnx file name")
     if o.calib_faces < 1 or o.parity_crops < 1 or o.bench_batch < 1:
-        raise UsageError("--calib-faces, --parity-crops and --bench-batch must be at least 1")
+        raise UsageError("`calib_faces`, `parity_crops` and `bench_batch` must be at least 1")
 
 
 def _val_split(m):

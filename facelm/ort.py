@@ -117,7 +117,7 @@ def resolve_providers(device: str = "auto", warn: Callable[[str], None] | None =
             first = d not in seen
             seen.add(d)
         if first and warn is not None:
-            warn(f"--device {device}: CUDA is not usable here ({reason}); running on CPU")
+            warn(f"`device` {device}: CUDA is not usable here ({reason}); running on CPU")
         return ["CPUExecutionProvider"]
     raise UsageError(f"unknown device {device!r} (auto, cpu, cuda or cuda:N)")
 

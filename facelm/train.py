@@ -112,7 +112,7 @@ def _load_sources(cfg: TrainConfig) -> tuple[list[Source], list[Source | None], 
             scheme, info = get_scheme(full.scheme), full.info
         elif cache_geometry(full.info) != cache_geometry(info):
             raise DataError(f"{full.path}: its crop cache (size/margin) differs from {cfg.data_list[0]}'s; "
-                            "prepare all --data folders with the same --cache-size and --margin")
+                            "prepare all `data` folders with the same `cache_size` and `margin`")
         tr = full.split("train")
         if len(tr) == 0:
             raise DataError(f"{full.path}: no faces in the 'train' split (splits here: "
@@ -130,7 +130,7 @@ def _load_sources(cfg: TrainConfig) -> tuple[list[Source], list[Source | None], 
         vals.append(load_source(vm, scheme.name, Path(path).name) if len(vm) else None)
     live = [s for s in sources if s.weight > 0]
     if len(sources) > 1 and not live:
-        raise UsageError("--weight: every weight is 0")
+        raise UsageError("`weights`: every weight is 0")
     return sources, vals, scheme, info
 
 
@@ -163,7 +163,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, force: bool = False,
     """Train one model as configured; see the module docstring. Returns the summary written to stdout."""
     rank, world, local_rank = _dist_info()
     if cfg.arch not in list_models():
-        raise UsageError(f"unknown --arch {cfg.arch!r} (known: {', '.join(list_models())})")
+        raise UsageError(f"unknown `arch` {cfg.arch!r} (known: {', '.join(list_models())})")
     device = pick_device(cfg.device)
     if world > 1:
         import torch.distributed as dist
@@ -186,7 +186,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, force: bool = False,
     try:
         input_size = model_input_size(cfg.arch, **cfg.model_options())
     except (TypeError, ValueError) as e:
-        raise UsageError(f"--arch {cfg.arch}: {e}") from None
+        raise UsageError(f"`arch` {cfg.arch}: {e}") from None
     cache_size, margin = cache_geometry(info)
     stage = 2 if cfg.arch == "cnn7" else 1
     m_srcs = [s for s in sources if s.same_scheme]
@@ -196,7 +196,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, force: bool = False,
     stage1_model = None
     if cfg.stage1:
         if cfg.arch != "cnn7":
-            raise UsageError("--stage1 only applies to --arch cnn7 (stage 2)")
+            raise UsageError("`stage1` only applies to `arch` cnn7 (stage 2)")
         stage1_model, s1_meta = load_model_from_checkpoint(cfg.stage1, device)
         if s1_meta["scheme"]["name"] != scheme.name:
             raise ModelError(f"{cfg.stage1}: stage-1 scheme {s1_meta['scheme']['name']!r} does not match the "
@@ -217,7 +217,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, force: bool = False,
     if m_srcs:
         lm_in = apply_affines(m0, base.lm_cache)
     else:
-        raise DataError(f"no --data folder is in the model's scheme {scheme.name!r}: the first folder sets it")
+        raise DataError(f"no `data` folder is in the model's scheme {scheme.name!r}: the first folder sets it")
     mean_shape = lm_in.mean(0)
     n = sum(len(s) for s in sources)
 
@@ -227,14 +227,14 @@ def train(cfg: TrainConfig, *, resume: bool = False, force: bool = False,
         model = create_model(cfg.arch, scheme.num_landmarks, mean_shape=mean_shape, width=cfg.width,
                              **cfg.model_options()).to(device)
     except (TypeError, ValueError) as e:
-        raise UsageError(f"--arch {cfg.arch}: {e}") from None
+        raise UsageError(f"`arch` {cfg.arch}: {e}") from None
     if cfg.init and not resume:
         load_init_weights(model, cfg.init)
     model = model.to(memory_format=torch.channels_last)
     heatmap = is_heatmap_model(model)
     if heatmap:
         if getattr(model, "boundary", False) and not scheme.boundaries:
-            raise UsageError(f"--boundary needs landmark curves, and scheme {scheme.name!r} defines none")
+            raise UsageError(f"`boundary` needs landmark curves, and scheme {scheme.name!r} defines none")
         loss_fn = HeatmapObjective(cfg.loss, model, scheme, sigma=cfg.sigma, schedule=cfg.sigma_schedule,
                                    delta=cfg.sigma_delta, loss_map=cfg.loss_map)
         loss_fn.init_model(model)  # (a resumed run loads its weights over this below)
@@ -275,10 +275,10 @@ def train(cfg: TrainConfig, *, resume: bool = False, force: bool = False,
         if config_path.exists() and not force:
             old = _read_json(config_path)
             if old != cfg_json:
-                raise UsageError(f"{out} holds a different run (its config.json differs); use a new --out, "
-                                 "--resume to continue it, or --force to overwrite")
+                raise UsageError(f"{out} holds a different run (its config.json differs); use a new `out`, "
+                                 "`resume` to continue it, or `force` to overwrite")
             if (out / "last.pt").exists():
-                raise UsageError(f"{out} already holds this run; use --resume to continue or --force to restart")
+                raise UsageError(f"{out} already holds this run; use `resume` to continue or `force` to restart")
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_json(config_path, cfg_json)
         (out / "metrics.jsonl").unlink(missing_ok=True)
@@ -475,7 +475,7 @@ def _check_resume_compatible(old: dict, new: dict, path: Path) -> None:
                   if k not in ignore and old.get(k, default.get(k)) != new.get(k, default.get(k)))
     if diff:
         raise UsageError(f"{path}: cannot resume with different settings ({', '.join(diff)}); "
-                         "use the same options or a new --out")
+                         "use the same options or a new `out`")
 
 
 def _known_schemes() -> set[str]:
@@ -504,7 +504,7 @@ def load_init_weights(model: torch.nn.Module, path: str | Path) -> None:
             if prop.key == "facelm":
                 meta = json.loads(prop.value)
         if meta.get("arch") != model.arch:
-            raise ModelError(f"{p}: a {meta.get('arch')!r} model cannot initialise --arch {model.arch}")
+            raise ModelError(f"{p}: a {meta.get('arch')!r} model cannot initialise `arch` {model.arch}")
         state = {}
         for init in mdl.graph.initializer:
             name = init.name.removesuffix("__fp16")
@@ -512,7 +512,7 @@ def load_init_weights(model: torch.nn.Module, path: str | Path) -> None:
     else:
         ck = load_checkpoint(p)
         if ck.get("arch") != model.arch:
-            raise ModelError(f"{p}: a {ck.get('arch')!r} checkpoint cannot initialise --arch {model.arch}")
+            raise ModelError(f"{p}: a {ck.get('arch')!r} checkpoint cannot initialise `arch` {model.arch}")
         state = ck["model"]
     own = model.state_dict()
     missing = [k for k in own if k not in state]

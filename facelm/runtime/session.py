@@ -154,17 +154,17 @@ def load_models(models: str | Path, stages: int | None = None, providers: list |
             stage, or a stage-2 model whose scheme or box convention does not match stage 1.
     """
     if stages not in (None, 1, 2):
-        raise UsageError(f"--stages must be 1 or 2, not {stages}")
+        raise UsageError(f"`stages` must be 1 or 2, not {stages}")
     root = Path(models)
     if root.is_file():
         files = [root]
     elif root.is_dir():
         files = sorted(root.glob("*.onnx"))
     else:
-        raise ModelError(f"no models found in {root} (no such folder); pass --models DIR with cnn6.onnx and "
+        raise ModelError(f"no models found in {root} (no such folder); pass `models` DIR with cnn6.onnx and "
                          "cnn7.onnx (`facelm export`)")
     if not files:
-        raise ModelError(f"no models found in {root}; pass --models DIR holding cnn6.onnx and cnn7.onnx "
+        raise ModelError(f"no models found in {root}; pass `models` DIR holding cnn6.onnx and cnn7.onnx "
                          "(made by `facelm export`)")
     by_stage: dict[int, list[ModelSession]] = {1: [], 2: []}
     skipped: list[str] = []
@@ -187,12 +187,12 @@ def load_models(models: str | Path, stages: int | None = None, providers: list |
             raise ModelError(f"{root}: several stage-{st} models ({names}); keep one per stage in the folder")
     if not by_stage[1]:
         why = f" (skipped: {'; '.join(skipped)})" if skipped else ""
-        raise ModelError(f"no stage-1 facelm model found in {root}{why}; pass --models DIR holding cnn6.onnx "
+        raise ModelError(f"no stage-1 facelm model found in {root}{why}; pass `models` DIR holding cnn6.onnx "
                          "and cnn7.onnx (made by `facelm export`)")
     s1 = by_stage[1][0]
     s2 = by_stage[2][0] if by_stage[2] else None
     if stages == 2 and s2 is None:
-        raise ModelError(f"--stages 2: no stage-2 model in {root} (only {s1.path.name}); use --stages 1 or add "
+        raise ModelError(f"`stages` 2: no stage-2 model in {root} (only {s1.path.name}); use `stages` 1 or add "
                          "cnn7.onnx")
     if s2 is not None:
         why = _schemes_match(s1.scheme, s2.scheme)
