@@ -39,7 +39,10 @@ class AugmentConfig:
 
     @staticmethod
     def for_arch(arch: str, rotate: float | None = None, full_turn: float = 0.0) -> AugmentConfig:
-        default = 10.0 if arch == "cnn7" else 30.0
+        """The paper's augmentation for ``arch``: rotation up to 30 degrees at stage 1, 10 at stage 2."""
+        from facelm.models import model_stage  # here: the runtime side imports this module's floor without torch
+
+        default = 10.0 if model_stage(arch) == 2 else 30.0
         return AugmentConfig(rotate=default if rotate is None else float(rotate), full_turn=float(full_turn))
 
 

@@ -29,7 +29,9 @@ __all__ = ["build_meta", "load_checkpoint", "load_model_from_checkpoint", "pick_
 
 def build_meta(*, cfg, scheme, input_size: int, mean_shape, loss: dict, manifest_sha256: str, prepare_info: dict,
                stage1: str | None, width: float, model_options: dict | None = None) -> dict:
-    stage = 2 if cfg.arch == "cnn7" else 1
+    from facelm.models import model_stage
+
+    stage = model_stage(cfg.arch)
     return {
         "arch": cfg.arch,
         "stage": stage,

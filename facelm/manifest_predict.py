@@ -99,7 +99,9 @@ def predict_manifest(model, manifest: Manifest, scheme, device, stage1_pred_cach
                      precision: str = "fp32") -> np.ndarray:
     """Predictions in original-image pixels ``(N, L, 2)`` for every face of ``manifest`` (ground-truth boxes)."""
     crops, index, lm_cache, mask = load_split(manifest)
-    stage = 2 if model.arch == "cnn7" else 1
+    from facelm.models import model_stage
+
+    stage = model_stage(model.arch)
     frames = stage_frames(stage, manifest.info, lm_cache, scheme, stage1_pred_cache)
     data = CropData(manifest, crops, index, lm_cache, frames, mask)
     p_cache, _ = predict_crops(model, data, frames, device, np.array(scheme.flip_perm), precision=precision)

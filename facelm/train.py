@@ -40,7 +40,7 @@ from facelm.geometry import apply_affines, invert_affines
 from facelm.heatmap_train import HeatmapObjective, TrainView, is_heatmap_model
 from facelm.losses import create_loss, loss_params
 from facelm.manifest import load_manifest
-from facelm.models import create_model, list_models, model_input_size
+from facelm.models import create_model, list_models, model_input_size, model_stage
 from facelm.schemes import get_scheme
 from facelm.train_data import Source, load_source, m_template, pick_batch, render_sources, source_frames
 from facelm.augment import AugmentConfig
@@ -188,14 +188,14 @@ def train(cfg: TrainConfig, *, resume: bool = False, force: bool = False,
     except (TypeError, ValueError) as e:
         raise UsageError(f"`arch` {cfg.arch}: {e}") from None
     cache_size, margin = cache_geometry(info)
-    stage = 2 if cfg.arch == "cnn7" else 1
+    stage = model_stage(cfg.arch)
     m_srcs = [s for s in sources if s.same_scheme]
     template = m_template(np.concatenate([s.lm_cache[s.mask.all(1)] for s in m_srcs]), scheme) if m_srcs else None
 
     # -- stage 1 for CNN-7 crops ---------------------------------------------------------------------------
     stage1_model = None
     if cfg.stage1:
-        if cfg.arch != "cnn7":
+        if stage != 2:
             raise UsageError("`stage1` only applies to `arch` cnn7 (stage 2)")
         stage1_model, s1_meta = load_model_from_checkpoint(cfg.stage1, device)
         if s1_meta["scheme"]["name"] != scheme.name:
