@@ -157,10 +157,19 @@ def _dist_info() -> tuple[int, int, int]:
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0))
 
 
-def train(cfg: TrainConfig, *, resume: bool = False, force: bool = False,
-          on_log: Callable[[dict], None] | None = None, on_start: Callable[[dict], None] | None = None,
-          warn: Callable[[str], None] | None = None) -> TrainResult:
-    """Train one model as configured; see the module docstring. Returns the summary written to stdout."""
+@dataclass
+class _Setup:
+    """Where and how a run computes: distributed rank/world, device, precision, torch threads."""
+
+    rank: int
+    world: int
+    local_rank: int
+    device: torch.device
+    precision: str
+    threads: int
+
+
+def _setup(cfg: TrainConfig) -> _Setup:
     rank, world, local_rank = _dist_info()
     if cfg.arch not in list_models():
         raise UsageError(f"unknown `arch` {cfg.arch!r} (known: {', '.join(list_models())})")
@@ -177,9 +186,31 @@ def train(cfg: TrainConfig, *, resume: bool = False, force: bool = False,
     precision = resolve_precision(cfg.precision, device)
     threads = cfg.threads or max(1, (os.cpu_count() or 1) // world)
     torch.set_num_threads(threads)
-    out = Path(cfg.out)
+    return _Setup(rank, world, local_rank, device, precision, threads)
 
-    # -- data: one or several sources (facelm.train_data) ---------------------------------------------------------
+
+@dataclass
+class _TrainData:
+    """The training sources with their crop frames, their val splits, and what the model is sized from."""
+
+    sources: list[Source]
+    vals: list[Source | None]
+    scheme: object
+    info: dict
+    full: object  # the first --data folder's whole manifest
+    input_size: int
+    val_m: object  # the val faces "best" follows (the first source's)
+    k_max: int  # rows of the largest scheme-map matrix (targets are padded to it)
+    mean_shape: np.ndarray  # (L, 2) in input pixels: the network starts there
+
+    @property
+    def faces(self) -> int:
+        return sum(len(s) for s in self.sources)
+
+
+def _load_data(cfg: TrainConfig, device: torch.device) -> _TrainData:
+    """Sources (facelm.train_data), their frames (stage-2 ones from the stage-1 model's shapes when given), and
+    the mean shape of the plain training crops of the model's scheme."""
     sources, vals, scheme, info = _load_sources(cfg)
     train_m = sources[0].manifest
     full = load_manifest(cfg.data_list[0])
@@ -218,13 +249,27 @@ def train(cfg: TrainConfig, *, resume: bool = False, force: bool = False,
         lm_in = apply_affines(m0, base.lm_cache)
     else:
         raise DataError(f"no `data` folder is in the model's scheme {scheme.name!r}: the first folder sets it")
-    mean_shape = lm_in.mean(0)
-    n = sum(len(s) for s in sources)
+    return _TrainData(sources, vals, scheme, info, full, input_size, val_m, k_max, lm_in.mean(0))
 
-    # -- model, loss, optimiser ----------------------------------------------------------------------------------
+
+@dataclass
+class _Objective:
+    """The network, what the loss is computed on (``train_module``: the model or its heatmap view), the loss, the
+    optimiser, and the metadata its checkpoints carry."""
+
+    model: torch.nn.Module
+    train_module: torch.nn.Module
+    loss_fn: object
+    heatmap: bool
+    opt: torch.optim.Optimizer
+    meta: dict
+
+
+def _build_objective(cfg: TrainConfig, data: _TrainData, device: torch.device, resume: bool) -> _Objective:
+    scheme = data.scheme
     torch.manual_seed(cfg.seed)
     try:
-        model = create_model(cfg.arch, scheme.num_landmarks, mean_shape=mean_shape, width=cfg.width,
+        model = create_model(cfg.arch, scheme.num_landmarks, mean_shape=data.mean_shape, width=cfg.width,
                              **cfg.model_options()).to(device)
     except (TypeError, ValueError) as e:
         raise UsageError(f"`arch` {cfg.arch}: {e}") from None
@@ -246,193 +291,260 @@ def train(cfg: TrainConfig, *, resume: bool = False, force: bool = False,
         opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     else:
         opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    manifest_hash = full.content_hash()
+    manifest_hash = data.full.content_hash()
     if len(cfg.data_list) > 1:
         import hashlib
 
         manifest_hash = hashlib.sha256(" ".join(load_manifest(p).content_hash() for p in cfg.data_list).encode()
                                        ).hexdigest()
-    meta = build_meta(cfg=cfg, scheme=scheme, input_size=input_size, mean_shape=mean_shape,
+    meta = build_meta(cfg=cfg, scheme=scheme, input_size=data.input_size, mean_shape=data.mean_shape,
                       loss=loss_fn.params() if heatmap else loss_params(loss_fn), manifest_sha256=manifest_hash,
-                      prepare_info=info, stage1=cfg.stage1, width=cfg.width, model_options=cfg.model_options())
+                      prepare_info=data.info, stage1=cfg.stage1, width=cfg.width,
+                      model_options=cfg.model_options())
+    return _Objective(model, train_module, loss_fn, heatmap, opt, meta)
 
-    step, best_nme, best_step, history = 0, float("inf"), -1, []
-    config_path = out / "config.json"
-    cfg_json = cfg.model_dump(mode="json")
-    if resume:
-        last = out / "last.pt"
-        if not last.is_file():
-            raise UsageError(f"{last}: nothing to resume (no last.pt in {out})")
-        ck = load_checkpoint(last)
-        _check_resume_compatible(ck["config"], cfg_json, last)
-        model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        step = int(ck["step"])
-        _trim_metrics(out / "metrics.jsonl", step)  # a run killed after its last checkpoint logged steps past it
-        best_nme = float(ck.get("best_nme", float("inf")))
-        best_step = int(ck.get("best_step", -1))
-    elif rank == 0:
-        if config_path.exists() and not force:
-            old = _read_json(config_path)
-            if old != cfg_json:
-                raise UsageError(f"{out} holds a different run (its config.json differs); use a new `out`, "
-                                 "`resume` to continue it, or `force` to overwrite")
-            if (out / "last.pt").exists():
-                raise UsageError(f"{out} already holds this run; use `resume` to continue or `force` to restart")
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(config_path, cfg_json)
-        (out / "metrics.jsonl").unlink(missing_ok=True)
 
-    ddp_model = train_module
-    if world > 1:
+class _Run:
+    """The run folder: guards it (a different run or a finished one is not overwritten without ``force``),
+    resumes from ``last.pt``, appends to ``metrics.jsonl`` and writes checkpoints (rank 0 only)."""
+
+    def __init__(self, cfg: TrainConfig, obj: _Objective, rank: int, on_log: Callable[[dict], None] | None):
+        self.cfg, self.obj, self.rank, self.on_log = cfg, obj, rank, on_log
+        self.out = Path(cfg.out)
+        self.cfg_json = cfg.model_dump(mode="json")
+        self.metrics_path = self.out / "metrics.jsonl"
+        self.history: list[dict] = []
+        self.step, self.best_nme, self.best_step = 0, float("inf"), -1
+
+    def open(self, resume: bool, force: bool) -> None:
+        out, config_path = self.out, self.out / "config.json"
+        if resume:
+            last = out / "last.pt"
+            if not last.is_file():
+                raise UsageError(f"{last}: nothing to resume (no last.pt in {out})")
+            ck = load_checkpoint(last)
+            _check_resume_compatible(ck["config"], self.cfg_json, last)
+            self.obj.model.load_state_dict(ck["model"])
+            self.obj.opt.load_state_dict(ck["optimizer"])
+            self.step = int(ck["step"])
+            _trim_metrics(self.metrics_path, self.step)  # a killed run may have logged steps past its checkpoint
+            self.best_nme = float(ck.get("best_nme", float("inf")))
+            self.best_step = int(ck.get("best_step", -1))
+        elif self.rank == 0:
+            if config_path.exists() and not force:
+                old = _read_json(config_path)
+                if old != self.cfg_json:
+                    raise UsageError(f"{out} holds a different run (its config.json differs); use a new `out`, "
+                                     "`resume` to continue it, or `force` to overwrite")
+                if (out / "last.pt").exists():
+                    raise UsageError(f"{out} already holds this run; use `resume` to continue or `force` to "
+                                     "restart")
+            out.mkdir(parents=True, exist_ok=True)
+            atomic_write_json(config_path, self.cfg_json)
+            self.metrics_path.unlink(missing_ok=True)
+
+    def log(self, rec: dict) -> None:
+        self.history.append(rec)
+        if self.rank == 0:
+            with open(self.metrics_path, "a", encoding="utf-8") as f:
+                f.write(json.dumps(json_clean(rec), allow_nan=False) + "\n")
+        if self.on_log:
+            self.on_log(rec)
+
+    def save(self, kind: str) -> None:
+        if self.rank != 0:
+            return
+        ck = {"format": "facelm-checkpoint", "format_version": 1, "arch": self.cfg.arch,
+              "model": self.obj.model.state_dict(), "optimizer": self.obj.opt.state_dict(), "step": self.step,
+              "best_nme": self.best_nme, "best_step": self.best_step, "meta": self.obj.meta,
+              "config": self.cfg_json}
+        save_checkpoint(ck, self.out / kind)
+
+    def diverged(self, loss: float) -> DivergedError:
+        last = self.out / "last.pt"
+        where = f"the last good checkpoint is {last}" if last.is_file() else "no checkpoint was saved yet"
+        return DivergedError(f"loss became {loss} at step {self.step}; stopped, {where} "
+                             "(try a lower --lr, or --grad-clip 1)")
+
+
+class _BatchSampler:
+    """Seeded batches, rendered one step ahead in a background thread: batch ``s`` depends only on the seed, the
+    step and the rank, so a resumed run sees the batches the uninterrupted run would have."""
+
+    def __init__(self, cfg: TrainConfig, data: _TrainData, rank: int, world: int):
+        self.cfg, self.data, self.rank, self.world = cfg, data, rank, world
+        self.aug = AugmentConfig.for_arch(cfg.arch, cfg.rotate, cfg.full_turn) if cfg.augment else None
+        self.pool = ThreadPoolExecutor(max_workers=1)
+        self.fut = None
+
+    def _make(self, s: int):
+        cfg, d = self.cfg, self.data
+        rng = np.random.default_rng([cfg.seed, s, self.rank, 1])
+        groups = pick_batch(d.sources, s, cfg.batch_size, cfg.seed, rank=self.rank, world=self.world)
+        return render_sources(d.sources, groups, d.input_size, d.scheme.num_landmarks, d.k_max, rng, self.aug)
+
+    def start(self, step: int) -> None:
+        self.fut = self.pool.submit(self._make, step) if step < self.cfg.steps else None
+
+    def next(self, step: int):
+        """The batch of ``step`` (and the next one started)."""
+        batch = self.fut.result()
+        self.fut = self.pool.submit(self._make, step + 1) if step + 1 < self.cfg.steps else None
+        return batch
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _loss(obj: _Objective, module, batch, cfg: TrainConfig, step: int, device: torch.device, precision: str):
+    """The loss of one batch (``module``: the model, or its DDP wrapper)."""
+    imgs, lm, msk, amap = batch
+    x = torch.from_numpy(imgs).to(device, non_blocking=True).permute(0, 3, 1, 2).float()
+    y = torch.from_numpy(lm).to(device)
+    mk = torch.from_numpy(msk).to(device)
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+        pred = module(x)
+    if obj.heatmap:  # heatmap targets are drawn from the landmarks here, on the device
+        return obj.loss_fn(pred, y, mk, step / max(1, cfg.steps))
+    pred = pred.float()
+    if amap is not None:  # faces of other schemes: the loss of the mapped points (facelm.scheme_maps)
+        pred = torch.einsum("nkl,nlc->nkc", torch.from_numpy(amap).to(device), pred)
+    return obj.loss_fn(pred, y, mk)
+
+
+def _validate(model: torch.nn.Module, data: _TrainData, device: torch.device) -> tuple[float, dict]:
+    """Mean NME on the first source's val split (the one "best" follows) and on every source's."""
+    per = {}
+    for src, v in zip(data.sources, data.vals):
+        if v is not None:
+            nme = source_nme(model, v, device)
+            per[src.name] = float(np.mean(nme[np.isfinite(nme)])) if np.isfinite(nme).any() else float("inf")
+    model.train()
+    first = per.get(data.sources[0].name, float("nan")) if data.vals[0] is not None else float("nan")
+    return first, per
+
+
+def _validate_and_save(run: _Run, data: _TrainData, device: torch.device) -> float:
+    """Validate, log, save ``last.pt`` (and ``best.pt`` when better); returns the val NME."""
+    val, per_source = _validate(run.obj.model, data, device)
+    # without validation data "best" is simply the latest checkpoint
+    improved = val < run.best_nme if len(data.val_m) else True
+    if improved:
+        run.best_nme, run.best_step = (val if len(data.val_m) else run.best_nme), run.step
+    rec = {"step": run.step, "val_nme": val, "best_nme": run.best_nme, "best_step": run.best_step}
+    if len(data.sources) > 1:
+        rec["val_nme_by_source"] = per_source
+    run.log(rec)
+    run.save("last.pt")
+    if improved:
+        run.save("best.pt")
+    return val
+
+
+def train(cfg: TrainConfig, *, resume: bool = False, force: bool = False,
+          on_log: Callable[[dict], None] | None = None, on_start: Callable[[dict], None] | None = None,
+          warn: Callable[[str], None] | None = None) -> TrainResult:
+    """Train one model as configured; see the module docstring. Returns the summary written to stdout."""
+    env = _setup(cfg)
+    data = _load_data(cfg, env.device)
+    obj = _build_objective(cfg, data, env.device, resume)
+    run = _Run(cfg, obj, env.rank, on_log)
+    run.open(resume, force)
+    module = obj.train_module
+    if env.world > 1:
         from torch.nn.parallel import DistributedDataParallel as DDP
 
-        ddp_model = DDP(train_module, device_ids=[local_rank] if device.type == "cuda" else None)
-
-    aug = AugmentConfig.for_arch(cfg.arch, cfg.rotate, cfg.full_turn) if cfg.augment else None
-
-    def make_batch(s: int):
-        rng = np.random.default_rng([cfg.seed, s, rank, 1])
-        groups = pick_batch(sources, s, cfg.batch_size, cfg.seed, rank=rank, world=world)
-        return render_sources(sources, groups, input_size, scheme.num_landmarks, k_max, rng, aug)
-
-    metrics_path = out / "metrics.jsonl"
-    interrupted = False
-    stop_flag = {"stop": False}
-
-    def on_sigterm(signum, frame):  # torchrun / schedulers send SIGTERM: stop cleanly like Ctrl-C
-        stop_flag["stop"] = True
-
-    old_handler = signal.signal(signal.SIGTERM, on_sigterm) if _is_main_thread() else None
-
-    def log(rec: dict) -> None:
-        history.append(rec)
-        if rank == 0:
-            with open(metrics_path, "a", encoding="utf-8") as f:
-                f.write(json.dumps(json_clean(rec), allow_nan=False) + "\n")
-        if on_log:
-            on_log(rec)
-
-    def save(kind: str) -> None:
-        if rank != 0:
-            return
-        ck = {"format": "facelm-checkpoint", "format_version": 1, "arch": cfg.arch, "model": model.state_dict(),
-              "optimizer": opt.state_dict(), "step": step, "best_nme": best_nme, "best_step": best_step,
-              "meta": meta, "config": cfg_json}
-        save_checkpoint(ck, out / kind)
-
-    def validate() -> tuple[float, dict]:
-        """Mean NME on the first source's val split (the one "best" follows) and on every source's."""
-        per = {}
-        for src, v in zip(sources, vals):
-            if v is not None:
-                nme = source_nme(model, v, device)
-                per[src.name] = float(np.mean(nme[np.isfinite(nme)])) if np.isfinite(nme).any() else float("inf")
-        model.train()
-        first = per.get(sources[0].name, float("nan")) if vals[0] is not None else float("nan")
-        return first, per
-
+        module = DDP(obj.train_module, device_ids=[env.local_rank] if env.device.type == "cuda" else None)
+    sampler = _BatchSampler(cfg, data, env.rank, env.world)
+    stop = _SigtermFlag()
     if on_start:
-        on_start({"faces": n, "val_faces": len(val_m), "steps": cfg.steps, "start_step": step,
-                  "device": str(device), "threads": threads, "world": world, "precision": precision})
-    model.train()
+        on_start({"faces": data.faces, "val_faces": len(data.val_m), "steps": cfg.steps, "start_step": run.step,
+                  "device": str(env.device), "threads": env.threads, "world": env.world,
+                  "precision": env.precision})
+    obj.model.train()
     t_start = time.perf_counter()
-    seen = 0
-    loss_acc, loss_n = 0.0, 0
-    last_good = None
-    pool = ThreadPoolExecutor(max_workers=1)
-    fut = pool.submit(make_batch, step) if step < cfg.steps else None
-    last_val = float("nan")
+    seen, loss_acc, loss_n, last_good, last_val, interrupted = 0, 0.0, 0, None, float("nan"), False
+    sampler.start(run.step)
     try:
-        while step < cfg.steps:
-            if stop_flag["stop"]:
+        while run.step < cfg.steps:
+            if stop.raised:
                 raise KeyboardInterrupt
-            imgs, lm, msk, amap = fut.result()
-            fut = pool.submit(make_batch, step + 1) if step + 1 < cfg.steps else None
-            lr = lr_at(cfg, step)
-            for g in opt.param_groups:
+            batch = sampler.next(run.step)
+            lr = lr_at(cfg, run.step)
+            for g in obj.opt.param_groups:
                 g["lr"] = lr
-            x = torch.from_numpy(imgs).to(device, non_blocking=True).permute(0, 3, 1, 2).float()
-            y = torch.from_numpy(lm).to(device)
-            mk = torch.from_numpy(msk).to(device)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
-                pred = ddp_model(x)
-            if heatmap:  # heatmap targets are drawn from the landmarks here, on the device
-                loss = loss_fn(pred, y, mk, step / max(1, cfg.steps))
-            else:
-                pred = pred.float()
-                if amap is not None:  # faces of other schemes: the loss of the mapped points (facelm.scheme_maps)
-                    pred = torch.einsum("nkl,nlc->nkc", torch.from_numpy(amap).to(device), pred)
-                loss = loss_fn(pred, y, mk)
+            loss = _loss(obj, module, batch, cfg, run.step, env.device, env.precision)
             if not torch.isfinite(loss):
-                where = (f"the last good checkpoint is {out / 'last.pt'}" if (out / "last.pt").is_file()
-                         else "no checkpoint was saved yet")
-                raise DivergedError(f"loss became {loss.item()} at step {step}; stopped, {where} "
-                                    "(try a lower --lr, or --grad-clip 1)")
-            opt.zero_grad(set_to_none=True)
+                raise run.diverged(loss.item())
+            obj.opt.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            opt.step()
-            step += 1
-            seen += len(imgs) * world
-            loss_acc += float(loss.detach())
-            loss_n += 1
-            last_good = step
-            if step % cfg.log_every == 0 or step == cfg.steps:
+                torch.nn.utils.clip_grad_norm_(obj.model.parameters(), cfg.grad_clip)
+            obj.opt.step()
+            run.step += 1
+            seen += len(batch[0]) * env.world
+            loss_acc, loss_n, last_good = loss_acc + float(loss.detach()), loss_n + 1, run.step
+            if run.step % cfg.log_every == 0 or run.step == cfg.steps:
                 el = time.perf_counter() - t_start
-                log({"step": step, "loss": loss_acc / loss_n, "lr": lr, "img_s": seen / el if el > 0 else None,
-                     "elapsed": round(el, 2)})
+                run.log({"step": run.step, "loss": loss_acc / loss_n, "lr": lr,
+                         "img_s": seen / el if el > 0 else None, "elapsed": round(el, 2)})
                 loss_acc, loss_n = 0.0, 0
-            if step % cfg.val_every == 0 or step == cfg.steps:
-                if rank == 0:
-                    last_val, per_source = validate()
-                    # without validation data "best" is simply the latest checkpoint
-                    improved = last_val < best_nme if len(val_m) else True
-                    if improved:
-                        best_nme, best_step = (last_val if len(val_m) else best_nme), step
-                    rec = {"step": step, "val_nme": last_val, "best_nme": best_nme, "best_step": best_step}
-                    if len(sources) > 1:
-                        rec["val_nme_by_source"] = per_source
-                    log(rec)
-                    save("last.pt")
-                    if improved:
-                        save("best.pt")
-                if world > 1:
+            if run.step % cfg.val_every == 0 or run.step == cfg.steps:
+                if env.rank == 0:
+                    last_val = _validate_and_save(run, data, env.device)
+                if env.world > 1:
                     import torch.distributed as dist
 
                     dist.barrier()
     except KeyboardInterrupt:
         interrupted = True
         if last_good is not None or resume:
-            save("last.pt")
+            run.save("last.pt")
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-        if old_handler is not None:
-            signal.signal(signal.SIGTERM, old_handler)
-
-    elapsed = time.perf_counter() - t_start
-    summary = {
-        "run": str(out), "arch": cfg.arch, "loss": cfg.loss, "recipe": cfg.recipe, "scheme": scheme.name,
-        "steps": step, "target_steps": cfg.steps, "batch_size": cfg.batch_size, "train_faces": n,
-        "sources": [{"data": str(sr.manifest.path.parent), "scheme": sr.scheme.name, "weight": sr.weight,
-                     "train_faces": len(sr), "val_faces": len(v) if v is not None else 0}
-                    for sr, v in zip(sources, vals)],
-        "val_faces": len(val_m), "val_normaliser": default_normaliser(scheme.name),
-        "final_val_nme": last_val, "best_val_nme": best_nme if math.isfinite(best_nme) else None,
-        "best_step": best_step, "seconds": round(elapsed, 2),
-        "img_per_s": round(seen / elapsed, 1) if elapsed > 0 else None, "device": str(device),
-        "precision": precision,
-        "interrupted": interrupted, "checkpoint": str(out / "best.pt"), "last": str(out / "last.pt"),
-        "facelm_version": __version__,
-    }
-    if rank == 0 and not interrupted:
-        atomic_write_json(out / "summary.json", summary)
-    if world > 1:
+        sampler.close()
+        stop.restore()
+    summary = _summary(cfg, run, data, env, last_val, seen, time.perf_counter() - t_start, interrupted)
+    if env.rank == 0 and not interrupted:
+        atomic_write_json(run.out / "summary.json", summary)
+    if env.world > 1:
         import torch.distributed as dist
 
         dist.destroy_process_group()
-    return TrainResult(summary=summary, interrupted=interrupted, history=history)
+    return TrainResult(summary=summary, interrupted=interrupted, history=run.history)
+
+
+class _SigtermFlag:
+    """torchrun and schedulers send SIGTERM: the loop stops cleanly on it, as on Ctrl-C."""
+
+    def __init__(self):
+        self.raised = False
+        self.old = signal.signal(signal.SIGTERM, self._on) if _is_main_thread() else None
+
+    def _on(self, signum, frame) -> None:
+        self.raised = True
+
+    def restore(self) -> None:
+        if self.old is not None:
+            signal.signal(signal.SIGTERM, self.old)
+
+
+def _summary(cfg: TrainConfig, run: _Run, data: _TrainData, env: _Setup, last_val: float, seen: int,
+             elapsed: float, interrupted: bool) -> dict:
+    out, scheme = run.out, data.scheme
+    return {
+        "run": str(out), "arch": cfg.arch, "loss": cfg.loss, "recipe": cfg.recipe, "scheme": scheme.name,
+        "steps": run.step, "target_steps": cfg.steps, "batch_size": cfg.batch_size, "train_faces": data.faces,
+        "sources": [{"data": str(sr.manifest.path.parent), "scheme": sr.scheme.name, "weight": sr.weight,
+                     "train_faces": len(sr), "val_faces": len(v) if v is not None else 0}
+                    for sr, v in zip(data.sources, data.vals)],
+        "val_faces": len(data.val_m), "val_normaliser": default_normaliser(scheme.name),
+        "final_val_nme": last_val, "best_val_nme": run.best_nme if math.isfinite(run.best_nme) else None,
+        "best_step": run.best_step, "seconds": round(elapsed, 2),
+        "img_per_s": round(seen / elapsed, 1) if elapsed > 0 else None, "device": str(env.device),
+        "precision": env.precision,
+        "interrupted": interrupted, "checkpoint": str(out / "best.pt"), "last": str(out / "last.pt"),
+        "facelm_version": __version__,
+    }
 
 
 def _trim_metrics(path: Path, step: int) -> None:
