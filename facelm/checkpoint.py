@@ -17,14 +17,15 @@ import platform
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from facelm import __version__
 from facelm._io import atomic_path
 from facelm.errors import ModelError, UsageError
 
-__all__ = ["build_meta", "load_checkpoint", "load_model_from_checkpoint", "pick_device", "resolve_checkpoint",
-           "save_checkpoint"]
+__all__ = ["build_meta", "load_checkpoint", "load_init_weights", "load_model_from_checkpoint", "pick_device",
+           "resolve_checkpoint", "save_checkpoint"]
 
 
 def build_meta(*, cfg, scheme, input_size: int, mean_shape, loss: dict, manifest_sha256: str, prepare_info: dict,
@@ -133,3 +134,43 @@ def load_model_from_checkpoint(path: str | Path, device: torch.device | str = "c
         raise ModelError(f"{path}: weights do not fit the {meta['arch']} network: {str(e).splitlines()[0]}") from None
     model.to(device).eval()
     return model, meta
+
+
+def load_init_weights(model: torch.nn.Module, path: str | Path) -> None:
+    """Warm start: copy the weights of a facelm checkpoint (.pt) or facelm ONNX model into ``model``.
+
+    The architecture and landmark count must match; the optimiser starts afresh. ONNX files written with
+    ``--weights fp16`` store ``NAME__fp16`` initialisers, which are cast back to float32.
+    """
+    p = Path(path)
+    if p.suffix.lower() == ".onnx":
+        from onnx import numpy_helper
+
+        from facelm.modelfile import proto_meta
+
+        try:
+            import onnx
+
+            mdl = onnx.load(str(p))
+        except Exception as e:  # noqa: BLE001 - any unreadable file is the same error for the user
+            raise ModelError(f"{p}: cannot read ONNX model: {str(e).splitlines()[0][:200]}") from None
+        meta = proto_meta(mdl, p)
+        if meta.get("arch") != model.arch:
+            raise ModelError(f"{p}: a {meta.get('arch')!r} model cannot initialise `arch` {model.arch}")
+        state = {}
+        for init in mdl.graph.initializer:
+            name = init.name.removesuffix("__fp16")
+            state[name] = torch.from_numpy(numpy_helper.to_array(init).astype(np.float32).copy())
+    else:
+        ck = load_checkpoint(p)
+        if ck.get("arch") != model.arch:
+            raise ModelError(f"{p}: a {ck.get('arch')!r} checkpoint cannot initialise `arch` {model.arch}")
+        state = ck["model"]
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    if missing:
+        raise ModelError(f"{p}: no weights for {', '.join(missing[:4])} of the {model.arch} network")
+    try:
+        model.load_state_dict({k: state[k] for k in own})
+    except RuntimeError as e:
+        raise ModelError(f"{p}: weights do not fit the {model.arch} network: {str(e).splitlines()[0]}") from None

@@ -12,7 +12,6 @@ paper's ±10° rotation and 5% box noise on top.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import signal
@@ -20,31 +19,26 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from facelm import __version__
-from facelm._io import atomic_write_json, json_clean
-from facelm.checkpoint import (  # noqa: F401 - load_model_from_checkpoint, pick_device: re-exported
+from facelm._io import atomic_write_json
+from facelm.augment import AugmentConfig
+from facelm.checkpoint import (  # noqa: F401 - load_init_weights, load_model_from_checkpoint, pick_device: re-exported
     build_meta,
-    load_checkpoint,
+    load_init_weights,
     load_model_from_checkpoint,
     pick_device,
-    save_checkpoint,
 )
 from facelm.config import TrainConfig
-from facelm.errors import DataError, ExitCode, FacelmError, ModelError, UsageError
-from facelm.geometry import apply_affines, invert_affines
+from facelm.crops import cache_geometry, frame_matrices
+from facelm.errors import DataError, ModelError, UsageError
+from facelm.geometry import apply_affines
 from facelm.heatmap_train import HeatmapObjective, TrainView, is_heatmap_model
 from facelm.losses import create_loss, loss_params
 from facelm.manifest import load_manifest
-from facelm.models import create_model, list_models, model_input_size, model_stage
-from facelm.schemes import get_scheme
-from facelm.train_data import Source, load_source, m_template, pick_batch, render_sources, source_frames
-from facelm.augment import AugmentConfig
-from facelm.crops import cache_geometry, frame_matrices
 from facelm.manifest_predict import (  # noqa: F401 - predict_manifest, validation_nme: re-exported
     CropData as _Data,
     default_normaliser,
@@ -53,12 +47,19 @@ from facelm.manifest_predict import (  # noqa: F401 - predict_manifest, validati
     predict_manifest,
     validation_nme,
 )
+from facelm.models import create_model, list_models, model_input_size, model_stage
+from facelm.train_data import (  # noqa: F401 - source_nme: re-exported
+    Source,
+    load_sources,
+    m_template,
+    pick_batch,
+    render_sources,
+    source_frames,
+    source_nme,
+)
+from facelm.train_run import DivergedError, RunFolder  # noqa: F401 - DivergedError: re-exported
 
 __all__ = ["train", "TrainResult", "default_normaliser", "lr_at", "predict_manifest", "DivergedError"]
-
-
-class DivergedError(FacelmError):
-    code = ExitCode.DIVERGED
 
 
 def lr_at(cfg: TrainConfig, step: int) -> float:
@@ -92,58 +93,6 @@ def resolve_precision(precision: str, device: torch.device) -> str:
         fn = getattr(cpu, probe, None)
         fast = fast or bool(fn and fn())
     return "bf16" if fast else "fp32"
-
-
-def _load_sources(cfg: TrainConfig) -> tuple[list[Source], list[Source | None], object, dict]:
-    """Training sources and their val splits (``None`` where a source has none); the model's scheme; the first
-    source's prepare info. The model's scheme is the first folder's; every other folder needs a scheme map."""
-    from facelm.scheme_maps import load_map_file
-
-    for f in cfg.scheme_maps:
-        load_map_file(f)
-    sources, vals = [], []
-    scheme = None
-    info: dict = {}
-    for k, (path, w) in enumerate(zip(cfg.data_list, cfg.weight_list)):
-        full = load_manifest(path)
-        if full.scheme not in _known_schemes():
-            raise DataError(f"{full.path}: unknown scheme {full.scheme!r}; register it with a scheme file")
-        if scheme is None:
-            scheme, info = get_scheme(full.scheme), full.info
-        elif cache_geometry(full.info) != cache_geometry(info):
-            raise DataError(f"{full.path}: its crop cache (size/margin) differs from {cfg.data_list[0]}'s; "
-                            "prepare all `data` folders with the same `cache_size` and `margin`")
-        tr = full.split("train")
-        if len(tr) == 0:
-            raise DataError(f"{full.path}: no faces in the 'train' split (splits here: "
-                            f"{sorted({s.split for s in full.samples})})")
-        if w <= 0:  # a source with weight 0 is validated on but never sampled
-            pass
-        sources.append(load_source(tr, scheme.name, Path(path).name, w))
-        if k == 0 and cfg.val:
-            vm = load_manifest(cfg.val, scheme=scheme.name)
-            vm = vm.split("val") if len(vm.split("val")) else vm.split("test") or vm
-        else:
-            vm = full.split("val")
-        if len(vm) > cfg.max_val:
-            vm = vm.select(np.arange(len(vm)) < cfg.max_val)
-        vals.append(load_source(vm, scheme.name, Path(path).name) if len(vm) else None)
-    live = [s for s in sources if s.weight > 0]
-    if len(sources) > 1 and not live:
-        raise UsageError("`weights`: every weight is 0")
-    return sources, vals, scheme, info
-
-
-@torch.no_grad()
-def source_nme(model: torch.nn.Module, src: Source, device: torch.device) -> np.ndarray:
-    """Per-face NME of ``model`` on a source's faces (its frames), in the source's scheme and its default
-    normaliser (other schemes through the scheme map)."""
-    data = _Data(src.manifest, src.crops, src.index, src.lm_cache, src.frames, src.mask)
-    p_cache, _ = predict_crops(model, data, src.frames, device, np.arange(model.num_landmarks))
-    pred = apply_affines(invert_affines(src.manifest.cache_matrix), p_cache)
-    pred = src.smap.apply(pred)
-    mask = np.broadcast_to(src.smap.mapped, pred.shape[:2])
-    return validation_nme(pred, src.manifest, src.scheme, None if src.same_scheme else mask)
 
 
 @dataclass
@@ -211,7 +160,7 @@ class _TrainData:
 def _load_data(cfg: TrainConfig, device: torch.device) -> _TrainData:
     """Sources (facelm.train_data), their frames (stage-2 ones from the stage-1 model's shapes when given), and
     the mean shape of the plain training crops of the model's scheme."""
-    sources, vals, scheme, info = _load_sources(cfg)
+    sources, vals, scheme, info = load_sources(cfg)
     train_m = sources[0].manifest
     full = load_manifest(cfg.data_list[0])
     try:
@@ -304,69 +253,6 @@ def _build_objective(cfg: TrainConfig, data: _TrainData, device: torch.device, r
     return _Objective(model, train_module, loss_fn, heatmap, opt, meta)
 
 
-class _Run:
-    """The run folder: guards it (a different run or a finished one is not overwritten without ``force``),
-    resumes from ``last.pt``, appends to ``metrics.jsonl`` and writes checkpoints (rank 0 only)."""
-
-    def __init__(self, cfg: TrainConfig, obj: _Objective, rank: int, on_log: Callable[[dict], None] | None):
-        self.cfg, self.obj, self.rank, self.on_log = cfg, obj, rank, on_log
-        self.out = Path(cfg.out)
-        self.cfg_json = cfg.model_dump(mode="json")
-        self.metrics_path = self.out / "metrics.jsonl"
-        self.history: list[dict] = []
-        self.step, self.best_nme, self.best_step = 0, float("inf"), -1
-
-    def open(self, resume: bool, force: bool) -> None:
-        out, config_path = self.out, self.out / "config.json"
-        if resume:
-            last = out / "last.pt"
-            if not last.is_file():
-                raise UsageError(f"{last}: nothing to resume (no last.pt in {out})")
-            ck = load_checkpoint(last)
-            _check_resume_compatible(ck["config"], self.cfg_json, last)
-            self.obj.model.load_state_dict(ck["model"])
-            self.obj.opt.load_state_dict(ck["optimizer"])
-            self.step = int(ck["step"])
-            _trim_metrics(self.metrics_path, self.step)  # a killed run may have logged steps past its checkpoint
-            self.best_nme = float(ck.get("best_nme", float("inf")))
-            self.best_step = int(ck.get("best_step", -1))
-        elif self.rank == 0:
-            if config_path.exists() and not force:
-                old = _read_json(config_path)
-                if old != self.cfg_json:
-                    raise UsageError(f"{out} holds a different run (its config.json differs); use a new `out`, "
-                                     "`resume` to continue it, or `force` to overwrite")
-                if (out / "last.pt").exists():
-                    raise UsageError(f"{out} already holds this run; use `resume` to continue or `force` to "
-                                     "restart")
-            out.mkdir(parents=True, exist_ok=True)
-            atomic_write_json(config_path, self.cfg_json)
-            self.metrics_path.unlink(missing_ok=True)
-
-    def log(self, rec: dict) -> None:
-        self.history.append(rec)
-        if self.rank == 0:
-            with open(self.metrics_path, "a", encoding="utf-8") as f:
-                f.write(json.dumps(json_clean(rec), allow_nan=False) + "\n")
-        if self.on_log:
-            self.on_log(rec)
-
-    def save(self, kind: str) -> None:
-        if self.rank != 0:
-            return
-        ck = {"format": "facelm-checkpoint", "format_version": 1, "arch": self.cfg.arch,
-              "model": self.obj.model.state_dict(), "optimizer": self.obj.opt.state_dict(), "step": self.step,
-              "best_nme": self.best_nme, "best_step": self.best_step, "meta": self.obj.meta,
-              "config": self.cfg_json}
-        save_checkpoint(ck, self.out / kind)
-
-    def diverged(self, loss: float) -> DivergedError:
-        last = self.out / "last.pt"
-        where = f"the last good checkpoint is {last}" if last.is_file() else "no checkpoint was saved yet"
-        return DivergedError(f"loss became {loss} at step {self.step}; stopped, {where} "
-                             "(try a lower --lr, or --grad-clip 1)")
-
-
 class _BatchSampler:
     """Seeded batches, rendered one step ahead in a background thread: batch ``s`` depends only on the seed, the
     step and the rank, so a resumed run sees the batches the uninterrupted run would have."""
@@ -424,7 +310,7 @@ def _validate(model: torch.nn.Module, data: _TrainData, device: torch.device) ->
     return first, per
 
 
-def _validate_and_save(run: _Run, data: _TrainData, device: torch.device) -> float:
+def _validate_and_save(run: RunFolder, data: _TrainData, device: torch.device) -> float:
     """Validate, log, save ``last.pt`` (and ``best.pt`` when better); returns the val NME."""
     val, per_source = _validate(run.obj.model, data, device)
     # without validation data "best" is simply the latest checkpoint
@@ -448,7 +334,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, force: bool = False,
     env = _setup(cfg)
     data = _load_data(cfg, env.device)
     obj = _build_objective(cfg, data, env.device, resume)
-    run = _Run(cfg, obj, env.rank, on_log)
+    run = RunFolder(cfg, obj, env.rank, on_log)
     run.open(resume, force)
     module = obj.train_module
     if env.world > 1:
@@ -528,7 +414,7 @@ class _SigtermFlag:
             signal.signal(signal.SIGTERM, self.old)
 
 
-def _summary(cfg: TrainConfig, run: _Run, data: _TrainData, env: _Setup, last_val: float, seen: int,
+def _summary(cfg: TrainConfig, run: RunFolder, data: _TrainData, env: _Setup, last_val: float, seen: int,
              elapsed: float, interrupted: bool) -> dict:
     out, scheme = run.out, data.scheme
     return {
@@ -547,90 +433,7 @@ def _summary(cfg: TrainConfig, run: _Run, data: _TrainData, env: _Setup, last_va
     }
 
 
-def _trim_metrics(path: Path, step: int) -> None:
-    """Drop the records of steps after ``step`` (the checkpoint a resumed run continues from)."""
-    if not path.is_file():
-        return
-    keep = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            rec = json.loads(line)
-        except ValueError:
-            continue  # a line cut short by kill -9
-        if int(rec.get("step", 0)) <= step:
-            keep.append(line)
-    from facelm._io import atomic_write
-
-    with atomic_write(path, "w", encoding="utf-8") as f:
-        f.write("".join(k + "\n" for k in keep))
-
-
 def _is_main_thread() -> bool:
     import threading
 
     return threading.current_thread() is threading.main_thread()
-
-
-def _read_json(p: Path):
-    try:
-        return json.loads(p.read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def _check_resume_compatible(old: dict, new: dict, path: Path) -> None:
-    ignore = {"steps", "val_every", "log_every", "device", "threads", "max_val", "val"}
-    fields = TrainConfig.model_fields
-    # an option added after the run started is absent from its config: it counts as that option's default
-    default = {k: f.default for k, f in fields.items()}
-    diff = sorted(k for k in set(old) | set(new)
-                  if k not in ignore and old.get(k, default.get(k)) != new.get(k, default.get(k)))
-    if diff:
-        raise UsageError(f"{path}: cannot resume with different settings ({', '.join(diff)}); "
-                         "use the same options or a new `out`")
-
-
-def _known_schemes() -> set[str]:
-    from facelm.schemes import list_schemes
-
-    return set(list_schemes())
-
-
-def load_init_weights(model: torch.nn.Module, path: str | Path) -> None:
-    """Warm start: copy the weights of a facelm checkpoint (.pt) or facelm ONNX model into ``model``.
-
-    The architecture and landmark count must match; the optimiser starts afresh. ONNX files written with
-    ``--weights fp16`` store ``NAME__fp16`` initialisers, which are cast back to float32.
-    """
-    p = Path(path)
-    if p.suffix.lower() == ".onnx":
-        try:
-            import onnx
-            from onnx import numpy_helper
-
-            mdl = onnx.load(str(p))
-        except Exception as e:  # noqa: BLE001 - any unreadable file is the same error for the user
-            raise ModelError(f"{p}: cannot read ONNX model: {str(e).splitlines()[0][:200]}") from None
-        meta = {}
-        for prop in mdl.metadata_props:
-            if prop.key == "facelm":
-                meta = json.loads(prop.value)
-        if meta.get("arch") != model.arch:
-            raise ModelError(f"{p}: a {meta.get('arch')!r} model cannot initialise `arch` {model.arch}")
-        state = {}
-        for init in mdl.graph.initializer:
-            name = init.name.removesuffix("__fp16")
-            state[name] = torch.from_numpy(numpy_helper.to_array(init).astype(np.float32).copy())
-    else:
-        ck = load_checkpoint(p)
-        if ck.get("arch") != model.arch:
-            raise ModelError(f"{p}: a {ck.get('arch')!r} checkpoint cannot initialise `arch` {model.arch}")
-        state = ck["model"]
-    own = model.state_dict()
-    missing = [k for k in own if k not in state]
-    if missing:
-        raise ModelError(f"{p}: no weights for {', '.join(missing[:4])} of the {model.arch} network")
-    try:
-        model.load_state_dict({k: state[k] for k in own})
-    except RuntimeError as e:
-        raise ModelError(f"{p}: weights do not fit the {model.arch} network: {str(e).splitlines()[0]}") from None
