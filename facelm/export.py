@@ -34,7 +34,6 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -43,6 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from facelm._io import atomic_path, stdout_to_stderr, sweep_stale_temps, temp_name
+from facelm.benchmark import bench_sessions  # noqa: F401 - re-exported
 from facelm.errors import UsageError
 from facelm.export_formats import (  # noqa: F401 - re-exported under their old home
     ACTIVATION_TYPES,
@@ -132,41 +132,6 @@ def export_onnx(checkpoint: str | Path, out: str | Path, *, opset: int = DEFAULT
 
 
 # -- running ONNX models ------------------------------------------------------------------------------------------
-
-def bench_sessions(sessions: dict, size: int, *, batch: int = 32, seconds: float = 1.0, seed: int = 0
-                   ) -> dict[str, dict]:
-    """Throughput of several sessions on the same random batch, measured interleaved (fair under load).
-
-    Returns ``{name: {"batch", "crops_per_s", "ms_per_batch", "runs"}}``; the median batch time is used.
-    A fixed-batch model is timed at its own batch size.
-    """
-    rng = np.random.default_rng(seed)
-    feeds, times = {}, {}
-    for name, s in sessions.items():
-        inp = s.get_inputs()[0]
-        b = inp.shape[0] if isinstance(inp.shape[0], int) and inp.shape[0] > 0 else batch
-        feeds[name] = (inp.name, s.get_outputs()[0].name,
-                       rng.integers(0, 256, (b, 3, size, size)).astype(np.float32))
-        times[name] = []
-        for _ in range(2):  # warm-up (allocations, first-run kernel selection)
-            s.run([feeds[name][1]], {feeds[name][0]: feeds[name][2]})
-    t_end = time.perf_counter() + max(0.0, seconds) * len(sessions)
-    rounds = 0
-    while rounds < 3 or time.perf_counter() < t_end:
-        for name, s in sessions.items():
-            i, o, x = feeds[name]
-            t0 = time.perf_counter()
-            s.run([o], {i: x})
-            times[name].append(time.perf_counter() - t0)
-        rounds += 1
-    res = {}
-    for name, t in times.items():
-        med = float(np.median(t))
-        b = len(feeds[name][2])
-        res[name] = {"batch": b, "crops_per_s": round(b / med, 1), "ms_per_batch": round(1e3 * med, 3),
-                     "runs": len(t)}
-    return res
-
 
 def make_session(model: str | Path | bytes, threads: int = 0,
                  providers: tuple[str, ...] = ("CPUExecutionProvider",), spin: bool = False):
@@ -321,6 +286,130 @@ def _noop(msg: str) -> None:
     pass
 
 
+@dataclass
+class _ExportData:
+    """The prepared data an export uses: calibration faces (int8), validation faces and their split."""
+
+    calib_m: object = None
+    val_m: object = None
+    val_split: str | None = None
+    quant_extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, opts: ExportOptions, ck_meta: dict, what: str) -> _ExportData:
+        from facelm.manifest import load_manifest
+
+        d = cls()
+        if opts.calib is not None:
+            full = load_manifest(opts.calib)
+            check_meta_matches(ck_meta, full, what)
+            d.calib_m = full.split("train") if len(full.split("train")) else full
+            d.quant_extra["calib_manifest_sha256"] = full.content_hash()
+            if opts.val is None and len(full.split("val")):
+                d.val_m, d.val_split = full.split("val"), "val"
+        if opts.val is not None:
+            vfull = load_manifest(opts.val)
+            check_meta_matches(ck_meta, vfull, what)
+            d.val_m, d.val_split = _val_split(vfull)
+        if d.val_m is not None and len(d.val_m) > opts.max_val:
+            d.val_m = d.val_m.select(np.arange(len(d.val_m)) < opts.max_val)
+        return d
+
+    def parity_sample(self, opts: ExportOptions, ck_meta: dict, size: int) -> tuple[np.ndarray, str]:
+        """Sample crops for the parity check: real ones when there is data, else seeded random images."""
+        if self.val_m is not None or self.calib_m is not None:
+            src_m = self.val_m if self.val_m is not None else self.calib_m
+            return manifest_crops(ck_meta, src_m, opts.parity_crops, seed=opts.seed), "data"
+        return random_crops(opts.parity_crops, size, seed=opts.seed), "random"
+
+
+def _convert(opts: ExportOptions, fp32_path: Path, work: Path, ck_meta: dict, data: _ExportData,
+             step: Callable[[str], None]) -> Path:
+    """The file of the asked precision (``fp32_path`` itself for fp32)."""
+    if opts.precision == "fp16":
+        step("converting to fp16")
+        final = work / "fp16.onnx"
+        convert_fp16(fp32_path, final)
+    elif opts.precision == "fp16w":
+        step("storing the weights as fp16")
+        final = work / "fp16w.onnx"
+        convert_fp16_weights(fp32_path, final)
+    elif opts.precision == "int8":
+        step(f"calibrating int8 on {min(opts.calib_faces, len(data.calib_m))} crops ({opts.calib_method})")
+        calib = manifest_crops(ck_meta, data.calib_m, opts.calib_faces, seed=opts.seed)
+        final = work / "int8.onnx"
+        quantize_int8(fp32_path, final, calib, activation_type=opts.activation_type,
+                      calib_method=opts.calib_method, extra_meta={"quantization": data.quant_extra})
+    else:
+        final = fp32_path
+    return final
+
+
+def _parity_fp32(opts: ExportOptions, y32: np.ndarray, ref: np.ndarray, source: str, failures: list[str]) -> dict:
+    d32 = np.abs(y32 - ref)
+    tol32 = opts.tolerance if (opts.tolerance is not None and opts.precision == "fp32") \
+        else PARITY_TOLERANCE["fp32"]
+    parity = {"max_abs_px": float(d32.max()), "mean_abs_px": float(d32.mean()), "tolerance": tol32,
+              "n_crops": int(len(ref)), "source": source, "provider": "CPUExecutionProvider"}
+    if not bool(np.isfinite(d32).all() and d32.max() <= tol32):
+        failures.append(f"fp32 ONNX differs from torch by {d32.max():.3g} crop px (tolerance {tol32:g}) on "
+                        f"{len(ref)} crops")
+    return parity
+
+
+def _parity_variant(opts: ExportOptions, parity: dict, yq: np.ndarray, ref: np.ndarray, failures: list[str]
+                    ) -> None:
+    dq = np.abs(yq - ref)
+    tolq = opts.tolerance if opts.tolerance is not None else PARITY_TOLERANCE[opts.precision]
+    parity.update(fp32_max_abs_px=parity["max_abs_px"], fp32_tolerance=parity["tolerance"],
+                  max_abs_px=float(dq.max()), mean_abs_px=float(dq.mean()), tolerance=tolq)
+    if not np.isfinite(dq).all():
+        failures.append(f"{opts.precision} ONNX gives non-finite landmarks")
+    elif tolq is not None and dq.max() > tolq:
+        failures.append(f"{opts.precision} ONNX differs from torch by {dq.max():.3g} crop px "
+                        f"(tolerance {tolq:g}) on {len(ref)} crops")
+
+
+def _speed(opts: ExportOptions, sess32, sess, size: int, step: Callable[[str], None]) -> dict:
+    step(f"timing fp32 vs {opts.precision} (onnxruntime CPU, batch {opts.bench_batch})")
+    b = bench_sessions({"fp32": sess32, opts.precision: sess}, size, batch=opts.bench_batch,
+                       seconds=opts.bench_seconds, seed=opts.seed)
+    speed = {
+        "provider": "CPUExecutionProvider", "batch": b["fp32"]["batch"], "threads": opts.threads or None,
+        "fp32_crops_per_s": b["fp32"]["crops_per_s"],
+        f"{opts.precision}_crops_per_s": b[opts.precision]["crops_per_s"],
+        "speedup": round(b[opts.precision]["crops_per_s"] / b["fp32"]["crops_per_s"], 3),
+    }
+    if opts.precision == "fp16":
+        speed["note"] = "fp16 is meant for GPU providers; on the CPU provider it is no faster than fp32"
+    return speed
+
+
+def _nme_check(opts: ExportOptions, ck_meta: dict, data: _ExportData, sess32, sess, failures: list[str],
+               step: Callable[[str], None]) -> dict:
+    """fp32 NME on the validation faces, and the variant's (``sess``; None for fp32) against it."""
+    from facelm.manifest_predict import default_normaliser
+
+    val_m = data.val_m
+    step(f"NME on {len(val_m)} validation faces")
+    nme32 = mean_nme(onnx_predict_manifest(sess32, ck_meta, val_m), val_m)
+    nme = {"data": str(val_m.path), "split": data.val_split, "faces": len(val_m),
+           "normaliser": default_normaliser(val_m.scheme),
+           "crops": "ground-truth face square" if int(ck_meta.get("stage", 1)) == 1
+           else "ground-truth upright square",
+           "fp32": nme32}
+    if sess is not None:
+        nq = mean_nme(onnx_predict_manifest(sess, ck_meta, val_m), val_m)
+        rel = (nq - nme32) / nme32 if nme32 > 0 and np.isfinite(nme32) else float("nan")
+        nme.update({opts.precision: nq, "relative_change": rel, "max_increase": opts.max_nme_increase,
+                    "abs_floor": NME_ABS_FLOOR})
+        nme["ok"] = bool(np.isfinite(nq) and not (rel > opts.max_nme_increase and nq - nme32 > NME_ABS_FLOOR))
+        if not nme["ok"]:
+            failures.append(f"{opts.precision} NME {nq:.5f} vs fp32 {nme32:.5f} on {len(val_m)} faces: "
+                            f"{100 * rel:+.2f}% (limit +{100 * opts.max_nme_increase:g}%)")
+    return nme
+
+
 def export(opts: ExportOptions, *, warn: Callable[[str], None] = _noop, step: Callable[[str], None] = _noop
            ) -> ExportResult:
     """Export, check and (when asked) convert/quantise a checkpoint; see the module docstring.
@@ -334,45 +423,18 @@ def export(opts: ExportOptions, *, warn: Callable[[str], None] = _noop, step: Ca
         DataError: unreadable calibration/validation data.
     """
     import onnxruntime
-
     import torch
 
     from facelm.checkpoint import load_model_from_checkpoint, resolve_checkpoint
-    from facelm.manifest import load_manifest
 
     _check_options(opts)
     ck_path = resolve_checkpoint(opts.checkpoint)
     model, ck_meta = load_model_from_checkpoint(ck_path, "cpu")
     model = model.float().eval()
     size = int(ck_meta["input_size"][0])
-    stage = int(ck_meta.get("stage", 1))
     what = f"{ck_path} ({ck_meta['arch']}, {(ck_meta.get('scheme') or {}).get('name')})"
-
-    calib_m = val_m = None
-    val_split = None
-    quant_extra: dict = {}
-    if opts.calib is not None:
-        full = load_manifest(opts.calib)
-        check_meta_matches(ck_meta, full, what)
-        calib_m = full.split("train") if len(full.split("train")) else full
-        quant_extra["calib_manifest_sha256"] = full.content_hash()
-        if opts.val is None and len(full.split("val")):
-            val_m, val_split = full.split("val"), "val"
-    if opts.val is not None:
-        vfull = load_manifest(opts.val)
-        check_meta_matches(ck_meta, vfull, what)
-        val_m, val_split = _val_split(vfull)
-    if val_m is not None and len(val_m) > opts.max_val:
-        val_m = val_m.select(np.arange(len(val_m)) < opts.max_val)
-
-    # sample crops for the parity check: real ones when there is data, else seeded random images
-    if val_m is not None or calib_m is not None:
-        src_m = val_m if val_m is not None else calib_m
-        sample = manifest_crops(ck_meta, src_m, opts.parity_crops, seed=opts.seed)
-        sample_source = "data"
-    else:
-        sample = random_crops(opts.parity_crops, size, seed=opts.seed)
-        sample_source = "random"
+    data = _ExportData.load(opts, ck_meta, what)
+    sample, sample_source = data.parity_sample(opts, ck_meta, size)
     with torch.no_grad():
         ref = model(torch.from_numpy(sample)).numpy()
 
@@ -386,44 +448,11 @@ def export(opts: ExportOptions, *, warn: Callable[[str], None] = _noop, step: Ca
         step("exporting fp32 ONNX")
         export_onnx(ck_path, fp32_path, opset=opts.opset, dynamic_batch=opts.dynamic_batch)
         sess32 = make_session(fp32_path, opts.threads)
-        y32 = run_session(sess32, sample)
-        d32 = np.abs(y32 - ref)
-        tol32 = opts.tolerance if (opts.tolerance is not None and opts.precision == "fp32") \
-            else PARITY_TOLERANCE["fp32"]
-        parity = {"max_abs_px": float(d32.max()), "mean_abs_px": float(d32.mean()), "tolerance": tol32,
-                  "n_crops": int(len(sample)), "source": sample_source, "provider": "CPUExecutionProvider"}
-        ok32 = bool(np.isfinite(d32).all() and d32.max() <= tol32)
-        if not ok32:
-            failures.append(f"fp32 ONNX differs from torch by {d32.max():.3g} crop px (tolerance {tol32:g}) on "
-                            f"{len(sample)} crops")
-
-        final, sess = fp32_path, sess32
-        if opts.precision == "fp16":
-            step("converting to fp16")
-            final = work / "fp16.onnx"
-            convert_fp16(fp32_path, final)
-        elif opts.precision == "fp16w":
-            step("storing the weights as fp16")
-            final = work / "fp16w.onnx"
-            convert_fp16_weights(fp32_path, final)
-        elif opts.precision == "int8":
-            step(f"calibrating int8 on {min(opts.calib_faces, len(calib_m))} crops ({opts.calib_method})")
-            calib = manifest_crops(ck_meta, calib_m, opts.calib_faces, seed=opts.seed)
-            final = work / "int8.onnx"
-            quantize_int8(fp32_path, final, calib, activation_type=opts.activation_type,
-                          calib_method=opts.calib_method, extra_meta={"quantization": quant_extra})
+        parity = _parity_fp32(opts, run_session(sess32, sample), ref, sample_source, failures)
+        final, sess = _convert(opts, fp32_path, work, ck_meta, data, step), sess32
         if final is not fp32_path:
             sess = make_session(final, opts.threads)
-            yq = run_session(sess, sample)
-            dq = np.abs(yq - ref)
-            tolq = opts.tolerance if opts.tolerance is not None else PARITY_TOLERANCE[opts.precision]
-            parity.update(fp32_max_abs_px=parity["max_abs_px"], fp32_tolerance=tol32,
-                          max_abs_px=float(dq.max()), mean_abs_px=float(dq.mean()), tolerance=tolq)
-            if not np.isfinite(dq).all():
-                failures.append(f"{opts.precision} ONNX gives non-finite landmarks")
-            elif tolq is not None and dq.max() > tolq:
-                failures.append(f"{opts.precision} ONNX differs from torch by {dq.max():.3g} crop px "
-                                f"(tolerance {tolq:g}) on {len(sample)} crops")
+            _parity_variant(opts, parity, run_session(sess, sample), ref, failures)
         parity["ok"] = not failures
 
         step("loading with OpenCV DNN")
@@ -432,7 +461,8 @@ def export(opts: ExportOptions, *, warn: Callable[[str], None] = _noop, step: Ca
             warn(f"OpenCV DNN cannot load the {opts.precision} model ({cv_note}); onnxruntime can")
 
         summary: dict = {
-            "checkpoint": str(ck_path), "out": str(out), "arch": ck_meta["arch"], "stage": stage,
+            "checkpoint": str(ck_path), "out": str(out), "arch": ck_meta["arch"],
+            "stage": int(ck_meta.get("stage", 1)),
             "scheme": (ck_meta.get("scheme") or {}).get("name"), "num_landmarks": int(ck_meta["num_landmarks"]),
             "input_size": list(ck_meta["input_size"]), "opset": opts.opset, "precision": opts.precision,
             "dynamic_batch": opts.dynamic_batch, "bytes": final.stat().st_size,
@@ -440,41 +470,11 @@ def export(opts: ExportOptions, *, warn: Callable[[str], None] = _noop, step: Ca
             "opencv_dnn_engine": cv_note if cv_ok else None, "opencv_dnn_max_abs_px": cv_diff,
             "opencv_dnn_error": None if cv_ok else cv_note, "onnxruntime_version": onnxruntime.__version__,
         }
-
         if final is not fp32_path and opts.bench_seconds > 0:
-            step(f"timing fp32 vs {opts.precision} (onnxruntime CPU, batch {opts.bench_batch})")
-            b = bench_sessions({"fp32": sess32, opts.precision: sess}, size, batch=opts.bench_batch,
-                               seconds=opts.bench_seconds, seed=opts.seed)
-            summary["speed"] = {
-                "provider": "CPUExecutionProvider", "batch": b["fp32"]["batch"], "threads": opts.threads or None,
-                "fp32_crops_per_s": b["fp32"]["crops_per_s"],
-                f"{opts.precision}_crops_per_s": b[opts.precision]["crops_per_s"],
-                "speedup": round(b[opts.precision]["crops_per_s"] / b["fp32"]["crops_per_s"], 3),
-            }
-            if opts.precision == "fp16":
-                summary["speed"]["note"] = ("fp16 is meant for GPU providers; on the CPU provider it is no faster "
-                                            "than fp32")
-
-        if val_m is not None and len(val_m):
-            step(f"NME on {len(val_m)} validation faces")
-            from facelm.manifest_predict import default_normaliser
-
-            nme32 = mean_nme(onnx_predict_manifest(sess32, ck_meta, val_m), val_m)
-            nme = {"data": str(val_m.path), "split": val_split, "faces": len(val_m),
-                   "normaliser": default_normaliser(val_m.scheme),
-                   "crops": "ground-truth face square" if stage == 1 else "ground-truth upright square",
-                   "fp32": nme32}
-            if final is not fp32_path:
-                nq = mean_nme(onnx_predict_manifest(sess, ck_meta, val_m), val_m)
-                rel = (nq - nme32) / nme32 if nme32 > 0 and np.isfinite(nme32) else float("nan")
-                nme.update({opts.precision: nq, "relative_change": rel, "max_increase": opts.max_nme_increase,
-                            "abs_floor": NME_ABS_FLOOR})
-                nme["ok"] = bool(np.isfinite(nq) and not (rel > opts.max_nme_increase
-                                                         and nq - nme32 > NME_ABS_FLOOR))
-                if not nme["ok"]:
-                    failures.append(f"{opts.precision} NME {nq:.5f} vs fp32 {nme32:.5f} on {len(val_m)} faces: "
-                                    f"{100 * rel:+.2f}% (limit +{100 * opts.max_nme_increase:g}%)")
-            summary["nme"] = nme
+            summary["speed"] = _speed(opts, sess32, sess, size, step)
+        if data.val_m is not None and len(data.val_m):
+            summary["nme"] = _nme_check(opts, ck_meta, data, sess32, sess if final is not fp32_path else None,
+                                        failures, step)
         elif opts.precision == "int8":
             warn("no validation data (--val, or a 'val' split in --calib): the int8 NME change is not checked")
 
