@@ -19,7 +19,7 @@ else:  # pragma: no cover
 
 __all__ = ["TrainConfig", "resolve_train_config", "PAPER_LR", "HEATMAP_ARCHS", "HEATMAP_LOSS_NAMES"]
 
-#: Architectures of the heatmap family (facelm.models.hourglass) and their losses (facelm.heatmap_losses).
+#: Architectures of the heatmap family (facelm.models.hourglass) and their losses (facelm.heatmap.losses).
 HEATMAP_ARCHS = ("hourglass", "smt")
 HEATMAP_LOSS_NAMES = ("awing", "mse", "bice")
 

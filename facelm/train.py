@@ -36,7 +36,7 @@ from facelm.config import TrainConfig
 from facelm.crops import cache_geometry, frame_matrices
 from facelm.errors import DataError, ModelError, UsageError
 from facelm.geometry import apply_affines
-from facelm.heatmap_train import HeatmapObjective, TrainView, is_heatmap_model
+from facelm.heatmap.objective import HeatmapObjective, TrainView, is_heatmap_model
 from facelm.losses import create_loss, loss_params
 from facelm.manifest import load_manifest
 from facelm.manifest_predict import (  # noqa: F401 - predict_manifest, validation_nme: re-exported

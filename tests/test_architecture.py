@@ -16,7 +16,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "facelm"
 
 WINGS = {
-    "train": ("facelm.train", "facelm.train_data", "facelm.train_run", "facelm.heatmap_train", "facelm.config"),
+    "train": ("facelm.train", "facelm.train_data", "facelm.train_run", "facelm.heatmap.objective", "facelm.config"),
     "export": ("facelm.export", "facelm.export_formats"),
     "evaluate": ("facelm.evaluate",),
     "runtime": ("facelm.runtime",),
