@@ -18,7 +18,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "facelm"
 WINGS = {
     "train": ("facelm.train", "facelm.train_data", "facelm.train_run", "facelm.heatmap.objective", "facelm.config"),
     "export": ("facelm.export", "facelm.export_formats"),
-    "evaluate": ("facelm.evaluate",),
+    "evaluate": ("facelm.evaluate", "facelm.evaluate_report"),
     "runtime": ("facelm.runtime",),
 }
 # what the prediction side (runtime/ and detectors/) may not use: training, export, evaluation, the training
