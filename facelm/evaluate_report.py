@@ -125,7 +125,7 @@ def _pose_bins(path: str | Path, sel: Manifest) -> tuple[object, np.ndarray]:
     Raises:
         ModelError: unreadable pose model, or one fitted on another scheme.
     """
-    from facelm.balance import assign_bins, load_pose_model
+    from facelm.pose import assign_bins, load_pose_model
 
     pm = load_pose_model(path)
     if pm.scheme != sel.scheme or pm.num_landmarks != sel.landmarks.shape[1]:
@@ -136,7 +136,7 @@ def _pose_bins(path: str | Path, sel: Manifest) -> tuple[object, np.ndarray]:
 
 def _pose_breakdown(nme: np.ndarray, bins: np.ndarray, pm, thresholds: Sequence[float]) -> dict[str, dict]:
     """``{pose-bin-NN: fields + range}`` for the non-empty bins in bin order (``pose-bin-none`` last)."""
-    from facelm.balance import bin_tag
+    from facelm.pose import bin_tag
 
     got = breakdown(nme, [bin_tag(int(b)) for b in bins], thresholds)
     edges = pm.bin_edges
