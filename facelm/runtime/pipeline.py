@@ -171,6 +171,40 @@ def _back(mats: np.ndarray, pts: np.ndarray) -> np.ndarray:
     return apply_affines(invert_affines(mats), pts)
 
 
+class _Feeder:
+    """Submits ``prepare(item)`` for each source item to the reader pool, from a background thread, into a bounded
+    queue of futures ended by ``DONE``; an exception raised while walking the sources is kept in ``failure``.
+    Setting ``stop`` ends it early."""
+
+    DONE = object()
+
+    def __init__(self, items: Iterable[SourceItem], prepare, pool: ThreadPoolExecutor, lookahead: int):
+        self.futures: queue.Queue = queue.Queue(maxsize=lookahead)
+        self.stop = threading.Event()
+        self.failure: list[BaseException] = []
+        self._items, self._prepare, self._pool = items, prepare, pool
+        self.thread = threading.Thread(target=self._produce, name="facelm-sources", daemon=True)
+
+    def _put(self, obj) -> bool:
+        while not self.stop.is_set():
+            try:
+                self.futures.put(obj, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _produce(self) -> None:
+        try:
+            for item in self._items:
+                if self.stop.is_set() or not self._put(self._pool.submit(self._prepare, item)):
+                    return
+        except BaseException as e:  # noqa: BLE001 - handed to the consumer
+            self.failure.append(e)
+        finally:
+            self._put(self.DONE)
+
+
 class Landmarker:
     """Detector + stage 1 (+ stage 2), batched over faces of many images.
 
@@ -325,33 +359,9 @@ class Landmarker:
         An exception raised while walking the sources ends the stream after the results so far, then is raised.
         """
         lookahead = lookahead or max(2 * self.batch, 4 * self.workers)
-        futures: queue.Queue = queue.Queue(maxsize=lookahead)
-        stop = threading.Event()
         pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="facelm-read")
-        done = object()
-        failure: list[BaseException] = []
-
-        def put(obj) -> bool:
-            while not stop.is_set():
-                try:
-                    futures.put(obj, timeout=0.1)
-                    return True
-                except queue.Full:
-                    continue
-            return False
-
-        def produce() -> None:
-            try:
-                for item in items:
-                    if stop.is_set() or not put(pool.submit(self.prepare, item)):
-                        return
-            except BaseException as e:  # noqa: BLE001 - handed to the consumer
-                failure.append(e)
-            finally:
-                put(done)
-
-        producer = threading.Thread(target=produce, name="facelm-sources", daemon=True)
-        producer.start()
+        feed = _Feeder(items, self.prepare, pool, lookahead)
+        feed.thread.start()
         infer = ThreadPoolExecutor(max_workers=self.streams, thread_name_prefix="facelm-infer") \
             if self.streams > 1 else None
         inflight: deque = deque()
@@ -374,14 +384,14 @@ class Landmarker:
         try:
             while True:
                 try:
-                    fut = futures.get(timeout=0.5)
+                    fut = feed.futures.get(timeout=0.5)
                 except queue.Empty:  # the sources are slow (e.g. paths typed on stdin): do not hold results back
                     if pending:
                         yield from dispatch(pending)
                         pending, n_faces = [], 0
                     yield from drain()
                     continue
-                if fut is done:
+                if fut is _Feeder.DONE:
                     break
                 job = fut.result() if isinstance(fut, Future) else fut
                 pending.append(job)
@@ -393,12 +403,12 @@ class Landmarker:
                 yield from dispatch(pending)
             yield from drain()
         finally:
-            stop.set()
+            feed.stop.set()
             pool.shutdown(wait=False, cancel_futures=True)
             if infer is not None:
                 infer.shutdown(wait=False, cancel_futures=True)
-        if failure:
-            e = failure[0]
+        if feed.failure:
+            e = feed.failure[0]
             if isinstance(e, (DataError, ModelError)):
                 raise e
             raise DataError(f"reading the inputs failed: {type(e).__name__}: {e}") from e
