@@ -198,8 +198,11 @@ def _swap_in(out: Path, staged: list[tuple[Path, str]]) -> None:
         os.replace(tmp, out / name)
 
 
-def _build(opts, out, faces, face_fmt, skipped, sources, src, fmt, scheme, t0, tmp_crops, tmp_prepare,
-           tmp_manifest, progress, warn) -> PrepareResult:
+def _crop_faces(opts, faces, scheme, tmp_crops, skipped, progress, warn
+                ) -> tuple[dict[Path, list[int]], list[tuple[int, dict] | None]]:
+    """Decode each image once (in parallel), check its faces and warp each usable one into the crop cache (a
+    memory map at ``tmp_crops``, one row per face). Returns the faces by image and, per face, ``(row, {width,
+    height, matrix})`` or None where it was skipped (the reason appended to ``skipped``)."""
     by_image: dict[Path, list[int]] = defaultdict(list)
     for i, f in enumerate(faces):
         by_image[f.image].append(i)
@@ -243,7 +246,11 @@ def _build(opts, out, faces, face_fmt, skipped, sources, src, fmt, scheme, t0, t
                 progress(done, len(images))
     crops.flush()
     del crops
+    return by_image, results
 
+
+def _samples(opts, out, faces, face_fmt, results, by_image, scheme, src, warn) -> list[Sample]:
+    """The manifest lines of the cropped faces: split (with the grouped hold-out), box, ids, cache rows."""
     samples: list[Sample] = []
     per_image_count: Counter[Path] = Counter()
     groups = {img: default_group(img) for img in by_image}
@@ -282,6 +289,15 @@ def _build(opts, out, faces, face_fmt, skipped, sources, src, fmt, scheme, t0, t
             scheme=scheme.name, split=split, subset=list(f.subset), group=group, source=f.source,
             attrs=f.attrs, cache=CacheRef(index=i, matrix=info["matrix"].tolist()),
         ))
+    return samples
+
+
+def _build(opts, out, faces, face_fmt, skipped, sources, src, fmt, scheme, t0, tmp_crops, tmp_prepare,
+           tmp_manifest, progress, warn) -> PrepareResult:
+    by_image, results = _crop_faces(opts, faces, scheme, tmp_crops, skipped, progress, warn)
+    images = list(by_image)
+    size = opts.cache_size
+    samples = _samples(opts, out, faces, face_fmt, results, by_image, scheme, src, warn)
     if not samples:
         raise DataError(f"{src}: none of the {len(faces)} faces could be used ({len(skipped)} skipped)")
 
