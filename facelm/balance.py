@@ -205,16 +205,8 @@ def _rel(target: Path, start: Path) -> str:
         return Path(os.path.abspath(target)).as_posix()
 
 
-def balance_manifest(data: str | Path, out: str | Path, bins: int | None = None, *, target: str = "uniform",
-                     max_dup: int = DEFAULT_MAX_DUP, seed: int = 0, component: int | None = None,
-                     warn: Warn = _noop) -> BalanceResult:
-    """Balance a prepared dataset's training split into a new folder ``out`` (see the module docstring).
-
-    Raises:
-        UsageError: bad K/target/cap, ``out`` is the source folder or a prepared folder with its own crop cache.
-        DataError: invalid manifest (mixed schemes, ...), no training split, an already balanced manifest,
-            degenerate faces, fewer faces than bins, no pose component found.
-    """
+def _load_for_balance(data, out, target: str, max_dup: int, bins: int | None):
+    """The options and the data checked: (manifest, out folder, scheme, rows of the training faces)."""
     if target not in TARGETS:
         raise UsageError(f"--target must be one of {', '.join(TARGETS)}, not {target!r}")
     if max_dup < 0:
@@ -244,20 +236,12 @@ def balance_manifest(data: str | Path, out: str | Path, bins: int | None = None,
         have = sorted({s.split for s in m.samples})
         raise DataError(f"{m.path}: no faces in the 'train' split (splits here: {', '.join(have)}); pose "
                         "balancing is fitted on training faces only")
-    train_ids = [m.samples[i].id for i in train]
-    lm = m.landmarks[train]
-    model = fit_pose_model(lm, sch, bins, component=component, ids=train_ids, source=str(m.path))
-    k = model.bins
-    coords = pose_coordinate(model, lm)
-    b = coordinate_bins(model, coords)
-    unbinned = int((b < 0).sum())
-    if unbinned:
-        warn(f"{unbinned} training face(s) have too few annotated points for a pose coordinate; they are kept "
-             "once and never duplicated")
-    idx = balance_indices(b, k, target, max_dup, seed)
-    dup_local = idx[len(train):]
+    return m, out, sch, train
 
-    # -- the new manifest: every original line (image re-rooted), then the copies -------------------------------
+
+def _balanced_samples(m, out: Path, train: np.ndarray, dup_local: np.ndarray) -> tuple[list, dict[int, int]]:
+    """The new manifest: every original line (image re-rooted to ``out``), then the copies (``#dupN`` ids,
+    ``dup_of`` the original line); and the number of copies per original line."""
     samples = []
     for s in m.samples:
         img = s.image if Path(s.image).is_absolute() else _rel(m.root / s.image, out)
@@ -274,6 +258,34 @@ def balance_manifest(data: str | Path, out: str | Path, bins: int | None = None,
                             f"{orig + 1}")
         ids.add(new_id)
         samples.append(samples[orig].model_copy(update={"id": new_id, "dup_of": orig}, deep=True))
+    return samples, n_copy
+
+
+def balance_manifest(data: str | Path, out: str | Path, bins: int | None = None, *, target: str = "uniform",
+                     max_dup: int = DEFAULT_MAX_DUP, seed: int = 0, component: int | None = None,
+                     warn: Warn = _noop) -> BalanceResult:
+    """Balance a prepared dataset's training split into a new folder ``out`` (see the module docstring).
+
+    Raises:
+        UsageError: bad K/target/cap, ``out`` is the source folder or a prepared folder with its own crop cache.
+        DataError: invalid manifest (mixed schemes, ...), no training split, an already balanced manifest,
+            degenerate faces, fewer faces than bins, no pose component found.
+    """
+    m, out, sch, train = _load_for_balance(data, out, target, max_dup, bins)
+    train_ids = [m.samples[i].id for i in train]
+    lm = m.landmarks[train]
+    model = fit_pose_model(lm, sch, bins, component=component, ids=train_ids, source=str(m.path))
+    k = model.bins
+    coords = pose_coordinate(model, lm)
+    b = coordinate_bins(model, coords)
+    unbinned = int((b < 0).sum())
+    if unbinned:
+        warn(f"{unbinned} training face(s) have too few annotated points for a pose coordinate; they are kept "
+             "once and never duplicated")
+    idx = balance_indices(b, k, target, max_dup, seed)
+    dup_local = idx[len(train):]
+
+    samples, n_copy = _balanced_samples(m, out, train, dup_local)
 
     hist_before = histogram(b, k)
     hist_after = histogram(b[idx], k)
