@@ -224,6 +224,27 @@ def min_asymmetry_corr(n: int) -> float:
     return max(MIN_ASYMMETRY_CORR, 3.5 / np.sqrt(max(n - 1, 1)))
 
 
+def _complete_faces(lm: np.ndarray, k: int, ids: list[str]) -> tuple[np.ndarray, int]:
+    """(faces with every point annotated, their number); ``DataError`` for degenerate faces (named) or fewer
+    complete faces than bins."""
+    complete = np.isfinite(lm).all(axis=(1, 2))
+    spread = np.where(complete, np.nan_to_num(lm).std(axis=1).sum(-1), 0.0)
+    degenerate = complete & ~(spread > 1e-9 * np.maximum(1.0, np.nan_to_num(np.abs(lm)).max(axis=(1, 2))))
+    if degenerate.any():
+        bad = [ids[i] for i in np.flatnonzero(degenerate)]
+        raise DataError(f"{len(bad)} training face(s) have degenerate landmarks (all points at one place): "
+                        f"{_ids_text(bad)}; fix or remove them")
+    use = complete
+    n = int(use.sum())
+    if n < k:
+        extra = f" ({int((~complete).sum())} more have missing points)" if (~complete).any() else ""
+        raise DataError(f"{n} training face(s) with complete landmarks{extra}, fewer than the {k} bins; "
+                        "use fewer --bins or more faces")
+    if n < 3:
+        raise DataError(f"only {n} complete training faces: too few to fit a pose model")
+    return use, n
+
+
 def fit_pose_model(landmarks: np.ndarray, scheme: str | LandmarkScheme, bins: int | None = None, *,
                    component: int | None = None, ids: list[str] | None = None, source: str = "") -> PoseModel:
     """Fit the pose model on training faces ``(N, L, 2)`` (see the module docstring).
@@ -249,22 +270,7 @@ def fit_pose_model(landmarks: np.ndarray, scheme: str | LandmarkScheme, bins: in
         raise UsageError(f"--bins must be at least 2, got {k}")
     if lm.ndim != 3 or lm.shape[1:] != (sch.num_landmarks, 2):
         raise DataError(f"landmarks must be (N, {sch.num_landmarks}, 2) for scheme {sch.name}, got {lm.shape}")
-    ids = ids if ids is not None else [str(i) for i in range(len(lm))]
-    complete = np.isfinite(lm).all(axis=(1, 2))
-    spread = np.where(complete, np.nan_to_num(lm).std(axis=1).sum(-1), 0.0)
-    degenerate = complete & ~(spread > 1e-9 * np.maximum(1.0, np.nan_to_num(np.abs(lm)).max(axis=(1, 2))))
-    if degenerate.any():
-        bad = [ids[i] for i in np.flatnonzero(degenerate)]
-        raise DataError(f"{len(bad)} training face(s) have degenerate landmarks (all points at one place): "
-                        f"{_ids_text(bad)}; fix or remove them")
-    use = complete
-    n = int(use.sum())
-    if n < k:
-        extra = f" ({int((~complete).sum())} more have missing points)" if (~complete).any() else ""
-        raise DataError(f"{n} training face(s) with complete landmarks{extra}, fewer than the {k} bins; "
-                        "use fewer --bins or more faces")
-    if n < 3:
-        raise DataError(f"only {n} complete training faces: too few to fit a pose model")
+    use, n = _complete_faces(lm, k, ids if ids is not None else [str(i) for i in range(len(lm))])
 
     aligned, mean = canonical_procrustes(lm[use], sch)
     x = (aligned - mean).reshape(n, -1)
