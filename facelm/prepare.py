@@ -103,6 +103,31 @@ def _validate_face(face: RawFace, n_expected: int, width: int, height: int, max_
     return None
 
 
+def _read_faces(sources: list[Path], formats: list[str], opts: PrepareOptions, warn
+                ) -> tuple[list[RawFace], list[str], list[dict]]:
+    """(faces, the format each came from, skipped annotations) of every source, up to ``opts.limit`` faces."""
+    faces: list[RawFace] = []
+    face_fmt: list[str] = []
+    skipped: list[dict] = []
+    for p, f_fmt in zip(sources, formats):
+        try:
+            for item in READERS[f_fmt].read(p, opts.scheme):
+                if isinstance(item, ReadIssue):
+                    skipped.append({"source": item.source, "reason": item.message})
+                    if warn:
+                        warn(f"{item.source}: {item.message}")
+                    continue
+                faces.append(item)
+                face_fmt.append(f_fmt)
+                if opts.limit and len(faces) >= opts.limit:
+                    break
+        except ValueError as e:
+            raise DataError(f"{p}: {e}") from None
+        if opts.limit and len(faces) >= opts.limit:
+            break
+    return faces, face_fmt, skipped
+
+
 def prepare(opts: PrepareOptions, progress: Callable[[int, int], None] | None = None,
             warn: Callable[[str], None] | None = None) -> PrepareResult:
     """Run ``prepare``; see the module docstring. Raises ``DataError`` when nothing usable is found."""
@@ -142,25 +167,7 @@ def prepare(opts: PrepareOptions, progress: Callable[[int, int], None] | None = 
         except (KeyError, ValueError) as e:  # ValueError: a scheme file that cannot be read
             raise UsageError(str(e.args[0])) from None
 
-    faces: list[RawFace] = []
-    face_fmt: list[str] = []
-    skipped: list[dict] = []
-    for p, f_fmt in zip(sources, formats):
-        try:
-            for item in READERS[f_fmt].read(p, opts.scheme):
-                if isinstance(item, ReadIssue):
-                    skipped.append({"source": item.source, "reason": item.message})
-                    if warn:
-                        warn(f"{item.source}: {item.message}")
-                    continue
-                faces.append(item)
-                face_fmt.append(f_fmt)
-                if opts.limit and len(faces) >= opts.limit:
-                    break
-        except ValueError as e:
-            raise DataError(f"{p}: {e}") from None
-        if opts.limit and len(faces) >= opts.limit:
-            break
+    faces, face_fmt, skipped = _read_faces(sources, formats, opts, warn)
     if not faces:
         raise DataError(f"{src}: no usable faces found as format {fmt!r}"
                         + (f" ({len(skipped)} annotations skipped)" if skipped else ""))
