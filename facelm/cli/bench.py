@@ -234,14 +234,65 @@ def register(app: typer.Typer) -> None:
                 shutil.rmtree(src, ignore_errors=True)
 
 
+def _provider_run(label, providers, mdir, files, first, batch, seconds, rng, synthetic, detector, detector_model,
+                  workers, note) -> tuple[dict, dict]:
+    """One provider set's measures (models, bare two-stage, pipeline, detector and predict) and the models'
+    description."""
+    from facelm.detectors import DetectorUnavailable, WholeImageDetector, create_detector
+    from facelm.runtime import load_models
+    from facelm.runtime.session import plan_threads
+
+    pair = load_models(mdir, None, providers)
+    meta_models = {"stage1": pair.stage1.path.name, "stage2": pair.stage2.path.name if pair.stage2 else None,
+                   "widths": [pair.stage1.meta.get("width"),
+                              pair.stage2.meta.get("width") if pair.stage2 else None],
+                   "scheme": pair.scheme.name}
+    note(f"[{label}] models {pair.stage1.path} + {pair.stage2.path if pair.stage2 else '-'} "
+         f"(providers {', '.join(pair.stage1.providers)})")
+    r: dict = {"provider": label, "providers_used": pair.stage1.providers}
+    r["cnn6"] = _model_bench(pair.stage1, batch, seconds, rng)
+    r["cnn7"] = _model_bench(pair.stage2, batch, seconds, rng) if pair.stage2 else None
+    r["bare_faces_s"] = _bare(pair, batch, seconds, rng)
+    # predict's own thread plan (streams x threads) for the pipeline runs; bare runs use all cores
+    streams, threads = plan_threads(providers)
+    ppair = pair if threads == pair_threads(pair) else load_models(mdir, None, providers, threads)
+    r["pipeline_plan"] = {"streams": streams, "threads_per_session": threads}
+    note(f"[{label}] bare two-stage {r['bare_faces_s']} faces/s")
+    # the machine's load may change during the run: each ratio uses bare runs right before and after
+    p = _pipeline(ppair, WholeImageDetector(), files, batch, seconds, r["bare_faces_s"], workers, streams)
+    p["bare_after_faces_s"] = _bare(pair, batch, seconds / 2, rng)
+    p["ratio_to_bare"] = round(p["faces_s"] / ((r["bare_faces_s"] + p["bare_after_faces_s"]) / 2), 3)
+    r["pipeline"] = p
+    det = None
+    if not synthetic:
+        try:
+            det = create_detector(detector, model=detector_model, providers=providers, threads=1,
+                                  download=False)
+        except DetectorUnavailable as e:
+            warn(f"detector not benchmarked: {e}")
+    if det is not None:
+        imgs = first
+        det.detect(imgs[0])
+        lat = _timeit(_cycle(det, imgs), seconds / 2)
+        r["detector"] = {"name": det.describe(), "latency_ms": round(1000 * float(np.median(lat)), 2),
+                         "images_s": round(len(lat) / sum(lat), 1)}
+        before = _bare(pair, batch, seconds / 2, rng)
+        q = _pipeline(ppair, det, files, batch, seconds, r["bare_faces_s"], workers, streams)
+        q["bare_around_faces_s"] = [before, _bare(pair, batch, seconds / 2, rng)]
+        q["ratio_to_bare"] = round(q["faces_s"] / (sum(q["bare_around_faces_s"]) / 2), 3)
+        r["predict"] = q
+    else:
+        r["detector"] = r["predict"] = None
+    return r, meta_models
+
+
 def _bench(src, synthetic, folder, models, batch, seconds, detector, detector_model, limit, workers, markdown,
            quiet, provider_sets, cuda_ok) -> None:
     import onnxruntime as ort
 
-    from facelm.detectors import DetectorUnavailable, WholeImageDetector, create_detector
     from facelm.errors import DataError
-    from facelm.runtime import default_models_dir, load_models
-    from facelm.runtime.session import cpu_count, plan_threads
+    from facelm.runtime import default_models_dir
+    from facelm.runtime.session import cpu_count
     from facelm.sources import iter_sources
 
     note = (lambda m: None) if quiet else info
@@ -259,47 +310,8 @@ def _bench(src, synthetic, folder, models, batch, seconds, detector, detector_mo
     results = []
     meta_models = {}
     for label, providers in provider_sets:
-        pair = load_models(mdir, None, providers)
-        meta_models = {"stage1": pair.stage1.path.name, "stage2": pair.stage2.path.name if pair.stage2 else None,
-                       "widths": [pair.stage1.meta.get("width"),
-                                  pair.stage2.meta.get("width") if pair.stage2 else None],
-                       "scheme": pair.scheme.name}
-        note(f"[{label}] models {pair.stage1.path} + {pair.stage2.path if pair.stage2 else '-'} "
-             f"(providers {', '.join(pair.stage1.providers)})")
-        r: dict = {"provider": label, "providers_used": pair.stage1.providers}
-        r["cnn6"] = _model_bench(pair.stage1, batch, seconds, rng)
-        r["cnn7"] = _model_bench(pair.stage2, batch, seconds, rng) if pair.stage2 else None
-        r["bare_faces_s"] = _bare(pair, batch, seconds, rng)
-        # predict's own thread plan (streams x threads) for the pipeline runs; bare runs use all cores
-        streams, threads = plan_threads(providers)
-        ppair = pair if threads == pair_threads(pair) else load_models(mdir, None, providers, threads)
-        r["pipeline_plan"] = {"streams": streams, "threads_per_session": threads}
-        note(f"[{label}] bare two-stage {r['bare_faces_s']} faces/s")
-        # the machine's load may change during the run: each ratio uses bare runs right before and after
-        p = _pipeline(ppair, WholeImageDetector(), files, batch, seconds, r["bare_faces_s"], workers, streams)
-        p["bare_after_faces_s"] = _bare(pair, batch, seconds / 2, rng)
-        p["ratio_to_bare"] = round(p["faces_s"] / ((r["bare_faces_s"] + p["bare_after_faces_s"]) / 2), 3)
-        r["pipeline"] = p
-        det = None
-        if not synthetic:
-            try:
-                det = create_detector(detector, model=detector_model, providers=providers, threads=1,
-                                      download=False)
-            except DetectorUnavailable as e:
-                warn(f"detector not benchmarked: {e}")
-        if det is not None:
-            imgs = first
-            det.detect(imgs[0])
-            lat = _timeit(_cycle(det, imgs), seconds / 2)
-            r["detector"] = {"name": det.describe(), "latency_ms": round(1000 * float(np.median(lat)), 2),
-                             "images_s": round(len(lat) / sum(lat), 1)}
-            before = _bare(pair, batch, seconds / 2, rng)
-            q = _pipeline(ppair, det, files, batch, seconds, r["bare_faces_s"], workers, streams)
-            q["bare_around_faces_s"] = [before, _bare(pair, batch, seconds / 2, rng)]
-            q["ratio_to_bare"] = round(q["faces_s"] / (sum(q["bare_around_faces_s"]) / 2), 3)
-            r["predict"] = q
-        else:
-            r["detector"] = r["predict"] = None
+        r, meta_models = _provider_run(label, providers, mdir, files, first, batch, seconds, rng, synthetic,
+                                       detector, detector_model, workers, note)
         results.append(r)
     argv = " ".join(sys.argv[1:]) if sys.argv and Path(sys.argv[0]).name in ("facelm", "__main__.py") else ""
     out = {
