@@ -24,7 +24,8 @@ def test_stage_frames_pick_the_face_square_or_the_upright_square():
     np.testing.assert_array_equal(stage_frames(2, {}, lm, sch), upright_frames(lm, le, re, sch.face_box_scale))
     s1 = lm + 1.0  # a stage-1 prediction replaces the ground truth
     le1, re1 = sch.eye_centres(s1)
-    np.testing.assert_array_equal(stage_frames(2, {}, lm, sch, s1), upright_frames(s1, le1, re1, sch.face_box_scale))
+    np.testing.assert_array_equal(stage_frames(2, {}, lm, sch, s1),
+                                  upright_frames(s1, le1, re1, sch.face_box_scale))
 
 
 def test_cache_landmarks_applies_each_faces_matrix():
