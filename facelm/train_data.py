@@ -232,8 +232,6 @@ def load_sources(cfg) -> tuple[list[Source], list[Source | None], object, dict]:
         if len(tr) == 0:
             raise DataError(f"{full.path}: no faces in the 'train' split (splits here: "
                             f"{sorted({s.split for s in full.samples})})")
-        if w <= 0:  # a source with weight 0 is validated on but never sampled
-            pass
         sources.append(load_source(tr, scheme.name, Path(path).name, w))
         if k == 0 and cfg.val:
             vm = load_manifest(cfg.val, scheme=scheme.name)
@@ -243,10 +241,7 @@ def load_sources(cfg) -> tuple[list[Source], list[Source | None], object, dict]:
         if len(vm) > cfg.max_val:
             vm = vm.select(np.arange(len(vm)) < cfg.max_val)
         vals.append(load_source(vm, scheme.name, Path(path).name) if len(vm) else None)
-    live = [s for s in sources if s.weight > 0]
-    if len(sources) > 1 and not live:
-        raise UsageError("`weights`: every weight is 0")
-    return sources, vals, scheme, info
+    return sources, vals, scheme, info  # (a source of weight 0 is validated on but never sampled)
 
 
 def source_nme(model, src: Source, device) -> np.ndarray:

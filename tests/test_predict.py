@@ -552,3 +552,14 @@ def test_predict_options_tta_level_and_box_map(tiny_models, tmp_path):
     from facelm.detectors.boxmap import read_box_map_file
 
     assert read_box_map_file(good)["side"] == 0.9
+
+
+def test_unrot90_inverts_numpy_quarter_turns():
+    from facelm.runtime.pipeline import _unrot90
+
+    a = np.arange(7 * 5).reshape(7, 5)
+    for k in range(4):
+        r = np.rot90(a, k)
+        for x, y in [(0, 0), (3, 1), (2, 6), (4, 6)]:
+            yy, xx = np.argwhere(r == a[y, x])[0]
+            assert _unrot90(float(xx), float(yy), k, 5, 7) == (x, y)

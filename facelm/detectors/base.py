@@ -50,6 +50,9 @@ class FaceDetector(abc.ABC):
 
     #: short name; the key of the box map stored in the stage-1 model (``"yunet"``, ``"yuface"``, ...)
     name: str = "detector"
+    #: True for detectors that look at the pixels (not boxes files): the pipeline may run them again on a face's
+    #: patch turned by 90, 180 and 270 degrees to find which way up the face is
+    live: bool = False
 
     @abc.abstractmethod
     def detect(self, image: np.ndarray, name: str | None = None, frame: int | None = None) -> list[Detection]:

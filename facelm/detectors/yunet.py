@@ -235,6 +235,7 @@ class YuNetDetector(FaceDetector):
     """
 
     name = "yunet"
+    live = True
 
     def __init__(self, model: str | Path, *, score_threshold: float = 0.6, nms_threshold: float = 0.3,
                  top_k: int = 750, max_side: int = MAX_DETECT_SIDE, providers: list | None = None,
@@ -331,6 +332,7 @@ class YuFaceDetector(FaceDetector):
     """
 
     name = "yuface"
+    live = True
 
     def __init__(self, score_threshold: float = 0.6, max_side: int = 960):
         try:

@@ -9,12 +9,11 @@ Per face, all geometry is in original-image pixels (0-based, pixel centres at in
 2. **Stage 1**: frame ``(cx, cy, side, 0)`` -> ``frame_matrices`` (64 px, the crop covers 1.2 x side) ->
    anti-aliased ``warp_crop`` (black outside the image, as the training crops) -> CNN-6 -> landmarks mapped back
    through the inverse affine.
-2b. **Levelling** (``level=True``, the default): the eye line of that first shape gives the face's in-plane angle,
-   at any angle, since the shipped stage-1 model is trained on rotations over the full circle as well (docs/
-   training.md); stage 1 runs again on the crop levelled by that angle around the shape's own face square
-   (``upright_frames``). So a face at 90 or 180 degrees reaches the second pass as upright as one at 0 degrees.
-   The detector's key points are not used for this: YuNet's eye points stay near level when the face is rotated
-   by more than about 30 degrees (measured, docs/predict.md).
+2b. **Which way up, and levelling** (``level=True``, the default): with a live detector, the detector runs again
+   on the face's patch turned by 90, 180 and 270 degrees and the best-scoring turn (plus the detector's eye line
+   within it) sets the angle of the first stage-1 crop; then stage 1 runs again, twice, on the crop levelled by
+   its own previous shape. Without a live detector, faces whose levelled shape disagrees with the first one are
+   tried from quarter turns and keep the most self-consistent result (docs/predict.md).
 3. **Angle and box correction**: ``upright_frames`` of the stage-1 shape, exactly as CNN-7's training crops were
    made: the angle of the eye line (the scheme's angle normaliser; 0 = level, positive = the image-right eye is
    lower, i.e. the face is rolled clockwise on screen, since y points down) and the bounding square of the shape
@@ -60,6 +59,13 @@ __all__ = ["PATCH_RADIUS", "FaceResult", "ImageResult", "Landmarker", "annotate"
 
 #: half-side of the image patch kept per face, in face sides (stage-2 crops reach ~0.85 side from their centre)
 PATCH_RADIUS = 1.5
+#: levelling: a levelled stage-1 shape further than this (mean point distance / inter-ocular distance) from the first
+#: shape sends the face through the orientation search (step 2b)
+SEARCH_DISAGREEMENT = 0.1
+#: levelled stage-1 passes (each re-levels by the previous shape)
+LEVEL_PASSES = 2
+#: half-side of the patch the detector looks at again to find which way up a face is, in detector-box sides
+ORIENT_PATCH = 1.0
 
 
 @dataclass
@@ -166,6 +172,15 @@ def _patch(image: np.ndarray, square: np.ndarray, out2: int) -> tuple[np.ndarray
     return patch, t
 
 
+def _unrot90(x: float, y: float, k: int, w: int, h: int) -> tuple[float, float]:
+    """Pixel ``(x, y)`` of ``np.rot90(a, k)`` back to ``a`` (shape ``(h, w)``), 0-based pixel centres."""
+    # one counter-clockwise turn of an array of width cw maps (x, y) -> (y, cw - 1 - x); undo the turns last first
+    for j in reversed(range(k % 4)):
+        cw = w if j % 2 == 0 else h
+        x, y = cw - 1 - y, x
+    return x, y
+
+
 def _back(mats: np.ndarray, pts: np.ndarray) -> np.ndarray:
     """Map crop-pixel points ``(N, L, 2)`` back through the inverses of ``mats`` ``(N, 2, 3)``."""
     return apply_affines(invert_affines(mats), pts)
@@ -251,8 +266,13 @@ class Landmarker:
         if not dets:
             return []
         squares = face_squares(dets, self.box_map)
+        turns = np.zeros(len(dets))
+        if self.level and self.detector.live:  # which way up is each face? (module docstring, step 2b)
+            for i, d in enumerate(dets):
+                if d.kind == "detector":
+                    squares[i], turns[i] = self._orientation(image, d, squares[i])
         s1, s2 = self.s1.size, (self.s2.size if self.s2 is not None else self.s1.size)
-        frames = np.column_stack([squares, np.zeros(len(dets))])
+        frames = np.column_stack([squares, turns])
         mats, _ = frame_matrices(frames, s1)
         out = []
         for d, sq, m in zip(dets, squares, mats):
@@ -260,6 +280,43 @@ class Landmarker:
             crop = warp_crop(patch, compose_affine(m, invert_affine(t)), s1)
             out.append(_Face(d, sq, patch, t, m, crop))
         return out
+
+    def _orientation(self, image: np.ndarray, det: Detection, square: np.ndarray) -> tuple[np.ndarray, float]:
+        """(face square, turn in degrees) of a detected face: the detector runs again on the face's patch turned by
+        0, 90, 180 and 270 degrees, and the turn whose central detection scores highest wins (YuNet finds faces at
+        any angle, but scores them highest upright). The square is the box map applied to that upright detection,
+        mapped back to the image."""
+        h, w = image.shape[:2]
+        b = np.asarray(det.box, dtype=np.float64)
+        cx, cy = (b[0] + b[2]) / 2, (b[1] + b[3]) / 2
+        r = ORIENT_PATCH * max(b[2] - b[0], b[3] - b[1])
+        x0, y0 = max(0, int(math.floor(cx - r))), max(0, int(math.floor(cy - r)))
+        x1, y1 = min(w, int(math.ceil(cx + r)) + 1), min(h, int(math.ceil(cy + r)) + 1)
+        patch = image[y0:y1, x0:x1]
+        ph, pw = patch.shape[:2]
+        best = (det.score, 0, square, det.keypoints)
+        for k in (1, 2, 3):  # np.rot90 by k: the patch turns counter-clockwise by 90k degrees
+            rot = np.ascontiguousarray(np.rot90(patch, k))
+            found = self.detector.detect(rot)
+            if not found:
+                continue
+            rh, rw = rot.shape[:2]
+            centre = np.array([(rw - 1) / 2, (rh - 1) / 2])
+            d = min(found, key=lambda g: np.linalg.norm((g.box[:2] + g.box[2:]) / 2 - centre))
+            if d.score <= best[0]:
+                continue
+            sq = boxes_to_squares(np.asarray(d.box, dtype=np.float64)[None], self.box_map)[0]
+            # back from the turned patch to the image: undo k counter-clockwise quarter turns, then the crop
+            px, py = _unrot90(sq[0], sq[1], k, pw, ph)
+            best = (d.score, k, np.array([px + x0, py + y0, sq[2]]), d.keypoints)
+        # a patch turned counter-clockwise by 90k shows the face upright: in the image it is turned clockwise by
+        # 90k, i.e. its eye line has the angle +90k (y down); the detector's eye points add the rest (they are
+        # usable within about 30 degrees of upright, and the quarter turn leaves at most 45)
+        rest = 0.0
+        kp = best[3]
+        if kp is not None and len(kp) >= 2 and np.isfinite(kp[:2]).all():
+            rest = float(np.clip(eye_angle(kp[0][None], kp[1][None])[0], -45.0, 45.0))
+        return best[2], float((90 * best[1] + rest + 180) % 360 - 180)
 
     def prepare(self, item: SourceItem) -> _Job:
         """Read, detect and cut stage-1 crops for one item; never raises (errors go into the result)."""
@@ -301,6 +358,38 @@ class Landmarker:
             self.stats["batches"] += len(outs) * (2 if self.tta == "flip" else 1)
         return pred
 
+    def _stage1_at(self, faces: list[_Face], frames: np.ndarray) -> np.ndarray:
+        """Stage-1 landmarks (image pixels) of the crops of ``frames`` (N, 4)."""
+        crops, mats = self._crops(faces, frames, self.s1.size)
+        return _back(mats, self._run(self.s1, crops))
+
+    def _level_once(self, faces: list[_Face], shapes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Stage 1 on the crops levelled by ``shapes``; returns (new shapes, their disagreement with ``shapes`` in
+        inter-ocular units of the new shapes)."""
+        le, re = self.scheme.eye_centres(shapes)
+        new = self._stage1_at(faces, upright_frames(shapes, le, re, self.scheme.face_box_scale))
+        a, b = self.scheme.eye_centres(new)
+        io = np.maximum(np.linalg.norm(a - b, axis=1), 1e-6)
+        return new, np.linalg.norm(new - shapes, axis=-1).mean(1) / io
+
+    def _levelled(self, faces: list[_Face], first: np.ndarray) -> np.ndarray:
+        """Step 2b (module docstring): level by the first shape and run stage 1 again. A face whose levelled
+        shape disagrees with the first one by more than ``SEARCH_DISAGREEMENT`` (a first pass that misread the
+        face's orientation) is tried from the detector square turned by 90, 180 and 270 degrees as well, and keeps
+        the most self-consistent result."""
+        best, err = self._level_once(faces, first)
+        for _ in range(LEVEL_PASSES - 1):
+            best, err = self._level_once(faces, best)
+        bad = np.flatnonzero(~(err <= SEARCH_DISAGREEMENT))
+        if bad.size:
+            sub = [faces[i] for i in bad]
+            for turn in (90.0, 180.0, 270.0):
+                frames = np.column_stack([np.stack([f.square for f in sub]), np.full(len(sub), turn)])
+                cand, e = self._level_once(sub, self._stage1_at(sub, frames))
+                better = e < err[bad]
+                best[bad[better]], err[bad[better]] = cand[better], e[better]
+        return best
+
     def _crops(self, faces: list[_Face], frames: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
         """Crops ``(N, size, size, 3)`` of ``frames`` cut from each face's patch, and their matrices."""
         mats, _ = frame_matrices(frames, size)
@@ -314,10 +403,7 @@ class Landmarker:
         m1 = np.stack([f.m1 for f in faces])
         lm1 = _back(m1, self._run(self.s1, crops1))
         if self.level:  # step 2b: stage 1 again on the crop levelled by the first shape's eye line
-            le, re = self.scheme.eye_centres(lm1)
-            frames_l = upright_frames(lm1, le, re, self.scheme.face_box_scale)
-            crops_l, m_l = self._crops(faces, frames_l, self.s1.size)
-            lm1 = _back(m_l, self._run(self.s1, crops_l))
+            lm1 = self._levelled(faces, lm1)
         le, re = self.scheme.eye_centres(lm1)
         frames2 = upright_frames(lm1, le, re, self.scheme.face_box_scale)
         final, angles = lm1, eye_angle(le, re)
