@@ -26,7 +26,7 @@ import numpy as np
 
 from facelm.augment import AugmentConfig, render_batch
 from facelm.crops import cache_geometry, cache_landmarks, face_frames, frame_matrices, upright_frames
-from facelm.errors import DataError, UsageError
+from facelm.errors import DataError
 from facelm.geometry import apply_affines, eye_angle, invert_affines
 from facelm.manifest import Manifest, load_manifest
 from facelm.manifest_predict import CropData, predict_crops, validation_nme
