@@ -422,6 +422,9 @@ def export(opts: ExportOptions, *, warn: Callable[[str], None] = _noop, step: Ca
         ModelError: unreadable or foreign checkpoint, or data of another landmark scheme.
         DataError: unreadable calibration/validation data.
     """
+    # onnx, onnxruntime and torch are loaded here, before the temporary folder exists: a SIGTERM/Ctrl-C that
+    # lands while a C extension is being imported can crash the process instead of stopping it cleanly
+    import onnx  # noqa: F401
     import onnxruntime
     import torch
 
