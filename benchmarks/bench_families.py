@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from facelm.export import make_session
-from facelm.heatmap_train import HeatmapObjective, is_heatmap_model
+from facelm.heatmap.objective import HeatmapObjective, is_heatmap_model
 from facelm.losses import create_loss
 from facelm.models import create_model
 from facelm.schemes import get_scheme

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
-__all__ = ["json_clean", "atomic_path", "atomic_write", "atomic_write_text", "atomic_write_json", "atomic_replace_dir_file",
+__all__ = ["json_clean", "atomic_path", "atomic_write", "atomic_write_text", "atomic_write_json",
            "sha256_file", "temp_name", "sweep_stale_temps", "pid_alive"]
 
 
@@ -131,10 +131,6 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 
 def atomic_write_json(path: str | Path, obj, indent: int | None = 2) -> None:
     atomic_write_text(path, json.dumps(json_clean(obj), indent=indent, allow_nan=False) + "\n")
-
-
-def atomic_replace_dir_file(tmp: str | Path, path: str | Path) -> None:
-    os.replace(tmp, path)
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:

@@ -17,18 +17,22 @@ import platform
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from facelm import __version__
 from facelm._io import atomic_path
-from facelm.errors import ModelError
+from facelm.errors import ModelError, UsageError
 
-__all__ = ["save_checkpoint", "load_checkpoint", "build_meta"]
+__all__ = ["build_meta", "load_checkpoint", "load_init_weights", "load_model_from_checkpoint", "pick_device",
+           "resolve_checkpoint", "save_checkpoint"]
 
 
 def build_meta(*, cfg, scheme, input_size: int, mean_shape, loss: dict, manifest_sha256: str, prepare_info: dict,
                stage1: str | None, width: float, model_options: dict | None = None) -> dict:
-    stage = 2 if cfg.arch == "cnn7" else 1
+    from facelm.models import model_stage
+
+    stage = model_stage(cfg.arch)
     return {
         "arch": cfg.arch,
         "stage": stage,
@@ -83,3 +87,90 @@ def load_checkpoint(path: str | Path) -> dict:
         if key not in ck:
             raise ModelError(f"{p}: checkpoint lacks {key!r}")
     return ck
+
+
+def pick_device(name: str) -> torch.device:
+    """The torch device for ``name`` (auto | cpu | cuda | cuda:N); ``UsageError`` when it is not usable."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError("`device` cuda was asked for, but CUDA is not available here (use `device` cpu or auto)")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise UsageError(f"unknown device {name!r} (auto, cpu, cuda, cuda:N)") from None
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A checkpoint file, or a run folder's ``best.pt`` (else ``last.pt``); ``ModelError`` for a folder with
+    neither."""
+    p = Path(path)
+    if p.is_dir():
+        for name in ("best.pt", "last.pt"):
+            if (p / name).is_file():
+                return p / name
+        raise ModelError(f"{p}: no best.pt or last.pt in this folder")
+    return p
+
+
+def load_model_from_checkpoint(path: str | Path, device: torch.device | str = "cpu"
+                               ) -> tuple[torch.nn.Module, dict]:
+    """Rebuild the model of a facelm checkpoint; returns (model in eval mode, meta)."""
+    from facelm.models import create_model
+    from facelm.schemes import get_scheme, register_scheme, scheme_from_dict
+
+    ck = load_checkpoint(path)
+    meta = ck["meta"]
+    sch = meta["scheme"]
+    try:
+        get_scheme(sch["name"])
+    except KeyError:
+        register_scheme(scheme_from_dict(sch, source=str(path)))
+    model = create_model(meta["arch"], int(meta["num_landmarks"]), width=float(meta.get("width", 1.0)),
+                         **(meta.get("model_options") or {}))
+    try:
+        model.load_state_dict(ck["model"])
+    except RuntimeError as e:
+        raise ModelError(f"{path}: weights do not fit the {meta['arch']} network: {str(e).splitlines()[0]}") from None
+    model.to(device).eval()
+    return model, meta
+
+
+def load_init_weights(model: torch.nn.Module, path: str | Path) -> None:
+    """Warm start: copy the weights of a facelm checkpoint (.pt) or facelm ONNX model into ``model``.
+
+    The architecture and landmark count must match; the optimiser starts afresh. ONNX files written with
+    ``--weights fp16`` store ``NAME__fp16`` initialisers, which are cast back to float32.
+    """
+    p = Path(path)
+    if p.suffix.lower() == ".onnx":
+        from onnx import numpy_helper
+
+        from facelm.modelfile import proto_meta
+
+        try:
+            import onnx
+
+            mdl = onnx.load(str(p))
+        except Exception as e:  # noqa: BLE001 - any unreadable file is the same error for the user
+            raise ModelError(f"{p}: cannot read ONNX model: {str(e).splitlines()[0][:200]}") from None
+        meta = proto_meta(mdl, p)
+        if meta.get("arch") != model.arch:
+            raise ModelError(f"{p}: a {meta.get('arch')!r} model cannot initialise `arch` {model.arch}")
+        state = {}
+        for init in mdl.graph.initializer:
+            name = init.name.removesuffix("__fp16")
+            state[name] = torch.from_numpy(numpy_helper.to_array(init).astype(np.float32).copy())
+    else:
+        ck = load_checkpoint(p)
+        if ck.get("arch") != model.arch:
+            raise ModelError(f"{p}: a {ck.get('arch')!r} checkpoint cannot initialise `arch` {model.arch}")
+        state = ck["model"]
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    if missing:
+        raise ModelError(f"{p}: no weights for {', '.join(missing[:4])} of the {model.arch} network")
+    try:
+        model.load_state_dict({k: state[k] for k in own})
+    except RuntimeError as e:
+        raise ModelError(f"{p}: weights do not fit the {model.arch} network: {str(e).splitlines()[0]}") from None

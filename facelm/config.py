@@ -19,11 +19,11 @@ else:  # pragma: no cover
 
 __all__ = ["TrainConfig", "resolve_train_config", "PAPER_LR", "HEATMAP_ARCHS", "HEATMAP_LOSS_NAMES"]
 
-#: Architectures of the heatmap family (facelm.models.hourglass) and their losses (facelm.heatmap_losses).
+#: Architectures of the heatmap family (facelm.models.hourglass) and their losses (facelm.heatmap.losses).
 HEATMAP_ARCHS = ("hourglass", "smt")
 HEATMAP_LOSS_NAMES = ("awing", "mse", "bice")
 
-# Wing paper §7.1 (SPEC §5): learning rate (start, end) per network and loss, decayed log-linearly.
+# Wing paper §7.1 (docs/training.md): learning rate (start, end) per network and loss, decayed log-linearly.
 PAPER_LR = {
     ("cnn6", "l2"): (3e-6, 3e-8),
     ("cnn6", "other"): (3e-5, 3e-7),

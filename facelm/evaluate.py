@@ -22,23 +22,28 @@ the finite NMEs (:func:`facelm.metrics.summary`). ``skip_missing`` drops missing
 
 from __future__ import annotations
 
-import csv
-import json
-import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from facelm import __version__
-from facelm._io import atomic_write
 from facelm.errors import DataError, ModelError, UsageError
-from facelm.manifest import Manifest, load_manifest
-from facelm.metrics import (
-    BOX_NORMALISERS, breakdown, ced_curve, metric_key, normaliser, per_face_nme, per_landmark_error, plot_ced,
-    save_ced_csv, summary
+from facelm.evaluate_report import (  # noqa: F401 - the report types and files are re-exported
+    EvalReport,
+    ModelScore,
+    _pose_bins,
+    _score,
+    plot_report,
+    report_title,
+    save_report_ced_csv,
+    short_labels,
+    write_per_face_csv,
 )
+from facelm.manifest import Manifest, load_manifest
+from facelm.metrics import BOX_NORMALISERS, normaliser
+from facelm.modelfile import check_meta_matches
+from facelm.predictions import Predictions, match_predictions, read_predictions  # noqa: F401 - re-exported
 from facelm.protocols import Protocol, get_protocol
 
 __all__ = [
@@ -281,316 +286,11 @@ def parse_model_spec(spec: str) -> ModelSpec:
     return ModelSpec(label=spec, kind=kinds[0], paths=tuple(parts))
 
 
-@dataclass
-class _PredFace:
-    landmarks: np.ndarray  # (L, 2)
-    line: int
-    id: str | None = None
-
-
-@dataclass
-class Predictions:
-    """A parsed predictions file (see :func:`read_predictions`)."""
-
-    path: Path
-    by_image: dict[str, list[_PredFace]] = field(default_factory=dict)
-    by_id: dict[str, _PredFace] = field(default_factory=dict)
-    errors: dict[str, str] = field(default_factory=dict)
-    records: int = 0
-    num_landmarks: int | None = None
-    scheme: str | None = None
-
-
-def _parse_landmarks(v, where: str) -> np.ndarray:
-    if isinstance(v, dict) and "x" in v and "y" in v:  # {"x": [...], "y": [...]} (parallel arrays)
-        v = list(zip(v["x"], v["y"]))
-    if not isinstance(v, list) or any(not isinstance(p, (list, tuple)) or len(p) != 2 for p in v):
-        raise ModelError(f"{where}: 'landmarks' must be a list of [x, y] pairs")
-    try:
-        return np.array([[np.nan if c is None else float(c) for c in p] for p in v], dtype=np.float64
-                        ).reshape(-1, 2)
-    except (TypeError, ValueError):
-        raise ModelError(f"{where}: 'landmarks' holds a value that is not a number") from None
-
-
-def _read_record(line: str, n: int, out: Predictions) -> None:
-    """Parse one predictions line into ``out`` (see :func:`read_predictions`)."""
-    where = f"{out.path}:{n}"
-    try:
-        rec = json.loads(line)
-    except ValueError as e:
-        raise ModelError(f"{where}: not a JSON line ({e.msg})") from None
-    _read_object(rec, n, out)
-
-
-def _read_object(rec, n: int, out: Predictions, where: str | None = None) -> None:
-    """One prediction record (a JSONL line, an element of a JSON array, or a CSV image's rows) into ``out``."""
-    where = where or f"{out.path}:{n}"
-    if not isinstance(rec, dict):
-        raise ModelError(f"{where}: expected a JSON object per line")
-    out.records += 1
-    image = rec.get("image")
-    image = str(image) if image is not None else None
-    if rec.get("error"):
-        if image is not None:
-            out.errors[image] = str(rec["error"])
-        if not rec.get("faces") and "landmarks" not in rec:
-            return
-    if "faces" in rec:
-        faces = rec["faces"] or []
-        if not isinstance(faces, list):
-            raise ModelError(f"{where}: 'faces' must be a list")
-    elif "landmarks" in rec:
-        faces = [rec]
-    else:
-        raise ModelError(f"{where}: a prediction line needs 'faces' or 'landmarks'")
-    for f in faces:
-        if not isinstance(f, dict) or "landmarks" not in f:
-            raise ModelError(f"{where}: every face needs 'landmarks'")
-        lm = _parse_landmarks(f["landmarks"], where)
-        if out.num_landmarks is None:
-            out.num_landmarks = len(lm)
-        elif len(lm) != out.num_landmarks:
-            raise ModelError(f"{where}: {len(lm)} landmarks, but earlier lines have {out.num_landmarks}")
-        sch = f.get("scheme", rec.get("scheme"))
-        if sch is not None:
-            if out.scheme is not None and sch != out.scheme:
-                raise ModelError(f"{where}: scheme {sch!r}, but earlier lines have {out.scheme!r}")
-            out.scheme = str(sch)
-        fid = f.get("id")  # a per-face line's own id, or the id of a face inside "faces"
-        face = _PredFace(lm, n, str(fid) if fid is not None else None)
-        if image is None and face.id is None:
-            raise ModelError(f"{where}: a prediction line needs 'image' (or a manifest 'id')")
-        if face.id is not None:
-            if face.id in out.by_id:
-                raise ModelError(f"{where}: a second prediction for id {face.id!r} "
-                                 f"(first on line {out.by_id[face.id].line})")
-            out.by_id[face.id] = face
-        if image is not None:
-            out.by_image.setdefault(image, []).append(face)
-
-
-def read_predictions(path: str | Path) -> Predictions:
-    """Read a predictions file, whichever format ``facelm predict`` wrote: JSONL (one JSON object per line; blank
-    lines ignored), one JSON array of those objects (``--format json``), or its CSV (``--format csv``).
-
-    Accepted lines (coordinates are 0-based original-image pixels; ``null`` coordinates are failed points):
-
-    * per image (what ``facelm predict`` writes): ``{"image": PATH, "width": W, "height": H, "faces": [{"box":
-      [...], "score": s, "angle": a, "landmarks": [[x, y], ...]}, ...], "error": null}``; a non-null
-      ``"error"`` marks an image the predictor could not read (its faces are then missing);
-    * per face: ``{"image": PATH, "landmarks": [[x, y], ...]}`` (other keys such as ``face``, ``box``,
-      ``scheme`` allowed), or with ``"id"`` matching a manifest sample id, which matches that face directly;
-    * ``landmarks`` may also be ``{"x": [...], "y": [...]}``; a ``"scheme"`` key, when present, is checked.
-
-    Raises:
-        ModelError: unreadable file, invalid JSON, a line without landmarks, landmark counts or schemes that
-            differ between lines, or two predictions for one id (file and line named).
-    """
-    path = Path(path)
-    out = Predictions(path=path)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as e:
-        raise ModelError(f"{path}: cannot read predictions ({getattr(e, 'strerror', None) or e})") from None
-    head = text.lstrip()[:1]
-    if head == "[":  # predict --format json: one JSON array of the per-image records
-        try:
-            doc = json.loads(text)
-        except ValueError as e:
-            raise ModelError(f"{path}: not a JSON document ({e.msg}, line {e.lineno})") from None
-        if not isinstance(doc, list):
-            raise ModelError(f"{path}: expected a JSON array of prediction records")
-        for i, rec in enumerate(doc):
-            _read_object(rec, i + 1, out, f"{path} record {i + 1}")
-    elif head == "{":  # JSONL; or one JSON object spread over several lines
-        try:
-            for n, line in enumerate(text.splitlines(), 1):
-                if line.strip():
-                    _read_record(line, n, out)
-        except ModelError as line_error:
-            try:
-                doc = json.loads(text)
-            except ValueError:
-                raise line_error from None
-            out = Predictions(path=path)
-            _read_object(doc, 1, out)
-    elif head:  # predict --format csv: one row per face
-        _read_csv_predictions(text, out)
-    if out.records == 0:
-        raise ModelError(f"{path}: the predictions file is empty")
-    return out
-
-
-def _read_csv_predictions(text: str, out: Predictions) -> None:
-    """``facelm predict --format csv``: ``image,frame,face,box_x1..box_y2,score,angle,x0,y0,...,width,height,
-    error``, one row per face (a row with an empty ``face`` is an image without faces)."""
-    import io
-
-    reader = csv.DictReader(io.StringIO(text))
-    cols = reader.fieldnames or []
-    if "image" not in cols or "x0" not in cols or "y0" not in cols:
-        raise ModelError(f"{out.path}: not a predictions file (JSONL, a JSON array, or the CSV of facelm predict "
-                         "with columns image, x0, y0, ...)")
-    n_pts = 0
-    while f"x{n_pts}" in cols and f"y{n_pts}" in cols:
-        n_pts += 1
-    recs: dict[tuple[str, str], dict] = {}
-    for n, row in enumerate(reader, 2):
-        where = f"{out.path}:{n}"
-        if None in row or any(v is None for v in row.values()):
-            raise ModelError(f"{where}: {len(cols)} columns expected")
-        key = (row["image"], row.get("frame") or "")
-        rec = recs.setdefault(key, {"image": row["image"], "faces": [], "error": None, "_line": n})
-        if row.get("error"):
-            rec["error"] = row["error"]
-        if (row.get("face") or "").strip() == "":
-            continue
-        try:
-            pts = [[float(row[f"x{k}"]) if row[f"x{k}"].strip() else None,
-                    float(row[f"y{k}"]) if row[f"y{k}"].strip() else None] for k in range(n_pts)]
-        except ValueError:
-            raise ModelError(f"{where}: a landmark coordinate is not a number") from None
-        rec["faces"].append({"landmarks": pts})
-    for rec in recs.values():
-        _read_object({k: v for k, v in rec.items() if k != "_line"}, rec["_line"], out)
-
-
-def _key(p: str | Path) -> str:
-    return os.path.realpath(p)
-
-
-def match_predictions(preds: Predictions, manifest: Manifest, full: Manifest | None = None,
-                      warn: Warn = _noop) -> tuple[np.ndarray, np.ndarray, dict]:
-    """Assign predicted faces to the manifest's faces.
-
-    A record whose ``id`` is a manifest sample id matches that face. Other records match by image: the
-    prediction's path is tried as absolute, relative to the current folder, to the predictions file's folder and
-    to the manifest's folder, then by file name when exactly one image of ``full`` has it. Within one image
-    each ground-truth face takes the free predicted face whose landmark centroid is nearest to its box centre
-    (greedy, nearest pairs first).
-
-    Args:
-        preds: from :func:`read_predictions`.
-        manifest: the faces to score (``N``, ``L`` landmarks).
-        full: the whole dataset, to tell records outside the selection from records matching nothing.
-        warn: receives one-line warnings (unmatched images, images the predictor failed on).
-
-    Returns:
-        ``(pred (N, L, 2) with NaN where missing, missing (N,) bool, details dict)``.
-
-    Raises:
-        ModelError: landmark count or scheme differing from the manifest's.
-    """
-    from facelm.scheme_maps import get_map, has_map
-
-    full = full if full is not None else manifest
-    n_lm = manifest.landmarks.shape[1]
-    smap = None
-    if preds.scheme is not None and preds.scheme != manifest.scheme:
-        if not has_map(preds.scheme, manifest.scheme):
-            raise ModelError(f"{preds.path}: predictions are for scheme {preds.scheme!r}, the data is "
-                             f"{manifest.scheme!r}, and no scheme map links them (docs/formats.md, 'Scheme maps')")
-        smap = get_map(preds.scheme, manifest.scheme)  # scored on the data's points that have an equivalent
-        n_lm = smap.matrix.shape[1]
-    if preds.num_landmarks is not None and preds.num_landmarks != n_lm:
-        raise ModelError(f"{preds.path}: predictions have {preds.num_landmarks} landmarks per face, the data "
-                         f"({manifest.scheme}) has {n_lm}" if smap is None else
-                         f"{preds.path}: predictions have {preds.num_landmarks} landmarks per face, scheme "
-                         f"{preds.scheme} has {n_lm}")
-    n = len(manifest)
-    pred = np.full((n, n_lm, 2), np.nan)
-    found = np.zeros(n, dtype=bool)
-
-    sel_by_key: dict[str, list[int]] = {}
-    for i in range(n):
-        sel_by_key.setdefault(_key(manifest.root / manifest.samples[i].image), []).append(i)
-    id_to_i = {s.id: i for i, s in enumerate(manifest.samples)}
-    full_keys = {_key(full.root / s.image) for s in full.samples}
-    full_ids = {s.id for s in full.samples}
-    by_name: dict[str, set[str]] = {}
-    for k in full_keys:
-        by_name.setdefault(os.path.basename(k), set()).add(k)
-
-    used: set[int] = set()  # ids of _PredFace objects already assigned
-    for fid, face in preds.by_id.items():
-        i = id_to_i.get(fid)
-        if i is not None:
-            pred[i], found[i] = face.landmarks, True
-            used.add(id(face))
-
-    boxes = manifest.boxes()
-    box_centres = np.stack([(boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2], 1)
-    cwd, pdir = Path.cwd(), preds.path.parent
-    unmatched, outside = [], 0
-
-    def resolve(img: str) -> str | None:
-        p = Path(img)
-        cands = [p] if p.is_absolute() else [cwd / p, pdir / p, manifest.root / p, full.root / p]
-        for c in cands:
-            k = _key(c)
-            if k in full_keys:
-                return k
-        keys = by_name.get(p.name, set())
-        return next(iter(keys)) if len(keys) == 1 else None
-
-    errors_hit: dict[str, str] = {}
-    for img, faces in preds.by_image.items():
-        faces = [f for f in faces if id(f) not in used and not (f.id is not None and f.id in full_ids)]
-        if not faces:
-            continue
-        k = resolve(img)
-        if k is None:
-            unmatched.append(img)
-            continue
-        if k not in sel_by_key:
-            outside += 1
-            continue
-        gts = [i for i in sel_by_key[k] if not found[i]]
-        if not gts:
-            continue
-        # greedy one-to-one assignment, nearest (GT box centre, predicted centroid) pairs first
-        centres = box_centres[gts]
-        cents = np.array([np.nanmean(f.landmarks, axis=0) if np.isfinite(f.landmarks).any() else [np.inf] * 2
-                          for f in faces])
-        with np.errstate(invalid="ignore"):
-            dist = np.linalg.norm(centres[:, None, :] - cents[None, :, :], axis=-1)
-        dist[~np.isfinite(dist)] = np.inf
-        order = sorted((dist[a, b], a, b) for a in range(len(gts)) for b in range(len(faces)))
-        ga, fb = set(), set()
-        for _, a, b in order:
-            if a in ga or b in fb:
-                continue
-            ga.add(a)
-            fb.add(b)
-            pred[gts[a]], found[gts[a]] = faces[b].landmarks, True
-    for img, msg in preds.errors.items():
-        k = resolve(img)
-        if k is not None and any(not found[i] for i in sel_by_key.get(k, [])):
-            errors_hit[img] = msg
-    if unmatched:
-        warn(f"{preds.path}: predictions for {len(unmatched)} image(s) match no image of {full.path} "
-             f"(e.g. {unmatched[0]!r}); their faces are ignored")
-    if errors_hit:
-        img, msg = next(iter(errors_hit.items()))
-        warn(f"{preds.path}: the predictor failed on {len(errors_hit)} image(s) of the evaluated faces "
-             f"(e.g. {img!r}: {msg})")
-    missing = ~found
-    details = {"file": str(preds.path), "records": preds.records, "unmatched_images": len(unmatched),
-               "images_outside_selection": outside, "image_errors": len(errors_hit),
-               "missing_ids": [manifest.samples[i].id for i in np.flatnonzero(missing)[:50]]}
-    if smap is not None:
-        pred = smap.apply(pred)
-        details["scheme_map"] = {"from": smap.source, "to": smap.target, "points_scored": int(smap.mapped.sum()),
-                                 "mapped": smap.mapped.tolist()}
-    return pred, missing, details
-
-
 def _checkpoint_predictions(spec: ModelSpec, ev: EvalSet, device, loaded: list, warn: Warn
                             ) -> tuple[np.ndarray, dict]:
-    from facelm.prepare import cache_landmarks
+    from facelm.crops import cache_landmarks
+    from facelm.manifest_predict import predict_manifest
     from facelm.schemes import get_scheme
-    from facelm.train import predict_manifest
 
     m = ev.manifest
     scheme = get_scheme(m.scheme)
@@ -610,10 +310,10 @@ def _checkpoint_predictions(spec: ModelSpec, ev: EvalSet, device, loaded: list, 
     if meta.get("stage") == 2:
         s1_path = (meta.get("crop") or {}).get("stage1")
         if s1_path and Path(s1_path).is_file():
-            from facelm.train import load_model_from_checkpoint
+            from facelm.checkpoint import load_model_from_checkpoint
 
             s1, meta1 = load_model_from_checkpoint(s1_path, device)
-            _check_model_meta(meta1, m, s1_path)
+            check_meta_matches(meta1, m, str(s1_path))
             p1 = predict_manifest(s1, m, scheme, device)
             details.update(stage1=str(s1_path), stage2_crops="stage1-predictions")
             return predict_manifest(model, m, scheme, device,
@@ -627,11 +327,11 @@ def _checkpoint_predictions(spec: ModelSpec, ev: EvalSet, device, loaded: list, 
 def _onnx_predictions(spec: ModelSpec, ev: EvalSet, loaded: list, warn: Warn) -> tuple[np.ndarray, dict]:
     """Predictions of an exported model (or a STAGE1.onnx+STAGE2.onnx pair) on ground-truth face boxes.
 
-    The crops are built exactly as for checkpoints (:func:`facelm.export.onnx_predict_manifest`), so a checkpoint
-    and its export score the same up to the export's numerical difference.
+    The crops are built exactly as for checkpoints (:func:`facelm.manifest_predict.onnx_predict_manifest`), so a
+    checkpoint and its export score the same up to the export's numerical difference.
     """
-    from facelm.export import onnx_predict_manifest
-    from facelm.prepare import cache_landmarks
+    from facelm.crops import cache_landmarks
+    from facelm.manifest_predict import onnx_predict_manifest
 
     m = ev.manifest
     paths = "+".join(map(str, spec.paths))
@@ -655,136 +355,35 @@ def _onnx_predictions(spec: ModelSpec, ev: EvalSet, loaded: list, warn: Warn) ->
     return onnx_predict_manifest(session, meta, m), details
 
 
-def _check_model_meta(meta: dict, manifest: Manifest, path) -> None:
-    name = (meta.get("scheme") or {}).get("name")
-    if name != manifest.scheme:
-        raise ModelError(f"{path}: the model predicts scheme {name!r}, the data is {manifest.scheme!r}")
-    if int(meta.get("num_landmarks", -1)) != manifest.landmarks.shape[1]:
-        raise ModelError(f"{path}: the model predicts {meta.get('num_landmarks')} landmarks, the data has "
-                         f"{manifest.landmarks.shape[1]}")
+def _load_models(specs: Sequence[ModelSpec], full: Manifest, device_name: str) -> tuple[object, list]:
+    """(torch device or None, one loaded entry per spec): ``[(model, meta), ...]`` for checkpoints,
+    ``[(session, meta), ...]`` for ONNX models, the parsed file for predictions; each checked against the
+    data."""
+    device = None
+    loaded: list = []
+    for spec in specs:
+        if spec.kind == "checkpoint":
+            from facelm.checkpoint import load_model_from_checkpoint, pick_device
 
+            device = device or pick_device(device_name)
+            pairs = []
+            for p in spec.paths:
+                model, meta = load_model_from_checkpoint(p, device)
+                check_meta_matches(meta, full, str(p))
+                pairs.append((model, meta))
+            loaded.append(pairs)
+        elif spec.kind == "onnx":
+            from facelm.manifest_predict import load_onnx_model
 
-# -- scores and the report ----------------------------------------------------------------------------------------
-
-@dataclass
-class ModelScore:
-    """One model's result on an :class:`EvalSet`.
-
-    Attributes:
-        pred: ``(N, L, 2)`` predictions in original-image pixels (NaN where missing).
-        missing: ``(N,)`` True where the model gave no prediction.
-        nme: ``(N,)`` per-face NME (``inf`` for missing or non-finite predictions).
-        keep: ``(N,)`` faces counted (all, unless ``skip_missing`` dropped the missing ones).
-        record: the JSON record (see :meth:`EvalReport.records`).
-    """
-
-    label: str
-    kind: str
-    pred: np.ndarray
-    missing: np.ndarray
-    nme: np.ndarray
-    keep: np.ndarray
-    record: dict
-    details: dict
-
-
-@dataclass
-class EvalReport:
-    eval_set: EvalSet
-    scores: list[ModelScore]
-    skip_missing: bool = False
-
-    def records(self) -> list[dict]:
-        """One JSON-ready dict per model (floats may be NaN/inf; the CLI writes those as null)."""
-        return [s.record for s in self.scores]
-
-    def ced(self, n_points: int = 1001) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-        """``{label: (thresholds, fraction)}`` on ``[0, protocol.ced_max]`` for each model."""
-        t = self.eval_set.protocol.ced_max
-        return {_unique_label(self.scores, s): ced_curve(s.nme[s.keep], t, n_points) for s in self.scores}
-
-
-def _unique_label(scores: list[ModelScore], s: ModelScore) -> str:
-    same = [x for x in scores if x.label == s.label]
-    return s.label if len(same) == 1 else f"{s.label} #{same.index(s) + 1}"
-
-
-def _fields(s: dict) -> dict:
-    """A :func:`facelm.metrics.summary` dict with ``mean`` named ``nme``."""
-    out = {"n": s["n"], "nme": s["mean"], "median": s["median"], "std": s["std"], "n_nonfinite": s["n_nonfinite"]}
-    out.update({k: v for k, v in s.items() if "@" in k})
-    return out
-
-
-def _score(label: str, kind: str, pred: np.ndarray, missing: np.ndarray, details: dict, ev: EvalSet,
-           skip_missing: bool) -> ModelScore:
-    m = ev.manifest
-    mapped = (details.get("scheme_map") or {}).get("mapped")
-    pmask = np.broadcast_to(np.array(mapped, bool), pred.shape[:2]) if mapped is not None else None
-    nme = per_face_nme(pred, m.landmarks, ev.norm, pmask)
-    keep = ~missing if skip_missing else np.ones(len(m), dtype=bool)
-    if not keep.any():
-        raise DataError(f"{label}: no evaluated face has a prediction (all {len(m)} are missing)")
-    nonfinite = int(np.sum(~np.isfinite(nme) & ~missing & keep))
-    e = nme[keep]
-    s = _fields(summary(e, ev.thresholds))
-    ok = keep & np.isfinite(nme)
-    if ok.any():
-        per_lm = per_landmark_error(pred[ok], m.landmarks[ok], ev.norm[ok], None if pmask is None else pmask[ok])
-    else:
-        per_lm = np.full(m.landmarks.shape[1], np.nan)
-    tags = [m.samples[i].subset for i in np.flatnonzero(keep)]
-    wanted = ev.protocol.subsets  # None: every tag, in order of first appearance
-    if wanted is not None:
-        tags = [[t for t in ts if t in wanted] for ts in tags]
-    got = breakdown(e, tags, ev.thresholds)
-    subsets = {t: _fields(got[t]) for t in (got if wanted is None else wanted) if t in got}
-    rec = {
-        "model": label, "kind": kind, "protocol": ev.protocol.name, "normaliser": ev.normaliser,
-        "normaliser_definition": ev.normaliser_definition, "scheme": ev.scheme, "split": ev.split,
-        "selection": ev.selection, "boxes": "ground-truth", "data": str(ev.data),
-        "n": s["n"], "n_failed_nonfinite": nonfinite, "missing": int(missing.sum()),
-        "skip_missing": skip_missing, "nme": s["nme"], "median": s["median"], "std": s["std"],
-    }
-    for t in ev.thresholds:
-        rec[metric_key("fr", t)] = s[metric_key("fr", t)]
-        rec[metric_key("auc", t)] = s[metric_key("auc", t)]
-    rec.update({"thresholds": list(ev.thresholds), "ced_max": ev.protocol.ced_max, "subsets": subsets,
-                "per_landmark": per_lm.tolist(), "details": details, "facelm_version": __version__})
-    if ev.pose_bins is not None:
-        rec["pose_model"] = ev.pose_model_path
-        rec["pose_bins"] = _pose_breakdown(e, ev.pose_bins[keep], ev.pose_model, ev.thresholds)
-    return ModelScore(label, kind, pred, missing, nme, keep, rec, details)
-
-
-def _pose_bins(path: str | Path, sel: Manifest) -> tuple[object, np.ndarray]:
-    """Load a pose model (``facelm balance``) and bin the selected faces by their ground-truth landmarks.
-
-    Raises:
-        ModelError: unreadable pose model, or one fitted on another scheme.
-    """
-    from facelm.balance import assign_bins, load_pose_model
-
-    pm = load_pose_model(path)
-    if pm.scheme != sel.scheme or pm.num_landmarks != sel.landmarks.shape[1]:
-        raise ModelError(f"{path}: the pose model is for scheme {pm.scheme!r} ({pm.num_landmarks} points), the "
-                         f"data is {sel.scheme!r} ({sel.landmarks.shape[1]} points)")
-    return pm, assign_bins(pm, sel.landmarks)
-
-
-def _pose_breakdown(nme: np.ndarray, bins: np.ndarray, pm, thresholds: Sequence[float]) -> dict[str, dict]:
-    """``{pose-bin-NN: fields + range}`` for the non-empty bins in bin order (``pose-bin-none`` last)."""
-    from facelm.balance import bin_tag
-
-    got = breakdown(nme, [bin_tag(int(b)) for b in bins], thresholds)
-    edges = pm.bin_edges
-    out = {}
-    for b in sorted({int(v) for v in bins}, key=lambda v: (v < 0, v)):
-        f = _fields(got[bin_tag(b)])
-        f["bin"] = b
-        f["range"] = [edges[b], edges[b + 1]] if b >= 0 else None
-        out[bin_tag(b)] = f
-    return out
+            pairs = []
+            for p in spec.paths:
+                session, meta = load_onnx_model(p)
+                check_meta_matches(meta, full, str(p))
+                pairs.append((session, meta))
+            loaded.append(pairs)
+        else:
+            loaded.append(read_predictions(spec.paths[0]))
+    return device, loaded
 
 
 def evaluate(models: Sequence[str | Path], opts: EvalOptions, warn: Warn = _noop,
@@ -817,32 +416,7 @@ def evaluate(models: Sequence[str | Path], opts: EvalOptions, warn: Warn = _noop
     sel, split, tag = select_faces(full, protocol, opts.split, warn)
     pose = _pose_bins(opts.pose_model, sel) if opts.pose_model is not None else None
 
-    # load every model before the long part, so a bad model stops the run early
-    device = None
-    loaded: list = []
-    for spec in specs:
-        if spec.kind == "checkpoint":
-            from facelm.train import load_model_from_checkpoint, pick_device
-
-            device = device or pick_device(opts.device)
-            pairs = []
-            for p in spec.paths:
-                model, meta = load_model_from_checkpoint(p, device)
-                _check_model_meta(meta, full, p)
-                pairs.append((model, meta))
-            loaded.append(pairs)
-        elif spec.kind == "onnx":
-            from facelm.export import check_meta_matches, load_onnx_model
-
-            pairs = []
-            for p in spec.paths:
-                session, meta = load_onnx_model(p)
-                check_meta_matches(meta, full, str(p))
-                pairs.append((session, meta))
-            loaded.append(pairs)
-        else:
-            loaded.append(read_predictions(spec.paths[0]))
-
+    device, loaded = _load_models(specs, full, opts.device)  # before the long part: a bad model stops early
     d, definition = face_normaliser(sel, norm_kind)
     ev = EvalSet(sel, protocol, norm_kind, definition, d, split, tag, full.path)
     if pose is not None:
@@ -878,63 +452,3 @@ def evaluate(models: Sequence[str | Path], opts: EvalOptions, warn: Warn = _noop
                  "counted as failures")
         scores.append(sc)
     return EvalReport(ev, scores, opts.skip_missing)
-
-
-# -- files ---------------------------------------------------------------------------------------------------
-
-def write_per_face_csv(path: str | Path, report: EvalReport) -> Path:
-    """Write ``model,id,image,subset,nme,status`` (one row per face per model), atomically.
-
-    ``subset`` is the face's tags joined by ``;``; ``nme`` is ``inf`` for a failed face; ``status`` is ``ok``,
-    ``nonfinite`` (NaN/inf predicted coordinates), ``missing`` (no prediction) or ``skipped`` (missing and left
-    out by ``skip_missing``).
-    """
-    path = Path(path)
-    m = report.eval_set.manifest
-    with atomic_write(path, "w", encoding="utf-8", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["model", "id", "image", "subset", "nme", "status"])
-        for s in report.scores:
-            for i, smp in enumerate(m.samples):
-                status = ("skipped" if not s.keep[i] else "missing" if s.missing[i]
-                          else "ok" if np.isfinite(s.nme[i]) else "nonfinite")
-                w.writerow([s.label, smp.id, smp.image, ";".join(smp.subset), repr(float(s.nme[i])), status])
-    return path
-
-
-def short_labels(labels: list[str]) -> list[str]:
-    """Short model labels for tables and legends: the last two path components (run folder + file), more when
-    needed to tell the models apart."""
-
-    def cut(label: str, k: int) -> str:
-        return "+".join("/".join(Path(p).parts[-k:]) for p in label.split("+"))
-
-    for k in range(2, 64):
-        short = [cut(lb, k) for lb in labels]
-        if len(set(short)) == len(set(labels)):
-            return short
-    return labels
-
-
-def report_title(report: EvalReport) -> str:
-    ev = report.eval_set
-    sel = f", {ev.selection}" if ev.selection else ""
-    return f"CED: {ev.protocol.name} ({ev.split}{sel}, n={len(ev.manifest)}), normaliser {ev.normaliser}"
-
-
-def plot_report(path: str | Path, report: EvalReport) -> Path:
-    """Draw the CED curves of all models on one figure titled with the protocol and normaliser."""
-    curves = {}
-    ced = report.ced()
-    for label, (_, curve), s in zip(short_labels(list(ced)), ced.items(), report.scores):
-        mean = s.record["nme"]
-        curves[f"{label} (NME {mean:.4f})" if np.isfinite(mean) else label] = curve
-    try:
-        return plot_ced(path, curves, title=report_title(report), xlabel=f"NME ({report.eval_set.normaliser})")
-    except ValueError as e:
-        raise UsageError(f"--plot: {e}") from None
-
-
-def save_report_ced_csv(path: str | Path, report: EvalReport) -> Path:
-    """Write the CED curves (``threshold,<model>,...``) as CSV."""
-    return save_ced_csv(path, report.ced())

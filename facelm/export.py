@@ -31,23 +31,35 @@ from the ground-truth shape for a stage-2 model (so stage-2 NMEs here are on gro
 
 from __future__ import annotations
 
-import contextlib
-import io
-import json
 import os
 import shutil
 import tempfile
-import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import onnx
 
 from facelm._io import atomic_path, stdout_to_stderr, sweep_stale_temps, temp_name
-from facelm.errors import ModelError, UsageError
+from facelm.benchmark import bench_sessions  # noqa: F401 - re-exported
+from facelm.errors import UsageError
+from facelm.export_formats import (  # noqa: F401 - re-exported under their old home
+    ACTIVATION_TYPES,
+    CALIB_METHODS,
+    convert_fp16,
+    convert_fp16_weights,
+    quantize_int8,
+)
+from facelm.manifest_predict import (  # noqa: F401 - the run/crop helpers are re-exported under their old names
+    iter_manifest_crops,
+    load_onnx_model,
+    manifest_crops,
+    mean_nme,
+    onnx_predict_manifest,
+    run_session,
+)
+from facelm.modelfile import META_KEY, check_meta_matches, meta_scheme, read_onnx_meta, set_onnx_meta  # noqa: F401
 
 __all__ = [
     "export_onnx", "read_onnx_meta", "set_onnx_meta", "META_KEY", "DEFAULT_OPSET", "PRECISIONS",
@@ -57,7 +69,6 @@ __all__ = [
     "onnx_predict_manifest", "random_crops", "opencv_dnn_check", "check_meta_matches", "load_onnx_model",
 ]
 
-META_KEY = "facelm"
 DEFAULT_OPSET = 17
 MIN_OPSET = 13
 
@@ -85,8 +96,6 @@ MAX_NME_INCREASE = 0.03
 # is noise): 2e-4 is 0.02% of the normalising distance.
 NME_ABS_FLOOR = 2e-4
 
-ACTIVATION_TYPES = ("uint8", "int8")
-CALIB_METHODS = ("minmax", "entropy", "percentile")
 
 
 # -- fp32 export and metadata -------------------------------------------------------------------------------------
@@ -94,9 +103,10 @@ CALIB_METHODS = ("minmax", "entropy", "percentile")
 def export_onnx(checkpoint: str | Path, out: str | Path, *, opset: int = DEFAULT_OPSET, dynamic_batch: bool = True,
                 extra_meta: dict | None = None) -> dict:
     """Export a facelm checkpoint to ONNX (fp32) atomically; returns the metadata written into the file."""
-    import torch  # imported here so that `facelm --help` and other commands start without loading torch
+    import onnx  # onnx and torch are imported here: `facelm --help` and the other commands start without them
+    import torch
 
-    from facelm.train import load_model_from_checkpoint
+    from facelm.checkpoint import load_model_from_checkpoint
 
     model, meta = load_model_from_checkpoint(checkpoint, "cpu")
     model = model.float().eval()
@@ -121,396 +131,14 @@ def export_onnx(checkpoint: str | Path, out: str | Path, *, opset: int = DEFAULT
     return meta
 
 
-def set_onnx_meta(proto: onnx.ModelProto, meta: dict) -> None:
-    for p in list(proto.metadata_props):
-        if p.key == META_KEY:
-            proto.metadata_props.remove(p)
-    entry = proto.metadata_props.add()
-    entry.key, entry.value = META_KEY, json.dumps(meta)
-    proto.producer_name = "facelm"
-
-
-def read_onnx_meta(path: str | Path) -> dict:
-    """The facelm metadata of an ONNX file; ``ModelError`` if the file is not a facelm model."""
-    p = Path(path)
-    if not p.is_file():
-        raise ModelError(f"{p}: ONNX file not found")
-    try:
-        proto = onnx.load(str(p), load_external_data=False)
-    except Exception as e:  # protobuf decode errors have many types
-        raise ModelError(f"{p}: not a readable ONNX file ({type(e).__name__})") from None
-    for prop in proto.metadata_props:
-        if prop.key == META_KEY:
-            try:
-                return json.loads(prop.value)
-            except ValueError:
-                raise ModelError(f"{p}: corrupt facelm metadata in the ONNX file") from None
-    raise ModelError(f"{p}: not a facelm model (no '{META_KEY}' metadata; export it with `facelm export`)")
-
-
-def _save_atomic(proto: onnx.ModelProto, out: Path) -> None:
-    with atomic_path(out) as tmp:
-        onnx.save(proto, str(tmp))
-
-
-def _output_layer(proto: onnx.ModelProto) -> str | None:
-    """Name of the last Gemm/MatMul node: the output layer, whose (N, 2L) result becomes the landmarks."""
-    names = [n.name for n in proto.graph.node if n.op_type in ("Gemm", "MatMul")]
-    return names[-1] if names else None
-
-
-# -- fp16 and int8 variants ---------------------------------------------------------------------------------------
-
-def _toposort(proto: onnx.ModelProto) -> onnx.ModelProto:
-    """Put the graph's nodes in topological order (the ONNX spec requires it; the fp16 converter appends its
-    input casts at the end, which onnxruntime tolerates and OpenCV's importer does not)."""
-    g = proto.graph
-    avail = {i.name for i in g.input} | {i.name for i in g.initializer} | {""}
-    pending, ordered = list(g.node), []
-    while pending:
-        rest = []
-        for n in pending:
-            if all(i in avail for i in n.input):
-                ordered.append(n)
-                avail.update(n.output)
-            else:
-                rest.append(n)
-        if len(rest) == len(pending):
-            raise ModelError("the converted graph has a cycle or an undefined input")
-        pending = rest
-    del g.node[:]
-    g.node.extend(ordered)
-    return proto
-
-
-def convert_fp16(src: str | Path, out: str | Path) -> dict:
-    """Write an fp16 copy of the fp32 facelm ONNX ``src`` to ``out``; returns its metadata.
-
-    Inputs and outputs stay float32 (``keep_io_types``) and the output layer stays fp32 (fp16 has a 1/32 px grid
-    at 64-128 px, too coarse for landmark coordinates). Meant for GPU providers.
-    """
-    import onnxruntime
-    from onnxruntime.transformers.float16 import convert_float_to_float16
-
-    meta = read_onnx_meta(src)
-    proto = onnx.load(str(src))
-    head = _output_layer(proto)
-    block = [head] if head else None
-    fp16 = _toposort(convert_float_to_float16(proto, keep_io_types=True, node_block_list=block))
-    onnx.checker.check_model(fp16)
-    meta = {**meta, "precision": "fp16",
-            "fp16": {"keep_io_types": True, "fp32_nodes": block or [],
-                     "onnxruntime_version": onnxruntime.__version__}}
-    set_onnx_meta(fp16, meta)
-    _save_atomic(fp16, Path(out))
-    return meta
-
-
-def convert_fp16_weights(src: str | Path, out: str | Path, min_elements: int = 64) -> dict:
-    """Write a copy of the fp32 facelm ONNX ``src`` whose weights are *stored* as float16 (``precision: fp16w``).
-
-    Every float32 initializer of rank >= 2 with at least ``min_elements`` values (conv kernels, FC matrices) is
-    replaced by a float16 initializer and a ``Cast`` to float32 at the top of the graph. Computation stays
-    float32: onnxruntime constant-folds the casts at load time, so speed is unchanged and the file about halves.
-    Biases and small tensors stay float32.
-    """
-    import onnxruntime
-    from onnx import helper, numpy_helper
-
-    meta = read_onnx_meta(src)
-    proto = onnx.load(str(src))
-    g = proto.graph
-    casts, converted, before, after = [], [], 0, 0
-    keep = []
-    for init in g.initializer:
-        arr = numpy_helper.to_array(init)
-        before += arr.nbytes
-        if init.data_type == onnx.TensorProto.FLOAT and arr.ndim >= 2 and arr.size >= min_elements:
-            half = numpy_helper.from_array(arr.astype(np.float16), name=f"{init.name}__fp16")
-            keep.append(half)
-            casts.append(helper.make_node("Cast", [half.name], [init.name], to=onnx.TensorProto.FLOAT,
-                                          name=f"{init.name}__cast"))
-            converted.append(init.name)
-            after += arr.size * 2
-        else:
-            keep.append(init)
-            after += arr.nbytes
-    del g.initializer[:]
-    g.initializer.extend(keep)
-    nodes = list(g.node)
-    del g.node[:]
-    g.node.extend(casts + nodes)
-    onnx.checker.check_model(proto)
-    meta = {**meta, "precision": "fp16w",
-            "fp16w": {"stored_fp16": len(converted), "compute": "float32",
-                      "weight_bytes_fp32": int(before), "weight_bytes": int(after),
-                      "onnxruntime_version": onnxruntime.__version__}}
-    set_onnx_meta(proto, meta)
-    _save_atomic(proto, Path(out))
-    return meta
-
-
-class _CropReader:
-    """onnxruntime ``CalibrationDataReader`` over an in-memory ``(N, 3, H, W)`` float32 array."""
-
-    def __init__(self, images: np.ndarray, name: str = "images", batch: int = 16, fixed_batch: int | None = None):
-        self.images, self.name, self.batch, self.fixed = images, name, (fixed_batch or batch), fixed_batch
-        self.pos = 0
-
-    def get_next(self) -> dict | None:
-        if self.pos >= len(self.images):
-            return None
-        x = self.images[self.pos:self.pos + self.batch]
-        self.pos += self.batch
-        if self.fixed and len(x) < self.fixed:
-            x = np.concatenate([x, np.repeat(x[-1:], self.fixed - len(x), 0)])
-        return {self.name: np.ascontiguousarray(x, dtype=np.float32)}
-
-    def rewind(self) -> None:
-        self.pos = 0
-
-    def __len__(self) -> int:
-        return -(-len(self.images) // self.batch)
-
-
-def quantize_int8(src: str | Path, out: str | Path, calib_images: np.ndarray, *, activation_type: str = "uint8",
-                  calib_method: str = "minmax", per_channel: bool = True, preprocess: bool = True,
-                  extra_meta: dict | None = None) -> dict:
-    """Write a statically quantised (QDQ) int8 copy of the fp32 facelm ONNX ``src`` to ``out``.
-
-    Args:
-        src: fp32 facelm ONNX.
-        out: where to write the int8 model (atomically).
-        calib_images: ``(N, 3, H, W)`` float32 RGB [0, 255] calibration crops (a few hundred real crops).
-        activation_type: ``uint8`` (onnxruntime's fast u8s8 path on x86) or ``int8``.
-        calib_method: ``minmax``, ``entropy`` or ``percentile`` (activation range calibration).
-        per_channel: per-output-channel weight scales (recommended for convs).
-        preprocess: run ``quant_pre_process`` (shape inference + graph optimisation) first.
-        extra_meta: merged into the metadata (e.g. the calibration manifest's hash).
-
-    Returns:
-        The metadata written into ``out`` (``precision: int8`` and a ``quantization`` record).
-    """
-    import onnxruntime
-    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, \
-        quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    if activation_type not in ACTIVATION_TYPES:
-        raise UsageError(f"unknown activation type {activation_type!r} ({', '.join(ACTIVATION_TYPES)})")
-    if calib_method not in CALIB_METHODS:
-        raise UsageError(f"unknown calibration method {calib_method!r} ({', '.join(CALIB_METHODS)})")
-    if calib_images is None or len(calib_images) == 0:
-        raise UsageError("int8 quantisation needs calibration crops")
-    meta = read_onnx_meta(src)
-    out = Path(out)
-    if out.parent.is_dir():
-        sweep_stale_temps(out)
-    work = Path(tempfile.mkdtemp(prefix=temp_name(out, "int8-"), suffix=".tmp",
-                                 dir=out.parent if out.parent.is_dir() else None))
-    try:
-        model_in = Path(src)
-        if preprocess:
-            pre = work / "pre.onnx"
-            quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
-            model_in = pre
-        proto = onnx.load(str(model_in))
-        head = _output_layer(proto)
-        shape0 = proto.graph.input[0].type.tensor_type.shape.dim[0]
-        fixed = shape0.dim_value if shape0.HasField("dim_value") and shape0.dim_value > 0 else None
-
-        reader_cls = type("CropReader", (_CropReader, CalibrationDataReader), {})
-        reader = reader_cls(np.asarray(calib_images, np.float32), "images", 16, fixed)
-        method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
-                  "percentile": CalibrationMethod.Percentile}[calib_method]
-        act = QuantType.QUInt8 if activation_type == "uint8" else QuantType.QInt8
-        # (not CalibMaxIntermediateOutputs: onnxruntime 1.31 drops the batches it collected when that is reached)
-        q = work / "int8.onnx"
-        # the histogram calibrators print progress on stdout, which carries the CLI's JSON: swallow it
-        with contextlib.redirect_stdout(io.StringIO()):
-            quantize_static(str(model_in), str(q), reader, quant_format=QuantFormat.QDQ, per_channel=per_channel,
-                            activation_type=act, weight_type=QuantType.QInt8, calibrate_method=method,
-                            nodes_to_exclude=[head] if head else None)
-        qp = onnx.load(str(q))
-        meta = {**meta, **(extra_meta or {}), "precision": "int8",
-                "quantization": {"method": "onnxruntime.quantize_static", "format": "QDQ", "weights": "int8",
-                                 "per_channel": per_channel, "activations": activation_type,
-                                 "calibration": calib_method, "calib_crops": int(len(calib_images)),
-                                 "preprocess": preprocess, "float_nodes": [head] if head else [],
-                                 "onnxruntime_version": onnxruntime.__version__,
-                                 **(extra_meta or {}).get("quantization", {})}}
-        set_onnx_meta(qp, meta)
-        _save_atomic(qp, out)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    return meta
-
-
 # -- running ONNX models ------------------------------------------------------------------------------------------
 
 def make_session(model: str | Path | bytes, threads: int = 0,
                  providers: tuple[str, ...] = ("CPUExecutionProvider",), spin: bool = False):
-    """An onnxruntime ``InferenceSession`` (CPU provider by default; ``threads=0``: onnxruntime's default).
+    """An onnxruntime session for export checks (``facelm.ort.create_session``; CPU provider by default)."""
+    from facelm.ort import create_session
 
-    Worker threads do not spin-wait unless ``spin`` (spinning wins a little latency on an idle machine and loses
-    a lot on a busy one, as ``facelm.runtime`` decides too).
-    """
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
-    if not spin:
-        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    if threads:
-        so.intra_op_num_threads = int(threads)
-        so.inter_op_num_threads = 1
-    src = model if isinstance(model, bytes) else str(model)
-    try:
-        return ort.InferenceSession(src, sess_options=so, providers=list(providers))
-    except Exception as e:  # onnxruntime raises its own exception types for bad files
-        msg = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-        raise ModelError(f"{model if not isinstance(model, bytes) else '<bytes>'}: onnxruntime cannot load it "
-                         f"({msg})") from None
-
-
-def run_session(session, images: np.ndarray, batch: int = 64) -> np.ndarray:
-    """Run a facelm ONNX session on ``(N, 3, H, W)`` float32 crops -> ``(N, L, 2)`` float32 crop pixels.
-
-    A fixed-batch model is fed exactly its batch size (the last chunk padded).
-    """
-    inp = session.get_inputs()[0]
-    out_name = session.get_outputs()[0].name
-    fixed = inp.shape[0] if isinstance(inp.shape[0], int) and inp.shape[0] > 0 else None
-    bs = fixed or max(1, int(batch))
-    x = np.asarray(images, dtype=np.float32)
-    outs = []
-    for s in range(0, len(x), bs):
-        chunk = x[s:s + bs]
-        k = len(chunk)
-        if fixed and k < fixed:
-            chunk = np.concatenate([chunk, np.zeros((fixed - k, *chunk.shape[1:]), np.float32)])
-        outs.append(session.run([out_name], {inp.name: np.ascontiguousarray(chunk)})[0][:k])
-    if not outs:
-        shape = session.get_outputs()[0].shape
-        return np.zeros((0, int(shape[1]), 2), np.float32)
-    return np.concatenate(outs).astype(np.float32)
-
-
-def bench_sessions(sessions: dict, size: int, *, batch: int = 32, seconds: float = 1.0, seed: int = 0
-                   ) -> dict[str, dict]:
-    """Throughput of several sessions on the same random batch, measured interleaved (fair under load).
-
-    Returns ``{name: {"batch", "crops_per_s", "ms_per_batch", "runs"}}``; the median batch time is used.
-    A fixed-batch model is timed at its own batch size.
-    """
-    rng = np.random.default_rng(seed)
-    feeds, times = {}, {}
-    for name, s in sessions.items():
-        inp = s.get_inputs()[0]
-        b = inp.shape[0] if isinstance(inp.shape[0], int) and inp.shape[0] > 0 else batch
-        feeds[name] = (inp.name, s.get_outputs()[0].name,
-                       rng.integers(0, 256, (b, 3, size, size)).astype(np.float32))
-        times[name] = []
-        for _ in range(2):  # warm-up (allocations, first-run kernel selection)
-            s.run([feeds[name][1]], {feeds[name][0]: feeds[name][2]})
-    t_end = time.perf_counter() + max(0.0, seconds) * len(sessions)
-    rounds = 0
-    while rounds < 3 or time.perf_counter() < t_end:
-        for name, s in sessions.items():
-            i, o, x = feeds[name]
-            t0 = time.perf_counter()
-            s.run([o], {i: x})
-            times[name].append(time.perf_counter() - t0)
-        rounds += 1
-    res = {}
-    for name, t in times.items():
-        med = float(np.median(t))
-        b = len(feeds[name][2])
-        res[name] = {"batch": b, "crops_per_s": round(b / med, 1), "ms_per_batch": round(1e3 * med, 3),
-                     "runs": len(t)}
-    return res
-
-
-def load_onnx_model(path: str | Path, threads: int = 0, providers: tuple[str, ...] = ("CPUExecutionProvider",)
-                    ) -> tuple[object, dict]:
-    """(onnxruntime session, facelm metadata) of an exported model; ``ModelError`` if it is not one."""
-    meta = read_onnx_meta(path)
-    return make_session(path, threads, providers), meta
-
-
-# -- crops from a prepared dataset --------------------------------------------------------------------------------
-
-def _meta_scheme(meta: dict):
-    from facelm.schemes import get_scheme, register_scheme, scheme_from_dict
-
-    sch = meta.get("scheme") or {}
-    try:
-        return get_scheme(sch["name"])
-    except KeyError:
-        try:
-            return register_scheme(scheme_from_dict(sch, source="model metadata"))
-        except ValueError as e:
-            raise ModelError(f"the model's landmark scheme is unusable: {e}") from None
-
-
-def check_meta_matches(meta: dict, manifest, what: str = "model") -> None:
-    """``ModelError`` when a model's scheme or landmark count differs from a manifest's."""
-    name = (meta.get("scheme") or {}).get("name")
-    if name != manifest.scheme:
-        raise ModelError(f"{what} predicts scheme {name!r}, but {manifest.path} is {manifest.scheme!r}")
-    if int(meta.get("num_landmarks", -1)) != manifest.landmarks.shape[1]:
-        raise ModelError(f"{what} predicts {meta.get('num_landmarks')} landmarks, but {manifest.path} has "
-                         f"{manifest.landmarks.shape[1]}")
-
-
-def _frames(meta: dict, manifest, lm_cache: np.ndarray, stage1_pred_cache: np.ndarray | None) -> np.ndarray:
-    from facelm.transforms import face_frames, upright_frames
-
-    info = manifest.info
-    size, margin = int(info.get("cache_size", 192)), float(info.get("margin", 1.8))
-    if int(meta.get("stage", 1)) != 2:
-        return face_frames(len(lm_cache), size, margin)
-    scheme = _meta_scheme(meta)
-    shape = stage1_pred_cache if stage1_pred_cache is not None else lm_cache
-    le, re = scheme.eye_centres(shape)
-    return upright_frames(shape, le, re, scheme.face_box_scale)
-
-
-def iter_manifest_crops(meta: dict, manifest, stage1_pred_cache: np.ndarray | None = None, batch: int = 64,
-                        rows: np.ndarray | None = None) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Model crops of a manifest's faces, built as in training validation (plain, no augmentation).
-
-    Stage 1: the face square of the crop cache; stage 2: the upright square of ``stage1_pred_cache`` (stage-1
-    shapes in cache pixels, ``(N, L, 2)``) or, without it, of the ground-truth shape.
-
-    Yields:
-        (crops ``(n, 3, S, S)`` float32 RGB [0, 255], crop matrices ``(n, 2, 3)`` cache -> crop pixels,
-        manifest rows ``(n,)``).
-    """
-    from facelm.train import _load_split
-    from facelm.transforms import frame_matrices, render_batch
-
-    crops, index, lm_cache, _ = _load_split(manifest)
-    frames = _frames(meta, manifest, lm_cache, stage1_pred_cache)
-    size = int(meta["input_size"][0])
-    mats, flips = frame_matrices(frames, size)
-    rows = np.arange(len(index)) if rows is None else np.asarray(rows, dtype=np.int64)
-    flip_perm = np.arange(lm_cache.shape[1])
-    for s in range(0, len(rows), batch):
-        r = rows[s:s + batch]
-        imgs, _, _ = render_batch(crops, index[r], lm_cache[r], mats[r], flips[r], flip_perm, size)
-        yield np.ascontiguousarray(imgs.transpose(0, 3, 1, 2), dtype=np.float32), mats[r], r
-
-
-def manifest_crops(meta: dict, manifest, n: int | None = None, seed: int = 0,
-                   stage1_pred_cache: np.ndarray | None = None) -> np.ndarray:
-    """``n`` crops (a seeded random choice of faces; all when ``n`` is None or larger) -> ``(n, 3, S, S)``."""
-    rows = np.arange(len(manifest))
-    if n is not None and n < len(rows):
-        rows = np.sort(np.random.default_rng(seed).choice(rows, n, replace=False))
-    parts = [c for c, _, _ in iter_manifest_crops(meta, manifest, stage1_pred_cache, rows=rows)]
-    size = int(meta["input_size"][0])
-    return np.concatenate(parts) if parts else np.zeros((0, 3, size, size), np.float32)
+    return create_session(model, providers, threads, spin)
 
 
 def random_crops(n: int, size: int, seed: int = 0) -> np.ndarray:
@@ -525,35 +153,6 @@ def random_crops(n: int, size: int, seed: int = 0) -> np.ndarray:
             out[i, c] = cv2.resize(low[i, c], (size, size), interpolation=cv2.INTER_CUBIC)
     out += rng.normal(0, 12, out.shape).astype(np.float32)
     return np.clip(np.round(out), 0, 255).astype(np.float32)
-
-
-def onnx_predict_manifest(session, meta: dict, manifest, stage1_pred_cache: np.ndarray | None = None,
-                          batch: int = 64) -> np.ndarray:
-    """Predictions ``(N, L, 2)`` in original-image pixels of an ONNX model for every face of ``manifest``.
-
-    Faces are cropped with their ground-truth boxes like :func:`facelm.train.predict_manifest` (a stage-2 model
-    on the upright square of ``stage1_pred_cache``, else of the ground truth); outputs are mapped back through
-    the crop and the crop-cache matrices.
-    """
-    from facelm.geometry import invert_affine
-
-    check_meta_matches(meta, manifest)
-    n, lmk = len(manifest), manifest.landmarks.shape[1]
-    pred_cache = np.zeros((n, lmk, 2), np.float64)
-    for imgs, mats, rows in iter_manifest_crops(meta, manifest, stage1_pred_cache, batch=batch):
-        p = run_session(session, imgs, batch).astype(np.float64)
-        inv = np.stack([invert_affine(m) for m in mats])
-        pred_cache[rows] = np.einsum("nij,nlj->nli", inv[:, :, :2], p) + inv[:, None, :, 2]
-    inv_cache = np.stack([invert_affine(m) for m in manifest.cache_matrix]) if n else np.zeros((0, 2, 3))
-    return np.einsum("nij,nlj->nli", inv_cache[:, :, :2], pred_cache) + inv_cache[:, None, :, 2]
-
-
-def _mean_nme(pred_img: np.ndarray, manifest) -> float:
-    from facelm.train import validation_nme
-
-    nme = validation_nme(pred_img, manifest, _meta_scheme({"scheme": {"name": manifest.scheme}}))
-    ok = np.isfinite(nme)
-    return float(np.mean(nme[ok])) if ok.any() else float("inf")
 
 
 def opencv_dnn_check(path: str | Path, images: np.ndarray, reference: np.ndarray | None = None
@@ -621,7 +220,7 @@ class ExportOptions:
         tolerance: parity tolerance in crop px (None: :data:`PARITY_TOLERANCE` of the precision).
         bench_seconds: time per model for the fp32-vs-variant speed comparison (0: skip).
         bench_batch: batch size of the speed comparison.
-        threads: onnxruntime intra-op threads (0: its default, all cores).
+        threads: onnxruntime intra-op threads (0: every core this process may use).
         seed: seed for the calibration face choice and random sample crops.
     """
 
@@ -655,34 +254,24 @@ class ExportResult:
         return not self.failures
 
 
-def resolve_checkpoint(path: str | Path) -> Path:
-    p = Path(path)
-    if p.is_dir():
-        for name in ("best.pt", "last.pt"):
-            if (p / name).is_file():
-                return p / name
-        raise ModelError(f"{p}: no best.pt or last.pt in this folder")
-    return p
-
-
 def _check_options(o: ExportOptions) -> None:
     if Path(o.out).suffix.lower() != ".onnx":
-        raise UsageError(f"--out {o.out}: the output must be an .onnx file")
+        raise UsageError(f"`out` {o.out}: the output must be an .onnx file")
     if o.precision not in PRECISIONS:
         raise UsageError(f"unknown precision {o.precision!r} ({', '.join(PRECISIONS)})")
     if o.precision == "int8" and o.calib is None:
-        raise UsageError("--quantize int8 needs --calib DATA (a prepared dataset for calibration crops)")
+        raise UsageError("`precision` int8 needs `calib` (a prepared dataset for calibration crops)")
     if o.activation_type not in ACTIVATION_TYPES:
-        raise UsageError(f"--activations must be one of {', '.join(ACTIVATION_TYPES)}")
+        raise UsageError(f"`activation_type` must be one of {', '.join(ACTIVATION_TYPES)}")
     if o.calib_method not in CALIB_METHODS:
-        raise UsageError(f"--calib-method must be one of {', '.join(CALIB_METHODS)}")
+        raise UsageError(f"`calib_method` must be one of {', '.join(CALIB_METHODS)}")
     if not MIN_OPSET <= o.opset <= max_opset():
-        raise UsageError(f"--opset must be in [{MIN_OPSET}, {max_opset()}], got {o.opset} (13: per-channel "
+        raise UsageError(f"`opset` must be in [{MIN_OPSET}, {max_opset()}], got {o.opset} (13: per-channel "
                          "quantisation and the exporter need it; the top: torch's TorchScript exporter)")
     if Path(o.out).is_dir():
-        raise UsageError(f"--out {o.out}: is a folder; give the .onnx file name")
+        raise UsageError(f"`out` {o.out}: is a folder; give the .onnx file name")
     if o.calib_faces < 1 or o.parity_crops < 1 or o.bench_batch < 1:
-        raise UsageError("--calib-faces, --parity-crops and --bench-batch must be at least 1")
+        raise UsageError("`calib_faces`, `parity_crops` and `bench_batch` must be at least 1")
 
 
 def _val_split(m):
@@ -697,6 +286,130 @@ def _noop(msg: str) -> None:
     pass
 
 
+@dataclass
+class _ExportData:
+    """The prepared data an export uses: calibration faces (int8), validation faces and their split."""
+
+    calib_m: object = None
+    val_m: object = None
+    val_split: str | None = None
+    quant_extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, opts: ExportOptions, ck_meta: dict, what: str) -> _ExportData:
+        from facelm.manifest import load_manifest
+
+        d = cls()
+        if opts.calib is not None:
+            full = load_manifest(opts.calib)
+            check_meta_matches(ck_meta, full, what)
+            d.calib_m = full.split("train") if len(full.split("train")) else full
+            d.quant_extra["calib_manifest_sha256"] = full.content_hash()
+            if opts.val is None and len(full.split("val")):
+                d.val_m, d.val_split = full.split("val"), "val"
+        if opts.val is not None:
+            vfull = load_manifest(opts.val)
+            check_meta_matches(ck_meta, vfull, what)
+            d.val_m, d.val_split = _val_split(vfull)
+        if d.val_m is not None and len(d.val_m) > opts.max_val:
+            d.val_m = d.val_m.select(np.arange(len(d.val_m)) < opts.max_val)
+        return d
+
+    def parity_sample(self, opts: ExportOptions, ck_meta: dict, size: int) -> tuple[np.ndarray, str]:
+        """Sample crops for the parity check: real ones when there is data, else seeded random images."""
+        if self.val_m is not None or self.calib_m is not None:
+            src_m = self.val_m if self.val_m is not None else self.calib_m
+            return manifest_crops(ck_meta, src_m, opts.parity_crops, seed=opts.seed), "data"
+        return random_crops(opts.parity_crops, size, seed=opts.seed), "random"
+
+
+def _convert(opts: ExportOptions, fp32_path: Path, work: Path, ck_meta: dict, data: _ExportData,
+             step: Callable[[str], None]) -> Path:
+    """The file of the asked precision (``fp32_path`` itself for fp32)."""
+    if opts.precision == "fp16":
+        step("converting to fp16")
+        final = work / "fp16.onnx"
+        convert_fp16(fp32_path, final)
+    elif opts.precision == "fp16w":
+        step("storing the weights as fp16")
+        final = work / "fp16w.onnx"
+        convert_fp16_weights(fp32_path, final)
+    elif opts.precision == "int8":
+        step(f"calibrating int8 on {min(opts.calib_faces, len(data.calib_m))} crops ({opts.calib_method})")
+        calib = manifest_crops(ck_meta, data.calib_m, opts.calib_faces, seed=opts.seed)
+        final = work / "int8.onnx"
+        quantize_int8(fp32_path, final, calib, activation_type=opts.activation_type,
+                      calib_method=opts.calib_method, extra_meta={"quantization": data.quant_extra})
+    else:
+        final = fp32_path
+    return final
+
+
+def _parity_fp32(opts: ExportOptions, y32: np.ndarray, ref: np.ndarray, source: str, failures: list[str]) -> dict:
+    d32 = np.abs(y32 - ref)
+    tol32 = opts.tolerance if (opts.tolerance is not None and opts.precision == "fp32") \
+        else PARITY_TOLERANCE["fp32"]
+    parity = {"max_abs_px": float(d32.max()), "mean_abs_px": float(d32.mean()), "tolerance": tol32,
+              "n_crops": int(len(ref)), "source": source, "provider": "CPUExecutionProvider"}
+    if not bool(np.isfinite(d32).all() and d32.max() <= tol32):
+        failures.append(f"fp32 ONNX differs from torch by {d32.max():.3g} crop px (tolerance {tol32:g}) on "
+                        f"{len(ref)} crops")
+    return parity
+
+
+def _parity_variant(opts: ExportOptions, parity: dict, yq: np.ndarray, ref: np.ndarray, failures: list[str]
+                    ) -> None:
+    dq = np.abs(yq - ref)
+    tolq = opts.tolerance if opts.tolerance is not None else PARITY_TOLERANCE[opts.precision]
+    parity.update(fp32_max_abs_px=parity["max_abs_px"], fp32_tolerance=parity["tolerance"],
+                  max_abs_px=float(dq.max()), mean_abs_px=float(dq.mean()), tolerance=tolq)
+    if not np.isfinite(dq).all():
+        failures.append(f"{opts.precision} ONNX gives non-finite landmarks")
+    elif tolq is not None and dq.max() > tolq:
+        failures.append(f"{opts.precision} ONNX differs from torch by {dq.max():.3g} crop px "
+                        f"(tolerance {tolq:g}) on {len(ref)} crops")
+
+
+def _speed(opts: ExportOptions, sess32, sess, size: int, step: Callable[[str], None]) -> dict:
+    step(f"timing fp32 vs {opts.precision} (onnxruntime CPU, batch {opts.bench_batch})")
+    b = bench_sessions({"fp32": sess32, opts.precision: sess}, size, batch=opts.bench_batch,
+                       seconds=opts.bench_seconds, seed=opts.seed)
+    speed = {
+        "provider": "CPUExecutionProvider", "batch": b["fp32"]["batch"], "threads": opts.threads or None,
+        "fp32_crops_per_s": b["fp32"]["crops_per_s"],
+        f"{opts.precision}_crops_per_s": b[opts.precision]["crops_per_s"],
+        "speedup": round(b[opts.precision]["crops_per_s"] / b["fp32"]["crops_per_s"], 3),
+    }
+    if opts.precision == "fp16":
+        speed["note"] = "fp16 is meant for GPU providers; on the CPU provider it is no faster than fp32"
+    return speed
+
+
+def _nme_check(opts: ExportOptions, ck_meta: dict, data: _ExportData, sess32, sess, failures: list[str],
+               step: Callable[[str], None]) -> dict:
+    """fp32 NME on the validation faces, and the variant's (``sess``; None for fp32) against it."""
+    from facelm.manifest_predict import default_normaliser
+
+    val_m = data.val_m
+    step(f"NME on {len(val_m)} validation faces")
+    nme32 = mean_nme(onnx_predict_manifest(sess32, ck_meta, val_m), val_m)
+    nme = {"data": str(val_m.path), "split": data.val_split, "faces": len(val_m),
+           "normaliser": default_normaliser(val_m.scheme),
+           "crops": "ground-truth face square" if int(ck_meta.get("stage", 1)) == 1
+           else "ground-truth upright square",
+           "fp32": nme32}
+    if sess is not None:
+        nq = mean_nme(onnx_predict_manifest(sess, ck_meta, val_m), val_m)
+        rel = (nq - nme32) / nme32 if nme32 > 0 and np.isfinite(nme32) else float("nan")
+        nme.update({opts.precision: nq, "relative_change": rel, "max_increase": opts.max_nme_increase,
+                    "abs_floor": NME_ABS_FLOOR})
+        nme["ok"] = bool(np.isfinite(nq) and not (rel > opts.max_nme_increase and nq - nme32 > NME_ABS_FLOOR))
+        if not nme["ok"]:
+            failures.append(f"{opts.precision} NME {nq:.5f} vs fp32 {nme32:.5f} on {len(val_m)} faces: "
+                            f"{100 * rel:+.2f}% (limit +{100 * opts.max_nme_increase:g}%)")
+    return nme
+
+
 def export(opts: ExportOptions, *, warn: Callable[[str], None] = _noop, step: Callable[[str], None] = _noop
            ) -> ExportResult:
     """Export, check and (when asked) convert/quantise a checkpoint; see the module docstring.
@@ -709,46 +422,22 @@ def export(opts: ExportOptions, *, warn: Callable[[str], None] = _noop, step: Ca
         ModelError: unreadable or foreign checkpoint, or data of another landmark scheme.
         DataError: unreadable calibration/validation data.
     """
+    # onnx, onnxruntime and torch are loaded here, before the temporary folder exists: a SIGTERM/Ctrl-C that
+    # lands while a C extension is being imported can crash the process instead of stopping it cleanly
+    import onnx  # noqa: F401
     import onnxruntime
-
     import torch
 
-    from facelm.manifest import load_manifest
-    from facelm.train import load_model_from_checkpoint
+    from facelm.checkpoint import load_model_from_checkpoint, resolve_checkpoint
 
     _check_options(opts)
     ck_path = resolve_checkpoint(opts.checkpoint)
     model, ck_meta = load_model_from_checkpoint(ck_path, "cpu")
     model = model.float().eval()
     size = int(ck_meta["input_size"][0])
-    stage = int(ck_meta.get("stage", 1))
     what = f"{ck_path} ({ck_meta['arch']}, {(ck_meta.get('scheme') or {}).get('name')})"
-
-    calib_m = val_m = None
-    val_split = None
-    quant_extra: dict = {}
-    if opts.calib is not None:
-        full = load_manifest(opts.calib)
-        check_meta_matches(ck_meta, full, what)
-        calib_m = full.split("train") if len(full.split("train")) else full
-        quant_extra["calib_manifest_sha256"] = full.content_hash()
-        if opts.val is None and len(full.split("val")):
-            val_m, val_split = full.split("val"), "val"
-    if opts.val is not None:
-        vfull = load_manifest(opts.val)
-        check_meta_matches(ck_meta, vfull, what)
-        val_m, val_split = _val_split(vfull)
-    if val_m is not None and len(val_m) > opts.max_val:
-        val_m = val_m.select(np.arange(len(val_m)) < opts.max_val)
-
-    # sample crops for the parity check: real ones when there is data, else seeded random images
-    if val_m is not None or calib_m is not None:
-        src_m = val_m if val_m is not None else calib_m
-        sample = manifest_crops(ck_meta, src_m, opts.parity_crops, seed=opts.seed)
-        sample_source = "data"
-    else:
-        sample = random_crops(opts.parity_crops, size, seed=opts.seed)
-        sample_source = "random"
+    data = _ExportData.load(opts, ck_meta, what)
+    sample, sample_source = data.parity_sample(opts, ck_meta, size)
     with torch.no_grad():
         ref = model(torch.from_numpy(sample)).numpy()
 
@@ -762,44 +451,11 @@ def export(opts: ExportOptions, *, warn: Callable[[str], None] = _noop, step: Ca
         step("exporting fp32 ONNX")
         export_onnx(ck_path, fp32_path, opset=opts.opset, dynamic_batch=opts.dynamic_batch)
         sess32 = make_session(fp32_path, opts.threads)
-        y32 = run_session(sess32, sample)
-        d32 = np.abs(y32 - ref)
-        tol32 = opts.tolerance if (opts.tolerance is not None and opts.precision == "fp32") \
-            else PARITY_TOLERANCE["fp32"]
-        parity = {"max_abs_px": float(d32.max()), "mean_abs_px": float(d32.mean()), "tolerance": tol32,
-                  "n_crops": int(len(sample)), "source": sample_source, "provider": "CPUExecutionProvider"}
-        ok32 = bool(np.isfinite(d32).all() and d32.max() <= tol32)
-        if not ok32:
-            failures.append(f"fp32 ONNX differs from torch by {d32.max():.3g} crop px (tolerance {tol32:g}) on "
-                            f"{len(sample)} crops")
-
-        final, sess = fp32_path, sess32
-        if opts.precision == "fp16":
-            step("converting to fp16")
-            final = work / "fp16.onnx"
-            convert_fp16(fp32_path, final)
-        elif opts.precision == "fp16w":
-            step("storing the weights as fp16")
-            final = work / "fp16w.onnx"
-            convert_fp16_weights(fp32_path, final)
-        elif opts.precision == "int8":
-            step(f"calibrating int8 on {min(opts.calib_faces, len(calib_m))} crops ({opts.calib_method})")
-            calib = manifest_crops(ck_meta, calib_m, opts.calib_faces, seed=opts.seed)
-            final = work / "int8.onnx"
-            quantize_int8(fp32_path, final, calib, activation_type=opts.activation_type,
-                          calib_method=opts.calib_method, extra_meta={"quantization": quant_extra})
+        parity = _parity_fp32(opts, run_session(sess32, sample), ref, sample_source, failures)
+        final, sess = _convert(opts, fp32_path, work, ck_meta, data, step), sess32
         if final is not fp32_path:
             sess = make_session(final, opts.threads)
-            yq = run_session(sess, sample)
-            dq = np.abs(yq - ref)
-            tolq = opts.tolerance if opts.tolerance is not None else PARITY_TOLERANCE[opts.precision]
-            parity.update(fp32_max_abs_px=parity["max_abs_px"], fp32_tolerance=tol32,
-                          max_abs_px=float(dq.max()), mean_abs_px=float(dq.mean()), tolerance=tolq)
-            if not np.isfinite(dq).all():
-                failures.append(f"{opts.precision} ONNX gives non-finite landmarks")
-            elif tolq is not None and dq.max() > tolq:
-                failures.append(f"{opts.precision} ONNX differs from torch by {dq.max():.3g} crop px "
-                                f"(tolerance {tolq:g}) on {len(sample)} crops")
+            _parity_variant(opts, parity, run_session(sess, sample), ref, failures)
         parity["ok"] = not failures
 
         step("loading with OpenCV DNN")
@@ -808,7 +464,8 @@ def export(opts: ExportOptions, *, warn: Callable[[str], None] = _noop, step: Ca
             warn(f"OpenCV DNN cannot load the {opts.precision} model ({cv_note}); onnxruntime can")
 
         summary: dict = {
-            "checkpoint": str(ck_path), "out": str(out), "arch": ck_meta["arch"], "stage": stage,
+            "checkpoint": str(ck_path), "out": str(out), "arch": ck_meta["arch"],
+            "stage": int(ck_meta.get("stage", 1)),
             "scheme": (ck_meta.get("scheme") or {}).get("name"), "num_landmarks": int(ck_meta["num_landmarks"]),
             "input_size": list(ck_meta["input_size"]), "opset": opts.opset, "precision": opts.precision,
             "dynamic_batch": opts.dynamic_batch, "bytes": final.stat().st_size,
@@ -816,41 +473,11 @@ def export(opts: ExportOptions, *, warn: Callable[[str], None] = _noop, step: Ca
             "opencv_dnn_engine": cv_note if cv_ok else None, "opencv_dnn_max_abs_px": cv_diff,
             "opencv_dnn_error": None if cv_ok else cv_note, "onnxruntime_version": onnxruntime.__version__,
         }
-
         if final is not fp32_path and opts.bench_seconds > 0:
-            step(f"timing fp32 vs {opts.precision} (onnxruntime CPU, batch {opts.bench_batch})")
-            b = bench_sessions({"fp32": sess32, opts.precision: sess}, size, batch=opts.bench_batch,
-                               seconds=opts.bench_seconds, seed=opts.seed)
-            summary["speed"] = {
-                "provider": "CPUExecutionProvider", "batch": b["fp32"]["batch"], "threads": opts.threads or None,
-                "fp32_crops_per_s": b["fp32"]["crops_per_s"],
-                f"{opts.precision}_crops_per_s": b[opts.precision]["crops_per_s"],
-                "speedup": round(b[opts.precision]["crops_per_s"] / b["fp32"]["crops_per_s"], 3),
-            }
-            if opts.precision == "fp16":
-                summary["speed"]["note"] = ("fp16 is meant for GPU providers; on the CPU provider it is no faster "
-                                            "than fp32")
-
-        if val_m is not None and len(val_m):
-            step(f"NME on {len(val_m)} validation faces")
-            from facelm.train import default_normaliser
-
-            nme32 = _mean_nme(onnx_predict_manifest(sess32, ck_meta, val_m), val_m)
-            nme = {"data": str(val_m.path), "split": val_split, "faces": len(val_m),
-                   "normaliser": default_normaliser(val_m.scheme),
-                   "crops": "ground-truth face square" if stage == 1 else "ground-truth upright square",
-                   "fp32": nme32}
-            if final is not fp32_path:
-                nq = _mean_nme(onnx_predict_manifest(sess, ck_meta, val_m), val_m)
-                rel = (nq - nme32) / nme32 if nme32 > 0 and np.isfinite(nme32) else float("nan")
-                nme.update({opts.precision: nq, "relative_change": rel, "max_increase": opts.max_nme_increase,
-                            "abs_floor": NME_ABS_FLOOR})
-                nme["ok"] = bool(np.isfinite(nq) and not (rel > opts.max_nme_increase
-                                                         and nq - nme32 > NME_ABS_FLOOR))
-                if not nme["ok"]:
-                    failures.append(f"{opts.precision} NME {nq:.5f} vs fp32 {nme32:.5f} on {len(val_m)} faces: "
-                                    f"{100 * rel:+.2f}% (limit +{100 * opts.max_nme_increase:g}%)")
-            summary["nme"] = nme
+            summary["speed"] = _speed(opts, sess32, sess, size, step)
+        if data.val_m is not None and len(data.val_m):
+            summary["nme"] = _nme_check(opts, ck_meta, data, sess32, sess if final is not fp32_path else None,
+                                        failures, step)
         elif opts.precision == "int8":
             warn("no validation data (--val, or a 'val' split in --calib): the int8 NME change is not checked")
 

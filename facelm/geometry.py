@@ -21,7 +21,7 @@ import numpy as np
 
 __all__ = [
     "crop_matrix", "apply_affine", "invert_affine", "compose_affine", "warp_crop",
-    "landmark_square", "eye_angle", "box_to_square", "procrustes_align", "generalized_procrustes", "align_shapes",
+    "landmark_square", "eye_angle", "apply_affines", "invert_affines", "procrustes_align", "generalized_procrustes", "align_shapes",
 ]
 
 
@@ -50,6 +50,20 @@ def invert_affine(m: np.ndarray) -> np.ndarray:
     m = np.asarray(m, dtype=np.float64)
     a_inv = np.linalg.inv(m[:, :2])
     return np.hstack([a_inv, (-a_inv @ m[:, 2])[:, None]])
+
+
+def invert_affines(mats: np.ndarray) -> np.ndarray:
+    """Inverses ``(N, 2, 3)`` of affine matrices ``(N, 2, 3)``; an empty input gives an empty ``(0, 2, 3)``."""
+    m = np.asarray(mats, dtype=np.float64)
+    if len(m) == 0:
+        return np.zeros((0, 2, 3))
+    return np.stack([invert_affine(a) for a in m])
+
+
+def apply_affines(mats: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Points ``(N, L, 2)`` mapped by one affine matrix per row, ``mats`` ``(N, 2, 3)``."""
+    m = np.asarray(mats, dtype=np.float64)
+    return np.einsum("nij,nlj->nli", m[:, :, :2], points) + m[:, None, :, 2]
 
 
 def compose_affine(outer: np.ndarray, inner: np.ndarray) -> np.ndarray:
@@ -94,12 +108,6 @@ def landmark_square(landmarks: np.ndarray, scale: float = 1.0) -> tuple[np.ndarr
     centre = (lo + hi) / 2.0
     side = float(max(hi - lo)) * scale
     return centre, max(side, 1e-6)
-
-
-def box_to_square(box: np.ndarray | list[float], scale: float = 1.0) -> tuple[np.ndarray, float]:
-    """Square (centre, side) from an ``[x1, y1, x2, y2]`` box: side = scale * max(w, h)."""
-    x1, y1, x2, y2 = (float(v) for v in box)
-    return np.array([(x1 + x2) / 2, (y1 + y2) / 2]), max(x2 - x1, y2 - y1) * scale
 
 
 def eye_angle(left_eye: np.ndarray, right_eye: np.ndarray) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Evaluation metrics: NME, normalisers, failure rate, CED curve and its AUC. Pure numpy (SPEC §8).
+"""Evaluation metrics: NME, normalisers, failure rate, CED curve and its AUC. Pure numpy (docs/protocols.md).
 
 Shapes: ``N`` faces, ``L`` landmarks. Landmarks are ``(N, L, 2)`` float ``(x, y)`` pixels (any frame, as long as
 prediction, ground truth and normaliser share it). Boxes are ``(N, 4)`` ``[x1, y1, x2, y2]``.

@@ -28,6 +28,7 @@ import numpy as np
 
 from facelm import __version__
 from facelm._io import atomic_write_json, sweep_stale_temps, temp_name
+from facelm.crops import DEFAULT_CACHE_SIZE, DEFAULT_MARGIN, cache_landmarks  # noqa: F401 - cache_landmarks: re-exported
 from facelm.datasets import READERS, detect_format
 from facelm.datasets._base import RawFace, ReadIssue
 from facelm.errors import DataError, UsageError
@@ -38,9 +39,7 @@ from facelm.schemes import get_scheme
 
 __all__ = ["PrepareOptions", "PrepareResult", "prepare", "default_group", "DEFAULT_CACHE_SIZE", "DEFAULT_MARGIN"]
 
-DEFAULT_CACHE_SIZE = 192
 MAX_CACHE_SIZE = 1024  # 3 MB per face already; larger values are typos (100000 asked for 30 GB per face)
-DEFAULT_MARGIN = 1.8
 _GROUP_RE = re.compile(r"[_-]?\d+$")
 
 
@@ -104,6 +103,31 @@ def _validate_face(face: RawFace, n_expected: int, width: int, height: int, max_
     return None
 
 
+def _read_faces(sources: list[Path], formats: list[str], opts: PrepareOptions, warn
+                ) -> tuple[list[RawFace], list[str], list[dict]]:
+    """(faces, the format each came from, skipped annotations) of every source, up to ``opts.limit`` faces."""
+    faces: list[RawFace] = []
+    face_fmt: list[str] = []
+    skipped: list[dict] = []
+    for p, f_fmt in zip(sources, formats):
+        try:
+            for item in READERS[f_fmt].read(p, opts.scheme):
+                if isinstance(item, ReadIssue):
+                    skipped.append({"source": item.source, "reason": item.message})
+                    if warn:
+                        warn(f"{item.source}: {item.message}")
+                    continue
+                faces.append(item)
+                face_fmt.append(f_fmt)
+                if opts.limit and len(faces) >= opts.limit:
+                    break
+        except ValueError as e:
+            raise DataError(f"{p}: {e}") from None
+        if opts.limit and len(faces) >= opts.limit:
+            break
+    return faces, face_fmt, skipped
+
+
 def prepare(opts: PrepareOptions, progress: Callable[[int, int], None] | None = None,
             warn: Callable[[str], None] | None = None) -> PrepareResult:
     """Run ``prepare``; see the module docstring. Raises ``DataError`` when nothing usable is found."""
@@ -143,25 +167,7 @@ def prepare(opts: PrepareOptions, progress: Callable[[int, int], None] | None = 
         except (KeyError, ValueError) as e:  # ValueError: a scheme file that cannot be read
             raise UsageError(str(e.args[0])) from None
 
-    faces: list[RawFace] = []
-    face_fmt: list[str] = []
-    skipped: list[dict] = []
-    for p, f_fmt in zip(sources, formats):
-        try:
-            for item in READERS[f_fmt].read(p, opts.scheme):
-                if isinstance(item, ReadIssue):
-                    skipped.append({"source": item.source, "reason": item.message})
-                    if warn:
-                        warn(f"{item.source}: {item.message}")
-                    continue
-                faces.append(item)
-                face_fmt.append(f_fmt)
-                if opts.limit and len(faces) >= opts.limit:
-                    break
-        except ValueError as e:
-            raise DataError(f"{p}: {e}") from None
-        if opts.limit and len(faces) >= opts.limit:
-            break
+    faces, face_fmt, skipped = _read_faces(sources, formats, opts, warn)
     if not faces:
         raise DataError(f"{src}: no usable faces found as format {fmt!r}"
                         + (f" ({len(skipped)} annotations skipped)" if skipped else ""))
@@ -199,8 +205,11 @@ def _swap_in(out: Path, staged: list[tuple[Path, str]]) -> None:
         os.replace(tmp, out / name)
 
 
-def _build(opts, out, faces, face_fmt, skipped, sources, src, fmt, scheme, t0, tmp_crops, tmp_prepare,
-           tmp_manifest, progress, warn) -> PrepareResult:
+def _crop_faces(opts, faces, scheme, tmp_crops, skipped, progress, warn
+                ) -> tuple[dict[Path, list[int]], list[tuple[int, dict] | None]]:
+    """Decode each image once (in parallel), check its faces and warp each usable one into the crop cache (a
+    memory map at ``tmp_crops``, one row per face). Returns the faces by image and, per face, ``(row, {width,
+    height, matrix})`` or None where it was skipped (the reason appended to ``skipped``)."""
     by_image: dict[Path, list[int]] = defaultdict(list)
     for i, f in enumerate(faces):
         by_image[f.image].append(i)
@@ -244,7 +253,11 @@ def _build(opts, out, faces, face_fmt, skipped, sources, src, fmt, scheme, t0, t
                 progress(done, len(images))
     crops.flush()
     del crops
+    return by_image, results
 
+
+def _samples(opts, out, faces, face_fmt, results, by_image, scheme, src, warn) -> list[Sample]:
+    """The manifest lines of the cropped faces: split (with the grouped hold-out), box, ids, cache rows."""
     samples: list[Sample] = []
     per_image_count: Counter[Path] = Counter()
     groups = {img: default_group(img) for img in by_image}
@@ -283,6 +296,15 @@ def _build(opts, out, faces, face_fmt, skipped, sources, src, fmt, scheme, t0, t
             scheme=scheme.name, split=split, subset=list(f.subset), group=group, source=f.source,
             attrs=f.attrs, cache=CacheRef(index=i, matrix=info["matrix"].tolist()),
         ))
+    return samples
+
+
+def _build(opts, out, faces, face_fmt, skipped, sources, src, fmt, scheme, t0, tmp_crops, tmp_prepare,
+           tmp_manifest, progress, warn) -> PrepareResult:
+    by_image, results = _crop_faces(opts, faces, scheme, tmp_crops, skipped, progress, warn)
+    images = list(by_image)
+    size = opts.cache_size
+    samples = _samples(opts, out, faces, face_fmt, results, by_image, scheme, src, warn)
     if not samples:
         raise DataError(f"{src}: none of the {len(faces)} faces could be used ({len(skipped)} skipped)")
 
@@ -318,11 +340,3 @@ def _build(opts, out, faces, face_fmt, skipped, sources, src, fmt, scheme, t0, t
     # the manifest last: its presence means the folder is complete
     _swap_in(out, [(tmp_crops, CROPS_NAME), (tmp_prepare, PREPARE_NAME), (tmp_manifest, MANIFEST_NAME)])
     return PrepareResult(summary=summary, skipped=skipped)
-
-
-def cache_landmarks(matrix: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
-    """Landmarks ``(N, L, 2)`` in crop-cache pixels from image pixels and matrices ``(N, 2, 3)``."""
-    m = np.asarray(matrix, dtype=np.float64)
-    lm = np.asarray(landmarks, dtype=np.float64)
-    return np.einsum("nij,nlj->nli", m[:, :, :2], lm) + m[:, None, :, 2]
-

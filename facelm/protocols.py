@@ -1,4 +1,4 @@
-"""Named evaluation protocols: which faces, which normaliser, which thresholds, which subsets (SPEC §8).
+"""Named evaluation protocols: which faces, which normaliser, which thresholds, which subsets (docs/protocols.md).
 
 A protocol fixes everything that makes an NME comparable with published work, so that a number printed by
 ``facelm evaluate`` always says how it was computed:

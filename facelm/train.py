@@ -12,7 +12,6 @@ paper's ±10° rotation and 5% box noise on top.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import signal
@@ -20,44 +19,54 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from facelm import __version__
-from facelm._io import atomic_write_json, json_clean
-from facelm.checkpoint import build_meta, load_checkpoint, save_checkpoint
+from facelm._io import atomic_write_json
+from facelm.augment import AugmentConfig
+from facelm.checkpoint import (  # noqa: F401 - load_init_weights, load_model_from_checkpoint, pick_device: re-exported
+    build_meta,
+    load_init_weights,
+    load_model_from_checkpoint,
+    pick_device,
+)
 from facelm.config import TrainConfig
-from facelm.errors import DataError, ExitCode, FacelmError, ModelError, UsageError
-from facelm.geometry import invert_affine
-from facelm.heatmap_train import HeatmapObjective, TrainView, is_heatmap_model
+from facelm.crops import cache_geometry, frame_matrices
+from facelm.errors import DataError, ModelError, UsageError
+from facelm.geometry import apply_affines
+from facelm.heatmap.objective import HeatmapObjective, TrainView, is_heatmap_model
 from facelm.losses import create_loss, loss_params
-from facelm.manifest import Manifest, load_manifest
-from facelm.metrics import normaliser, per_face_nme
-from facelm.models import create_model, list_models, model_input_size
-from facelm.prepare import cache_landmarks
-from facelm.schemes import get_scheme, scheme_from_dict
-from facelm.train_data import Source, load_source, m_template, pick_batch, render_sources, source_frames
-from facelm.transforms import AugmentConfig, face_frames, frame_matrices, render_batch, upright_frames
+from facelm.manifest import load_manifest
+from facelm.manifest_predict import (  # noqa: F401 - predict_manifest, validation_nme: re-exported
+    CropData as _Data,
+    default_normaliser,
+    load_split as _load_split,
+    predict_crops,
+    predict_manifest,
+    validation_nme,
+)
+from facelm.models import create_model, list_models, model_input_size, model_stage
+from facelm.train_data import (  # noqa: F401 - source_nme: re-exported
+    Source,
+    load_sources,
+    m_template,
+    pick_batch,
+    render_sources,
+    source_frames,
+    source_nme,
+)
+from facelm.train_run import DivergedError, RunFolder  # noqa: F401 - DivergedError: re-exported
 
 __all__ = ["train", "TrainResult", "default_normaliser", "lr_at", "predict_manifest", "DivergedError"]
-
-
-class DivergedError(FacelmError):
-    code = ExitCode.DIVERGED
-
-
-def default_normaliser(scheme_name: str) -> str:
-    """The normaliser used for validation NME: box width for AFLW-19, inter-ocular otherwise."""
-    return "box-width" if scheme_name == "aflw19" else "inter-ocular"
 
 
 def lr_at(cfg: TrainConfig, step: int) -> float:
     """Learning rate at ``step`` (0-based).
 
     1. linear warm-up over ``cfg.warmup`` steps to ``cfg.lr``;
-    2. then ``loglinear``: geometric decay from ``lr`` to ``lr_end`` (the paper's choice, SPEC §5), or
+    2. then ``loglinear``: geometric decay from ``lr`` to ``lr_end`` (the paper's choice, docs/training.md), or
        ``cosine``: half-cosine from ``lr`` to ``lr_end``.
     """
     if cfg.warmup and step < cfg.warmup:
@@ -86,138 +95,6 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     return "bf16" if fast else "fp32"
 
 
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UsageError("--device cuda was asked for, but CUDA is not available here (use --device cpu or auto)")
-    try:
-        return torch.device(name)
-    except RuntimeError:
-        raise UsageError(f"unknown device {name!r} (auto, cpu, cuda, cuda:N)") from None
-
-
-@dataclass
-class _Data:
-    """Arrays for one split, ready for ``render_batch``."""
-
-    manifest: Manifest
-    crops: np.ndarray  # (M, S, S, 3) memory map
-    index: np.ndarray  # (N,) rows of crops
-    lm_cache: np.ndarray  # (N, L, 2) landmarks in cache pixels
-    frames: np.ndarray  # (N, 4) base frames in cache pixels
-    mask: np.ndarray  # (N, L) landmarks usable for the loss (finite)
-
-
-def _load_split(manifest: Manifest) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    if np.isnan(manifest.cache_matrix).any() or (manifest.cache_index < 0).any():
-        raise DataError(f"{manifest.path}: some lines have no crop cache (run `facelm prepare` again)")
-    crops = manifest.crops()
-    lm = cache_landmarks(manifest.cache_matrix, manifest.landmarks)
-    mask = np.isfinite(lm).all(-1)
-    lm = np.nan_to_num(lm)
-    return crops, manifest.cache_index, lm, mask
-
-
-def _base_frames(arch: str, manifest: Manifest, lm_cache: np.ndarray, scheme, stage1_pred: np.ndarray | None
-                 ) -> np.ndarray:
-    info = manifest.info
-    size, margin = int(info.get("cache_size", 192)), float(info.get("margin", 1.8))
-    if arch != "cnn7":
-        return face_frames(len(lm_cache), size, margin)
-    shape = stage1_pred if stage1_pred is not None else lm_cache
-    le, re = scheme.eye_centres(shape)
-    return upright_frames(shape, le, re, scheme.face_box_scale)
-
-
-@torch.no_grad()
-def predict_crops(model: torch.nn.Module, data: _Data, frames: np.ndarray, device: torch.device,
-                  flip_perm: np.ndarray, batch: int = 256, precision: str = "fp32") -> tuple[np.ndarray, np.ndarray]:
-    """Run ``model`` on plain crops of ``frames``; returns (pred in cache pixels (N, L, 2), crop matrices)."""
-    model.eval()
-    size = model.input_size
-    mats, flips = frame_matrices(frames, size)
-    preds = []
-    for s in range(0, len(frames), batch):
-        sl = slice(s, s + batch)
-        imgs, _, _ = render_batch(data.crops, data.index[sl], data.lm_cache[sl], mats[sl], flips[sl], flip_perm, size)
-        x = torch.from_numpy(imgs).to(device).permute(0, 3, 1, 2).float()
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
-            y = model(x.contiguous(memory_format=torch.channels_last))
-        preds.append(y.float().cpu().numpy())
-    p = np.concatenate(preds).astype(np.float64)
-    inv = np.stack([invert_affine(m) for m in mats])
-    p_cache = np.einsum("nij,nlj->nli", inv[:, :, :2], p) + inv[:, None, :, 2]
-    return p_cache, mats
-
-
-def predict_manifest(model: torch.nn.Module, manifest: Manifest, scheme, device: torch.device,
-                     stage1_pred_cache: np.ndarray | None = None, precision: str = "fp32") -> np.ndarray:
-    """Predictions in original-image pixels ``(N, L, 2)`` for every face of ``manifest`` (ground-truth boxes)."""
-    crops, index, lm_cache, mask = _load_split(manifest)
-    frames = _base_frames(model.arch, manifest, lm_cache, scheme, stage1_pred_cache)
-    data = _Data(manifest, crops, index, lm_cache, frames, mask)
-    p_cache, _ = predict_crops(model, data, frames, device, np.array(scheme.flip_perm), precision=precision)
-    inv_cache = np.stack([invert_affine(m) for m in manifest.cache_matrix])
-    return np.einsum("nij,nlj->nli", inv_cache[:, :, :2], p_cache) + inv_cache[:, None, :, 2]
-
-
-def _load_sources(cfg: TrainConfig) -> tuple[list[Source], list[Source | None], object, dict]:
-    """Training sources and their val splits (``None`` where a source has none); the model's scheme; the first
-    source's prepare info. The model's scheme is the first folder's; every other folder needs a scheme map."""
-    from facelm.scheme_maps import load_map_file
-
-    for f in cfg.scheme_maps:
-        load_map_file(f)
-    sources, vals = [], []
-    scheme = None
-    info: dict = {}
-    for k, (path, w) in enumerate(zip(cfg.data_list, cfg.weight_list)):
-        full = load_manifest(path)
-        if full.scheme not in _known_schemes():
-            raise DataError(f"{full.path}: unknown scheme {full.scheme!r}; register it with a scheme file")
-        if scheme is None:
-            scheme, info = get_scheme(full.scheme), full.info
-        elif (int(full.info.get("cache_size", 192)), float(full.info.get("margin", 1.8))) != \
-                (int(info.get("cache_size", 192)), float(info.get("margin", 1.8))):
-            raise DataError(f"{full.path}: its crop cache (size/margin) differs from {cfg.data_list[0]}'s; "
-                            "prepare all --data folders with the same --cache-size and --margin")
-        tr = full.split("train")
-        if len(tr) == 0:
-            raise DataError(f"{full.path}: no faces in the 'train' split (splits here: "
-                            f"{sorted({s.split for s in full.samples})})")
-        sources.append(load_source(tr, scheme.name, Path(path).name, w))
-        if k == 0 and cfg.val:
-            vm = load_manifest(cfg.val, scheme=scheme.name)
-            vm = vm.split("val") if len(vm.split("val")) else vm.split("test") or vm
-        else:
-            vm = full.split("val")
-        if len(vm) > cfg.max_val:
-            vm = vm.select(np.arange(len(vm)) < cfg.max_val)
-        vals.append(load_source(vm, scheme.name, Path(path).name) if len(vm) else None)
-    return sources, vals, scheme, info  # (a source of weight 0 is validated on but never sampled)
-
-
-@torch.no_grad()
-def source_nme(model: torch.nn.Module, src: Source, device: torch.device) -> np.ndarray:
-    """Per-face NME of ``model`` on a source's faces (its frames), in the source's scheme and its default
-    normaliser (other schemes through the scheme map)."""
-    data = _Data(src.manifest, src.crops, src.index, src.lm_cache, src.frames, src.mask)
-    p_cache, _ = predict_crops(model, data, src.frames, device, np.arange(model.num_landmarks))
-    inv = np.stack([invert_affine(m) for m in src.manifest.cache_matrix])
-    pred = np.einsum("nij,nlj->nli", inv[:, :, :2], p_cache) + inv[:, None, :, 2]
-    pred = src.smap.apply(pred)
-    mask = np.broadcast_to(src.smap.mapped, pred.shape[:2])
-    return validation_nme(pred, src.manifest, src.scheme, None if src.same_scheme else mask)
-
-
-def validation_nme(pred_img: np.ndarray, manifest: Manifest, scheme, mask: np.ndarray | None = None) -> np.ndarray:
-    """Per-face NME under the scheme's default normaliser; ``mask`` (N, L) leaves points out (unmapped ones)."""
-    kind = default_normaliser(scheme.name)
-    d = normaliser(manifest.landmarks, kind, scheme=scheme, boxes=manifest.boxes())
-    return per_face_nme(pred_img, manifest.landmarks, d, mask)
-
-
 @dataclass
 class TrainResult:
     summary: dict
@@ -229,13 +106,22 @@ def _dist_info() -> tuple[int, int, int]:
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0))
 
 
-def train(cfg: TrainConfig, *, resume: bool = False, force: bool = False,
-          on_log: Callable[[dict], None] | None = None, on_start: Callable[[dict], None] | None = None,
-          warn: Callable[[str], None] | None = None) -> TrainResult:
-    """Train one model as configured; see the module docstring. Returns the summary written to stdout."""
+@dataclass
+class _Setup:
+    """Where and how a run computes: distributed rank/world, device, precision, torch threads."""
+
+    rank: int
+    world: int
+    local_rank: int
+    device: torch.device
+    precision: str
+    threads: int
+
+
+def _setup(cfg: TrainConfig) -> _Setup:
     rank, world, local_rank = _dist_info()
     if cfg.arch not in list_models():
-        raise UsageError(f"unknown --arch {cfg.arch!r} (known: {', '.join(list_models())})")
+        raise UsageError(f"unknown `arch` {cfg.arch!r} (known: {', '.join(list_models())})")
     device = pick_device(cfg.device)
     if world > 1:
         import torch.distributed as dist
@@ -249,26 +135,48 @@ def train(cfg: TrainConfig, *, resume: bool = False, force: bool = False,
     precision = resolve_precision(cfg.precision, device)
     threads = cfg.threads or max(1, (os.cpu_count() or 1) // world)
     torch.set_num_threads(threads)
-    out = Path(cfg.out)
+    return _Setup(rank, world, local_rank, device, precision, threads)
 
-    # -- data: one or several sources (facelm.train_data) ---------------------------------------------------------
-    sources, vals, scheme, info = _load_sources(cfg)
+
+@dataclass
+class _TrainData:
+    """The training sources with their crop frames, their val splits, and what the model is sized from."""
+
+    sources: list[Source]
+    vals: list[Source | None]
+    scheme: object
+    info: dict
+    full: object  # the first --data folder's whole manifest
+    input_size: int
+    val_m: object  # the val faces "best" follows (the first source's)
+    k_max: int  # rows of the largest scheme-map matrix (targets are padded to it)
+    mean_shape: np.ndarray  # (L, 2) in input pixels: the network starts there
+
+    @property
+    def faces(self) -> int:
+        return sum(len(s) for s in self.sources)
+
+
+def _load_data(cfg: TrainConfig, device: torch.device) -> _TrainData:
+    """Sources (facelm.train_data), their frames (stage-2 ones from the stage-1 model's shapes when given), and
+    the mean shape of the plain training crops of the model's scheme."""
+    sources, vals, scheme, info = load_sources(cfg)
     train_m = sources[0].manifest
     full = load_manifest(cfg.data_list[0])
     try:
         input_size = model_input_size(cfg.arch, **cfg.model_options())
     except (TypeError, ValueError) as e:
-        raise UsageError(f"--arch {cfg.arch}: {e}") from None
-    cache_size, margin = int(info.get("cache_size", 192)), float(info.get("margin", 1.8))
-    stage = 2 if cfg.arch == "cnn7" else 1
+        raise UsageError(f"`arch` {cfg.arch}: {e}") from None
+    cache_size, margin = cache_geometry(info)
+    stage = model_stage(cfg.arch)
     m_srcs = [s for s in sources if s.same_scheme]
     template = m_template(np.concatenate([s.lm_cache[s.mask.all(1)] for s in m_srcs]), scheme) if m_srcs else None
 
     # -- stage 1 for CNN-7 crops ---------------------------------------------------------------------------
     stage1_model = None
     if cfg.stage1:
-        if cfg.arch != "cnn7":
-            raise UsageError("--stage1 only applies to --arch cnn7 (stage 2)")
+        if stage != 2:
+            raise UsageError("`stage1` only applies to `arch` cnn7 (stage 2)")
         stage1_model, s1_meta = load_model_from_checkpoint(cfg.stage1, device)
         if s1_meta["scheme"]["name"] != scheme.name:
             raise ModelError(f"{cfg.stage1}: stage-1 scheme {s1_meta['scheme']['name']!r} does not match the "
@@ -287,26 +195,40 @@ def train(cfg: TrainConfig, *, resume: bool = False, force: bool = False,
     base = m_srcs[0] if m_srcs else sources[0]
     m0, _ = frame_matrices(base.frames, input_size)
     if m_srcs:
-        lm_in = np.einsum("nij,nlj->nli", m0[:, :, :2], base.lm_cache) + m0[:, None, :, 2]
+        lm_in = apply_affines(m0, base.lm_cache)
     else:
-        raise DataError(f"no --data folder is in the model's scheme {scheme.name!r}: the first folder sets it")
-    mean_shape = lm_in.mean(0)
-    n = sum(len(s) for s in sources)
+        raise DataError(f"no `data` folder is in the model's scheme {scheme.name!r}: the first folder sets it")
+    return _TrainData(sources, vals, scheme, info, full, input_size, val_m, k_max, lm_in.mean(0))
 
-    # -- model, loss, optimiser ----------------------------------------------------------------------------------
+
+@dataclass
+class _Objective:
+    """The network, what the loss is computed on (``train_module``: the model or its heatmap view), the loss, the
+    optimiser, and the metadata its checkpoints carry."""
+
+    model: torch.nn.Module
+    train_module: torch.nn.Module
+    loss_fn: object
+    heatmap: bool
+    opt: torch.optim.Optimizer
+    meta: dict
+
+
+def _build_objective(cfg: TrainConfig, data: _TrainData, device: torch.device, resume: bool) -> _Objective:
+    scheme = data.scheme
     torch.manual_seed(cfg.seed)
     try:
-        model = create_model(cfg.arch, scheme.num_landmarks, mean_shape=mean_shape, width=cfg.width,
+        model = create_model(cfg.arch, scheme.num_landmarks, mean_shape=data.mean_shape, width=cfg.width,
                              **cfg.model_options()).to(device)
     except (TypeError, ValueError) as e:
-        raise UsageError(f"--arch {cfg.arch}: {e}") from None
+        raise UsageError(f"`arch` {cfg.arch}: {e}") from None
     if cfg.init and not resume:
         load_init_weights(model, cfg.init)
     model = model.to(memory_format=torch.channels_last)
     heatmap = is_heatmap_model(model)
     if heatmap:
         if getattr(model, "boundary", False) and not scheme.boundaries:
-            raise UsageError(f"--boundary needs landmark curves, and scheme {scheme.name!r} defines none")
+            raise UsageError(f"`boundary` needs landmark curves, and scheme {scheme.name!r} defines none")
         loss_fn = HeatmapObjective(cfg.loss, model, scheme, sigma=cfg.sigma, schedule=cfg.sigma_schedule,
                                    delta=cfg.sigma_delta, loss_map=cfg.loss_map)
         loss_fn.init_model(model)  # (a resumed run loads its weights over this below)
@@ -318,302 +240,200 @@ def train(cfg: TrainConfig, *, resume: bool = False, force: bool = False,
         opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     else:
         opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    manifest_hash = full.content_hash()
+    manifest_hash = data.full.content_hash()
     if len(cfg.data_list) > 1:
         import hashlib
 
         manifest_hash = hashlib.sha256(" ".join(load_manifest(p).content_hash() for p in cfg.data_list).encode()
                                        ).hexdigest()
-    meta = build_meta(cfg=cfg, scheme=scheme, input_size=input_size, mean_shape=mean_shape,
+    meta = build_meta(cfg=cfg, scheme=scheme, input_size=data.input_size, mean_shape=data.mean_shape,
                       loss=loss_fn.params() if heatmap else loss_params(loss_fn), manifest_sha256=manifest_hash,
-                      prepare_info=info, stage1=cfg.stage1, width=cfg.width, model_options=cfg.model_options())
+                      prepare_info=data.info, stage1=cfg.stage1, width=cfg.width,
+                      model_options=cfg.model_options())
+    return _Objective(model, train_module, loss_fn, heatmap, opt, meta)
 
-    step, best_nme, best_step, history = 0, float("inf"), -1, []
-    config_path = out / "config.json"
-    cfg_json = cfg.model_dump(mode="json")
-    if resume:
-        last = out / "last.pt"
-        if not last.is_file():
-            raise UsageError(f"{last}: nothing to resume (no last.pt in {out})")
-        ck = load_checkpoint(last)
-        _check_resume_compatible(ck["config"], cfg_json, last)
-        model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        step = int(ck["step"])
-        _trim_metrics(out / "metrics.jsonl", step)  # a run killed after its last checkpoint logged steps past it
-        best_nme = float(ck.get("best_nme", float("inf")))
-        best_step = int(ck.get("best_step", -1))
-    elif rank == 0:
-        if config_path.exists() and not force:
-            old = _read_json(config_path)
-            if old != cfg_json:
-                raise UsageError(f"{out} holds a different run (its config.json differs); use a new --out, "
-                                 "--resume to continue it, or --force to overwrite")
-            if (out / "last.pt").exists():
-                raise UsageError(f"{out} already holds this run; use --resume to continue or --force to restart")
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(config_path, cfg_json)
-        (out / "metrics.jsonl").unlink(missing_ok=True)
 
-    ddp_model = train_module
-    if world > 1:
+class _BatchSampler:
+    """Seeded batches, rendered one step ahead in a background thread: batch ``s`` depends only on the seed, the
+    step and the rank, so a resumed run sees the batches the uninterrupted run would have."""
+
+    def __init__(self, cfg: TrainConfig, data: _TrainData, rank: int, world: int):
+        self.cfg, self.data, self.rank, self.world = cfg, data, rank, world
+        self.aug = AugmentConfig.for_arch(cfg.arch, cfg.rotate, cfg.full_turn) if cfg.augment else None
+        self.pool = ThreadPoolExecutor(max_workers=1)
+        self.fut = None
+
+    def _make(self, s: int):
+        cfg, d = self.cfg, self.data
+        rng = np.random.default_rng([cfg.seed, s, self.rank, 1])
+        groups = pick_batch(d.sources, s, cfg.batch_size, cfg.seed, rank=self.rank, world=self.world)
+        return render_sources(d.sources, groups, d.input_size, d.scheme.num_landmarks, d.k_max, rng, self.aug)
+
+    def start(self, step: int) -> None:
+        self.fut = self.pool.submit(self._make, step) if step < self.cfg.steps else None
+
+    def next(self, step: int):
+        """The batch of ``step`` (and the next one started)."""
+        batch = self.fut.result()
+        self.fut = self.pool.submit(self._make, step + 1) if step + 1 < self.cfg.steps else None
+        return batch
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _loss(obj: _Objective, module, batch, cfg: TrainConfig, step: int, device: torch.device, precision: str):
+    """The loss of one batch (``module``: the model, or its DDP wrapper)."""
+    imgs, lm, msk, amap = batch
+    x = torch.from_numpy(imgs).to(device, non_blocking=True).permute(0, 3, 1, 2).float()
+    y = torch.from_numpy(lm).to(device)
+    mk = torch.from_numpy(msk).to(device)
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+        pred = module(x)
+    if obj.heatmap:  # heatmap targets are drawn from the landmarks here, on the device
+        return obj.loss_fn(pred, y, mk, step / max(1, cfg.steps))
+    pred = pred.float()
+    if amap is not None:  # faces of other schemes: the loss of the mapped points (facelm.scheme_maps)
+        pred = torch.einsum("nkl,nlc->nkc", torch.from_numpy(amap).to(device), pred)
+    return obj.loss_fn(pred, y, mk)
+
+
+def _validate(model: torch.nn.Module, data: _TrainData, device: torch.device) -> tuple[float, dict]:
+    """Mean NME on the first source's val split (the one "best" follows) and on every source's."""
+    per = {}
+    for src, v in zip(data.sources, data.vals):
+        if v is not None:
+            nme = source_nme(model, v, device)
+            per[src.name] = float(np.mean(nme[np.isfinite(nme)])) if np.isfinite(nme).any() else float("inf")
+    model.train()
+    first = per.get(data.sources[0].name, float("nan")) if data.vals[0] is not None else float("nan")
+    return first, per
+
+
+def _validate_and_save(run: RunFolder, data: _TrainData, device: torch.device) -> float:
+    """Validate, log, save ``last.pt`` (and ``best.pt`` when better); returns the val NME."""
+    val, per_source = _validate(run.obj.model, data, device)
+    # without validation data "best" is simply the latest checkpoint
+    improved = val < run.best_nme if len(data.val_m) else True
+    if improved:
+        run.best_nme, run.best_step = (val if len(data.val_m) else run.best_nme), run.step
+    rec = {"step": run.step, "val_nme": val, "best_nme": run.best_nme, "best_step": run.best_step}
+    if len(data.sources) > 1:
+        rec["val_nme_by_source"] = per_source
+    run.log(rec)
+    run.save("last.pt")
+    if improved:
+        run.save("best.pt")
+    return val
+
+
+def train(cfg: TrainConfig, *, resume: bool = False, force: bool = False,
+          on_log: Callable[[dict], None] | None = None, on_start: Callable[[dict], None] | None = None,
+          warn: Callable[[str], None] | None = None) -> TrainResult:
+    """Train one model as configured; see the module docstring. Returns the summary written to stdout."""
+    env = _setup(cfg)
+    data = _load_data(cfg, env.device)
+    obj = _build_objective(cfg, data, env.device, resume)
+    run = RunFolder(cfg, obj, env.rank, on_log)
+    run.open(resume, force)
+    module = obj.train_module
+    if env.world > 1:
         from torch.nn.parallel import DistributedDataParallel as DDP
 
-        ddp_model = DDP(train_module, device_ids=[local_rank] if device.type == "cuda" else None)
-
-    aug = AugmentConfig.for_arch(cfg.arch, cfg.rotate, cfg.full_turn) if cfg.augment else None
-
-    def make_batch(s: int):
-        rng = np.random.default_rng([cfg.seed, s, rank, 1])
-        groups = pick_batch(sources, s, cfg.batch_size, cfg.seed, rank=rank, world=world)
-        return render_sources(sources, groups, input_size, scheme.num_landmarks, k_max, rng, aug)
-
-    metrics_path = out / "metrics.jsonl"
-    interrupted = False
-    stop_flag = {"stop": False}
-
-    def on_sigterm(signum, frame):  # torchrun / schedulers send SIGTERM: stop cleanly like Ctrl-C
-        stop_flag["stop"] = True
-
-    old_handler = signal.signal(signal.SIGTERM, on_sigterm) if _is_main_thread() else None
-
-    def log(rec: dict) -> None:
-        history.append(rec)
-        if rank == 0:
-            with open(metrics_path, "a", encoding="utf-8") as f:
-                f.write(json.dumps(json_clean(rec), allow_nan=False) + "\n")
-        if on_log:
-            on_log(rec)
-
-    def save(kind: str) -> None:
-        if rank != 0:
-            return
-        ck = {"format": "facelm-checkpoint", "format_version": 1, "arch": cfg.arch, "model": model.state_dict(),
-              "optimizer": opt.state_dict(), "step": step, "best_nme": best_nme, "best_step": best_step,
-              "meta": meta, "config": cfg_json}
-        save_checkpoint(ck, out / kind)
-
-    def validate() -> tuple[float, dict]:
-        """Mean NME on the first source's val split (the one "best" follows) and on every source's."""
-        per = {}
-        for src, v in zip(sources, vals):
-            if v is not None:
-                nme = source_nme(model, v, device)
-                per[src.name] = float(np.mean(nme[np.isfinite(nme)])) if np.isfinite(nme).any() else float("inf")
-        model.train()
-        first = per.get(sources[0].name, float("nan")) if vals[0] is not None else float("nan")
-        return first, per
-
+        module = DDP(obj.train_module, device_ids=[env.local_rank] if env.device.type == "cuda" else None)
+    sampler = _BatchSampler(cfg, data, env.rank, env.world)
+    stop = _SigtermFlag()
     if on_start:
-        on_start({"faces": n, "val_faces": len(val_m), "steps": cfg.steps, "start_step": step,
-                  "device": str(device), "threads": threads, "world": world, "precision": precision})
-    model.train()
+        on_start({"faces": data.faces, "val_faces": len(data.val_m), "steps": cfg.steps, "start_step": run.step,
+                  "device": str(env.device), "threads": env.threads, "world": env.world,
+                  "precision": env.precision})
+    obj.model.train()
     t_start = time.perf_counter()
-    seen = 0
-    loss_acc, loss_n = 0.0, 0
-    last_good = None
-    pool = ThreadPoolExecutor(max_workers=1)
-    fut = pool.submit(make_batch, step) if step < cfg.steps else None
-    last_val = float("nan")
+    seen, loss_acc, loss_n, last_good, last_val, interrupted = 0, 0.0, 0, None, float("nan"), False
+    sampler.start(run.step)
     try:
-        while step < cfg.steps:
-            if stop_flag["stop"]:
+        while run.step < cfg.steps:
+            if stop.raised:
                 raise KeyboardInterrupt
-            imgs, lm, msk, amap = fut.result()
-            fut = pool.submit(make_batch, step + 1) if step + 1 < cfg.steps else None
-            lr = lr_at(cfg, step)
-            for g in opt.param_groups:
+            batch = sampler.next(run.step)
+            lr = lr_at(cfg, run.step)
+            for g in obj.opt.param_groups:
                 g["lr"] = lr
-            x = torch.from_numpy(imgs).to(device, non_blocking=True).permute(0, 3, 1, 2).float()
-            y = torch.from_numpy(lm).to(device)
-            mk = torch.from_numpy(msk).to(device)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
-                pred = ddp_model(x)
-            if heatmap:  # heatmap targets are drawn from the landmarks here, on the device
-                loss = loss_fn(pred, y, mk, step / max(1, cfg.steps))
-            else:
-                pred = pred.float()
-                if amap is not None:  # faces of other schemes: the loss of the mapped points (facelm.scheme_maps)
-                    pred = torch.einsum("nkl,nlc->nkc", torch.from_numpy(amap).to(device), pred)
-                loss = loss_fn(pred, y, mk)
+            loss = _loss(obj, module, batch, cfg, run.step, env.device, env.precision)
             if not torch.isfinite(loss):
-                where = (f"the last good checkpoint is {out / 'last.pt'}" if (out / "last.pt").is_file()
-                         else "no checkpoint was saved yet")
-                raise DivergedError(f"loss became {loss.item()} at step {step}; stopped, {where} "
-                                    "(try a lower --lr, or --grad-clip 1)")
-            opt.zero_grad(set_to_none=True)
+                raise run.diverged(loss.item())
+            obj.opt.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            opt.step()
-            step += 1
-            seen += len(imgs) * world
-            loss_acc += float(loss.detach())
-            loss_n += 1
-            last_good = step
-            if step % cfg.log_every == 0 or step == cfg.steps:
+                torch.nn.utils.clip_grad_norm_(obj.model.parameters(), cfg.grad_clip)
+            obj.opt.step()
+            run.step += 1
+            seen += len(batch[0]) * env.world
+            loss_acc, loss_n, last_good = loss_acc + float(loss.detach()), loss_n + 1, run.step
+            if run.step % cfg.log_every == 0 or run.step == cfg.steps:
                 el = time.perf_counter() - t_start
-                log({"step": step, "loss": loss_acc / loss_n, "lr": lr, "img_s": seen / el if el > 0 else None,
-                     "elapsed": round(el, 2)})
+                run.log({"step": run.step, "loss": loss_acc / loss_n, "lr": lr,
+                         "img_s": seen / el if el > 0 else None, "elapsed": round(el, 2)})
                 loss_acc, loss_n = 0.0, 0
-            if step % cfg.val_every == 0 or step == cfg.steps:
-                if rank == 0:
-                    last_val, per_source = validate()
-                    # without validation data "best" is simply the latest checkpoint
-                    improved = last_val < best_nme if len(val_m) else True
-                    if improved:
-                        best_nme, best_step = (last_val if len(val_m) else best_nme), step
-                    rec = {"step": step, "val_nme": last_val, "best_nme": best_nme, "best_step": best_step}
-                    if len(sources) > 1:
-                        rec["val_nme_by_source"] = per_source
-                    log(rec)
-                    save("last.pt")
-                    if improved:
-                        save("best.pt")
-                if world > 1:
+            if run.step % cfg.val_every == 0 or run.step == cfg.steps:
+                if env.rank == 0:
+                    last_val = _validate_and_save(run, data, env.device)
+                if env.world > 1:
                     import torch.distributed as dist
 
                     dist.barrier()
     except KeyboardInterrupt:
         interrupted = True
         if last_good is not None or resume:
-            save("last.pt")
+            run.save("last.pt")
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-        if old_handler is not None:
-            signal.signal(signal.SIGTERM, old_handler)
-
-    elapsed = time.perf_counter() - t_start
-    summary = {
-        "run": str(out), "arch": cfg.arch, "loss": cfg.loss, "recipe": cfg.recipe, "scheme": scheme.name,
-        "steps": step, "target_steps": cfg.steps, "batch_size": cfg.batch_size, "train_faces": n,
-        "sources": [{"data": str(sr.manifest.path.parent), "scheme": sr.scheme.name, "weight": sr.weight,
-                     "train_faces": len(sr), "val_faces": len(v) if v is not None else 0}
-                    for sr, v in zip(sources, vals)],
-        "val_faces": len(val_m), "val_normaliser": default_normaliser(scheme.name),
-        "final_val_nme": last_val, "best_val_nme": best_nme if math.isfinite(best_nme) else None,
-        "best_step": best_step, "seconds": round(elapsed, 2),
-        "img_per_s": round(seen / elapsed, 1) if elapsed > 0 else None, "device": str(device),
-        "precision": precision,
-        "interrupted": interrupted, "checkpoint": str(out / "best.pt"), "last": str(out / "last.pt"),
-        "facelm_version": __version__,
-    }
-    if rank == 0 and not interrupted:
-        atomic_write_json(out / "summary.json", summary)
-    if world > 1:
+        sampler.close()
+        stop.restore()
+    summary = _summary(cfg, run, data, env, last_val, seen, time.perf_counter() - t_start, interrupted)
+    if env.rank == 0 and not interrupted:
+        atomic_write_json(run.out / "summary.json", summary)
+    if env.world > 1:
         import torch.distributed as dist
 
         dist.destroy_process_group()
-    return TrainResult(summary=summary, interrupted=interrupted, history=history)
+    return TrainResult(summary=summary, interrupted=interrupted, history=run.history)
 
 
-def _trim_metrics(path: Path, step: int) -> None:
-    """Drop the records of steps after ``step`` (the checkpoint a resumed run continues from)."""
-    if not path.is_file():
-        return
-    keep = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            rec = json.loads(line)
-        except ValueError:
-            continue  # a line cut short by kill -9
-        if int(rec.get("step", 0)) <= step:
-            keep.append(line)
-    from facelm._io import atomic_write
+class _SigtermFlag:
+    """torchrun and schedulers send SIGTERM: the loop stops cleanly on it, as on Ctrl-C."""
 
-    with atomic_write(path, "w", encoding="utf-8") as f:
-        f.write("".join(k + "\n" for k in keep))
+    def __init__(self):
+        self.raised = False
+        self.old = signal.signal(signal.SIGTERM, self._on) if _is_main_thread() else None
+
+    def _on(self, signum, frame) -> None:
+        self.raised = True
+
+    def restore(self) -> None:
+        if self.old is not None:
+            signal.signal(signal.SIGTERM, self.old)
+
+
+def _summary(cfg: TrainConfig, run: RunFolder, data: _TrainData, env: _Setup, last_val: float, seen: int,
+             elapsed: float, interrupted: bool) -> dict:
+    out, scheme = run.out, data.scheme
+    return {
+        "run": str(out), "arch": cfg.arch, "loss": cfg.loss, "recipe": cfg.recipe, "scheme": scheme.name,
+        "steps": run.step, "target_steps": cfg.steps, "batch_size": cfg.batch_size, "train_faces": data.faces,
+        "sources": [{"data": str(sr.manifest.path.parent), "scheme": sr.scheme.name, "weight": sr.weight,
+                     "train_faces": len(sr), "val_faces": len(v) if v is not None else 0}
+                    for sr, v in zip(data.sources, data.vals)],
+        "val_faces": len(data.val_m), "val_normaliser": default_normaliser(scheme.name),
+        "final_val_nme": last_val, "best_val_nme": run.best_nme if math.isfinite(run.best_nme) else None,
+        "best_step": run.best_step, "seconds": round(elapsed, 2),
+        "img_per_s": round(seen / elapsed, 1) if elapsed > 0 else None, "device": str(env.device),
+        "precision": env.precision,
+        "interrupted": interrupted, "checkpoint": str(out / "best.pt"), "last": str(out / "last.pt"),
+        "facelm_version": __version__,
+    }
 
 
 def _is_main_thread() -> bool:
     import threading
 
     return threading.current_thread() is threading.main_thread()
-
-
-def _read_json(p: Path):
-    try:
-        return json.loads(p.read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def _check_resume_compatible(old: dict, new: dict, path: Path) -> None:
-    ignore = {"steps", "val_every", "log_every", "device", "threads", "max_val", "val"}
-    fields = TrainConfig.model_fields
-    # an option added after the run started is absent from its config: it counts as that option's default
-    default = {k: f.default for k, f in fields.items()}
-    diff = sorted(k for k in set(old) | set(new)
-                  if k not in ignore and old.get(k, default.get(k)) != new.get(k, default.get(k)))
-    if diff:
-        raise UsageError(f"{path}: cannot resume with different settings ({', '.join(diff)}); "
-                         "use the same options or a new --out")
-
-
-def _known_schemes() -> set[str]:
-    from facelm.schemes import list_schemes
-
-    return set(list_schemes())
-
-
-def load_init_weights(model: torch.nn.Module, path: str | Path) -> None:
-    """Warm start: copy the weights of a facelm checkpoint (.pt) or facelm ONNX model into ``model``.
-
-    The architecture and landmark count must match; the optimiser starts afresh. ONNX files written with
-    ``--weights fp16`` store ``NAME__fp16`` initialisers, which are cast back to float32.
-    """
-    p = Path(path)
-    if p.suffix.lower() == ".onnx":
-        try:
-            import onnx
-            from onnx import numpy_helper
-
-            mdl = onnx.load(str(p))
-        except Exception as e:  # noqa: BLE001 - any unreadable file is the same error for the user
-            raise ModelError(f"{p}: cannot read ONNX model: {str(e).splitlines()[0][:200]}") from None
-        meta = {}
-        for prop in mdl.metadata_props:
-            if prop.key == "facelm":
-                meta = json.loads(prop.value)
-        if meta.get("arch") != model.arch:
-            raise ModelError(f"{p}: a {meta.get('arch')!r} model cannot initialise --arch {model.arch}")
-        state = {}
-        for init in mdl.graph.initializer:
-            name = init.name.removesuffix("__fp16")
-            state[name] = torch.from_numpy(numpy_helper.to_array(init).astype(np.float32).copy())
-    else:
-        ck = load_checkpoint(p)
-        if ck.get("arch") != model.arch:
-            raise ModelError(f"{p}: a {ck.get('arch')!r} checkpoint cannot initialise --arch {model.arch}")
-        state = ck["model"]
-    own = model.state_dict()
-    missing = [k for k in own if k not in state]
-    if missing:
-        raise ModelError(f"{p}: no weights for {', '.join(missing[:4])} of the {model.arch} network")
-    try:
-        model.load_state_dict({k: state[k] for k in own})
-    except RuntimeError as e:
-        raise ModelError(f"{p}: weights do not fit the {model.arch} network: {str(e).splitlines()[0]}") from None
-
-
-def load_model_from_checkpoint(path: str | Path, device: torch.device | str = "cpu"
-                               ) -> tuple[torch.nn.Module, dict]:
-    """Rebuild the model of a facelm checkpoint; returns (model in eval mode, meta)."""
-    ck = load_checkpoint(path)
-    meta = ck["meta"]
-    sch = meta["scheme"]
-    try:
-        get_scheme(sch["name"])
-    except KeyError:
-        from facelm.schemes import register_scheme
-
-        register_scheme(scheme_from_dict(sch, source=str(path)))
-    model = create_model(meta["arch"], int(meta["num_landmarks"]), width=float(meta.get("width", 1.0)),
-                         **(meta.get("model_options") or {}))
-    try:
-        model.load_state_dict(ck["model"])
-    except RuntimeError as e:
-        raise ModelError(f"{path}: weights do not fit the {meta['arch']} network: {str(e).splitlines()[0]}") from None
-    model.to(device).eval()
-    return model, meta
-

@@ -20,19 +20,21 @@ batches of the uninterrupted run.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
+from facelm.augment import AugmentConfig, render_batch
+from facelm.crops import cache_geometry, cache_landmarks, face_frames, frame_matrices, upright_frames
 from facelm.errors import DataError
-from facelm.geometry import eye_angle
-from facelm.manifest import Manifest
-from facelm.prepare import cache_landmarks
+from facelm.geometry import apply_affines, eye_angle, invert_affines
+from facelm.manifest import Manifest, load_manifest
+from facelm.manifest_predict import CropData, predict_crops, validation_nme
 from facelm.scheme_maps import SchemeMap, get_map
-from facelm.schemes import LandmarkScheme, get_scheme
-from facelm.transforms import AugmentConfig, face_frames, frame_matrices, render_batch, upright_frames
+from facelm.schemes import LandmarkScheme, get_scheme, list_schemes
 
-__all__ = ["Source", "load_source", "m_template", "pseudo_shapes", "source_frames", "pick_batch",
-           "render_sources"]
+__all__ = ["Source", "load_source", "load_sources", "m_template", "pseudo_shapes", "source_frames", "source_nme",
+           "pick_batch", "render_sources"]
 
 
 @dataclass
@@ -202,3 +204,52 @@ def render_sources(sources: list[Source], groups: list[tuple[int, np.ndarray]], 
     all_same = all(sources[i].same_scheme for i, _ in groups) and k_max == num_model_points
     return (np.concatenate(imgs), np.concatenate(lms), np.concatenate(masks),
             None if all_same else np.concatenate(maps))
+
+
+def load_sources(cfg) -> tuple[list[Source], list[Source | None], object, dict]:
+    """Training sources and their val splits (``None`` where a source has none); the model's scheme; the first
+    source's prepare info. The model's scheme is the first folder's; every other folder needs a scheme map.
+
+    ``cfg`` is a ``facelm.config.TrainConfig`` (``data_list``, ``weight_list``, ``scheme_maps``, ``val``,
+    ``max_val``)."""
+    from facelm.scheme_maps import load_map_file
+
+    for f in cfg.scheme_maps:
+        load_map_file(f)
+    sources, vals = [], []
+    scheme = None
+    info: dict = {}
+    for k, (path, w) in enumerate(zip(cfg.data_list, cfg.weight_list)):
+        full = load_manifest(path)
+        if full.scheme not in set(list_schemes()):
+            raise DataError(f"{full.path}: unknown scheme {full.scheme!r}; register it with a scheme file")
+        if scheme is None:
+            scheme, info = get_scheme(full.scheme), full.info
+        elif cache_geometry(full.info) != cache_geometry(info):
+            raise DataError(f"{full.path}: its crop cache (size/margin) differs from {cfg.data_list[0]}'s; "
+                            "prepare all `data` folders with the same `cache_size` and `margin`")
+        tr = full.split("train")
+        if len(tr) == 0:
+            raise DataError(f"{full.path}: no faces in the 'train' split (splits here: "
+                            f"{sorted({s.split for s in full.samples})})")
+        sources.append(load_source(tr, scheme.name, Path(path).name, w))
+        if k == 0 and cfg.val:
+            vm = load_manifest(cfg.val, scheme=scheme.name)
+            vm = vm.split("val") if len(vm.split("val")) else vm.split("test") or vm
+        else:
+            vm = full.split("val")
+        if len(vm) > cfg.max_val:
+            vm = vm.select(np.arange(len(vm)) < cfg.max_val)
+        vals.append(load_source(vm, scheme.name, Path(path).name) if len(vm) else None)
+    return sources, vals, scheme, info  # (a source of weight 0 is validated on but never sampled)
+
+
+def source_nme(model, src: Source, device) -> np.ndarray:
+    """Per-face NME of ``model`` on a source's faces (its frames), in the source's scheme and its default
+    normaliser (other schemes through the scheme map)."""
+    data = CropData(src.manifest, src.crops, src.index, src.lm_cache, src.frames, src.mask)
+    p_cache, _ = predict_crops(model, data, src.frames, device, np.arange(model.num_landmarks))
+    pred = apply_affines(invert_affines(src.manifest.cache_matrix), p_cache)
+    pred = src.smap.apply(pred)
+    mask = np.broadcast_to(src.smap.mapped, pred.shape[:2])
+    return validation_nme(pred, src.manifest, src.scheme, None if src.same_scheme else mask)

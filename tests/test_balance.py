@@ -1,4 +1,4 @@
-"""facelm.balance and ``facelm balance``: pose-based data balancing (SPEC §6).
+"""facelm.balance and ``facelm balance``: pose-based data balancing (docs/balance.md).
 
 Synthetic faces: a rigid 3D 68-point face (the drawn template plus a depth model: receding cheeks, a nose that
 stands out) turned about the vertical axis by a known yaw drawn from a skewed distribution, projected

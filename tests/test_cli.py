@@ -220,3 +220,17 @@ def test_prepare_interrupted_exits_130_and_keeps_the_previous_dataset(synth_src,
     assert "interrupted" in r.stderr
     assert len(load_manifest(out)) == 6  # the re-run was built beside it
     assert not [p for p in out.iterdir() if p.name.startswith(".") or p.name.endswith(".tmp")]
+
+
+def test_library_errors_name_parameters_and_the_cli_shows_its_flags(tmp_path):
+    """The library phrases errors in its parameter names (`stages`); the CLI renders them as its flags."""
+    from facelm.cli._common import cli_message
+    from facelm.errors import UsageError
+    from facelm.runtime import load_models
+
+    with pytest.raises(UsageError) as e:
+        load_models(tmp_path, stages=3)
+    assert "--" not in str(e.value) and "`stages`" in str(e.value)
+    assert cli_message(str(e.value)) == "--stages must be 1 or 2, not 3"
+    assert cli_message("`calib_faces` and `weights`; ``code`` and `facelm export` stay") == \
+        "--calib-faces and --weight; ``code`` and `facelm export` stay"

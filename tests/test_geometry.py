@@ -86,3 +86,18 @@ def test_procrustes_removes_similarity():
     assert np.abs(aligned - x).max() < 1e-9
     with pytest.raises(ValueError):
         procrustes_align(np.zeros((5, 2)), x[:5])
+
+
+def test_batched_affines_match_the_single_ones_and_accept_empty_input():
+    from facelm.geometry import apply_affines, invert_affine, invert_affines
+
+    rng = np.random.default_rng(3)
+    mats = np.concatenate([rng.normal(size=(5, 2, 2)) + 2 * np.eye(2), rng.normal(size=(5, 2, 1))], axis=2)
+    pts = rng.normal(size=(5, 7, 2))
+    inv = invert_affines(mats)
+    np.testing.assert_array_equal(inv, np.stack([invert_affine(m) for m in mats]))
+    moved = apply_affines(mats, pts)
+    np.testing.assert_allclose(moved[2], pts[2] @ mats[2, :, :2].T + mats[2, :, 2])
+    np.testing.assert_allclose(apply_affines(inv, moved), pts, atol=1e-10)
+    assert invert_affines(np.zeros((0, 2, 3))).shape == (0, 2, 3)
+    assert apply_affines(np.zeros((0, 2, 3)), np.zeros((0, 7, 2))).shape == (0, 7, 2)

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from facelm.heatmap import gaussian_heatmaps, weighted_loss_map
-from facelm.heatmap_losses import (
+from facelm.heatmap.losses import (
     AWING_DEFAULTS,
     HEATMAP_LOSSES,
     AdaptiveWingLoss,

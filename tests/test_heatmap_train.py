@@ -15,7 +15,7 @@ from facelm.cli import app
 from facelm.config import TrainConfig
 from facelm.errors import UsageError
 from facelm.heatmap import crop_to_heatmap, gaussian_heatmaps
-from facelm.heatmap_train import HeatmapObjective
+from facelm.heatmap.objective import HeatmapObjective
 from facelm.models import create_model
 from facelm.prepare import PrepareOptions, prepare
 from facelm.schemes import get_scheme
@@ -119,8 +119,8 @@ def test_cli_heatmap_flags_and_errors(data_dir, tmp_path):
 
 def test_boundary_is_one_more_channel_of_the_same_loss_and_bice_starts_at_the_prior():
     from facelm.heatmap import boundary_heatmap
-    from facelm.heatmap_losses import create_heatmap_loss
-    from facelm.heatmap_train import BICE_PRIOR
+    from facelm.heatmap.losses import create_heatmap_loss
+    from facelm.heatmap.objective import BICE_PRIOR
 
     scheme = get_scheme("300w68")
     model = create_model("hourglass", 68, stacks=1, input_size=32, width=0.125, boundary=True)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import time
 import warnings
 
 import numpy as np
@@ -362,29 +361,3 @@ def test_paper_config_parameter_counts(capsys):
     assert 11e6 < counts["awing_bottleneck"] < 15e6
     assert counts == {"awing_hpm": 24_098_068, "awing_bottleneck": 13_214_740, "plain_bottleneck": 12_935_760,
                       "smt_hpm_2stacks": 14_273_496, "small_default": 350_040, "small_smt": 944_744}
-
-
-@pytest.mark.slow
-def test_training_speed_small_default(capsys):
-    """Forward + backward + SGD step of the default config, batch 16, 2 threads (run with -m slow)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
-        torch.manual_seed(0)
-        model = create_model("hourglass", 68).train()
-        opt = torch.optim.SGD(model.parameters(), lr=1e-3)
-        x = _images(16, 128)
-        times = []
-        for i in range(6):
-            t = time.perf_counter()
-            ft = model.forward_train(x)
-            loss = sum(h.square().mean() for h in ft["heatmaps"])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            if i >= 2:
-                times.append(time.perf_counter() - t)
-        with capsys.disabled():
-            print(f"\nhourglass default: {16 / min(times):.1f} img/s train (batch 16, 2 threads)")
-    finally:
-        torch.set_num_threads(threads)

@@ -158,3 +158,11 @@ def test_input_validation(name):
         create_model(name, 5, width=0)
     with pytest.raises(ValueError, match="num_landmarks"):
         create_model(name, 0, width=TINY)
+
+
+def test_the_registry_knows_each_architectures_stage():
+    from facelm.models import model_stage
+
+    assert {a: model_stage(a) for a in list_models()} == {"cnn6": 1, "cnn7": 2, "hourglass": 1, "smt": 1}
+    with pytest.raises(KeyError):
+        model_stage("nope")

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import contextlib
-import csv
-import io
 import json
 import math
+import re
 import signal
 import sys
 import threading
 import types
 from collections.abc import Callable, Iterable
-from contextlib import contextmanager
 from functools import wraps
 from typing import Any
 
@@ -179,18 +177,19 @@ def emit_json(obj: Any, indent: int | None = None) -> None:
     sys.stdout.flush()
 
 
-def emit_csv(rows: Iterable[dict], fieldnames: list[str]) -> None:
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=fieldnames, extrasaction="ignore", lineterminator="\n")
-    w.writeheader()
-    for r in rows:
-        w.writerow(r)
-    sys.stdout.write(buf.getvalue())
-    sys.stdout.flush()
+# The library names its parameters in its messages as `name`; the CLI shows its own flag for each (--name, with
+# the few flags that are not the parameter's name listed here).
+PARAM_FLAGS = {"weights": "--weight", "activation_type": "--activations"}
+_PARAM_RE = re.compile(r"(?<!`)`([a-z][a-z0-9_]*)`(?!`)")
+
+
+def cli_message(msg: str) -> str:
+    """A library message in the CLI's words: each `parameter` becomes the command-line flag that sets it."""
+    return _PARAM_RE.sub(lambda m: PARAM_FLAGS.get(m[1], "--" + m[1].replace("_", "-")), msg)
 
 
 def warn(msg: str) -> None:
-    err_console.print(f"[yellow]warning:[/yellow] {msg}", markup=True, soft_wrap=True)
+    err_console.print(f"[yellow]warning:[/yellow] {cli_message(msg)}", markup=True, soft_wrap=True)
 
 
 def info(msg: str) -> None:
@@ -198,7 +197,7 @@ def info(msg: str) -> None:
 
 
 def error(msg: str) -> None:
-    err_console.print(f"[red]error:[/red] {msg}", markup=True, soft_wrap=True)
+    err_console.print(f"[red]error:[/red] {cli_message(msg)}", markup=True, soft_wrap=True)
 
 
 def table(title: str, columns: list[str], rows: Iterable[Iterable[Any]]) -> None:
@@ -239,11 +238,3 @@ def handle_errors(fn: Callable) -> Callable:
             raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
 
     return wrapper
-
-
-@contextmanager
-def quiet_numpy():
-    import numpy as np
-
-    with np.errstate(all="ignore"):
-        yield

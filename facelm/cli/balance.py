@@ -1,4 +1,4 @@
-"""``facelm balance``: pose-based data balancing of a prepared dataset's training split (SPEC §6)."""
+"""``facelm balance``: pose-based data balancing of a prepared dataset's training split (docs/balance.md)."""
 
 # no `from __future__ import annotations` here: Typer evaluates the annotations below
 

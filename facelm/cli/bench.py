@@ -38,110 +38,6 @@ truncated, dangling links, FIFOs) are skipped with a warning. Exit codes: 0 ok, 
 """
 
 
-def _timeit(fn, seconds: float, min_iters: int = 3) -> list[float]:
-    """Wall times of repeated ``fn()`` calls: at least ``min_iters``, until ``seconds`` have passed."""
-    times = []
-    t_end = time.perf_counter() + seconds
-    while len(times) < min_iters or time.perf_counter() < t_end:
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return times
-
-
-def _model_bench(session, batch: int, seconds: float, rng: np.random.Generator) -> dict:
-    s = session.size
-    one = rng.integers(0, 256, (1, s, s, 3), dtype=np.uint8)
-    many = rng.integers(0, 256, (batch, s, s, 3), dtype=np.uint8)
-    session.run(one)
-    session.run(many)  # warm-up
-    lat = _timeit(lambda: session.run(one), seconds / 2)
-    thr = _timeit(lambda: session.run(many), seconds / 2)
-    return {"latency_ms": round(1000 * float(np.median(lat)), 3),
-            "throughput_faces_s": round(batch * len(thr) / sum(thr), 1)}
-
-
-def _cycle(det, imgs):
-    """A callable detecting the next image of ``imgs`` at each call."""
-    state = {"i": 0}
-
-    def one():
-        det.detect(imgs[state["i"] % len(imgs)])
-        state["i"] += 1
-
-    return one
-
-
-def _bare(pair, batch: int, seconds: float, rng: np.random.Generator) -> float:
-    c1 = rng.integers(0, 256, (batch, pair.stage1.size, pair.stage1.size, 3), dtype=np.uint8)
-    c2 = None if pair.stage2 is None else rng.integers(0, 256, (batch, pair.stage2.size, pair.stage2.size, 3),
-                                                        dtype=np.uint8)
-
-    def step():
-        pair.stage1.run(c1)
-        if c2 is not None:
-            pair.stage2.run(c2)
-
-    step()
-    t = _timeit(step, seconds)
-    return round(batch * len(t) / sum(t), 1)
-
-
-def _pipeline(pair, detector, files: list[Path], batch: int, seconds: float, faces_per_s: float,
-              workers: int, streams: int) -> dict:
-    from facelm.runtime import Landmarker
-    from facelm.sources import iter_sources
-
-    lm = Landmarker(pair, detector, batch=batch, workers=workers, streams=streams)
-    warm = [str(f) for f in files[:batch]]
-    for _ in lm.run(iter_sources(warm)):
-        pass
-    # enough images for about `seconds` at the bare speed (at least two batches)
-    n = max(2 * batch, int(faces_per_s * seconds))
-    names = [str(files[i % len(files)]) for i in range(n)]
-    lm.stats.update(images=0, faces=0, errors=0)
-    t0 = time.perf_counter()
-    for _ in lm.run(iter_sources(names)):
-        pass
-    dt = time.perf_counter() - t0
-    st = lm.stats
-    return {"images": st["images"], "faces": st["faces"], "errors": st["errors"], "seconds": round(dt, 2),
-            "images_s": round(st["images"] / dt, 1), "faces_s": round(st["faces"] / dt, 1)}
-
-
-def _usable_images(items, limit: int) -> tuple[list, list[tuple[str, str]], list]:
-    """Up to ``limit`` readable still image paths from source items, the skipped ones
-    as ``(name, reason)`` and the first 32 images decoded: zero-byte, text, truncated files, dangling links, FIFOs (what predict reports as
-    error records) must not stop a benchmark."""
-    from facelm.imageio import ImageReadError, read_image
-
-    files: list = []
-    first: list = []  # the first 32 decoded images, for the detector timing
-    skipped: list[tuple[str, str]] = []
-    for it in items:
-        if len(files) >= limit:
-            break
-        if it.frame is not None:
-            continue
-        if it.error is not None:
-            skipped.append((it.name, it.error))
-            continue
-        try:
-            img = read_image(it.path, exif=True)
-        except ImageReadError as e:
-            skipped.append((it.name, str(e)))
-            continue
-        files.append(it.path)
-        if len(first) < 32:
-            first.append(img)
-    return files, skipped, first
-
-
-def pair_threads(pair) -> int:
-    """Intra-op threads the pair's sessions were made with."""
-    return int(pair.stage1.session.get_session_options().intra_op_num_threads)
-
-
 def _synthetic_folder(n: int) -> Path:
     import tempfile
 
@@ -238,14 +134,15 @@ def _bench(src, synthetic, folder, models, batch, seconds, detector, detector_mo
            quiet, provider_sets, cuda_ok) -> None:
     import onnxruntime as ort
 
-    from facelm.detectors import DetectorUnavailable, WholeImageDetector, create_detector
+    from facelm.benchmark import usable_images
     from facelm.errors import DataError
-    from facelm.runtime import default_models_dir, load_models
-    from facelm.runtime.session import cpu_count, plan_threads
+    from facelm.runtime import default_models_dir
+    from facelm.runtime.benchmark import provider_run
+    from facelm.runtime.session import cpu_count
     from facelm.sources import iter_sources
 
     note = (lambda m: None) if quiet else info
-    files, skipped, first = _usable_images(iter_sources([str(src)]), limit)
+    files, skipped, first = usable_images(iter_sources([str(src)]), limit)
     for name, why in skipped[:10]:
         warn(f"{name}: skipped ({why})")
     if len(skipped) > 10:
@@ -259,47 +156,8 @@ def _bench(src, synthetic, folder, models, batch, seconds, detector, detector_mo
     results = []
     meta_models = {}
     for label, providers in provider_sets:
-        pair = load_models(mdir, None, providers)
-        meta_models = {"stage1": pair.stage1.path.name, "stage2": pair.stage2.path.name if pair.stage2 else None,
-                       "widths": [pair.stage1.meta.get("width"),
-                                  pair.stage2.meta.get("width") if pair.stage2 else None],
-                       "scheme": pair.scheme.name}
-        note(f"[{label}] models {pair.stage1.path} + {pair.stage2.path if pair.stage2 else '-'} "
-             f"(providers {', '.join(pair.stage1.providers)})")
-        r: dict = {"provider": label, "providers_used": pair.stage1.providers}
-        r["cnn6"] = _model_bench(pair.stage1, batch, seconds, rng)
-        r["cnn7"] = _model_bench(pair.stage2, batch, seconds, rng) if pair.stage2 else None
-        r["bare_faces_s"] = _bare(pair, batch, seconds, rng)
-        # predict's own thread plan (streams x threads) for the pipeline runs; bare runs use all cores
-        streams, threads = plan_threads(providers)
-        ppair = pair if threads == pair_threads(pair) else load_models(mdir, None, providers, threads)
-        r["pipeline_plan"] = {"streams": streams, "threads_per_session": threads}
-        note(f"[{label}] bare two-stage {r['bare_faces_s']} faces/s")
-        # the machine's load may change during the run: each ratio uses bare runs right before and after
-        p = _pipeline(ppair, WholeImageDetector(), files, batch, seconds, r["bare_faces_s"], workers, streams)
-        p["bare_after_faces_s"] = _bare(pair, batch, seconds / 2, rng)
-        p["ratio_to_bare"] = round(p["faces_s"] / ((r["bare_faces_s"] + p["bare_after_faces_s"]) / 2), 3)
-        r["pipeline"] = p
-        det = None
-        if not synthetic:
-            try:
-                det = create_detector(detector, model=detector_model, providers=providers, threads=1,
-                                      download=False)
-            except DetectorUnavailable as e:
-                warn(f"detector not benchmarked: {e}")
-        if det is not None:
-            imgs = first
-            det.detect(imgs[0])
-            lat = _timeit(_cycle(det, imgs), seconds / 2)
-            r["detector"] = {"name": det.describe(), "latency_ms": round(1000 * float(np.median(lat)), 2),
-                             "images_s": round(len(lat) / sum(lat), 1)}
-            before = _bare(pair, batch, seconds / 2, rng)
-            q = _pipeline(ppair, det, files, batch, seconds, r["bare_faces_s"], workers, streams)
-            q["bare_around_faces_s"] = [before, _bare(pair, batch, seconds / 2, rng)]
-            q["ratio_to_bare"] = round(q["faces_s"] / (sum(q["bare_around_faces_s"]) / 2), 3)
-            r["predict"] = q
-        else:
-            r["detector"] = r["predict"] = None
+        r, meta_models = provider_run(label, providers, mdir, files, first, batch, seconds, rng, synthetic,
+                                      detector, detector_model, workers, note, warn)
         results.append(r)
     argv = " ".join(sys.argv[1:]) if sys.argv and Path(sys.argv[0]).name in ("facelm", "__main__.py") else ""
     out = {

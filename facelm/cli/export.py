@@ -105,6 +105,8 @@ def register(app: typer.Typer) -> None:
                              "--quantize")
         if quantize is not None and quantize.lower() != "int8":
             raise UsageError(f"--quantize {quantize}: only int8 is supported")
+        if quantize is not None and calib is None:
+            raise UsageError("--quantize int8 needs --calib DATA (a prepared dataset for calibration crops)")
         precision = "fp16" if half else "int8" if quantize else "fp16w" if weights.lower() == "fp16" else "fp32"
         opts = ExportOptions(checkpoint=checkpoint, out=out, opset=opset, dynamic_batch=dynamic_batch,
                              precision=precision, calib=calib, val=val, calib_faces=calib_faces,

@@ -211,6 +211,23 @@ def _write_drawing(path: Path, bgr) -> None:
         f.write(buf.tobytes())
 
 
+def _check_options(batch, vid_stride, stages, score_threshold, workers, threads, streams, boxes, no_detect,
+                   tta) -> None:
+    """The numeric ranges and exclusive options of ``facelm predict`` (usage errors, before any work)."""
+    check_range("--batch", batch, 1, MAX_BATCH)
+    check_range("--vid-stride", vid_stride, 1)
+    if stages not in (None, 1, 2):
+        raise UsageError(f"--stages must be 1 or 2, got {stages}")
+    check_range("--score-threshold", score_threshold, 0.0, 1.0)
+    check_range("--workers", workers, 0, MAX_THREADS)
+    check_range("--threads", threads, 0, MAX_THREADS)
+    check_range("--streams", streams, 0, MAX_STREAMS)
+    if boxes is not None and no_detect:
+        raise UsageError("--boxes and --no-detect cannot be used together")
+    if tta not in ("none", "flip"):
+        raise UsageError(f"--tta must be none or flip, not {tta!r}")
+
+
 def register(app: typer.Typer) -> None:
     from facelm._paths import default_detector_note, detector_model_help  # no runtime imported
 
@@ -275,18 +292,8 @@ def register(app: typer.Typer) -> None:
         from facelm.runtime.session import plan_threads
         from facelm.sources import describe_sources, iter_sources
 
-        check_range("--batch", batch, 1, MAX_BATCH)
-        check_range("--vid-stride", vid_stride, 1)
-        if stages not in (None, 1, 2):
-            raise UsageError(f"--stages must be 1 or 2, got {stages}")
-        check_range("--score-threshold", score_threshold, 0.0, 1.0)
-        check_range("--workers", workers, 0, MAX_THREADS)
-        check_range("--threads", threads, 0, MAX_THREADS)
-        check_range("--streams", streams, 0, MAX_STREAMS)
-        if boxes is not None and no_detect:
-            raise UsageError("--boxes and --no-detect cannot be used together")
-        if tta not in ("none", "flip"):
-            raise UsageError(f"--tta must be none or flip, not {tta!r}")
+        _check_options(batch, vid_stride, stages, score_threshold, workers, threads, streams, boxes, no_detect,
+                       tta)
         given_map = None
         if box_map_file is not None:
             from facelm.detectors.boxmap import read_box_map_file

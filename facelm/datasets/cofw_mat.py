@@ -132,6 +132,23 @@ def _mat_files(path: Path) -> list[Path]:
     raise ValueError(f"{path}: no such file or folder")
 
 
+def _embedded_png(src_set, i: int, dest: Path, cache: Path, mat: Path) -> tuple[Path, Path, str | None]:
+    """(PNG path, cache folder, error or None): record ``i``'s embedded image written to ``dest`` once; when the
+    cache folder beside the .mat file is read-only, into the user cache (which later records then use)."""
+    if dest.is_file() and dest.stat().st_size > 0:
+        return dest, cache, None
+    try:
+        img = src_set.image(i)
+    except Exception as e:  # noqa: BLE001 - a damaged cell element must not stop the others
+        return dest, cache, f"cannot read embedded image ({e})"
+    err = _write_png(img, dest)
+    if err and cache != _user_cache_dir(mat):  # read-only folder: retry in user cache
+        cache = _user_cache_dir(mat)
+        dest = cache / dest.name
+        err = None if dest.is_file() else _write_png(img, dest)
+    return dest, cache, err
+
+
 def read_cofw_mat(path: Path, scheme: str | None = None) -> ReaderResult:
     """Read a COFW .mat file (or every one in a folder); see the module doc. Writes the embedded images once."""
     files = [Path(os.path.abspath(f)) for f in _mat_files(Path(path))]
@@ -185,20 +202,10 @@ def read_cofw_mat(path: Path, scheme: str | None = None) -> ReaderResult:
                             yield issue(src, f"{where}: no embedded image (Is{suffix} has {n_img})")
                             continue
                         dest = cache / f"{prefix}{i + 1:06d}.png"
-                        if not (dest.is_file() and dest.stat().st_size > 0):
-                            try:
-                                img = src_set.image(i)
-                            except Exception as e:  # a damaged cell element must not stop the others
-                                yield issue(src, f"{where}: cannot read embedded image ({e})")
-                                continue
-                            err = _write_png(img, dest)
-                            if err and cache != _user_cache_dir(mat):  # read-only folder: retry in user cache
-                                cache = _user_cache_dir(mat)
-                                dest = cache / dest.name
-                                err = None if dest.is_file() else _write_png(img, dest)
-                            if err:
-                                yield issue(src, f"{where}: {err}")
-                                continue
+                        dest, cache, err = _embedded_png(src_set, i, dest, cache, mat)
+                        if err:
+                            yield issue(src, f"{where}: {err}")
+                            continue
                         lm = np.stack([row[:29], row[29:58]], axis=1) - 1.0
                         vis = (row[58:87] == 0) if phis.shape[1] == 87 else None
                         box = None

@@ -265,22 +265,14 @@ def write_box_map(onnx_path: str | Path, box_map: dict) -> dict:
     import onnx
 
     from facelm._io import atomic_path
-    from facelm.export import META_KEY, set_onnx_meta
+    from facelm.modelfile import load_proto, proto_meta, set_onnx_meta
 
     p = Path(onnx_path)
     det = box_map.get("detector")
     if not det:
         raise ModelError("the box map has no detector name")
-    try:
-        proto = onnx.load(str(p))
-    except Exception as e:  # noqa: BLE001 - protobuf raises several types
-        raise ModelError(f"{p}: not a readable ONNX file ({type(e).__name__})") from None
-    import json
-
-    raw = next((prop.value for prop in proto.metadata_props if prop.key == META_KEY), None)
-    if raw is None:
-        raise ModelError(f"{p}: not a facelm model (no '{META_KEY}' metadata)")
-    meta = json.loads(raw)
+    proto = load_proto(p)
+    meta = proto_meta(proto, p)
     if int(meta.get("stage", 0)) != 1:
         raise ModelError(f"{p}: box maps belong in the stage-1 model (this is stage {meta.get('stage')})")
     maps = dict(meta.get("detector_box_maps") or {})

@@ -41,6 +41,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from facelm._io import sha256_file
 from facelm._paths import BUNDLED_DETECTOR, DETECTOR_ENV, bundled_detector_dir, cache_dir
 from facelm.detectors.base import (
     MAX_DETECT_SIDE,
@@ -105,18 +106,10 @@ def bundled_model() -> Path | None:
     return p if p.is_file() else None
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def check_sha256(path: Path, expected: str, remedy: str) -> Path:
     """``path`` when its sha256 is ``expected``; else ``DetectorUnavailable`` (exit 4) naming the file."""
     try:
-        got = _sha256(path)
+        got = sha256_file(path)
     except OSError as e:
         raise DetectorUnavailable(f"{path}: cannot read the face detector model ({e.strerror or e}); {remedy}"
                                   ) from None
@@ -247,7 +240,7 @@ class YuNetDetector(FaceDetector):
     def __init__(self, model: str | Path, *, score_threshold: float = 0.6, nms_threshold: float = 0.3,
                  top_k: int = 750, max_side: int = MAX_DETECT_SIDE, providers: list | None = None,
                  threads: int = 0):
-        from facelm.runtime.session import create_session
+        from facelm.ort import create_session
 
         self.model = Path(model)
         self.session = create_session(self.model, providers or ["CPUExecutionProvider"], threads)

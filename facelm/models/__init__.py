@@ -12,11 +12,11 @@ from facelm.models._registry import (
     list_models as list_models,
     model_input_size as model_input_size,
     model_options as model_options,
+    model_stage as model_stage,
     register_model as register_model,
 )
-from facelm.models.cnn6 import CNN6 as CNN6, ConvRegressor as ConvRegressor
-from facelm.models.cnn7 import CNN7 as CNN7
+from facelm.models.conv_regressor import CNN6 as CNN6, CNN7 as CNN7, ConvRegressor as ConvRegressor
 from facelm.models.hourglass import HourglassNet as HourglassNet
 
-__all__ = ["create_model", "list_models", "model_input_size", "model_options", "register_model", "is_model",
+__all__ = ["create_model", "list_models", "model_input_size", "model_options", "model_stage", "register_model", "is_model",
            "ConvRegressor", "CNN6", "CNN7", "HourglassNet"]

@@ -27,21 +27,23 @@ from typing import Any, TypeVar, overload
 import numpy as np
 import torch.nn as nn
 
-__all__ = ["register_model", "create_model", "list_models", "model_input_size", "model_options", "is_model"]
+__all__ = ["register_model", "create_model", "list_models", "model_input_size", "model_options", "model_stage",
+           "is_model"]
 
 _F = TypeVar("_F", bound=Callable[..., nn.Module])
 
 _ENTRYPOINTS: dict[str, Callable[..., nn.Module]] = {}
 _INPUT_SIZES: dict[str, int] = {}
+_STAGES: dict[str, int] = {}
 
 
 @overload
 def register_model(fn: _F, /) -> _F: ...
 @overload
-def register_model(*, input_size: int | None = None) -> Callable[[_F], _F]: ...
+def register_model(*, input_size: int | None = None, stage: int = 1) -> Callable[[_F], _F]: ...
 
 
-def register_model(fn=None, /, *, input_size=None):
+def register_model(fn=None, /, *, input_size=None, stage=1):
     """Register a model entrypoint under its function name.
 
     Usable bare (``@register_model``) or with the crop size the model expects
@@ -50,16 +52,21 @@ def register_model(fn=None, /, *, input_size=None):
     Args:
         fn: the entrypoint, ``fn(num_landmarks, *, mean_shape=None, width=1.0) -> nn.Module``.
         input_size: side S of the square input crop in pixels.
+        stage: 1 for a model that crops the detected face square (CNN-6, the heatmap models), 2 for one that
+            crops the upright square of a stage-1 shape (CNN-7); see ``facelm.crops.stage_frames``.
 
     Raises:
-        ValueError: if the name is already registered.
+        ValueError: if the name is already registered, or ``stage`` is not 1 or 2.
     """
 
     def deco(f: _F) -> _F:
         name = f.__name__
         if name in _ENTRYPOINTS:
             raise ValueError(f"model {name!r} is already registered")
+        if stage not in (1, 2):
+            raise ValueError(f"model {name!r}: stage must be 1 or 2, not {stage!r}")
         _ENTRYPOINTS[name] = f
+        _STAGES[name] = int(stage)
         if input_size is not None:
             _INPUT_SIZES[name] = int(input_size)
         return f
@@ -70,6 +77,17 @@ def register_model(fn=None, /, *, input_size=None):
 def list_models() -> list[str]:
     """Names of all registered architectures, sorted."""
     return sorted(_ENTRYPOINTS)
+
+
+def model_stage(name: str) -> int:
+    """The pipeline stage of an architecture: 1 (crops the face square) or 2 (the upright square of a stage-1
+    shape).
+
+    Raises:
+        KeyError: unknown ``name``.
+    """
+    _entrypoint(name)
+    return _STAGES[name]
 
 
 def is_model(name: str) -> bool:

@@ -1,4 +1,4 @@
-"""Stacked hourglass heatmap networks: the Adaptive Wing (AWing) and SMT-Net families (SPEC §4, heatmap family).
+"""Stacked hourglass heatmap networks: the Adaptive Wing (AWing) and SMT-Net families (docs/heatmap.md).
 
 Architecture (Newell et al., ECCV 2016, with the options of Wang et al., ICCV 2019 and Yang et al., CVPRW 2019):
 

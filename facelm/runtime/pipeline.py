@@ -1,5 +1,5 @@
-"""The two-stage landmark pipeline (SPEC §7): detector box -> face square -> CNN-6 -> eye-line angle -> upright
-face square from the stage-1 shape -> CNN-7 -> landmarks back in image pixels.
+"""The two-stage landmark pipeline (docs/predict.md): detector box -> face square -> CNN-6 -> eye-line angle ->
+upright face square from the stage-1 shape -> CNN-7 -> landmarks back in image pixels.
 
 Per face, all geometry is in original-image pixels (0-based, pixel centres at integers):
 
@@ -49,11 +49,12 @@ from facelm.detectors.base import Detection, FaceDetector
 from facelm.detectors.boxes import BoxLookupError
 from facelm.detectors.boxmap import boxes_to_squares, resolve_box_map
 from facelm.errors import DataError, ModelError
-from facelm.geometry import compose_affine, eye_angle, invert_affine, warp_crop
+from facelm.geometry import apply_affines, compose_affine, eye_angle, invert_affine, invert_affines, warp_crop
 from facelm.imageio import ImageReadError, read_image
+from facelm.runtime.results import FaceResult, ImageResult, annotate  # noqa: F401 - annotate: re-exported
 from facelm.runtime.session import ModelPair, ModelSession, cpu_count
 from facelm.sources import SourceItem
-from facelm.transforms import CROP_EXPAND, frame_matrices, upright_frames
+from facelm.crops import CROP_EXPAND, frame_matrices, upright_frames
 
 __all__ = ["PATCH_RADIUS", "FaceResult", "ImageResult", "Landmarker", "annotate", "face_squares"]
 
@@ -66,54 +67,6 @@ SEARCH_DISAGREEMENT = 0.1
 LEVEL_PASSES = 2
 #: half-side of the patch the detector looks at again to find which way up a face is, in detector-box sides
 ORIENT_PATCH = 1.0
-
-
-@dataclass
-class FaceResult:
-    """One face: ``box`` (4,) detector/given box, ``score``, ``angle`` (degrees, eye line of the final
-    landmarks), ``landmarks`` (L, 2) final image-pixel landmarks, ``stage1`` (L, 2) the stage-1 landmarks,
-    ``square`` (3,) the stage-1 face square, ``crop_angle`` the rotation removed before stage 2 (stage-1 eye line)."""
-
-    box: np.ndarray
-    score: float
-    angle: float
-    landmarks: np.ndarray
-    stage1: np.ndarray
-    square: np.ndarray
-    crop_angle: float = 0.0
-
-
-@dataclass
-class ImageResult:
-    """One image (or video frame) and its faces; ``error`` is set when it failed (then ``faces`` is empty).
-
-    ``source_error`` marks failures of the source itself (missing path, empty folder), as opposed to a file that
-    was found but could not be used.
-    """
-
-    name: str
-    frame: int | None
-    width: int | None
-    height: int | None
-    faces: list[FaceResult] = field(default_factory=list)
-    error: str | None = None
-    source_error: bool = False
-    image: np.ndarray | None = None  # kept only when the caller asks (drawing)
-
-    def record(self, scheme: str | None = None, decimals: int = 2) -> dict:
-        """The JSON record of ``facelm predict`` (docs/predict.md)."""
-        rec: dict = {"image": self.name}
-        if self.frame is not None:
-            rec["frame"] = self.frame
-        rec.update({"width": self.width, "height": self.height, "faces": [], "error": self.error})
-        for f in self.faces:
-            face = {"box": [round(float(v), 1) for v in f.box], "score": round(float(f.score), 4),
-                    "angle": round(float(f.angle), 2),
-                    "landmarks": [[round(float(x), decimals), round(float(y), decimals)] for x, y in f.landmarks]}
-            if scheme:
-                face["scheme"] = scheme
-            rec["faces"].append(face)
-        return rec
 
 
 @dataclass
@@ -183,8 +136,41 @@ def _unrot90(x: float, y: float, k: int, w: int, h: int) -> tuple[float, float]:
 
 def _back(mats: np.ndarray, pts: np.ndarray) -> np.ndarray:
     """Map crop-pixel points ``(N, L, 2)`` back through the inverses of ``mats`` ``(N, 2, 3)``."""
-    inv = np.stack([invert_affine(m) for m in mats])
-    return np.einsum("nij,nlj->nli", inv[:, :, :2], pts) + inv[:, None, :, 2]
+    return apply_affines(invert_affines(mats), pts)
+
+
+class _Feeder:
+    """Submits ``prepare(item)`` for each source item to the reader pool, from a background thread, into a bounded
+    queue of futures ended by ``DONE``; an exception raised while walking the sources is kept in ``failure``.
+    Setting ``stop`` ends it early."""
+
+    DONE = object()
+
+    def __init__(self, items: Iterable[SourceItem], prepare, pool: ThreadPoolExecutor, lookahead: int):
+        self.futures: queue.Queue = queue.Queue(maxsize=lookahead)
+        self.stop = threading.Event()
+        self.failure: list[BaseException] = []
+        self._items, self._prepare, self._pool = items, prepare, pool
+        self.thread = threading.Thread(target=self._produce, name="facelm-sources", daemon=True)
+
+    def _put(self, obj) -> bool:
+        while not self.stop.is_set():
+            try:
+                self.futures.put(obj, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _produce(self) -> None:
+        try:
+            for item in self._items:
+                if self.stop.is_set() or not self._put(self._pool.submit(self._prepare, item)):
+                    return
+        except BaseException as e:  # noqa: BLE001 - handed to the consumer
+            self.failure.append(e)
+        finally:
+            self._put(self.DONE)
 
 
 class Landmarker:
@@ -412,33 +398,9 @@ class Landmarker:
         An exception raised while walking the sources ends the stream after the results so far, then is raised.
         """
         lookahead = lookahead or max(2 * self.batch, 4 * self.workers)
-        futures: queue.Queue = queue.Queue(maxsize=lookahead)
-        stop = threading.Event()
         pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="facelm-read")
-        done = object()
-        failure: list[BaseException] = []
-
-        def put(obj) -> bool:
-            while not stop.is_set():
-                try:
-                    futures.put(obj, timeout=0.1)
-                    return True
-                except queue.Full:
-                    continue
-            return False
-
-        def produce() -> None:
-            try:
-                for item in items:
-                    if stop.is_set() or not put(pool.submit(self.prepare, item)):
-                        return
-            except BaseException as e:  # noqa: BLE001 - handed to the consumer
-                failure.append(e)
-            finally:
-                put(done)
-
-        producer = threading.Thread(target=produce, name="facelm-sources", daemon=True)
-        producer.start()
+        feed = _Feeder(items, self.prepare, pool, lookahead)
+        feed.thread.start()
         infer = ThreadPoolExecutor(max_workers=self.streams, thread_name_prefix="facelm-infer") \
             if self.streams > 1 else None
         inflight: deque = deque()
@@ -461,14 +423,14 @@ class Landmarker:
         try:
             while True:
                 try:
-                    fut = futures.get(timeout=0.5)
+                    fut = feed.futures.get(timeout=0.5)
                 except queue.Empty:  # the sources are slow (e.g. paths typed on stdin): do not hold results back
                     if pending:
                         yield from dispatch(pending)
                         pending, n_faces = [], 0
                     yield from drain()
                     continue
-                if fut is done:
+                if fut is _Feeder.DONE:
                     break
                 job = fut.result() if isinstance(fut, Future) else fut
                 pending.append(job)
@@ -480,12 +442,12 @@ class Landmarker:
                 yield from dispatch(pending)
             yield from drain()
         finally:
-            stop.set()
+            feed.stop.set()
             pool.shutdown(wait=False, cancel_futures=True)
             if infer is not None:
                 infer.shutdown(wait=False, cancel_futures=True)
-        if failure:
-            e = failure[0]
+        if feed.failure:
+            e = feed.failure[0]
             if isinstance(e, (DataError, ModelError)):
                 raise e
             raise DataError(f"reading the inputs failed: {type(e).__name__}: {e}") from e
@@ -502,24 +464,3 @@ class Landmarker:
         dets = [Detection(box=np.asarray(b, dtype=np.float64), kind=kind) for b in np.asarray(boxes).reshape(-1, 4)]
         faces = self._faces(image, dets)
         return self._infer(faces) if faces else []
-
-
-def annotate(image: np.ndarray, result: ImageResult, boundaries: dict | None = None) -> np.ndarray:
-    """A BGR copy of ``image`` (RGB) with boxes, landmarks and angles drawn (for ``--draw``)."""
-    out = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
-    h, w = out.shape[:2]
-    t = max(1, round(max(h, w) / 400))
-    for f in result.faces:
-        x1, y1, x2, y2 = (round(float(v)) for v in f.box)
-        cv2.rectangle(out, (x1, y1), (x2, y2), (0, 200, 0), t, cv2.LINE_AA)
-        side = float(f.square[2]) if f.square is not None else max(x2 - x1, y2 - y1)
-        r = max(1, round(side / 90))
-        for idx in (boundaries or {}).values():
-            pts = np.round(f.landmarks[list(idx)]).astype(np.int32)
-            cv2.polylines(out, [pts], False, (255, 200, 0), max(1, t // 2), cv2.LINE_AA)
-        for x, y in f.landmarks:
-            if np.isfinite(x) and np.isfinite(y):
-                cv2.circle(out, (round(float(x)), round(float(y))), r, (0, 0, 255), -1, cv2.LINE_AA)
-        cv2.putText(out, f"{f.score:.2f} {f.angle:+.0f}deg", (x1, max(12, y1 - 4)), cv2.FONT_HERSHEY_SIMPLEX,
-                    0.4 * t, (0, 200, 0), t, cv2.LINE_AA)
-    return out

@@ -1,32 +1,22 @@
-"""onnxruntime sessions for the landmark models: provider choice (CUDA when usable, else CPU), thread settings,
-and loading a stage-1/stage-2 pair from a models folder with their metadata checked.
+"""Loading the landmark models for prediction: a stage-1/stage-2 pair from a models folder, each checked
+against the facelm ONNX contract (``facelm.modelfile``); sessions come from ``facelm.ort``.
 
-Provider policy (``device``):
-
-* ``auto``: CUDA when onnxruntime has the CUDA provider *and* a session on it really starts (the CUDA/cuDNN
-  libraries load and a GPU is there), otherwise CPU, silently;
-* ``cuda`` / ``cuda:N``: CUDA; if it is not usable a warning is given **once** per process and CPU is used;
-* ``cpu``: CPU only.
-
-The providers a session really got (``InferenceSession.get_providers()``) are what callers report.
-
-Importing this module lowers onnxruntime's default log level to errors: its warnings (nodes placed on CPU,
-a CUDA library that does not load) are not for facelm's users; facelm reports the outcome itself.
+The onnxruntime plumbing (providers, threads, the session factory) lives in ``facelm.ort`` and is re-exported
+here under its old names.
 """
 
 from __future__ import annotations
 
-import functools
-import os
-import threading
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from facelm import ort as _ort_plumbing
 from facelm._paths import default_models_dir  # re-exported: it used to live here
 from facelm.errors import ModelError, UsageError
+from facelm.modelfile import meta_from_session
+from facelm.ort import cpu_count, create_session, cuda_usable, plan_threads, session_options  # re-exported
 from facelm.schemes import LandmarkScheme, scheme_from_dict
 
 __all__ = [
@@ -42,145 +32,12 @@ __all__ = [
     "session_options",
 ]
 
-META_KEY = "facelm"
-_warned: set[str] = set()
-_warn_lock = threading.Lock()
+_warned: set[str] = set()  # devices whose CUDA fallback was reported (once per process)
 
 
-def _ort():
-    import onnxruntime as ort
-
-    return ort
-
-
-def cpu_count() -> int:
-    """Cores this process may use (the affinity mask where the OS tells)."""
-    try:
-        return len(os.sched_getaffinity(0)) or 1
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
-
-
-def _set_log_level(level: int) -> None:
-    try:
-        _ort().set_default_logger_severity(level)
-    except Exception:  # noqa: BLE001, S110 - very old onnxruntime: keep its default  # pragma: no cover
-        pass
-
-
-_set_log_level(3)
-
-
-def _tiny_model() -> bytes:
-    from onnx import TensorProto, helper
-
-    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])
-    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])
-    g = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "probe", [x], [y])
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
-    m.ir_version = 8
-    return m.SerializeToString()
-
-
-@functools.cache
-def cuda_usable(device_id: int = 0) -> tuple[bool, str]:
-    """(usable, reason): can onnxruntime run a session on CUDA device ``device_id`` here?"""
-    ort = _ort()
-    if "CUDAExecutionProvider" not in ort.get_available_providers():
-        return False, "this onnxruntime build has no CUDA provider (install onnxruntime-gpu)"
-    _set_log_level(4)  # the failed library load is logged as an error by onnxruntime itself
-    try:
-        sess = ort.InferenceSession(_tiny_model(), providers=[("CUDAExecutionProvider", {"device_id": device_id}),
-                                                               "CPUExecutionProvider"])
-        ok = "CUDAExecutionProvider" in sess.get_providers()
-        sess.run(None, {"x": np.zeros(1, np.float32)})
-    except Exception as e:  # noqa: BLE001 - any failure means "not usable"
-        return False, f"the CUDA provider failed to start ({str(e).splitlines()[0][:200]})"
-    finally:
-        _set_log_level(3)
-    if not ok:
-        return False, "the CUDA provider did not start (CUDA/cuDNN libraries missing or no GPU)"
-    return True, "ok"
-
-
-def resolve_providers(device: str = "auto", warn: Callable[[str], None] | None = None) -> list:
-    """onnxruntime providers for ``device`` (auto | cpu | cuda | cuda:N); see the module docstring."""
-    d = (device or "auto").strip().lower()
-    if d == "cpu":
-        return ["CPUExecutionProvider"]
-    if d == "auto":
-        ok, _ = cuda_usable(0)
-        return [("CUDAExecutionProvider", {"device_id": 0}), "CPUExecutionProvider"] if ok else ["CPUExecutionProvider"]
-    if d == "cuda" or d.startswith("cuda:"):
-        try:
-            dev_id = int(d.split(":", 1)[1]) if ":" in d else 0
-        except ValueError:
-            raise UsageError(f"unknown device {device!r} (auto, cpu, cuda or cuda:N)") from None
-        ok, reason = cuda_usable(dev_id)
-        if ok:
-            return [("CUDAExecutionProvider", {"device_id": dev_id}), "CPUExecutionProvider"]
-        with _warn_lock:
-            first = d not in _warned
-            _warned.add(d)
-        if first and warn is not None:
-            warn(f"--device {device}: CUDA is not usable here ({reason}); running on CPU")
-        return ["CPUExecutionProvider"]
-    raise UsageError(f"unknown device {device!r} (auto, cpu, cuda or cuda:N)")
-
-
-def plan_threads(providers: list, streams: int = 0, threads: int = 0) -> tuple[int, int]:
-    """(streams, intra-op threads per session) for ``predict``; 0 means automatic.
-
-    On the CPU, two batches in flight with half the cores each (``streams = 2``) keep the cores busy while the
-    reader threads take their share: one multi-threaded run stalls at every operator when one of its threads is
-    pre-empted by a reader, two single-threaded runs do not. On CUDA one stream is enough.
-    """
-    cores = cpu_count()
-    cuda = any((p[0] if isinstance(p, tuple) else p) == "CUDAExecutionProvider" for p in providers)
-    if streams <= 0:
-        streams = 1 if cuda or cores < 2 else 2
-    if threads <= 0:
-        threads = max(1, cores // streams)
-    return streams, threads
-
-
-def session_options(threads: int = 0, spin: bool = False):
-    """Session options: all graph optimisations, ``threads`` intra-op threads (0 = all cores), no spinning.
-
-    Spinning worker threads would take the cores the image readers and the detector need while the model waits
-    for its next batch, so it is off unless ``spin``.
-    """
-    ort = _ort()
-    so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    so.intra_op_num_threads = threads if threads > 0 else cpu_count()
-    so.inter_op_num_threads = 1
-    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    if not spin:
-        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    so.log_severity_level = 3
-    return so
-
-
-def create_session(path: str | Path | bytes, providers: list, threads: int = 0, spin: bool = False):
-    """An ``InferenceSession``; ``ModelError`` when the file is not a loadable ONNX model."""
-    ort = _ort()
-    src = path if isinstance(path, bytes) else str(path)
-    if not isinstance(path, bytes):
-        p = Path(path)
-        if not p.is_file():
-            raise ModelError(f"{p}: model file not found")
-        if p.stat().st_size == 0:
-            raise ModelError(f"{p}: empty file (0 bytes), not an ONNX model")
-    try:
-        return ort.InferenceSession(src, session_options(threads, spin), providers=providers)
-    except Exception as e:  # noqa: BLE001 - onnxruntime raises several types for bad files
-        msg = " ".join(str(e).split())[:200]
-        raise ModelError(f"{path}: not a loadable ONNX model ({msg})") from None
-
-
-def _provider_names(providers: list) -> list[str]:
-    return [p[0] if isinstance(p, tuple) else p for p in providers]
+def resolve_providers(device: str = "auto", warn=None) -> list:
+    """onnxruntime providers for ``device`` (``facelm.ort.resolve_providers``), warning once per process."""
+    return _ort_plumbing.resolve_providers(device, warn, warned=_warned)
 
 
 @dataclass
@@ -206,19 +63,9 @@ class ModelSession:
     def load(cls, path: str | Path, providers: list | None = None, threads: int = 0, spin: bool = False
              ) -> ModelSession:
         """Load and check a facelm ONNX model; ``ModelError`` for foreign or inconsistent files."""
-        import json
-
         path = Path(path)
         sess = create_session(path, providers or ["CPUExecutionProvider"], threads, spin)
-        raw = sess.get_modelmeta().custom_metadata_map.get(META_KEY)
-        if raw is None:
-            raise ModelError(f"{path}: not a facelm model (no '{META_KEY}' metadata; export one with "
-                             "`facelm export`)")
-        try:
-            meta = json.loads(raw)
-        except ValueError:
-            raise ModelError(f"{path}: corrupt facelm metadata in the ONNX file") from None
-        return cls.from_session(path, sess, meta)
+        return cls.from_session(path, sess, meta_from_session(sess, path))
 
     @classmethod
     def from_session(cls, path: Path, sess, meta: dict) -> ModelSession:
@@ -307,17 +154,17 @@ def load_models(models: str | Path, stages: int | None = None, providers: list |
             stage, or a stage-2 model whose scheme or box convention does not match stage 1.
     """
     if stages not in (None, 1, 2):
-        raise UsageError(f"--stages must be 1 or 2, not {stages}")
+        raise UsageError(f"`stages` must be 1 or 2, not {stages}")
     root = Path(models)
     if root.is_file():
         files = [root]
     elif root.is_dir():
         files = sorted(root.glob("*.onnx"))
     else:
-        raise ModelError(f"no models found in {root} (no such folder); pass --models DIR with cnn6.onnx and "
+        raise ModelError(f"no models found in {root} (no such folder); pass `models` DIR with cnn6.onnx and "
                          "cnn7.onnx (`facelm export`)")
     if not files:
-        raise ModelError(f"no models found in {root}; pass --models DIR holding cnn6.onnx and cnn7.onnx "
+        raise ModelError(f"no models found in {root}; pass `models` DIR holding cnn6.onnx and cnn7.onnx "
                          "(made by `facelm export`)")
     by_stage: dict[int, list[ModelSession]] = {1: [], 2: []}
     skipped: list[str] = []
@@ -340,12 +187,12 @@ def load_models(models: str | Path, stages: int | None = None, providers: list |
             raise ModelError(f"{root}: several stage-{st} models ({names}); keep one per stage in the folder")
     if not by_stage[1]:
         why = f" (skipped: {'; '.join(skipped)})" if skipped else ""
-        raise ModelError(f"no stage-1 facelm model found in {root}{why}; pass --models DIR holding cnn6.onnx "
+        raise ModelError(f"no stage-1 facelm model found in {root}{why}; pass `models` DIR holding cnn6.onnx "
                          "and cnn7.onnx (made by `facelm export`)")
     s1 = by_stage[1][0]
     s2 = by_stage[2][0] if by_stage[2] else None
     if stages == 2 and s2 is None:
-        raise ModelError(f"--stages 2: no stage-2 model in {root} (only {s1.path.name}); use --stages 1 or add "
+        raise ModelError(f"`stages` 2: no stage-2 model in {root} (only {s1.path.name}); use `stages` 1 or add "
                          "cnn7.onnx")
     if s2 is not None:
         why = _schemes_match(s1.scheme, s2.scheme)

@@ -34,7 +34,7 @@ The residual loss (SMT-Net Eq. 4-5) is on coordinates in heatmap px, see ``hinge
 Example:
     >>> import torch
     >>> from facelm.heatmap import gaussian_heatmaps, weighted_loss_map
-    >>> from facelm.heatmap_losses import create_heatmap_loss
+    >>> from facelm.heatmap.losses import create_heatmap_loss
     >>> target = gaussian_heatmaps(torch.tensor([[[8.0, 8.0]]]), 16, sigma=1.0)     # (1, 1, 16, 16)
     >>> loss = create_heatmap_loss("awing")                                          # alpha=2.1, omega=14, ...
     >>> float(loss(target, target, weight_map=weighted_loss_map(target)))
@@ -227,7 +227,7 @@ def hinge_residual_loss(pred_res: torch.Tensor, target_res: torch.Tensor, mask: 
     max(0, |p_ly| - theta)``.
 
     The hinge term keeps the residual branch's output within ``[-theta, theta]`` so it refines the heatmap argmax
-    instead of dominating it. ``L2`` is facelm's L2 (SPEC §3, ``facelm.losses.L2Loss``): ``x ** 2 / 2`` per
+    instead of dominating it. ``L2`` is facelm's L2 (``facelm.losses.L2Loss``): ``x ** 2 / 2`` per
     coordinate, summed over the 2L coordinates (the paper does not define its L2 further).
 
     Args:

@@ -1,40 +1,5 @@
-"""Heatmap encoding and decoding for the heatmap-regression methods: Adaptive Wing (Wang et al., ICCV 2019) and
-SMT-Net (Yang et al., CVPRW 2019).
-
-Conventions and units
----------------------
-- Points are ``(..., 2)`` float ``(x, y)``; batched landmark tensors are ``(N, L, 2)``.
-- **Crop pixels** (``crop px``): pixels of the network's square input crop of size ``S`` (256 for the hourglass
-  models), 0-based, pixel centres at integer positions (as everywhere in facelm).
-- **Heatmap pixels** (``heatmap px``): pixels of the square ``H x H`` heatmap (64 for the hourglass models), also
-  0-based with centres at integers. A heatmap pixel covers ``S / H`` crop pixels (the stride), so the two are
-  related by ``crop_to_heatmap(p) = (p + 0.5) * H / S - 0.5`` and its inverse ``heatmap_to_crop``. For S = 256,
-  H = 64 the first heatmap pixel (0) is centred on crop position 1.5, the centre of crop pixels 0..3.
-- Heatmaps are ``(N, L, H, W)`` float tensors (``H == W`` in the models, but the functions take any ``H, W``);
-  a pixel ``(x, y)`` is ``heatmap[n, l, y, x]``.
-- All functions work on batches, on any device, in float32 (float64 inputs stay float64), and never loop in
-  Python over pixels or landmarks.
-
-Encoding targets: ``gaussian_heatmaps`` (one unnormalised Gaussian per landmark, peak 1 at the exact sub-pixel
-point), ``boundary_heatmap`` (AWing's extra boundary channel), ``weighted_loss_map`` (AWing's Weighted Loss Map,
-Eq. 4-5), ``sigma_schedule`` (SMT-Net's dynamic kernel radius, §3.2) and ``residual_targets`` (SMT-Net's
-coordinate-residual target, Eq. 3).
-
-Decoding: ``decode_heatmaps`` (argmax + quarter-pixel shift toward the higher neighbour, as in AWing and Newell et
-al.; or an optional DARK-style sub-pixel refinement). It is ONNX-exportable (``torch.onnx.export(...,
-opset_version=17, dynamo=False)``) and gives the same result in onnxruntime.
-
-Example:
-    >>> import torch
-    >>> from facelm.heatmap import gaussian_heatmaps, decode_heatmaps, crop_to_heatmap, heatmap_to_crop
-    >>> crop_pts = torch.tensor([[[100.3, 140.8]]])                 # (N=1, L=1, 2), 256 px crop
-    >>> hm_pts = crop_to_heatmap(crop_pts, 256, 64)                 # heatmap px: (24.7, 34.825)
-    >>> h = gaussian_heatmaps(hm_pts, 64, sigma=1.0)                # (1, 1, 64, 64), peak 1
-    >>> decode_heatmaps(h)                                          # argmax (25, 35) + quarter shift
-    tensor([[[24.7500, 34.7500]]])
-    >>> [round(v, 3) for v in heatmap_to_crop(decode_heatmaps(h, refine=True), 256, 64)[0, 0].tolist()]
-    [100.3, 140.8]
-"""
+"""Heatmap encoding and decoding (targets, coordinate conversion, argmax/sub-pixel decoding); see
+``facelm.heatmap`` for the conventions and units."""
 
 from __future__ import annotations
 
@@ -46,15 +11,12 @@ import torch.nn.functional as F
 
 from facelm.schemes import LandmarkScheme, get_scheme
 
-__all__ = ["REFINE_EPS", "REFINE_MAX_STEP", "SIGMA_SCHEDULES", "boundary_heatmap", "crop_to_heatmap",
-           "decode_heatmaps", "gaussian_heatmaps", "heatmap_argmax", "heatmap_to_crop", "residual_targets",
-           "sigma_schedule", "weighted_loss_map"]
+__all__ = ["REFINE_EPS", "REFINE_MAX_STEP", "boundary_heatmap", "crop_to_heatmap", "decode_heatmaps",
+           "gaussian_heatmaps", "heatmap_argmax", "heatmap_to_crop", "weighted_loss_map"]
 
 ArrayOrTensor = torch.Tensor | np.ndarray
 Size = int | tuple[int, int]
 
-#: Kinds accepted by ``sigma_schedule``.
-SIGMA_SCHEDULES: tuple[str, ...] = ("fixed", "temporal", "spatial")
 #: Heatmap values are clamped to at least this before the log in ``decode_heatmaps(refine=True)``.
 REFINE_EPS = 1e-10
 #: Largest sub-pixel step (heatmap px, per axis) of ``decode_heatmaps(refine=True)``.
@@ -410,102 +372,3 @@ def decode_heatmaps(heatmaps: torch.Tensor, refine: bool = False) -> torch.Tenso
     oy = -(dxx * dy - dxy * dx) / det_safe
     step = torch.clamp(torch.cat([ox, oy], dim=-1), -REFINE_MAX_STEP, REFINE_MAX_STEP)
     return torch.where(ok, xy + step, quarter)
-
-
-# --- SMT-Net ------------------------------------------------------------------------------------------------
-
-def sigma_schedule(kind: str, progress: float, stack: int = 0, stacks: int = 1, sigma0: float = 4.0,
-                   delta: float = 1.0, phases: int = 4, min_sigma: float = 1.0) -> float:
-    """SMT-Net's dynamic Gaussian kernel radius (§3.2), in heatmap px.
-
-    - ``"fixed"``: ``sigma0`` (the baseline).
-    - ``"temporal"``: training is split into ``phases`` equal parts of ``progress``; in phase ``k`` (0-based)
-      ``sigma = sigma0 - delta * k``. The paper trains with sigma = 4 to convergence, then continues from that
-      model with ``sigma - delta``, repeating "until the result no longer improves" - after three reductions in
-      their experiments - so the default ``phases=4`` gives 4, 3, 2, 1 with the paper's sigma0 = 4, delta = 1.
-    - ``"spatial"``: stack ``i`` (0-based) of an ``stacks``-stack hourglass gets ``sigma0 - delta * i``, for
-      the whole of training ("decreasing radius with step size delta from stack-one to stack-N").
-
-    Choices where the paper is silent: phase boundaries are equal fractions of training (the paper switches "from
-    a convergent epoch"; put the boundaries where your run converges by choosing ``phases``); sigma never goes
-    below ``min_sigma`` (default 1 px - the paper never reaches it: with sigma0 = 4, delta = 1 its smallest value
-    is 1; below ~1 px a Gaussian is badly sampled on the pixel grid); the two kinds are not combined. The
-    paper's best spatial setting is delta = 0.5 (Table 1: 6.15 vs 6.31 for delta = 1), its best temporal and its
-    final setting delta = 1 (6.12); pass ``delta`` accordingly.
-
-    Args:
-        kind: one of ``SIGMA_SCHEDULES``.
-        progress: fraction of training done, in [0, 1] (e.g. ``iteration / total_iterations``).
-        stack: 0-based hourglass index (``"spatial"`` only; ignored otherwise).
-        stacks: number of stacks (``"spatial"``: ``stack < stacks`` is checked).
-        sigma0: initial sigma (paper: 4 on 64 x 64 heatmaps).
-        delta: step (paper: 1).
-        phases: number of temporal phases (>= 1).
-        min_sigma: floor (> 0).
-
-    Returns:
-        sigma as a float.
-
-    Raises:
-        ValueError: unknown kind or out-of-range arguments.
-    """
-    if kind not in SIGMA_SCHEDULES:
-        raise ValueError(f"unknown sigma schedule {kind!r} (known: {', '.join(SIGMA_SCHEDULES)})")
-    p = float(progress)
-    if not 0.0 <= p <= 1.0:
-        raise ValueError(f"progress must be in [0, 1], got {progress!r}")
-    sigma0, delta, min_sigma = float(sigma0), float(delta), float(min_sigma)
-    if not (math.isfinite(sigma0) and sigma0 > 0):
-        raise ValueError(f"sigma0 must be a finite number > 0, got {sigma0!r}")
-    if not (math.isfinite(delta) and delta >= 0):
-        raise ValueError(f"delta must be a finite number >= 0, got {delta!r}")
-    if not (math.isfinite(min_sigma) and min_sigma > 0):
-        raise ValueError(f"min_sigma must be a finite number > 0, got {min_sigma!r}")
-    if kind == "fixed":
-        return sigma0
-    if kind == "temporal":
-        if int(phases) < 1:
-            raise ValueError(f"phases must be >= 1, got {phases!r}")
-        phase = min(int(p * int(phases)), int(phases) - 1)
-        return max(sigma0 - delta * phase, min_sigma)
-    if int(stacks) < 1 or not 0 <= int(stack) < int(stacks):
-        raise ValueError(f"stack must be in 0..stacks-1, got stack={stack!r}, stacks={stacks!r}")
-    return max(sigma0 - delta * int(stack), min_sigma)
-
-
-def residual_targets(points: torch.Tensor, heatmap_size: Size,
-                     heatmaps: torch.Tensor | None = None) -> torch.Tensor:
-    """SMT-Net's coordinate-residual target ``t_c = t - t_h`` (Eq. 3), ``(N, L, 2)`` in heatmap px.
-
-    ``t`` is the ground-truth point and ``t_h`` the integer argmax location of a heatmap:
-
-    - ``heatmaps`` given (the paper's definition): ``t_h`` is the argmax of the *current network output*
-      ("the current heatmap network output coordinates generated by argmax operation"); pass the predicted
-      heatmaps of the stack, detached (they are detached here anyway). The residual is then unbounded when the
-      argmax is wrong - which is why the paper limits the branch's *output* with the hinge term.
-    - ``heatmaps=None``: ``t_h`` is the argmax of the point's own (untruncated Gaussian) target heatmap, i.e.
-      the nearest pixel ``round(t)`` clamped into the map (ties at .5 go to the lower pixel, like ``argmax``).
-      This is what the network's argmax converges to; the residual is in [-0.5, 0.5] for points inside the map.
-
-    Non-finite points give NaN residuals; mask them in ``hinge_residual_loss``.
-
-    Args:
-        points: ``(N, L, 2)`` ground truth (x, y) in heatmap px.
-        heatmap_size: ``H`` or ``(H, W)`` of the heatmaps.
-        heatmaps: optional ``(N, L, H, W)`` predicted heatmaps (any monotonic activation: logits are fine).
-
-    Returns:
-        ``(N, L, 2)`` residuals in heatmap px, the dtype of ``points`` (float32 at least).
-    """
-    _check_points(points)
-    h, w = _size_hw(heatmap_size)
-    dtype = _float_dtype(points)
-    pts = points.to(dtype)
-    if heatmaps is not None:
-        if tuple(heatmaps.shape) != (*pts.shape[:2], h, w):
-            raise ValueError(f"heatmaps must have shape {(*pts.shape[:2], h, w)}, got {tuple(heatmaps.shape)}")
-        ref = heatmap_argmax(heatmaps.detach()).to(device=pts.device, dtype=dtype)
-        return pts - ref
-    ref_x = torch.ceil(pts[..., 0] - 0.5).clamp(0, w - 1)
-    ref_y = torch.ceil(pts[..., 1] - 0.5).clamp(0, h - 1)
-    return pts - torch.stack([ref_x, ref_y], dim=-1)

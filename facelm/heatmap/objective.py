@@ -33,7 +33,7 @@ from facelm.heatmap import (
     sigma_schedule,
     weighted_loss_map,
 )
-from facelm.heatmap_losses import HingeResidualLoss, create_heatmap_loss
+from facelm.heatmap.losses import HingeResidualLoss, create_heatmap_loss
 
 __all__ = ["HeatmapObjective", "is_heatmap_model", "TrainView", "BICE_PRIOR"]
 

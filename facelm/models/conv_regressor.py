@@ -1,8 +1,13 @@
-"""CNN-6, the stage-1 network of Feng et al. (CVPR 2018), and the plain conv/pool/FC regressor shared with CNN-7.
+"""The CNN-6/7 family of Feng et al. (CVPR 2018): one plain conv/pool/FC landmark regressor, ``ConvRegressor``,
+registered in two variants.
 
-Architecture (paper §7.1, SPEC §4): 64x64x3 input; five blocks of 3x3 conv (stride 1, pad 1) + ReLU + 2x2 max
-pool (stride 2) with 32-64-128-256-512 channels (-> 2x2x512); FC 1024 + ReLU; FC 2L. No batch-norm, no dropout.
-3,806,152 parameters for L = 68 (the paper's "3.8 M").
+* ``cnn6`` (stage 1): 64x64x3 input; five blocks of 3x3 conv (stride 1, pad 1) + ReLU + 2x2 max pool (stride 2)
+  with 32-64-128-256-512 channels (-> 2x2x512); FC 1024 + ReLU; FC 2L. 3,806,152 parameters for L = 68 (the
+  paper's "3.8 M").
+* ``cnn7`` (stage 2): 128x128x3 input; six such blocks with 64-128-256-512-512-512 channels; FC 1024 + ReLU;
+  FC 2L. 8,508,168 parameters for L = 68; CNN-6 + CNN-7 = 12,314,320 (the paper's "12.3 M").
+
+No batch-norm, no dropout (paper §7.1, docs/training.md).
 
 Input/output contract (shared by every facelm regressor, recorded in checkpoints and ONNX metadata):
 
@@ -23,7 +28,7 @@ import torch.nn as nn
 
 from facelm.models._registry import register_model
 
-__all__ = ["ConvRegressor", "CNN6", "cnn6", "PIXEL_MEAN", "PIXEL_STD", "HEAD_INIT_STD"]
+__all__ = ["ConvRegressor", "CNN6", "CNN7", "cnn6", "cnn7", "PIXEL_MEAN", "PIXEL_STD", "HEAD_INIT_STD"]
 
 PIXEL_MEAN = 127.5
 PIXEL_STD = 128.0
@@ -177,7 +182,31 @@ class CNN6(ConvRegressor):
                          num_landmarks=num_landmarks, mean_shape=mean_shape, width=width)
 
 
-@register_model(input_size=CNN6.INPUT_SIZE)
+@register_model(input_size=CNN6.INPUT_SIZE, stage=1)
 def cnn6(num_landmarks: int, *, mean_shape: np.ndarray | None = None, width: float = 1.0) -> CNN6:
     """CNN-6 of Feng et al. 2018: 64x64 RGB [0, 255] -> ``(N, L, 2)`` crop pixels; 3.8 M parameters at L = 68."""
     return CNN6(num_landmarks, mean_shape=mean_shape, width=width)
+
+
+class CNN7(ConvRegressor):
+    """CNN-7 (stage 2): 128x128 input, convs 64-128-256-512-512-512, FC 1024, FC 2L.
+
+    Args:
+        num_landmarks: L.
+        mean_shape: optional ``(L, 2)`` initial output (x, y) in crop pixels of the 128x128 crop.
+        width: channel/hidden multiplier (1.0 = the paper's network).
+    """
+
+    INPUT_SIZE = 128
+    CHANNELS = (64, 128, 256, 512, 512, 512)
+    HIDDEN = 1024
+
+    def __init__(self, num_landmarks: int, *, mean_shape: np.ndarray | None = None, width: float = 1.0):
+        super().__init__(arch="cnn7", input_size=self.INPUT_SIZE, channels=self.CHANNELS, hidden=self.HIDDEN,
+                         num_landmarks=num_landmarks, mean_shape=mean_shape, width=width)
+
+
+@register_model(input_size=CNN7.INPUT_SIZE, stage=2)
+def cnn7(num_landmarks: int, *, mean_shape: np.ndarray | None = None, width: float = 1.0) -> CNN7:
+    """CNN-7 of Feng et al. 2018: 128x128 RGB [0, 255] -> ``(N, L, 2)`` crop pixels; 8.5 M parameters at L = 68."""
+    return CNN7(num_landmarks, mean_shape=mean_shape, width=width)

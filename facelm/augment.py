@@ -1,0 +1,81 @@
+"""Training augmentation (Wing paper §7.1) and batch rendering: model crops cut from the crop cache with one
+affine warp per face (``facelm.crops`` places the crops; this module draws the random part and warps).
+
+Augmentation, drawn per face from a seeded generator:
+
+* rotation uniform in ``±rotate`` degrees (30 for CNN-6, 10 for CNN-7); with probability ``full_turn`` (0 by
+  default; facelm's shipped stage-1 model uses more, see docs/training.md) uniform in ±180 degrees instead, so
+  that stage 1 also finds the landmarks of faces at any in-plane angle;
+* horizontal flip with probability 0.5, with the scheme's flip permutation;
+* box perturbation: the top-left and bottom-right corners of the face box each move by up to ``perturb`` (5%)
+  of the box side in x and y, so the crop may change aspect (it is resized to the square input);
+* Gaussian blur with sigma 1 on half of the crops.
+
+Points that leave the crop stay regression targets (their position is still defined and coordinate regression
+extrapolates); points further than ``outside_tol`` x input size outside the crop are masked out of the loss.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from facelm.geometry import apply_affines
+
+__all__ = ["AugmentConfig", "render_batch"]
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    rotate: float = 30.0
+    flip_p: float = 0.5
+    perturb: float = 0.05
+    blur_p: float = 0.5
+    blur_sigma: float = 1.0
+    outside_tol: float = 0.1
+    full_turn: float = 0.0
+
+    @staticmethod
+    def for_arch(arch: str, rotate: float | None = None, full_turn: float = 0.0) -> AugmentConfig:
+        """The paper's augmentation for ``arch``: rotation up to 30 degrees at stage 1, 10 at stage 2."""
+        from facelm.models import model_stage  # here: the runtime side imports this module's floor without torch
+
+        default = 10.0 if model_stage(arch) == 2 else 30.0
+        return AugmentConfig(rotate=default if rotate is None else float(rotate), full_turn=float(full_turn))
+
+
+def render_batch(images: np.ndarray, index: np.ndarray, landmarks: np.ndarray, mats: np.ndarray,
+                 flips: np.ndarray, flip_perm: np.ndarray, out_size: int,
+                 rng: np.random.Generator | None = None, aug: AugmentConfig | None = None,
+                 out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Warp source crops into a model batch.
+
+    Args:
+        images: source crops ``(M, S, S, 3)`` uint8 (usually the memory-mapped cache).
+        index: rows of ``images`` to use, ``(N,)``.
+        landmarks: ``(N, L, 2)`` source-pixel landmarks.
+        mats: ``(N, 2, 3)`` from ``frame_matrices``; flips: ``(N,)``.
+        flip_perm: ``(L,)`` scheme flip permutation.
+        out: optional preallocated ``(N, out, out, 3)`` uint8 buffer.
+
+    Returns:
+        (batch ``(N, out, out, 3)`` uint8 RGB, landmarks ``(N, L, 2)`` float32 in input pixels, mask ``(N, L)``
+        bool of points within ``outside_tol`` of the crop).
+    """
+    n = len(index)
+    batch = out if out is not None else np.empty((n, out_size, out_size, 3), np.uint8)
+    blur = (rng.random(n) < aug.blur_p) if (rng is not None and aug is not None) else np.zeros(n, bool)
+    for i in range(n):
+        batch[i] = cv2.warpAffine(images[index[i]], mats[i], (out_size, out_size), flags=cv2.INTER_LINEAR,
+                                  borderMode=cv2.BORDER_CONSTANT)
+        if blur[i]:
+            cv2.GaussianBlur(batch[i], (0, 0), aug.blur_sigma, dst=batch[i])
+    lm = apply_affines(mats, landmarks)
+    if flips.any():
+        lm[flips] = lm[flips][:, flip_perm]
+    tol = (aug.outside_tol if aug is not None else AugmentConfig.outside_tol) * out_size
+    lo, hi = -0.5 - tol, out_size - 0.5 + tol
+    mask = np.all((lm >= lo) & (lm <= hi), axis=-1)
+    return batch, lm.astype(np.float32), mask

@@ -1,0 +1,232 @@
+"""The fp16 and int8 variants of an exported fp32 ONNX model (``facelm export --half / --weights fp16 /
+--quantize int8``); float32 inputs and outputs are kept, so a consumer needs no change. See ``facelm.export``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import shutil
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from facelm._io import atomic_path, sweep_stale_temps, temp_name
+from facelm.errors import ModelError, UsageError
+from facelm.modelfile import read_onnx_meta, set_onnx_meta
+
+if TYPE_CHECKING:
+    import onnx
+
+__all__ = ["ACTIVATION_TYPES", "CALIB_METHODS", "convert_fp16", "convert_fp16_weights", "quantize_int8"]
+
+ACTIVATION_TYPES = ("uint8", "int8")
+CALIB_METHODS = ("minmax", "entropy", "percentile")
+
+
+def _save_atomic(proto: onnx.ModelProto, out: Path) -> None:
+    import onnx
+
+    with atomic_path(out) as tmp:
+        onnx.save(proto, str(tmp))
+
+
+def _output_layer(proto: onnx.ModelProto) -> str | None:
+    """Name of the last Gemm/MatMul node: the output layer, whose (N, 2L) result becomes the landmarks."""
+    names = [n.name for n in proto.graph.node if n.op_type in ("Gemm", "MatMul")]
+    return names[-1] if names else None
+
+
+# -- fp16 and int8 variants ---------------------------------------------------------------------------------------
+
+def _toposort(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """Put the graph's nodes in topological order (the ONNX spec requires it; the fp16 converter appends its
+    input casts at the end, which onnxruntime tolerates and OpenCV's importer does not)."""
+    g = proto.graph
+    avail = {i.name for i in g.input} | {i.name for i in g.initializer} | {""}
+    pending, ordered = list(g.node), []
+    while pending:
+        rest = []
+        for n in pending:
+            if all(i in avail for i in n.input):
+                ordered.append(n)
+                avail.update(n.output)
+            else:
+                rest.append(n)
+        if len(rest) == len(pending):
+            raise ModelError("the converted graph has a cycle or an undefined input")
+        pending = rest
+    del g.node[:]
+    g.node.extend(ordered)
+    return proto
+
+
+def convert_fp16(src: str | Path, out: str | Path) -> dict:
+    """Write an fp16 copy of the fp32 facelm ONNX ``src`` to ``out``; returns its metadata.
+
+    Inputs and outputs stay float32 (``keep_io_types``) and the output layer stays fp32 (fp16 has a 1/32 px grid
+    at 64-128 px, too coarse for landmark coordinates). Meant for GPU providers.
+    """
+    import onnx
+
+    import onnxruntime
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    meta = read_onnx_meta(src)
+    proto = onnx.load(str(src))
+    head = _output_layer(proto)
+    block = [head] if head else None
+    fp16 = _toposort(convert_float_to_float16(proto, keep_io_types=True, node_block_list=block))
+    onnx.checker.check_model(fp16)
+    meta = {**meta, "precision": "fp16",
+            "fp16": {"keep_io_types": True, "fp32_nodes": block or [],
+                     "onnxruntime_version": onnxruntime.__version__}}
+    set_onnx_meta(fp16, meta)
+    _save_atomic(fp16, Path(out))
+    return meta
+
+
+def convert_fp16_weights(src: str | Path, out: str | Path, min_elements: int = 64) -> dict:
+    """Write a copy of the fp32 facelm ONNX ``src`` whose weights are *stored* as float16 (``precision: fp16w``).
+
+    Every float32 initializer of rank >= 2 with at least ``min_elements`` values (conv kernels, FC matrices) is
+    replaced by a float16 initializer and a ``Cast`` to float32 at the top of the graph. Computation stays
+    float32: onnxruntime constant-folds the casts at load time, so speed is unchanged and the file about halves.
+    Biases and small tensors stay float32.
+    """
+    import onnx
+
+    import onnxruntime
+    from onnx import helper, numpy_helper
+
+    meta = read_onnx_meta(src)
+    proto = onnx.load(str(src))
+    g = proto.graph
+    casts, converted, before, after = [], [], 0, 0
+    keep = []
+    for init in g.initializer:
+        arr = numpy_helper.to_array(init)
+        before += arr.nbytes
+        if init.data_type == onnx.TensorProto.FLOAT and arr.ndim >= 2 and arr.size >= min_elements:
+            half = numpy_helper.from_array(arr.astype(np.float16), name=f"{init.name}__fp16")
+            keep.append(half)
+            casts.append(helper.make_node("Cast", [half.name], [init.name], to=onnx.TensorProto.FLOAT,
+                                          name=f"{init.name}__cast"))
+            converted.append(init.name)
+            after += arr.size * 2
+        else:
+            keep.append(init)
+            after += arr.nbytes
+    del g.initializer[:]
+    g.initializer.extend(keep)
+    nodes = list(g.node)
+    del g.node[:]
+    g.node.extend(casts + nodes)
+    onnx.checker.check_model(proto)
+    meta = {**meta, "precision": "fp16w",
+            "fp16w": {"stored_fp16": len(converted), "compute": "float32",
+                      "weight_bytes_fp32": int(before), "weight_bytes": int(after),
+                      "onnxruntime_version": onnxruntime.__version__}}
+    set_onnx_meta(proto, meta)
+    _save_atomic(proto, Path(out))
+    return meta
+
+
+class _CropReader:
+    """onnxruntime ``CalibrationDataReader`` over an in-memory ``(N, 3, H, W)`` float32 array."""
+
+    def __init__(self, images: np.ndarray, name: str = "images", batch: int = 16, fixed_batch: int | None = None):
+        self.images, self.name, self.batch, self.fixed = images, name, (fixed_batch or batch), fixed_batch
+        self.pos = 0
+
+    def get_next(self) -> dict | None:
+        if self.pos >= len(self.images):
+            return None
+        x = self.images[self.pos:self.pos + self.batch]
+        self.pos += self.batch
+        if self.fixed and len(x) < self.fixed:
+            x = np.concatenate([x, np.repeat(x[-1:], self.fixed - len(x), 0)])
+        return {self.name: np.ascontiguousarray(x, dtype=np.float32)}
+
+    def rewind(self) -> None:
+        self.pos = 0
+
+    def __len__(self) -> int:
+        return -(-len(self.images) // self.batch)
+
+
+def quantize_int8(src: str | Path, out: str | Path, calib_images: np.ndarray, *, activation_type: str = "uint8",
+                  calib_method: str = "minmax", per_channel: bool = True, preprocess: bool = True,
+                  extra_meta: dict | None = None) -> dict:
+    """Write a statically quantised (QDQ) int8 copy of the fp32 facelm ONNX ``src`` to ``out``.
+
+    Args:
+        src: fp32 facelm ONNX.
+        out: where to write the int8 model (atomically).
+        calib_images: ``(N, 3, H, W)`` float32 RGB [0, 255] calibration crops (a few hundred real crops).
+        activation_type: ``uint8`` (onnxruntime's fast u8s8 path on x86) or ``int8``.
+        calib_method: ``minmax``, ``entropy`` or ``percentile`` (activation range calibration).
+        per_channel: per-output-channel weight scales (recommended for convs).
+        preprocess: run ``quant_pre_process`` (shape inference + graph optimisation) first.
+        extra_meta: merged into the metadata (e.g. the calibration manifest's hash).
+
+    Returns:
+        The metadata written into ``out`` (``precision: int8`` and a ``quantization`` record).
+    """
+    import onnx
+
+    import onnxruntime
+    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, \
+        quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    if activation_type not in ACTIVATION_TYPES:
+        raise UsageError(f"unknown activation type {activation_type!r} ({', '.join(ACTIVATION_TYPES)})")
+    if calib_method not in CALIB_METHODS:
+        raise UsageError(f"unknown calibration method {calib_method!r} ({', '.join(CALIB_METHODS)})")
+    if calib_images is None or len(calib_images) == 0:
+        raise UsageError("int8 quantisation needs calibration crops")
+    meta = read_onnx_meta(src)
+    out = Path(out)
+    if out.parent.is_dir():
+        sweep_stale_temps(out)
+    work = Path(tempfile.mkdtemp(prefix=temp_name(out, "int8-"), suffix=".tmp",
+                                 dir=out.parent if out.parent.is_dir() else None))
+    try:
+        model_in = Path(src)
+        if preprocess:
+            pre = work / "pre.onnx"
+            quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
+            model_in = pre
+        proto = onnx.load(str(model_in))
+        head = _output_layer(proto)
+        shape0 = proto.graph.input[0].type.tensor_type.shape.dim[0]
+        fixed = shape0.dim_value if shape0.HasField("dim_value") and shape0.dim_value > 0 else None
+
+        reader_cls = type("CropReader", (_CropReader, CalibrationDataReader), {})
+        reader = reader_cls(np.asarray(calib_images, np.float32), "images", 16, fixed)
+        method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+                  "percentile": CalibrationMethod.Percentile}[calib_method]
+        act = QuantType.QUInt8 if activation_type == "uint8" else QuantType.QInt8
+        # (not CalibMaxIntermediateOutputs: onnxruntime 1.31 drops the batches it collected when that is reached)
+        q = work / "int8.onnx"
+        # the histogram calibrators print progress on stdout, which carries the CLI's JSON: swallow it
+        with contextlib.redirect_stdout(io.StringIO()):
+            quantize_static(str(model_in), str(q), reader, quant_format=QuantFormat.QDQ, per_channel=per_channel,
+                            activation_type=act, weight_type=QuantType.QInt8, calibrate_method=method,
+                            nodes_to_exclude=[head] if head else None)
+        qp = onnx.load(str(q))
+        meta = {**meta, **(extra_meta or {}), "precision": "int8",
+                "quantization": {"method": "onnxruntime.quantize_static", "format": "QDQ", "weights": "int8",
+                                 "per_channel": per_channel, "activations": activation_type,
+                                 "calibration": calib_method, "calib_crops": int(len(calib_images)),
+                                 "preprocess": preprocess, "float_nodes": [head] if head else [],
+                                 "onnxruntime_version": onnxruntime.__version__,
+                                 **(extra_meta or {}).get("quantization", {})}}
+        set_onnx_meta(qp, meta)
+        _save_atomic(qp, out)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return meta

@@ -1,0 +1,103 @@
+"""The facelm ONNX contract: the metadata a landmark model carries and how it is read, written and checked.
+
+An exported model holds one metadata entry ``facelm`` (``META_KEY``): a JSON object with the checkpoint's
+``meta`` (arch, stage, scheme definition, input size, crop convention, ...) plus the export's own fields
+(precision, ONNX details, detector box maps). The graph has one input ``images`` ``(N, 3, S, S)`` float32 RGB
+in [0, 255] and an output ``landmarks`` ``(N, L, 2)`` in crop pixels. See docs/export.md.
+
+``onnx`` is imported only by the functions that read or write files, so importing this module stays cheap.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from facelm.errors import ModelError
+from facelm.schemes import LandmarkScheme
+
+__all__ = ["META_KEY", "check_meta_matches", "load_proto", "meta_from_session", "meta_scheme", "parse_meta",
+           "proto_meta", "read_onnx_meta", "set_onnx_meta"]
+
+META_KEY = "facelm"
+
+
+def _not_ours(p) -> ModelError:
+    return ModelError(f"{p}: not a facelm model (no '{META_KEY}' metadata; export it with `facelm export`)")
+
+
+def parse_meta(raw: str, path) -> dict:
+    """The metadata JSON of ``path``; ``ModelError`` when it does not parse."""
+    try:
+        return json.loads(raw)
+    except ValueError:
+        raise ModelError(f"{path}: corrupt facelm metadata in the ONNX file") from None
+
+
+def set_onnx_meta(proto, meta: dict) -> None:
+    """Write ``meta`` as the facelm metadata of an ``onnx.ModelProto`` (replacing any previous entry)."""
+    for p in list(proto.metadata_props):
+        if p.key == META_KEY:
+            proto.metadata_props.remove(p)
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = META_KEY, json.dumps(meta)
+    proto.producer_name = "facelm"
+
+
+def load_proto(path: str | Path, load_external_data: bool = True):
+    """``onnx.load`` with ``ModelError`` for a missing or unreadable file."""
+    import onnx
+
+    p = Path(path)
+    if not p.is_file():
+        raise ModelError(f"{p}: ONNX file not found")
+    try:
+        return onnx.load(str(p), load_external_data=load_external_data)
+    except Exception as e:  # noqa: BLE001 - protobuf decode errors have many types
+        raise ModelError(f"{p}: not a readable ONNX file ({type(e).__name__})") from None
+
+
+def proto_meta(proto, path) -> dict:
+    """The facelm metadata of a loaded ``onnx.ModelProto``; ``ModelError`` if it is not a facelm model."""
+    raw = next((prop.value for prop in proto.metadata_props if prop.key == META_KEY), None)
+    if raw is None:
+        raise _not_ours(path)
+    return parse_meta(raw, path)
+
+
+def read_onnx_meta(path: str | Path) -> dict:
+    """The facelm metadata of an ONNX file; ``ModelError`` if the file is not a facelm model."""
+    return proto_meta(load_proto(path, load_external_data=False), Path(path))
+
+
+def meta_from_session(session, path) -> dict:
+    """The facelm metadata of an onnxruntime ``InferenceSession``; ``ModelError`` if it has none."""
+    raw = session.get_modelmeta().custom_metadata_map.get(META_KEY)
+    if raw is None:
+        raise _not_ours(path)
+    return parse_meta(raw, path)
+
+
+def meta_scheme(meta: dict, source: str = "model metadata") -> LandmarkScheme:
+    """The landmark scheme of a model's metadata: the registered one of that name, else registered from the
+    definition the metadata carries (custom schemes travel with their models)."""
+    from facelm.schemes import get_scheme, register_scheme, scheme_from_dict
+
+    sch = meta.get("scheme") or {}
+    try:
+        return get_scheme(sch["name"])
+    except KeyError:
+        try:
+            return register_scheme(scheme_from_dict(sch, source=source))
+        except ValueError as e:
+            raise ModelError(f"the model's landmark scheme is unusable: {e}") from None
+
+
+def check_meta_matches(meta: dict, manifest, what: str = "model") -> None:
+    """``ModelError`` when a model's scheme or landmark count differs from a manifest's."""
+    name = (meta.get("scheme") or {}).get("name")
+    if name != manifest.scheme:
+        raise ModelError(f"{what} predicts scheme {name!r}, but {manifest.path} is {manifest.scheme!r}")
+    if int(meta.get("num_landmarks", -1)) != manifest.landmarks.shape[1]:
+        raise ModelError(f"{what} predicts {meta.get('num_landmarks')} landmarks, but {manifest.path} has "
+                         f"{manifest.landmarks.shape[1]}")

@@ -1,0 +1,181 @@
+"""onnxruntime plumbing shared by prediction, detection, export checks and evaluation: provider choice (CUDA
+when usable, else CPU), thread planning, and the one session factory.
+
+Provider policy (``device``):
+
+* ``auto``: CUDA when onnxruntime has the CUDA provider *and* a session on it really starts (the CUDA/cuDNN
+  libraries load and a GPU is there), otherwise CPU, silently;
+* ``cuda`` / ``cuda:N``: CUDA; if it is not usable a warning is given **once** per process and CPU is used;
+* ``cpu``: CPU only.
+
+The providers a session really got (``InferenceSession.get_providers()``) are what callers report.
+
+Threads: ``threads=0`` means every core this process may use (``cpu_count()``, the affinity mask), everywhere.
+
+Importing this module lowers onnxruntime's default log level to errors: its warnings (nodes placed on CPU,
+a CUDA library that does not load) are not for facelm's users; facelm reports the outcome itself.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from facelm.errors import ModelError, UsageError
+
+__all__ = ["cpu_count", "create_session", "cuda_usable", "plan_threads", "provider_names", "resolve_providers",
+           "session_options"]
+
+_warned: set[str] = set()
+_warn_lock = threading.Lock()
+
+
+def _ort():
+    import onnxruntime as ort
+
+    return ort
+
+
+def cpu_count() -> int:
+    """Cores this process may use (the affinity mask where the OS tells)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def _set_log_level(level: int) -> None:
+    try:
+        _ort().set_default_logger_severity(level)
+    except Exception:  # noqa: BLE001, S110 - very old onnxruntime: keep its default  # pragma: no cover
+        pass
+
+
+_set_log_level(3)
+
+
+def _tiny_model() -> bytes:
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])
+    g = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "probe", [x], [y])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 8
+    return m.SerializeToString()
+
+
+@functools.cache
+def cuda_usable(device_id: int = 0) -> tuple[bool, str]:
+    """(usable, reason): can onnxruntime run a session on CUDA device ``device_id`` here?"""
+    ort = _ort()
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        return False, "this onnxruntime build has no CUDA provider (install onnxruntime-gpu)"
+    _set_log_level(4)  # the failed library load is logged as an error by onnxruntime itself
+    try:
+        sess = ort.InferenceSession(_tiny_model(), providers=[("CUDAExecutionProvider", {"device_id": device_id}),
+                                                               "CPUExecutionProvider"])
+        ok = "CUDAExecutionProvider" in sess.get_providers()
+        sess.run(None, {"x": np.zeros(1, np.float32)})
+    except Exception as e:  # noqa: BLE001 - any failure means "not usable"
+        return False, f"the CUDA provider failed to start ({str(e).splitlines()[0][:200]})"
+    finally:
+        _set_log_level(3)
+    if not ok:
+        return False, "the CUDA provider did not start (CUDA/cuDNN libraries missing or no GPU)"
+    return True, "ok"
+
+
+def resolve_providers(device: str = "auto", warn: Callable[[str], None] | None = None,
+                      warned: set[str] | None = None) -> list:
+    """onnxruntime providers for ``device`` (auto | cpu | cuda | cuda:N); see the module docstring.
+
+    The CUDA fallback warning is given once per ``device`` string per ``warned`` set (this module's own set by
+    default, i.e. once per process).
+    """
+    d = (device or "auto").strip().lower()
+    if d == "cpu":
+        return ["CPUExecutionProvider"]
+    if d == "auto":
+        ok, _ = cuda_usable(0)
+        return [("CUDAExecutionProvider", {"device_id": 0}), "CPUExecutionProvider"] if ok else ["CPUExecutionProvider"]
+    if d == "cuda" or d.startswith("cuda:"):
+        try:
+            dev_id = int(d.split(":", 1)[1]) if ":" in d else 0
+        except ValueError:
+            raise UsageError(f"unknown device {device!r} (auto, cpu, cuda or cuda:N)") from None
+        ok, reason = cuda_usable(dev_id)
+        if ok:
+            return [("CUDAExecutionProvider", {"device_id": dev_id}), "CPUExecutionProvider"]
+        seen = _warned if warned is None else warned
+        with _warn_lock:
+            first = d not in seen
+            seen.add(d)
+        if first and warn is not None:
+            warn(f"`device` {device}: CUDA is not usable here ({reason}); running on CPU")
+        return ["CPUExecutionProvider"]
+    raise UsageError(f"unknown device {device!r} (auto, cpu, cuda or cuda:N)")
+
+
+def plan_threads(providers: list, streams: int = 0, threads: int = 0) -> tuple[int, int]:
+    """(streams, intra-op threads per session) for ``predict``; 0 means automatic.
+
+    On the CPU, two batches in flight with half the cores each (``streams = 2``) keep the cores busy while the
+    reader threads take their share: one multi-threaded run stalls at every operator when one of its threads is
+    pre-empted by a reader, two single-threaded runs do not. On CUDA one stream is enough.
+    """
+    cores = cpu_count()
+    cuda = "CUDAExecutionProvider" in provider_names(providers)
+    if streams <= 0:
+        streams = 1 if cuda or cores < 2 else 2
+    if threads <= 0:
+        threads = max(1, cores // streams)
+    return streams, threads
+
+
+def session_options(threads: int = 0, spin: bool = False):
+    """Session options: all graph optimisations, ``threads`` intra-op threads (0 = every core this process may
+    use, ``cpu_count()``), no spinning.
+
+    Spinning worker threads would take the cores the image readers and the detector need while the model waits
+    for its next batch, so it is off unless ``spin``.
+    """
+    ort = _ort()
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.intra_op_num_threads = threads if threads > 0 else cpu_count()
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    if not spin:
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    so.log_severity_level = 3
+    return so
+
+
+def create_session(path: str | Path | bytes, providers: list | tuple = ("CPUExecutionProvider",), threads: int = 0,
+                   spin: bool = False):
+    """An ``InferenceSession`` (the one session factory of facelm: ``session_options`` for ``threads``/``spin``);
+    ``ModelError`` when the file is not a loadable ONNX model."""
+    ort = _ort()
+    src = path if isinstance(path, bytes) else str(path)
+    if not isinstance(path, bytes):
+        p = Path(path)
+        if not p.is_file():
+            raise ModelError(f"{p}: model file not found")
+        if p.stat().st_size == 0:
+            raise ModelError(f"{p}: empty file (0 bytes), not an ONNX model")
+    try:
+        return ort.InferenceSession(src, session_options(threads, spin), providers=list(providers))
+    except Exception as e:  # noqa: BLE001 - onnxruntime raises several types for bad files
+        msg = " ".join(str(e).split())[:200]
+        raise ModelError(f"{path}: not a loadable ONNX model ({msg})") from None
+
+
+def provider_names(providers: list) -> list[str]:
+    """Provider names of a providers list (entries may be ``(name, options)`` tuples)."""
+    return [p[0] if isinstance(p, tuple) else p for p in providers]

@@ -1,0 +1,133 @@
+"""The import rule of docs/architecture.md, checked on the source (ast, so imports inside functions count too).
+
+* The wings -- training, export, evaluation, the prediction runtime -- stand side by side on the shared floor:
+  none imports another.
+* ``detectors/`` and ``runtime/`` import nothing from training or export (nor the training augmentation).
+* The floor imports no wing. The CLI (``facelm/cli``) may import anything.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "facelm"
+
+WINGS = {
+    "train": ("facelm.train", "facelm.train_data", "facelm.train_run", "facelm.heatmap.objective", "facelm.config"),
+    "export": ("facelm.export", "facelm.export_formats"),
+    "evaluate": ("facelm.evaluate", "facelm.evaluate_report"),
+    "runtime": ("facelm.runtime",),
+}
+# what the prediction side (runtime/ and detectors/) may not use: training, export, evaluation, the training
+# augmentation and the torch-side model loading (facelm.transforms is the old shim over the augmentation)
+TRAINING_SIDE = (*WINGS["train"], *WINGS["export"], *WINGS["evaluate"], "facelm.augment", "facelm.transforms",
+                 "facelm.checkpoint", "facelm.manifest_predict")
+
+
+def _within(module: str, prefixes) -> bool:
+    return any(module == p or module.startswith(p + ".") for p in prefixes)
+
+
+def _module_name(path: Path, root: Path) -> str:
+    parts = list(path.relative_to(root.parent).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def imports_of(source: str, module: str, is_package: bool = False) -> set[str]:
+    """Every ``facelm`` module ``source`` imports, at any depth (``from a import b`` counts as ``a`` and, when
+    ``b`` is a submodule, ``a.b``; relative imports resolved against ``module``)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                pkg = module.split(".") if is_package else module.split(".")[:-1]
+                pkg = pkg[:len(pkg) - (node.level - 1)]
+                base = ".".join(pkg + ([base] if base else []))
+            found.add(base)
+            found.update(f"{base}.{a.name}" for a in node.names)
+    return {m for m in found if m == "facelm" or m.startswith("facelm.")}
+
+
+def package_imports(root: Path = PACKAGE) -> dict[str, set[str]]:
+    """``{module: imported facelm modules}`` for every module of the package under ``root``."""
+    out = {}
+    for path in sorted(root.rglob("*.py")):
+        name = _module_name(path, root)
+        out[name] = imports_of(path.read_text(encoding="utf-8"), name, path.name == "__init__.py")
+    return out
+
+
+def violations(graph: dict[str, set[str]]) -> list[str]:
+    """The arrows of ``graph`` that break the rule, as ``"importer -> imported (why)"``."""
+    bad = []
+    for mod, deps in sorted(graph.items()):
+        if _within(mod, ("facelm.cli",)) or mod == "facelm.__main__":
+            continue
+        wing = next((w for w, prefixes in WINGS.items() if _within(mod, prefixes)), None)
+        for dep in sorted(deps):
+            dep_wing = next((w for w, prefixes in WINGS.items() if _within(dep, prefixes)), None)
+            if wing is not None and dep_wing is not None and dep_wing != wing:
+                bad.append(f"{mod} -> {dep} (the {wing} wing imports the {dep_wing} wing)")
+            elif wing is None and dep_wing is not None:
+                bad.append(f"{mod} -> {dep} (the floor imports the {dep_wing} wing)")
+            if _within(mod, ("facelm.runtime", "facelm.detectors")) and _within(dep, TRAINING_SIDE) \
+                    and dep_wing is None:
+                bad.append(f"{mod} -> {dep} (the prediction side imports training/export code)")
+            if _within(mod, ("facelm.detectors",)) and _within(dep, WINGS["runtime"]):
+                bad.append(f"{mod} -> {dep} (detectors sit below the runtime)")
+    return bad
+
+
+def test_no_wing_imports_another_and_the_floor_imports_no_wing():
+    graph = package_imports()
+    assert "facelm.runtime.pipeline" in graph and "facelm.train" in graph  # the walk found the package
+    assert violations(graph) == []
+
+
+# The wrong-way arrows facelm had before the floor of issue 12 (crops, augment, modelfile, ort, checkpoint,
+# manifest_predict) was built: each, put back into today's graph, must be caught.
+OLD_ARROWS = [
+    ("facelm.runtime.pipeline", "facelm.transforms"),  # the runtime took its crops from the augmentation module
+    ("facelm.detectors.boxmap", "facelm.export"),  # ONNX metadata from the export wing
+    ("facelm.detectors.yunet", "facelm.runtime.session"),  # a session factory from the runtime
+    ("facelm.export", "facelm.train"),  # load_model_from_checkpoint, _load_split, validation_nme
+    ("facelm.evaluate", "facelm.train"),  # predict_manifest, load_model_from_checkpoint, pick_device
+    ("facelm.evaluate", "facelm.export"),  # onnx_predict_manifest, load_onnx_model, check_meta_matches
+]
+
+
+@pytest.mark.parametrize("importer,imported", OLD_ARROWS)
+def test_the_old_wrong_way_arrows_would_fail(importer, imported):
+    graph = package_imports()
+    assert importer in graph
+    graph[importer] = graph[importer] | {imported}
+    assert any(v.startswith(f"{importer} -> {imported} ") for v in violations(graph))
+
+
+def test_function_level_and_relative_imports_count():
+    src = "def f():\n    from facelm.export import META_KEY\n    from ..runtime import session\n"
+    found = imports_of(src, "facelm.detectors.boxmap")
+    assert {"facelm.export", "facelm.runtime", "facelm.runtime.session"} <= found
+
+
+def test_facelm_help_loads_neither_torch_nor_onnx():
+    """``facelm --help`` (and every command's start) stays light: torch, onnx and onnxruntime are imported by
+    the commands that use them, not by the CLI's module imports."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom facelm.cli import main\nsys.argv = ['facelm', '--help']\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\n"
+            "print(sorted(m for m in ('torch', 'onnx', 'onnxruntime') if m in sys.modules), file=sys.stderr)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                       cwd=PACKAGE.parent)
+    assert "Usage" in r.stdout, r.stderr
+    assert r.stderr.strip().splitlines()[-1] == "[]"

@@ -1,0 +1,43 @@
+"""facelm.checkpoint: finding, loading and rebuilding checkpoints; the torch device."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from facelm.checkpoint import load_checkpoint, pick_device, resolve_checkpoint
+from facelm.errors import ModelError, UsageError
+
+
+def test_resolve_checkpoint_prefers_best_then_last(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    with pytest.raises(ModelError, match="no best.pt or last.pt"):
+        resolve_checkpoint(run)
+    (run / "last.pt").write_bytes(b"x")
+    assert resolve_checkpoint(run) == run / "last.pt"
+    (run / "best.pt").write_bytes(b"x")
+    assert resolve_checkpoint(run) == run / "best.pt"
+    assert resolve_checkpoint(run / "last.pt") == run / "last.pt"  # a file is taken as given
+
+
+def test_load_checkpoint_rejects_missing_corrupt_and_foreign_files(tmp_path):
+    with pytest.raises(ModelError, match="not found"):
+        load_checkpoint(tmp_path / "nope.pt")
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a torch file")
+    with pytest.raises(ModelError, match="not a readable checkpoint"):
+        load_checkpoint(bad)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"weights": torch.zeros(2)}, foreign)
+    with pytest.raises(ModelError, match="not a facelm checkpoint"):
+        load_checkpoint(foreign)
+
+
+def test_pick_device_names_its_parameter():
+    assert pick_device("cpu").type == "cpu"
+    with pytest.raises(UsageError, match="unknown device"):
+        pick_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(UsageError, match="`device` cuda"):
+            pick_device("cuda")

@@ -1,0 +1,65 @@
+"""facelm.modelfile: the ONNX metadata contract (one key, one reader/writer, one mismatch check)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from onnx import TensorProto, helper
+
+from facelm.errors import ModelError
+from facelm.modelfile import (
+    META_KEY, check_meta_matches, meta_from_session, meta_scheme, read_onnx_meta, set_onnx_meta
+)
+
+
+def _tiny(path, meta=None):
+    x = helper.make_tensor_value_info("images", TensorProto.FLOAT, [1])
+    y = helper.make_tensor_value_info("landmarks", TensorProto.FLOAT, [1])
+    m = helper.make_model(helper.make_graph([helper.make_node("Relu", ["images"], ["landmarks"])], "t", [x], [y]),
+                          opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 8
+    if meta is not None:
+        set_onnx_meta(m, meta)
+        set_onnx_meta(m, meta)  # written twice: still one entry
+        assert sum(p.key == META_KEY for p in m.metadata_props) == 1
+    path.write_bytes(m.SerializeToString())
+    return path
+
+
+def test_metadata_round_trips_and_foreign_files_are_named(tmp_path):
+    meta = {"arch": "cnn6", "stage": 1, "scheme": {"name": "300w68"}, "num_landmarks": 68}
+    assert read_onnx_meta(_tiny(tmp_path / "a.onnx", meta)) == meta
+    with pytest.raises(ModelError, match="not a facelm model"):
+        read_onnx_meta(_tiny(tmp_path / "b.onnx"))
+    with pytest.raises(ModelError, match="not found"):
+        read_onnx_meta(tmp_path / "missing.onnx")
+    (tmp_path / "c.onnx").write_bytes(b"\x00garbage")
+    with pytest.raises(ModelError):
+        read_onnx_meta(tmp_path / "c.onnx")
+
+
+def test_session_metadata_reader():
+    class Sess:
+        def __init__(self, m):
+            self.m = m
+
+        def get_modelmeta(self):
+            return SimpleNamespace(custom_metadata_map=self.m)
+
+    assert meta_from_session(Sess({META_KEY: '{"stage": 2}'}), "m.onnx") == {"stage": 2}
+    with pytest.raises(ModelError, match="not a facelm model"):
+        meta_from_session(Sess({}), "m.onnx")
+    with pytest.raises(ModelError, match="corrupt"):
+        meta_from_session(Sess({META_KEY: "{"}), "m.onnx")
+
+
+def test_scheme_and_mismatch_checks():
+    assert meta_scheme({"scheme": {"name": "300w68"}}).num_landmarks == 68
+    manifest = SimpleNamespace(scheme="300w68", path="data/manifest.jsonl", landmarks=np.zeros((3, 68, 2)))
+    check_meta_matches({"scheme": {"name": "300w68"}, "num_landmarks": 68}, manifest)
+    with pytest.raises(ModelError, match="predicts scheme 'aflw19'"):
+        check_meta_matches({"scheme": {"name": "aflw19"}, "num_landmarks": 19}, manifest, "m.onnx")
+    with pytest.raises(ModelError, match="predicts 67 landmarks"):
+        check_meta_matches({"scheme": {"name": "300w68"}, "num_landmarks": 67}, manifest)
