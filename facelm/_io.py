@@ -6,14 +6,28 @@ import contextlib
 import hashlib
 import json
 import os
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
-__all__ = ["json_clean", "atomic_path", "atomic_write", "atomic_write_text", "atomic_write_json",
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+__all__ = ["read_json_or_toml", "json_clean", "atomic_path", "atomic_write", "atomic_write_text", "atomic_write_json",
            "sha256_file", "temp_name", "sweep_stale_temps", "pid_alive"]
 
+
+
+def read_json_or_toml(path: str | Path) -> dict:
+    """The document of a ``.toml`` file (by suffix) or else a JSON file. Raises OSError or ValueError (both
+    ``tomllib.TOMLDecodeError`` and ``json.JSONDecodeError`` are ValueErrors); callers name the file."""
+    p = Path(path)
+    text = p.read_text(encoding="utf-8")
+    return tomllib.loads(text) if p.suffix.lower() == ".toml" else json.loads(text)
 
 def temp_name(path: str | Path, suffix: str = "") -> str:
     """The prefix of a temporary name next to ``path``: ``.NAME.PID.`` (``sweep_stale_temps`` reads the PID)."""

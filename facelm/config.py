@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import math
-import sys
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
+from facelm._io import read_json_or_toml
 from facelm.errors import UsageError
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 __all__ = ["TrainConfig", "resolve_train_config", "PAPER_LR", "HEATMAP_ARCHS", "HEATMAP_LOSS_NAMES"]
 
@@ -207,8 +202,7 @@ class TrainConfig(BaseModel):
 
 def _read_config_file(path: Path) -> dict:
     try:
-        text = path.read_text(encoding="utf-8")
-        return tomllib.loads(text) if path.suffix.lower() == ".toml" else json.loads(text)
+        return read_json_or_toml(path)
     except (OSError, ValueError) as e:
         raise UsageError(f"{path}: cannot read config: {e}") from None
 

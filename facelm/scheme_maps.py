@@ -31,22 +31,17 @@ made, not at the first training step.
 
 from __future__ import annotations
 
-import json
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from facelm._io import read_json_or_toml
 from facelm.errors import UsageError
 from facelm.schemes import get_scheme
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
-__all__ = ["SchemeMap", "get_map", "has_map", "register_map", "list_maps", "load_map_file", "map_shapes"]
+__all__ = ["SchemeMap", "get_map", "has_map", "register_map", "list_maps", "load_map_file"]
 
 
 @dataclass(frozen=True)
@@ -137,17 +132,11 @@ def get_map(source: str, target: str) -> SchemeMap:
                          f"add one with a map file (docs/formats.md, 'Scheme maps'; known: {known})") from None
 
 
-def map_shapes(shapes: np.ndarray, source: str, target: str) -> np.ndarray:
-    """``get_map(source, target).apply(shapes)``."""
-    return get_map(source, target).apply(shapes)
-
-
 def load_map_file(path: str | Path, *, register: bool = True) -> SchemeMap:
     """Read a map from a JSON/TOML file (module docstring); ValueError/UsageError name the file."""
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
-        d = tomllib.loads(text) if p.suffix.lower() == ".toml" else json.loads(text)
+        d = read_json_or_toml(p)
     except (OSError, ValueError) as e:
         raise UsageError(f"{p}: cannot read scheme map: {e}") from None
     try:

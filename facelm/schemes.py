@@ -27,17 +27,13 @@ Example:
 
 from __future__ import annotations
 
-import json
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+from facelm._io import read_json_or_toml
+
 
 __all__ = ["LandmarkScheme", "get_scheme", "list_schemes", "register_scheme", "load_scheme_file"]
 
@@ -201,8 +197,7 @@ def load_scheme_file(path: str | Path, *, register: bool = True) -> LandmarkSche
     """Load (and by default register) a custom scheme from a ``.json`` or ``.toml`` file."""
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
-        d = tomllib.loads(text) if p.suffix.lower() == ".toml" else json.loads(text)
+        d = read_json_or_toml(p)
     except (OSError, ValueError) as e:
         raise ValueError(f"{p}: cannot read scheme file: {e}") from e
     scheme = scheme_from_dict(d, source=str(p))
