@@ -38,7 +38,6 @@ from facelm.errors import DataError, ModelError, UsageError
 from facelm.geometry import apply_affines
 from facelm.heatmap.objective import HeatmapObjective, TrainView, is_heatmap_model
 from facelm.losses import create_loss, loss_params
-from facelm.manifest import load_manifest
 from facelm.manifest_predict import (  # noqa: F401 - predict_manifest, validation_nme: re-exported
     CropData as _Data,
     default_normaliser,
@@ -146,7 +145,7 @@ class _TrainData:
     vals: list[Source | None]
     scheme: object
     info: dict
-    full: object  # the first --data folder's whole manifest
+    manifest_sha256: str  # of the training data (facelm.train_data.load_sources)
     input_size: int
     val_m: object  # the val faces "best" follows (the first source's)
     k_max: int  # rows of the largest scheme-map matrix (targets are padded to it)
@@ -160,9 +159,8 @@ class _TrainData:
 def _load_data(cfg: TrainConfig, device: torch.device) -> _TrainData:
     """Sources (facelm.train_data), their frames (stage-2 ones from the stage-1 model's shapes when given), and
     the mean shape of the plain training crops of the model's scheme."""
-    sources, vals, scheme, info = load_sources(cfg)
+    sources, vals, scheme, info, manifest_sha256 = load_sources(cfg)
     train_m = sources[0].manifest
-    full = load_manifest(cfg.data_list[0])
     try:
         input_size = model_input_size(cfg.arch, **cfg.model_options())
     except (TypeError, ValueError) as e:
@@ -198,7 +196,7 @@ def _load_data(cfg: TrainConfig, device: torch.device) -> _TrainData:
         lm_in = apply_affines(m0, base.lm_cache)
     else:
         raise DataError(f"no `data` folder is in the model's scheme {scheme.name!r}: the first folder sets it")
-    return _TrainData(sources, vals, scheme, info, full, input_size, val_m, k_max, lm_in.mean(0))
+    return _TrainData(sources, vals, scheme, info, manifest_sha256, input_size, val_m, k_max, lm_in.mean(0))
 
 
 @dataclass
@@ -240,12 +238,7 @@ def _build_objective(cfg: TrainConfig, data: _TrainData, device: torch.device, r
         opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     else:
         opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    manifest_hash = data.full.content_hash()
-    if len(cfg.data_list) > 1:
-        import hashlib
-
-        manifest_hash = hashlib.sha256(" ".join(load_manifest(p).content_hash() for p in cfg.data_list).encode()
-                                       ).hexdigest()
+    manifest_hash = data.manifest_sha256
     meta = build_meta(cfg=cfg, scheme=scheme, input_size=data.input_size, mean_shape=data.mean_shape,
                       loss=loss_fn.params() if heatmap else loss_params(loss_fn), manifest_sha256=manifest_hash,
                       prepare_info=data.info, stage1=cfg.stage1, width=cfg.width,

@@ -19,6 +19,8 @@ batches of the uninterrupted run.
 
 from __future__ import annotations
 
+import hashlib
+
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -206,9 +208,11 @@ def render_sources(sources: list[Source], groups: list[tuple[int, np.ndarray]], 
             None if all_same else np.concatenate(maps))
 
 
-def load_sources(cfg) -> tuple[list[Source], list[Source | None], object, dict]:
+def load_sources(cfg) -> tuple[list[Source], list[Source | None], object, dict, str]:
     """Training sources and their val splits (``None`` where a source has none); the model's scheme; the first
-    source's prepare info. The model's scheme is the first folder's; every other folder needs a scheme map.
+    source's prepare info; the sha256 of the training data (the first folder's manifest hash, or with several
+    folders the sha256 of their hashes). The model's scheme is the first folder's; every other folder needs a
+    scheme map.
 
     ``cfg`` is a ``facelm.config.TrainConfig`` (``data_list``, ``weight_list``, ``scheme_maps``, ``val``,
     ``max_val``)."""
@@ -216,11 +220,12 @@ def load_sources(cfg) -> tuple[list[Source], list[Source | None], object, dict]:
 
     for f in cfg.scheme_maps:
         load_map_file(f)
-    sources, vals = [], []
+    sources, vals, hashes = [], [], []
     scheme = None
     info: dict = {}
     for k, (path, w) in enumerate(zip(cfg.data_list, cfg.weight_list)):
         full = load_manifest(path)
+        hashes.append(full.content_hash())
         if full.scheme not in set(list_schemes()):
             raise DataError(f"{full.path}: unknown scheme {full.scheme!r}; register it with a scheme file")
         if scheme is None:
@@ -241,7 +246,8 @@ def load_sources(cfg) -> tuple[list[Source], list[Source | None], object, dict]:
         if len(vm) > cfg.max_val:
             vm = vm.select(np.arange(len(vm)) < cfg.max_val)
         vals.append(load_source(vm, scheme.name, Path(path).name) if len(vm) else None)
-    return sources, vals, scheme, info  # (a source of weight 0 is validated on but never sampled)
+    digest = hashes[0] if len(hashes) == 1 else hashlib.sha256(" ".join(hashes).encode()).hexdigest()
+    return sources, vals, scheme, info, digest  # (a source of weight 0 is validated on but never sampled)
 
 
 def source_nme(model, src: Source, device) -> np.ndarray:
