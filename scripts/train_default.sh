@@ -46,13 +46,13 @@ train() {  # run-name extra-args...
   if [ -f "$OUT/runs/$run/summary.json" ]; then return; fi
   local resume=()
   [ -f "$OUT/runs/$run/last.pt" ] && resume=(--resume)
-  facelm train "${SOURCES[@]}" --loss wing --seed 0 --threads 1 --out "$OUT/runs/$run" "${resume[@]}" "$@" -q \
+  facelm train "${SOURCES[@]}" --loss wing --threads 1 --out "$OUT/runs/$run" "${resume[@]}" "$@" -q \
     > "$OUT/runs/$run.json"
 }
 # 3. both stages side by side, one core each
-train s1 --arch cnn6 --init "$OUT/init-cnn6.onnx" --full-turn 0.35 --steps "$S1_STEPS" --batch-size "$S1_BATCH" \
+train s1 --arch cnn6 --seed 0 --init "$OUT/init-cnn6.onnx" --full-turn 0.35 --steps "$S1_STEPS" --batch-size "$S1_BATCH" \
   --lr 5e-4 --val-every 500 &
-train s2 --arch cnn7 --init "$OUT/init-cnn7.onnx" --rotate 15 --steps "$S2_STEPS" --batch-size "$S2_BATCH" \
+train s2 --arch cnn7 --seed 0 --init "$OUT/init-cnn7.onnx" --rotate 15 --steps "$S2_STEPS" --batch-size "$S2_BATCH" \
   --lr 2e-4 --val-every 300 --max-val 200 --log-every 25 &
 wait
 # 3b. stage 1 again, from its own weights: less rotation (the detector now finds which way up a face is, so stage 1

@@ -12,8 +12,9 @@ Per face, all geometry is in original-image pixels (0-based, pixel centres at in
 2b. **Which way up, and levelling** (``level=True``, the default): with a live detector, the detector runs again
    on the face's patch turned by 90, 180 and 270 degrees and the best-scoring turn (plus the detector's eye line
    within it) sets the angle of the first stage-1 crop; then stage 1 runs again, twice, on the crop levelled by
-   its own previous shape. Without a live detector, faces whose levelled shape disagrees with the first one are
-   tried from quarter turns and keep the most self-consistent result (docs/predict.md).
+   its own previous shape. Faces whose last levelled shape still disagrees with the one before (without a live
+   detector: faces the first pass misread) are tried from quarter turns and keep the most self-consistent result
+   (docs/predict.md).
 3. **Angle and box correction**: ``upright_frames`` of the stage-1 shape, exactly as CNN-7's training crops were
    made: the angle of the eye line (the scheme's angle normaliser; 0 = level, positive = the image-right eye is
    lower, i.e. the face is rolled clockwise on screen, since y points down) and the bounding square of the shape
