@@ -161,9 +161,9 @@ def balance_indices(bins: np.ndarray, k: int, target: str = "uniform", max_dup: 
         UsageError: unknown target, negative ``max_dup``, or ``k < 1``.
     """
     if target not in TARGETS:
-        raise UsageError(f"--target must be one of {', '.join(TARGETS)}, not {target!r}")
+        raise UsageError(f"`target` must be one of {', '.join(TARGETS)}, not {target!r}")
     if max_dup < 0:
-        raise UsageError(f"--max-dup must be 0 or more, got {max_dup}")
+        raise UsageError(f"`max_dup` must be 0 or more, got {max_dup}")
     if k < 1:
         raise UsageError(f"need at least one bin, got {k}")
     b = np.asarray(bins, dtype=np.int64)
@@ -208,19 +208,19 @@ def _rel(target: Path, start: Path) -> str:
 def _load_for_balance(data, out, target: str, max_dup: int, bins: int | None):
     """The options and the data checked: (manifest, out folder, scheme, rows of the training faces)."""
     if target not in TARGETS:
-        raise UsageError(f"--target must be one of {', '.join(TARGETS)}, not {target!r}")
+        raise UsageError(f"`target` must be one of {', '.join(TARGETS)}, not {target!r}")
     if max_dup < 0:
-        raise UsageError(f"--max-dup must be 0 or more, got {max_dup}")
+        raise UsageError(f"`max_dup` must be 0 or more, got {max_dup}")
     if bins is not None and bins < 2:
-        raise UsageError(f"--bins must be at least 2, got {bins}")
+        raise UsageError(f"`bins` must be at least 2, got {bins}")
     m = load_manifest(data)
     out = Path(out)
     if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out}: exists and is not a folder")
+        raise UsageError(f"`out` {out}: exists and is not a folder")
     if out.resolve() == m.root.resolve():
-        raise UsageError(f"--out {out}: is the source folder; write the balanced manifest to a new folder")
+        raise UsageError(f"`out` {out}: is the source folder; write the balanced manifest to a new folder")
     if (out / CROPS_NAME).exists():
-        raise UsageError(f"--out {out}: holds a crop cache ({CROPS_NAME}), so it is a prepared dataset; choose "
+        raise UsageError(f"`out` {out}: holds a crop cache ({CROPS_NAME}), so it is a prepared dataset; choose "
                          "another folder")
     try:
         sch = get_scheme(m.scheme)
@@ -337,7 +337,7 @@ def plot_histograms(path: str | Path, hist_before: list[int] | np.ndarray, hist_
     fmt = path.suffix.lower().lstrip(".")
     kinds = canvas.get_supported_filetypes()
     if fmt not in kinds:
-        raise UsageError(f"--plot {path}: unknown image type; use one of "
+        raise UsageError(f"`plot` {path}: unknown image type; use one of "
                          f"{', '.join('.' + t for t in sorted(kinds))}")
     e = np.asarray(edges, dtype=np.float64)
     centres, width = (e[:-1] + e[1:]) / 2, np.diff(e)

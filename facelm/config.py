@@ -160,20 +160,20 @@ class TrainConfig(BaseModel):
         return {k: getattr(self, k) for k in keys if getattr(self, k) is not None}
 
     def filled(self) -> TrainConfig:
-        """Fill the recipe defaults (a config where every 0/None/-1 is resolved)."""
+        """Fill the recipe defaults: every field left at None (not given) gets its recipe value; 0 stays 0."""
         d = self.model_dump()
         hm = self.arch in HEATMAP_ARCHS
         if d["loss"] is None:
             d["loss"] = "awing" if hm else "wing"
         if hm != (d["loss"] in HEATMAP_LOSS_NAMES):
             kind = "a heatmap loss (awing, mse, bice)" if hm else "a coordinate loss (l2, l1, smooth-l1, wing)"
-            raise UsageError(f"--arch {self.arch} needs {kind}, not --loss {d['loss']}")
+            raise UsageError(f"`arch` {self.arch} needs {kind}, not `loss` {d['loss']}")
         if not hm and (self.model_options() or self.loss_map or self.sigma or self.sigma_schedule):
-            raise UsageError(f"--stacks/--input-size/--boundary/--coordconv/--loss-map/--sigma apply to the heatmap "
+            raise UsageError(f"`stacks`/`input_size`/`boundary`/`coordconv`/`loss_map`/`sigma` apply to the heatmap "
                              f"architectures ({', '.join(HEATMAP_ARCHS)}), not {self.arch}")
         if hm:
             if self.recipe == "paper":
-                raise UsageError("--recipe paper is the Wing paper's CNN-6/7 recipe; heatmap models use --recipe fast")
+                raise UsageError("`recipe` paper is the Wing paper's CNN-6/7 recipe; heatmap models use `recipe` fast")
             if d["sigma_schedule"] is None:
                 d["sigma_schedule"] = "temporal" if self.arch == "smt" else "fixed"
             if not d["sigma"]:
@@ -193,10 +193,10 @@ class TrainConfig(BaseModel):
         if d["val_every"] is None:
             d["val_every"] = max(50, d["steps"] // 10)
         if d["weights"] is not None and len(d["weights"]) != len(self.data_list):
-            raise UsageError(f"--weight: {len(d['weights'])} weights for {len(self.data_list)} --data folders "
+            raise UsageError(f"`weights`: {len(d['weights'])} weights for {len(self.data_list)} `data` folders "
                              "(give one per folder, in the same order)")
         if d["full_turn"] and self.arch not in ("cnn6", "cnn7"):
-            raise UsageError("--full-turn applies to the coordinate networks (cnn6, cnn7)")
+            raise UsageError("`full_turn` applies to the coordinate networks (cnn6, cnn7)")
         return TrainConfig(**d)
 
 

@@ -155,7 +155,7 @@ def select_faces(manifest: Manifest, protocol: Protocol, split: str = "auto", wa
         DataError: no face left (the message lists the splits the data has).
     """
     if split not in SPLITS:
-        raise UsageError(f"unknown --split {split!r}; valid: {', '.join(SPLITS)}")
+        raise UsageError(f"unknown `split` {split!r}; valid: {', '.join(SPLITS)}")
     counts: dict[str, int] = {}
     for s in manifest.samples:
         counts[s.split] = counts.get(s.split, 0) + 1
@@ -410,7 +410,7 @@ def evaluate(models: Sequence[str | Path], opts: EvalOptions, warn: Warn = _noop
     full = load_manifest(opts.data)
     if protocol.scheme is not None and full.scheme != protocol.scheme:
         raise UsageError(f"protocol {protocol.name} needs {protocol.scheme} landmarks, the data at {full.path} is "
-                         f"{full.scheme} (use --protocol custom for other data)")
+                         f"{full.scheme} (use `protocol` custom for other data)")
     norm_kind = protocol.resolve_norm(opts.norm, full.scheme)
     specs = [parse_model_spec(str(mdl)) for mdl in models]
     sel, split, tag = select_faces(full, protocol, opts.split, warn)

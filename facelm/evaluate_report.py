@@ -201,7 +201,7 @@ def plot_report(path: str | Path, report: EvalReport) -> Path:
     try:
         return plot_ced(path, curves, title=report_title(report), xlabel=f"NME ({report.eval_set.normaliser})")
     except ValueError as e:
-        raise UsageError(f"--plot: {e}") from None
+        raise UsageError(f"`plot`: {e}") from None
 
 
 def save_report_ced_csv(path: str | Path, report: EvalReport) -> Path:

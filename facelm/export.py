@@ -479,7 +479,7 @@ def export(opts: ExportOptions, *, warn: Callable[[str], None] = _noop, step: Ca
             summary["nme"] = _nme_check(opts, ck_meta, data, sess32, sess if final is not fp32_path else None,
                                         failures, step)
         elif opts.precision == "int8":
-            warn("no validation data (--val, or a 'val' split in --calib): the int8 NME change is not checked")
+            warn("no validation data (`val`, or a 'val' split in `calib`): the int8 NME change is not checked")
 
         summary["written"] = not failures
         if not failures:

@@ -239,7 +239,7 @@ def _complete_faces(lm: np.ndarray, k: int, ids: list[str]) -> tuple[np.ndarray,
     if n < k:
         extra = f" ({int((~complete).sum())} more have missing points)" if (~complete).any() else ""
         raise DataError(f"{n} training face(s) with complete landmarks{extra}, fewer than the {k} bins; "
-                        "use fewer --bins or more faces")
+                        "use fewer `bins` or more faces")
     if n < 3:
         raise DataError(f"only {n} complete training faces: too few to fit a pose model")
     return use, n
@@ -267,7 +267,7 @@ def fit_pose_model(landmarks: np.ndarray, scheme: str | LandmarkScheme, bins: in
     lm = np.asarray(landmarks, dtype=np.float64)
     k = default_bins(sch.name) if bins is None else int(bins)
     if k < 2:
-        raise UsageError(f"--bins must be at least 2, got {k}")
+        raise UsageError(f"`bins` must be at least 2, got {k}")
     if lm.ndim != 3 or lm.shape[1:] != (sch.num_landmarks, 2):
         raise DataError(f"landmarks must be (N, {sch.num_landmarks}, 2) for scheme {sch.name}, got {lm.shape}")
     use, n = _complete_faces(lm, k, ids if ids is not None else [str(i) for i in range(len(lm))])
@@ -294,11 +294,11 @@ def fit_pose_model(landmarks: np.ndarray, scheme: str | LandmarkScheme, bins: in
             table = ", ".join(f"PC{c}: {corrs[c]:+.2f}" for c in range(n_cand))
             raise DataError(f"no pose component found: none of the first {n_cand} shape components correlates "
                             f"with the left/right asymmetry (|rho| < {need:.2f} for {n} faces; {table}); the "
-                            "training faces may have too little yaw variation to balance (--component forces one)")
+                            "training faces may have too little yaw variation to balance (`component` forces one)")
         forced = False
     else:
         if not 0 <= component < len(sv):
-            raise UsageError(f"--component must be in 0..{len(sv) - 1}, got {component}")
+            raise UsageError(f"`component` must be in 0..{len(sv) - 1}, got {component}")
         best = int(component)
         forced = True
     vec = vt[best]

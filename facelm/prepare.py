@@ -140,15 +140,15 @@ def prepare(opts: PrepareOptions, progress: Callable[[int, int], None] | None = 
             raise DataError(f"{p}: no such file or folder")
     src = sources[0] if len(sources) == 1 else Path(", ".join(map(str, sources)))  # for messages
     if opts.split not in ("train", "test", "auto"):
-        raise UsageError(f"--split must be train, test or auto, not {opts.split!r}")
+        raise UsageError(f"`split` must be train, test or auto, not {opts.split!r}")
     if not 0.0 <= opts.holdout < 1.0:
-        raise UsageError(f"--holdout must be in [0, 1), not {opts.holdout}")
+        raise UsageError(f"`holdout` must be in [0, 1), not {opts.holdout}")
     if not 32 <= opts.cache_size <= MAX_CACHE_SIZE:
-        raise UsageError(f"--cache-size must be in [32, {MAX_CACHE_SIZE}], got {opts.cache_size}")
+        raise UsageError(f"`cache_size` must be in [32, {MAX_CACHE_SIZE}], got {opts.cache_size}")
     if not (np.isfinite(opts.margin) and opts.margin >= 1.0):
-        raise UsageError(f"--margin must be a finite number >= 1, got {opts.margin}")
+        raise UsageError(f"`margin` must be a finite number >= 1, got {opts.margin}")
     if opts.workers < 0 or opts.limit < 0:
-        raise UsageError("--workers and --limit must be 0 or more")
+        raise UsageError("`workers` and `limit` must be 0 or more")
     if opts.fmt != "auto" and opts.fmt not in READERS:
         raise UsageError(f"unknown format {opts.fmt!r} (known: {', '.join(sorted(READERS))}, auto)")
     formats: list[str] = []
@@ -173,7 +173,7 @@ def prepare(opts: PrepareOptions, progress: Callable[[int, int], None] | None = 
                         + (f" ({len(skipped)} annotations skipped)" if skipped else ""))
     schemes = sorted({f.scheme for f in faces})
     if len(schemes) > 1:
-        raise DataError(f"{src}: faces of several schemes {schemes}; pass --scheme or prepare them separately")
+        raise DataError(f"{src}: faces of several schemes {schemes}; pass `scheme` or prepare them separately")
     scheme = get_scheme(schemes[0])
 
     out = opts.out

@@ -65,11 +65,11 @@ class Protocol:
             return "box-width" if scheme == "aflw19" else "inter-ocular"
         if norm not in NORMALISERS:
             hint = difflib.get_close_matches(norm, NORMALISERS, n=1)
-            raise UsageError(f"unknown --norm {norm!r}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
+            raise UsageError(f"unknown `norm` {norm!r}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
                              + f"; valid: {', '.join(NORMALISERS)}")
         if norm not in self.norms:
-            raise UsageError(f"protocol {self.name} uses --norm {' or '.join(self.norms)}, not {norm!r} "
-                             f"(use --protocol custom --norm {norm} for a non-standard normaliser)")
+            raise UsageError(f"protocol {self.name} uses `norm` {' or '.join(self.norms)}, not {norm!r} "
+                             f"(use `protocol` custom `norm` {norm} for a non-standard normaliser)")
         return norm
 
     def to_dict(self) -> dict:

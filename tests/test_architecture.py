@@ -131,3 +131,31 @@ def test_facelm_help_loads_neither_torch_nor_onnx():
                        cwd=PACKAGE.parent)
     assert "Usage" in r.stdout, r.stderr
     assert r.stderr.strip().splitlines()[-1] == "[]"
+
+
+_FLAG = __import__("re").compile(r"(?<![\w`-])--[a-z][a-z0-9-]*")
+
+
+def flag_worded_messages(source: str) -> list[tuple[int, str]]:
+    """String pieces of ``raise ...(...)`` messages that spell a command-line flag (``--name``) instead of the
+    library's parameter (`` `name` ``, which the CLI turns into its flag: ``cli/_common.cli_message``)."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Raise) and node.exc is not None:
+            for sub in ast.walk(node.exc):
+                if isinstance(sub, ast.Constant) and isinstance(sub.value, str) and _FLAG.search(sub.value):
+                    found.append((sub.lineno, sub.value))
+    return found
+
+
+def test_library_errors_name_parameters_not_flags():
+    bad = [f"{p.relative_to(PACKAGE.parent)}:{line}: {text!r}" for p in sorted(PACKAGE.rglob("*.py"))
+           if "cli" not in p.relative_to(PACKAGE).parts
+           for line, text in flag_worded_messages(p.read_text())]
+    assert not bad, "library messages phrased in CLI flags:\n" + "\n".join(bad)
+
+
+def test_flag_check_catches_a_flag_worded_message():
+    src = 'def f(n):\n    raise ValueError(f"--stages must be 1 or 2, got {n}")\n'
+    assert flag_worded_messages(src) == [(2, "--stages must be 1 or 2, got ")]
+    assert flag_worded_messages('raise ValueError("`stages` must be 1 or 2")\n') == []

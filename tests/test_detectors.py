@@ -250,8 +250,11 @@ def test_offline_message_says_what_to_do(tmp_path, monkeypatch):
     with pytest.raises(DetectorUnavailable) as e:
         create_detector("auto")
     msg = str(e.value)
-    assert "--detector-model" in msg and str(tmp_path / "cache" / "facelm" / Y.YUNET_FILE) in msg
-    assert Y.YUNET_SHA256 in msg and "name resolution" in msg and "--no-detect" in msg
+    assert "`detector_model`" in msg and str(tmp_path / "cache" / "facelm" / Y.YUNET_FILE) in msg
+    assert Y.YUNET_SHA256 in msg and "name resolution" in msg and "`no_detect`" in msg
+    from facelm.cli._common import cli_message  # the CLI shows its flags
+
+    assert "--detector-model PATH" in cli_message(msg) and "--no-detect" in cli_message(msg)
     assert e.value.code == 4
     assert not (tmp_path / "cache" / "facelm" / Y.YUNET_FILE).exists()
 
@@ -339,7 +342,7 @@ def test_create_detector_option_errors(tmp_path):
 
     with pytest.raises(UsageError, match="together"):
         create_detector(boxes=tmp_path / "b.json", no_detect=True)
-    with pytest.raises(UsageError, match="unknown --detector"):
+    with pytest.raises(UsageError, match="unknown `detector`"):
         create_detector("retina")
     assert isinstance(create_detector(no_detect=True), WholeImageDetector)
 

@@ -103,7 +103,7 @@ def test_protocol_choices():
     assert get_protocol("custom").resolve_norm(None, "aflw19") == "box-width"
     assert get_protocol("300w").subsets == ("300w-common", "300w-challenging", "300w-full")
     assert get_protocol("wflw").subsets == ("pose", "expression", "illumination", "makeup", "occlusion", "blur")
-    with pytest.raises(UsageError, match="custom --norm box-width"):
+    with pytest.raises(UsageError, match="custom `norm` box-width"):
         get_protocol("300w").resolve_norm("box-width")
     with pytest.raises(UsageError, match="did you mean 'inter-pupil'"):
         get_protocol("custom").resolve_norm("inter-pupils")

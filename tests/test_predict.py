@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import shutil
@@ -19,7 +18,6 @@ from typer.testing import CliRunner
 
 from facelm.cli import app
 from facelm.export import set_onnx_meta
-from facelm.sources import iter_sources
 
 REPO = Path(__file__).resolve().parents[1]
 runner = CliRunner()
@@ -64,35 +62,6 @@ def tiny_models(tmp_path_factory) -> Path:
     return root / "models"
 
 
-# ------------------------------------------------------------------------------------------------------------
-# sources
-
-
-def test_sources_files_folders_globs_lists_stdin(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    for p in ("d/a.jpg", "d/b.png", "d/sub/c.jpg", "d/.hidden.jpg"):
-        _png(tmp_path / p)
-    (tmp_path / "d" / "notes.md").write_text("x")
-    names = lambda items: [i.name for i in items]
-    assert names(iter_sources(["d"])) == ["d/a.jpg", "d/b.png"]
-    assert names(iter_sources(["d"], recursive=True)) == ["d/a.jpg", "d/b.png", "d/sub/c.jpg"]
-    assert names(iter_sources(["d/**/*.jpg"])) == ["d/a.jpg", "d/sub/c.jpg"]
-    assert names(iter_sources(["d/b.png", "d/notes.md"])) == ["d/b.png", "d/notes.md"]  # files used as given
-    # list file: paths relative to the list file's folder, comments and blanks ignored, folders allowed
-    (tmp_path / "d" / "list.txt").write_text("# my list\na.jpg\n\nsub\n")
-    items = list(iter_sources(["d/list.txt"]))
-    assert [Path(i.name) for i in items] == [Path("d/a.jpg"), Path("d/sub/c.jpg")]
-    assert all(i.path.is_file() for i in items)
-    # stdin
-    assert names(iter_sources(["-"], stdin=io.StringIO("d/a.jpg\n\nd/sub/c.jpg\n"))) == ["d/a.jpg", "d/sub/c.jpg"]
-    # misses are items with an error, not exceptions
-    miss = list(iter_sources(["nope.jpg", "x*.png", str(tmp_path / "d" / "sub" / "empty")]))
-    assert [m.error for m in miss][:2] == ["no such file or folder", "no files match this pattern"]
-    (tmp_path / "e").mkdir()
-    (e,) = iter_sources(["e"])
-    assert "no image or video files" in e.error and "--recursive" in e.error
-
-
 def _video(path: Path, n: int = 10, size: tuple[int, int] = (64, 48)) -> Path:
     w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, size)
     assert w.isOpened()
@@ -102,17 +71,6 @@ def _video(path: Path, n: int = 10, size: tuple[int, int] = (64, 48)) -> Path:
     w.release()
     return path
 
-
-def test_video_every_nth_frame(tmp_path):
-    v = _video(tmp_path / "clip.avi")
-    items = list(iter_sources([str(v)], vid_stride=3))
-    assert [i.frame for i in items] == [0, 3, 6, 9]
-    assert items[0].image.shape == (48, 64, 3) and items[0].image.dtype == np.uint8
-    assert abs(int(items[1].image.mean()) - 60) < 10  # frame 3 really is the 4th frame
-    bad = tmp_path / "broken.mp4"
-    bad.write_bytes(b"not a video")
-    (b,) = iter_sources([str(bad)])
-    assert b.error
 
 
 # ------------------------------------------------------------------------------------------------------------

@@ -281,7 +281,7 @@ def test_unknown_format_and_bad_options_are_usage_errors(synth, tmp_path):
     with pytest.raises(UsageError, match="unknown format 'bogus'") as e:
         run(src, tmp_path / "o", fmt="bogus")
     assert e.value.code == ExitCode.USAGE
-    for kw, words in [({"split": "dev"}, "--split"), ({"holdout": 1.0}, "--holdout"), ({"cache_size": 8}, "cache"),
+    for kw, words in [({"split": "dev"}, "`split`"), ({"holdout": 1.0}, "`holdout`"), ({"cache_size": 8}, "cache"),
                       ({"margin": 0.5}, "margin"), ({"workers": -1}, "workers"), ({"limit": -2}, "limit"),
                       ({"scheme": "nosuch"}, "unknown landmark scheme")]:
         with pytest.raises(UsageError, match=words):

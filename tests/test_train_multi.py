@@ -106,7 +106,7 @@ def test_other_scheme_faces_only_train_their_mapped_points(sources, tmp_path, mo
 
 
 @pytest.mark.parametrize("kw,match", [
-    (dict(weights=[1.0]), "2 --data"),
+    (dict(weights=[1.0]), "2 `data`"),
     (dict(weights=[1.0, -1.0]), "weights"),
     (dict(weights=[0.0, 0.0]), "weights"),
     (dict(weights=[1.0, float("nan")]), "weights"),

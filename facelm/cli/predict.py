@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from facelm.cli._common import check_output_file, check_range, dumps, emit_json, error, handle_errors, info, warn
+from facelm.cli._common import check_output_file, check_range, cli_message, dumps, emit_json, error, handle_errors, info, warn
 from facelm.errors import DataError, ExitCode, UsageError
 
 EPILOG = """Examples:
@@ -307,7 +307,7 @@ def register(app: typer.Typer) -> None:
         streams, threads = plan_threads(providers, streams, threads)
         pair = load_models(models if models is not None else default_models_dir(), stages, providers, threads)
         for s in pair.skipped:
-            note(s if "not run by default" in s else f"skipped {s}")
+            note(cli_message(s) if "not run by default" in s else f"skipped {s}")
         det = create_detector(detector, model=detector_model, boxes=boxes, no_detect=no_detect,
                               score_threshold=score_threshold, providers=providers, threads=1, info=note,
                               boxes_kind=boxes_kind.value)

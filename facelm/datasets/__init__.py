@@ -78,7 +78,7 @@ def detect_format(path: Path) -> str:
         except (OSError, ValueError):
             continue
     kind = "folder" if path.is_dir() else "file"
-    raise ValueError(f"{path}: cannot tell the annotation format of this {kind}; give --format, one of: {names}")
+    raise ValueError(f"{path}: cannot tell the annotation format of this {kind}; give `format`, one of: {names}")
 
 
 def read_faces(path: str | Path, fmt: str = "auto", scheme: str | None = None) -> ReaderResult:

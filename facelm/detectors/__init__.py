@@ -65,15 +65,15 @@ def create_detector(name: str = "auto", *, model: str | Path | None = None, boxe
         UsageError: conflicting options. DetectorUnavailable (exit 4): no detector can be set up.
     """
     if boxes is not None and no_detect:
-        raise UsageError("--boxes and --no-detect cannot be used together")
+        raise UsageError("`boxes` and `no_detect` cannot be used together")
     if boxes_kind not in BOX_KINDS:
-        raise UsageError(f"--boxes-kind must be one of {', '.join(BOX_KINDS)}, got {boxes_kind!r}")
+        raise UsageError(f"`boxes_kind` must be one of {', '.join(BOX_KINDS)}, got {boxes_kind!r}")
     if boxes is not None:
         return BoxesFileDetector(boxes, kind=boxes_kind)
     if no_detect:
         return WholeImageDetector()
     if name not in DETECTORS:
-        raise UsageError(f"unknown --detector {name!r} (known: {', '.join(DETECTORS)})")
+        raise UsageError(f"unknown `detector` {name!r} (known: {', '.join(DETECTORS)})")
     if name == "yuface":
         return YuFaceDetector(score_threshold=score_threshold)
     path = find_yunet_model(model)

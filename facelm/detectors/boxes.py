@@ -96,10 +96,10 @@ def read_boxes_file(path: str | Path) -> dict[str, list[tuple[list[float], float
     try:
         text = p.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as e:
-        raise DataError(f"--boxes {p}: cannot read ({getattr(e, 'strerror', None) or e})") from None
+        raise DataError(f"`boxes` {p}: cannot read ({getattr(e, 'strerror', None) or e})") from None
     stripped = text.lstrip()
     if not stripped:
-        raise DataError(f"--boxes {p}: empty file")
+        raise DataError(f"`boxes` {p}: empty file")
     if stripped[0] in "{[":
         try:
             doc = json.loads(text)
@@ -107,14 +107,14 @@ def read_boxes_file(path: str | Path) -> dict[str, list[tuple[list[float], float
             try:  # JSONL
                 doc = [json.loads(line) for line in text.splitlines() if line.strip()]
             except ValueError as e:
-                raise DataError(f"--boxes {p}: not valid JSON or JSONL ({e})") from None
+                raise DataError(f"`boxes` {p}: not valid JSON or JSONL ({e})") from None
         if isinstance(doc, dict):
             if "image" in doc:
                 return _from_objects([doc], p)
             return {str(k): [_box_row(b, f"{p} [{k!r}]") for b in (v or [])] for k, v in doc.items()}
         if isinstance(doc, list):
             return _from_objects(doc, p)
-        raise DataError(f"--boxes {p}: expected a JSON object or array")
+        raise DataError(f"`boxes` {p}: expected a JSON object or array")
     rows = list(csv.reader(text.splitlines()))
     rows = [r for r in rows if r and any(c.strip() for c in r)]
     cols = {"image": 0, "x1": 1, "y1": 2, "x2": 3, "y2": 4, "score": 5}
@@ -150,7 +150,7 @@ def read_boxes_file(path: str | Path) -> dict[str, list[tuple[list[float], float
             vals = [float(r[cols[k]]) for k in ("x1", "y1", "x2", "y2")]
             score = float(r[cols["score"]]) if 0 <= cols["score"] < len(r) and r[cols["score"]].strip() else 1.0
         except (IndexError, ValueError):
-            raise DataError(f"--boxes {p} row {n}: expected image,x1,y1,x2,y2[,score]") from None
+            raise DataError(f"`boxes` {p} row {n}: expected image,x1,y1,x2,y2[,score]") from None
         out[key].append((_box_row(vals, f"{p} row {n}")[0], score))
     return dict(out)
 

@@ -123,10 +123,10 @@ def _local_copy(name: str) -> Path | None:
     """The bundled file (for the default name), else the cached one, checksum-checked; None when neither is here."""
     sha = DETECTOR_FILES[name][1]
     if name == YUNET_FILE and (b := bundled_model()) is not None:
-        return check_sha256(b, sha, "reinstall facelm, or pass --detector-model PATH to a good copy")
+        return check_sha256(b, sha, "reinstall facelm, or pass `detector_model` PATH to a good copy")
     cached = cache_dir() / name
     if cached.is_file():
-        return check_sha256(cached, sha, "delete it to download it again, or pass --detector-model PATH")
+        return check_sha256(cached, sha, "delete it to download it again, or pass `detector_model` PATH")
     return None
 
 
@@ -143,7 +143,7 @@ def find_yunet_model(path: str | Path | None = None) -> Path | None:
         DetectorUnavailable: an explicitly given path (argument or environment) does not exist and is not the name
             of a known file; a bundled or cached file fails its checksum.
     """
-    spec = (str(path), f"--detector-model {path}") if path else _explicit()
+    spec = (str(path), f"`detector_model` {path}") if path else _explicit()
     if spec is not None:
         value, where = spec
         p = Path(value).expanduser()
@@ -168,10 +168,10 @@ def _offline_message(reason: str, name: str = YUNET_FILE) -> str:
     bundled = ("" if name != YUNET_FILE else
                f"this install lacks its bundled copy ({bundled_detector_dir() / YUNET_FILE}), ")
     return (f"no face detector available: {bundled}{name} is not on this machine and downloading it failed "
-            f"({reason}). Offline, either pass --detector-model PATH (or set ${ENV_MODEL}) to a copy of "
+            f"({reason}). Offline, either pass `detector_model` PATH (or set ${ENV_MODEL}) to a copy of "
             f"{name}, or put the file at {dest} (download {url} , sha256 {sha}), "
-            "or `pip install yuface`; for images that are already face crops use --no-detect, or give boxes "
-            "with --boxes FILE")
+            "or `pip install yuface`; for images that are already face crops use `no_detect`, or give boxes "
+            "with `boxes` FILE")
 
 
 def _fetch(url: str, timeout: float) -> bytes:
@@ -189,7 +189,7 @@ def download_yunet(dest_dir: Path | None = None, *, name: str = YUNET_FILE, url:
     """
     if name not in DETECTOR_FILES:
         raise DetectorUnavailable(f"{name}: not a detector file facelm knows how to download (known: "
-                                  f"{', '.join(DETECTOR_FILES)}); pass --detector-model PATH")
+                                  f"{', '.join(DETECTOR_FILES)}); pass `detector_model` PATH")
     url = url or detector_url(name)
     sha256 = sha256 or DETECTOR_FILES[name][1]
     dest_dir = Path(dest_dir) if dest_dir is not None else cache_dir()
@@ -210,7 +210,7 @@ def download_yunet(dest_dir: Path | None = None, *, name: str = YUNET_FILE, url:
         os.replace(tmp, dest)
     except OSError as e:
         raise DetectorUnavailable(f"cannot write the detector model to {dest} ({e.strerror or e}); "
-                                  "pass --detector-model PATH") from None
+                                  "pass `detector_model` PATH") from None
     return dest
 
 

@@ -204,6 +204,6 @@ def load_models(models: str | Path, stages: int | None = None, providers: list |
             raise ModelError(f"{s2.path}: crop expansion {e2} does not match stage 1's {e1}")
     if stages is None and s2 is not None and s2.meta.get("predict_default", True) is False:
         why = s2.meta.get("predict_default_reason") or "its metadata says so"
-        skipped.append(f"{s2.path.name}: not run by default ({why}); --stages 2 runs it")
+        skipped.append(f"{s2.path.name}: not run by default ({why}); `stages` 2 runs it")
         s2 = None
     return ModelPair(s1, s2, skipped)
