@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 
 from conftest import shared
-from facelm.headpose import FACE3D_68, POSE_POINTS, camera_matrix, head_pose, pose_axes, rotation_matrix
+from facelm.headpose import (FACE3D_68, MODEL_3D, PITCH_ZERO, POSE_POINTS, camera_matrix, head_pose, pose_axes,
+                             rotation_matrix)
 
 REPO = Path(__file__).resolve().parents[1]
-MODEL = np.asarray(FACE3D_68)
+MODEL = MODEL_3D
 
 
 def _project(yaw, pitch, roll, t=(30.0, -20.0, 700.0), size=(640, 480)) -> np.ndarray:
@@ -26,10 +27,15 @@ def test_the_generic_face_is_symmetric_and_faces_the_camera():
     from facelm.schemes import get_scheme
 
     perm = list(get_scheme("300w68").flip_perm)
-    assert np.allclose(MODEL[perm] * [-1, 1, 1], MODEL, atol=0.11)
-    assert MODEL[30, 2] == MODEL[:, 2].min()  # the nose tip is nearest the camera
-    assert abs(np.linalg.norm(MODEL[36] - MODEL[45]) - 90.0) < 0.2  # millimetres, the biocular width
-    assert MODEL[8, 1] > MODEL[57, 1] > MODEL[33, 1] > MODEL[39, 1] > MODEL[19, 1]  # y points down the face
+    face = np.asarray(FACE3D_68)
+    assert np.allclose(face[perm] * [-1, 1, 1], face, atol=0.11)
+    assert face[30, 2] == face[:, 2].min()  # the nose tip is nearest the camera
+    assert abs(np.linalg.norm(face[36] - face[45]) - 90.0) < 0.2  # millimetres, the biocular width
+    assert face[8, 1] > face[57, 1] > face[33, 1] > face[39, 1] > face[19, 1]  # y points down the face
+    # the fitted model is FACE3D_68 turned about x by PITCH_ZERO: the unturned face seen straight on reads as
+    # pitch -PITCH_ZERO
+    pts, _ = cv2.projectPoints(face + [0, 0, 700.0], np.zeros(3), np.zeros(3), camera_matrix(640, 480), None)
+    assert head_pose(pts.reshape(68, 2), 640, 480)["pitch"] == pytest.approx(-PITCH_ZERO, abs=0.05)
 
 
 @pytest.mark.parametrize("yaw,pitch,roll", [(0, 0, 0), (35, 0, 0), (-50, 10, 5), (20, -25, 170), (60, 20, -90),
