@@ -98,11 +98,19 @@ def _solve(points: np.ndarray, cam: np.ndarray, idx: list[int]) -> tuple[np.ndar
 
     obj = np.ascontiguousarray(_MODEL[idx])
     img = np.ascontiguousarray(points[idx], dtype=np.float64)
-    ok, rvec, tvec = cv2.solvePnP(obj, img, cam, None, flags=cv2.SOLVEPNP_SQPNP)
-    if not ok:
+    if np.ptp(img, axis=0).max() < 1e-3 * cam[0, 0]:  # all points (nearly) on one spot: no pose
         return None
-    rvec, tvec = cv2.solvePnPRefineLM(obj, img, cam, None, rvec, tvec)
-    if tvec[2, 0] <= 0:  # behind the camera: no pose
+    for flags in (cv2.SOLVEPNP_SQPNP, cv2.SOLVEPNP_EPNP):  # SQPnP: the global optimum; EPnP if it refuses
+        try:
+            ok, rvec, tvec = cv2.solvePnP(obj, img, cam, None, flags=flags)
+            if ok and np.isfinite(rvec).all() and np.isfinite(tvec).all():
+                rvec, tvec = cv2.solvePnPRefineLM(obj, img, cam, None, rvec, tvec)
+                break
+        except cv2.error:
+            continue
+    else:
+        return None
+    if not (np.isfinite(rvec).all() and tvec[2, 0] > 0):  # behind the camera: no pose
         return None
     return cv2.Rodrigues(rvec)[0], tvec[:, 0]
 

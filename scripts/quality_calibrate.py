@@ -96,7 +96,8 @@ def _nme(pred68: np.ndarray, gt: np.ndarray, scheme: str) -> float:
     return float(np.linalg.norm(p[ok] - gt[ok], axis=-1).mean() / d)
 
 
-def run_set(name: str, work: Path, turns: list[float], lm_detect, lm_boxes, out) -> int:
+def run_set(name: str, work: Path, turns: list[float], lm_detect, lm_boxes, out,
+            modes: tuple[str, ...] = ("detect", "boxes")) -> int:
     """Predict every val face of set ``name`` in every turn and mode; write one row per face to ``out``."""
     from facelm.imageio import read_image
     from facelm.manifest import load_manifest
@@ -112,8 +113,8 @@ def run_set(name: str, work: Path, turns: list[float], lm_detect, lm_boxes, out)
         for turn in turns:
             rot, mat = turn_image(img, turn)
             gts = [np.asarray(s.landmarks, float) @ mat[:, :2].T + mat[:, 2] for s in samples]
-            preds = {"detect": lm_detect.predict_image(rot, path).faces}
-            if up:
+            preds = {"detect": lm_detect.predict_image(rot, path).faces} if "detect" in modes else {}
+            if up and "boxes" in modes:
                 corners = [np.array([[f.box[0], f.box[1]], [f.box[2], f.box[1]], [f.box[0], f.box[3]],
                                      [f.box[2], f.box[3]]]) @ mat[:, :2].T + mat[:, 2] for f in up]
                 boxes = np.array([[c[:, 0].min(), c[:, 1].min(), c[:, 0].max(), c[:, 1].max()] for c in corners])
@@ -153,10 +154,11 @@ def report(rows: list[dict], fit_sets: list[str]) -> dict:
     rep: dict = {"calibration_used": dict(CALIBRATION)}
     if fit_sets:
         fit = [r for r in found if r["set"] in fit_sets]
-        w = fit_logistic(features([r["signals"] for r in fit]), np.array([r["nme"] <= 0.1 for r in fit], float))
-        cal = {"intercept": float(w[0]), "mirror": float(w[1]), "level": float(w[2])}
+        x, y = features([r["signals"] for r in fit]), np.array([r["nme"] <= 0.1 for r in fit], float)
+        w, w1 = fit_logistic(x, y), fit_logistic(x[:, :1], y)
+        cal = {"intercept": float(w[0]), "mirror": float(w[1]), "level": float(w[2]),
+               "no_level": {"intercept": float(w1[0]), "mirror": float(w1[1])}}
         rep["fit"] = {"sets": fit_sets, "faces": len(fit), "bad": int(sum(r["nme"] > 0.1 for r in fit)), **cal}
-        cal["level_missing"] = CALIBRATION["level_missing"]
         for r in found:
             r["quality"] = quality_score(r["signals"], cal)
     groups: dict = {}
@@ -209,6 +211,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--sets", nargs="+", default=["w300", "mtfl", "helen29", "infan"])
     ap.add_argument("--turns", default="0,90,180,270")
     ap.add_argument("--fit", default="w300,helen29,infan", help="sets to fit the calibration on ('' = none)")
+    ap.add_argument("--modes", default="detect,boxes")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--reuse", action="store_true", help="score OUT/faces.jsonl again without predicting")
     a = ap.parse_args(argv)
@@ -227,7 +230,7 @@ def main(argv: list[str] | None = None) -> None:
         with open(faces, "w") as out:
             for name in a.sets:
                 if (a.work / name / "manifest.jsonl").is_file():
-                    run_set(name, a.work, turns, lm_detect, lm_boxes, out)
+                    run_set(name, a.work, turns, lm_detect, lm_boxes, out, tuple(a.modes.split(",")))
     rows = [json.loads(x) for x in faces.read_text().splitlines() if x.strip()]
     rep = report(rows, [s for s in a.fit.split(",") if s])
     (a.out / "report.json").write_text(json.dumps(rep, indent=1) + "\n")

@@ -74,6 +74,7 @@ def test_bad_input_and_the_drawn_axes():
     nan = pts.copy()
     nan[list(POSE_POINTS)[5:]] = np.nan
     assert head_pose(nan, 640, 480) is None  # fewer than 6 usable points
+    assert head_pose(np.full((68, 2), 50.0), 143, 143) is None  # all on one spot (SQPnP would raise): no pose
     axes = pose_axes(pts, head_pose(pts, 640, 480), 640, 480)
     assert np.allclose(axes[0], pts[30], atol=0.5)  # the axes start at the nose tip
     assert axes[1, 0] > axes[0, 0] and axes[2, 1] > axes[0, 1]  # x to the right, y down for a frontal face

@@ -11,7 +11,8 @@ has anyway (docs/predict.md, "Quality"):
   ``--no-level``). A face whose shape keeps moving when the crop is re-levelled by it has not converged.
 
 The score is a logistic function of their logarithms, fitted on held-out faces (:data:`CALIBRATION`): an estimate
-of the probability that the face's inter-ocular NME is at most 10%.
+of the probability that the face's inter-ocular NME is at most 10%. Without levelling (``--no-level``) it is the
+fit on ``mirror`` alone (``CALIBRATION["no_level"]``; fitted on levelled crops, so only approximate there).
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from facelm.headpose import head_pose
 __all__ = ["CALIBRATION", "add_head_poses", "quality_score", "quality_signals"]
 
 #: logistic fit of P(NME <= 10%) on log(mirror) and log(level) (``scripts/quality_calibrate.py``, docs/predict.md)
-CALIBRATION = {"intercept": 0.0, "mirror": -1.0, "level": -1.0, "level_missing": 0.0}
+CALIBRATION = {"intercept": -21.773, "mirror": -4.9076, "level": -1.0434,
+               "no_level": {"intercept": -24.376, "mirror": -6.2863}}
 _FLOOR = 1e-4  # signals below this are as good as perfect (log of 0)
 
 
@@ -37,12 +39,13 @@ def quality_signals(mirror: np.ndarray, level: np.ndarray, stage1: np.ndarray, f
 def quality_score(signals: dict, calibration: dict | None = None) -> float:
     """The 0..1 quality of one face from its :func:`quality_signals` (module docstring)."""
     c = calibration or CALIBRATION
-    m = signals.get("mirror", math.nan)
+    m, e = signals.get("mirror", math.nan), signals.get("level", math.nan)
     if not math.isfinite(m):
         return 0.0
-    z = c["intercept"] + c["mirror"] * math.log(max(m, _FLOOR))
-    e = signals.get("level", math.nan)
-    z += c["level"] * math.log(max(e, _FLOOR)) if math.isfinite(e) else c["level_missing"]
+    if math.isfinite(e):
+        z = c["intercept"] + c["mirror"] * math.log(max(m, _FLOOR)) + c["level"] * math.log(max(e, _FLOOR))
+    else:
+        z = c["no_level"]["intercept"] + c["no_level"]["mirror"] * math.log(max(m, _FLOOR))
     return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, z))))
 
 
