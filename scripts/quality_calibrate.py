@@ -177,7 +177,8 @@ def report(rows: list[dict], fit_sets: list[str]) -> dict:
             entry[f"bad_kept@{t}"] = int((bad & keep).sum())
             entry[f"bad_dropped@{t}"] = int((bad & ~keep).sum())
         rep["auc"][key] = entry
-    rep["pose"] = pose_report([r for r in found if r["set"] == "mtfl" and r["mode"] == "detect"])
+    rep["pose"] = {name: pose_report([r for r in found if r["set"] == name and r["mode"] == "detect"])
+                   for name in sorted({r["set"] for r in found})}
     return rep
 
 
