@@ -37,7 +37,8 @@ import math
 
 import numpy as np
 
-__all__ = ["FACE3D_68", "MODEL_3D", "PITCH_ZERO", "POSE_POINTS", "camera_matrix", "head_pose", "head_poses", "pose_axes", "rotation_matrix"]
+__all__ = ["FACE3D_68", "MODEL_3D", "PITCH_ZERO", "POSE_POINTS", "camera_matrix", "head_pose", "head_poses",
+           "pose_axes", "rotation_matrix"]
 
 #: generic 3D face, 68 iBUG points, millimetres (see the module docstring; ``scripts/make_face3d.py``)
 FACE3D_68 = (

@@ -37,13 +37,14 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def turn_image(img: np.ndarray, turn: float) -> tuple[np.ndarray, np.ndarray]:
-    """``img`` turned counter-clockwise on screen by ``turn`` degrees (cv2's sense), canvas grown; and the affine."""
+    """``img`` turned counter-clockwise on screen by ``turn`` degrees (cv2's sense), canvas grown; and the
+    affine."""
     import cv2
 
     h, w = img.shape[:2]
     m = cv2.getRotationMatrix2D(((w - 1) / 2, (h - 1) / 2), turn, 1.0)
     c, s = abs(m[0, 0]), abs(m[0, 1])
-    nw, nh = int(round(h * s + w * c)), int(round(h * c + w * s))
+    nw, nh = round(h * s + w * c), round(h * c + w * s)
     m[0, 2] += (nw - 1) / 2 - (w - 1) / 2
     m[1, 2] += (nh - 1) / 2 - (h - 1) / 2
     return cv2.warpAffine(img, m, (nw, nh), flags=cv2.INTER_LINEAR), m

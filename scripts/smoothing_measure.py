@@ -8,9 +8,9 @@ the tracker without and with smoothing:
 
 * **still**: ``examples/astronaut.jpg`` repeated for 60 frames, each with fresh Gaussian pixel noise (sigma 4
   grey levels) and JPEG-compressed at quality 75-95: a still face, so every frame-to-frame motion is jitter;
-* **ytf**: YouTube Faces videos (``ytf68-train``; each has three real frames ``NAME_k0..k2``): each frame held for 20
-  frames, re-compressed and noised as above; jitter is measured within the holds (a still face in a real video
-  frame), and the jumps between the three frames show the lag on a sudden move (frames until the smoothed points
+* **ytf**: YouTube Faces videos (``ytf68-train``; each has three real frames ``NAME_k0..k2``): each frame held
+  for 20 frames, re-compressed and noised as above; jitter is measured within the holds (a still face in a real
+  video frame), and the jumps between the three frames show the lag on a sudden move (frames until the smoothed points
   are within 5% of the inter-ocular distance of where they settle);
 * **moving**: the astronaut photo sliding right at a constant speed (``--speed`` face sizes per second) on a
   grey canvas: ``lag`` is how far the smoothed points trail the unsmoothed ones along the motion, in
@@ -38,7 +38,7 @@ def noisy(img: np.ndarray, rng: np.random.Generator, sigma: float = 4.0) -> np.n
     import cv2
 
     out = np.clip(img.astype(np.float32) + rng.normal(0, sigma, img.shape), 0, 255).astype(np.uint8)
-    ok, buf = cv2.imencode(".jpg", out[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(75, 96))])
+    _, buf = cv2.imencode(".jpg", out[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(75, 96))])
     return cv2.imdecode(buf, cv2.IMREAD_COLOR)[:, :, ::-1].copy()
 
 

@@ -139,3 +139,21 @@ def test_yaw_is_ordered_like_mtfl_pose_labels_on_held_out_faces():
     means = [yaw[label == k].mean() for k in range(1, 6)]
     assert all(a < b for a, b in zip(means, means[1:])), means  # MTFL's "left" = yaw < 0 (turned to image left)
     assert spearmanr(yaw, label).statistic > 0.6
+
+
+def test_draw_shows_the_pose_axes_quality_and_track():
+    from facelm.runtime.results import FaceResult, ImageResult, annotate
+
+    pts = _project(20, 10, 5)
+    img = np.zeros((480, 640, 3), np.uint8)
+    face = FaceResult(box=np.r_[pts.min(0), pts.max(0)], score=0.9, angle=5.0, landmarks=pts, stage1=pts,
+                      square=np.array([*pts.mean(0), 150.0]))
+    plain = annotate(img, ImageResult("a.png", None, 640, 480, [face]))
+    face.pose, face.quality, face.track = head_pose(pts, 640, 480), 0.97, 3
+    drawn = annotate(img, ImageResult("a.png", 3, 640, 480, [face]))
+    diff = np.abs(drawn.astype(int) - plain.astype(int)).sum(-1) > 0
+    axes = pose_axes(pts, face.pose, 640, 480)
+    end = np.round(axes[3]).astype(int)  # where the nose points: the blue axis ends there
+    win = drawn[end[1] - 2:end[1] + 3, end[0] - 2:end[0] + 3].reshape(-1, 3)
+    assert ((win[:, 0] > 150) & (win[:, 2] < 60)).any()  # BGR: blue
+    assert diff[:int(face.box[1]), :].any()  # the label above the box changed (track, quality)

@@ -145,3 +145,23 @@ def test_quality_ranks_bad_predictions_first_on_held_out_mtfl_faces(pipelines):
     auc = cal.auc_bad_first(q, bad)
     print(f"MTFL held-out: {len(q)} faces, {int(bad.sum())} with NME > 10%, quality AUC {auc:.3f}")
     assert auc > MIN_AUC_MTFL, auc
+
+
+@pytest.mark.parametrize("tta,level", [("none", True), ("flip", False), ("none", False)])
+def test_quality_without_flip_tta_or_levelling(tta, level):
+    """``--tta none`` runs the mirror pass for the score alone (the landmarks stay the plain pass's);
+    ``--no-level`` uses the mirror-only fit."""
+    from facelm.detectors import create_detector
+    from facelm.imageio import read_image
+    from facelm.runtime import Landmarker, load_models
+
+    pair = load_models(REPO / "models", threads=1)
+    lm = Landmarker(pair, create_detector("auto"), workers=1, tta=tta, level=level)
+    (f,) = lm.predict_image(read_image(ASTRONAUT)).faces
+    assert f.quality > 0.8 and f.signals["mirror"] < 0.02
+    assert math.isnan(f.signals["level"]) == (not level)
+    if tta == "none":  # the same landmarks as a run that does not compute the quality's mirror pass
+        plain = Landmarker(pair, create_detector("auto"), workers=1, tta="none", level=level)
+        img = read_image(ASTRONAUT)
+        crops = np.stack([plain._faces(img, plain.detector.detect(img))[0].crop1])
+        assert np.array_equal(plain._run(plain.s1, crops), plain._run(plain.s1, crops, []))

@@ -30,7 +30,7 @@ def _measure():
     return mod
 
 
-# -- the filter ----------------------------------------------------------------------------------------------------
+# -- the filter ---------------------------------------------------------------------------------------------------
 
 def test_one_euro_smooths_a_still_signal_and_follows_a_ramp():
     rng = np.random.default_rng(0)
@@ -64,7 +64,7 @@ def test_one_euro_first_value_time_going_back_nan_and_bad_settings():
             OneEuroFilter(**kw)
 
 
-# -- tracks ----------------------------------------------------------------------------------------------------
+# -- tracks -------------------------------------------------------------------------------------------------------
 
 def _face(x: float, y: float = 50.0, side: float = 40.0) -> FaceResult:
     lm = np.tile([x, y], (68, 1)).astype(float) + np.linspace(-side / 3, side / 3, 68)[:, None]
@@ -121,7 +121,7 @@ def _copy(r: ImageResult) -> ImageResult:
     return copy.deepcopy(r)
 
 
-# -- the CLI -----------------------------------------------------------------------------------------------------
+# -- the CLI ------------------------------------------------------------------------------------------------------
 
 def _video(path: Path, frames: list[np.ndarray], fps: float = 25.0) -> Path:
     h, w = frames[0].shape[:2]
@@ -167,7 +167,7 @@ def test_smooth_on_still_images_warns_and_bad_values_are_exit_2():
         assert r.exit_code == 2 and opt in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 
-# -- the measurement (docs/predict.md, "Steady video") ---------------------------------------------------------------
+# -- the measurement (docs/predict.md, "Steady video") ------------------------------------------------------------
 
 @pytest.fixture(scope="module")
 def landmarker():
@@ -192,7 +192,8 @@ def test_smoothing_cuts_jitter_on_a_still_face_and_lags_little_on_a_moving_one(l
 
 
 def test_smoothing_on_real_youtube_faces_frames(landmarker):
-    """Held real frames of YouTube Faces videos (ytf68-train), re-compressed with noise: jitter down at least 3x."""
+    """Held real frames of YouTube Faces videos (ytf68-train), re-compressed with noise: jitter down at least
+    3x."""
     m = _measure()
     rep = m.measure_ytf(landmarker, shared("ytf68-train"), count=3, hold=12)
     assert rep["videos"] >= 2 and rep["reduction"] > 3, rep

@@ -118,9 +118,9 @@ def _draw_pose(out: np.ndarray, f: FaceResult, w: int, h: int, t: int) -> None:
         return
     if not np.isfinite(ax).all():
         return
-    o = tuple(int(round(v)) for v in ax[0])
+    o = tuple(round(float(v)) for v in ax[0])
     for end, colour in zip(ax[1:], ((0, 0, 255), (0, 200, 0), (255, 0, 0))):  # BGR
-        cv2.line(out, o, tuple(int(round(v)) for v in end), colour, max(1, t), cv2.LINE_AA)
+        cv2.line(out, o, tuple(round(float(v)) for v in end), colour, max(1, t), cv2.LINE_AA)
     x1, y2 = round(float(f.box[0])), round(float(f.box[3]))
     p = f.pose
     cv2.putText(out, f"y{p['yaw']:+.0f} p{p['pitch']:+.0f} r{p['roll']:+.0f}", (x1, min(h - 4, y2 + 12 * t)),
