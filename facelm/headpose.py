@@ -60,6 +60,7 @@ FACE3D_68 = (
 
 #: the points :func:`head_pose` fits: brows 17-26, nose 27-35, eyes 36-47, outer mouth 48-59
 POSE_POINTS = tuple(range(17, 60))
+_POSE_IDX = np.array(POSE_POINTS)
 
 #: degrees: the pitch of human-labelled frontal faces measured with :data:`FACE3D_68` (module docstring)
 PITCH_ZERO = 11.6
@@ -104,11 +105,12 @@ def _solve(points: np.ndarray, cam: np.ndarray, idx: list[int]) -> tuple[np.ndar
     for flags in (cv2.SOLVEPNP_SQPNP, cv2.SOLVEPNP_EPNP):  # SQPnP: the global optimum; EPnP if it refuses
         try:
             ok, rvec, tvec = cv2.solvePnP(obj, img, cam, None, flags=flags)
-            if ok and np.isfinite(rvec).all() and np.isfinite(tvec).all():
-                rvec, tvec = cv2.solvePnPRefineLM(obj, img, cam, None, rvec, tvec)
-                break
         except cv2.error:
             continue
+        if ok and np.isfinite(rvec).all() and np.isfinite(tvec).all():
+            if flags == cv2.SOLVEPNP_EPNP:
+                rvec, tvec = cv2.solvePnPRefineLM(obj, img, cam, None, rvec, tvec)
+            break
     else:
         return None
     if not (np.isfinite(rvec).all() and tvec[2, 0] > 0):  # behind the camera: no pose
@@ -122,7 +124,7 @@ def head_pose(landmarks: np.ndarray, width: int, height: int) -> dict[str, float
     pts = np.asarray(landmarks, dtype=np.float64)
     if pts.shape != (68, 2):
         raise ValueError(f"head pose needs (68, 2) landmarks of the 300w68 scheme, got {pts.shape}")
-    idx = [i for i in POSE_POINTS if np.isfinite(pts[i]).all()]
+    idx = _POSE_IDX[np.isfinite(pts[_POSE_IDX]).all(1)]
     if len(idx) < 6:
         return None
     found = _solve(pts, camera_matrix(width, height), idx)
@@ -147,7 +149,7 @@ def pose_axes(landmarks: np.ndarray, pose: dict[str, float], width: int, height:
     pts = np.asarray(landmarks, dtype=np.float64)
     cam = camera_matrix(width, height)
     r = rotation_matrix(pose["yaw"], pose["pitch"], pose["roll"])
-    idx = [i for i in POSE_POINTS if np.isfinite(pts[i]).all()]
+    idx = _POSE_IDX[np.isfinite(pts[_POSE_IDX]).all(1)]
     t = _translation(pts[idx], _MODEL[idx] @ r.T, cam)
     nose = _MODEL[30]
     ends = np.array([nose, nose + [length, 0, 0], nose + [0, length, 0], nose - [0, 0, length]])
