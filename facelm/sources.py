@@ -52,6 +52,7 @@ class SourceItem:
         frame: the frame number for a video frame, else None.
         image: the decoded frame ``(H, W, 3)`` uint8 RGB for video frames (images are read later, in parallel).
         error: set when the source itself failed (missing path, unreadable list, video that does not open).
+        fps: video frames: the video's frame rate as the file gives it (None or 0 when it does not).
     """
 
     name: str
@@ -59,6 +60,7 @@ class SourceItem:
     frame: int | None = None
     image: np.ndarray | None = None
     error: str | None = None
+    fps: float | None = None
 
 
 def is_video(path: str | Path) -> bool:
@@ -110,6 +112,7 @@ def _video_frames(path: Path, name: str, stride: int) -> Iterator[SourceItem]:
         yield SourceItem(name, path, error="cannot open video (unknown format or corrupt file)")
         return
     try:
+        fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
         idx, got_any = 0, False
         while True:
             if idx % stride == 0:
@@ -121,7 +124,7 @@ def _video_frames(path: Path, name: str, stride: int) -> Iterator[SourceItem]:
                 break
             if frame is not None:
                 got_any = True
-                yield SourceItem(name, path, frame=idx, image=_frame_to_rgb(frame))
+                yield SourceItem(name, path, frame=idx, image=_frame_to_rgb(frame), fps=fps)
             idx += 1
         if not got_any:
             yield SourceItem(name, path, error="video has no readable frames")

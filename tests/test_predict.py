@@ -94,7 +94,8 @@ def test_predict_records_and_bad_files(tiny_models, tmp_path):
     ok = by["ok.png"]
     assert ok["error"] is None and (ok["width"], ok["height"]) == (24, 24)
     (face,) = ok["faces"]
-    assert set(face) == {"box", "score", "angle", "landmarks", "scheme"} and len(face["landmarks"]) == 68
+    assert set(face) == {"box", "score", "angle", "landmarks", "scheme", "pose", "quality"} \
+        and len(face["landmarks"]) == 68
     assert by["gray16.png"]["error"] is None and by["gray16.png"]["width"] == 40
     assert by["rgba.png"]["error"] is None
     for bad in ("zero.jpg", "text.jpg"):
@@ -122,8 +123,10 @@ def test_predict_stdin_csv_json_draw_and_stages(tiny_models, tmp_path, monkeypat
     assert r2.exit_code == 0 and r2.stdout == ""
     rows = (tmp_path / "out.csv").read_text().splitlines()
     head = rows[0].split(",")
-    assert head[:9] == ["image", "frame", "face", "box_x1", "box_y1", "box_x2", "box_y2", "score", "angle"]
-    assert head[9:11] == ["x0", "y0"] and len(head) == 9 + 136 + 3 and len(rows) == 4
+    assert head[:14] == ["image", "frame", "face", "box_x1", "box_y1", "box_x2", "box_y2", "score", "angle",
+                         "quality", "yaw", "pitch", "roll", "track"]
+    assert head[14:16] == ["x0", "y0"] and len(head) == 14 + 136 + 3 and len(rows) == 4
+    assert all(len(r.split(",")) == len(head) for r in rows)
 
 
 def test_predict_video_and_boxes_file(tiny_models, tmp_path):

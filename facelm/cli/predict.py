@@ -12,6 +12,7 @@ import typer
 
 from facelm.cli._common import check_output_file, check_range, cli_message, dumps, emit_json, error, handle_errors, info, warn
 from facelm.errors import DataError, ExitCode, UsageError
+from facelm.smoothing import DEFAULT_BETA, DEFAULT_MIN_CUTOFF
 
 EPILOG = """Examples:
 
@@ -22,6 +23,8 @@ EPILOG = """Examples:
 3. `facelm predict photos/ --recursive --draw annotated/ --format csv -o faces.csv`
 
 4. `facelm predict clip.mp4 --vid-stride 5`  (every 5th frame; records carry "frame")
+
+4b. `facelm predict clip.mp4 --smooth --min-quality 0.5`  (steady landmarks per "track"; unsure faces dropped)
 
 5. `facelm predict crops/ --no-detect --stages 1`  (images that are already face crops; CNN-6 only)
 
@@ -72,7 +75,8 @@ MAX_BATCH = 4096
 MAX_THREADS = 1024
 MAX_STREAMS = 64
 
-_CSV_HEAD = ["image", "frame", "face", "box_x1", "box_y1", "box_x2", "box_y2", "score", "angle"]
+_CSV_HEAD = ["image", "frame", "face", "box_x1", "box_y1", "box_x2", "box_y2", "score", "angle", "quality", "yaw",
+             "pitch", "roll", "track"]
 
 
 class _Sink:
@@ -102,12 +106,15 @@ class _Sink:
     def _csv_rows(self, rec: dict) -> list[list]:
         base = [rec["image"], rec.get("frame", "")]
         if not rec["faces"]:
-            # face, box_x1..box_y2, score, angle (7 fields) and the 2n coordinates stay empty
-            return [base + [""] * (7 + 2 * self.n) + [rec["width"], rec["height"], rec["error"] or ""]]
+            # face, box_x1..box_y2, score, angle, quality, yaw, pitch, roll, track and the 2n coordinates stay empty
+            return [base + [""] * (len(_CSV_HEAD) - 2 + 2 * self.n) + [rec["width"], rec["height"],
+                                                                        rec["error"] or ""]]
         rows = []
         for i, f in enumerate(rec["faces"]):
             pts = [v for p in f["landmarks"] for v in p]
-            rows.append(base + [i, *f["box"], f["score"], f["angle"], *pts, rec["width"], rec["height"], ""])
+            pose = f.get("pose") or {}
+            extra = [f.get("quality"), pose.get("yaw"), pose.get("pitch"), pose.get("roll"), f.get("track")]
+            rows.append(base + [i, *f["box"], f["score"], f["angle"], *extra, *pts, rec["width"], rec["height"], ""])
         return rows
 
     def write(self, rec: dict) -> None:
@@ -277,6 +284,16 @@ def register(app: typer.Typer) -> None:
                                                                    "its mirror image (2x the network time, lower "
                                                                    "error: models/README.md); none: one pass.")
                        ] = "flip",
+        min_quality: Annotated[float, typer.Option(
+            help="Drop faces whose quality (0..1, an estimate of the chance that their NME is <= 10%) is below "
+                 "this (docs/predict.md).")] = 0.0,
+        smooth: Annotated[bool, typer.Option("--smooth", help="Videos: smooth each face's landmarks across frames "
+                                                             "(One-Euro filter per track; no effect on still "
+                                                             "images).")] = False,
+        smooth_min_cutoff: Annotated[float, typer.Option(
+            help="--smooth: cutoff frequency (Hz) of a still face; lower is steadier.")] = DEFAULT_MIN_CUTOFF,
+        smooth_beta: Annotated[float, typer.Option(
+            help="--smooth: cutoff increase per face size per second of motion; higher lags less.")] = DEFAULT_BETA,
         recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Descend into sub-folders.")] = False,
         vid_stride: Annotated[int, typer.Option(help="Use every N-th video frame.")] = 1,
         exif: Annotated[bool, typer.Option(help="Apply EXIF orientation (as photo viewers do).")] = True,
@@ -294,6 +311,9 @@ def register(app: typer.Typer) -> None:
 
         _check_options(batch, vid_stride, stages, score_threshold, workers, threads, streams, boxes, no_detect,
                        tta)
+        check_range("--min-quality", min_quality, 0.0, 1.0)
+        check_range("--smooth-min-cutoff", smooth_min_cutoff, 0.0, lo_open=True)
+        check_range("--smooth-beta", smooth_beta, 0.0)
         given_map = None
         if box_map_file is not None:
             from facelm.detectors.boxmap import read_box_map_file
@@ -328,15 +348,25 @@ def register(app: typer.Typer) -> None:
              f"detector: {det.describe()}"
              + (f"; box map: {lm.box_map_source}" if det.name not in ("boxes", "none") else box_map_note or ""))
 
+        from facelm.runtime.tracking import FaceTracker
+
+        tracker = FaceTracker(pair.scheme, smooth=smooth, min_cutoff=smooth_min_cutoff, beta=smooth_beta)
         sink = _Sink(fmt, output, pair.scheme.num_landmarks)
         draw_names = _DrawNames(draw) if draw is not None else None
         items = iter_sources(sources, recursive=recursive, vid_stride=vid_stride)
         n = failed = attempted = faces = 0
+        still_warned = False
         t0 = time.perf_counter()
         ok = False
         try:
             for res in lm.run(items):
                 n += 1
+                if smooth and res.frame is None and not res.error and not still_warned:
+                    warn(f"--smooth: {res.name} is a still image; only video frames are smoothed")
+                    still_warned = True
+                tracker.update(res)
+                if min_quality > 0:
+                    res.faces = [f for f in res.faces if f.quality is None or f.quality >= min_quality]
                 attempted += not res.source_error
                 faces += len(res.faces)
                 if res.error:

@@ -52,6 +52,7 @@ from facelm.detectors.boxmap import boxes_to_squares, resolve_box_map
 from facelm.errors import DataError, ModelError
 from facelm.geometry import apply_affines, compose_affine, eye_angle, invert_affine, invert_affines, warp_crop
 from facelm.imageio import ImageReadError, read_image
+from facelm.runtime.quality import add_head_poses, quality_score, quality_signals
 from facelm.runtime.results import FaceResult, ImageResult, annotate  # noqa: F401 - annotate: re-exported
 from facelm.runtime.session import ModelPair, ModelSession, cpu_count
 from facelm.sources import SourceItem
@@ -274,7 +275,7 @@ class Landmarker:
 
     def prepare(self, item: SourceItem) -> _Job:
         """Read, detect and cut stage-1 crops for one item; never raises (errors go into the result)."""
-        res = ImageResult(item.name, item.frame, None, None)
+        res = ImageResult(item.name, item.frame, None, None, fps=item.fps)
         if item.error:
             res.error, res.source_error = item.error, True
             return _Job(res)
@@ -295,54 +296,62 @@ class Landmarker:
         return _Job(res)
 
     # -- per batch (main thread) --------------------------------------------------------------------------------
-    def _run(self, session: ModelSession, crops: np.ndarray) -> np.ndarray:
+    def _run(self, session: ModelSession, crops: np.ndarray, spread: list | None = None) -> np.ndarray:
+        """Landmarks (crop pixels) of ``crops``; with ``spread`` (a list) the mirror pass runs even without flip
+        TTA, and the mean distance between the two passes' points, in crop sides, is appended to it (quality)."""
         t0 = time.perf_counter()
         outs = [session.run(crops[i:i + self.batch]) for i in range(0, len(crops), self.batch)]
         pred = np.concatenate(outs)
-        if self.tta == "flip":  # mean of the crop's and its mirror image's landmarks (mirrored back)
+        mirror = self.tta == "flip" or spread is not None
+        if mirror:  # the crop's mirror image's landmarks, mirrored back
             size = crops.shape[2]
             mirrored = np.ascontiguousarray(crops[:, :, ::-1])
             flipped = np.concatenate([session.run(mirrored[i:i + self.batch])
                                       for i in range(0, len(crops), self.batch)])
             back = flipped[:, list(self.scheme.flip_perm)].copy()
             back[..., 0] = (size - 1) - back[..., 0]
-            pred = (pred + back) / 2
+            if spread is not None:
+                spread.append(np.linalg.norm(pred - back, axis=-1).mean(1) / size)
+            if self.tta == "flip":  # the mean of the two
+                pred = (pred + back) / 2
         with self._lock:
             self.stats["infer_s"] += time.perf_counter() - t0
-            self.stats["batches"] += len(outs) * (2 if self.tta == "flip" else 1)
+            self.stats["batches"] += len(outs) * (2 if mirror else 1)
         return pred
 
-    def _stage1_at(self, faces: list[_Face], frames: np.ndarray) -> np.ndarray:
+    def _stage1_at(self, faces: list[_Face], frames: np.ndarray, spread: list | None = None) -> np.ndarray:
         """Stage-1 landmarks (image pixels) of the crops of ``frames`` (N, 4)."""
         crops, mats = self._crops(faces, frames, self.s1.size)
-        return _back(mats, self._run(self.s1, crops))
+        return _back(mats, self._run(self.s1, crops, spread))
 
-    def _level_once(self, faces: list[_Face], shapes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _level_once(self, faces: list[_Face], shapes: np.ndarray, spread: bool = False
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """Stage 1 on the crops levelled by ``shapes``; returns (new shapes, their disagreement with ``shapes`` in
-        inter-ocular units of the new shapes)."""
+        inter-ocular units of the new shapes, and with ``spread`` their mirror spread (``_run``))."""
         le, re = self.scheme.eye_centres(shapes)
-        new = self._stage1_at(faces, upright_frames(shapes, le, re, self.scheme.face_box_scale))
+        sp: list | None = [] if spread else None
+        new = self._stage1_at(faces, upright_frames(shapes, le, re, self.scheme.face_box_scale), sp)
         a, b = self.scheme.eye_centres(new)
         io = np.maximum(np.linalg.norm(a - b, axis=1), 1e-6)
-        return new, np.linalg.norm(new - shapes, axis=-1).mean(1) / io
+        return new, np.linalg.norm(new - shapes, axis=-1).mean(1) / io, (sp[0] if sp else None)
 
-    def _levelled(self, faces: list[_Face], first: np.ndarray) -> np.ndarray:
+    def _levelled(self, faces: list[_Face], first: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Step 2b (module docstring): level by the first shape and run stage 1 again. A face whose levelled
         shape disagrees with the first one by more than ``SEARCH_DISAGREEMENT`` (a first pass that misread the
         face's orientation) is tried from the detector square turned by 90, 180 and 270 degrees as well, and keeps
-        the most self-consistent result."""
-        best, err = self._level_once(faces, first)
-        for _ in range(LEVEL_PASSES - 1):
-            best, err = self._level_once(faces, best)
+        the most self-consistent result. Returns (shapes, their last-pass disagreement, their mirror spread)."""
+        best, err, spread = self._level_once(faces, first, spread=LEVEL_PASSES == 1)
+        for k in range(LEVEL_PASSES - 1):
+            best, err, spread = self._level_once(faces, best, spread=k == LEVEL_PASSES - 2)
         bad = np.flatnonzero(~(err <= SEARCH_DISAGREEMENT))
         if bad.size:
             sub = [faces[i] for i in bad]
             for turn in (90.0, 180.0, 270.0):
                 frames = np.column_stack([np.stack([f.square for f in sub]), np.full(len(sub), turn)])
-                cand, e = self._level_once(sub, self._stage1_at(sub, frames))
+                cand, e, sp = self._level_once(sub, self._stage1_at(sub, frames), spread=True)
                 better = e < err[bad]
-                best[bad[better]], err[bad[better]] = cand[better], e[better]
-        return best
+                best[bad[better]], err[bad[better]], spread[bad[better]] = cand[better], e[better], sp[better]
+        return best, err, spread
 
     def _crops(self, faces: list[_Face], frames: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
         """Crops ``(N, size, size, 3)`` of ``frames`` cut from each face's patch, and their matrices."""
@@ -355,9 +364,12 @@ class Landmarker:
     def _infer(self, faces: list[_Face]) -> list[FaceResult]:
         crops1 = np.stack([f.crop1 for f in faces])
         m1 = np.stack([f.m1 for f in faces])
-        lm1 = _back(m1, self._run(self.s1, crops1))
+        sp: list = []
+        lm1 = _back(m1, self._run(self.s1, crops1, None if self.level else sp))
         if self.level:  # step 2b: stage 1 again on the crop levelled by the first shape's eye line
-            lm1 = self._levelled(faces, lm1)
+            lm1, err, spread = self._levelled(faces, lm1)
+        else:
+            err, spread = np.full(len(faces), np.nan), sp[0]
         le, re = self.scheme.eye_centres(lm1)
         frames2 = upright_frames(lm1, le, re, self.scheme.face_box_scale)
         final, angles = lm1, eye_angle(le, re)
@@ -365,8 +377,10 @@ class Landmarker:
             crops2, m2 = self._crops(faces, frames2, self.s2.size)
             final = _back(m2, self._run(self.s2, crops2))
             angles = eye_angle(*self.scheme.eye_centres(final))
+        signals = quality_signals(spread, err, lm1, final)
         return [FaceResult(box=f.det.box, score=f.det.score, angle=float(angles[i]), landmarks=final[i],
-                           stage1=lm1[i], square=f.square, crop_angle=float(frames2[i, 3]))
+                           stage1=lm1[i], square=f.square, crop_angle=float(frames2[i, 3]),
+                           quality=quality_score(signals[i]), signals=signals[i])
                 for i, f in enumerate(faces)]
 
     def _finish(self, jobs: list[_Job]) -> list[ImageResult]:
@@ -385,6 +399,7 @@ class Landmarker:
                 n = len(j.faces)
                 j.result.faces = results[k:k + n]
                 k += n
+                add_head_poses(j.result, self.scheme)
         with self._lock:
             for j in jobs:
                 self.stats["images"] += 1

@@ -15,7 +15,10 @@ __all__ = ["FaceResult", "ImageResult", "annotate"]
 class FaceResult:
     """One face: ``box`` (4,) detector/given box, ``score``, ``angle`` (degrees, eye line of the final
     landmarks), ``landmarks`` (L, 2) final image-pixel landmarks, ``stage1`` (L, 2) the stage-1 landmarks,
-    ``square`` (3,) the stage-1 face square, ``crop_angle`` the rotation removed before stage 2 (stage-1 eye line)."""
+    ``square`` (3,) the stage-1 face square, ``crop_angle`` the rotation removed before stage 2 (stage-1 eye line);
+    ``pose`` head pose ``{"yaw", "pitch", "roll"}`` in degrees (68-point faces, ``facelm.headpose``), ``quality``
+    in [0, 1] and the raw ``signals`` it comes from (``facelm.runtime.quality``), ``track`` the face's track id in
+    a video (``facelm.runtime.tracking``)."""
 
     box: np.ndarray
     score: float
@@ -24,6 +27,10 @@ class FaceResult:
     stage1: np.ndarray
     square: np.ndarray
     crop_angle: float = 0.0
+    pose: dict | None = None
+    quality: float | None = None
+    signals: dict | None = None
+    track: int | None = None
 
 
 @dataclass
@@ -42,6 +49,7 @@ class ImageResult:
     error: str | None = None
     source_error: bool = False
     image: np.ndarray | None = None  # kept only when the caller asks (drawing)
+    fps: float | None = None  # video frames: the video's frame rate (tracking, smoothing)
 
     def record(self, scheme: str | None = None, decimals: int = 2) -> dict:
         """The JSON record of ``facelm predict`` (docs/predict.md)."""
@@ -55,8 +63,21 @@ class ImageResult:
                     "landmarks": [[round(float(x), decimals), round(float(y), decimals)] for x, y in f.landmarks]}
             if scheme:
                 face["scheme"] = scheme
+            face.update(_extras(f))
             rec["faces"].append(face)
         return rec
+
+
+def _extras(f: FaceResult) -> dict:
+    """The record's ``pose``, ``quality`` and ``track`` of a face (docs/predict.md); keys only where known."""
+    out: dict = {}
+    if f.pose is not None:
+        out["pose"] = {k: round(float(f.pose[k]), 1) for k in ("yaw", "pitch", "roll")}
+    if f.quality is not None:
+        out["quality"] = round(float(f.quality), 3)
+    if f.track is not None:
+        out["track"] = int(f.track)
+    return out
 
 
 def annotate(image: np.ndarray, result: ImageResult, boundaries: dict | None = None) -> np.ndarray:
@@ -75,6 +96,32 @@ def annotate(image: np.ndarray, result: ImageResult, boundaries: dict | None = N
         for x, y in f.landmarks:
             if np.isfinite(x) and np.isfinite(y):
                 cv2.circle(out, (round(float(x)), round(float(y))), r, (0, 0, 255), -1, cv2.LINE_AA)
-        cv2.putText(out, f"{f.score:.2f} {f.angle:+.0f}deg", (x1, max(12, y1 - 4)), cv2.FONT_HERSHEY_SIMPLEX,
-                    0.4 * t, (0, 200, 0), t, cv2.LINE_AA)
+        label = f"{f.score:.2f} {f.angle:+.0f}deg"
+        if f.quality is not None:
+            label += f" q{f.quality:.2f}"
+        if f.track is not None:
+            label = f"#{f.track} " + label
+        cv2.putText(out, label, (x1, max(12, y1 - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.4 * t, (0, 200, 0), t,
+                    cv2.LINE_AA)
+        if f.pose is not None:
+            _draw_pose(out, f, w, h, t)
     return out
+
+
+def _draw_pose(out: np.ndarray, f: FaceResult, w: int, h: int, t: int) -> None:
+    """The face's axes from the nose tip (x red, y green, out of the face blue) and its yaw/pitch/roll."""
+    from facelm.headpose import pose_axes
+
+    try:
+        ax = pose_axes(f.landmarks, f.pose, w, h, length=45.0)
+    except (ValueError, np.linalg.LinAlgError):
+        return
+    if not np.isfinite(ax).all():
+        return
+    o = tuple(round(float(v)) for v in ax[0])
+    for end, colour in zip(ax[1:], ((0, 0, 255), (0, 200, 0), (255, 0, 0))):  # BGR
+        cv2.line(out, o, tuple(round(float(v)) for v in end), colour, max(1, t), cv2.LINE_AA)
+    x1, y2 = round(float(f.box[0])), round(float(f.box[3]))
+    p = f.pose
+    cv2.putText(out, f"y{p['yaw']:+.0f} p{p['pitch']:+.0f} r{p['roll']:+.0f}", (x1, min(h - 4, y2 + 12 * t)),
+                cv2.FONT_HERSHEY_SIMPLEX, 0.4 * t, (255, 0, 0), t, cv2.LINE_AA)
