@@ -123,9 +123,11 @@ def test_predict_stdin_csv_json_draw_and_stages(tiny_models, tmp_path, monkeypat
     assert r2.exit_code == 0 and r2.stdout == ""
     rows = (tmp_path / "out.csv").read_text().splitlines()
     head = rows[0].split(",")
-    assert head[:14] == ["image", "frame", "face", "box_x1", "box_y1", "box_x2", "box_y2", "score", "angle",
-                         "quality", "yaw", "pitch", "roll", "track"]
-    assert head[14:16] == ["x0", "y0"] and len(head) == 14 + 136 + 3 and len(rows) == 4
+    # the landmarks right after `angle` (the older column order), the newer columns at the end
+    assert head[:11] == ["image", "frame", "face", "box_x1", "box_y1", "box_x2", "box_y2", "score", "angle",
+                         "x0", "y0"]
+    assert head[9 + 136:] == ["width", "height", "error", "quality", "yaw", "pitch", "roll", "track"]
+    assert len(rows) == 4
     assert all(len(r.split(",")) == len(head) for r in rows)
 
 

@@ -75,8 +75,9 @@ MAX_BATCH = 4096
 MAX_THREADS = 1024
 MAX_STREAMS = 64
 
-_CSV_HEAD = ["image", "frame", "face", "box_x1", "box_y1", "box_x2", "box_y2", "score", "angle", "quality", "yaw",
-             "pitch", "roll", "track"]
+_CSV_HEAD = ["image", "frame", "face", "box_x1", "box_y1", "box_x2", "box_y2", "score", "angle"]
+# after the landmarks, so that readers of the older column order (landmarks right after `angle`) keep working
+_CSV_TAIL = ["width", "height", "error", "quality", "yaw", "pitch", "roll", "track"]
 
 
 class _Sink:
@@ -106,15 +107,15 @@ class _Sink:
     def _csv_rows(self, rec: dict) -> list[list]:
         base = [rec["image"], rec.get("frame", "")]
         if not rec["faces"]:
-            # face, box_x1..box_y2, score, angle, quality, yaw, pitch, roll, track and the 2n coordinates stay empty
+            # face, box_x1..box_y2, score, angle, the 2n coordinates, quality, pose and track stay empty
             return [base + [""] * (len(_CSV_HEAD) - 2 + 2 * self.n) + [rec["width"], rec["height"],
-                                                                        rec["error"] or ""]]
+                                                                        rec["error"] or ""] + [""] * 5]
         rows = []
         for i, f in enumerate(rec["faces"]):
             pts = [v for p in f["landmarks"] for v in p]
             pose = f.get("pose") or {}
             extra = [f.get("quality"), pose.get("yaw"), pose.get("pitch"), pose.get("roll"), f.get("track")]
-            rows.append(base + [i, *f["box"], f["score"], f["angle"], *extra, *pts, rec["width"], rec["height"], ""])
+            rows.append(base + [i, *f["box"], f["score"], f["angle"], *pts, rec["width"], rec["height"], "", *extra])
         return rows
 
     def write(self, rec: dict) -> None:
@@ -130,7 +131,7 @@ class _Sink:
             w = csv.writer(fh, lineterminator="\n")
             if not self._header:
                 pts = [f"{a}{k}" for k in range(self.n) for a in ("x", "y")]
-                w.writerow(_CSV_HEAD + [*pts, "width", "height", "error"])
+                w.writerow(_CSV_HEAD + pts + _CSV_TAIL)
                 self._header = True
             for row in self._csv_rows(rec):
                 w.writerow(["" if v is None else v for v in row])
@@ -155,7 +156,7 @@ class _Sink:
 
         pts = [f"{a}{k}" for k in range(self.n) for a in ("x", "y")]
         csv.writer(self._file(), lineterminator="\n").writerow(
-            _CSV_HEAD + [*pts, "width", "height", "error"])
+            _CSV_HEAD + pts + _CSV_TAIL)
 
 
 _DRAW_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
