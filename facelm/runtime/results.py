@@ -15,7 +15,9 @@ __all__ = ["FaceResult", "ImageResult", "annotate"]
 class FaceResult:
     """One face: ``box`` (4,) detector/given box, ``score``, ``angle`` (degrees, eye line of the final
     landmarks), ``landmarks`` (L, 2) final image-pixel landmarks, ``stage1`` (L, 2) the stage-1 landmarks,
-    ``square`` (3,) the stage-1 face square, ``crop_angle`` the rotation removed before stage 2 (stage-1 eye line)."""
+    ``square`` (3,) the stage-1 face square, ``crop_angle`` the rotation removed before stage 2 (stage-1 eye line),
+    ``points``: after a conversion to a scheme only partly mapped from the model's (``runtime.convert``), the indices
+    of that scheme's points that ``landmarks`` holds (None: all of them)."""
 
     box: np.ndarray
     score: float
@@ -24,6 +26,7 @@ class FaceResult:
     stage1: np.ndarray
     square: np.ndarray
     crop_angle: float = 0.0
+    points: tuple[int, ...] | None = None
 
 
 @dataclass
@@ -55,6 +58,8 @@ class ImageResult:
                     "landmarks": [[round(float(x), decimals), round(float(y), decimals)] for x, y in f.landmarks]}
             if scheme:
                 face["scheme"] = scheme
+            if f.points is not None:
+                face["points"] = list(f.points)
             rec["faces"].append(face)
         return rec
 
