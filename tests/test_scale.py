@@ -275,3 +275,10 @@ def test_to_scheme_without_a_map_is_a_usage_error(tmp_path, monkeypatch):
     mapfile.write_text(json.dumps({"from": "300w68", "to": "aflw19", "points": [[17]] * 19}))
     r = _predict([*img, *FAST, "--to-scheme", "aflw19", "--scheme-map", str(mapfile)])
     assert r.exit_code == 0 and len(_lines(r.stdout)[0]["faces"][0]["landmarks"]) == 19
+
+
+def test_predict_help_lists_the_scale_options():
+    r = runner.invoke(app, ["predict", "--help"], env={"COLUMNS": "200", "TERMINAL_WIDTH": "200"})
+    assert r.exit_code == 0
+    for flag in ("--to-scheme", "--scheme-map", "--shard", "--resume", "parquet", "docs/scale.md"):
+        assert flag in r.output, flag

@@ -42,8 +42,12 @@ yunet_s_dynamic.onnx (Apache-2.0, shipped with facelm: works offline), else the 
 download; or the `yuface` package. Photos are read with their EXIF orientation applied. Record format and
 conventions: docs/predict.md.
 
-Exit codes: 0 ok, 1 some inputs failed (an error record each; the run goes on), 2 usage, 3 no images found,
-4 models missing, foreign or not matching (stage-2 scheme), or no detector available.
+At scale: --shard K/N (K = 0..N-1) keeps the files whose name hashes to K; --resume -o FILE skips the images
+already in FILE and appends the rest (docs/scale.md). From Python: facelm.Landmarker (docs/python.md).
+
+Exit codes: 0 ok, 1 some inputs failed (an error record each; the run goes on), 2 usage, 3 no images found (or a
+--resume file that is not predict's JSONL), 4 models missing, foreign or not matching (stage-2 scheme), or no
+detector available.
 """
 
 FIT_EPILOG = """Examples:
