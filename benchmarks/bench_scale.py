@@ -1,19 +1,19 @@
-"""Throughput of predict at scale: the Ray Data integration per actor (= per core) against plain ``facelm predict``,
-on the same images, in the same run (docs/scale.md).
+"""Throughput of predict at scale: the Ray Data integration per actor (= per core) against plain
+``facelm predict``, on the same images, in the same run (docs/scale.md).
 
-Configurations, run in turn ``--repeats`` times (interleaved, so background load hits all alike), each over the same
-``--limit`` images:
+Configurations, run in turn ``--repeats`` times (interleaved, so background load hits all alike), each over the
+same ``--limit`` images:
 
 * ``predict``: ``facelm predict LIST -o FILE`` with its defaults (all cores: 2 streams, readers = cores);
 * ``predict-1core``: the same with ``--threads 1 --streams 1 --workers 1`` (one core's worth of work);
-* ``ray-1actor``: ``read_binary_files -> map_batches(FacelmLandmarker, concurrency=1, num_cpus=1) -> write_parquet``
-  on a local Ray instance (one CPU left to the reads);
+* ``ray-1actor``: ``read_binary_files -> map_batches(FacelmLandmarker, concurrency=1, num_cpus=1) ->
+  write_parquet`` on a local Ray instance (one CPU left to the reads);
 * ``ray-2actors``: the same with two actors (``ray.init(num_cpus=3)``: two actors and one CPU for the reads).
 
-Two measures each: **images/s** (wall clock: ``facelm predict``'s own summary line, i.e. the run loop after the models
-are loaded; for Ray the whole ``map_batches`` job, actor start and model loading included) and **images per CPU
-second** (the throughput one core gives, which a machine shared with other jobs does not distort: for predict the
-process's CPU time less that of a one-image run, i.e. less start-up and model loading; for Ray the actor
+Two measures each: **images/s** (wall clock: ``facelm predict``'s own summary line, i.e. the run loop after the
+models are loaded; for Ray the whole ``map_batches`` job, actor start and model loading included) and **images per
+CPU second** (the throughput one core gives, which a machine shared with other jobs does not distort: for predict
+the process's CPU time less that of a one-image run, i.e. less start-up and model loading; for Ray the actor
 processes' CPU time inside the batches). Prints one JSON document; ratios are against ``predict`` in the same run.
 
     python benchmarks/bench_scale.py ../shared/data/w300-train/afw --limit 120 --repeats 2

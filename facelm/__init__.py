@@ -18,8 +18,8 @@ from facelm.errors import DataError as DataError, FacelmError as FacelmError, Im
 from facelm.errors import ModelError as ModelError, UsageError as UsageError
 from facelm.schemes import LandmarkScheme as LandmarkScheme, get_scheme as get_scheme, list_schemes as list_schemes
 
-__all__ = ["__version__", "Landmarker", "Face", "ImageFaces", "ImageError", "FacelmError", "UsageError", "DataError",
-           "ModelError", "LandmarkScheme", "get_scheme", "list_schemes"]
+__all__ = ["__version__", "Landmarker", "Face", "ImageFaces", "ImageError", "FacelmError", "UsageError",
+           "DataError", "ModelError", "LandmarkScheme", "get_scheme", "list_schemes"]
 
 _API = ("Landmarker", "Face", "ImageFaces")
 

@@ -119,8 +119,8 @@ def _as_rgb(image: Any, exif: bool) -> tuple[np.ndarray, str]:
     elif a.ndim == 3 and a.shape[2] == 4:
         a = a[:, :, :3]
     if a.ndim != 3 or a.shape[2] != 3 or a.dtype != np.uint8 or min(a.shape[:2]) < 1:
-        raise UsageError(f"`image` must be a path, encoded bytes, a PIL image or an (H, W, 3) uint8 RGB array, got "
-                         f"{type(image).__name__} {getattr(a, 'dtype', '')} {getattr(a, 'shape', '')}")
+        raise UsageError(f"`image` must be a path, encoded bytes, a PIL image or an (H, W, 3) uint8 RGB array, "
+                         f"got {type(image).__name__} {getattr(a, 'dtype', '')} {getattr(a, 'shape', '')}")
     return np.ascontiguousarray(a), "<array>"
 
 
@@ -151,7 +151,8 @@ class Landmarker:
         models: folder with the stage-1 (and stage-2) ONNX models; default the shipped ones.
         detector: ``auto``, ``yunet``, ``yuface``, or a ``facelm.detectors.FaceDetector`` object.
         detector_model: a YuNet ONNX file (default: the bundled one).
-        boxes: a boxes file (JSON/JSONL/CSV, as ``--boxes``) instead of a detector; ``boxes_kind`` as ``--boxes-kind``.
+        boxes: a boxes file (JSON/JSONL/CSV, as ``--boxes``) instead of a detector; ``boxes_kind`` as
+            ``--boxes-kind``.
         no_detect: each image is one face crop.
         stages: 1 or 2 (default: as the models' metadata say).
         device: ``auto`` (CUDA when usable), ``cpu``, ``cuda`` or ``cuda:N``.
@@ -165,9 +166,11 @@ class Landmarker:
     """
 
     def __init__(self, models: str | Path | None = None, *, detector: Any = "auto",
-                 detector_model: str | Path | None = None, boxes: str | Path | None = None, boxes_kind: str = "auto",
-                 no_detect: bool = False, stages: int | None = None, device: str = "auto",
-                 to_scheme: str | None = None, scheme_maps: Iterable[str | Path] = (), score_threshold: float = 0.6,
+                 detector_model: str | Path | None = None, boxes: str | Path | None = None,
+                 boxes_kind: str = "auto", no_detect: bool = False, stages: int | None = None,
+                 device: str = "auto",
+                 to_scheme: str | None = None, scheme_maps: Iterable[str | Path] = (),
+                 score_threshold: float = 0.6,
                  box_map: dict | str | Path | None = None, level: bool = True, tta: str = "flip", batch: int = 32,
                  workers: int = 0, threads: int = 0, streams: int = 0, exif: bool = True):
         from facelm.runtime import Landmarker as Pipeline, default_models_dir, load_models, resolve_providers
@@ -184,7 +187,8 @@ class Landmarker:
             load_map_file(f)
         providers = resolve_providers(device, warn=_warn)
         streams, threads = plan_threads(providers, streams, threads)
-        self.models = load_models(models if models is not None else default_models_dir(), stages, providers, threads)
+        folder = models if models is not None else default_models_dir()
+        self.models = load_models(folder, stages, providers, threads)
         self._conv = scheme_converter(self.models.scheme, to_scheme)
         det = self._detector(detector, detector_model, boxes, boxes_kind, no_detect, score_threshold, providers)
         if box_map is None and getattr(det, "kind", None) == "detector":  # predict's own boxes: the live map

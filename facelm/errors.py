@@ -43,8 +43,9 @@ class ModelError(FacelmError):
 
 
 class ImageError(DataError):
-    """An image that cannot be used (missing, empty, not decodable, truncated): ``path`` names it, ``reason`` says
-    why. The Python API (``facelm.Landmarker``) raises it for one image; batch runs give an error record instead."""
+    """An image that cannot be used (missing, empty, not decodable, truncated): ``path`` names it, ``reason``
+    says why. The Python API (``facelm.Landmarker``) raises it for one image; batch runs give an error record
+    instead."""
 
     def __init__(self, path, reason: str):
         super().__init__(f"{path}: {reason}")

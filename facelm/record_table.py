@@ -2,13 +2,10 @@
 
 One row per image (or video frame), the same fields as a JSONL record (docs/predict.md), with fixed types:
 
-| column | Arrow type |
-|---|---|
-| ``image`` | string |
-| ``frame`` | int64 (null for images) |
-| ``width``, ``height`` | int64 (null for failed images) |
-| ``faces`` | list of struct: ``box`` list<double> (4), ``score`` double, ``angle`` double, ``landmarks`` list<list<double>> (L x 2), ``scheme`` string, ``points`` list<int64> (only after a partial ``--to-scheme``) |
-| ``error`` | string (null when the image was read) |
+* ``image``: string; ``frame``: int64 (null for images); ``width``, ``height``: int64 (null for failed images);
+* ``faces``: list of struct: ``box`` list<double> (4), ``score`` double, ``angle`` double, ``landmarks``
+  list<list<double>> (L x 2), ``scheme`` string, ``points`` list<int64> (only after a partial ``--to-scheme``);
+* ``error``: string (null when the image was read).
 
 Fields that a record carries beyond these (new per-face fields, e.g. a pose or quality score) are kept: their types
 are inferred from the first non-null value among the records of the first row group (a field that is null

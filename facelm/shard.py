@@ -6,7 +6,8 @@
 stdin; the ``"image"`` of the records) hashes to K: ``blake2b(name) mod N``. A stable hash and not Python's
 ``hash()`` (salted per process), and the name rather than the position in the enumerated list, because:
 
-* every machine decides on its own, without enumerating the whole input first (``find | facelm predict -`` streams);
+* every machine decides on its own, without enumerating the whole input first (``find | facelm predict -``
+  streams);
 * a file keeps its shard when files are added to or removed from the input, so each shard's ``--resume`` file stays
   valid when the list changes between an interrupted run and its restart;
 * the N shards are disjoint and together cover every file exactly once, whatever the order of the input.
@@ -45,8 +46,8 @@ def shard_of(name: str, count: int) -> int:
 
 @dataclass
 class Shard:
-    """Shard ``index`` of ``count``; :meth:`keep` is the ``select`` of ``facelm.sources.iter_sources``, counting the
-    names it was asked about (``seen``) and kept (``kept``)."""
+    """Shard ``index`` of ``count``; :meth:`keep` is the ``select`` of ``facelm.sources.iter_sources``, counting
+    the names it was asked about (``seen``) and kept (``kept``)."""
 
     index: int
     count: int

@@ -1,5 +1,5 @@
-"""The Python front door: ``facelm.Landmarker`` gives what ``facelm predict`` gives, for paths, arrays, bytes and PIL
-images; ``batch`` streams with error records; bad images raise ``facelm.ImageError``; options are keywords; the
+"""The Python front door: ``facelm.Landmarker`` gives what ``facelm predict`` gives, for paths, arrays, bytes and
+PIL images; ``batch`` streams with error records; bad images raise ``facelm.ImageError``; options are keywords; the
 example of docs/python.md runs."""
 
 from __future__ import annotations

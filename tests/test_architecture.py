@@ -157,7 +157,8 @@ def test_the_front_door_loads_no_torch():
     import subprocess
     import sys
 
-    code = ("import sys\nimport facelm\nheavy = lambda: sorted(m for m in ('torch', 'onnxruntime') if m in sys.modules)\n"
+    code = ("import sys\nimport facelm\n"
+            "heavy = lambda: sorted(m for m in ('torch', 'onnxruntime') if m in sys.modules)\n"
             "print(heavy())\nlm = facelm.Landmarker(device='cpu', threads=1)\nprint(heavy())")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                        cwd=PACKAGE.parent)

@@ -1,6 +1,6 @@
-"""``facelm.integrations.ray``: on a local Ray instance over real faces, ``read_binary_files -> map_batches ->
-write_parquet`` gives the landmarks ``facelm predict`` gives on the same files, and a bad image is an error row, not
-a failed job. Without Ray, the callable on a batch dict gives the API's records."""
+"""``facelm.integrations.ray``: on a local Ray instance over real faces, ``read_binary_files -> map_batches
+-> write_parquet`` gives the landmarks ``facelm predict`` gives on the same files, and a bad image is an error row,
+not a failed job. Without Ray, the callable on a batch dict gives the API's records."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""``facelm predict`` at scale: ``--shard K/N`` (disjoint, covering, stable), ``--resume`` (every image exactly once
-after a kill), ``--format parquet`` (the same records as JSONL) and ``--to-scheme`` (scheme maps on the way out)."""
+"""``facelm predict`` at scale: ``--shard K/N`` (disjoint, covering, stable), ``--resume`` (every image exactly
+once after a kill), ``--format parquet`` (the same records as JSONL) and ``--to-scheme`` (scheme maps on the way
+out)."""
 
 from __future__ import annotations
 

@@ -32,7 +32,8 @@ class AppendSink:
 
 
 class ParquetSink:
-    """``--format parquet -o FILE``: the records as a Parquet table (``facelm.record_table``), written atomically."""
+    """``--format parquet -o FILE``: the records as a Parquet table (``facelm.record_table``), written
+    atomically."""
 
     def __init__(self, path: str, warn):
         from facelm.record_table import ParquetRecordWriter

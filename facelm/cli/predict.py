@@ -362,7 +362,8 @@ def register(app: typer.Typer) -> None:
              f"detector: {det.describe()}"
              + (f"; box map: {lm.box_map_source}" if det.name not in ("boxes", "none") else box_map_note or ""))
 
-        out_scheme, boundaries = (conv.name, conv.boundaries) if conv else (pair.scheme.name, pair.scheme.boundaries)
+        out_scheme, boundaries = (conv.name, conv.boundaries) if conv else (pair.scheme.name,
+                                                                             pair.scheme.boundaries)
         n_out = conv.num_points if conv else pair.scheme.num_landmarks
         sink = open_sink(fmt.value, output, resume, warn) or _Sink(fmt, output, n_out, conv and conv.points)
         draw_names = _DrawNames(draw) if draw is not None else None

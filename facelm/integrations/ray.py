@@ -19,7 +19,8 @@ facelm cannot decode gives a row with ``error`` set and no faces: the job goes o
 
 Threads: on the CPU each actor runs one intra-op onnxruntime thread, one batch at a time and one reader thread
 (``threads=1``), so give each actor ``num_cpus=1`` and as many actors as cores; on a GPU pass
-``device="cuda"`` through ``fn_constructor_kwargs`` and ``num_gpus=1`` (``threads=0`` then lets onnxruntime choose).
+``device="cuda"`` through ``fn_constructor_kwargs`` and ``num_gpus=1`` (``threads=0`` then lets onnxruntime
+choose).
 
 This module does not import Ray: the class is plain Python, so it also runs on a batch dict without Ray.
 """

@@ -1,4 +1,5 @@
-"""Landmarks converted to another scheme on the way out (``facelm predict --to-scheme``, ``Landmarker(to_scheme=)``).
+"""Landmarks converted to another scheme on the way out (``facelm predict --to-scheme``,
+``Landmarker(to_scheme=)``).
 
 A 68-point model serves users who need 5 points (face alignment for recognition) through the scheme maps of
 ``facelm.scheme_maps``: each output point is the mean of its model points (the 5-point eye centres are the means
@@ -31,16 +32,17 @@ class SchemeConverter:
     """Converts results of a model of scheme ``map.source`` to scheme ``map.target``.
 
     Attributes:
-        map: the scheme map. name: the output scheme's name. num_points: how many points the output has. points: the target indices the output holds, or None
-        when every target point is mapped. boundaries: the output scheme's contours over the output's points (for
-        drawing; only with a full map).
+        map: the scheme map. name: the output scheme's name. num_points: how many points the output has.
+        points: the target indices the output holds, or None when every target point is mapped.
+        boundaries: the output scheme's contours over the output's points (for drawing; only with a full map).
     """
 
     def __init__(self, smap: SchemeMap):
         self.map = smap
         self.name = smap.target
         mapped = smap.mapped
-        self.points: tuple[int, ...] | None = None if mapped.all() else tuple(int(i) for i in np.flatnonzero(mapped))
+        self.points: tuple[int, ...] | None = None if mapped.all() else \
+            tuple(int(i) for i in np.flatnonzero(mapped))
         self._rows = smap.matrix[mapped]  # (K', L_model)
         self.num_points = int(mapped.sum())
         self.boundaries = dict(get_scheme(smap.target).boundaries or {}) if self.points is None else {}
@@ -63,8 +65,8 @@ def scheme_converter(model_scheme: LandmarkScheme | str, to_scheme: str | None) 
     are the same.
 
     Raises:
-        UsageError: ``to_scheme`` is not a known scheme, or no scheme map links the model's scheme to it (the message
-            lists the known maps).
+        UsageError: ``to_scheme`` is not a known scheme, or no scheme map links the model's scheme to it (the
+            message lists the known maps).
     """
     src = model_scheme if isinstance(model_scheme, str) else model_scheme.name
     if to_scheme is None:

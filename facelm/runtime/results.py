@@ -16,8 +16,8 @@ class FaceResult:
     """One face: ``box`` (4,) detector/given box, ``score``, ``angle`` (degrees, eye line of the final
     landmarks), ``landmarks`` (L, 2) final image-pixel landmarks, ``stage1`` (L, 2) the stage-1 landmarks,
     ``square`` (3,) the stage-1 face square, ``crop_angle`` the rotation removed before stage 2 (stage-1 eye line),
-    ``points``: after a conversion to a scheme only partly mapped from the model's (``runtime.convert``), the indices
-    of that scheme's points that ``landmarks`` holds (None: all of them)."""
+    ``points``: after a conversion to a scheme only partly mapped from the model's (``runtime.convert``), the
+    indices of that scheme's points that ``landmarks`` holds (None: all of them)."""
 
     box: np.ndarray
     score: float
