@@ -84,6 +84,7 @@ def _ray(paths: list[str], actors: int, out: Path, batch: int) -> dict:
     import pyarrow.parquet as pq
     import ray
 
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     ray.init(num_cpus=actors + 1, include_dashboard=False, log_to_driver=False, configure_logging=False)
     try:
         ray.data.DataContext.get_current().enable_progress_bars = False

@@ -62,6 +62,7 @@ def test_ray_data_job_equals_facelm_predict(shared_data, tmp_path):
     bad.write_bytes(Path(photos[0]).read_bytes()[:2000])  # a cut JPEG
     want = {r["image"]: r for r in _cli([*photos, str(bad)], "--to-scheme", "5pt")}
 
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no usage report to send (CI is offline)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     try:
         ds = ray.data.read_binary_files([*photos, str(bad)], include_paths=True)
