@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import IntEnum
 
-__all__ = ["ExitCode", "FacelmError", "UsageError", "DataError", "ModelError"]
+__all__ = ["ExitCode", "FacelmError", "UsageError", "DataError", "ModelError", "ImageError"]
 
 
 class ExitCode(IntEnum):
@@ -40,3 +40,13 @@ class DataError(FacelmError):
 
 class ModelError(FacelmError):
     code = ExitCode.MODEL
+
+
+class ImageError(DataError):
+    """An image that cannot be used (missing, empty, not decodable, truncated): ``path`` names it, ``reason``
+    says why. The Python API (``facelm.Landmarker``) raises it for one image; batch runs give an error record
+    instead."""
+
+    def __init__(self, path, reason: str):
+        super().__init__(f"{path}: {reason}")
+        self.path, self.reason = str(path), reason

@@ -18,7 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-__all__ = ["ImageReadError", "read_image", "IMAGE_SUFFIXES"]
+__all__ = ["ImageReadError", "decode_image", "read_image", "IMAGE_SUFFIXES"]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".pbm", ".tif", ".tiff", ".webp",
                   ".jp2", ".pnm", ".pfm", ".sr", ".ras", ".exr", ".hdr", ".pic")
@@ -125,6 +125,14 @@ def read_image(path: str | Path, *, exif: bool = False) -> np.ndarray:
         raise ImageReadError("is a directory") from None
     except OSError as e:
         raise ImageReadError(f"cannot read file ({e.strerror or e})") from None
+    return decode_image(data, exif=exif)
+
+
+def decode_image(data: bytes | np.ndarray, *, exif: bool = False) -> np.ndarray:
+    """Decode an encoded image (the bytes of a file) as ``(H, W, 3)`` uint8 RGB, exactly as :func:`read_image`
+    decodes a file's content (``ImageReadError`` for empty, truncated or undecodable data)."""
+    data = np.frombuffer(data, dtype=np.uint8) if isinstance(data, (bytes, bytearray, memoryview)) \
+        else np.asarray(data, dtype=np.uint8).reshape(-1)
     if data.size == 0:
         raise ImageReadError("empty file (0 bytes)")
     _check_truncated(data)

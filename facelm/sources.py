@@ -24,7 +24,7 @@ import glob
 import os
 import stat
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -150,7 +150,9 @@ def _regular(path: Path) -> bool:
         return False
 
 
-def _file_items(path: Path, name: str, vid_stride: int) -> Iterator[SourceItem]:
+def _file_items(path: Path, name: str, vid_stride: int, select=None) -> Iterator[SourceItem]:
+    if select is not None and not select(name):  # before a video is decoded
+        return
     if is_video(path):
         if not _regular(path):  # (images are checked when read: imageio.read_image)
             yield SourceItem(name, path, error="not a regular file" if os.path.lexists(path)
@@ -161,26 +163,27 @@ def _file_items(path: Path, name: str, vid_stride: int) -> Iterator[SourceItem]:
         yield SourceItem(name, path)
 
 
-def _folder_items(p: Path, shown: str, recursive: bool, vid_stride: int, hint: str = "") -> Iterator[SourceItem]:
+def _folder_items(p: Path, shown: str, recursive: bool, vid_stride: int, hint: str = "", select=None
+                  ) -> Iterator[SourceItem]:
     """The image/video files of a folder, or one error item when it has none."""
     found = False
     for f in _walk_folder(p, recursive):
         found = True
-        yield from _file_items(f, str(f), vid_stride)
-    if not found:
+        yield from _file_items(f, str(f), vid_stride, select)
+    if not found and (select is None or select(shown)):
         yield SourceItem(shown, p, error="folder has no image or video files" + hint)
 
 
-def _entry(entry: str, base: Path | None, recursive: bool, vid_stride: int) -> Iterator[SourceItem]:
+def _entry(entry: str, base: Path | None, recursive: bool, vid_stride: int, select=None) -> Iterator[SourceItem]:
     """One path from a list file or stdin: a file or a folder (no globs, no nested list files)."""
     p = Path(entry)
     if base is not None and not p.is_absolute():
         p = base / p
     shown = str(p) if base is not None else entry
     if p.is_dir():
-        yield from _folder_items(p, shown, recursive, vid_stride)
+        yield from _folder_items(p, shown, recursive, vid_stride, select=select)
     else:
-        yield from _file_items(p, shown, vid_stride)  # a missing file fails when it is read: one error record
+        yield from _file_items(p, shown, vid_stride, select)  # a missing file fails when read: one error record
 
 
 def _lines(stream: IO[str]) -> Iterator[str]:
@@ -191,7 +194,8 @@ def _lines(stream: IO[str]) -> Iterator[str]:
 
 
 def iter_sources(sources: Iterable[str], *, recursive: bool = False, vid_stride: int = 1,
-                 stdin: IO[str] | None = None) -> Iterator[SourceItem]:
+                 stdin: IO[str] | None = None, select: Callable[[str], bool] | None = None
+                 ) -> Iterator[SourceItem]:
     """Expand SOURCE arguments into items, lazily (see the module docstring).
 
     Args:
@@ -199,36 +203,41 @@ def iter_sources(sources: Iterable[str], *, recursive: bool = False, vid_stride:
         recursive: descend into sub-folders of folder sources.
         vid_stride: use every N-th video frame (N >= 1).
         stdin: the stream ``-`` reads (default ``sys.stdin``).
+        select: keep only the files (and failed sources) whose name it accepts; asked once per file, before a
+            video is decoded (``facelm predict --shard``, ``facelm.shard``).
     """
     if vid_stride < 1:
         raise ValueError("vid_stride must be at least 1")
+    keep = select or (lambda name: True)
     for src in sources:
         if src == "-":
             for line in _lines(stdin if stdin is not None else sys.stdin):
-                yield from _entry(line, None, recursive, vid_stride)
+                yield from _entry(line, None, recursive, vid_stride, select)
             continue
         p = Path(src)
         if p.is_dir():
             yield from _folder_items(p, src, recursive, vid_stride,
-                                     hint="" if recursive else " (use --recursive for sub-folders)")
+                                     hint="" if recursive else " (use --recursive for sub-folders)", select=select)
         elif p.is_file():
             if p.suffix.lower() in LIST_SUFFIXES:
                 try:
                     with open(p, encoding="utf-8-sig") as fh:
                         for line in _lines(fh):
-                            yield from _entry(line, p.parent, recursive, vid_stride)
+                            yield from _entry(line, p.parent, recursive, vid_stride, select)
                 except (OSError, UnicodeDecodeError) as e:
-                    yield SourceItem(src, p, error=f"cannot read list file ({getattr(e, 'strerror', None) or e})")
+                    if keep(src):
+                        yield SourceItem(src, p,
+                                         error=f"cannot read list file ({getattr(e, 'strerror', None) or e})")
             else:
-                yield from _file_items(p, src, vid_stride)
+                yield from _file_items(p, src, vid_stride, select)
         elif os.path.lexists(src) and not _has_magic(src):  # a FIFO, socket, device or dangling link
-            yield from _file_items(p, src, vid_stride)  # one error record, from the reader
+            yield from _file_items(p, src, vid_stride, select)  # one error record, from the reader
         elif _has_magic(src):
             matches = sorted(glob.glob(src, recursive=True))
             files = [m for m in matches if os.path.isfile(m)]
-            if not files:
+            if not files and keep(src):
                 yield SourceItem(src, p, error="no files match this pattern")
             for m in files:
-                yield from _file_items(Path(m), m, vid_stride)
-        else:
+                yield from _file_items(Path(m), m, vid_stride, select)
+        elif keep(src):
             yield SourceItem(src, p, error="no such file or folder")

@@ -4,6 +4,9 @@
   none imports another.
 * ``detectors/`` and ``runtime/`` import nothing from training or export (nor the training augmentation).
 * The floor imports no wing. The CLI (``facelm/cli``) may import anything.
+* The Python front door (``facelm.api``, ``facelm.integrations``) stands on the prediction wing: it may import the
+  runtime and the floors, but nothing of training, export or evaluation (no torch); no floor or wing imports it,
+  except the package itself (``facelm/__init__.py``, lazily).
 """
 
 from __future__ import annotations
@@ -25,6 +28,10 @@ WINGS = {
 # augmentation and the torch-side model loading (facelm.transforms is the old shim over the augmentation)
 TRAINING_SIDE = (*WINGS["train"], *WINGS["export"], *WINGS["evaluate"], "facelm.augment", "facelm.transforms",
                  "facelm.checkpoint", "facelm.manifest_predict")
+
+
+# the Python front door: above the prediction wing, beside the CLI
+FRONT = ("facelm.api", "facelm.integrations")
 
 
 def _within(module: str, prefixes) -> bool:
@@ -71,6 +78,13 @@ def violations(graph: dict[str, set[str]]) -> list[str]:
     for mod, deps in sorted(graph.items()):
         if _within(mod, ("facelm.cli",)) or mod == "facelm.__main__":
             continue
+        if _within(mod, FRONT):
+            bad += [f"{mod} -> {dep} (the front door imports training/export/evaluation code)"
+                    for dep in sorted(deps) if _within(dep, TRAINING_SIDE)]
+            continue
+        if mod != "facelm":
+            bad += [f"{mod} -> {dep} (only the CLI and the package itself use the front door)"
+                    for dep in sorted(deps) if _within(dep, FRONT)]
         wing = next((w for w, prefixes in WINGS.items() if _within(mod, prefixes)), None)
         for dep in sorted(deps):
             dep_wing = next((w for w, prefixes in WINGS.items() if _within(dep, prefixes)), None)
@@ -101,6 +115,10 @@ OLD_ARROWS = [
     ("facelm.export", "facelm.train"),  # load_model_from_checkpoint, _load_split, validation_nme
     ("facelm.evaluate", "facelm.train"),  # predict_manifest, load_model_from_checkpoint, pick_device
     ("facelm.evaluate", "facelm.export"),  # onnx_predict_manifest, load_onnx_model, check_meta_matches
+    # the front door must stay torch-free, and below it nothing may reach up to it
+    ("facelm.api", "facelm.checkpoint"),
+    ("facelm.integrations.ray", "facelm.train"),
+    ("facelm.runtime.pipeline", "facelm.api"),
 ]
 
 
@@ -175,3 +193,18 @@ def test_library_modules_and_functions_stay_short():
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= 80:
                 long.append(f"{p.name}:{node.lineno} {node.name}: {node.end_lineno - node.lineno + 1} lines")
     assert not long, "split these up:\n" + "\n".join(long)
+
+
+def test_the_front_door_loads_no_torch():
+    """``import facelm`` loads neither torch nor onnxruntime; a ``facelm.Landmarker`` loads onnxruntime, never
+    torch (the predict path is onnxruntime + OpenCV)."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nimport facelm\n"
+            "heavy = lambda: sorted(m for m in ('torch', 'onnxruntime') if m in sys.modules)\n"
+            "print(heavy())\nlm = facelm.Landmarker(device='cpu', threads=1)\nprint(heavy())")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                       cwd=PACKAGE.parent)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split("\n")[:2] == ["[]", "['onnxruntime']"]

@@ -32,14 +32,25 @@ EPILOG = """Examples:
 
 7. `facelm predict shots/ --boxes earlier.jsonl`  (predict's own output: its detector boxes, `--boxes-kind auto`)
 
+8. `facelm predict photos/ --to-scheme 5pt`  (5 points: eye centres, nose tip, mouth corners; docs/predict.md)
+
+9. `facelm predict list.txt --shard $SLURM_ARRAY_TASK_ID/8 --resume -o out-$SLURM_ARRAY_TASK_ID.jsonl`
+   (1/8 of the images, continuing after a kill; docs/scale.md)
+
+10. `facelm predict photos/ -r -f parquet -o faces.parquet`  (needs `pip install 'facelm[parquet]'`)
+
 Models: --models DIR holds the stage-1 and stage-2 ONNX files (`facelm export`), told apart by their metadata.
 Detector: YuNet through onnxruntime: --detector-model or $FACELM_DETECTOR_MODEL, else the bundled
 yunet_s_dynamic.onnx (Apache-2.0, shipped with facelm: works offline), else the cache ~/.cache/facelm, else a
 download; or the `yuface` package. Photos are read with their EXIF orientation applied. Record format and
 conventions: docs/predict.md.
 
-Exit codes: 0 ok, 1 some inputs failed (an error record each; the run goes on), 2 usage, 3 no images found,
-4 models missing, foreign or not matching (stage-2 scheme), or no detector available.
+At scale: --shard K/N (K = 0..N-1) keeps the files whose name hashes to K; --resume -o FILE skips the images
+already in FILE and appends the rest (docs/scale.md). From Python: facelm.Landmarker (docs/python.md).
+
+Exit codes: 0 ok, 1 some inputs failed (an error record each; the run goes on), 2 usage, 3 no images found (or a
+--resume file that is not predict's JSONL), 4 models missing, foreign or not matching (stage-2 scheme), or no
+detector available.
 """
 
 FIT_EPILOG = """Examples:
@@ -64,6 +75,7 @@ class Fmt(str, Enum):
     jsonl = "jsonl"
     csv = "csv"
     json = "json"
+    parquet = "parquet"
 
 
 _MODELS_HELP = ("Folder with the stage-1 (cnn6) and stage-2 (cnn7) ONNX models; default: the repository's "
@@ -83,8 +95,9 @@ _CSV_TAIL = ["width", "height", "error", "quality", "yaw", "pitch", "roll", "tra
 class _Sink:
     """stdout (or ``-o FILE``, opened lazily) in the chosen format."""
 
-    def __init__(self, fmt: Fmt, output: str, num_landmarks: int):
+    def __init__(self, fmt: Fmt, output: str, num_landmarks: int, point_ids: list[int] | None = None):
         self.fmt, self.output, self.n = fmt, output, num_landmarks
+        self.ids = point_ids if point_ids is not None else list(range(num_landmarks))  # CSV columns x{id}, y{id}
         self._fh = None
         self._tmp: Path | None = None
         self._json: list = []
@@ -130,7 +143,7 @@ class _Sink:
 
             w = csv.writer(fh, lineterminator="\n")
             if not self._header:
-                pts = [f"{a}{k}" for k in range(self.n) for a in ("x", "y")]
+                pts = [f"{a}{k}" for k in self.ids for a in ("x", "y")]
                 w.writerow(_CSV_HEAD + pts + _CSV_TAIL)
                 self._header = True
             for row in self._csv_rows(rec):
@@ -154,7 +167,7 @@ class _Sink:
     def write_header_only(self) -> None:
         import csv
 
-        pts = [f"{a}{k}" for k in range(self.n) for a in ("x", "y")]
+        pts = [f"{a}{k}" for k in self.ids for a in ("x", "y")]
         csv.writer(self._file(), lineterminator="\n").writerow(
             _CSV_HEAD + pts + _CSV_TAIL)
 
@@ -251,7 +264,8 @@ def register(app: typer.Typer) -> None:
         stages: Annotated[int | None, typer.Option(
             help="1: CNN-6 only; 2: CNN-6 then CNN-7 (default: 2 when the stage-2 model is there).")] = None,
         fmt: Annotated[Fmt, typer.Option("--format", "-f", help="jsonl (one line per image), csv (one row per "
-                                                                "face) or json (one array).")] = Fmt.jsonl,
+                                                                "face), json (one array) or parquet (one row per "
+                                                                "image; needs -o and pyarrow).")] = Fmt.jsonl,
         output: Annotated[str, typer.Option("--output", "-o", help="Write the records here ('-' = stdout).")
                           ] = "-",
         draw: Annotated[Path | None, typer.Option(help="Write annotated copies of the images into this folder.")
@@ -302,11 +316,25 @@ def register(app: typer.Typer) -> None:
         threads: Annotated[int, typer.Option(help="onnxruntime threads per model (0 = cores / streams).")] = 0,
         streams: Annotated[int, typer.Option(help="Batches run at once (0 = auto: 2 on a CPU with 2+ cores, "
                                                   "else 1).")] = 0,
+        to_scheme: Annotated[str | None, typer.Option(
+            "--to-scheme", metavar="SCHEME", help="Convert the landmarks to this scheme on the way out (e.g. 5pt) "
+                                                  "through a scheme map; records name it.", show_default=False)
+        ] = None,
+        scheme_map: Annotated[list[Path] | None, typer.Option(
+            "--scheme-map", metavar="FILE", help="A scheme-map file (JSON/TOML) for --to-scheme (repeatable).",
+            show_default=False)] = None,
+        shard: Annotated[str | None, typer.Option(
+            metavar="K/N", help="Do shard K of N (K = 0..N-1) of the sources, chosen by a stable hash of each "
+                                "file name (docs/scale.md).", show_default=False)] = None,
+        resume: Annotated[bool, typer.Option(
+            "--resume", help="Continue -o FILE (JSONL): skip the images already in it, append the rest.")] = False,
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors and warnings on stderr.")] = False,
     ) -> None:
         """Detect faces and predict their landmarks with the two-stage CNN-6/CNN-7 models (JSON lines out)."""
         from facelm.detectors import create_detector
         from facelm.runtime import Landmarker, annotate, default_models_dir, load_models, resolve_providers
+        from facelm.cli._predict_scale import RunScope, open_sink
+        from facelm.runtime.convert import scheme_converter
         from facelm.runtime.session import plan_threads
         from facelm.sources import describe_sources, iter_sources
 
@@ -321,12 +349,18 @@ def register(app: typer.Typer) -> None:
 
             given_map = read_box_map_file(box_map_file)
         check_output_file("--output", output)  # before any work: a folder here used to fail after the whole run
+        scope = RunScope(shard, resume, output, fmt.value)
+        for f in scheme_map or ():
+            from facelm.scheme_maps import load_map_file
+
+            load_map_file(f)
         if draw is not None and draw.exists() and not draw.is_dir():
             raise UsageError(f"--draw {draw}: is a file; give a folder")
         note = (lambda m: None) if quiet else info
         providers = resolve_providers(device, warn=warn)
         streams, threads = plan_threads(providers, streams, threads)
         pair = load_models(models if models is not None else default_models_dir(), stages, providers, threads)
+        conv = scheme_converter(pair.scheme, to_scheme)
         for s in pair.skipped:
             note(cli_message(s) if "not run by default" in s else f"skipped {s}")
         det = create_detector(detector, model=detector_model, boxes=boxes, no_detect=no_detect,
@@ -351,10 +385,14 @@ def register(app: typer.Typer) -> None:
 
         from facelm.runtime.tracking import FaceTracker
 
+        # tracks and smoothing work on the model's points; --to-scheme converts after them
         tracker = FaceTracker(pair.scheme, smooth=smooth, min_cutoff=smooth_min_cutoff, beta=smooth_beta)
-        sink = _Sink(fmt, output, pair.scheme.num_landmarks)
+        out_scheme, boundaries = (conv.name, conv.boundaries) if conv else (pair.scheme.name,
+                                                                             pair.scheme.boundaries)
+        n_out = conv.num_points if conv else pair.scheme.num_landmarks
+        sink = open_sink(fmt.value, output, resume, warn) or _Sink(fmt, output, n_out, conv and conv.points)
         draw_names = _DrawNames(draw) if draw is not None else None
-        items = iter_sources(sources, recursive=recursive, vid_stride=vid_stride)
+        items = scope.items(iter_sources(sources, recursive=recursive, vid_stride=vid_stride, select=scope.select))
         n = failed = attempted = faces = 0
         still_warned = False
         t0 = time.perf_counter()
@@ -366,6 +404,7 @@ def register(app: typer.Typer) -> None:
                     warn(f"--smooth: {res.name} is a still image; only video frames are smoothed")
                     still_warned = True
                 tracker.update(res)
+                res = conv.image(res) if conv else res
                 if min_quality > 0:
                     res.faces = [f for f in res.faces if f.quality is None or f.quality >= min_quality]
                 attempted += not res.source_error
@@ -374,11 +413,11 @@ def register(app: typer.Typer) -> None:
                     failed += 1
                     where = res.name + (f" frame {res.frame}" if res.frame is not None else "")
                     error(f"{where}: {res.error}")
-                sink.write(res.record(pair.scheme.name))
+                sink.write(res.record(out_scheme))
                 if draw is not None and res.image is not None and not res.error:
                     try:
                         _write_drawing(draw_names.path(res.name, res.frame),
-                                       annotate(res.image, res, dict(pair.scheme.boundaries)))
+                                       annotate(res.image, res, dict(boundaries or {})))
                     except OSError as e:
                         warn(f"{res.name}: cannot write the drawing ({e})")
                     res.image = None
@@ -386,7 +425,9 @@ def register(app: typer.Typer) -> None:
         finally:
             sink.close(ok)
         dt = time.perf_counter() - t0
-        if attempted == 0:
+        if scope.note():
+            note(scope.note())
+        if attempted == 0 and not scope.found_any():
             raise DataError(f"no images found in {' '.join(sources)}; SOURCE can be {describe_sources()}")
         note(f"{n} images, {faces} faces, {failed} failed, {dt:.1f} s ({n / dt if dt > 0 else 0:.1f} images/s, "
              f"{faces / dt if dt > 0 else 0:.1f} faces/s)")

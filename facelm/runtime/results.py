@@ -18,7 +18,8 @@ class FaceResult:
     ``square`` (3,) the stage-1 face square, ``crop_angle`` the rotation removed before stage 2 (stage-1 eye line);
     ``pose`` head pose ``{"yaw", "pitch", "roll"}`` in degrees (68-point faces, ``facelm.headpose``), ``quality``
     in [0, 1] and the raw ``signals`` it comes from (``facelm.runtime.quality``), ``track`` the face's track id in
-    a video (``facelm.runtime.tracking``)."""
+    a video (``facelm.runtime.tracking``); ``points``: after a conversion to a scheme only partly mapped from the
+    model's (``runtime.convert``), the indices of that scheme's points that ``landmarks`` holds (None: all)."""
 
     box: np.ndarray
     score: float
@@ -31,6 +32,7 @@ class FaceResult:
     quality: float | None = None
     signals: dict | None = None
     track: int | None = None
+    points: tuple[int, ...] | None = None
 
 
 @dataclass
@@ -63,6 +65,8 @@ class ImageResult:
                     "landmarks": [[round(float(x), decimals), round(float(y), decimals)] for x, y in f.landmarks]}
             if scheme:
                 face["scheme"] = scheme
+            if f.points is not None:
+                face["points"] = list(f.points)
             face.update(_extras(f))
             rec["faces"].append(face)
         return rec

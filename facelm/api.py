@@ -1,0 +1,289 @@
+"""The Python front door (docs/python.md)::
+
+    import facelm
+
+    lm = facelm.Landmarker()            # the shipped models, YuNet, device auto
+    for face in lm("photo.jpg"):        # a path, an RGB array, a PIL image or encoded bytes
+        print(face.box, face.score, face.angle, face.landmarks.shape)
+    for result in lm.batch(["a.jpg", "photos/"]):   # streams, batched across images, like `facelm predict`
+        print(result.image, len(result.faces), result.error)
+
+Everything ``facelm predict`` does is a keyword: ``models=``, ``detector=``, ``detector_model=``, ``boxes=``,
+``no_detect=``, ``stages=``, ``device=``, ``to_scheme=``, ``tta=``, ``level=``, ... (:class:`Landmarker`).
+
+A :class:`Face` wraps the pipeline's ``facelm.runtime.results.FaceResult`` and answers every attribute it has, so a
+field added to the pipeline's faces is a field of the API's faces; :meth:`Face.to_dict` is the face's JSON record,
+the same as ``facelm predict`` writes. The models run in onnxruntime: importing this module loads neither torch nor
+onnxruntime; making a :class:`Landmarker` loads onnxruntime (never torch).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from facelm.errors import DataError, ImageError, UsageError
+
+__all__ = ["Face", "ImageFaces", "Landmarker"]
+
+
+class Face:
+    """One face: ``box`` (4,) x1, y1, x2, y2 (the detector's box, or the given one), ``score``, ``angle`` (degrees,
+    eye line; positive = turned clockwise on screen), ``landmarks`` (L, 2) image pixels, ``scheme`` (the landmarks'
+    scheme name), and every other attribute of the pipeline's face (``stage1``, ``square``, ``points`` after a
+    partial ``to_scheme``, and any added later)."""
+
+    __slots__ = ("_face", "scheme", "_record")
+
+    def __init__(self, face: Any, scheme: str, record: dict):
+        self._face, self.scheme, self._record = face, scheme, record
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return getattr(object.__getattribute__(self, "_face"), name)
+        except AttributeError:
+            raise AttributeError(f"'Face' object has no attribute {name!r}") from None
+
+    def __dir__(self) -> list[str]:
+        return sorted(set(super().__dir__()) | {n for n in dir(self._face) if not n.startswith("_")})
+
+    def to_dict(self) -> dict:
+        """The face's JSON record, as in ``facelm predict``'s output (docs/predict.md)."""
+        return dict(self._record)
+
+    def __repr__(self) -> str:
+        box = ", ".join(f"{float(v):.1f}" for v in self._face.box)
+        return (f"Face(box=[{box}], score={float(self._face.score):.3f}, angle={float(self._face.angle):.1f}, "
+                f"landmarks={len(self._face.landmarks)} x 2, scheme={self.scheme!r})")
+
+
+class ImageFaces:
+    """The result for one image (or video frame) of :meth:`Landmarker.batch`: ``image`` (its name), ``frame``,
+    ``width``, ``height``, ``faces`` (a list of :class:`Face`) and ``error`` (None, or why it failed: then
+    ``faces`` is empty). Iterating over it gives its faces; :meth:`to_dict` is predict's JSON record."""
+
+    __slots__ = ("result", "faces", "_record")
+
+    def __init__(self, result: Any, scheme: str):
+        self.result = result
+        self._record = result.record(scheme)
+        self.faces = [Face(f, scheme, r) for f, r in zip(result.faces, self._record["faces"])]
+
+    image = property(lambda self: self.result.name, doc="the image's name (the path as given or found)")
+    frame = property(lambda self: self.result.frame, doc="the video frame number, else None")
+    width = property(lambda self: self.result.width)
+    height = property(lambda self: self.result.height)
+    error = property(lambda self: self.result.error, doc="None, or the one-line reason this image failed")
+
+    def to_dict(self) -> dict:
+        """The JSON record of ``facelm predict`` for this image (docs/predict.md)."""
+        return {**self._record, "faces": [dict(f) for f in self._record["faces"]]}
+
+    def __iter__(self) -> Iterator[Face]:
+        return iter(self.faces)
+
+    def __len__(self) -> int:
+        return len(self.faces)
+
+    def __getitem__(self, i: int) -> Face:
+        return self.faces[i]
+
+    def __repr__(self) -> str:
+        what = f"error={self.error!r}" if self.error else f"{len(self.faces)} faces"
+        return f"ImageFaces({self.image!r}, {what})"
+
+
+def _as_rgb(image: Any, exif: bool) -> tuple[np.ndarray, str]:
+    """(RGB uint8 array, name) of what ``Landmarker.__call__`` accepts; ``ImageError`` for unreadable images."""
+    from facelm.imageio import ImageReadError, decode_image, read_image
+
+    if isinstance(image, (str, os.PathLike)):
+        try:
+            return read_image(image, exif=exif), str(image)
+        except ImageReadError as e:
+            raise ImageError(image, str(e)) from None
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        try:
+            return decode_image(image, exif=exif), "<bytes>"
+        except ImageReadError as e:
+            raise ImageError("<bytes>", str(e)) from None
+    if hasattr(image, "convert") and hasattr(image, "size") and not isinstance(image, np.ndarray):  # PIL
+        image = np.asarray(image.convert("RGB"))
+    a = np.asarray(image)
+    if a.ndim == 2:
+        a = np.repeat(a[:, :, None], 3, axis=2)
+    elif a.ndim == 3 and a.shape[2] == 4:
+        a = a[:, :, :3]
+    if a.ndim != 3 or a.shape[2] != 3 or a.dtype != np.uint8 or min(a.shape[:2]) < 1:
+        raise UsageError(f"`image` must be a path, encoded bytes, a PIL image or an (H, W, 3) uint8 RGB array, "
+                         f"got {type(image).__name__} {getattr(a, 'dtype', '')} {getattr(a, 'shape', '')}")
+    return np.ascontiguousarray(a), "<array>"
+
+
+def _check(batch: int, stages, score_threshold: float, workers: int, threads: int, streams: int, tta: str,
+           boxes, no_detect: bool, boxes_kind: str) -> None:
+    """The option checks of ``facelm predict``, in the library's words (`name`)."""
+    if not 1 <= int(batch) <= 4096:
+        raise UsageError(f"`batch` must be in [1, 4096], got {batch}")
+    if stages not in (None, 1, 2):
+        raise UsageError(f"`stages` must be 1 or 2 (or None: as the models say), got {stages}")
+    if not 0.0 <= float(score_threshold) <= 1.0:
+        raise UsageError(f"`score_threshold` must be in [0, 1], got {score_threshold}")
+    for name, v in (("workers", workers), ("threads", threads), ("streams", streams)):
+        if int(v) < 0:
+            raise UsageError(f"`{name}` must be >= 0 (0 = automatic), got {v}")
+    if tta not in ("none", "flip"):
+        raise UsageError(f"`tta` must be 'none' or 'flip', got {tta!r}")
+    if boxes is not None and no_detect:
+        raise UsageError("`boxes` and `no_detect` cannot be used together")
+    if boxes_kind not in ("auto", "detector", "square"):
+        raise UsageError(f"`boxes_kind` must be auto, detector or square, got {boxes_kind!r}")
+
+
+class Landmarker:
+    """Faces and their landmarks, with everything ``facelm predict`` can do one keyword away.
+
+    Args:
+        models: folder with the stage-1 (and stage-2) ONNX models; default the shipped ones.
+        detector: ``auto``, ``yunet``, ``yuface``, or a ``facelm.detectors.FaceDetector`` object.
+        detector_model: a YuNet ONNX file (default: the bundled one).
+        boxes: a boxes file (JSON/JSONL/CSV, as ``--boxes``) instead of a detector; ``boxes_kind`` as
+            ``--boxes-kind``.
+        no_detect: each image is one face crop.
+        stages: 1 or 2 (default: as the models' metadata say).
+        device: ``auto`` (CUDA when usable), ``cpu``, ``cuda`` or ``cuda:N``.
+        to_scheme: convert the landmarks to this scheme (e.g. ``"5pt"``; docs/predict.md, "Scheme conversion");
+            ``scheme_maps``: extra scheme-map files for it.
+        score_threshold, box_map, level, tta, batch, workers, threads, streams, exif: as the ``facelm predict``
+            options of the same names (``box_map``: a dict or a file from ``facelm fit-box-map --dry-run``).
+
+    Raises:
+        UsageError: a bad option value. ModelError: models missing or not matching; no detector available.
+    """
+
+    def __init__(self, models: str | Path | None = None, *, detector: Any = "auto",
+                 detector_model: str | Path | None = None, boxes: str | Path | None = None,
+                 boxes_kind: str = "auto", no_detect: bool = False, stages: int | None = None,
+                 device: str = "auto",
+                 to_scheme: str | None = None, scheme_maps: Iterable[str | Path] = (),
+                 score_threshold: float = 0.6,
+                 box_map: dict | str | Path | None = None, level: bool = True, tta: str = "flip", batch: int = 32,
+                 workers: int = 0, threads: int = 0, streams: int = 0, exif: bool = True):
+        from facelm.runtime import Landmarker as Pipeline, default_models_dir, load_models, resolve_providers
+        from facelm.runtime.convert import scheme_converter
+        from facelm.runtime.session import plan_threads
+        from facelm.scheme_maps import load_map_file
+
+        _check(batch, stages, score_threshold, workers, threads, streams, tta, boxes, no_detect, boxes_kind)
+        if box_map is not None and not isinstance(box_map, dict):
+            from facelm.detectors.boxmap import read_box_map_file
+
+            box_map = read_box_map_file(box_map)
+        for f in scheme_maps:
+            load_map_file(f)
+        providers = resolve_providers(device, warn=_warn)
+        streams, threads = plan_threads(providers, streams, threads)
+        folder = models if models is not None else default_models_dir()
+        self.models = load_models(folder, stages, providers, threads)
+        self._conv = scheme_converter(self.models.scheme, to_scheme)
+        det = self._detector(detector, detector_model, boxes, boxes_kind, no_detect, score_threshold, providers)
+        if box_map is None and getattr(det, "kind", None) == "detector":  # predict's own boxes: the live map
+            from facelm.detectors.boxmap import resolve_box_map
+
+            box_map = resolve_box_map(self.models.stage1.meta, "yunet" if detector == "auto" else str(detector))[0]
+        self.exif = exif
+        self.pipeline = Pipeline(self.models, det, batch=batch, workers=workers, exif=exif, streams=streams,
+                                 box_map=box_map, level=level, tta=tta)
+
+    @staticmethod
+    def _detector(detector, model, boxes, boxes_kind, no_detect, score_threshold, providers):
+        from facelm.detectors import DETECTORS, create_detector
+        from facelm.detectors.base import FaceDetector
+
+        if isinstance(detector, FaceDetector):
+            return detector
+        if detector not in DETECTORS:
+            raise UsageError(f"unknown `detector` {detector!r} (known: {', '.join(DETECTORS)}, or a FaceDetector)")
+        return create_detector(detector, model=model, boxes=boxes, no_detect=no_detect,
+                               score_threshold=score_threshold, providers=providers, threads=1,
+                               boxes_kind=boxes_kind)
+
+    @property
+    def scheme(self) -> str:
+        """The scheme of the landmarks this landmarker returns (the models', or ``to_scheme``)."""
+        return self._conv.name if self._conv is not None else self.models.scheme.name
+
+    def _wrap(self, res: Any) -> ImageFaces:
+        return ImageFaces(self._conv.image(res) if self._conv is not None else res, self.scheme)
+
+    def __call__(self, image: Any, *, boxes: Any = None, boxes_kind: str = "square") -> list[Face]:
+        """The faces of one image: a path, encoded bytes, a PIL image or an ``(H, W, 3)`` uint8 **RGB** array
+        (OpenCV's ``imread`` gives BGR: convert it). ``boxes`` ``(N, 4)`` x1, y1, x2, y2: the faces to use instead
+        of detecting (``boxes_kind``: ``square`` = face squares in the training convention, ``detector`` = boxes
+        of the landmarker's detector, mapped by its box map).
+
+        Raises:
+            ImageError: the image cannot be read (``.path`` names it, ``.reason`` says why).
+            DataError: another failure of this image (e.g. not in the ``boxes`` file).
+        """
+        from facelm.runtime.results import ImageResult
+
+        rgb, name = _as_rgb(image, self.exif)
+        if boxes is None:
+            res = self.pipeline.predict_image(rgb, name)
+            if res.error:
+                raise DataError(f"{name}: {res.error}")
+        else:
+            if boxes_kind not in ("square", "detector"):
+                raise UsageError(f"`boxes_kind` must be square or detector, got {boxes_kind!r}")
+            b = np.asarray(boxes, dtype=np.float64)
+            if b.size % 4 or not np.isfinite(b).all():
+                raise UsageError(f"`boxes` must be (N, 4) finite x1, y1, x2, y2, got shape {b.shape}")
+            faces = self.pipeline.predict_boxes(rgb, b, "face-square" if boxes_kind == "square" else "detector")
+            res = ImageResult(name, None, rgb.shape[1], rgb.shape[0], faces)
+        return self._wrap(res).faces
+
+    def batch(self, sources: Any, *, recursive: bool = False, vid_stride: int = 1) -> Iterator[ImageFaces]:
+        """Stream :class:`ImageFaces` for many images, in input order, batched across images like ``facelm
+        predict``: ``sources`` is a path, folder, glob, list file or video, or an iterable (a generator is fine)
+        of those and of RGB arrays. An unreadable image gives a result with ``error`` set; the stream goes on."""
+        if isinstance(sources, (str, os.PathLike, np.ndarray)):
+            sources = [sources]
+        if int(vid_stride) < 1:
+            raise UsageError(f"`vid_stride` must be >= 1, got {vid_stride}")
+        yield from self._run(_items(sources, recursive, vid_stride, self.exif))
+
+    def _run(self, items: Iterable[Any]) -> Iterator[ImageFaces]:
+        """Results for ready ``facelm.sources.SourceItem`` objects (``batch``, the integrations)."""
+        for res in self.pipeline.run(items):
+            yield self._wrap(res)
+
+    def __repr__(self) -> str:
+        s1, s2 = self.models.stage1, self.models.stage2
+        return (f"Landmarker({s1.path}{' + ' + str(s2.path) if s2 else ''}, scheme={self.scheme!r}, "
+                f"detector={self.pipeline.detector.name!r}, providers={s1.providers})")
+
+
+def _items(sources: Iterable[Any], recursive: bool, vid_stride: int, exif: bool) -> Iterator[Any]:
+    from facelm.sources import SourceItem, iter_sources
+
+    for i, src in enumerate(sources):
+        if isinstance(src, (str, os.PathLike)):
+            yield from iter_sources([os.fspath(src)], recursive=recursive, vid_stride=vid_stride)
+        else:
+            name = f"<array {i}>"
+            try:
+                rgb, _ = _as_rgb(src, exif)
+                yield SourceItem(name, Path(name), image=rgb)
+            except (UsageError, ImageError) as e:
+                yield SourceItem(name, Path(name), error=str(e))
+
+
+def _warn(msg: str) -> None:
+    import warnings
+
+    warnings.warn(msg.replace("`", ""), RuntimeWarning, stacklevel=3)
