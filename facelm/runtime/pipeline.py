@@ -479,4 +479,6 @@ class Landmarker:
         """Faces of one RGB image from given boxes ``(N, 4)`` (``kind`` as in :class:`Detection`)."""
         dets = [Detection(box=np.asarray(b, dtype=np.float64), kind=kind) for b in np.asarray(boxes).reshape(-1, 4)]
         faces = self._faces(image, dets)
-        return self._infer(faces) if faces else []
+        res = ImageResult("", None, image.shape[1], image.shape[0], self._infer(faces) if faces else [])
+        add_head_poses(res, self.scheme)  # as for detected faces
+        return res.faces
