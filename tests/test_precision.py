@@ -263,3 +263,43 @@ def test_int8_twins_share_the_box_map(tiny, tmp_path):
     for p in [d / "cnn6.onnx", *int8_twins(d / "cnn6.onnx")]:
         write_box_map(p, {"detector": "yunet", "cx": 0.0, "cy": 0.1, "side": 0.8})
     assert read_onnx_meta(d / "cnn6.int8.onnx")["detector_box_maps"]["yunet"]["cy"] == 0.1
+
+
+# ------------------------------------------------------------------------------------------------------------
+# facelm bench: fp32 and int8 side by side, medians of repeats, noise labelled
+
+
+def test_bench_summary_takes_medians_and_labels_ratios_above_1_as_noise():
+    from facelm.cli.bench import _cell
+    from facelm.runtime.benchmark import NOISE_NOTE, _summarise
+
+    rounds = [{"bare_faces_s": b, "pipeline": {"faces_s": f, "ratio_to_bare": f / b}}
+              for b, f in ((10.0, 10.5), (12.0, 12.24), (11.0, 9.9))]
+    s = _summarise(rounds)
+    assert s["bare_faces_s"] == 11.0 and s["pipeline_faces_s"] == 10.5
+    assert s["pipeline_ratio_to_bare"] == 1.02 and s["spread"]["pipeline_ratio_to_bare"] == [0.9, 1.05]
+    assert s["notes"]["pipeline_ratio_to_bare"] == NOISE_NOTE and "predict_faces_s" not in s
+    assert _cell({"precisions": {"fp32": s}}, "fp32", "pipeline_ratio_to_bare") == "1.02 (noise: > 1)"
+    s = _summarise(rounds[2:])
+    assert "notes" not in s and _cell({"precisions": {"fp32": s}}, "fp32", "pipeline_ratio_to_bare") == "0.9"
+
+
+def test_bench_reports_fp32_and_int8_side_by_side(tiny, tmp_path):
+    r = CliRunner().invoke(app, ["bench", "--models", str(tiny["models"]), "--seconds", "0.02", "--repeats", "2",
+                                 "--batch", "4", "--device", "cpu", "--markdown", str(tmp_path / "b.md")])
+    assert r.exit_code == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["precisions"] == ["fp32", "int8"] and out["repeats"] == 2
+    assert out["auto"]["precision"] in ("fp32", "int8") and out["auto"]["reason"]
+    assert out["machine"]["cpu"] and out["machine"]["int8_kernels"]
+    (res,) = out["results"]
+    for prec, files in (("fp32", ["cnn6.onnx", "cnn7.onnx"]), ("int8", ["cnn6.int8.onnx", "cnn7.int8.onnx"])):
+        d = res["precisions"][prec]
+        assert d["models"] == files and len(d["rounds"]) == 2
+        assert d["network_passes"] == [6, 2]  # stage 1 with two levelled runs, stage 2; each twice (flip TTA)
+        assert d["cnn6_faces_s"] > 0 and d["cnn7_faces_s"] > 0 and d["bare_faces_s"] > 0 and d["pipeline_faces_s"] > 0
+        assert d["time_budget"]["faces"] > 0 and d["time_budget"]["ms_per_face"]["networks"] > 0
+    assert {"cnn6", "cnn6_latency", "cnn7", "bare", "pipeline"} <= set(res["int8_over_fp32"])
+    assert "int8 / fp32 speed" in (tmp_path / "b.md").read_text() and "int8 / fp32 speed" in r.stderr
+    r = CliRunner().invoke(app, ["bench", "--models", str(tiny["models"]), "--precision", "fp32,bf16"])
+    assert r.exit_code == 2 and "--precision" in r.stderr
