@@ -200,6 +200,7 @@ def _bench(src, synthetic, folder, models, opts, limit, markdown, quiet, provide
     from facelm.runtime.session import cpu_count
 
     note = (lambda m: None) if quiet else info
+    load_before = _loadavg()
     files, skipped, first = usable_images(iter_sources_of(src), limit)
     for name, why in skipped[:10]:
         warn(f"{name}: skipped ({why})")
@@ -223,7 +224,7 @@ def _bench(src, synthetic, folder, models, opts, limit, markdown, quiet, provide
         "machine": {"cpu": cpu_name(), "cores": cpu_count(), "onnxruntime": ort.__version__, "cuda_usable": cuda_ok,
                     "int8_kernels": int8_dot_product(flags, cpu_arch()) or ("AVX2, 16-bit sums (no VNNI)"
                                                                             if "avx2" in flags else "none known"),
-                    "load_avg_1m": _loadavg()},
+                    "load_avg_1m": load_before},
         "batch": opts.batch, "seconds": opts.seconds, "repeats": opts.repeats, "precisions": opts.precisions,
         "predict_options": {"stages": opts.stages, "level": opts.level, "tta": opts.tta},
         "auto": {"precision": auto.precision, "reason": auto.precision_reason},
