@@ -38,8 +38,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--models", default="models")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--precisions", default="fp32,int8")
-    ap.add_argument("extra", nargs="*", help="options passed to facelm predict (after --)")
-    args = ap.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    extra = argv[argv.index("--") + 1:] if "--" in argv else []  # options for facelm predict
+    args = ap.parse_args(argv[:argv.index("--")] if "--" in argv else argv)
+    args.extra = extra
     precs = args.precisions.split(",")
     secs: dict[str, list[float]] = {p: [] for p in precs}
     n = 0
