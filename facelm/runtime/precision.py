@@ -12,7 +12,7 @@
     32 bits, so they compute the quantised model exactly, 2.5-3.4x faster than fp32 per the issue's VNNI
     measurement);
   - on an x86 CPU with AVX2 but without VNNI: int8 as well, because it measured faster and as accurate there
-    (docs/benchmarks.md: CNN-6 1.6-1.9x and CNN-7 1.6-1.8x faster than fp32, the whole default predict faster too;
+    (docs/benchmarks.md: CNN-6 1.7x and CNN-7 2.3x faster than fp32 at batch 32, the whole default predict 1.1-1.2x;
     the shipped int8 files have 7-bit weights, so onnxruntime's 16-bit pair sums cannot saturate);
   - any other CPU: fp32 (int8 not measured faster there);
   - and fp32 whenever the int8 files are missing, incomplete or were made from another float model than the one
@@ -36,8 +36,8 @@ PRECISIONS = ("auto", "fp32", "int8")
 
 #: x86 instruction sets without 32-bit int8 dot products on which int8 measured faster than fp32 and as accurate
 #: (7-bit weights) on the development CPU: flag -> what was measured (docs/benchmarks.md)
-MEASURED_FASTER = {"avx2": "AVX2 without VNNI: int8 measured 1.6-1.9x faster per model than fp32 on such a CPU, "
-                           "the whole default predict faster too (docs/benchmarks.md)"}
+MEASURED_FASTER = {"avx2": "AVX2 without VNNI: int8 measured 1.7-2.3x faster per model than fp32 on such a CPU, "
+                           "the whole default predict 1.1-1.2x (docs/benchmarks.md)"}
 
 
 @dataclass(frozen=True)
