@@ -215,6 +215,7 @@ class ExportOptions:
         calib_faces: calibration crops (seeded random faces of the calibration set's train split).
         max_val: at most this many validation faces (the first ones).
         activation_type / calib_method: int8 activation type and calibration method.
+        reduce_range: int8 weights in 7 bits (no 16-bit saturation on x86 CPUs without VNNI; see ``quantize_int8``).
         max_nme_increase: fail when the fp16/int8 NME exceeds the fp32 one by more than this fraction.
         parity_crops: sample crops for the torch/ONNX comparison.
         tolerance: parity tolerance in crop px (None: :data:`PARITY_TOLERANCE` of the precision).
@@ -235,6 +236,7 @@ class ExportOptions:
     max_val: int = 2000
     activation_type: str = "uint8"
     calib_method: str = "minmax"
+    reduce_range: bool = True
     max_nme_increase: float = MAX_NME_INCREASE
     parity_crops: int = 32
     tolerance: float | None = None
@@ -338,8 +340,8 @@ def _convert(opts: ExportOptions, fp32_path: Path, work: Path, ck_meta: dict, da
         step(f"calibrating int8 on {min(opts.calib_faces, len(data.calib_m))} crops ({opts.calib_method})")
         calib = manifest_crops(ck_meta, data.calib_m, opts.calib_faces, seed=opts.seed)
         final = work / "int8.onnx"
-        quantize_int8(fp32_path, final, calib, activation_type=opts.activation_type,
-                      calib_method=opts.calib_method, extra_meta={"quantization": data.quant_extra})
+        quantize_int8(fp32_path, final, calib, activation_type=opts.activation_type, calib_method=opts.calib_method,
+                      reduce_range=opts.reduce_range, extra_meta={"quantization": data.quant_extra})
     else:
         final = fp32_path
     return final
@@ -412,7 +414,8 @@ def _nme_check(opts: ExportOptions, ck_meta: dict, data: _ExportData, sess32, se
 
 def export(opts: ExportOptions, *, warn: Callable[[str], None] = _noop, step: Callable[[str], None] = _noop
            ) -> ExportResult:
-    """Export, check and (when asked) convert/quantise a checkpoint; see the module docstring.
+    """Export, check and (when asked) convert/quantise a checkpoint; see the module docstring. An ``.onnx``
+    ``opts.checkpoint`` is an exported model to quantise (``facelm.export_int8.export_from_onnx``).
 
     The file is written to ``opts.out`` only when every check passes; otherwise ``result.failures`` says why
     (the CLI exits with code 4) and ``out`` is left untouched.
@@ -430,6 +433,10 @@ def export(opts: ExportOptions, *, warn: Callable[[str], None] = _noop, step: Ca
 
     from facelm.checkpoint import load_model_from_checkpoint, resolve_checkpoint
 
+    if Path(opts.checkpoint).suffix.lower() == ".onnx":  # an exported model: its int8 copy (facelm.export_int8)
+        from facelm.export_int8 import export_from_onnx
+
+        return export_from_onnx(opts, warn=warn, step=step)
     _check_options(opts)
     ck_path = resolve_checkpoint(opts.checkpoint)
     model, ck_meta = load_model_from_checkpoint(ck_path, "cpu")

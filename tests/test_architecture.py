@@ -20,7 +20,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "facelm"
 
 WINGS = {
     "train": ("facelm.train", "facelm.train_data", "facelm.train_run", "facelm.heatmap.objective", "facelm.config"),
-    "export": ("facelm.export", "facelm.export_formats"),
+    "export": ("facelm.export", "facelm.export_formats", "facelm.export_int8"),
     "evaluate": ("facelm.evaluate", "facelm.evaluate_report"),
     "runtime": ("facelm.runtime",),
 }

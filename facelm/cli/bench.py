@@ -1,17 +1,23 @@
-"""``facelm bench``: per-stage latency and throughput of the landmark models, the detector and the pipeline.
+"""``facelm bench``: the landmark models, the detector and the whole ``predict``, at fp32 and int8 side by side.
 
-What is measured, per onnxruntime provider (CPU always; CUDA too when it is usable):
+What is measured, per onnxruntime provider (CPU always; CUDA too when it is usable) and per precision (``--precision``,
+default fp32 and int8 when the int8 models are there), each measure ``--repeats`` times (median reported; the
+precisions take turns within each round, so a change of the machine's load hits them alike):
 
 * ``cnn6`` / ``cnn7``: latency at batch 1 (median ms) and throughput at ``--batch`` (faces/s) on crops;
-* ``bare``: the two models back to back on ready-made crops at ``--batch`` (faces/s): the ceiling;
-* ``detector``: latency per image (median ms) on the folder's images (CPU provider only for ``yuface``);
-* ``pipeline``: ``predict``'s machinery without a detector (``--no-detect``: reading, cropping, stage 1, angle,
-  stage 2, mapping back) over the folder's files, and its ratio to ``bare`` measured in the same run;
-* ``predict``: the same with the face detector (the whole ``facelm predict``), and its ratio to ``bare``.
+* ``bare``: the landmark networks exactly as ``predict`` runs them per face (stage 1 once plus two levelled runs,
+  stage 2 when it runs; twice each with flip TTA), on ready-made crops, with predict's streams: the ceiling;
+* ``detector``: latency per image (median ms) on the folder's images;
+* ``pipeline``: ``predict``'s machinery without a detector (reading, cropping, the networks, mapping back) over the
+  folder's files, and its ratio to ``bare`` measured in the same round (a ratio above 1 is labelled noise);
+* ``predict``: the same with the face detector (the whole ``facelm predict``), and its ratio to ``bare``;
+* ``time_budget``: where a face's time goes (ms of one thread: read, detect, orientation and crops, networks);
+* ``int8_over_fp32``: the speed ratio of each measure (median of the per-round ratios), and what ``--precision auto``
+  picks on this machine and why.
 """
 
 import json
-import platform
+import os
 import sys
 import time
 from pathlib import Path
@@ -48,26 +54,61 @@ def _synthetic_folder(n: int) -> Path:
     return d
 
 
+def _fmt(v) -> str:
+    return "-" if v is None else f"{v:g}" if isinstance(v, (int, float)) else str(v)
+
+
+_ROWS = [("CNN-6 ms, batch 1", "cnn6_latency_ms"), ("CNN-6 faces/s", "cnn6_faces_s"),
+         ("CNN-7 ms, batch 1", "cnn7_latency_ms"), ("CNN-7 faces/s", "cnn7_faces_s"),
+         ("bare networks faces/s", "bare_faces_s"), ("detector ms/image", "detector_ms"),
+         ("pipeline faces/s (no detector)", "pipeline_faces_s"), ("pipeline / bare", "pipeline_ratio_to_bare"),
+         ("predict faces/s (with detector)", "predict_faces_s"), ("predict / bare", "predict_ratio_to_bare")]
+_RATIO_OF = {"cnn6_latency_ms": "cnn6_latency", "cnn6_faces_s": "cnn6", "cnn7_latency_ms": "cnn7_latency",
+             "cnn7_faces_s": "cnn7", "bare_faces_s": "bare", "pipeline_faces_s": "pipeline",
+             "predict_faces_s": "predict"}
+
+
+def _cell(res: dict, prec: str, key: str) -> str:
+    d = res["precisions"].get(prec) or {}
+    v = d.get(key)
+    if v is not None and key.endswith("ratio_to_bare") and v > 1:
+        return f"{v:g} (noise: > 1)"
+    return _fmt(v)
+
+
+def _rows(res: dict) -> tuple[list[str], list[list[str]]]:
+    precs = list(res["precisions"])
+    both = "int8_over_fp32" in res
+    head = ["measure", *precs] + (["int8 / fp32 speed"] if both else [])
+    rows = []
+    for name, key in _ROWS:
+        row = [name] + [_cell(res, p, key) for p in precs]
+        if both:
+            row.append(_fmt((res["int8_over_fp32"] or {}).get(_RATIO_OF.get(key, ""))))
+        rows.append(row)
+    for p in precs:
+        tb = (res["precisions"][p].get("time_budget") or {}).get("ms_per_face")
+        if tb:
+            rows.append([f"{p}: ms per face (1 thread)"] + [""] * (len(head) - 1))
+            rows[-1][1] = ", ".join(f"{k} {v:g}" for k, v in tb.items())
+    return head, rows
+
+
 def _markdown(path: Path, result: dict) -> None:
     from facelm._io import atomic_write_text
 
+    m = result["machine"]
     lines = ["# Benchmarks", "", "Produced by `facelm bench` (this file is rewritten by `--markdown`).", "",
              f"Command: `{result['command']}`", "",
-             (f"Machine: {result['machine']['cpu']} ({result['machine']['cores']} cores), "
-              f"onnxruntime {result['machine']['onnxruntime']}, {result['created']}. "
-              f"Models: {result['models']['stage1']} + {result['models']['stage2']} "
-              f"(widths {result['models']['widths']}), batch {result['batch']}, fp32."), ""]
-    lines += [("| provider | CNN-6 ms (b=1) | CNN-6 faces/s | CNN-7 ms (b=1) | CNN-7 faces/s | bare two-stage "
-               "faces/s | detector ms/img | pipeline faces/s (no detector) | pipeline / bare | predict faces/s "
-               "| predict / bare |"), "|" + "---|" * 11]
+             (f"Machine: {m['cpu']} ({m['cores']} cores; int8 kernels: {m['int8_kernels']}), onnxruntime "
+              f"{m['onnxruntime']}, {result['created']}. Batch {result['batch']}, {result['repeats']} rounds of "
+              f"{result['seconds']} s per measure (medians). `--precision auto` here: {result['auto']['precision']} "
+              f"({result['auto']['reason']})."), ""]
     for r in result["results"]:
-        c6, c7 = r["cnn6"], r.get("cnn7") or {}
-        d, p, q = r.get("detector") or {}, r["pipeline"], r.get("predict") or {}
-        lines.append(f"| {r['provider']} | {c6['latency_ms']} | {c6['throughput_faces_s']} | "
-                     f"{c7.get('latency_ms', '-')} | {c7.get('throughput_faces_s', '-')} | {r['bare_faces_s']} | "
-                     f"{d.get('latency_ms', '-')} | {p['faces_s']} | {p['ratio_to_bare']} | "
-                     f"{q.get('faces_s', '-')} | {q.get('ratio_to_bare', '-')} |")
-    lines += ["", "Raw result:", "", "```json", json.dumps(result, indent=2), "```", ""]
+        head, rows = _rows(r)
+        lines += [f"## {r['provider']}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        lines += ["| " + " | ".join(row) + " |" for row in rows] + [""]
+    lines += ["Raw result:", "", "```json", json.dumps(result, indent=2), "```", ""]
     atomic_write_text(path, "\n".join(lines))
 
 
@@ -83,9 +124,16 @@ def register(app: typer.Typer) -> None:
                           ] = None,
         models: Annotated[Path | None, typer.Option("--models", "-m", help="Folder with cnn6.onnx and cnn7.onnx.",
                                                     envvar="FACELM_MODELS", show_default=False)] = None,
+        precision: Annotated[str, typer.Option(metavar="LIST", help="Comma-separated precisions to measure side "
+                                                                    "by side: fp32, int8, auto.")] = "fp32,int8",
         batch: Annotated[int, typer.Option("--batch", "--batch-size",
                                            help="Batch size for the throughput runs.")] = 32,
-        seconds: Annotated[float, typer.Option(help="Seconds per measurement.")] = 3.0,
+        seconds: Annotated[float, typer.Option(help="Seconds per measurement.")] = 2.0,
+        repeats: Annotated[int, typer.Option(help="Rounds of every measurement (medians are reported).")] = 3,
+        stages: Annotated[int | None, typer.Option(help="As predict's --stages (default: as predict runs).",
+                                                   show_default=False)] = None,
+        level: Annotated[bool, typer.Option("--level/--no-level", help="As predict's --level.")] = True,
+        tta: Annotated[str, typer.Option(metavar="flip|none", help="As predict's --tta.")] = "flip",
         device: Annotated[str, typer.Option(help="auto (CPU, plus CUDA when usable), cpu or cuda.")] = "auto",
         detector: Annotated[str, typer.Option(help="auto, yunet or yuface.")] = "auto",
         detector_model: Annotated[Path | None, typer.Option("--detector-model", help=detector_model_help(),
@@ -96,17 +144,29 @@ def register(app: typer.Typer) -> None:
                             ] = None,
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No table on stderr.")] = False,
     ) -> None:
-        """Latency and throughput of CNN-6, CNN-7, the detector and the whole pipeline (JSON on stdout)."""
+        """Latency and throughput of CNN-6, CNN-7, the detector and the whole predict, fp32 and int8 (JSON)."""
         from facelm.cli.predict import MAX_BATCH, MAX_THREADS
         from facelm.runtime import cuda_usable
+        from facelm.runtime.benchmark import BenchOptions
+        from facelm.runtime.precision import check_precision
 
         check_range("--batch", batch, 1, MAX_BATCH)
         check_range("--seconds", seconds, 0.0, 3600.0, lo_open=True)
+        check_range("--repeats", repeats, 1, 100)
         check_range("--limit", limit, 1)
         check_range("--workers", workers, 0, MAX_THREADS)
         check_output_file("--markdown", markdown)
+        precs = [check_precision(p) for p in precision.split(",") if p.strip()]
+        if not precs or len(set(precs)) != len(precs):
+            raise UsageError(f"--precision {precision}: give distinct values of fp32, int8, auto")
+        if stages not in (None, 1, 2):
+            raise UsageError(f"--stages must be 1 or 2, got {stages}")
+        if tta not in ("none", "flip"):
+            raise UsageError(f"--tta must be none or flip, not {tta!r}")
         if device not in ("auto", "cpu", "cuda"):
             raise UsageError(f"--device must be auto, cpu or cuda, not {device!r}")
+        opts = BenchOptions(batch=batch, seconds=seconds, repeats=repeats, precisions=precs, stages=stages,
+                            level=level, tta=tta, workers=workers, detector=detector, detector_model=detector_model)
         cuda_ok, why = cuda_usable(0)
         provider_sets = []
         if device in ("auto", "cpu"):
@@ -121,8 +181,7 @@ def register(app: typer.Typer) -> None:
         synthetic = folder is None
         src = _synthetic_folder(64) if synthetic else folder
         try:
-            _bench(src, synthetic, folder, models, batch, seconds, detector, detector_model, limit, workers,
-                   markdown, quiet, provider_sets, cuda_ok)
+            _bench(src, synthetic, folder, models, opts, limit, markdown, quiet, provider_sets, cuda_ok)
         finally:
             if synthetic:
                 import shutil
@@ -130,19 +189,19 @@ def register(app: typer.Typer) -> None:
                 shutil.rmtree(src, ignore_errors=True)
 
 
-def _bench(src, synthetic, folder, models, batch, seconds, detector, detector_model, limit, workers, markdown,
-           quiet, provider_sets, cuda_ok) -> None:
+def _bench(src, synthetic, folder, models, opts, limit, markdown, quiet, provider_sets, cuda_ok) -> None:
     import onnxruntime as ort
 
     from facelm.benchmark import usable_images
+    from facelm.cpu_features import cpu_arch, cpu_flags, cpu_name, int8_dot_product
     from facelm.errors import DataError
-    from facelm.runtime import default_models_dir
+    from facelm.runtime import default_models_dir, load_models
     from facelm.runtime.benchmark import provider_run
     from facelm.runtime.session import cpu_count
-    from facelm.sources import iter_sources
 
     note = (lambda m: None) if quiet else info
-    files, skipped, first = usable_images(iter_sources([str(src)]), limit)
+    load_before = _loadavg()
+    files, skipped, first = usable_images(iter_sources_of(src), limit)
     for name, why in skipped[:10]:
         warn(f"{name}: skipped ({why})")
     if len(skipped) > 10:
@@ -153,50 +212,49 @@ def _bench(src, synthetic, folder, models, batch, seconds, detector, detector_mo
     note(f"using {len(files)} images of {src}" + (f" ({len(skipped)} unreadable skipped)" if skipped else ""))
     rng = np.random.default_rng(0)
     mdir = models if models is not None else default_models_dir()
-    results = []
-    meta_models = {}
-    for label, providers in provider_sets:
-        r, meta_models = provider_run(label, providers, mdir, files, first, batch, seconds, rng, synthetic,
-                                      detector, detector_model, workers, note, warn)
-        results.append(r)
+    auto = load_models(mdir, opts.stages, ["CPUExecutionProvider"], 1, precision="auto")
+    note(f"--precision auto here: {auto.precision} ({auto.precision_reason})")
+    results = [provider_run(label, providers, mdir, files, first, opts, rng, synthetic, note, warn)
+               for label, providers in provider_sets]
     argv = " ".join(sys.argv[1:]) if sys.argv and Path(sys.argv[0]).name in ("facelm", "__main__.py") else ""
+    flags = cpu_flags()
     out = {
         "command": f"facelm {argv}".strip() if argv else "facelm bench",
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": {"cpu": platform.processor() or platform.machine(), "cores": cpu_count(),
-                    "onnxruntime": ort.__version__, "cuda_usable": cuda_ok},
-        "batch": batch, "seconds": seconds, "precision": "fp32",
+        "machine": {"cpu": cpu_name(), "cores": cpu_count(), "onnxruntime": ort.__version__, "cuda_usable": cuda_ok,
+                    "int8_kernels": int8_dot_product(flags, cpu_arch()) or ("AVX2, 16-bit sums (no VNNI)"
+                                                                            if "avx2" in flags else "none known"),
+                    "load_avg_1m": load_before},
+        "batch": opts.batch, "seconds": opts.seconds, "repeats": opts.repeats, "precisions": opts.precisions,
+        "predict_options": {"stages": opts.stages, "level": opts.level, "tta": opts.tta},
+        "auto": {"precision": auto.precision, "reason": auto.precision_reason},
         "images": {"folder": None if synthetic else str(folder), "synthetic": synthetic, "files": len(files),
                    "skipped": len(skipped)},
-        "models": meta_models, "results": results,
+        "results": results,
     }
-    try:  # a better CPU name where Linux gives one
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                out["machine"]["cpu"] = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    out["machine"]["load_avg_1m_after"] = _loadavg()
     if not quiet:
-        def cell(r, *keys):
-            v = r
-            for k in keys:
-                v = (v or {}).get(k) if isinstance(v, dict) else None
-            return "-" if v is None else str(v)
-
-        spec = [("CNN-6 ms, batch 1", ("cnn6", "latency_ms")),
-                (f"CNN-6 faces/s, batch {batch}", ("cnn6", "throughput_faces_s")),
-                ("CNN-7 ms, batch 1", ("cnn7", "latency_ms")),
-                (f"CNN-7 faces/s, batch {batch}", ("cnn7", "throughput_faces_s")),
-                ("bare two-stage faces/s", ("bare_faces_s",)),
-                ("detector ms/image", ("detector", "latency_ms")),
-                ("pipeline faces/s (no detector)", ("pipeline", "faces_s")),
-                ("pipeline / bare", ("pipeline", "ratio_to_bare")),
-                ("predict faces/s (with detector)", ("predict", "faces_s")),
-                ("predict / bare", ("predict", "ratio_to_bare"))]
-        table(f"facelm bench (fp32, {out['machine']['cores']} cores)", ["measure"] + [r["provider"] for r in results],
-              [[name] + [cell(r, *keys) for r in results] for name, keys in spec])
+        for r in results:
+            head, rows = _rows(r)
+            table(f"facelm bench ({r['provider']}, {out['machine']['cores']} cores, medians of {opts.repeats})",
+                  head, rows)
+            for p, d in r["precisions"].items():
+                for k, v in (d.get("notes") or {}).items():
+                    warn(f"{p} {k} {d[k]:g}: {v}")
     if markdown is not None:
         _markdown(markdown, out)
         note(f"written {markdown}")
     emit_json(out)
+
+
+def _loadavg() -> float | None:
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
+
+
+def iter_sources_of(src):
+    from facelm.sources import iter_sources
+
+    return iter_sources([str(src)])

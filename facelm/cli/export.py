@@ -28,6 +28,9 @@ calibrated on the train split; NME change checked on the val split)
 5. `facelm export runs/cnn7/best.pt --out models/cnn7.onnx --weights fp16 --val work/ytf`  (half-size file, fp32
 compute and speed: how the shipped models are stored)
 
+6. `facelm export models/cnn6.onnx --out models/cnn6.int8.onnx --quantize int8 --calib work/w300
+--max-nme-increase 0.01`  (the int8 copy of an exported model, checked against it: scripts/export_int8.sh)
+
 ONNX contract: input `images` (N, 3, H, W) float32 RGB 0..255, output `landmarks` (N, L, 2) float32 (x, y) in
 crop pixels, batch axis dynamic; the checkpoint's metadata (plus `precision`) is one JSON string under
 `metadata_props["facelm"]`. fp16/int8 files keep float32 inputs and outputs.
@@ -51,8 +54,9 @@ def register(app: typer.Typer) -> None:
     @app.command(name="export", epilog=EPILOG, no_args_is_help=True)
     @handle_errors
     def export_cmd(
-        checkpoint: Annotated[Path, typer.Argument(help="facelm checkpoint (.pt) or a run folder holding best.pt.",
-                                                   show_default=False)],
+        checkpoint: Annotated[Path, typer.Argument(help="facelm checkpoint (.pt) or a run folder holding best.pt; or "
+                                                        "an exported facelm .onnx model to quantise (--quantize "
+                                                        "int8).", show_default=False)],
         out: Annotated[Path, typer.Option("--out", "-o", help="The .onnx file to write.", show_default=False)],
         opset: Annotated[int, typer.Option(help="ONNX opset.")] = DEFAULT_OPSET,
         dynamic_batch: Annotated[bool, typer.Option("--dynamic-batch/--static-batch",
@@ -72,6 +76,9 @@ def register(app: typer.Typer) -> None:
         calib_method: Annotated[str, typer.Option(help=f"int8 activation calibration: {_METHODS}.")] = "minmax",
         activations: Annotated[str, typer.Option(help="int8 activation type: uint8 (fast u8s8 kernels on x86) "
                                                       "or int8.")] = "uint8",
+        reduce_range: Annotated[bool, typer.Option("--reduce-range/--full-range", help="int8 weights in 7 bits "
+                                                   "(x86 without VNNI saturates 16-bit sums with 8-bit weights; "
+                                                   "docs/export.md).")] = True,
         max_val: Annotated[int, typer.Option(help="At most this many validation faces.")] = 2000,
         max_nme_increase: Annotated[float, typer.Option(
             help="Largest relative NME increase of fp16/int8 over fp32 (inf: no limit).")] = MAX_NME_INCREASE,
@@ -111,7 +118,7 @@ def register(app: typer.Typer) -> None:
         opts = ExportOptions(checkpoint=checkpoint, out=out, opset=opset, dynamic_batch=dynamic_batch,
                              precision=precision, calib=calib, val=val, calib_faces=calib_faces,
                              calib_method=calib_method.lower(), activation_type=activations.lower(),
-                             max_val=max_val,
+                             reduce_range=reduce_range, max_val=max_val,
                              max_nme_increase=max_nme_increase, tolerance=tolerance, parity_crops=parity_crops,
                              bench_seconds=bench_seconds, threads=threads, seed=seed)
 
@@ -140,7 +147,7 @@ def _show(s: dict) -> None:
                       f"{'dynamic' if s['dynamic_batch'] else 'fixed'} batch"),
         ("size", f"{s['bytes'] / 1e6:.2f} MB" + (f" (fp32 {s['fp32_bytes'] / 1e6:.2f} MB)"
                                                    if s["precision"] != "fp32" else "")),
-        ("parity vs torch", f"max {_px(p['max_abs_px'])} px (tolerance {tol}) on {p['n_crops']} "
+        (f"parity vs {p.get('against', 'torch')}", f"max {_px(p['max_abs_px'])} px (tolerance {tol}) on {p['n_crops']} "
                             f"{p['source']} crops" + (f"; fp32 graph {_px(p['fp32_max_abs_px'])} px"
                                                       if "fp32_max_abs_px" in p else "")),
         ("OpenCV DNN", f"loads ({s['opencv_dnn_engine']} engine, max diff {_px(s['opencv_dnn_max_abs_px'])} px)"
@@ -158,6 +165,9 @@ def _show(s: dict) -> None:
         if q in nme and nme[q] is not None:
             rel = nme.get("relative_change")
             txt += f", {q} {nme[q]:.5f} ({100 * rel:+.2f}%)" if rel is not None else f", {q} {nme[q]:.5f}"
+        if "int8_reference" in nme:
+            txt += f", int8 reference arithmetic {nme['int8_reference']:.5f} " \
+                   f"({100 * nme['relative_change_reference']:+.2f}%)"
         rows.append((f"NME ({nme['split']}, {nme['faces']} faces)", f"{txt}; {nme['normaliser']}, {nme['crops']}"))
     rows.append(("written", s["out"] if s["written"] else "no"))
     table(f"export {s['checkpoint']}", ["what", "value"], rows)
@@ -165,6 +175,10 @@ def _show(s: dict) -> None:
 
 def _hints(s: dict) -> None:
     out = Path(s["out"])
+    if "source_precision" in s:  # the int8 copy of an exported model
+        info(f"next: facelm predict IMAGES --models {out.parent} --precision int8  (or auto: int8 where it is "
+             "faster; docs/predict.md)")
+        return
     other = "cnn7 (stage 2)" if s["stage"] == 1 else "cnn6 (stage 1)"
     info(f"next: facelm export <{other} checkpoint> --out {out.parent}/{other[:4]}.onnx  "
          "(predict runs both stages when both are there; --stages 1 runs CNN-6 alone)")

@@ -82,6 +82,10 @@ _MODELS_HELP = ("Folder with the stage-1 (cnn6) and stage-2 (cnn7) ONNX models; 
                 "models/ (or the installed package's).")
 
 
+_PREC_HELP = ("Landmark model precision: int8 (the models' quantised copies, cnn6.int8.onnx/cnn7.int8.onnx), fp32, "
+              "or auto: int8 on CPUs where it measured faster (VNNI, AMX, AVX2; ARM dot product), fp32 on CUDA and "
+              "elsewhere. stderr says which and why.")
+
 #: upper bounds of the resource options: beyond these a value is a typo, not a plan
 MAX_BATCH = 4096
 MAX_THREADS = 1024
@@ -274,6 +278,8 @@ def register(app: typer.Typer) -> None:
                                            help="Faces per network call (batched across images).")] = 32,
         device: Annotated[str, typer.Option(help="auto (CUDA when usable), cpu, cuda or cuda:N.",
                                             envvar="FACELM_DEVICE")] = "auto",
+        precision: Annotated[str, typer.Option(metavar="auto|fp32|int8", envvar="FACELM_PRECISION", help=_PREC_HELP)
+                             ] = "auto",
         detector: Annotated[str, typer.Option(help="auto, yunet or yuface.")] = "auto",
         detector_model: Annotated[Path | None, typer.Option(
             "--detector-model", help=detector_model_help(), show_default=False)] = None,
@@ -335,6 +341,7 @@ def register(app: typer.Typer) -> None:
         from facelm.runtime import Landmarker, annotate, default_models_dir, load_models, resolve_providers
         from facelm.cli._predict_scale import RunScope, open_sink
         from facelm.runtime.convert import scheme_converter
+        from facelm.runtime.precision import check_precision
         from facelm.runtime.session import plan_threads
         from facelm.sources import describe_sources, iter_sources
 
@@ -343,6 +350,7 @@ def register(app: typer.Typer) -> None:
         check_range("--min-quality", min_quality, 0.0, 1.0)
         check_range("--smooth-min-cutoff", smooth_min_cutoff, 0.0, lo_open=True)
         check_range("--smooth-beta", smooth_beta, 0.0)
+        precision = check_precision(precision)
         given_map = None
         if box_map_file is not None:
             from facelm.detectors.boxmap import read_box_map_file
@@ -359,7 +367,8 @@ def register(app: typer.Typer) -> None:
         note = (lambda m: None) if quiet else info
         providers = resolve_providers(device, warn=warn)
         streams, threads = plan_threads(providers, streams, threads)
-        pair = load_models(models if models is not None else default_models_dir(), stages, providers, threads)
+        pair = load_models(models if models is not None else default_models_dir(), stages, providers, threads,
+                           precision=precision)
         conv = scheme_converter(pair.scheme, to_scheme)
         for s in pair.skipped:
             note(cli_message(s) if "not run by default" in s else f"skipped {s}")
@@ -379,6 +388,7 @@ def register(app: typer.Typer) -> None:
         s1, s2 = pair.stage1, pair.stage2
         note(f"models: {s1.path} (stage 1, {s1.arch}, {s1.scheme.name})"
              + (f" + {s2.path} (stage 2, {s2.arch})" if s2 else " (stage 1 only)"))
+        note(f"precision: {pair.precision} ({pair.precision_reason})")
         note(f"onnxruntime providers: {', '.join(s1.providers)} ({streams} stream(s) x {threads} thread(s)); "
              f"detector: {det.describe()}"
              + (f"; box map: {lm.box_map_source}" if det.name not in ("boxes", "none") else box_map_note or ""))
@@ -430,7 +440,7 @@ def register(app: typer.Typer) -> None:
         if attempted == 0 and not scope.found_any():
             raise DataError(f"no images found in {' '.join(sources)}; SOURCE can be {describe_sources()}")
         note(f"{n} images, {faces} faces, {failed} failed, {dt:.1f} s ({n / dt if dt > 0 else 0:.1f} images/s, "
-             f"{faces / dt if dt > 0 else 0:.1f} faces/s)")
+             f"{faces / dt if dt > 0 else 0:.1f} faces/s, {pair.precision})")
         if failed:
             raise typer.Exit(int(ExitCode.PARTIAL))
 
@@ -455,11 +465,12 @@ def register(app: typer.Typer) -> None:
         from facelm.detectors import create_detector
         from facelm.detectors.boxmap import fit_box_map, write_box_map
         from facelm.runtime import default_models_dir, load_models
+        from facelm.runtime.session import int8_twins
 
         check_range("--limit", limit, 0)
         check_range("--min-iou", min_iou, 0.0, 1.0)
         note = (lambda m: None) if quiet else info
-        pair = load_models(models if models is not None else default_models_dir(), 1)
+        pair = load_models(models if models is not None else default_models_dir(), 1, precision="fp32")
         det = create_detector(detector, model=detector_model, info=note)
         note(f"fitting the {det.describe()} box map on {', '.join(map(str, data))} ...")
         m = fit_box_map(det, list(data), scheme=pair.scheme.name, limit=limit, min_iou=min_iou)
@@ -472,8 +483,9 @@ def register(app: typer.Typer) -> None:
              f"(identity {r0['centre_err_median']:.3f}), side error {r['side_err_median']:.3f} "
              f"(identity {r0['side_err_median']:.3f}) of the face side")
         if not dry_run:
-            write_box_map(pair.stage1.path, m)
-            note(f"box map for {det.name} written into {pair.stage1.path}")
+            for path in [pair.stage1.path, *int8_twins(pair.stage1.path)]:  # its int8 copy shares the map
+                write_box_map(path, m)
+                note(f"box map for {det.name} written into {path}")
         emit_json(m)
         if m["matched"] == 0:
             raise typer.Exit(int(ExitCode.DATA))

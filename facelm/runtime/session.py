@@ -15,8 +15,9 @@ import numpy as np
 from facelm import ort as _ort_plumbing
 from facelm._paths import default_models_dir  # re-exported: it used to live here
 from facelm.errors import ModelError, UsageError
-from facelm.modelfile import meta_from_session
+from facelm.modelfile import meta_from_session, read_onnx_meta
 from facelm.ort import cpu_count, create_session, cuda_usable, plan_threads, session_options  # re-exported
+from facelm.runtime.precision import PrecisionChoice, check_precision, choose_precision
 from facelm.schemes import LandmarkScheme, scheme_from_dict
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "create_session",
     "cuda_usable",
     "default_models_dir",
+    "int8_twins",
     "load_models",
     "plan_threads",
     "resolve_providers",
@@ -108,11 +110,13 @@ class ModelSession:
 
 @dataclass
 class ModelPair:
-    """Stage 1 (always) and stage 2 (None when only stage 1 runs)."""
+    """Stage 1 (always) and stage 2 (None when only stage 1 runs), and the precision they run at and why."""
 
     stage1: ModelSession
     stage2: ModelSession | None
     skipped: list[str]
+    precision: str = "fp32"  # what the models run at: fp32 or int8 (facelm.runtime.precision)
+    precision_reason: str = ""
 
     @property
     def scheme(self) -> LandmarkScheme:
@@ -138,23 +142,133 @@ def _schemes_match(a: LandmarkScheme, b: LandmarkScheme) -> str | None:
     return None
 
 
+#: file stems of the shipped models: such a file that is not a facelm model is an error, not skipped
+OWN_STEMS = ("cnn6", "cnn7", "cnn6.int8", "cnn7.int8")
+
+
+def _file_meta(f: Path) -> dict:
+    """The facelm metadata of ``f`` without starting a session (``ModelError`` as the session factory words it
+    for files that are not ONNX at all)."""
+    try:
+        return read_onnx_meta(f)
+    except ModelError as e:
+        if "not a facelm model" not in str(e):
+            create_session(f, ["CPUExecutionProvider"], 1)  # raises "not a loadable ONNX model (...)"
+        raise
+
+
+def _scan(root: Path, files: list[Path]) -> tuple[dict, list[str]]:
+    """``{"float"|"int8": {1: [(path, meta)], 2: [...]}}`` of the facelm models among ``files``, and the skipped
+    ones (foreign ONNX files); ``ModelError`` for a broken file named like a shipped model."""
+    sets: dict = {"float": {1: [], 2: []}, "int8": {1: [], 2: []}}
+    skipped, errors = [], []
+    for f in files:
+        try:
+            meta = _file_meta(f)
+            stage = int(meta.get("stage", 0))
+            if stage not in (1, 2):
+                raise ModelError(f"{f}: metadata stage {meta.get('stage')} (expected 1 or 2)")
+        except (ModelError, TypeError, ValueError) as e:
+            (errors if f.name.removesuffix(".onnx") in OWN_STEMS or len(files) == 1 else skipped).append(str(e))
+            continue
+        sets["int8" if meta.get("precision") == "int8" else "float"][stage].append((f, meta))
+    if errors:
+        raise ModelError("; ".join(errors))
+    return sets, skipped
+
+
+def _one(root: Path, found: list, stage: int, kind: str):
+    if len(found) > 1:
+        names = ", ".join(f.name for f, _ in found)
+        what = "int8 " if kind == "int8" else ""
+        raise ModelError(f"{root}: several {what}stage-{stage} models ({names}); keep one per stage in the folder")
+    return found[0] if found else None
+
+
+def _int8_missing(root: Path, flt: dict, i8: dict, run2: bool) -> str | None:
+    """Why the int8 models of ``root`` cannot stand in for the float ones (None when they can)."""
+    if i8[1] is None:
+        return f"no int8 models in {root} (scripts/export_int8.sh or `facelm export MODEL.onnx --quantize int8`)"
+    if run2 and i8[2] is None:
+        return f"no int8 stage-2 model in {root}"
+    for st in (1, 2) if run2 else (1,):
+        if flt.get(st) is None:
+            continue
+        (f, m), (q, qm) = flt[st], i8[st]
+        src = (qm.get("quantization") or {}).get("source") or {}
+        if src.get("created") != m.get("created") or qm.get("arch") != m.get("arch"):
+            return (f"{q.name} was made from another {src.get('file') or 'model'} (created {src.get('created')}; "
+                    f"{f.name} here: {m.get('created')}); rerun scripts/export_int8.sh")
+    return None
+
+
+def _pick(root: Path, sets: dict, stages: int | None, precision: str, cuda: bool
+          ) -> tuple[tuple, tuple | None, bool, PrecisionChoice]:
+    """(stage-1 (path, meta), stage-2 (path, meta) or None, stage 2 runs, the precision choice)."""
+    flt = {st: _one(root, sets["float"][st], st, "float") for st in (1, 2)}
+    i8 = {st: _one(root, sets["int8"][st], st, "int8") for st in (1, 2)}
+    base = flt if flt[1] is not None else i8
+    if base[1] is None:
+        raise ModelError(f"no stage-1 facelm model found in {root}; pass `models` DIR holding cnn6.onnx and "
+                         "cnn7.onnx (made by `facelm export`)")
+    s2 = base[2]
+    run2 = stages == 2 or (stages is None and s2 is not None and s2[1].get("predict_default", True) is not False)
+    if stages == 2 and s2 is None:
+        raise ModelError(f"`stages` 2: no stage-2 model in {root} (only {base[1][0].name}); use `stages` 1 or add "
+                         "cnn7.onnx")
+    if flt[1] is None:  # a folder of int8 models only
+        if check_precision(precision) == "fp32":
+            raise ModelError(f"`precision` fp32: {root} holds only int8 models")
+        choice = PrecisionChoice("int8", precision, f"the only models in {root}")
+    else:
+        missing = _int8_missing(root, flt, i8, run2)
+        choice = choose_precision(precision, cuda=cuda, int8_missing=missing)
+        if choice.precision == "int8" and missing is not None:
+            raise ModelError(f"`precision` int8: {missing}")
+    use = i8 if choice.precision == "int8" else flt
+    return use[1], use[2] if use[2] is not None else base[2], run2, choice
+
+
+def int8_twins(path: str | Path) -> list[Path]:
+    """The int8 copies of the float model ``path`` in its folder (their metadata names it as their source)."""
+    p = Path(path)
+    out = []
+    for f in sorted(p.parent.glob("*.onnx")):
+        if f == p:
+            continue
+        try:
+            meta = read_onnx_meta(f)
+        except ModelError:
+            continue
+        src = (meta.get("quantization") or {}).get("source") or {}
+        if meta.get("precision") == "int8" and src.get("file") == p.name:
+            out.append(f)
+    return out
+
+
 def load_models(models: str | Path, stages: int | None = None, providers: list | None = None, threads: int = 0,
-                spin: bool = False) -> ModelPair:
-    """Load the landmark models of a folder (or one ONNX file), identified by their metadata ``stage``.
+                spin: bool = False, precision: str = "auto") -> ModelPair:
+    """Load the landmark models of a folder (or one ONNX file), identified by their metadata (stage, precision).
 
     Args:
-        models: a folder holding the stage-1 (and usually the stage-2) ``.onnx`` files, or a single stage-1 file.
+        models: a folder holding the stage-1 (and usually the stage-2) ``.onnx`` files and, optionally, their int8
+            copies (``cnn6.int8.onnx``, ``cnn7.int8.onnx``), or a single stage-1 file.
         stages: 1 (stage 1 only), 2 (both; stage 2 must exist) or None (2 when a stage-2 model is there, unless
             its metadata says ``"predict_default": false``: a stage-2 model measured to be worse than stage 1
             alone is then kept for ``--stages 2`` but not run by default; the reason is reported in ``skipped``).
         providers: onnxruntime providers (``resolve_providers``).
+        precision: ``auto``, ``fp32`` or ``int8`` (``facelm.runtime.precision``); the choice and its reason are on
+            the returned pair. Only the models that run get a session.
 
     Raises:
+        UsageError: unknown ``stages`` or ``precision``.
         ModelError: no models, a foreign or broken file where a model should be, several candidates for a
-            stage, or a stage-2 model whose scheme or box convention does not match stage 1.
+            stage, a stage-2 model whose scheme or box convention does not match stage 1, or ``precision`` int8
+            without (current) int8 models for every stage that runs.
     """
     if stages not in (None, 1, 2):
         raise UsageError(f"`stages` must be 1 or 2, not {stages}")
+    check_precision(precision)
     root = Path(models)
     if root.is_file():
         files = [root]
@@ -166,34 +280,17 @@ def load_models(models: str | Path, stages: int | None = None, providers: list |
     if not files:
         raise ModelError(f"no models found in {root}; pass `models` DIR holding cnn6.onnx and cnn7.onnx "
                          "(made by `facelm export`)")
-    by_stage: dict[int, list[ModelSession]] = {1: [], 2: []}
-    skipped: list[str] = []
-    errors: list[str] = []
-    for f in files:
-        try:
-            m = ModelSession.load(f, providers, threads, spin)
-        except ModelError as e:
-            # a file named like one of ours that is not ours is an error; other ONNX files are skipped
-            (errors if f.stem in ("cnn6", "cnn7") or len(files) == 1 else skipped).append(str(e))
-            continue
-        if stages == 1 and m.stage == 2:
-            continue
-        by_stage[m.stage].append(m)
-    if errors:
-        raise ModelError("; ".join(errors))
-    for st in (1, 2):
-        if len(by_stage[st]) > 1:
-            names = ", ".join(m.path.name for m in by_stage[st])
-            raise ModelError(f"{root}: several stage-{st} models ({names}); keep one per stage in the folder")
-    if not by_stage[1]:
+    sets, skipped = _scan(root, files)
+    if not sets["float"][1] and not sets["int8"][1]:
         why = f" (skipped: {'; '.join(skipped)})" if skipped else ""
         raise ModelError(f"no stage-1 facelm model found in {root}{why}; pass `models` DIR holding cnn6.onnx "
                          "and cnn7.onnx (made by `facelm export`)")
-    s1 = by_stage[1][0]
-    s2 = by_stage[2][0] if by_stage[2] else None
-    if stages == 2 and s2 is None:
-        raise ModelError(f"`stages` 2: no stage-2 model in {root} (only {s1.path.name}); use `stages` 1 or add "
-                         "cnn7.onnx")
+    if stages == 1:
+        sets["float"][2], sets["int8"][2] = [], []
+    cuda = "CUDAExecutionProvider" in _ort_plumbing.provider_names(providers or [])
+    (p1, _), second, run2, choice = _pick(root, sets, stages, precision, cuda)
+    s1 = ModelSession.load(p1, providers, threads, spin)
+    s2 = ModelSession.load(second[0], providers, threads, spin) if run2 and second is not None else None
     if s2 is not None:
         why = _schemes_match(s1.scheme, s2.scheme)
         if why:
@@ -202,8 +299,7 @@ def load_models(models: str | Path, stages: int | None = None, providers: list |
         e1, e2 = c1.get("crop_expand", 1.2), c2.get("crop_expand", 1.2)
         if abs(float(e1) - float(e2)) > 1e-9:
             raise ModelError(f"{s2.path}: crop expansion {e2} does not match stage 1's {e1}")
-    if stages is None and s2 is not None and s2.meta.get("predict_default", True) is False:
-        why = s2.meta.get("predict_default_reason") or "its metadata says so"
-        skipped.append(f"{s2.path.name}: not run by default ({why}); `stages` 2 runs it")
-        s2 = None
-    return ModelPair(s1, s2, skipped)
+    elif second is not None and stages is None:
+        why = second[1].get("predict_default_reason") or "its metadata says so"
+        skipped.append(f"{second[0].name}: not run by default ({why}); `stages` 2 runs it")
+    return ModelPair(s1, s2, skipped, choice.precision, choice.reason)

@@ -1,0 +1,101 @@
+"""Which landmark models ``predict`` runs: fp32 (the shipped fp16-stored files compute in float32) or int8.
+
+``precision``:
+
+* ``fp32``: the float models (``cnn6.onnx``, ``cnn7.onnx``; on CUDA also fp16 exports);
+* ``int8``: their statically quantised copies (``cnn6.int8.onnx``, ``cnn7.int8.onnx``; metadata
+  ``"precision": "int8"``), which must exist for every stage that runs;
+* ``auto`` (the default): int8 where it is faster and as accurate, fp32 elsewhere (:func:`choose_precision`):
+
+  - on the CUDA provider: fp32 (the int8 graphs are CPU graphs);
+  - on an x86 CPU with VNNI or AMX, or an ARM CPU with the int8 dot product: int8 (its kernels accumulate in
+    32 bits, so they compute the quantised model exactly, 2.5-3.4x faster than fp32 per the issue's VNNI
+    measurement);
+  - on an x86 CPU with AVX2 but without VNNI: int8 as well, because it measured faster and as accurate there
+    (docs/benchmarks.md: CNN-6 1.7x and CNN-7 2.3x faster than fp32 at batch 32, the whole default predict 1.1-1.2x;
+    the shipped int8 files have 7-bit weights, so onnxruntime's 16-bit pair sums cannot saturate);
+  - any other CPU: fp32 (int8 not measured faster there);
+  - and fp32 whenever the int8 files are missing, incomplete or were made from another float model than the one
+    beside them (stale).
+
+The CPU's flags are read at run time (``facelm.cpu_features``); every function here takes them as arguments, so
+the tests check the choice for any CPU.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from facelm.cpu_features import cpu_arch, cpu_flags, int8_dot_product
+from facelm.errors import UsageError
+
+__all__ = ["MEASURED_FASTER", "PRECISIONS", "PrecisionChoice", "check_precision", "choose_precision",
+           "int8_speedup_reason"]
+
+PRECISIONS = ("auto", "fp32", "int8")
+
+#: x86 instruction sets without 32-bit int8 dot products on which int8 measured faster than fp32 and as accurate
+#: (7-bit weights) on the development CPU: flag -> what was measured (docs/benchmarks.md)
+MEASURED_FASTER = {"avx2": "AVX2 without VNNI: int8 measured 1.7-2.3x faster per model than fp32 on such a CPU, "
+                           "the whole default predict 1.1-1.2x (docs/benchmarks.md)"}
+
+
+@dataclass(frozen=True)
+class PrecisionChoice:
+    """The precision the landmark models run at, what was asked for, and why (one line, for stderr)."""
+
+    precision: str
+    requested: str
+    reason: str
+
+
+def check_precision(requested: str) -> str:
+    p = (requested or "auto").strip().lower()
+    if p not in PRECISIONS:
+        raise UsageError(f"`precision` must be one of {', '.join(PRECISIONS)}, not {requested!r}")
+    return p
+
+
+def int8_speedup_reason(flags: frozenset[str] | set[str] | None = None, arch: str | None = None) -> str | None:
+    """Why int8 is faster on a CPU with ``flags`` (this CPU's when None), or None when it is not known to be."""
+    flags = cpu_flags() if flags is None else frozenset(flags)
+    arch = cpu_arch() if arch is None else arch
+    dot = int8_dot_product(flags, arch)
+    if dot is not None:
+        return f"this CPU has {dot}: exact int8 dot products, several times faster than fp32"
+    if arch == "x86":
+        for flag, why in MEASURED_FASTER.items():
+            if flag in flags:
+                return f"this CPU has {why}"
+    return None
+
+
+def choose_precision(requested: str, *, cuda: bool, int8_missing: str | None, flags=None, arch: str | None = None
+                     ) -> PrecisionChoice:
+    """The precision to run (see the module docstring).
+
+    Args:
+        requested: ``auto``, ``fp32`` or ``int8``.
+        cuda: the models run on the CUDA provider.
+        int8_missing: None when int8 models are there for every stage that runs, else why they cannot be used
+            (missing, incomplete, stale).
+        flags, arch: the CPU's flags and architecture (``facelm.cpu_features``; this CPU's when None).
+
+    Raises:
+        UsageError: an unknown ``requested``.
+    """
+    req = check_precision(requested)
+    if req == "fp32":
+        return PrecisionChoice("fp32", req, "asked for (`precision` fp32)")
+    if req == "int8":
+        return PrecisionChoice("int8", req, "asked for (`precision` int8)")
+    if cuda:
+        return PrecisionChoice("fp32", req, "auto: CUDA runs the float models")
+    if int8_missing is not None:
+        return PrecisionChoice("fp32", req, f"auto: {int8_missing}")
+    why = int8_speedup_reason(flags, arch)
+    if why is None:
+        arch = cpu_arch() if arch is None else arch
+        what = "VNNI, AMX or AVX2" if arch == "x86" else "the int8 dot product" if arch == "arm" else "int8 kernels"
+        return PrecisionChoice("fp32", req, f"auto: this CPU has no {what}, where int8 is not known to be faster")
+    return PrecisionChoice("int8", req, f"auto: {why}")

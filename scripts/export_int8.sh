@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# The int8 copies of the shipped stage models (models/README.md, "int8"), reproducibly from the shipped float files:
+#
+#   scripts/export_int8.sh [WORK] [MODELS] [OUT]     (defaults: work models WORK/scores-int8)
+#
+# 1. `facelm export MODELS/cnnN.onnx --quantize int8`: the fp16-stored weights are cast back to float32, then static
+#    QDQ quantisation (per-channel 7-bit weights, uint8 activations, MinMax) calibrated on 256 crops of the train
+#    split of WORK/w300 (300-W AFW + HELEN, human labels); checked on its held-out val split (ground-truth crops):
+#    the NME may rise by at most 1% relative, with this CPU's int8 kernels and with the reference int8 arithmetic
+#    (what VNNI / AMX / ARM dot-product kernels compute). The file is written only if it passes; the numbers go into
+#    its metadata (quantization.nme_check).
+# 2. scripts/score_int8.py --record: the default `facelm predict` at --precision fp32 and int8 on the val images of
+#    WORK/w300 and WORK/mtfl, scored by `facelm evaluate`; at most 1% relative NME change, recorded in the metadata
+#    (quantization.end_to_end).
+# A model that fails either check has its int8 file removed (predict then runs fp32): do not ship it.
+set -euo pipefail
+WORK="${1:-work}"
+MODELS="${2:-models}"
+OUT="${3:-$WORK/scores-int8}"
+mkdir -p "$OUT"
+for m in cnn6 cnn7; do
+    if ! facelm export "$MODELS/$m.onnx" --out "$MODELS/$m.int8.onnx" --quantize int8 --calib "$WORK/w300" \
+            --calib-faces 256 --seed 0 --max-nme-increase 0.01 --threads 1 -q > "$OUT/export-$m.json"; then
+        rm -f "$MODELS/$m.int8.onnx"
+        echo "export_int8: $m failed the int8 check ($OUT/export-$m.json); $MODELS/$m.int8.onnx removed" >&2
+        exit 1
+    fi
+done
+if ! python scripts/score_int8.py --work "$WORK" --models "$MODELS" --out "$OUT" --record --max-increase 0.01; then
+    rm -f "$MODELS/cnn6.int8.onnx" "$MODELS/cnn7.int8.onnx"
+    echo "export_int8: the end-to-end check failed ($OUT/scores.json); the int8 files were removed" >&2
+    exit 1
+fi
+ls -l "$MODELS"/*.onnx >&2
