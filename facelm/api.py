@@ -9,7 +9,7 @@
         print(result.image, len(result.faces), result.error)
 
 Everything ``facelm predict`` does is a keyword: ``models=``, ``detector=``, ``detector_model=``, ``boxes=``,
-``no_detect=``, ``stages=``, ``device=``, ``to_scheme=``, ``tta=``, ``level=``, ... (:class:`Landmarker`).
+``no_detect=``, ``stages=``, ``device=``, ``precision=``, ``to_scheme=``, ``tta=``, ``level=``, ... (:class:`Landmarker`).
 
 A :class:`Face` wraps the pipeline's ``facelm.runtime.results.FaceResult`` and answers every attribute it has, so a
 field added to the pipeline's faces is a field of the API's faces; :meth:`Face.to_dict` is the face's JSON record,
@@ -156,6 +156,8 @@ class Landmarker:
         no_detect: each image is one face crop.
         stages: 1 or 2 (default: as the models' metadata say).
         device: ``auto`` (CUDA when usable), ``cpu``, ``cuda`` or ``cuda:N``.
+        precision: ``auto`` (the int8 models where this CPU runs them faster, docs/predict.md "Precision"),
+            ``fp32`` or ``int8``; ``self.models.precision`` / ``.precision_reason`` say what was chosen and why.
         to_scheme: convert the landmarks to this scheme (e.g. ``"5pt"``; docs/predict.md, "Scheme conversion");
             ``scheme_maps``: extra scheme-map files for it.
         score_threshold, box_map, level, tta, batch, workers, threads, streams, exif: as the ``facelm predict``
@@ -168,17 +170,19 @@ class Landmarker:
     def __init__(self, models: str | Path | None = None, *, detector: Any = "auto",
                  detector_model: str | Path | None = None, boxes: str | Path | None = None,
                  boxes_kind: str = "auto", no_detect: bool = False, stages: int | None = None,
-                 device: str = "auto",
+                 device: str = "auto", precision: str = "auto",
                  to_scheme: str | None = None, scheme_maps: Iterable[str | Path] = (),
                  score_threshold: float = 0.6,
                  box_map: dict | str | Path | None = None, level: bool = True, tta: str = "flip", batch: int = 32,
                  workers: int = 0, threads: int = 0, streams: int = 0, exif: bool = True):
         from facelm.runtime import Landmarker as Pipeline, default_models_dir, load_models, resolve_providers
         from facelm.runtime.convert import scheme_converter
+        from facelm.runtime.precision import check_precision
         from facelm.runtime.session import plan_threads
         from facelm.scheme_maps import load_map_file
 
         _check(batch, stages, score_threshold, workers, threads, streams, tta, boxes, no_detect, boxes_kind)
+        precision = check_precision(precision)
         if box_map is not None and not isinstance(box_map, dict):
             from facelm.detectors.boxmap import read_box_map_file
 
@@ -188,7 +192,7 @@ class Landmarker:
         providers = resolve_providers(device, warn=_warn)
         streams, threads = plan_threads(providers, streams, threads)
         folder = models if models is not None else default_models_dir()
-        self.models = load_models(folder, stages, providers, threads)
+        self.models = load_models(folder, stages, providers, threads, precision=precision)
         self._conv = scheme_converter(self.models.scheme, to_scheme)
         det = self._detector(detector, detector_model, boxes, boxes_kind, no_detect, score_threshold, providers)
         if box_map is None and getattr(det, "kind", None) == "detector":  # predict's own boxes: the live map

@@ -112,6 +112,7 @@ def test_an_unreadable_image_raises_image_error_with_its_path(lm, tmp_path, cont
 @pytest.mark.parametrize("kw, match", [({"stages": 3}, "`stages`"), ({"tta": "x"}, "`tta`"),
                                        ({"batch": 0}, "`batch`"), ({"detector": "nope"}, "`detector`"),
                                        ({"device": "tpu"}, "device"), ({"to_scheme": "aflw19"}, "`to_scheme`"),
+                                       ({"precision": "int4"}, "`precision`"),
                                        ({"boxes": "b.json", "no_detect": True}, "cannot be used together")])
 def test_bad_options_are_usage_errors(kw, match):
     with pytest.raises(facelm.UsageError, match=match):
@@ -129,6 +130,12 @@ def test_keywords_match_predict_options(tmp_path):
     lm2 = facelm.Landmarker(stages=2, to_scheme="5pt", device="cpu", threads=1)
     assert [f.to_dict() for f in lm2(img, boxes=[square])] == want  # per-call boxes: face squares
     assert lm2.scheme == "5pt" and "cnn7" in repr(lm2)
+
+
+def test_precision_keyword_is_predicts(tmp_path):
+    want = _cli([PHOTOS[0], "--precision", "fp32"])[0]["faces"]
+    lm = facelm.Landmarker(precision="fp32", device="cpu", threads=1)
+    assert lm.models.precision == "fp32" and [f.to_dict() for f in lm(PHOTOS[0])] == want
 
 
 def test_docs_python_example_runs(tmp_path):
