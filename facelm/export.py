@@ -45,20 +45,9 @@ from facelm._io import atomic_path, stdout_to_stderr, sweep_stale_temps, temp_na
 from facelm.benchmark import bench_sessions  # noqa: F401 - re-exported
 from facelm.errors import UsageError
 from facelm.export_formats import (  # noqa: F401 - re-exported under their old home
-    ACTIVATION_TYPES,
-    CALIB_METHODS,
-    convert_fp16,
-    convert_fp16_weights,
-    quantize_int8,
-)
+    ACTIVATION_TYPES, CALIB_METHODS, convert_fp16, convert_fp16_weights, quantize_int8)
 from facelm.manifest_predict import (  # noqa: F401 - the run/crop helpers are re-exported under their old names
-    iter_manifest_crops,
-    load_onnx_model,
-    manifest_crops,
-    mean_nme,
-    onnx_predict_manifest,
-    run_session,
-)
+    iter_manifest_crops, load_onnx_model, manifest_crops, mean_nme, onnx_predict_manifest, run_session)
 from facelm.modelfile import META_KEY, check_meta_matches, meta_scheme, read_onnx_meta, set_onnx_meta  # noqa: F401
 
 __all__ = [
@@ -412,6 +401,24 @@ def _nme_check(opts: ExportOptions, ck_meta: dict, data: _ExportData, sess32, se
     return nme
 
 
+def _summary(opts: ExportOptions, ck_path: Path, ck_meta: dict, final: Path, fp32_path: Path, parity: dict,
+             opencv: tuple) -> dict:
+    """The export's JSON summary (docs/export.md) before the speed and NME checks are added."""
+    import onnxruntime
+
+    cv_ok, cv_diff, cv_note = opencv
+    return {
+        "checkpoint": str(ck_path), "out": str(opts.out), "arch": ck_meta["arch"],
+        "stage": int(ck_meta.get("stage", 1)),
+        "scheme": (ck_meta.get("scheme") or {}).get("name"), "num_landmarks": int(ck_meta["num_landmarks"]),
+        "input_size": list(ck_meta["input_size"]), "opset": opts.opset, "precision": opts.precision,
+        "dynamic_batch": opts.dynamic_batch, "bytes": final.stat().st_size,
+        "fp32_bytes": fp32_path.stat().st_size, "parity": parity, "opencv_dnn": cv_ok,
+        "opencv_dnn_engine": cv_note if cv_ok else None, "opencv_dnn_max_abs_px": cv_diff,
+        "opencv_dnn_error": None if cv_ok else cv_note, "onnxruntime_version": onnxruntime.__version__,
+    }
+
+
 def export(opts: ExportOptions, *, warn: Callable[[str], None] = _noop, step: Callable[[str], None] = _noop
            ) -> ExportResult:
     """Export, check and (when asked) convert/quantise a checkpoint; see the module docstring. An ``.onnx``
@@ -428,7 +435,7 @@ def export(opts: ExportOptions, *, warn: Callable[[str], None] = _noop, step: Ca
     # onnx, onnxruntime and torch are loaded here, before the temporary folder exists: a SIGTERM/Ctrl-C that
     # lands while a C extension is being imported can crash the process instead of stopping it cleanly
     import onnx  # noqa: F401
-    import onnxruntime
+    import onnxruntime  # noqa: F401
     import torch
 
     from facelm.checkpoint import load_model_from_checkpoint, resolve_checkpoint
@@ -470,16 +477,7 @@ def export(opts: ExportOptions, *, warn: Callable[[str], None] = _noop, step: Ca
         if not cv_ok:
             warn(f"OpenCV DNN cannot load the {opts.precision} model ({cv_note}); onnxruntime can")
 
-        summary: dict = {
-            "checkpoint": str(ck_path), "out": str(out), "arch": ck_meta["arch"],
-            "stage": int(ck_meta.get("stage", 1)),
-            "scheme": (ck_meta.get("scheme") or {}).get("name"), "num_landmarks": int(ck_meta["num_landmarks"]),
-            "input_size": list(ck_meta["input_size"]), "opset": opts.opset, "precision": opts.precision,
-            "dynamic_batch": opts.dynamic_batch, "bytes": final.stat().st_size,
-            "fp32_bytes": fp32_path.stat().st_size, "parity": parity, "opencv_dnn": cv_ok,
-            "opencv_dnn_engine": cv_note if cv_ok else None, "opencv_dnn_max_abs_px": cv_diff,
-            "opencv_dnn_error": None if cv_ok else cv_note, "onnxruntime_version": onnxruntime.__version__,
-        }
+        summary = _summary(opts, ck_path, ck_meta, final, fp32_path, parity, (cv_ok, cv_diff, cv_note))
         if final is not fp32_path and opts.bench_seconds > 0:
             summary["speed"] = _speed(opts, sess32, sess, size, step)
         if data.val_m is not None and len(data.val_m):

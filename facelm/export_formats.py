@@ -211,10 +211,8 @@ def quantize_int8(src: str | Path, out: str | Path, calib_images: np.ndarray, *,
     """
     import onnx
 
-    import onnxruntime
     from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, \
         quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
 
     if activation_type not in ACTIVATION_TYPES:
         raise UsageError(f"unknown activation type {activation_type!r} ({', '.join(ACTIVATION_TYPES)})")
@@ -231,15 +229,7 @@ def quantize_int8(src: str | Path, out: str | Path, calib_images: np.ndarray, *,
     work = Path(tempfile.mkdtemp(prefix=temp_name(out, "int8-"), suffix=".tmp",
                                  dir=out.parent if out.parent.is_dir() else None))
     try:
-        model_in = Path(src)
-        proto = onnx.load(str(src))
-        if restore_fp32_weights(proto):  # fp16-stored weights (the shipped models): back to float32 first
-            model_in = work / "fp32.onnx"
-            onnx.save(proto, str(model_in))
-        if preprocess:
-            pre = work / "pre.onnx"
-            quant_pre_process(str(model_in), str(pre), skip_symbolic_shape=True)
-            model_in = pre
+        model_in = _float_input(src, work, preprocess)
         proto = onnx.load(str(model_in))
         head = _output_layer(proto)
         shape0 = proto.graph.input[0].type.tensor_type.shape.dim[0]
@@ -258,21 +248,45 @@ def quantize_int8(src: str | Path, out: str | Path, calib_images: np.ndarray, *,
                             activation_type=act, weight_type=QuantType.QInt8, calibrate_method=method,
                             nodes_to_exclude=[head] if head else None, reduce_range=reduce_range)
         qp = onnx.load(str(q))
-        # the source's identity: a runtime can tell when the int8 copy no longer matches the model beside it
-        source = {"file": Path(src).name, "precision": meta.get("precision"), "created": meta.get("created"),
-                  "sha256": sha256_file(src)}
-        base = {k: v for k, v in meta.items() if k not in ("fp16", "fp16w", "quantization")}
-        meta = {**base, **(extra_meta or {}), "precision": "int8",
-                "quantization": {"method": "onnxruntime.quantize_static", "format": "QDQ", "source": source,
-                                 "weights": "int8, 7-bit range" if reduce_range else "int8",
-                                 "reduce_range": reduce_range,
-                                 "per_channel": per_channel, "activations": activation_type,
-                                 "calibration": calib_method, "calib_crops": int(len(calib_images)),
-                                 "preprocess": preprocess, "float_nodes": [head] if head else [],
-                                 "onnxruntime_version": onnxruntime.__version__,
-                                 **(extra_meta or {}).get("quantization", {})}}
+        meta = _int8_meta(src, meta, extra_meta, {
+            "weights": "int8, 7-bit range" if reduce_range else "int8", "reduce_range": reduce_range,
+            "per_channel": per_channel, "activations": activation_type, "calibration": calib_method,
+            "calib_crops": int(len(calib_images)), "preprocess": preprocess, "float_nodes": [head] if head else []})
         set_onnx_meta(qp, meta)
         _save_atomic(qp, out)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return meta
+
+
+def _float_input(src: str | Path, work: Path, preprocess: bool) -> Path:
+    """The float32 graph to quantise: fp16-stored weights (the shipped models) cast back to float32 first, then
+    onnxruntime's ``quant_pre_process`` (shape inference + graph optimisation) when ``preprocess``."""
+    import onnx
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    model_in = Path(src)
+    proto = onnx.load(str(src))
+    if restore_fp32_weights(proto):
+        model_in = work / "fp32.onnx"
+        onnx.save(proto, str(model_in))
+    if preprocess:
+        pre = work / "pre.onnx"
+        quant_pre_process(str(model_in), str(pre), skip_symbolic_shape=True)
+        model_in = pre
+    return model_in
+
+
+def _int8_meta(src: str | Path, meta: dict, extra_meta: dict | None, settings: dict) -> dict:
+    """The int8 copy's metadata: the source's, its float-only records dropped, ``precision: int8`` and a
+    ``quantization`` record with the source's identity (so a runtime can tell when the int8 copy no longer matches
+    the model beside it)."""
+    import onnxruntime
+
+    source = {"file": Path(src).name, "precision": meta.get("precision"), "created": meta.get("created"),
+              "sha256": sha256_file(src)}
+    base = {k: v for k, v in meta.items() if k not in ("fp16", "fp16w", "quantization")}
+    return {**base, **(extra_meta or {}), "precision": "int8",
+            "quantization": {"method": "onnxruntime.quantize_static", "format": "QDQ", "source": source, **settings,
+                             "onnxruntime_version": onnxruntime.__version__,
+                             **(extra_meta or {}).get("quantization", {})}}

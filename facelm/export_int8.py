@@ -94,6 +94,22 @@ def _record(q: Path, nme: dict | None, speed: dict | None) -> None:
     onnx.save(proto, str(q))
 
 
+def _parity(opts: ExportOptions, src: Path, yq: np.ndarray, ref: np.ndarray, sample_source: str,
+            failures: list[str]) -> dict:
+    """The int8 copy against its source on the same crops (onnxruntime both); a failure is added to ``failures``."""
+    d = np.abs(yq - ref)
+    parity = {"max_abs_px": float(d.max()), "mean_abs_px": float(d.mean()), "tolerance": opts.tolerance,
+              "n_crops": len(ref), "source": sample_source, "against": f"{src.name} (onnxruntime)",
+              "provider": "CPUExecutionProvider"}
+    if not np.isfinite(d).all():
+        failures.append("int8 ONNX gives non-finite landmarks")
+    elif opts.tolerance is not None and d.max() > opts.tolerance:
+        failures.append(f"int8 ONNX differs from {src.name} by {d.max():.3g} crop px (tolerance "
+                        f"{opts.tolerance:g}) on {len(ref)} crops")
+    parity["ok"] = not failures
+    return parity
+
+
 def export_from_onnx(opts: ExportOptions, *, warn: Callable[[str], None] = _noop,
                      step: Callable[[str], None] = _noop) -> ExportResult:
     """Quantise the facelm ONNX ``opts.checkpoint`` to int8 at ``opts.out`` (see the module docstring).
@@ -132,16 +148,7 @@ def export_from_onnx(opts: ExportOptions, *, warn: Callable[[str], None] = _noop
                               reduce_range=opts.reduce_range, extra_meta={"quantization": data.quant_extra})
         sess = make_session(q, opts.threads)
         yq = run_session(sess, sample)
-        d = np.abs(yq - ref)
-        parity = {"max_abs_px": float(d.max()), "mean_abs_px": float(d.mean()), "tolerance": opts.tolerance,
-                  "n_crops": len(ref), "source": sample_source, "against": f"{src.name} (onnxruntime)",
-                  "provider": "CPUExecutionProvider"}
-        if not np.isfinite(d).all():
-            failures.append("int8 ONNX gives non-finite landmarks")
-        elif opts.tolerance is not None and d.max() > opts.tolerance:
-            failures.append(f"int8 ONNX differs from {src.name} by {d.max():.3g} crop px (tolerance "
-                            f"{opts.tolerance:g}) on {len(ref)} crops")
-        parity["ok"] = not failures
+        parity = _parity(opts, src, yq, ref, sample_source, failures)
         step("loading with OpenCV DNN")
         cv_ok, cv_diff, cv_note = opencv_dnn_check(q, sample[:4], yq[:4])
         if not cv_ok:
@@ -166,7 +173,7 @@ def export_from_onnx(opts: ExportOptions, *, warn: Callable[[str], None] = _noop
             _reference_nme(opts, meta, data, q, nme, failures)
             summary["nme"] = nme
         else:
-            warn("no validation data (--val, or a 'val' split in --calib): the int8 NME change is not checked")
+            warn("no validation data (`val`, or a 'val' split in `calib`): the int8 NME change is not checked")
         summary["written"] = not failures
         if not failures:
             del sess, sess_src

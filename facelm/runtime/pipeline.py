@@ -3,9 +3,8 @@ upright face square from the stage-1 shape -> CNN-7 -> landmarks back in image p
 
 Per face, all geometry is in original-image pixels (0-based, pixel centres at integers):
 
-1. **Face square** from the detection: a detector box goes through the stage-1 model's box map, else the
-   built-in map of the detector (``facelm.detectors.boxmap``); boxes from a file are face squares already; ``--no-detect`` takes the whole
-   image as the model crop (face side = max(W, H) / 1.2).
+1. **Face square** from the detection: a detector box through the stage-1 model's box map (else the detector's
+   own, ``detectors.boxmap``); boxes files hold face squares; ``--no-detect``: the whole image (side max(W, H)/1.2).
 2. **Stage 1**: frame ``(cx, cy, side, 0)`` -> ``frame_matrices`` (64 px, the crop covers 1.2 x side) ->
    anti-aliased ``warp_crop`` (black outside the image, as the training crops) -> CNN-6 -> landmarks mapped back
    through the inverse affine.
@@ -498,5 +497,4 @@ class Landmarker:
         dets = [Detection(box=np.asarray(b, dtype=np.float64), kind=kind) for b in np.asarray(boxes).reshape(-1, 4)]
         faces = self._faces(image, dets)
         res = ImageResult("", None, image.shape[1], image.shape[0], self._infer(faces) if faces else [])
-        add_head_poses(res, self.scheme)  # as for detected faces
-        return res.faces
+        return add_head_poses(res, self.scheme) or res.faces  # poses as for detected faces
