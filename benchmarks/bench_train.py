@@ -4,8 +4,8 @@
         [--steps-cnn6 60] [--steps-cnn7 15] [--batch 32] [--batch-cnn6 N] [--batch-cnn7 N] [--compile]
 
 For each network it measures crops (images) per second of
-  * ``bare``: the training step of ``facelm.train`` (same model, optimiser, loss, precision, layout, compile) on one
-    fixed batch already on the device: no data work at all; measured before and after the pipelines, averaged;
+  * ``bare``: the training step of ``facelm.train`` (same model, optimiser, loss, precision, layout, compile) on
+    one fixed batch already on the device: no data work at all; measured before and after the pipelines, averaged;
   * ``pipeline``: ``facelm.train.train`` on the prepared dataset with each ``--augment-on`` path (``cpu``: OpenCV
     warps one face at a time; ``device``: the whole batch warped on the training device), timed from the run's own
     step log after the warm-up steps (validation and checkpoints excluded);
@@ -57,8 +57,8 @@ def bare(cfg: TrainConfig, device: torch.device, precision: str, steps: int, war
     b = cfg.batch_size
     fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
     x = (torch.rand(b, 3, size, size, device=device) * 255).round().contiguous(memory_format=fmt)
-    batch = Batch(x, torch.rand(b, 68, 2, device=device) * size, torch.ones(b, 68, dtype=torch.bool, device=device),
-                  None)
+    y = torch.rand(b, 68, 2, device=device) * size
+    batch = Batch(x, y, torch.ones(b, 68, dtype=torch.bool, device=device), None)
     for i in range(steps + warm):
         if i == warm:
             _sync(device)

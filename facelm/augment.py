@@ -15,9 +15,9 @@ Points that leave the crop stay regression targets (their position is still defi
 extrapolates); points further than ``outside_tol`` x input size outside the crop are masked out of the loss.
 
 The random part is drawn in one order from one generator: ``facelm.crops.frame_matrices`` (rotation, full turn,
-box corners, flip), then ``draw_blur``. ``render_batch`` warps the pixels on the CPU with OpenCV, one face at a time;
-``facelm.train_batches`` warps the same draws on the training device, a batch at a time. Both take the landmark
-targets from ``target_landmarks``, so the targets of the two paths are identical.
+box corners, flip), then ``draw_blur``. ``render_batch`` warps the pixels on the CPU with OpenCV, one face at a
+time; ``facelm.train_batches`` warps the same draws on the training device, a batch at a time. Both take the
+landmark targets from ``target_landmarks``, so the targets of the two paths are identical.
 """
 
 from __future__ import annotations

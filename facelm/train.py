@@ -289,7 +289,7 @@ class _Stepper:
             loss = obj.loss_fn(pred, batch.y, batch.mask, step / max(1, cfg.steps))
         else:
             pred = pred.float()
-            if batch.maps is not None:  # faces of other schemes: the loss of the mapped points (facelm.scheme_maps)
+            if batch.maps is not None:  # faces of other schemes: the loss of the mapped points (scheme_maps)
                 pred = torch.einsum("nkl,nlc->nkc", batch.maps, pred)
             loss = obj.loss_fn(pred, batch.y, batch.mask)
         obj.opt.zero_grad(set_to_none=True)
@@ -379,7 +379,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, force: bool = False,
     sampler = BatchSampler(cfg, data.sources, data.input_size, data.scheme.num_landmarks, data.k_max, env.device,
                            env.rank, env.world)
     stepper = _Stepper(cfg, obj, env)
-    run.setup = {**env.settings(), "channels_last": cfg.channels_last, "compile": cfg.compile, **sampler.settings()}
+    run.setup = {**env.settings(), "channels_last": cfg.channels_last, "compile": cfg.compile,
+                 **sampler.settings()}
     stop, watch = _SigtermFlag(), _LossWatch(run)
     if on_start:
         on_start({"faces": data.faces, "val_faces": len(data.val_m), "steps": cfg.steps, "start_step": run.step,

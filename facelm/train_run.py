@@ -115,8 +115,8 @@ def _read_json(p: Path):
 
 def _check_resume_compatible(old: dict, new: dict, path: Path) -> None:
     # how a run computes, not what: a run may resume on another device, data path or loader
-    ignore = {"steps", "val_every", "log_every", "device", "threads", "max_val", "val", "augment_on", "device_cache",
-              "loader_threads", "compile", "channels_last"}
+    ignore = {"steps", "val_every", "log_every", "device", "threads", "max_val", "val", "augment_on",
+              "device_cache", "loader_threads", "compile", "channels_last"}
     fields = TrainConfig.model_fields
     # an option added after the run started is absent from its config: it counts as that option's default
     default = {k: f.default for k, f in fields.items()}

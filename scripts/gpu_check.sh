@@ -50,7 +50,8 @@ START=$(date +%s)
 if ! "$PY" -c "import torch, numpy" 2>/dev/null; then
   log "$PY cannot import torch and numpy; this check uses the machine's own torch"; exit 3
 fi
-log "$("$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else '')")"
+log "$("$PY" -c "import torch as t; print('torch', t.__version__, 'cuda', t.cuda.is_available(),
+                                        t.cuda.get_device_name(0) if t.cuda.is_available() else '')")"
 
 # 2. pydantic (v2) from the carried wheels, only when missing
 if ! "$PY" -c "import sys, pydantic; sys.exit(int(pydantic.VERSION.split('.')[0]) < 2)" 2>/dev/null; then
@@ -59,7 +60,7 @@ if ! "$PY" -c "import sys, pydantic; sys.exit(int(pydantic.VERSION.split('.')[0]
   "$PY" -m pip install -q --no-index --find-links "$CARRY/wheels" "pydantic>=2.5" >&2
 fi
 
-# 3. facelm from this checkout, without dependencies (import checked from / so that the checkout is not on the path)
+# 3. facelm from this checkout, without dependencies (the import is checked from /, off the checkout)
 if ! (cd / && "$PY" -c "import facelm.train") 2>/dev/null; then
   if "$PY" -m pip install -q --no-deps --no-index --no-build-isolation -e "$REPO" >&2 2>/dev/null \
       && (cd / && "$PY" -c "import facelm.train") 2>/dev/null; then
@@ -75,7 +76,9 @@ fi
 TMP="$(mktemp -d)"
 trap 'rm -rf "$TMP"' EXIT
 if [ -z "$DATA" ]; then
-  [ -f "$CARRY/subset.tar.xz" ] || { log "no $CARRY/subset.tar.xz (make it with scripts/make_gpu_subset.py) and no --data"; exit 3; }
+  if [ ! -f "$CARRY/subset.tar.xz" ]; then
+    log "no $CARRY/subset.tar.xz (make it with scripts/make_gpu_subset.py) and no --data"; exit 3
+  fi
   "$PY" - "$CARRY/subset.tar.xz" "$TMP" <<'EOF'
 import sys, tarfile
 with tarfile.open(sys.argv[1]) as tar:
@@ -90,7 +93,11 @@ log "data: $DATA ($(wc -l < "$DATA/manifest.jsonl") faces)"
 
 # 5. the measurements
 PATHS="device"
-if "$PY" -c "import cv2" 2>/dev/null; then PATHS="cpu device"; else log "no OpenCV here: the CPU augmentation path is not measured"; fi
+if "$PY" -c "import cv2" 2>/dev/null; then
+  PATHS="cpu device"
+else
+  log "no OpenCV here: the CPU augmentation path is not measured"
+fi
 "$PY" "$REPO/benchmarks/bench_train.py" "$DATA" --device "$DEVICE" --augment-on $PATHS \
   --batch-cnn6 "$B6" --batch-cnn7 "$B7" --steps-cnn6 "$S6" --steps-cnn7 "$S7" --warmup-steps "$WARM" \
   --width "$WIDTH" --threads "$THREADS" $COMPILE > "$TMP/result.json"

@@ -63,9 +63,9 @@ def download_wheels(out: Path) -> None:
     """pydantic (with pydantic-core) for each CPython of ``PYTHONS``: the GPU machine has no internet."""
     wheels = out / "wheels"
     for py in PYTHONS:
-        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--only-binary=:all:", "--python-version", py,
-                        "--platform", "manylinux2014_x86_64", "--implementation", "cp", "-d", str(wheels), *WHEELS],
-                       check=True)
+        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--only-binary=:all:", "--python-version",
+                        py, "--platform", "manylinux2014_x86_64", "--implementation", "cp", "-d", str(wheels),
+                        *WHEELS], check=True)
 
 
 def tracked_bytes() -> int:
@@ -75,7 +75,7 @@ def tracked_bytes() -> int:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", type=Path, required=True, help="a prepared folder (facelm prepare) with a train split")
+    ap.add_argument("--data", type=Path, required=True, help="a prepared folder with a train split")
     ap.add_argument("--faces", type=int, default=200)
     ap.add_argument("--out", type=Path, default=REPO / "work" / "gpu_check")
     ap.add_argument("--no-wheels", action="store_true", help="skip pip download (the machine has pydantic)")

@@ -21,8 +21,9 @@ def test_gpu_check_runs_end_to_end_on_the_cpu(tmp_path):
     csv, _ = make_dataset(tmp_path / "raw", n=24, seed=2)
     prepare(PrepareOptions(source=csv, out=tmp_path / "prep", fmt="csv", holdout=0.2, workers=1))
     carry = tmp_path / "carry"
-    p = subprocess.run([sys.executable, str(REPO / "scripts" / "make_gpu_subset.py"), "--data", str(tmp_path / "prep"),
-                        "--faces", "12", "--out", str(carry), "--no-wheels"], capture_output=True, text=True)
+    p = subprocess.run([sys.executable, str(REPO / "scripts" / "make_gpu_subset.py"), "--data",
+                        str(tmp_path / "prep"), "--faces", "12", "--out", str(carry), "--no-wheels"],
+                       capture_output=True, text=True)
     assert p.returncode == 0, p.stderr[-2000:]
     sizes = json.loads(p.stdout)
     assert sizes["faces"] == 12 and sizes["total_mib"] < 64

@@ -156,6 +156,15 @@ def test_cli_train_prints_one_json_summary(data_dir, tmp_path):
     assert r2.exit_code == 2 and "loss" in r2.stderr
 
 
+def _free_port() -> int:
+    """A free TCP port: other test runs on this machine may hold a fixed one."""
+    import socket
+
+    with socket.socket() as sk:
+        sk.bind(("127.0.0.1", 0))
+        return sk.getsockname()[1]
+
+
 def test_ddp_two_cpu_processes_gloo_equal_one_process_with_the_global_batch(data_dir, tmp_path):
     """torchrun with 2 gloo processes, each taking half of every batch of 8, ends where one process with batch 8
     ends (the same faces and augmentation draws; only the order of the gradient sums differs)."""
@@ -163,7 +172,7 @@ def test_ddp_two_cpu_processes_gloo_equal_one_process_with_the_global_batch(data
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     opts = ["--data", str(data_dir), "--steps", "6", "--batch-size", "8", "--width", "0.25", "--threads", "1",
             "--val-every", "6", "--log-every", "3", "--seed", "3", "-q"]
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()),
            "-m", "facelm", "train", "--out", str(out), *opts]
     p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=240)
     assert p.returncode == 0, p.stderr[-2000:]

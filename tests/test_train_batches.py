@@ -18,10 +18,18 @@ from facelm.prepare import PrepareOptions, prepare
 from facelm.synthetic import make_dataset
 from facelm.train import train
 from facelm.train_batches import BatchSampler, DevicePixels, crop_theta, warp_on_device
-from facelm.train_data import load_sources, m_template, pick_batch, plan_batch, render_sources, source_frames, warp_plan
+from facelm.train_data import (
+    load_sources,
+    m_template,
+    pick_batch,
+    plan_batch,
+    render_sources,
+    source_frames,
+    warp_plan,
+)
 
-# The two warps differ by interpolation error only: OpenCV's bilinear weights are fixed point (1/32 px), torch's are
-# float. Measured on 512 augmented w300 crops: mean |difference| 0.006 (CNN-6) / 0.003 (CNN-7) grey levels, max 1.
+# The two warps differ by interpolation error only: OpenCV's bilinear weights are fixed point (1/32 px), torch's
+# are float. Measured on 512 augmented w300 crops: mean |difference| 0.006 (CNN-6) / 0.003 (CNN-7) grey levels, max 1.
 MEAN_DIFF, MAX_DIFF = 0.05, 2.0
 
 

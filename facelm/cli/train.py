@@ -102,12 +102,12 @@ def register(app: typer.Typer) -> None:
         device: Annotated[str | None, typer.Option(help="auto, cpu, cuda or cuda:N.", envvar="FACELM_DEVICE")
                           ] = None,
         seed: Annotated[int | None, typer.Option(help="Random seed (data order, augmentation, init).")] = None,
-        precision: Annotated[str | None, typer.Option(help="auto (bf16 autocast on CUDA and bf16-capable CPUs, fp16 "
-                                                           "with a gradient scaler on GPUs without bf16, else fp32), "
-                                                           "bf16, fp16 (CUDA) or fp32.")] = None,
-        channels_last: Annotated[bool | None, typer.Option("--channels-last/--no-channels-last", help="NHWC memory "
-                                                           "layout for the model and its input (default on).",
-                                                           show_default=False)] = None,
+        precision: Annotated[str | None, typer.Option(
+            help="auto (bf16 autocast on CUDA and bf16-capable CPUs, fp16 with a gradient scaler on GPUs without "
+                 "bf16, else fp32), bf16, fp16 (CUDA) or fp32.")] = None,
+        channels_last: Annotated[bool | None, typer.Option(
+            "--channels-last/--no-channels-last", help="NHWC memory layout for the model and its input (default on).",
+            show_default=False)] = None,
         compile: Annotated[bool | None, typer.Option("--compile/--no-compile", help="torch.compile the training "
                                                      "step's model (default off).", show_default=False)] = None,
         augment_on: Annotated[str | None, typer.Option(help="Where the augmentation warps the crops: cpu (OpenCV, "
@@ -146,8 +146,8 @@ def register(app: typer.Typer) -> None:
                      batch_size=batch_size, lr=lr, wing_w=wing_w, wing_eps=wing_eps, stage1=stage1, device=device,
                      seed=seed, precision=precision, channels_last=channels_last, compile=compile,
                      augment_on=augment_on, device_cache=device_cache, loader_threads=loader_threads, width=width,
-                     threads=threads, val_every=val_every, log_every=log_every, max_val=max_val, grad_clip=grad_clip,
-                     stacks=stacks, input_size=input_size, boundary=boundary, coordconv=coordconv, loss_map=loss_map, sigma=sigma, sigma_schedule=sigma_schedule)
+                     threads=threads, val_every=val_every, log_every=log_every, max_val=max_val,
+                     grad_clip=grad_clip, stacks=stacks, input_size=input_size, boundary=boundary, coordconv=coordconv, loss_map=loss_map, sigma=sigma, sigma_schedule=sigma_schedule)
         if config is None and data is None:
             from facelm.errors import UsageError
 
