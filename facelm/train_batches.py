@@ -192,7 +192,8 @@ class BatchSampler:
         if self.device.type != "cuda":
             return self._make(s)
         stream = getattr(self.local, "stream", None)
-        if stream is None:
+        if stream is None:  # a new worker thread: its current device is cuda:0 until set (torchrun ranks use others)
+            torch.cuda.set_device(self.device)
             stream = self.local.stream = torch.cuda.Stream(self.device)
         with torch.cuda.stream(stream):
             batch = self._make(s)

@@ -230,3 +230,28 @@ def test_fp16_without_cuda_and_bad_compute_options_are_usage_errors(data_dir, tm
     r = CliRunner().invoke(app, ["train", "--data", str(data_dir), "--out", str(tmp_path / "d"), "--augment-on",
                                  "gpu"])
     assert r.exit_code == 2 and "--augment-on" in r.stderr
+
+
+def test_fp16_with_a_gradient_scaler_trains_and_resumes_its_scaler(data_dir, tmp_path, monkeypatch):
+    """The fp16 path (CUDA GPUs without bf16), run here through CPU fp16 autocast: the scaler scales the loss, its
+    state is saved with the checkpoints and restored on resume."""
+    import facelm.train as T
+
+    monkeypatch.setattr(T, "resolve_precision", lambda precision, device: "fp16")
+    full = train(_cfg(data_dir, tmp_path / "a"))
+    assert full.summary["setup"]["precision"] == "fp16"
+    losses = [r["loss"] for r in full.history if "loss" in r]
+    assert losses[-1] < losses[0]
+    ck = load_checkpoint(tmp_path / "a" / "last.pt")
+    assert 1 < ck["scaler"]["scale"] < 2.0 ** 16  # it started at 2^16 and backed off on overflowing steps
+
+    def stop_at_10(rec):
+        if rec.get("step") == 10 and "loss" in rec:
+            raise KeyboardInterrupt
+
+    train(_cfg(data_dir, tmp_path / "b"), on_log=stop_at_10)
+    assert "scaler" in load_checkpoint(tmp_path / "b" / "last.pt")
+    train(_cfg(data_dir, tmp_path / "b"), resume=True)
+    b = load_checkpoint(tmp_path / "b" / "last.pt")
+    assert b["scaler"] == ck["scaler"]
+    assert all(torch.equal(ck["model"][k], b["model"][k]) for k in ck["model"])
