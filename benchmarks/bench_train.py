@@ -2,14 +2,17 @@
 
     python benchmarks/bench_train.py [PREPARED_DIR] [--device cpu|cuda] [--augment-on cpu device]
         [--steps-cnn6 60] [--steps-cnn7 15] [--batch 32] [--batch-cnn6 N] [--batch-cnn7 N] [--compile]
+        [--repeats N]
 
 For each network it measures crops (images) per second of
   * ``bare``: the training step of ``facelm.train`` (same model, optimiser, loss, precision, layout, compile) on
-    one fixed batch already on the device: no data work at all; measured before and after the pipelines, averaged;
+    one fixed batch already on the device: no data work at all; measured before, between and after the pipelines;
   * ``pipeline``: ``facelm.train.train`` on the prepared dataset with each ``--augment-on`` path (``cpu``: OpenCV
     warps one face at a time; ``device``: the whole batch warped on the training device), timed from the run's own
     step log after the warm-up steps (validation and checkpoints excluded);
-and prints one JSON line with each ratio pipeline / bare (the target: >= 0.90). On CUDA it adds the peak memory
+and prints one JSON line with each ratio pipeline / bare (the target: >= 0.90) and the ratio of the two paths
+(``device_over_cpu``). With ``--repeats N`` every measurement is taken N times, interleaved, and the medians are
+compared (a shared machine drifts by more than the differences measured). On CUDA it adds the peak memory
 and the mean GPU utilisation (``nvidia-smi``/NVML samples) of each pipeline run. Without PREPARED_DIR a synthetic
 set is prepared in a temporary folder.
 """
@@ -20,6 +23,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -162,22 +166,30 @@ def run_arch(arch: str, data: Path, args, device: torch.device, precision: str, 
                       batch_size=batch, threads=args.threads, val_every=10 ** 9, log_every=warm, warmup=0,
                       max_val=1, device=str(device), precision=precision, compile=args.compile,
                       width=args.width).filled()
-    b1 = bare(cfg, device, precision, steps, warm)
-    res: dict = {"batch": batch, "steps": steps}
-    for path in args.augment_on:
-        if path == "cpu" and not _cv2_available():
-            res[f"pipeline_{path}"] = "skipped: OpenCV is not installed here"
+    res: dict = {"batch": batch, "steps": steps, "repeats": args.repeats}
+    bares, loops = [], {path: [] for path in args.augment_on}
+    for _ in range(args.repeats):  # interleaved, so that a machine's drift hits every measurement alike
+        bares.append(bare(cfg, device, precision, steps, warm))
+        for path in args.augment_on:
+            if path == "cpu" and not _cv2_available():
+                res[f"pipeline_{path}"] = "skipped: OpenCV is not installed here"
+                continue
+            loops[path].append(pipeline(cfg.model_copy(update={"augment_on": path}), device, steps, warm))
+    bares.append(bare(cfg, device, precision, steps, warm))
+    base = statistics.median(bares)
+    res["bare_img_s"], res["bare_runs"] = round(base, 1), [round(b, 1) for b in bares]
+    for path, runs in loops.items():
+        if not runs:
             continue
-        res[f"pipeline_{path}"] = pipeline(cfg.model_copy(update={"augment_on": path}), device, steps, warm)
-    b2 = bare(cfg, device, precision, steps, warm)  # again: machines drift
-    base = (b1 + b2) / 2
-    res["bare_img_s"], res["bare_runs"] = round(base, 1), [round(b1, 1), round(b2, 1)]
-    for path in args.augment_on:
-        p = res[f"pipeline_{path}"]
-        if isinstance(p, dict):
-            p["ratio"] = round(p["img_s"] / base, 3)
-            print(f"{arch} {path}: bare {base:.1f} crops/s, loop {p['img_s']:.1f} crops/s, ratio {p['ratio']:.3f}",
-                  file=sys.stderr)
+        p = dict(runs[len(runs) // 2])  # the setup and GPU figures of one run
+        p["img_s"] = round(statistics.median(r["img_s"] for r in runs), 1)
+        p["runs"] = [r["img_s"] for r in runs]
+        p["ratio"] = round(p["img_s"] / base, 3)
+        res[f"pipeline_{path}"] = p
+        print(f"{arch} {path}: bare {base:.1f} crops/s, loop {p['img_s']:.1f} crops/s, ratio {p['ratio']:.3f}",
+              file=sys.stderr)
+    if isinstance(res.get("pipeline_cpu"), dict) and isinstance(res.get("pipeline_device"), dict):
+        res["device_over_cpu"] = round(res["pipeline_device"]["img_s"] / res["pipeline_cpu"]["img_s"], 3)
     return res
 
 
@@ -196,6 +208,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
     ap.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
     ap.add_argument("--compile", action="store_true")
+    ap.add_argument("--repeats", type=int, default=1, help="interleaved repeats of every measurement (medians)")
     ap.add_argument("--width", type=float, default=1.0, help="channel width (1 = the paper's networks)")
     args = ap.parse_args()
     args.threads = args.threads or os.cpu_count() or 1

@@ -4,7 +4,7 @@
 #
 #   scripts/gpu_check.sh [--carry DIR] [--data PREPARED_DIR] [--device cuda] [--batch-cnn6 256] [--batch-cnn7 128]
 #                        [--steps-cnn6 1000] [--steps-cnn7 500] [--warmup-steps 50] [--compile] [--width 1]
-#                        [--threads N]
+#                        [--threads N] [--repeats 2]
 #
 # 1. checks that torch and numpy import (it never installs, upgrades or removes torch);
 # 2. installs what facelm's training needs beyond them from DIR/wheels (pydantic), only where it is missing;
@@ -12,7 +12,8 @@
 # 4. unpacks the real-face subset DIR/subset.tar.xz (or takes --data, a prepared folder);
 # 5. runs benchmarks/bench_train.py for CNN-6 and CNN-7: crops/s of the bare training step, crops/s of the whole
 #    training loop with the augmentation on the device (and on the CPU with OpenCV when it is installed), their
-#    ratio, the GPU utilisation and the peak GPU memory; prints them as one JSON line on stdout.
+#    ratio, the GPU utilisation and the peak GPU memory (each measured REPEATS times, interleaved; medians);
+#    prints them as one JSON line on stdout.
 #
 # DIR (default work/gpu_check) is made here first, on a machine with the data and internet:
 #   python scripts/make_gpu_subset.py --data work/w300 --faces 200 --out work/gpu_check
@@ -24,7 +25,7 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CARRY="$REPO/work/gpu_check"
 DATA=""
 DEVICE="cuda"
-B6=256 B7=128 S6=1000 S7=500 WARM=50 WIDTH=1 COMPILE="" THREADS=0
+B6=256 B7=128 S6=1000 S7=500 WARM=50 WIDTH=1 COMPILE="" THREADS=0 REPEATS=2
 PY="${PYTHON:-python3}"
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -38,8 +39,9 @@ while [ $# -gt 0 ]; do
     --warmup-steps) WARM="$2"; shift 2 ;;
     --width) WIDTH="$2"; shift 2 ;;
     --threads) THREADS="$2"; shift 2 ;;
+    --repeats) REPEATS="$2"; shift 2 ;;
     --compile) COMPILE="--compile"; shift ;;
-    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+    -h|--help) awk 'NR > 1 && !/^#/ {exit} NR > 1 {print}' "$0"; exit 0 ;;
     *) echo "gpu_check.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -100,7 +102,7 @@ else
 fi
 "$PY" "$REPO/benchmarks/bench_train.py" "$DATA" --device "$DEVICE" --augment-on $PATHS \
   --batch-cnn6 "$B6" --batch-cnn7 "$B7" --steps-cnn6 "$S6" --steps-cnn7 "$S7" --warmup-steps "$WARM" \
-  --width "$WIDTH" --threads "$THREADS" $COMPILE > "$TMP/result.json"
+  --width "$WIDTH" --threads "$THREADS" --repeats "$REPEATS" $COMPILE > "$TMP/result.json"
 "$PY" - "$TMP/result.json" "$START" <<'EOF'
 import json, sys, time
 r = json.load(open(sys.argv[1]))
