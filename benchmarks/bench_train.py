@@ -10,11 +10,12 @@ For each network it measures crops (images) per second of
   * ``pipeline``: ``facelm.train.train`` on the prepared dataset with each ``--augment-on`` path (``cpu``: OpenCV
     warps one face at a time; ``device``: the whole batch warped on the training device), timed from the run's own
     step log after the warm-up steps (validation and checkpoints excluded);
-and prints one JSON line with each ratio pipeline / bare (the target: >= 0.90) and the ratio of the two paths
-(``device_over_cpu``). With ``--repeats N`` every measurement is taken N times, interleaved, and the medians are
-compared (a shared machine drifts by more than the differences measured). On CUDA it adds the peak memory
-and the mean GPU utilisation (``nvidia-smi``/NVML samples) of each pipeline run. Without PREPARED_DIR a synthetic
-set is prepared in a temporary folder.
+and prints one JSON line with each ratio pipeline / bare (the target: >= 0.90), the ratio of the two paths
+(``device_over_cpu``) and ``augment_only_crops_s`` (crops/s of making batches alone, each path, one thread). With
+``--repeats N`` every measurement is taken N times, interleaved, and the medians are compared (a shared machine
+drifts by more than the differences measured). On CUDA it adds the peak memory and the mean GPU utilisation
+(``nvidia-smi``/NVML samples) of each pipeline run. Without PREPARED_DIR a synthetic set is prepared in a
+temporary folder.
 """
 
 from __future__ import annotations
@@ -36,8 +37,8 @@ import torch
 from facelm.config import TrainConfig
 from facelm.losses import create_loss
 from facelm.models import create_model, model_input_size
-from facelm.train import _Objective, _Setup, _Stepper, resolve_precision, train
-from facelm.train_batches import Batch
+from facelm.train import _load_data, _Objective, _Setup, _Stepper, resolve_precision, train
+from facelm.train_batches import Batch, BatchSampler
 
 
 def _sync(device: torch.device) -> None:
@@ -70,6 +71,25 @@ def bare(cfg: TrainConfig, device: torch.device, precision: str, steps: int, war
         step(batch, i)
     _sync(device)
     return steps * b / (time.perf_counter() - t)
+
+
+def augment_only(cfg: TrainConfig, device: torch.device, paths: list[str], batches: int) -> dict:
+    """Crops/s of making batches alone (plan, warp, blur, on the device), one thread, each path in turn."""
+    torch.set_num_threads(cfg.threads)
+    data = _load_data(cfg, device)
+    out = {}
+    for path in paths:
+        if path == "cpu" and not _cv2_available():
+            continue
+        c = cfg.model_copy(update={"augment_on": path, "loader_threads": 1})
+        sampler = BatchSampler(c, data.sources, data.input_size, data.scheme.num_landmarks, data.k_max, device)
+        sampler.make(0)
+        t = time.perf_counter()
+        for s in range(1, batches + 1):
+            sampler.make(s)
+        out[path] = round(batches * cfg.batch_size / (time.perf_counter() - t), 1)
+        sampler.close()
+    return out
 
 
 class GpuSampler:
@@ -176,6 +196,7 @@ def run_arch(arch: str, data: Path, args, device: torch.device, precision: str, 
                 continue
             loops[path].append(pipeline(cfg.model_copy(update={"augment_on": path}), device, steps, warm))
     bares.append(bare(cfg, device, precision, steps, warm))
+    res["augment_only_crops_s"] = augment_only(cfg, device, args.augment_on, args.augment_batches)
     base = statistics.median(bares)
     res["bare_img_s"], res["bare_runs"] = round(base, 1), [round(b, 1) for b in bares]
     for path, runs in loops.items():
@@ -209,6 +230,7 @@ def main() -> None:
     ap.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
     ap.add_argument("--compile", action="store_true")
     ap.add_argument("--repeats", type=int, default=1, help="interleaved repeats of every measurement (medians)")
+    ap.add_argument("--augment-batches", type=int, default=10, help="batches timed for augment_only_crops_s")
     ap.add_argument("--width", type=float, default=1.0, help="channel width (1 = the paper's networks)")
     args = ap.parse_args()
     args.threads = args.threads or os.cpu_count() or 1
