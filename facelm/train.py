@@ -320,6 +320,8 @@ class _LossWatch:
         if not self.pending:
             self.first = step
         self.pending.append(loss.float())
+        if len(self.pending) >= 1000:  # with rare log steps: read them now and then all the same
+            self.check()
 
     def check(self) -> None:
         if not self.pending:
