@@ -255,3 +255,20 @@ def test_fp16_with_a_gradient_scaler_trains_and_resumes_its_scaler(data_dir, tmp
     b = load_checkpoint(tmp_path / "b" / "last.pt")
     assert b["scaler"] == ck["scaler"]
     assert all(torch.equal(ck["model"][k], b["model"][k]) for k in ck["model"])
+
+
+def test_losses_are_read_at_checks_and_at_least_every_1000_steps(tmp_path):
+    from facelm.train import _LossWatch
+    from facelm.train_run import DivergedError, RunFolder
+
+    run = RunFolder(_cfg(tmp_path, tmp_path / "run"), None, 0, None)
+    watch = _LossWatch(run)
+    for s in range(999):
+        watch.add(s, torch.tensor(2.0))
+    assert len(watch.pending) == 999
+    watch.add(999, torch.tensor(4.0))
+    assert not watch.pending and watch.mean() == pytest.approx(2.002)
+    watch.add(1000, torch.tensor(1.0))
+    watch.add(1001, torch.tensor(float("nan")))
+    with pytest.raises(DivergedError, match="at step 1001"):
+        watch.check()
