@@ -13,18 +13,22 @@ Augmentation, drawn per face from a seeded generator:
 
 Points that leave the crop stay regression targets (their position is still defined and coordinate regression
 extrapolates); points further than ``outside_tol`` x input size outside the crop are masked out of the loss.
+
+The random part is drawn in one order from one generator: ``facelm.crops.frame_matrices`` (rotation, full turn,
+box corners, flip), then ``draw_blur``. ``render_batch`` warps the pixels on the CPU with OpenCV, one face at a
+time; ``facelm.train_batches`` warps the same draws on the training device, a batch at a time. Both take the
+landmark targets from ``target_landmarks``, so the targets of the two paths are identical.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 
 from facelm.geometry import apply_affines
 
-__all__ = ["AugmentConfig", "render_batch"]
+__all__ = ["AugmentConfig", "draw_blur", "gaussian_kernel", "render_batch", "target_landmarks", "warp_crops"]
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,49 @@ class AugmentConfig:
         return AugmentConfig(rotate=default if rotate is None else float(rotate), full_turn=float(full_turn))
 
 
+def draw_blur(n: int, rng: np.random.Generator | None, aug: AugmentConfig | None) -> np.ndarray:
+    """Which of ``n`` crops are blurred, ``(n,)`` bool: drawn after ``frame_matrices`` from the same generator."""
+    return (rng.random(n) < aug.blur_p) if (rng is not None and aug is not None) else np.zeros(n, bool)
+
+
+def gaussian_kernel(sigma: float) -> np.ndarray:
+    """The 1-D kernel OpenCV's ``GaussianBlur(img, (0, 0), sigma)`` uses on uint8 images (``ksize`` 2*round(3
+    sigma)+1), float64, summing to 1."""
+    k = round(sigma * 3 * 2 + 1) | 1
+    x = np.arange(k) - (k - 1) / 2
+    g = np.exp(-(x ** 2) / (2 * sigma ** 2))
+    return g / g.sum()
+
+
+def warp_crops(images: np.ndarray, index: np.ndarray, mats: np.ndarray, out_size: int, blur: np.ndarray,
+               sigma: float = 1.0, out: np.ndarray | None = None) -> np.ndarray:
+    """Rows ``index`` of ``images`` warped by ``mats`` (bilinear, zero border) into ``(N, out, out, 3)`` uint8, the
+    ``blur`` ones blurred with ``sigma``: OpenCV, one face at a time."""
+    import cv2  # here: the device path (facelm.train_batches) trains without OpenCV
+
+    n = len(index)
+    batch = out if out is not None else np.empty((n, out_size, out_size, 3), np.uint8)
+    for i in range(n):
+        batch[i] = cv2.warpAffine(images[index[i]], mats[i], (out_size, out_size), flags=cv2.INTER_LINEAR,
+                                  borderMode=cv2.BORDER_CONSTANT)
+        if blur[i]:
+            cv2.GaussianBlur(batch[i], (0, 0), sigma, dst=batch[i])
+    return batch
+
+
+def target_landmarks(landmarks: np.ndarray, mats: np.ndarray, flips: np.ndarray, flip_perm: np.ndarray,
+                     out_size: int, aug: AugmentConfig | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Landmarks ``(N, L, 2)`` float32 in input pixels (flipped faces permuted by ``flip_perm``) and the mask
+    ``(N, L)`` of points within ``outside_tol`` of the crop."""
+    lm = apply_affines(mats, landmarks)
+    if flips.any():
+        lm[flips] = lm[flips][:, flip_perm]
+    tol = (aug.outside_tol if aug is not None else AugmentConfig.outside_tol) * out_size
+    lo, hi = -0.5 - tol, out_size - 0.5 + tol
+    mask = np.all((lm >= lo) & (lm <= hi), axis=-1)
+    return lm.astype(np.float32), mask
+
+
 def render_batch(images: np.ndarray, index: np.ndarray, landmarks: np.ndarray, mats: np.ndarray,
                  flips: np.ndarray, flip_perm: np.ndarray, out_size: int,
                  rng: np.random.Generator | None = None, aug: AugmentConfig | None = None,
@@ -58,24 +105,14 @@ def render_batch(images: np.ndarray, index: np.ndarray, landmarks: np.ndarray, m
         landmarks: ``(N, L, 2)`` source-pixel landmarks.
         mats: ``(N, 2, 3)`` from ``frame_matrices``; flips: ``(N,)``.
         flip_perm: ``(L,)`` scheme flip permutation.
+        rng, aug: draw the blur (``draw_blur``); without them nothing is blurred.
         out: optional preallocated ``(N, out, out, 3)`` uint8 buffer.
 
     Returns:
         (batch ``(N, out, out, 3)`` uint8 RGB, landmarks ``(N, L, 2)`` float32 in input pixels, mask ``(N, L)``
         bool of points within ``outside_tol`` of the crop).
     """
-    n = len(index)
-    batch = out if out is not None else np.empty((n, out_size, out_size, 3), np.uint8)
-    blur = (rng.random(n) < aug.blur_p) if (rng is not None and aug is not None) else np.zeros(n, bool)
-    for i in range(n):
-        batch[i] = cv2.warpAffine(images[index[i]], mats[i], (out_size, out_size), flags=cv2.INTER_LINEAR,
-                                  borderMode=cv2.BORDER_CONSTANT)
-        if blur[i]:
-            cv2.GaussianBlur(batch[i], (0, 0), aug.blur_sigma, dst=batch[i])
-    lm = apply_affines(mats, landmarks)
-    if flips.any():
-        lm[flips] = lm[flips][:, flip_perm]
-    tol = (aug.outside_tol if aug is not None else AugmentConfig.outside_tol) * out_size
-    lo, hi = -0.5 - tol, out_size - 0.5 + tol
-    mask = np.all((lm >= lo) & (lm <= hi), axis=-1)
-    return batch, lm.astype(np.float32), mask
+    blur = draw_blur(len(index), rng, aug)
+    batch = warp_crops(images, index, mats, out_size, blur, aug.blur_sigma if aug is not None else 1.0, out)
+    lm, mask = target_landmarks(landmarks, mats, flips, flip_perm, out_size, aug)
+    return batch, lm, mask

@@ -59,7 +59,14 @@ class TrainConfig(BaseModel):
     init: str | None = None  # warm start: weights (not optimiser state) from a facelm checkpoint or ONNX model
     rotate: float | None = None  # augmentation rotation range in degrees (None: 30 for cnn6, 10 for cnn7)
     full_turn: float = 0.0  # probability of a rotation uniform in +-180 degrees instead (any in-plane angle)
-    precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast where the hardware has it
+    # auto: bf16 autocast where the hardware has it (CUDA without bf16: fp16 with a gradient scaler), else fp32
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    channels_last: bool = True  # NHWC memory layout for the model and its input
+    compile: bool = False  # torch.compile the training step's model
+    # where the augmentation warps the crops (facelm.train_batches): auto = device on CUDA, cpu elsewhere
+    augment_on: Literal["auto", "cpu", "device"] = "auto"
+    device_cache: bool | None = None  # device path: hold the training crops on the device (None: when they fit)
+    loader_threads: int = 0  # threads rendering batches ahead (0: 1 on the CPU, 4 on CUDA)
     width: float = 1.0
     stage1: str | None = None  # stage-1 checkpoint for building CNN-7 training crops
     # heatmap family (hourglass, smt): architecture options (None: the architecture's default) and targets
@@ -87,7 +94,7 @@ class TrainConfig(BaseModel):
             raise ValueError(f"must be at least 1, got {v}")
         return v
 
-    @field_validator("threads", "warmup")
+    @field_validator("threads", "warmup", "loader_threads")
     @classmethod
     def _non_negative_int(cls, v):
         if v is not None and v < 0:
@@ -195,6 +202,8 @@ class TrainConfig(BaseModel):
         if d["weights"] is not None and len(d["weights"]) != len(self.data_list):
             raise UsageError(f"`weights`: {len(d['weights'])} weights for {len(self.data_list)} `data` folders "
                              "(give one per folder, in the same order)")
+        if d["device_cache"] and d["augment_on"] == "cpu":
+            raise UsageError("`device_cache` holds the crops of `augment_on` device; it does not apply to cpu")
         if d["full_turn"] and self.arch not in ("cnn6", "cnn7"):
             raise UsageError("`full_turn` applies to the coordinate networks (cnn6, cnn7)")
         return TrainConfig(**d)

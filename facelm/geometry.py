@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import math
 
-import cv2
 import numpy as np
 
 __all__ = [
@@ -74,13 +73,16 @@ def compose_affine(outer: np.ndarray, inner: np.ndarray) -> np.ndarray:
 
 
 def warp_crop(image: np.ndarray, m: np.ndarray, out_size: int | tuple[int, int],
-              border: int = cv2.BORDER_CONSTANT, interpolation: int = cv2.INTER_LINEAR) -> np.ndarray:
+              border: int = 0, interpolation: int = 1) -> np.ndarray:
     """Warp ``image`` by ``m`` into an output of ``out_size`` pixels, anti-aliased when shrinking.
 
     Bilinear warping of a strongly shrunk image aliases; when the scale is below 1/2 the source is first
     reduced with ``INTER_AREA`` by a factor that keeps the final warp at a scale in (1/2, 1], and ``m`` is
-    adjusted to match, so the result is the same geometry either way.
+    adjusted to match, so the result is the same geometry either way. ``border`` and ``interpolation`` are
+    OpenCV flags (default ``cv2.BORDER_CONSTANT`` and ``cv2.INTER_LINEAR``).
     """
+    import cv2  # here: the training data path (facelm.train) runs without OpenCV
+
     w, h = (out_size, out_size) if isinstance(out_size, int) else out_size
     m = np.asarray(m, dtype=np.float64)
     scale = math.sqrt(abs(np.linalg.det(m[:, :2])))

@@ -1,9 +1,14 @@
 """The training loop (one stage: CNN-6 or CNN-7), read top to bottom.
 
 Data: faces come from the crop cache of a prepared dataset (``facelm prepare``); each batch is cut from the
-memory-mapped cache with one affine warp per face (``facelm.transforms``), in a background thread so the model is
-not starved. Augmentation draws from ``numpy.random.default_rng([seed, step])`` and the sample order from
-``default_rng([seed, epoch])``, so a resumed run sees exactly the batches the uninterrupted run would have.
+memory-mapped cache on the CPU (one OpenCV warp per face) or on the training device (the whole batch at once),
+ahead of the loop in background threads (``facelm.train_batches``). Augmentation draws from
+``numpy.random.default_rng([seed, step, 0, 1])`` and the sample order from ``default_rng([seed, epoch])``, so a
+resumed run sees exactly the batches the uninterrupted run would have, and N processes the batches of one.
+
+Compute: bf16 autocast (fp16 with a gradient scaler on GPUs without bf16), channels-last, optionally
+``torch.compile``; the loss is checked for NaN at each log and validation step, not each step, so that a GPU is
+never waited for in between.
 
 Stage 2 (CNN-7) crops are upright: the face box and the in-plane angle are rebuilt from a shape, either the
 stage-1 model's prediction on the plain crop (``stage1=...``, as at inference) or the ground truth, with the
@@ -17,7 +22,6 @@ import os
 import signal
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -25,7 +29,6 @@ import torch
 
 from facelm import __version__
 from facelm._io import atomic_write_json
-from facelm.augment import AugmentConfig
 from facelm.checkpoint import (  # noqa: F401 - load_init_weights, load_model_from_checkpoint, pick_device: re-exported
     build_meta,
     load_init_weights,
@@ -47,12 +50,11 @@ from facelm.manifest_predict import (  # noqa: F401 - predict_manifest, validati
     validation_nme,
 )
 from facelm.models import create_model, list_models, model_input_size, model_stage
+from facelm.train_batches import Batch, BatchSampler
 from facelm.train_data import (  # noqa: F401 - source_nme: re-exported
     Source,
     load_sources,
     m_template,
-    pick_batch,
-    render_sources,
     source_frames,
     source_nme,
 )
@@ -78,14 +80,17 @@ def lr_at(cfg: TrainConfig, step: int) -> float:
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
-    """``auto`` -> bf16 autocast on CUDA and on CPUs with native bf16 (AVX512-BF16/AMX), else fp32.
+    """``auto`` -> bf16 autocast on CUDA GPUs with bf16 (else fp16 with a gradient scaler) and on CPUs with native
+    bf16 (AVX512-BF16/AMX), else fp32. ``fp16`` needs CUDA.
 
     On CPUs without it, bf16 autocast is emulated and measured here more than 10x *slower* than fp32.
     """
+    if precision == "fp16" and device.type != "cuda":
+        raise UsageError("`precision` fp16 (with a gradient scaler) needs CUDA; use bf16 or fp32 on this device")
     if precision != "auto":
         return precision
     if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     cpu = getattr(torch, "cpu", None)
     fast = False
     for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
@@ -116,11 +121,18 @@ class _Setup:
     precision: str
     threads: int
 
+    def settings(self) -> dict:
+        return {"device": str(self.device), "world": self.world, "threads": self.threads,
+                "precision": self.precision}
+
 
 def _setup(cfg: TrainConfig) -> _Setup:
     rank, world, local_rank = _dist_info()
     if cfg.arch not in list_models():
         raise UsageError(f"unknown `arch` {cfg.arch!r} (known: {', '.join(list_models())})")
+    if cfg.batch_size % world:
+        raise UsageError(f"`batch_size` {cfg.batch_size} does not split evenly over {world} processes (the global "
+                         "batch is shared out equally)")
     device = pick_device(cfg.device)
     if world > 1:
         import torch.distributed as dist
@@ -132,6 +144,8 @@ def _setup(cfg: TrainConfig) -> _Setup:
             device = torch.device("cuda", local_rank)
             torch.cuda.set_device(device)
     precision = resolve_precision(cfg.precision, device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick its fastest convolutions
     threads = cfg.threads or max(1, (os.cpu_count() or 1) // world)
     torch.set_num_threads(threads)
     return _Setup(rank, world, local_rank, device, precision, threads)
@@ -210,10 +224,11 @@ class _Objective:
     heatmap: bool
     opt: torch.optim.Optimizer
     meta: dict
+    scaler: object = None  # torch.amp.GradScaler with fp16
 
 
-def _build_objective(cfg: TrainConfig, data: _TrainData, device: torch.device, resume: bool) -> _Objective:
-    scheme = data.scheme
+def _build_objective(cfg: TrainConfig, data: _TrainData, env: _Setup, resume: bool) -> _Objective:
+    scheme, device = data.scheme, env.device
     torch.manual_seed(cfg.seed)
     try:
         model = create_model(cfg.arch, scheme.num_landmarks, mean_shape=data.mean_shape, width=cfg.width,
@@ -222,7 +237,8 @@ def _build_objective(cfg: TrainConfig, data: _TrainData, device: torch.device, r
         raise UsageError(f"`arch` {cfg.arch}: {e}") from None
     if cfg.init and not resume:
         load_init_weights(model, cfg.init)
-    model = model.to(memory_format=torch.channels_last)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
     heatmap = is_heatmap_model(model)
     if heatmap:
         if getattr(model, "boundary", False) and not scheme.boundaries:
@@ -243,52 +259,85 @@ def _build_objective(cfg: TrainConfig, data: _TrainData, device: torch.device, r
                       loss=loss_fn.params() if heatmap else loss_params(loss_fn), manifest_sha256=manifest_hash,
                       prepare_info=data.info, stage1=cfg.stage1, width=cfg.width,
                       model_options=cfg.model_options())
-    return _Objective(model, train_module, loss_fn, heatmap, opt, meta)
+    scaler = torch.amp.GradScaler(device.type) if env.precision == "fp16" else None
+    return _Objective(model, train_module, loss_fn, heatmap, opt, meta, scaler)
 
 
-class _BatchSampler:
-    """Seeded batches, rendered one step ahead in a background thread: batch ``s`` depends only on the seed, the
-    step and the rank, so a resumed run sees the batches the uninterrupted run would have."""
-
-    def __init__(self, cfg: TrainConfig, data: _TrainData, rank: int, world: int):
-        self.cfg, self.data, self.rank, self.world = cfg, data, rank, world
-        self.aug = AugmentConfig.for_arch(cfg.arch, cfg.rotate, cfg.full_turn) if cfg.augment else None
-        self.pool = ThreadPoolExecutor(max_workers=1)
-        self.fut = None
-
-    def _make(self, s: int):
-        cfg, d = self.cfg, self.data
-        rng = np.random.default_rng([cfg.seed, s, self.rank, 1])
-        groups = pick_batch(d.sources, s, cfg.batch_size, cfg.seed, rank=self.rank, world=self.world)
-        return render_sources(d.sources, groups, d.input_size, d.scheme.num_landmarks, d.k_max, rng, self.aug)
-
-    def start(self, step: int) -> None:
-        self.fut = self.pool.submit(self._make, step) if step < self.cfg.steps else None
-
-    def next(self, step: int):
-        """The batch of ``step`` (and the next one started)."""
-        batch = self.fut.result()
-        self.fut = self.pool.submit(self._make, step + 1) if step + 1 < self.cfg.steps else None
-        return batch
-
-    def close(self) -> None:
-        self.pool.shutdown(wait=True, cancel_futures=True)
+_AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-def _loss(obj: _Objective, module, batch, cfg: TrainConfig, step: int, device: torch.device, precision: str):
-    """The loss of one batch (``module``: the model, or its DDP wrapper)."""
-    imgs, lm, msk, amap = batch
-    x = torch.from_numpy(imgs).to(device, non_blocking=True).permute(0, 3, 1, 2).float()
-    y = torch.from_numpy(lm).to(device)
-    mk = torch.from_numpy(msk).to(device)
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
-        pred = module(x)
-    if obj.heatmap:  # heatmap targets are drawn from the landmarks here, on the device
-        return obj.loss_fn(pred, y, mk, step / max(1, cfg.steps))
-    pred = pred.float()
-    if amap is not None:  # faces of other schemes: the loss of the mapped points (facelm.scheme_maps)
-        pred = torch.einsum("nkl,nlc->nkc", torch.from_numpy(amap).to(device), pred)
-    return obj.loss_fn(pred, y, mk)
+class _Stepper:
+    """One optimiser step: the module (DDP-wrapped with several processes, ``torch.compile``d when asked), autocast
+    at the run's precision, the gradient scaler with fp16."""
+
+    def __init__(self, cfg: TrainConfig, obj: _Objective, env: _Setup):
+        self.cfg, self.obj = cfg, obj
+        module = obj.train_module
+        if env.world > 1:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            module = DDP(module, device_ids=[env.local_rank] if env.device.type == "cuda" else None)
+        self.module = torch.compile(module) if cfg.compile else module
+        self.device, self.dtype = env.device, _AUTOCAST.get(env.precision)
+
+    def __call__(self, batch: Batch, step: int) -> torch.Tensor:
+        """Forward, backward and update on ``batch``; returns the loss (on the device: not waited for)."""
+        obj, cfg = self.obj, self.cfg
+        with torch.autocast(self.device.type, dtype=self.dtype or torch.float32, enabled=self.dtype is not None):
+            pred = self.module(batch.x)
+        if obj.heatmap:  # heatmap targets are drawn from the landmarks here, on the device
+            loss = obj.loss_fn(pred, batch.y, batch.mask, step / max(1, cfg.steps))
+        else:
+            pred = pred.float()
+            if batch.maps is not None:  # faces of other schemes: the loss of the mapped points (scheme_maps)
+                pred = torch.einsum("nkl,nlc->nkc", batch.maps, pred)
+            loss = obj.loss_fn(pred, batch.y, batch.mask)
+        obj.opt.zero_grad(set_to_none=True)
+        scaler = obj.scaler
+        (scaler.scale(loss) if scaler is not None else loss).backward()
+        if cfg.grad_clip > 0:
+            if scaler is not None:
+                scaler.unscale_(obj.opt)
+            torch.nn.utils.clip_grad_norm_(obj.model.parameters(), cfg.grad_clip)
+        if scaler is not None:
+            scaler.step(obj.opt)
+            scaler.update()
+        else:
+            obj.opt.step()
+        return loss.detach()
+
+
+class _LossWatch:
+    """The losses of the steps since the last check, kept on the device (reading each one would wait for the GPU
+    every step); ``check`` reads them, stops a diverged run at its first non-finite loss, and adds them up for the
+    log."""
+
+    def __init__(self, run: RunFolder):
+        self.run, self.pending, self.first = run, [], 0
+        self.total, self.count = 0.0, 0
+
+    def add(self, step: int, loss: torch.Tensor) -> None:
+        if not self.pending:
+            self.first = step
+        self.pending.append(loss.float())
+        if len(self.pending) >= 1000:  # with rare log steps: read them now and then all the same
+            self.check()
+
+    def check(self) -> None:
+        if not self.pending:
+            return
+        values = torch.stack(self.pending).cpu().tolist()
+        self.pending = []
+        for i, v in enumerate(values):
+            if not math.isfinite(v):
+                raise self.run.diverged(v, self.first + i)
+        self.total, self.count = self.total + sum(values), self.count + len(values)
+
+    def mean(self) -> float:
+        """The mean loss since the last ``mean`` (after a ``check``)."""
+        m = self.total / max(1, self.count)
+        self.total, self.count = 0.0, 0
+        return m
 
 
 def _validate(model: torch.nn.Module, data: _TrainData, device: torch.device) -> tuple[float, dict]:
@@ -326,23 +375,21 @@ def train(cfg: TrainConfig, *, resume: bool = False, force: bool = False,
     """Train one model as configured; see the module docstring. Returns the summary written to stdout."""
     env = _setup(cfg)
     data = _load_data(cfg, env.device)
-    obj = _build_objective(cfg, data, env.device, resume)
+    obj = _build_objective(cfg, data, env, resume)
     run = RunFolder(cfg, obj, env.rank, on_log)
     run.open(resume, force)
-    module = obj.train_module
-    if env.world > 1:
-        from torch.nn.parallel import DistributedDataParallel as DDP
-
-        module = DDP(obj.train_module, device_ids=[env.local_rank] if env.device.type == "cuda" else None)
-    sampler = _BatchSampler(cfg, data, env.rank, env.world)
-    stop = _SigtermFlag()
+    sampler = BatchSampler(cfg, data.sources, data.input_size, data.scheme.num_landmarks, data.k_max, env.device,
+                           env.rank, env.world)
+    stepper = _Stepper(cfg, obj, env)
+    run.setup = {**env.settings(), "channels_last": cfg.channels_last, "compile": cfg.compile,
+                 **sampler.settings()}
+    stop, watch = _SigtermFlag(), _LossWatch(run)
     if on_start:
         on_start({"faces": data.faces, "val_faces": len(data.val_m), "steps": cfg.steps, "start_step": run.step,
-                  "device": str(env.device), "threads": env.threads, "world": env.world,
-                  "precision": env.precision})
+                  **run.setup})
     obj.model.train()
     t_start = time.perf_counter()
-    seen, loss_acc, loss_n, last_good, last_val, interrupted = 0, 0.0, 0, None, float("nan"), False
+    seen, last_val, interrupted = 0, float("nan"), False
     sampler.start(run.step)
     try:
         while run.step < cfg.steps:
@@ -352,23 +399,16 @@ def train(cfg: TrainConfig, *, resume: bool = False, force: bool = False,
             lr = lr_at(cfg, run.step)
             for g in obj.opt.param_groups:
                 g["lr"] = lr
-            loss = _loss(obj, module, batch, cfg, run.step, env.device, env.precision)
-            if not torch.isfinite(loss):
-                raise run.diverged(loss.item())
-            obj.opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(obj.model.parameters(), cfg.grad_clip)
-            obj.opt.step()
+            watch.add(run.step, stepper(batch, run.step))
             run.step += 1
-            seen += len(batch[0]) * env.world
-            loss_acc, loss_n, last_good = loss_acc + float(loss.detach()), loss_n + 1, run.step
+            seen += len(batch) * env.world
             if run.step % cfg.log_every == 0 or run.step == cfg.steps:
+                watch.check()
                 el = time.perf_counter() - t_start
-                run.log({"step": run.step, "loss": loss_acc / loss_n, "lr": lr,
+                run.log({"step": run.step, "loss": watch.mean(), "lr": lr,
                          "img_s": seen / el if el > 0 else None, "elapsed": round(el, 2)})
-                loss_acc, loss_n = 0.0, 0
             if run.step % cfg.val_every == 0 or run.step == cfg.steps:
+                watch.check()
                 if env.rank == 0:
                     last_val = _validate_and_save(run, data, env.device)
                 if env.world > 1:
@@ -377,12 +417,13 @@ def train(cfg: TrainConfig, *, resume: bool = False, force: bool = False,
                     dist.barrier()
     except KeyboardInterrupt:
         interrupted = True
-        if last_good is not None or resume:
+        watch.check()  # (a diverged run keeps its last good checkpoint)
+        if run.step > 0:
             run.save("last.pt")
     finally:
         sampler.close()
         stop.restore()
-    summary = _summary(cfg, run, data, env, last_val, seen, time.perf_counter() - t_start, interrupted)
+    summary = _summary(cfg, run, data, last_val, seen, time.perf_counter() - t_start, interrupted)
     if env.rank == 0 and not interrupted:
         atomic_write_json(run.out / "summary.json", summary)
     if env.world > 1:
@@ -407,8 +448,8 @@ class _SigtermFlag:
             signal.signal(signal.SIGTERM, self.old)
 
 
-def _summary(cfg: TrainConfig, run: RunFolder, data: _TrainData, env: _Setup, last_val: float, seen: int,
-             elapsed: float, interrupted: bool) -> dict:
+def _summary(cfg: TrainConfig, run: RunFolder, data: _TrainData, last_val: float, seen: int, elapsed: float,
+             interrupted: bool) -> dict:
     out, scheme = run.out, data.scheme
     return {
         "run": str(out), "arch": cfg.arch, "loss": cfg.loss, "recipe": cfg.recipe, "scheme": scheme.name,
@@ -419,8 +460,8 @@ def _summary(cfg: TrainConfig, run: RunFolder, data: _TrainData, env: _Setup, la
         "val_faces": len(data.val_m), "val_normaliser": default_normaliser(scheme.name),
         "final_val_nme": last_val, "best_val_nme": run.best_nme if math.isfinite(run.best_nme) else None,
         "best_step": run.best_step, "seconds": round(elapsed, 2),
-        "img_per_s": round(seen / elapsed, 1) if elapsed > 0 else None, "device": str(env.device),
-        "precision": env.precision,
+        "img_per_s": round(seen / elapsed, 1) if elapsed > 0 else None, "device": run.setup["device"],
+        "precision": run.setup["precision"], "setup": run.setup,
         "interrupted": interrupted, "checkpoint": str(out / "best.pt"), "last": str(out / "last.pt"),
         "facelm_version": __version__,
     }

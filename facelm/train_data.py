@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from facelm.augment import AugmentConfig, render_batch
+from facelm.augment import AugmentConfig, draw_blur, target_landmarks, warp_crops
 from facelm.crops import cache_geometry, cache_landmarks, face_frames, frame_matrices, upright_frames
 from facelm.errors import DataError
 from facelm.geometry import apply_affines, eye_angle, invert_affines
@@ -35,8 +35,8 @@ from facelm.manifest_predict import CropData, predict_crops, validation_nme
 from facelm.scheme_maps import SchemeMap, get_map
 from facelm.schemes import LandmarkScheme, get_scheme, list_schemes
 
-__all__ = ["Source", "load_source", "load_sources", "m_template", "pseudo_shapes", "source_frames", "source_nme",
-           "pick_batch", "render_sources"]
+__all__ = ["BatchPlan", "Source", "load_source", "load_sources", "m_template", "pseudo_shapes", "source_frames",
+           "source_nme", "pick_batch", "plan_batch", "render_sources", "warp_plan"]
 
 
 @dataclass
@@ -177,35 +177,87 @@ def pick_batch(sources: list[Source], step: int, batch_size: int, seed: int, *, 
     return [(i, faces[which == i]) for i in range(len(sources)) if (which == i).any()]
 
 
-def render_sources(sources: list[Source], groups: list[tuple[int, np.ndarray]], input_size: int,
-                   num_model_points: int, k_max: int, rng: np.random.Generator | None,
-                   aug: AugmentConfig | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
-    """Render a batch from source groups.
+@dataclass
+class BatchPlan:
+    """Everything of a training batch but its pixels: which crop each face is cut from, how, and its targets.
 
-    Returns (crops (B, S, S, 3) uint8, targets (B, K, 2) float32 in input pixels, mask (B, K) bool, maps
-    (B, K, L) float32 or None when every face is of the model's scheme and K = L).
+    Attributes:
+        source: (B,) source number of each face; rows: (B,) its row of that source's crop cache.
+        mats: (B, 2, 3) cache -> input pixel matrices (augmentation drawn in); blur: (B,) blurred crops.
+        landmarks: (B, K, 2) float32 targets in input pixels; mask: (B, K) usable targets.
+        maps: (B, K, L) float32 scheme maps, or None when every face is of the model's scheme and K = L.
     """
-    imgs, lms, masks, maps = [], [], [], []
+
+    source: np.ndarray
+    rows: np.ndarray
+    mats: np.ndarray
+    blur: np.ndarray
+    landmarks: np.ndarray
+    mask: np.ndarray
+    maps: np.ndarray | None
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def part(self, k: int, parts: int) -> BatchPlan:
+        """The ``k``-th of ``parts`` equal shares (a distributed rank's share of the global batch)."""
+        n = len(self) // parts
+        sl = slice(k * n, (k + 1) * n)
+        return BatchPlan(self.source[sl], self.rows[sl], self.mats[sl], self.blur[sl], self.landmarks[sl],
+                         self.mask[sl], None if self.maps is None else self.maps[sl])
+
+
+def plan_batch(sources: list[Source], groups: list[tuple[int, np.ndarray]], input_size: int,
+               num_model_points: int, k_max: int, rng: np.random.Generator | None,
+               aug: AugmentConfig | None) -> BatchPlan:
+    """The batch of source ``groups`` (``pick_batch``), with the augmentation drawn from ``rng`` group by group:
+    ``frame_matrices``, then ``draw_blur``."""
+    srcs, rows, mats_l, blurs, lms, masks, maps = [], [], [], [], [], [], []
     for i, b in groups:
         src = sources[i]
         mats, flips = frame_matrices(src.frames[b], input_size, rng, aug)
-        im, lm, msk = render_batch(src.crops, src.index[b], src.lm_cache[b], mats, flips,
-                                   np.array(src.scheme.flip_perm), input_size, rng, aug)
+        blur = draw_blur(len(b), rng, aug)
+        lm, msk = target_landmarks(src.lm_cache[b], mats, flips, np.array(src.scheme.flip_perm), input_size, aug)
         m2 = src.mask[b].copy()
         if flips.any():
             m2[flips] = m2[flips][:, list(src.scheme.flip_perm)]
         msk &= m2
         k = lm.shape[1]
         pad = k_max - k
-        imgs.append(im)
+        srcs.append(np.full(len(b), i))
+        rows.append(src.index[b])
+        mats_l.append(mats)
+        blurs.append(blur)
         lms.append(np.pad(lm, ((0, 0), (0, pad), (0, 0))))
         masks.append(np.pad(msk, ((0, 0), (0, pad))))
         a = np.zeros((k_max, num_model_points), np.float32)
         a[:k] = src.smap.matrix
         maps.append(np.broadcast_to(a, (len(b), k_max, num_model_points)))
     all_same = all(sources[i].same_scheme for i, _ in groups) and k_max == num_model_points
-    return (np.concatenate(imgs), np.concatenate(lms), np.concatenate(masks),
-            None if all_same else np.concatenate(maps))
+    return BatchPlan(np.concatenate(srcs), np.concatenate(rows), np.concatenate(mats_l), np.concatenate(blurs),
+                     np.concatenate(lms), np.concatenate(masks), None if all_same else np.concatenate(maps))
+
+
+def warp_plan(sources: list[Source], plan: BatchPlan, input_size: int, sigma: float = 1.0) -> np.ndarray:
+    """The crops of ``plan`` warped on the CPU (OpenCV, ``facelm.augment.warp_crops``): (B, S, S, 3) uint8."""
+    out = np.empty((len(plan), input_size, input_size, 3), np.uint8)
+    for i in np.unique(plan.source):
+        sel = np.flatnonzero(plan.source == i)
+        out[sel] = warp_crops(sources[i].crops, plan.rows[sel], plan.mats[sel], input_size, plan.blur[sel], sigma)
+    return out
+
+
+def render_sources(sources: list[Source], groups: list[tuple[int, np.ndarray]], input_size: int,
+                   num_model_points: int, k_max: int, rng: np.random.Generator | None,
+                   aug: AugmentConfig | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+    """Render a batch from source groups on the CPU (``plan_batch``, then ``warp_plan``).
+
+    Returns (crops (B, S, S, 3) uint8, targets (B, K, 2) float32 in input pixels, mask (B, K) bool, maps
+    (B, K, L) float32 or None when every face is of the model's scheme and K = L).
+    """
+    plan = plan_batch(sources, groups, input_size, num_model_points, k_max, rng, aug)
+    imgs = warp_plan(sources, plan, input_size, aug.blur_sigma if aug is not None else 1.0)
+    return imgs, plan.landmarks, plan.mask, plan.maps
 
 
 def load_sources(cfg) -> tuple[list[Source], list[Source | None], object, dict, str]:

@@ -33,6 +33,7 @@ class RunFolder:
         self.metrics_path = self.out / "metrics.jsonl"
         self.history: list[dict] = []
         self.step, self.best_nme, self.best_step = 0, float("inf"), -1
+        self.setup: dict = {}  # what the run resolved to (device, precision, data path...): stored in checkpoints
 
     def open(self, resume: bool, force: bool) -> None:
         out, config_path = self.out, self.out / "config.json"
@@ -44,6 +45,8 @@ class RunFolder:
             _check_resume_compatible(ck["config"], self.cfg_json, last)
             self.obj.model.load_state_dict(ck["model"])
             self.obj.opt.load_state_dict(ck["optimizer"])
+            if getattr(self.obj, "scaler", None) is not None and "scaler" in ck:
+                self.obj.scaler.load_state_dict(ck["scaler"])
             self.step = int(ck["step"])
             _trim_metrics(self.metrics_path, self.step)  # a killed run may have logged steps past its checkpoint
             self.best_nme = float(ck.get("best_nme", float("inf")))
@@ -75,13 +78,15 @@ class RunFolder:
         ck = {"format": "facelm-checkpoint", "format_version": 1, "arch": self.cfg.arch,
               "model": self.obj.model.state_dict(), "optimizer": self.obj.opt.state_dict(), "step": self.step,
               "best_nme": self.best_nme, "best_step": self.best_step, "meta": self.obj.meta,
-              "config": self.cfg_json}
+              "config": self.cfg_json, "setup": self.setup}
+        if getattr(self.obj, "scaler", None) is not None:
+            ck["scaler"] = self.obj.scaler.state_dict()
         save_checkpoint(ck, self.out / kind)
 
-    def diverged(self, loss: float) -> DivergedError:
+    def diverged(self, loss: float, step: int) -> DivergedError:
         last = self.out / "last.pt"
         where = f"the last good checkpoint is {last}" if last.is_file() else "no checkpoint was saved yet"
-        return DivergedError(f"loss became {loss} at step {self.step}; stopped, {where} "
+        return DivergedError(f"loss became {loss} at step {step}; stopped, {where} "
                              "(try a lower --lr, or --grad-clip 1)")
 
 
@@ -109,7 +114,9 @@ def _read_json(p: Path):
 
 
 def _check_resume_compatible(old: dict, new: dict, path: Path) -> None:
-    ignore = {"steps", "val_every", "log_every", "device", "threads", "max_val", "val"}
+    # how a run computes, not what: a run may resume on another device, data path or loader
+    ignore = {"steps", "val_every", "log_every", "device", "threads", "max_val", "val", "augment_on",
+              "device_cache", "loader_threads", "compile", "channels_last"}
     fields = TrainConfig.model_fields
     # an option added after the run started is absent from its config: it counts as that option's default
     default = {k: f.default for k, f in fields.items()}

@@ -156,19 +156,39 @@ def test_cli_train_prints_one_json_summary(data_dir, tmp_path):
     assert r2.exit_code == 2 and "loss" in r2.stderr
 
 
-def test_ddp_two_cpu_processes_gloo(data_dir, tmp_path):
+def _free_port() -> int:
+    """A free TCP port: other test runs on this machine may hold a fixed one."""
+    import socket
+
+    with socket.socket() as sk:
+        sk.bind(("127.0.0.1", 0))
+        return sk.getsockname()[1]
+
+
+def test_ddp_two_cpu_processes_gloo_equal_one_process_with_the_global_batch(data_dir, tmp_path):
+    """torchrun with 2 gloo processes, each taking half of every batch of 8, ends where one process with batch 8
+    ends (the same faces and augmentation draws; only the order of the gradient sums differs)."""
     out = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
-           "-m", "facelm", "train", "--data", str(data_dir), "--out", str(out), "--steps", "6", "--batch-size", "8",
-           "--width", "0.25", "--threads", "1", "--val-every", "6", "-q"]
+    opts = ["--data", str(data_dir), "--steps", "6", "--batch-size", "8", "--width", "0.25", "--threads", "1",
+            "--val-every", "6", "--log-every", "3", "--seed", "3", "-q"]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()),
+           "-m", "facelm", "train", "--out", str(out), *opts]
     p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=240)
     assert p.returncode == 0, p.stderr[-2000:]
     s = json.loads([x for x in p.stdout.splitlines() if x.startswith("{")][-1])
-    assert s["steps"] == 6
+    assert s["steps"] == 6 and s["setup"]["world"] == 2
     ck = load_checkpoint(out / "last.pt")
     assert ck["step"] == 6
     assert not any(k.startswith("module.") for k in ck["model"])
+    r = CliRunner().invoke(app, ["train", "--out", str(tmp_path / "one"), *opts])
+    assert r.exit_code == 0, r.stderr
+    one = load_checkpoint(tmp_path / "one" / "last.pt")["model"]
+    for k, v in ck["model"].items():
+        torch.testing.assert_close(v, one[k], rtol=1e-4, atol=1e-5, msg=k)
+    logs = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    logs1 = [json.loads(x) for x in (tmp_path / "one" / "metrics.jsonl").read_text().splitlines()]
+    assert logs[-1]["val_nme"] == pytest.approx(logs1[-1]["val_nme"], rel=1e-4)
 
 
 def test_custom_scheme_travels_with_the_prepared_data(tmp_path):

@@ -81,19 +81,19 @@ def test_multi_source_batches_follow_the_weights_and_resume_exactly(sources, tmp
 
 def test_other_scheme_faces_only_train_their_mapped_points(sources, tmp_path, monkeypatch):
     """The loss of a 5-point face sees the 68-point prediction only through the map."""
-    import facelm.train as tr
+    import facelm.train_batches as tb
 
     p68, p5 = sources
     seen = {}
-    orig = tr.render_sources
+    orig = tb.plan_batch
 
     def spy(*a, **k):
         out = orig(*a, **k)
-        seen.setdefault("maps", []).append(out[3])
-        seen.setdefault("mask", []).append(out[2])
+        seen.setdefault("maps", []).append(out.maps)
+        seen.setdefault("mask", []).append(out.mask)
         return out
 
-    monkeypatch.setattr(tr, "render_sources", spy)
+    monkeypatch.setattr(tb, "plan_batch", spy)
     train(_cfg([str(p68), str(p5)], tmp_path / "r", steps=2, val_every=2, weights=[0.0001, 1.0]))
     amap = next(m for m in seen["maps"] if m is not None)
     assert amap.shape[1:] == (68, 68)

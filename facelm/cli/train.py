@@ -37,6 +37,10 @@ Exit codes: 0 ok, 2 usage (bad options, --device cuda without CUDA, RUN holds an
 """
 
 
+def _on(flag: bool) -> str:
+    return "on" if flag else "off"
+
+
 def register(app: typer.Typer) -> None:
     @app.command(name="train", epilog=EPILOG, no_args_is_help=True)
     @handle_errors
@@ -98,7 +102,25 @@ def register(app: typer.Typer) -> None:
         device: Annotated[str | None, typer.Option(help="auto, cpu, cuda or cuda:N.", envvar="FACELM_DEVICE")
                           ] = None,
         seed: Annotated[int | None, typer.Option(help="Random seed (data order, augmentation, init).")] = None,
-        precision: Annotated[str | None, typer.Option(help="auto (bf16 autocast on CUDA and bf16-capable CPUs, else fp32), bf16 or fp32.")] = None,
+        precision: Annotated[str | None, typer.Option(
+            help="auto (bf16 autocast on CUDA and bf16-capable CPUs, fp16 with a gradient scaler on GPUs without "
+                 "bf16, else fp32), bf16, fp16 (CUDA) or fp32.")] = None,
+        channels_last: Annotated[bool | None, typer.Option(
+            "--channels-last/--no-channels-last", help="NHWC memory layout for the model and its input (default on).",
+            show_default=False)] = None,
+        compile: Annotated[bool | None, typer.Option("--compile/--no-compile", help="torch.compile the training "
+                                                     "step's model (default off).", show_default=False)] = None,
+        augment_on: Annotated[str | None, typer.Option(help="Where the augmentation warps the crops: cpu (OpenCV, "
+                                                            "one face at a time), device (the whole batch on the "
+                                                            "training device) or auto (device on CUDA, else cpu).")
+                              ] = None,
+        device_cache: Annotated[bool | None, typer.Option("--device-cache/--no-device-cache", help="--augment-on "
+                                                          "device: hold the training crops on the device instead "
+                                                          "of moving each batch (default: on CUDA when they take "
+                                                          "at most a quarter of its memory).", show_default=False)
+                                ] = None,
+        loader_threads: Annotated[int | None, typer.Option(help="Threads preparing batches ahead of the loop (0 = "
+                                                                "1 on the CPU, 4 on CUDA).")] = None,
         width: Annotated[float | None, typer.Option(help="Channel width multiplier (1 = the paper's networks).")
                          ] = None,
         threads: Annotated[int | None, typer.Option(help="torch threads (0 = all cores).")] = None,
@@ -122,9 +144,10 @@ def register(app: typer.Typer) -> None:
         flags = dict(out=str(out), data=data, weights=weight, scheme_maps=scheme_map, init=init, rotate=rotate,
                      full_turn=full_turn, arch=arch, loss=loss, val=val, recipe=recipe, steps=steps,
                      batch_size=batch_size, lr=lr, wing_w=wing_w, wing_eps=wing_eps, stage1=stage1, device=device,
-                     seed=seed, precision=precision, width=width, threads=threads, val_every=val_every,
-                     log_every=log_every, max_val=max_val, grad_clip=grad_clip, stacks=stacks, input_size=input_size, boundary=boundary,
-                     coordconv=coordconv, loss_map=loss_map, sigma=sigma, sigma_schedule=sigma_schedule)
+                     seed=seed, precision=precision, channels_last=channels_last, compile=compile,
+                     augment_on=augment_on, device_cache=device_cache, loader_threads=loader_threads, width=width,
+                     threads=threads, val_every=val_every, log_every=log_every, max_val=max_val,
+                     grad_clip=grad_clip, stacks=stacks, input_size=input_size, boundary=boundary, coordconv=coordconv, loss_map=loss_map, sigma=sigma, sigma_schedule=sigma_schedule)
         if config is None and data is None:
             from facelm.errors import UsageError
 
@@ -141,6 +164,10 @@ def register(app: typer.Typer) -> None:
                     info(f"training {cfg.arch} ({cfg.loss}, {cfg.recipe} recipe) on {s['faces']} faces, "
                          f"validating on {s['val_faces']}; device {s['device']} ({s['precision']}), {s['threads']} threads"
                          + (f", {s['world']} processes" if s["world"] > 1 else ""))
+                    info(f"setup: precision {s['precision']}, channels-last {_on(s['channels_last'])}, compile "
+                         f"{_on(s['compile'])}, augment on {s['augment_on']}"
+                         + (f" (device cache {_on(s['device_cache'])})" if s["augment_on"] == "device" else "")
+                         + f", {s['loader_threads']} loader thread(s)")
 
             last = {}
 
