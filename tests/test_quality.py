@@ -61,8 +61,9 @@ def pipelines():
 
 
 def test_an_upside_down_face_given_as_a_box_gets_a_low_quality(pipelines):
-    """The astronaut turned 180 degrees, her YuNet box given without a live detector (as ``--boxes``): nothing
-    turns the face upright, the points are wrong, and the quality says so; upright, it is high."""
+    """The astronaut turned 180 degrees, her YuNet box given without a live detector (as ``--boxes``): only the
+    pipeline's own levelling can turn the face upright, the points come out wrong (NME > 10%), and the quality
+    says so; upright, it is high."""
     from facelm.imageio import read_image
 
     detect, boxes = pipelines
@@ -75,8 +76,9 @@ def test_an_upside_down_face_given_as_a_box_gets_a_low_quality(pipelines):
     (f,) = boxes.predict_boxes(rot, box, kind="detector")
     expect = up.landmarks @ m[:, :2].T + m[:, 2]
     iod = np.linalg.norm(up.landmarks[36] - up.landmarks[45])
-    assert np.linalg.norm(f.landmarks - expect, axis=1).mean() > 0.2 * iod  # confidently wrong points
-    assert f.quality < 0.2
+    # wrong points (NME above 10%, the quality's own line between good and bad) get a quality below one half
+    assert np.linalg.norm(f.landmarks - expect, axis=1).mean() > 0.1 * iod
+    assert f.quality < 0.5
 
 
 def test_min_quality_drops_the_untrustworthy_face(tmp_path):
@@ -98,7 +100,7 @@ def test_min_quality_drops_the_untrustworthy_face(tmp_path):
     kept = CliRunner().invoke(app, args)
     assert kept.exit_code == 0, kept.stderr
     (face,) = json.loads(kept.stdout)["faces"]
-    assert face["quality"] < 0.2
+    assert face["quality"] < 0.5
     dropped = CliRunner().invoke(app, [*args, "--min-quality", "0.5"])
     assert dropped.exit_code == 0 and json.loads(dropped.stdout)["faces"] == []
     for bad in ("-0.1", "1.5", "nan"):
