@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -152,7 +153,7 @@ def test_facelm_help_loads_neither_torch_nor_onnx():
     assert r.stderr.strip().splitlines()[-1] == "[]"
 
 
-_FLAG = __import__("re").compile(r"(?<![\w`-])--[a-z][a-z0-9-]*")
+_FLAG = re.compile(r"(?<![\w`-])--[a-z][a-z0-9-]*")
 
 
 def flag_worded_messages(source: str) -> list[tuple[int, str]]:
