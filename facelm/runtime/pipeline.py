@@ -68,10 +68,10 @@ SEARCH_DISAGREEMENT = 0.1
 LEVEL_PASSES = 2
 #: half-side of the patch the detector looks at again to find which way up a face is, in detector-box sides
 ORIENT_PATCH = 1.0
-#: that patch is shrunk to at most this side first (the face then spans about half of it, which YuNet finds at any
-#: turn): the three turned detections were most of predict's CPU time; on the 300-W val photos (285 px) this made
-#: the default predict 2.3x faster with the same NME (docs/benchmarks.md)
-ORIENT_MAX_SIDE = 160
+#: None: the patch is searched at full size. A number shrinks it to at most that side first (2.3x faster predict
+#: on the 300-W val photos, same upright NME), but off by default: at 45/135-degree turns it read 8-9 of ~39 w300
+#: val faces the wrong way up against 2-3 at full size (docs/benchmarks.md)
+ORIENT_MAX_SIDE: int | None = None
 
 
 @dataclass
@@ -252,7 +252,7 @@ class Landmarker:
         x1, y1 = min(w, int(math.ceil(cx + r)) + 1), min(h, int(math.ceil(cy + r)) + 1)
         patch = image[y0:y1, x0:x1]
         ph, pw = patch.shape[:2]
-        shrink = max(ph, pw) > ORIENT_MAX_SIDE
+        shrink = ORIENT_MAX_SIDE is not None and max(ph, pw) > ORIENT_MAX_SIDE
         if shrink:  # (ORIENT_MAX_SIDE); the upright patch is then scored again at the same size, for a fair vote
             f = ORIENT_MAX_SIDE / max(ph, pw)
             nw, nh = max(1, round(pw * f)), max(1, round(ph * f))
