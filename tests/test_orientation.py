@@ -48,3 +48,40 @@ def test_shrunk_orientation_patches_give_the_full_size_result(turn, monkeypatch)
     iod = np.linalg.norm(a.landmarks[36] - a.landmarks[45])
     assert abs((a.angle - b.angle + 180) % 360 - 180) < 2.0
     assert np.linalg.norm(a.landmarks - b.landmarks, axis=1).mean() < 0.01 * iod
+
+
+#: held-out w300 val photos (300-W AFW / HELEN) that the shrunk search (160 px) read the wrong way up at 45 and 135
+#: degrees, and the default full-size search reads right (scripts/score_default.py's full-circle check)
+DIAGONAL_FACES = [("afw", "134212_2.jpg"), ("afw", "79378097_1.jpg"), ("afw", "79378097_4.jpg"),
+                  ("helen/trainset", "105300174_1.jpg")]
+
+
+def test_diagonal_turns_of_real_photos_keep_their_points(shared_data):
+    """Each photo turned by 45 and 135 degrees (canvas grown): the default pipeline's points are the upright
+    prediction turned the same way, within 10% of the inter-ocular distance, for at least 7 of the 8 cases (the
+    160-px search got all 8 wrong)."""
+    import cv2
+
+    from facelm.detectors import create_detector
+    from facelm.imageio import read_image
+    from facelm.runtime import Landmarker, load_models
+
+    lm = Landmarker(load_models(MODELS), create_detector("auto"))
+    good = 0
+    for sub, name in DIAGONAL_FACES:
+        img = read_image(shared_data("w300-train", *sub.split("/"), name))
+        h, w = img.shape[:2]
+        f0 = max(lm.predict_image(img).faces, key=lambda f: f.score)
+        iod = np.linalg.norm(f0.landmarks[36] - f0.landmarks[45])
+        for a in (45, 135):
+            m = cv2.getRotationMatrix2D((w / 2, h / 2), a, 1.0)
+            nw = int(h * abs(m[0, 1]) + w * abs(m[0, 0]))
+            nh = int(h * abs(m[0, 0]) + w * abs(m[0, 1]))
+            m[0, 2] += nw / 2 - w / 2
+            m[1, 2] += nh / 2 - h / 2
+            expect = f0.landmarks @ m[:, :2].T + m[:, 2]
+            faces = lm.predict_image(cv2.warpAffine(img, m, (nw, nh))).faces
+            if faces:
+                f = min(faces, key=lambda g: np.linalg.norm(g.landmarks.mean(0) - expect.mean(0)))
+                good += np.linalg.norm(f.landmarks - expect, axis=1).mean() < 0.1 * iod
+    assert good >= 7
