@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -26,6 +25,7 @@ import numpy as np
 import torch
 
 from facelm.checkpoint import save_checkpoint
+from facelm.cpu_features import cpu_flags, cpu_name
 from facelm.export import (
     bench_sessions, convert_fp16, export_onnx, make_session, manifest_crops, quantize_int8, random_crops,
     run_session,
@@ -49,25 +49,8 @@ def _random_checkpoint(arch: str, path: Path, num_landmarks: int = 68, seed: int
     return path
 
 
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def _cpu_flags() -> list[str]:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                fl = line.split(":", 1)[1].split()
-                return sorted(f for f in fl if f.startswith(("avx", "amx")) or "vnni" in f)
-    except OSError:
-        pass
-    return []
+    return sorted(f for f in cpu_flags() if f.startswith(("avx", "amx")) or "vnni" in f)
 
 
 def bench_arch(arch: str, work: Path, args) -> dict:
@@ -127,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--checkpoint needs exactly one --arch")
     import onnxruntime
 
-    out = {"onnxruntime": onnxruntime.__version__, "cpu": _cpu_name(), "cpu_flags": _cpu_flags(),
+    out = {"onnxruntime": onnxruntime.__version__, "cpu": cpu_name(), "cpu_flags": _cpu_flags(),
            "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
            "threads": args.threads or "onnxruntime default", "load_avg_1m": os.getloadavg()[0],
            "provider": "CPUExecutionProvider", "results": {}}

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import statistics
 import subprocess
@@ -33,15 +32,7 @@ import tempfile
 import time
 from pathlib import Path
 
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+from facelm.cpu_features import cpu_name
 
 
 def _predict(listfile: Path, out: Path, extra: list[str]) -> dict:
@@ -127,7 +118,7 @@ def main() -> None:
             print(f"repeat {rep + 1}/{args.repeats}: {json.dumps(res)}", file=sys.stderr)
     med = lambda k, f: statistics.median(r[f] for r in res[k])  # noqa: E731
     base_wall, base_cpu = med("predict", "images_s"), med("predict", "images_per_cpu_s")
-    summary = {"cpu": _cpu_name(), "cores": os.cpu_count(), "load_avg_1min": os.getloadavg()[0],
+    summary = {"cpu": cpu_name(), "cores": os.cpu_count(), "load_avg_1min": os.getloadavg()[0],
                "images": len(paths), "folder": str(args.folder), "repeats": args.repeats}
     for k in res:
         wall = med(k, "job_images_s" if k.startswith("ray") else "images_s")

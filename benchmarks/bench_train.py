@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -35,6 +34,7 @@ from pathlib import Path
 import torch
 
 from facelm.config import TrainConfig
+from facelm.cpu_features import cpu_name
 from facelm.losses import create_loss
 from facelm.models import create_model, model_input_size
 from facelm.train import _load_data, _Objective, _Setup, _Stepper, resolve_precision, train
@@ -157,16 +157,6 @@ class _Null:
 
     def __exit__(self, *exc):
         return None
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _cv2_available() -> bool:
