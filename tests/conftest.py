@@ -20,3 +20,46 @@ def shared(*parts: str) -> Path:
 @pytest.fixture
 def shared_data():
     return shared
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    """A small prepared synthetic dataset (32 faces, a quarter of the identities in 'val'), one per test module;
+    the training tests share it (a module may define its own ``data_dir``)."""
+    from facelm.prepare import PrepareOptions, prepare
+    from facelm.synthetic import make_dataset
+
+    root = tmp_path_factory.mktemp("synth")
+    csv, _ = make_dataset(root / "raw", n=32, seed=1)
+    prepare(PrepareOptions(source=csv, out=root / "prep", fmt="csv", holdout=0.25, workers=1))
+    return root / "prep"
+
+
+def write_video(path: Path, frames, fps: float = 10.0) -> Path:
+    """An MJPG video of RGB ``frames`` (all one size) at ``path``."""
+    import cv2
+
+    h, w = frames[0].shape[:2]
+    wr = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (w, h))
+    assert wr.isOpened()
+    for f in frames:
+        wr.write(f[:, :, ::-1])
+    wr.release()
+    return path
+
+
+def graded_video(path: Path, n: int = 10, size: tuple[int, int] = (64, 48)) -> Path:
+    """``n`` grey frames of ``size`` (w, h), frame i at level 20 i, at 10 fps: a clip whose frames tell apart."""
+    import numpy as np
+
+    return write_video(path, [np.full((size[1], size[0], 3), 20 * i, np.uint8) for i in range(n)])
+
+
+def load_script(name: str):
+    """``scripts/NAME.py`` loaded as a module (the tests use the measurement scripts' own helpers)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod

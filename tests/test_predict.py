@@ -16,6 +16,8 @@ import onnx
 import pytest
 from typer.testing import CliRunner
 
+from conftest import graded_video
+
 from facelm.cli import app
 from facelm.export import set_onnx_meta
 
@@ -62,14 +64,6 @@ def tiny_models(tmp_path_factory) -> Path:
     return root / "models"
 
 
-def _video(path: Path, n: int = 10, size: tuple[int, int] = (64, 48)) -> Path:
-    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, size)
-    assert w.isOpened()
-    for i in range(n):
-        frame = np.full((size[1], size[0], 3), 20 * i, np.uint8)
-        w.write(frame)
-    w.release()
-    return path
 
 
 
@@ -132,7 +126,7 @@ def test_predict_stdin_csv_json_draw_and_stages(tiny_models, tmp_path, monkeypat
 
 
 def test_predict_video_and_boxes_file(tiny_models, tmp_path):
-    v = _video(tmp_path / "clip.avi")
+    v = graded_video(tmp_path / "clip.avi")
     r = _invoke([str(v), "--models", str(tiny_models), "--no-detect", "--vid-stride", "4"])
     assert r.exit_code == 0, r.stderr
     assert [x["frame"] for x in _lines(r.stdout)] == [0, 4, 8]

@@ -4,7 +4,6 @@ human-labelled MTFL faces (not used to fit it) it ranks the faces with NME > 10%
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 from pathlib import Path
@@ -13,7 +12,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from conftest import shared
+from conftest import load_script, shared
 from facelm.cli import app
 from facelm.runtime.quality import CALIBRATION, quality_score
 
@@ -22,10 +21,7 @@ ASTRONAUT = REPO / "examples" / "astronaut.jpg"
 
 
 def _calib():
-    spec = importlib.util.spec_from_file_location("quality_calibrate", REPO / "scripts" / "quality_calibrate.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("quality_calibrate")
 
 
 def test_the_score_is_a_monotone_map_to_0_1():

@@ -3,17 +3,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from conftest import shared
+from conftest import load_script, shared, write_video
 from facelm.cli import app
 from facelm.runtime.results import FaceResult, ImageResult
 from facelm.runtime.tracking import FaceTracker, box_iou, greedy_match
@@ -24,10 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _measure():
-    spec = importlib.util.spec_from_file_location("smoothing_measure", REPO / "scripts" / "smoothing_measure.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("smoothing_measure")
 
 
 # -- the filter ---------------------------------------------------------------------------------------------------
@@ -123,22 +118,12 @@ def _copy(r: ImageResult) -> ImageResult:
 
 # -- the CLI ------------------------------------------------------------------------------------------------------
 
-def _video(path: Path, frames: list[np.ndarray], fps: float = 25.0) -> Path:
-    h, w = frames[0].shape[:2]
-    wr = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (w, h))
-    assert wr.isOpened()
-    for f in frames:
-        wr.write(f[:, :, ::-1])
-    wr.release()
-    return path
-
-
 def test_predict_smooth_on_a_video_gives_tracks_and_steadier_points(tmp_path):
     m = _measure()
     from facelm.imageio import read_image
 
     frames = m.still_clip(read_image(REPO / "examples" / "astronaut.jpg"), n=16)
-    clip = _video(tmp_path / "still.avi", frames)
+    clip = write_video(tmp_path / "still.avi", frames, fps=25.0)
     runs = {}
     for name, extra in (("raw", []), ("smooth", ["--smooth"])):
         r = CliRunner().invoke(app, ["predict", str(clip), "-q", "--threads", "1", *extra])

@@ -9,6 +9,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from conftest import graded_video
+
 from facelm.sources import iter_sources
 
 
@@ -43,19 +45,11 @@ def test_sources_files_folders_globs_lists_stdin(tmp_path, monkeypatch):
     assert "no image or video files" in e.error and "--recursive" in e.error
 
 
-def _video(path: Path, n: int = 10, size: tuple[int, int] = (64, 48)) -> Path:
-    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, size)
-    assert w.isOpened()
-    for i in range(n):
-        frame = np.full((size[1], size[0], 3), 20 * i, np.uint8)
-        w.write(frame)
-    w.release()
-    return path
 
 
 
 def test_video_every_nth_frame(tmp_path):
-    v = _video(tmp_path / "clip.avi")
+    v = graded_video(tmp_path / "clip.avi")
     items = list(iter_sources([str(v)], vid_stride=3))
     assert [i.frame for i in items] == [0, 3, 6, 9]
     assert items[0].image.shape == (48, 64, 3) and items[0].image.dtype == np.uint8

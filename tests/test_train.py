@@ -13,16 +13,7 @@ from facelm.cli import app
 from facelm.config import TrainConfig
 from facelm.errors import DataError, ModelError, UsageError
 from facelm.prepare import PrepareOptions, prepare
-from facelm.synthetic import make_dataset
 from facelm.train import DivergedError, train
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("synth")
-    csv, _ = make_dataset(root / "raw", n=32, seed=1)
-    prepare(PrepareOptions(source=csv, out=root / "prep", fmt="csv", holdout=0.25, workers=1))
-    return root / "prep"
 
 
 def _cfg(data_dir, out, **kw):

@@ -15,7 +15,6 @@ from facelm.config import TrainConfig
 from facelm.crops import cache_geometry, face_frames, frame_matrices
 from facelm.errors import UsageError
 from facelm.prepare import PrepareOptions, prepare
-from facelm.synthetic import make_dataset
 from facelm.train import train
 from facelm.train_batches import BatchSampler, DevicePixels, crop_theta, warp_on_device
 from facelm.train_data import (
@@ -31,14 +30,6 @@ from facelm.train_data import (
 # The two warps differ by interpolation error only: OpenCV's bilinear weights are fixed point (1/32 px), torch's
 # are float. Measured on 512 augmented w300 crops: mean |difference| 0.006 (CNN-6) / 0.003 (CNN-7) grey levels, max 1.
 MEAN_DIFF, MAX_DIFF = 0.05, 2.0
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("synth")
-    csv, _ = make_dataset(root / "raw", n=32, seed=1)
-    prepare(PrepareOptions(source=csv, out=root / "prep", fmt="csv", holdout=0.25, workers=1))
-    return root / "prep"
 
 
 def _cfg(data_dir, out, **kw):
