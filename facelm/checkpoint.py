@@ -136,10 +136,17 @@ def load_model_from_checkpoint(path: str | Path, device: torch.device | str = "c
     return model, meta
 
 
+def _same_network(a: object, b: str) -> bool:
+    from facelm.models import is_model, model_network
+
+    return a == b or (isinstance(a, str) and is_model(a) and model_network(a) == model_network(b))
+
+
 def load_init_weights(model: torch.nn.Module, path: str | Path) -> None:
     """Warm start: copy the weights of a facelm checkpoint (.pt) or facelm ONNX model into ``model``.
 
-    The architecture and landmark count must match; the optimiser starts afresh. ONNX files written with
+    The network (``facelm.models.model_network``: ``cnn6`` weights start a ``cnn6r``) and the landmark count must
+    match; the optimiser starts afresh. ONNX files written with
     ``--weights fp16`` store ``NAME__fp16`` initialisers, which are cast back to float32.
     """
     p = Path(path)
@@ -155,7 +162,7 @@ def load_init_weights(model: torch.nn.Module, path: str | Path) -> None:
         except Exception as e:  # noqa: BLE001 - any unreadable file is the same error for the user
             raise ModelError(f"{p}: cannot read ONNX model: {str(e).splitlines()[0][:200]}") from None
         meta = proto_meta(mdl, p)
-        if meta.get("arch") != model.arch:
+        if not _same_network(meta.get("arch"), model.arch):
             raise ModelError(f"{p}: a {meta.get('arch')!r} model cannot initialise `arch` {model.arch}")
         state = {}
         for init in mdl.graph.initializer:
@@ -163,7 +170,7 @@ def load_init_weights(model: torch.nn.Module, path: str | Path) -> None:
             state[name] = torch.from_numpy(numpy_helper.to_array(init).astype(np.float32).copy())
     else:
         ck = load_checkpoint(p)
-        if ck.get("arch") != model.arch:
+        if not _same_network(ck.get("arch"), model.arch):
             raise ModelError(f"{p}: a {ck.get('arch')!r} checkpoint cannot initialise `arch` {model.arch}")
         state = ck["model"]
     own = model.state_dict()

@@ -204,8 +204,8 @@ class TrainConfig(BaseModel):
                              "(give one per folder, in the same order)")
         if d["device_cache"] and d["augment_on"] == "cpu":
             raise UsageError("`device_cache` holds the crops of `augment_on` device; it does not apply to cpu")
-        if d["full_turn"] and self.arch not in ("cnn6", "cnn7"):
-            raise UsageError("`full_turn` applies to the coordinate networks (cnn6, cnn7)")
+        if d["full_turn"] and self.arch not in ("cnn6", "cnn7", "cnn6r"):
+            raise UsageError("`full_turn` applies to the coordinate networks (cnn6, cnn7, cnn6r)")
         return TrainConfig(**d)
 
 

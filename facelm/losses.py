@@ -41,6 +41,7 @@ __all__ = ["CoordinateLoss", "L2Loss", "L1Loss", "SmoothL1Loss", "WingLoss", "LO
 WING_DEFAULTS: dict[str | None, tuple[float, float]] = {
     "cnn6": (10.0, 2.0),
     "cnn7": (15.0, 3.0),
+    "cnn6r": (10.0, 2.0),
     None: (10.0, 2.0),
 }
 
@@ -186,7 +187,7 @@ def create_loss(name: str, *, arch: str | None = None, wing_w: float | None = No
     Args:
         name: one of ``LOSSES``: ``"l2"``, ``"l1"``, ``"smooth-l1"``, ``"wing"``.
         arch: the architecture being trained; picks Wing's defaults (crop pixels): ``"cnn6"`` w=10, eps=2;
-            ``"cnn7"`` w=15, eps=3; None w=10, eps=2. Ignored by the other losses.
+            ``"cnn7"`` w=15, eps=3; ``"cnn6r"`` as cnn6; None w=10, eps=2. Ignored by the other losses.
         wing_w: override Wing's w (crop pixels). Only valid with ``name="wing"``.
         wing_eps: override Wing's eps (crop pixels). Only valid with ``name="wing"``.
 

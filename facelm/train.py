@@ -188,7 +188,7 @@ def _load_data(cfg: TrainConfig, device: torch.device) -> _TrainData:
     stage1_model = None
     if cfg.stage1:
         if stage != 2:
-            raise UsageError("`stage1` only applies to `arch` cnn7 (stage 2)")
+            raise UsageError("`stage1` only applies to stage-2 architectures (`arch` cnn7 or cnn6r)")
         stage1_model, s1_meta = load_model_from_checkpoint(cfg.stage1, device)
         if s1_meta["scheme"]["name"] != scheme.name:
             raise ModelError(f"{cfg.stage1}: stage-1 scheme {s1_meta['scheme']['name']!r} does not match the "

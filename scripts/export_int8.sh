@@ -3,7 +3,7 @@
 #
 #   scripts/export_int8.sh [WORK] [MODELS] [OUT]     (defaults: work models WORK/scores-int8)
 #
-# 1. `facelm export MODELS/cnnN.onnx --quantize int8`: the fp16-stored weights are cast back to float32, then static
+# 1. `facelm export MODELS/NAME.onnx --quantize int8` for each float stage model (cnn6 and cnn6r or cnn7): the fp16-stored weights are cast back to float32, then static
 #    QDQ quantisation (per-channel 7-bit weights, uint8 activations, MinMax) calibrated on 256 crops of the train
 #    split of WORK/w300 (300-W AFW + HELEN, human labels); checked on its held-out val split (ground-truth crops):
 #    the NME may rise by at most 1% relative, with this CPU's int8 kernels and with the reference int8 arithmetic
@@ -18,7 +18,12 @@ WORK="${1:-work}"
 MODELS="${2:-models}"
 OUT="${3:-$WORK/scores-int8}"
 mkdir -p "$OUT"
-for m in cnn6 cnn7; do
+STEMS=()
+for f in "$MODELS"/*.onnx; do
+    case "$f" in *.int8.onnx) continue ;; esac
+    STEMS+=("$(basename "$f" .onnx)")
+done
+for m in "${STEMS[@]}"; do
     if ! facelm export "$MODELS/$m.onnx" --out "$MODELS/$m.int8.onnx" --quantize int8 --calib "$WORK/w300" \
             --calib-faces 256 --seed 0 --max-nme-increase 0.01 --threads 1 -q > "$OUT/export-$m.json"; then
         rm -f "$MODELS/$m.int8.onnx"
@@ -27,7 +32,7 @@ for m in cnn6 cnn7; do
     fi
 done
 if ! python scripts/score_int8.py --work "$WORK" --models "$MODELS" --out "$OUT" --record --max-increase 0.01; then
-    rm -f "$MODELS/cnn6.int8.onnx" "$MODELS/cnn7.int8.onnx"
+    for m in "${STEMS[@]}"; do rm -f "$MODELS/$m.int8.onnx"; done
     echo "export_int8: the end-to-end check failed ($OUT/scores.json); the int8 files were removed" >&2
     exit 1
 fi

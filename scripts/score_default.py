@@ -14,7 +14,8 @@ For each prepared set under WORK (w300, mtfl, helen29, infan: human labels; ytf,
    image): per angle, the median error of the reported angle and of the points against the upright prediction
    rotated, in % of the inter-ocular distance.
 4. With ``--set-default``: the stage-2 model runs by default only if the pair beats stage 1 alone end to end on
-   the w300 val faces (human labels); otherwise ``cnn7.onnx`` gets ``"predict_default": false``.
+   the w300 val faces (human labels); otherwise the stage-2 file (``cnn6r.onnx`` or ``cnn7.onnx``) gets
+   ``"predict_default": false``.
 
 Writes OUT/scores.json and OUT/scores.md (the tables of the model card) and prints the markdown.
 """
@@ -104,15 +105,24 @@ def pose_breakdown(m, per_face: Path) -> dict:
                   for p, v in sorted(d.items())} for var, d in by.items()}
 
 
+def stage_files(models: Path) -> tuple[Path, Path]:
+    """The float stage-1 and stage-2 files of ``models``, found by their metadata as ``facelm predict`` finds them."""
+    from facelm.runtime import load_models
+
+    pair = load_models(models, stages=2, precision="fp32")
+    return pair.stage1.path, pair.stage2.path
+
+
 def gt_boxes(work: Path, models: Path) -> dict:
     out = {}
-    pair = f"{models / 'cnn6.onnx'}+{models / 'cnn7.onnx'}"
+    s1, s2 = stage_files(models)
+    pair = f"{s1}+{s2}"
     for name in ("w300", "infan", "ytf", "utk"):
         data = work / name
         if name not in dict(SETS):
             continue
         if (data / "manifest.jsonl").is_file():
-            one, two = evaluate(data, [str(models / "cnn6.onnx"), pair])
+            one, two = evaluate(data, [str(s1), pair])
             out[name] = {"s1": row(one), "pair": row(two)}
     return out
 
@@ -170,7 +180,7 @@ def set_default(models: Path, e2e: dict) -> str:
     from facelm.export import read_onnx_meta, set_onnx_meta
 
     one, two = e2e["w300"]["s1"], e2e["w300"]["pair"]
-    path = models / "cnn7.onnx"
+    path = stage_files(models)[1]
     meta = {k: v for k, v in read_onnx_meta(path).items() if not k.startswith("predict_default")}
     if two["nme"] >= one["nme"]:
         meta["predict_default"] = False

@@ -9,7 +9,7 @@ Sets: w300 (300-W AFW + HELEN, 68 points; stage 1, and the pair with ``--stages 
 through the 68 -> 5 scheme map; stage 1). Prints a JSON record per set and variant with the NME of each precision,
 the relative change and how far the int8 points lie from the fp32 ones (mean, in % of the inter-ocular distance of
 the fp32 points). With ``--record`` the results go into the int8 files' metadata (``quantization.end_to_end``:
-stage 1's into cnn6.int8.onnx, the pair's into cnn7.int8.onnx). Exit code 1 when an int8 NME exceeds the fp32 one by
+stage 1's into the stage-1 int8 file, the pair's into the stage-2 one). Exit code 1 when an int8 NME exceeds the fp32 one by
 more than ``--max-increase`` (relative): such int8 files must not be shipped.
 """
 
@@ -107,8 +107,10 @@ def record(models: Path, rows: list[dict]) -> None:
     from facelm.cpu_features import cpu_name
     from facelm.modelfile import load_proto, proto_meta, set_onnx_meta
 
-    for file, var in (("cnn6.int8.onnx", "s1"), ("cnn7.int8.onnx", "pair")):
-        p = models / file
+    from facelm.runtime import load_models
+
+    pair = load_models(models, stages=2, precision="int8")
+    for p, var in ((pair.stage1.path, "s1"), (pair.stage2.path, "pair")):
         mine = [r for r in rows if r["variant"] == var]
         if not p.is_file() or not mine:
             continue

@@ -163,6 +163,16 @@ def test_input_validation(name):
 def test_the_registry_knows_each_architectures_stage():
     from facelm.models import model_stage
 
-    assert {a: model_stage(a) for a in list_models()} == {"cnn6": 1, "cnn7": 2, "hourglass": 1, "smt": 1}
+    assert {a: model_stage(a) for a in list_models()} == {"cnn6": 1, "cnn6r": 2, "cnn7": 2, "hourglass": 1,
+                                                          "smt": 1}
     with pytest.raises(KeyError):
         model_stage("nope")
+
+
+def test_cnn6r_is_the_cnn6_network_as_stage_2():
+    from facelm.models import model_network
+
+    assert model_network("cnn6r") == "cnn6" and model_network("cnn6") == "cnn6" and model_network("cnn7") == "cnn7"
+    r, s = create_model("cnn6r", 68, width=TINY), create_model("cnn6", 68, width=TINY)
+    assert r.arch == "cnn6r" and model_input_size("cnn6r") == 64
+    assert {k: v.shape for k, v in r.state_dict().items()} == {k: v.shape for k, v in s.state_dict().items()}

@@ -525,3 +525,25 @@ def test_unrot90_inverts_numpy_quarter_turns():
         for x, y in [(0, 0), (3, 1), (2, 6), (4, 6)]:
             yy, xx = np.argwhere(r == a[y, x])[0]
             assert _unrot90(float(xx), float(yy), k, 5, 7) == (x, y)
+
+
+def test_a_cnn6r_refiner_runs_as_stage_two(tiny_models, tmp_path):
+    """Stage 2 may be the CNN-6 network on the levelled crop (``cnn6r``, 64 px), warm-started from stage 1."""
+    from facelm.config import TrainConfig
+    from facelm.export import export_onnx
+    from facelm.train import train
+
+    root = tiny_models.parent
+    cfg = TrainConfig(data=str(root / "prep"), out=str(tmp_path / "r"), arch="cnn6r", steps=1, batch_size=4,
+                      width=0.125, threads=1, val_every=100, warmup=0, init=str(tiny_models / "cnn6.onnx")).filled()
+    train(cfg)
+    d = tmp_path / "m"
+    d.mkdir()
+    shutil.copy(tiny_models / "cnn6.onnx", d / "cnn6.onnx")
+    export_onnx(tmp_path / "r" / "best.pt", d / "cnn6r.onnx")
+    img = _png(tmp_path / "a.png")
+    r = _invoke([str(img), "--models", str(d), "--no-detect", "--stages", "2"])
+    assert r.exit_code == 0, r.stderr
+    assert "stage 2, cnn6r" in r.stderr
+    face = json.loads(r.stdout.splitlines()[0])["faces"][0]
+    assert len(face["landmarks"]) == 68 and np.isfinite(np.asarray(face["landmarks"], float)).all()

@@ -189,6 +189,10 @@ def test_warm_start_from_checkpoint_and_onnx(sources, tmp_path):
         torch.testing.assert_close(v, ref[k], atol=2e-3, rtol=2e-3)  # fp16-stored weights
     with pytest.raises(ModelError, match="cnn7"):
         load_init_weights(create_model("cnn7", 68, width=0.25), ck)
+    refiner = create_model("cnn6r", 68, width=0.25)  # the same network as stage 2: CNN-6 weights start it
+    load_init_weights(refiner, onnx_path)
+    for k, v in refiner.state_dict().items():
+        torch.testing.assert_close(v, ref[k], atol=2e-3, rtol=2e-3)
     # a run started from it records where it came from
     res2 = train(_cfg(str(p68), tmp_path / "b", steps=2, val_every=2, init=str(onnx_path)))
     assert json.loads((tmp_path / "b" / "config.json").read_text())["init"] == str(onnx_path)

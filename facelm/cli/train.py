@@ -17,6 +17,8 @@ EPILOG = """Examples:
 
 3. `facelm train --data work/ytf --arch cnn7 --stage1 runs/cnn6/best.pt --out runs/cnn7`  (stage 2 on stage-1 crops)
 
+3a. `facelm train --data work/ytf --arch cnn6r --init runs/cnn6/best.pt --stage1 runs/cnn6/best.pt --out runs/s2r`  (a 64-px stage 2 warm-started from stage 1)
+
 3b. `facelm train --data work/w300 --data work/mtfl --weight 1 --weight 0.5 --arch cnn6 --out runs/multi`  (a 68-point model that also learns from 5-point faces)
 
 3c. `facelm train --data work/w300 --init models/cnn6.onnx --full-turn 0.35 --out runs/ft`  (warm start; faces at any angle)
@@ -63,7 +65,8 @@ def register(app: typer.Typer) -> None:
         full_turn: Annotated[float | None, typer.Option(
             metavar="P", help="Probability of a rotation uniform in +-180 degrees instead (stage 1 for faces at any "
                               "in-plane angle; default 0).")] = None,
-        arch: Annotated[str | None, typer.Option(help="Network: cnn6 (64 px, stage 1), cnn7 (128 px, stage 2); "
+        arch: Annotated[str | None, typer.Option(help="Network: cnn6 (64 px, stage 1), cnn7 (128 px, stage 2), "
+                                                      "cnn6r (the CNN-6 network as stage 2, 64 px); "
                                                       "heatmap family: hourglass (AWing) or smt (SMT-Net).")
                         ] = None,
         loss: Annotated[str | None, typer.Option(help="cnn6/cnn7: l2, l1, smooth-l1 or wing (default); hourglass/"

@@ -9,7 +9,7 @@ without such parameters (CNN-6/7) rejects every option.
 Example:
     >>> from facelm.models import create_model, list_models, model_input_size
     >>> list_models()
-    ['cnn6', 'cnn7', 'hourglass', 'smt']
+    ['cnn6', 'cnn6r', 'cnn7', 'hourglass', 'smt']
     >>> model_input_size("cnn7")
     128
     >>> model = create_model("cnn6", num_landmarks=19, width=0.25)
@@ -28,22 +28,24 @@ import numpy as np
 import torch.nn as nn
 
 __all__ = ["register_model", "create_model", "list_models", "model_input_size", "model_options", "model_stage",
-           "is_model"]
+           "model_network", "is_model"]
 
 _F = TypeVar("_F", bound=Callable[..., nn.Module])
 
 _ENTRYPOINTS: dict[str, Callable[..., nn.Module]] = {}
 _INPUT_SIZES: dict[str, int] = {}
 _STAGES: dict[str, int] = {}
+_NETWORKS: dict[str, str] = {}
 
 
 @overload
 def register_model(fn: _F, /) -> _F: ...
 @overload
-def register_model(*, input_size: int | None = None, stage: int = 1) -> Callable[[_F], _F]: ...
+def register_model(*, input_size: int | None = None, stage: int = 1, network: str | None = None
+                   ) -> Callable[[_F], _F]: ...
 
 
-def register_model(fn=None, /, *, input_size=None, stage=1):
+def register_model(fn=None, /, *, input_size=None, stage=1, network=None):
     """Register a model entrypoint under its function name.
 
     Usable bare (``@register_model``) or with the crop size the model expects
@@ -54,6 +56,8 @@ def register_model(fn=None, /, *, input_size=None, stage=1):
         input_size: side S of the square input crop in pixels.
         stage: 1 for a model that crops the detected face square (CNN-6, the heatmap models), 2 for one that
             crops the upright square of a stage-1 shape (CNN-7); see ``facelm.crops.stage_frames``.
+        network: the name of the network whose weights this one shares (default: its own name): weights of one
+            warm-start every architecture of the same network (``cnn6r`` from ``cnn6``).
 
     Raises:
         ValueError: if the name is already registered, or ``stage`` is not 1 or 2.
@@ -67,6 +71,7 @@ def register_model(fn=None, /, *, input_size=None, stage=1):
             raise ValueError(f"model {name!r}: stage must be 1 or 2, not {stage!r}")
         _ENTRYPOINTS[name] = f
         _STAGES[name] = int(stage)
+        _NETWORKS[name] = str(network or name)
         if input_size is not None:
             _INPUT_SIZES[name] = int(input_size)
         return f
@@ -88,6 +93,16 @@ def model_stage(name: str) -> int:
     """
     _entrypoint(name)
     return _STAGES[name]
+
+
+def model_network(name: str) -> str:
+    """The network an architecture's weights belong to (``register_model``'s ``network``): ``cnn6r`` -> ``cnn6``.
+
+    Raises:
+        KeyError: unknown ``name``.
+    """
+    _entrypoint(name)
+    return _NETWORKS[name]
 
 
 def is_model(name: str) -> bool:

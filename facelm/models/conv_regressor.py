@@ -1,11 +1,15 @@
 """The CNN-6/7 family of Feng et al. (CVPR 2018): one plain conv/pool/FC landmark regressor, ``ConvRegressor``,
-registered in two variants.
+registered in three variants.
 
 * ``cnn6`` (stage 1): 64x64x3 input; five blocks of 3x3 conv (stride 1, pad 1) + ReLU + 2x2 max pool (stride 2)
   with 32-64-128-256-512 channels (-> 2x2x512); FC 1024 + ReLU; FC 2L. 3,806,152 parameters for L = 68 (the
   paper's "3.8 M").
 * ``cnn7`` (stage 2): 128x128x3 input; six such blocks with 64-128-256-512-512-512 channels; FC 1024 + ReLU;
   FC 2L. 8,508,168 parameters for L = 68; CNN-6 + CNN-7 = 12,314,320 (the paper's "12.3 M").
+* ``cnn6r`` (stage 2, not in the paper): the CNN-6 network on the stage-2 crop (the levelled square of the stage-1
+  shape) at 64x64: a refiner that costs what stage 1 costs (CNN-7 is 9x the compute) and can be warm-started from
+  a trained CNN-6 (``facelm.checkpoint.load_init_weights``), for machines where CNN-7 cannot be trained to the
+  paper's budget.
 
 No batch-norm, no dropout (paper §7.1, docs/training.md).
 
@@ -177,8 +181,9 @@ class CNN6(ConvRegressor):
     CHANNELS = (32, 64, 128, 256, 512)
     HIDDEN = 1024
 
-    def __init__(self, num_landmarks: int, *, mean_shape: np.ndarray | None = None, width: float = 1.0):
-        super().__init__(arch="cnn6", input_size=self.INPUT_SIZE, channels=self.CHANNELS, hidden=self.HIDDEN,
+    def __init__(self, num_landmarks: int, *, mean_shape: np.ndarray | None = None, width: float = 1.0,
+                 arch: str = "cnn6"):
+        super().__init__(arch=arch, input_size=self.INPUT_SIZE, channels=self.CHANNELS, hidden=self.HIDDEN,
                          num_landmarks=num_landmarks, mean_shape=mean_shape, width=width)
 
 
@@ -186,6 +191,12 @@ class CNN6(ConvRegressor):
 def cnn6(num_landmarks: int, *, mean_shape: np.ndarray | None = None, width: float = 1.0) -> CNN6:
     """CNN-6 of Feng et al. 2018: 64x64 RGB [0, 255] -> ``(N, L, 2)`` crop pixels; 3.8 M parameters at L = 68."""
     return CNN6(num_landmarks, mean_shape=mean_shape, width=width)
+
+
+@register_model(input_size=CNN6.INPUT_SIZE, stage=2, network="cnn6")
+def cnn6r(num_landmarks: int, *, mean_shape: np.ndarray | None = None, width: float = 1.0) -> CNN6:
+    """The CNN-6 network as stage 2 ("refiner"): 64x64 crops of the levelled square of the stage-1 shape."""
+    return CNN6(num_landmarks, mean_shape=mean_shape, width=width, arch="cnn6r")
 
 
 class CNN7(ConvRegressor):

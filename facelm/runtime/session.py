@@ -143,7 +143,7 @@ def _schemes_match(a: LandmarkScheme, b: LandmarkScheme) -> str | None:
 
 
 #: file stems of the shipped models: such a file that is not a facelm model is an error, not skipped
-OWN_STEMS = ("cnn6", "cnn7", "cnn6.int8", "cnn7.int8")
+OWN_STEMS = ("cnn6", "cnn7", "cnn6r", "cnn6.int8", "cnn7.int8", "cnn6r.int8")
 
 
 def _file_meta(f: Path) -> dict:
