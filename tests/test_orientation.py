@@ -1,5 +1,6 @@
-"""The orientation search can run the detector on shrunk patches (``pipeline.ORIENT_MAX_SIDE``, off by default):
-on the astronaut it finds the same turn and square as on full-size patches, at a fraction of the cost."""
+"""The orientation search (``facelm.runtime.orientation``): shrunk patches (``ORIENT_MAX_SIDE``, off by default)
+find the astronaut's turn and square as full-size ones do; a confident upright detection skips the search; real
+photos turned by 45 and 135 degrees keep their points."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ def test_shrunk_orientation_patches_give_the_full_size_result(turn, monkeypatch)
     from facelm.detectors import create_detector
     from facelm.imageio import read_image
     from facelm.runtime import Landmarker, load_models
-    from facelm.runtime import pipeline as PL
+    from facelm.runtime import orientation as PL
 
     img = read_image(EXAMPLES / "astronaut.jpg")  # 512 x 512, the face about 200 px: its patch is shrunk
     img = np.ascontiguousarray(np.rot90(img, turn // 90))
@@ -33,6 +34,7 @@ def test_shrunk_orientation_patches_give_the_full_size_result(turn, monkeypatch)
     pair = load_models(MODELS, precision="fp32")
     out = {}
     assert PL.ORIENT_MAX_SIDE is None  # the default searches full-size patches
+    monkeypatch.setattr(PL, "ORIENT_SKIP_SCORE", None)  # search even when the upright detection is confident
     shrunk = 160
     for side in (None, shrunk):
         monkeypatch.setattr(PL, "ORIENT_MAX_SIDE", side)
@@ -48,6 +50,32 @@ def test_shrunk_orientation_patches_give_the_full_size_result(turn, monkeypatch)
     iod = np.linalg.norm(a.landmarks[36] - a.landmarks[45])
     assert abs((a.angle - b.angle + 180) % 360 - 180) < 2.0
     assert np.linalg.norm(a.landmarks - b.landmarks, axis=1).mean() < 0.01 * iod
+
+
+def test_a_confident_upright_detection_skips_the_search_and_a_turned_one_does_not(monkeypatch):
+    from facelm.detectors import create_detector
+    from facelm.imageio import read_image
+    from facelm.runtime import Landmarker, load_models
+    from facelm.runtime import orientation as OR
+
+    img = read_image(EXAMPLES / "astronaut.jpg")
+    det = create_detector("auto")
+    calls: list[int] = []
+    detect = det.detect
+
+    def spy(image, *a, **k):
+        found = detect(image, *a, **k)
+        calls.append(max([d.score for d in found], default=0.0))
+        return found
+
+    monkeypatch.setattr(det, "detect", spy)
+    lm = Landmarker(load_models(MODELS, precision="fp32"), det, tta="none")
+    for turn, searched in ((0, False), (1, True), (2, True)):
+        calls.clear()
+        (f,) = lm.predict_image(np.ascontiguousarray(np.rot90(img, turn))).faces
+        assert (calls[0] < OR.ORIENT_SKIP_SCORE) == searched  # the whole-image detection's score decides
+        assert len(calls) == (4 if searched else 1)
+        assert abs((f.angle + 90 * turn + 180) % 360 - 180) < 10  # np.rot90 turns the face counter-clockwise
 
 
 #: held-out w300 val photos (300-W AFW / HELEN) that the shrunk search (160 px) read the wrong way up at 45 and 135

@@ -517,14 +517,14 @@ def test_predict_options_tta_level_and_box_map(tiny_models, tmp_path):
 
 
 def test_unrot90_inverts_numpy_quarter_turns():
-    from facelm.runtime.pipeline import _unrot90
+    from facelm.runtime.orientation import unrot90
 
     a = np.arange(7 * 5).reshape(7, 5)
     for k in range(4):
         r = np.rot90(a, k)
         for x, y in [(0, 0), (3, 1), (2, 6), (4, 6)]:
             yy, xx = np.argwhere(r == a[y, x])[0]
-            assert _unrot90(float(xx), float(yy), k, 5, 7) == (x, y)
+            assert unrot90(float(xx), float(yy), k, 5, 7) == (x, y)
 
 
 def test_a_cnn6r_refiner_runs_as_stage_two(tiny_models, tmp_path):

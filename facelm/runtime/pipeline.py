@@ -51,6 +51,7 @@ from facelm.detectors.boxmap import boxes_to_squares, resolve_box_map
 from facelm.errors import DataError, ModelError
 from facelm.geometry import apply_affines, compose_affine, eye_angle, invert_affine, invert_affines, warp_crop
 from facelm.imageio import ImageReadError, read_image
+from facelm.runtime.orientation import find_orientation
 from facelm.runtime.quality import add_head_poses, quality_score, quality_signals
 from facelm.runtime.results import FaceResult, ImageResult, annotate  # noqa: F401 - annotate: re-exported
 from facelm.runtime.session import ModelPair, ModelSession, cpu_count
@@ -66,14 +67,6 @@ PATCH_RADIUS = 1.5
 SEARCH_DISAGREEMENT = 0.1
 #: levelled stage-1 passes (each re-levels by the previous shape)
 LEVEL_PASSES = 2
-#: half-side of the patch the detector looks at again to find which way up a face is, in detector-box sides
-ORIENT_PATCH = 1.0
-#: None: the patch is searched at full size. A number shrinks it to at most that side first (2.3x faster predict
-#: on the 300-W val photos, same upright NME), but off by default: at 45/135-degree turns it read 8-9 of ~39 w300
-#: val faces the wrong way up against 2-3 at full size (docs/benchmarks.md)
-ORIENT_MAX_SIDE: int | None = None
-
-
 @dataclass
 class _Face:
     det: Detection
@@ -128,15 +121,6 @@ def _patch(image: np.ndarray, square: np.ndarray, out2: int) -> tuple[np.ndarray
     elif patch.size < image.size:
         patch = patch.copy()  # do not keep the whole image alive through a view
     return patch, t
-
-
-def _unrot90(x: float, y: float, k: int, w: int, h: int) -> tuple[float, float]:
-    """Pixel ``(x, y)`` of ``np.rot90(a, k)`` back to ``a`` (shape ``(h, w)``), 0-based pixel centres."""
-    # one counter-clockwise turn of an array of width cw maps (x, y) -> (y, cw - 1 - x); undo the turns last first
-    for j in reversed(range(k % 4)):
-        cw = w if j % 2 == 0 else h
-        x, y = cw - 1 - y, x
-    return x, y
 
 
 def _back(mats: np.ndarray, pts: np.ndarray) -> np.ndarray:
@@ -240,55 +224,8 @@ class Landmarker:
         return out
 
     def _orientation(self, image: np.ndarray, det: Detection, square: np.ndarray) -> tuple[np.ndarray, float]:
-        """(face square, turn in degrees) of a detected face: the detector runs again on the face's patch turned by
-        0, 90, 180 and 270 degrees, and the turn whose central detection scores highest wins (YuNet finds faces at
-        any angle, but scores them highest upright). The square is the box map applied to that upright detection,
-        mapped back to the image."""
-        h, w = image.shape[:2]
-        b = np.asarray(det.box, dtype=np.float64)
-        cx, cy = (b[0] + b[2]) / 2, (b[1] + b[3]) / 2
-        r = ORIENT_PATCH * max(b[2] - b[0], b[3] - b[1])
-        x0, y0 = max(0, int(math.floor(cx - r))), max(0, int(math.floor(cy - r)))
-        x1, y1 = min(w, int(math.ceil(cx + r)) + 1), min(h, int(math.ceil(cy + r)) + 1)
-        patch = image[y0:y1, x0:x1]
-        ph, pw = patch.shape[:2]
-        shrink = ORIENT_MAX_SIDE is not None and max(ph, pw) > ORIENT_MAX_SIDE
-        if shrink:  # (ORIENT_MAX_SIDE); the upright patch is then scored again at the same size, for a fair vote
-            f = ORIENT_MAX_SIDE / max(ph, pw)
-            nw, nh = max(1, round(pw * f)), max(1, round(ph * f))
-            patch = cv2.resize(patch, (nw, nh), interpolation=cv2.INTER_AREA)
-            fx, fy = nw / pw, nh / ph
-            ph, pw = nh, nw
-        else:
-            fx = fy = 1.0
-        best = (det.score, 0, square, det.keypoints)
-        for k in (0, 1, 2, 3) if shrink else (1, 2, 3):  # np.rot90 by k: the patch turns counter-clockwise by 90k
-            rot = np.ascontiguousarray(np.rot90(patch, k))
-            found = self.detector.detect(rot)
-            if not found:
-                continue
-            rh, rw = rot.shape[:2]
-            centre = np.array([(rw - 1) / 2, (rh - 1) / 2])
-            d = min(found, key=lambda g: np.linalg.norm((g.box[:2] + g.box[2:]) / 2 - centre))
-            if k == 0:  # the upright vote at the shrunk size; the square stays the full-size detection's
-                best = (d.score, 0, square, det.keypoints)
-                continue
-            if d.score <= best[0]:
-                continue
-            sq = boxes_to_squares(np.asarray(d.box, dtype=np.float64)[None], self.box_map)[0]
-            # back from the turned patch to the image: undo k counter-clockwise quarter turns, the shrinking (pixel
-            # centres), then the crop
-            px, py = _unrot90(sq[0], sq[1], k, pw, ph)
-            px, py = (px + 0.5) / fx - 0.5, (py + 0.5) / fy - 0.5
-            best = (d.score, k, np.array([px + x0, py + y0, sq[2] * 2 / (fx + fy)]), d.keypoints)
-        # a patch turned counter-clockwise by 90k shows the face upright: in the image it is turned clockwise by
-        # 90k, i.e. its eye line has the angle +90k (y down); the detector's eye points add the rest (they are
-        # usable within about 30 degrees of upright, and the quarter turn leaves at most 45)
-        rest = 0.0
-        kp = best[3]
-        if kp is not None and len(kp) >= 2 and np.isfinite(kp[:2]).all():
-            rest = float(np.clip(eye_angle(kp[0][None], kp[1][None])[0], -45.0, 45.0))
-        return best[2], float((90 * best[1] + rest + 180) % 360 - 180)
+        """(face square, turn in degrees) of a detected face (``facelm.runtime.orientation``)."""
+        return find_orientation(self.detector, image, det, square, self.box_map)
 
     def prepare(self, item: SourceItem) -> _Job:
         """Read, detect and cut stage-1 crops for one item; never raises (errors go into the result)."""

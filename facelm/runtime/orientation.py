@@ -1,0 +1,104 @@
+"""Which way up is a detected face? (step 2b of ``facelm.runtime.pipeline``; docs/predict.md)
+
+The detector runs again on the face's patch turned by 90, 180 and 270 degrees, and the quarter turn whose central
+detection scores highest wins: YuNet finds faces at any angle but scores them highest upright, while its key points
+always come out in an upright layout, so they cannot tell the turn themselves. Within the winning quarter turn the
+detector's eye line gives the rest of the angle. A detection that already scores ``ORIENT_SKIP_SCORE`` or more is
+taken as upright without the search (the search costs more than everything else predict does per face).
+"""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+
+from facelm.detectors.base import Detection, FaceDetector
+from facelm.detectors.boxmap import boxes_to_squares
+from facelm.geometry import eye_angle
+
+__all__ = ["ORIENT_MAX_SIDE", "ORIENT_PATCH", "ORIENT_SKIP_SCORE", "find_orientation", "unrot90"]
+
+#: half-side of the patch the detector looks at again to find which way up a face is, in detector-box sides
+ORIENT_PATCH = 1.0
+#: None: the patch is searched at full size. A number shrinks it to at most that side first (2.3x faster predict
+#: on the 300-W val photos, same upright NME), but off by default: at 45/135-degree turns it read 8-9 of ~39 w300
+#: val faces the wrong way up against 2-3 at full size (docs/benchmarks.md)
+ORIENT_MAX_SIDE: int | None = None
+#: a detection scoring at least this is taken as upright (its turn: the detector's eye line) without the search:
+#: YuNet scores faces highest upright. Of 636 detections of held-out photos turned by 90-270 degrees (w300, MTFL,
+#: InfAnFace, YouTube Faces val) one scored this high, against 13-72% of the upright ones per set (docs/predict.md);
+#: a face let through the wrong way up is still caught by the levelling's disagreement check (step 2b), and at
+#: 45/315 degrees the eye line gives the angle either way. None: always search
+
+ORIENT_SKIP_SCORE: float | None = 0.93
+
+
+def find_orientation(detector: FaceDetector, image: np.ndarray, det: Detection, square: np.ndarray,
+                     box_map: dict | None) -> tuple[np.ndarray, float]:
+    """(face square, turn in degrees) of the detection ``det`` of ``image`` whose face square is ``square``.
+
+    The detector runs again on the face's patch turned by 90, 180 and 270 degrees (and 0 when shrunk), and the turn
+    whose central detection scores highest wins. The square is then ``box_map`` applied to that upright detection,
+    mapped back to the image. A detection scoring ``ORIENT_SKIP_SCORE`` or more skips the search.
+    """
+    if ORIENT_SKIP_SCORE is not None and det.score >= ORIENT_SKIP_SCORE:
+        return square, _keypoint_turn(det.keypoints, 0)
+    h, w = image.shape[:2]
+    b = np.asarray(det.box, dtype=np.float64)
+    cx, cy = (b[0] + b[2]) / 2, (b[1] + b[3]) / 2
+    r = ORIENT_PATCH * max(b[2] - b[0], b[3] - b[1])
+    x0, y0 = max(0, int(math.floor(cx - r))), max(0, int(math.floor(cy - r)))
+    x1, y1 = min(w, int(math.ceil(cx + r)) + 1), min(h, int(math.ceil(cy + r)) + 1)
+    patch = image[y0:y1, x0:x1]
+    ph, pw = patch.shape[:2]
+    shrink = ORIENT_MAX_SIDE is not None and max(ph, pw) > ORIENT_MAX_SIDE
+    if shrink:  # (ORIENT_MAX_SIDE); the upright patch is then scored again at the same size, for a fair vote
+        f = ORIENT_MAX_SIDE / max(ph, pw)
+        nw, nh = max(1, round(pw * f)), max(1, round(ph * f))
+        patch = cv2.resize(patch, (nw, nh), interpolation=cv2.INTER_AREA)
+        fx, fy = nw / pw, nh / ph
+        ph, pw = nh, nw
+    else:
+        fx = fy = 1.0
+    best = (det.score, 0, square, det.keypoints)
+    for k in (0, 1, 2, 3) if shrink else (1, 2, 3):  # np.rot90 by k: the patch turns counter-clockwise by 90k
+        rot = np.ascontiguousarray(np.rot90(patch, k))
+        found = detector.detect(rot)
+        if not found:
+            continue
+        rh, rw = rot.shape[:2]
+        centre = np.array([(rw - 1) / 2, (rh - 1) / 2])
+        d = min(found, key=lambda g: np.linalg.norm((g.box[:2] + g.box[2:]) / 2 - centre))
+        if k == 0:  # the upright vote at the shrunk size; the square stays the full-size detection's
+            best = (d.score, 0, square, det.keypoints)
+            continue
+        if d.score <= best[0]:
+            continue
+        sq = boxes_to_squares(np.asarray(d.box, dtype=np.float64)[None], box_map)[0]
+        # back from the turned patch to the image: undo k counter-clockwise quarter turns, the shrinking (pixel
+        # centres), then the crop
+        px, py = unrot90(sq[0], sq[1], k, pw, ph)
+        px, py = (px + 0.5) / fx - 0.5, (py + 0.5) / fy - 0.5
+        best = (d.score, k, np.array([px + x0, py + y0, sq[2] * 2 / (fx + fy)]), d.keypoints)
+    return best[2], _keypoint_turn(best[3], best[1])
+
+
+def _keypoint_turn(kp, k: int) -> float:
+    """The turn (degrees) of a face found upright in a patch turned counter-clockwise by 90k: in the image it is
+    turned clockwise by 90k, i.e. its eye line has the angle +90k (y down); the detector's eye points add the rest
+    (usable within about 30 degrees of upright, and the quarter turn leaves at most 45)."""
+    rest = 0.0
+    if kp is not None and len(kp) >= 2 and np.isfinite(kp[:2]).all():
+        rest = float(np.clip(eye_angle(kp[0][None], kp[1][None])[0], -45.0, 45.0))
+    return float((90 * k + rest + 180) % 360 - 180)
+
+
+def unrot90(x: float, y: float, k: int, w: int, h: int) -> tuple[float, float]:
+    """Pixel ``(x, y)`` of ``np.rot90(a, k)`` back to ``a`` (shape ``(h, w)``), 0-based pixel centres."""
+    # one counter-clockwise turn of an array of width cw maps (x, y) -> (y, cw - 1 - x); undo the turns last first
+    for j in reversed(range(k % 4)):
+        cw = w if j % 2 == 0 else h
+        x, y = cw - 1 - y, x
+    return x, y
