@@ -124,26 +124,6 @@ def _as_rgb(image: Any, exif: bool) -> tuple[np.ndarray, str]:
     return np.ascontiguousarray(a), "<array>"
 
 
-def _check(batch: int, stages, score_threshold: float, workers: int, threads: int, streams: int, tta: str,
-           boxes, no_detect: bool, boxes_kind: str) -> None:
-    """The option checks of ``facelm predict``, in the library's words (`name`)."""
-    if not 1 <= int(batch) <= 4096:
-        raise UsageError(f"`batch` must be in [1, 4096], got {batch}")
-    if stages not in (None, 1, 2):
-        raise UsageError(f"`stages` must be 1 or 2 (or None: as the models say), got {stages}")
-    if not 0.0 <= float(score_threshold) <= 1.0:
-        raise UsageError(f"`score_threshold` must be in [0, 1], got {score_threshold}")
-    for name, v in (("workers", workers), ("threads", threads), ("streams", streams)):
-        if int(v) < 0:
-            raise UsageError(f"`{name}` must be >= 0 (0 = automatic), got {v}")
-    if tta not in ("none", "flip"):
-        raise UsageError(f"`tta` must be 'none' or 'flip', got {tta!r}")
-    if boxes is not None and no_detect:
-        raise UsageError("`boxes` and `no_detect` cannot be used together")
-    if boxes_kind not in ("auto", "detector", "square"):
-        raise UsageError(f"`boxes_kind` must be auto, detector or square, got {boxes_kind!r}")
-
-
 class Landmarker:
     """Faces and their landmarks, with everything ``facelm predict`` can do one keyword away.
 
@@ -175,46 +155,14 @@ class Landmarker:
                  score_threshold: float = 0.6,
                  box_map: dict | str | Path | None = None, level: bool = True, tta: str = "flip", batch: int = 32,
                  workers: int = 0, threads: int = 0, streams: int = 0, exif: bool = True):
-        from facelm.runtime import Landmarker as Pipeline, default_models_dir, load_models, resolve_providers
-        from facelm.runtime.convert import scheme_converter
-        from facelm.runtime.precision import check_precision
-        from facelm.runtime.session import plan_threads
-        from facelm.scheme_maps import load_map_file
+        from facelm.runtime.setup import build_predict_run
 
-        _check(batch, stages, score_threshold, workers, threads, streams, tta, boxes, no_detect, boxes_kind)
-        precision = check_precision(precision)
-        if box_map is not None and not isinstance(box_map, dict):
-            from facelm.detectors.boxmap import read_box_map_file
-
-            box_map = read_box_map_file(box_map)
-        for f in scheme_maps:
-            load_map_file(f)
-        providers = resolve_providers(device, warn=_warn)
-        streams, threads = plan_threads(providers, streams, threads)
-        folder = models if models is not None else default_models_dir()
-        self.models = load_models(folder, stages, providers, threads, precision=precision)
-        self._conv = scheme_converter(self.models.scheme, to_scheme)
-        det = self._detector(detector, detector_model, boxes, boxes_kind, no_detect, score_threshold, providers)
-        if box_map is None and getattr(det, "kind", None) == "detector":  # predict's own boxes: the live map
-            from facelm.detectors.boxmap import resolve_box_map
-
-            box_map = resolve_box_map(self.models.stage1.meta, "yunet" if detector == "auto" else str(detector))[0]
-        self.exif = exif
-        self.pipeline = Pipeline(self.models, det, batch=batch, workers=workers, exif=exif, streams=streams,
-                                 box_map=box_map, level=level, tta=tta)
-
-    @staticmethod
-    def _detector(detector, model, boxes, boxes_kind, no_detect, score_threshold, providers):
-        from facelm.detectors import DETECTORS, create_detector
-        from facelm.detectors.base import FaceDetector
-
-        if isinstance(detector, FaceDetector):
-            return detector
-        if detector not in DETECTORS:
-            raise UsageError(f"unknown `detector` {detector!r} (known: {', '.join(DETECTORS)}, or a FaceDetector)")
-        return create_detector(detector, model=model, boxes=boxes, no_detect=no_detect,
-                               score_threshold=score_threshold, providers=providers, threads=1,
-                               boxes_kind=boxes_kind)
+        run = build_predict_run(models, detector=detector, detector_model=detector_model, boxes=boxes,
+                                boxes_kind=boxes_kind, no_detect=no_detect, stages=stages, device=device,
+                                precision=precision, to_scheme=to_scheme, scheme_maps=scheme_maps,
+                                score_threshold=score_threshold, box_map=box_map, level=level, tta=tta, batch=batch,
+                                workers=workers, threads=threads, streams=streams, exif=exif, warn=_warn)
+        self.models, self._conv, self.pipeline, self.exif = run.pair, run.converter, run.pipeline, exif
 
     @property
     def scheme(self) -> str:

@@ -147,3 +147,18 @@ def test_docs_python_example_runs(tmp_path):
     r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=REPO, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "examples/astronaut.jpg" in r.stdout
+
+
+@pytest.mark.parametrize("kw, name", [({"batch": 0}, "batch"), ({"batch": 5000}, "batch"), ({"stages": 3}, "stages"),
+                                      ({"score_threshold": float("nan")}, "score_threshold"),
+                                      ({"threads": -1}, "threads"), ({"streams": 65}, "streams"),
+                                      ({"tta": "x"}, "tta"), ({"boxes_kind": "x"}, "boxes_kind")])
+def test_predict_options_are_checked_once_for_the_cli_and_the_api(kw, name):
+    """facelm.runtime.setup is where both front doors check their options: the library names the parameter, the CLI
+    shows it as its flag."""
+    from facelm.cli._common import cli_message
+    from facelm.runtime.setup import check_predict_options
+
+    with pytest.raises(facelm.UsageError, match=f"`{name}`") as e:
+        check_predict_options(**kw)
+    assert cli_message(str(e.value)).startswith("--" + name.replace("_", "-"))

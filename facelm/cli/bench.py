@@ -145,7 +145,7 @@ def register(app: typer.Typer) -> None:
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No table on stderr.")] = False,
     ) -> None:
         """Latency and throughput of CNN-6, CNN-7, the detector and the whole predict, fp32 and int8 (JSON)."""
-        from facelm.cli.predict import MAX_BATCH, MAX_THREADS
+        from facelm.limits import MAX_BATCH, MAX_THREADS
         from facelm.runtime import cuda_usable
         from facelm.runtime.benchmark import BenchOptions
         from facelm.runtime.precision import check_precision

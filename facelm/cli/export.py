@@ -94,7 +94,7 @@ def register(app: typer.Typer) -> None:
         """Export a checkpoint to ONNX, check it against torch, optionally as fp16 or int8."""
         from facelm.export import ExportOptions, export
 
-        from facelm.cli.predict import MAX_THREADS
+        from facelm.limits import MAX_THREADS
 
         check_range("--calib-faces", calib_faces, 1)
         check_range("--max-val", max_val, 1)

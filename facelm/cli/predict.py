@@ -78,18 +78,13 @@ class Fmt(str, Enum):
     parquet = "parquet"
 
 
-_MODELS_HELP = ("Folder with the stage-1 (cnn6) and stage-2 (cnn7) ONNX models; default: the repository's "
+_MODELS_HELP = ("Folder with the stage-1 and stage-2 ONNX models (told apart by their metadata); default: the repository's "
                 "models/ (or the installed package's).")
 
 
 _PREC_HELP = ("Landmark model precision: int8 (the models' quantised copies, cnn6.int8.onnx/cnn7.int8.onnx), fp32, "
               "or auto: int8 on CPUs where it measured faster (VNNI, AMX, AVX2; ARM dot product), fp32 on CUDA and "
               "elsewhere. stderr says which and why.")
-
-#: upper bounds of the resource options: beyond these a value is a typo, not a plan
-MAX_BATCH = 4096
-MAX_THREADS = 1024
-MAX_STREAMS = 64
 
 _CSV_HEAD = ["image", "frame", "face", "box_x1", "box_y1", "box_x2", "box_y2", "score", "angle"]
 # after the landmarks, so that readers of the older column order (landmarks right after `angle`) keep working
@@ -239,18 +234,11 @@ def _write_drawing(path: Path, bgr) -> None:
 def _check_options(batch, vid_stride, stages, score_threshold, workers, threads, streams, boxes, no_detect,
                    tta) -> None:
     """The numeric ranges and exclusive options of ``facelm predict`` (usage errors, before any work)."""
-    check_range("--batch", batch, 1, MAX_BATCH)
+    from facelm.runtime.setup import check_predict_options
+
     check_range("--vid-stride", vid_stride, 1)
-    if stages not in (None, 1, 2):
-        raise UsageError(f"--stages must be 1 or 2, got {stages}")
-    check_range("--score-threshold", score_threshold, 0.0, 1.0)
-    check_range("--workers", workers, 0, MAX_THREADS)
-    check_range("--threads", threads, 0, MAX_THREADS)
-    check_range("--streams", streams, 0, MAX_STREAMS)
-    if boxes is not None and no_detect:
-        raise UsageError("--boxes and --no-detect cannot be used together")
-    if tta not in ("none", "flip"):
-        raise UsageError(f"--tta must be none or flip, not {tta!r}")
+    check_predict_options(batch=batch, stages=stages, score_threshold=score_threshold, workers=workers,
+                          threads=threads, streams=streams, tta=tta, boxes=boxes, no_detect=no_detect)
 
 
 def register(app: typer.Typer) -> None:
@@ -337,12 +325,9 @@ def register(app: typer.Typer) -> None:
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors and warnings on stderr.")] = False,
     ) -> None:
         """Detect faces and predict their landmarks with the two-stage CNN-6/CNN-7 models (JSON lines out)."""
-        from facelm.detectors import create_detector
-        from facelm.runtime import Landmarker, annotate, default_models_dir, load_models, resolve_providers
         from facelm.cli._predict_scale import RunScope, open_sink
-        from facelm.runtime.convert import scheme_converter
-        from facelm.runtime.precision import check_precision
-        from facelm.runtime.session import plan_threads
+        from facelm.runtime import annotate
+        from facelm.runtime.setup import build_predict_run
         from facelm.sources import describe_sources, iter_sources
 
         _check_options(batch, vid_stride, stages, score_threshold, workers, threads, streams, boxes, no_detect,
@@ -350,41 +335,22 @@ def register(app: typer.Typer) -> None:
         check_range("--min-quality", min_quality, 0.0, 1.0)
         check_range("--smooth-min-cutoff", smooth_min_cutoff, 0.0, lo_open=True)
         check_range("--smooth-beta", smooth_beta, 0.0)
-        precision = check_precision(precision)
-        given_map = None
-        if box_map_file is not None:
-            from facelm.detectors.boxmap import read_box_map_file
-
-            given_map = read_box_map_file(box_map_file)
         check_output_file("--output", output)  # before any work: a folder here used to fail after the whole run
         scope = RunScope(shard, resume, output, fmt.value)
-        for f in scheme_map or ():
-            from facelm.scheme_maps import load_map_file
-
-            load_map_file(f)
         if draw is not None and draw.exists() and not draw.is_dir():
             raise UsageError(f"--draw {draw}: is a file; give a folder")
         note = (lambda m: None) if quiet else info
-        providers = resolve_providers(device, warn=warn)
-        streams, threads = plan_threads(providers, streams, threads)
-        pair = load_models(models if models is not None else default_models_dir(), stages, providers, threads,
-                           precision=precision)
-        conv = scheme_converter(pair.scheme, to_scheme)
+        run = build_predict_run(models, detector=detector, detector_model=detector_model, boxes=boxes,
+                                boxes_kind=boxes_kind.value, no_detect=no_detect, stages=stages, device=device,
+                                precision=precision, to_scheme=to_scheme, scheme_maps=scheme_map or (),
+                                score_threshold=score_threshold, box_map=box_map_file, level=level, tta=tta,
+                                batch=batch, workers=workers, threads=threads, streams=streams, exif=exif,
+                                keep_images=draw is not None, info=note, warn=warn)
+        pair, conv, det, lm, streams, threads = run.pair, run.converter, run.detector, run.pipeline, run.streams, \
+            run.threads
         for s in pair.skipped:
             note(cli_message(s) if "not run by default" in s else f"skipped {s}")
-        det = create_detector(detector, model=detector_model, boxes=boxes, no_detect=no_detect,
-                              score_threshold=score_threshold, providers=providers, threads=1, info=note,
-                              boxes_kind=boxes_kind.value)
-        box_map = box_map_note = None
-        if getattr(det, "kind", None) == "detector":  # detector boxes from a file: the live detector's box map
-            from facelm.detectors.boxmap import resolve_box_map
-
-            det_name = "yunet" if detector == "auto" else detector
-            box_map, where = resolve_box_map(pair.stage1.meta, det_name)
-            box_map_note = f"; box map: {det_name} ({where})"
-        lm = Landmarker(pair, det, batch=batch, workers=workers, keep_images=draw is not None, exif=exif,
-                        streams=streams, box_map=given_map if given_map is not None else box_map, level=level,
-                        tta=tta)
+        box_map_note = f"; box map: {run.box_map_note}" if run.box_map_note else None
         s1, s2 = pair.stage1, pair.stage2
         note(f"models: {s1.path} (stage 1, {s1.arch}, {s1.scheme.name})"
              + (f" + {s2.path} (stage 2, {s2.arch})" if s2 else " (stage 1 only)"))

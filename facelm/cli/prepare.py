@@ -52,7 +52,7 @@ def register(app: typer.Typer) -> None:
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No table or progress on stderr.")] = False,
     ) -> None:
         """Prepare a dataset: read annotations, crop every face once into a compact cache, write a manifest."""
-        from facelm.cli.predict import MAX_THREADS
+        from facelm.limits import MAX_THREADS
         from facelm.prepare import MAX_CACHE_SIZE, PrepareOptions, prepare
 
         check_range("--holdout", holdout, 0.0, 1.0, hi_open=True)
