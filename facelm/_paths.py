@@ -3,7 +3,7 @@
 Kept free of heavy imports (no onnxruntime, OpenCV or torch) so that the command line can name these paths in its
 ``--help`` without loading a runtime.
 
-* :func:`default_models_dir`: the landmark models (``cnn6.onnx``, ``cnn7.onnx``) and their model card; the
+* :func:`default_models_dir`: the landmark models (``cnn6.onnx``, ``cnn6r.onnx``) and their model card; the
   repository's ``models/`` in a checkout, the package data ``facelm/_models`` in a wheel (``setup.py`` maps one to
   the other).
 * :func:`bundled_detector_dir`: its ``detectors/`` sub-folder, which holds the bundled face detector
@@ -26,7 +26,7 @@ DETECTOR_ENV = "FACELM_DETECTOR_MODEL"  # the environment form of --detector-mod
 
 
 def default_models_dir() -> Path:
-    """Where ``predict`` looks for ``cnn6.onnx``/``cnn7.onnx`` by default.
+    """Where ``predict`` looks for its stage models (``cnn6.onnx``/``cnn6r.onnx``) by default.
 
     A source checkout uses the repository's ``models/`` folder (next to ``pyproject.toml``); an installed package
     uses its ``facelm/_models`` package data. ``$FACELM_MODELS`` overrides both (handled by the CLI option).

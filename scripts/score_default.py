@@ -198,20 +198,23 @@ def markdown(s: dict) -> str:
     pct = lambda v: "-" if v is None or not math.isfinite(v) else f"{100 * v:.2f}"  # noqa: E731
     lines = ["### End to end: `facelm predict` (YuNet), held-out val faces, inter-ocular NME", "",
              "| set | faces | missed | stage 1 | stage 1, no levelling | stage 1 + flip TTA | pair | pair + flip TTA | "
-             "FR@10% (stage 1) |", "|---|---|---|---|---|---|---|---|---|"]
+             "FR@10% (stage 1 + TTA / pair + TTA) |", "|---|---|---|---|---|---|---|---|---|"]
     names = dict(SETS)
     for name, d in s["end_to_end"].items():
         if name == "mtfl_pose":
             continue
         lines.append(f"| {names[name]} | {d['s1']['n']} | {d['s1']['missing']} | {pct(d['s1']['nme'])} | "
                      f"{pct(d['s1-nolevel']['nme'])} | {pct(d['s1-tta']['nme'])} | {pct(d['pair']['nme'])} | "
-                     f"{pct(d['pair-tta']['nme'])} | {pct(d['s1']['fr10'])} |")
+                     f"{pct(d['pair-tta']['nme'])} | {pct(d['s1-tta']['fr10'])} / {pct(d['pair-tta']['fr10'])} |")
     if "mtfl_pose" in s["end_to_end"]:
-        lines += ["", "MTFL by pose label (stage 1, end to end):", "",
-                  "| pose | faces | NME % | FR@10% % |", "|---|---|---|---|"]
+        lines += ["", "MTFL by pose label (end to end, flip TTA), NME % / FR@10% %:", "",
+                  "| pose | faces | stage 1 | pair |", "|---|---|---|---|"]
         labels = {"1": "left profile", "2": "left", "3": "frontal", "4": "right", "5": "right profile"}
-        for p, v in s["end_to_end"]["mtfl_pose"].get("s1", {}).items():
-            lines.append(f"| {p} {labels.get(p, '')} | {v['n']} | {pct(v['nme'])} | {pct(v['fr10'])} |")
+        pose = s["end_to_end"]["mtfl_pose"]
+        for p, v in pose.get("s1-tta", {}).items():
+            w = pose.get("pair-tta", {}).get(p, {"nme": None, "fr10": None})
+            lines.append(f"| {p} {labels.get(p, '')} | {v['n']} | {pct(v['nme'])} / {pct(v['fr10'])} | "
+                         f"{pct(w['nme'])} / {pct(w['fr10'])} |")
     lines += ["", "### Ground-truth face squares (`facelm evaluate` of the ONNX files), val faces", "",
               "| set | faces | stage 1 NME | pair NME | pair FR@10% | pair AUC@10% |", "|---|---|---|---|---|---|"]
     for name, d in s["gt_boxes"].items():

@@ -5,8 +5,8 @@ scored by ``facelm evaluate`` (misses count as failures).
     python scripts/score_int8.py [--work work] [--models models] [--out work/scores-int8] [--record]
                                  [--max-increase 0.01] [--reuse]
 
-Sets: w300 (300-W AFW + HELEN, 68 points; stage 1, and the pair with ``--stages 2``) and mtfl (MTFL/AFLW, 5 points
-through the 68 -> 5 scheme map; stage 1). Prints a JSON record per set and variant with the NME of each precision,
+Sets: w300 (300-W AFW + HELEN, 68 points) and mtfl (MTFL/AFLW, 5 points through the 68 -> 5 scheme map), each with
+stage 1 alone (``--stages 1``) and the pair (``--stages 2``). Prints a JSON record per set and variant with the NME of each precision,
 the relative change and how far the int8 points lie from the fp32 ones (mean, in % of the inter-ocular distance of
 the fp32 points). With ``--record`` the results go into the int8 files' metadata (``quantization.end_to_end``:
 stage 1's into the stage-1 int8 file, the pair's into the stage-2 one). Exit code 1 when an int8 NME exceeds the fp32 one by
@@ -23,8 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-SETS = {"w300": ("300-W AFW+HELEN val (human, 68 points)", {"s1": [], "pair": ["--stages", "2"]}),
-        "mtfl": ("MTFL/AFLW val (human, 5 points)", {"s1": []})}
+VARIANTS = {"s1": ["--stages", "1"], "pair": ["--stages", "2"]}
+SETS = {"w300": ("300-W AFW+HELEN val (human, 68 points)", VARIANTS),
+        "mtfl": ("MTFL/AFLW val (human, 5 points)", VARIANTS)}
 
 
 def facelm(*args: str, stdout=None) -> subprocess.CompletedProcess:

@@ -1,4 +1,4 @@
-"""The shipped int8 models (models/cnn6.int8.onnx, models/cnn7.int8.onnx): made from the float models beside them
+"""The shipped int8 models (models/cnn6.int8.onnx, models/cnn6r.int8.onnx): made from the float models beside them
 (``scripts/export_int8.sh``), checked (<= 1% relative NME change on held-out human-labelled faces, recorded in
 their metadata), small, and close to the float models on the example images."""
 
@@ -20,11 +20,12 @@ EXAMPLES = REPO / "examples"
 
 #: the shipping limit of issue 15: the int8 NME may exceed the float one by at most 1% (relative)
 MAX_NME_INCREASE = 0.01
-#: int8 vs fp32 on the example images, mean point distance in % of the inter-ocular distance. One network pass
-#: (--no-level --tta none) measured 0.25% (astronaut) and 0.63% (camera man); the default pipeline 0.18% on the
-#: astronaut and 2.8-4.5% on the camera man, a small face looking down whose levelled passes amplify any change
-#: (levelling itself moves its points by 37% there); on the held-out 300-W faces the median is 0.25%.
-AGREE_ONE_PASS = 1.0
+#: int8 vs fp32 on the example images, mean point distance in % of the inter-ocular distance. One pass of each
+#: stage (--no-level --tta none) measured 0.15% (astronaut) and 1.37% (camera man; stage 1 alone 0.09% and 0.66%);
+#: the default pipeline 0.11% on the astronaut and 1.6-4.5% on the camera man, a small face looking down whose
+#: levelled passes and second stage amplify any change (levelling itself moves its points by 37% there); on the
+#: held-out 300-W faces the median is 0.22%.
+AGREE_ONE_PASS = {"astronaut.jpg": 1.0, "camera.jpg": 2.5}
 AGREE_DEFAULT = {"astronaut.jpg": 1.0, "camera.jpg": 6.0}
 
 
@@ -32,13 +33,13 @@ def _meta(name: str) -> dict:
     return read_onnx_meta(MODELS / name)
 
 
-@pytest.mark.parametrize("arch", ["cnn6", "cnn7"])
+@pytest.mark.parametrize("arch", ["cnn6", "cnn6r"])
 def test_shipped_int8_models_are_current_and_were_checked(arch):
     src, q = _meta(f"{arch}.onnx"), _meta(f"{arch}.int8.onnx")
     assert q["precision"] == "int8" and (q["arch"], q["stage"], q["scheme"]) == (src["arch"], src["stage"],
                                                                                 src["scheme"])
     quant = q["quantization"]
-    # made from the float model beside it: rerun scripts/export_int8.sh when cnn6.onnx/cnn7.onnx change
+    # made from the float model beside it: rerun scripts/export_int8.sh when cnn6.onnx/cnn6r.onnx change
     assert quant["source"]["file"] == f"{arch}.onnx" and quant["source"]["created"] == src["created"], \
         "stale int8 model: run scripts/export_int8.sh"
     assert quant["reduce_range"] is True and quant["format"] == "QDQ"
@@ -48,7 +49,7 @@ def test_shipped_int8_models_are_current_and_were_checked(arch):
     assert nme["relative_change"] <= MAX_NME_INCREASE and nme["relative_change_reference"] <= MAX_NME_INCREASE
     assert nme["measured_on"]["cpu"]
     e2e = quant["end_to_end"]["results"]
-    assert {r["set"] for r in e2e} >= ({"w300", "mtfl"} if arch == "cnn6" else {"w300"})
+    assert {r["set"] for r in e2e} >= {"w300", "mtfl"}
     assert all(r["relative_change"] <= MAX_NME_INCREASE for r in e2e)
     assert q.get("predict_default", True) == src.get("predict_default", True)
     if arch == "cnn6":
@@ -56,8 +57,8 @@ def test_shipped_int8_models_are_current_and_were_checked(arch):
 
 
 def test_int8_files_are_small():
-    sizes = {f: (MODELS / f).stat().st_size for f in ("cnn6.int8.onnx", "cnn7.int8.onnx")}
-    assert sizes["cnn6.int8.onnx"] < 5e6 and sizes["cnn7.int8.onnx"] < 10e6
+    sizes = {f: (MODELS / f).stat().st_size for f in ("cnn6.int8.onnx", "cnn6r.int8.onnx")}
+    assert sizes["cnn6.int8.onnx"] < 5e6 and sizes["cnn6r.int8.onnx"] < 5e6
     card = (MODELS / "README.md").read_text()
     assert "scripts/export_int8.sh" in card and "--precision" in card
 
@@ -79,7 +80,7 @@ def test_int8_and_fp32_agree_on_the_example_images(image):
         return 100 * np.linalg.norm(a - b, axis=1).mean() / np.linalg.norm(a[36] - a[45])
 
     one = {p: _landmarks(p, image, level=False, tta="none") for p in ("fp32", "int8")}
-    assert 0 < dist(one["fp32"], one["int8"]) < AGREE_ONE_PASS  # > 0: the int8 models really ran
+    assert 0 < dist(one["fp32"], one["int8"]) < AGREE_ONE_PASS[image]  # > 0: the int8 models really ran
     full = {p: _landmarks(p, image, tta="flip") for p in ("fp32", "int8")}
     assert dist(full["fp32"], full["int8"]) < AGREE_DEFAULT[image]
 

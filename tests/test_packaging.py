@@ -84,7 +84,7 @@ def test_wheel_ships_models_as_package_data_and_installed_facelm_finds_them(tmp_
     zf = zipfile.ZipFile(wheel)
     names = set(zf.namelist())
     shipped = sorted(p.name for p in (REPO / "models").iterdir() if p.suffix in (".onnx", ".md"))
-    assert "README.md" in shipped and {"cnn6.onnx", "cnn7.onnx"} <= set(shipped)
+    assert "README.md" in shipped and {"cnn6.onnx", "cnn6r.onnx"} <= set(shipped)
     for name in shipped:
         assert f"facelm/_models/{name}" in names
     for name in DETECTOR:  # the detector, byte for byte, with its licence and notice

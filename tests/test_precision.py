@@ -297,9 +297,9 @@ def test_bench_reports_fp32_and_int8_side_by_side(tiny, tmp_path):
         d = res["precisions"][prec]
         assert d["models"] == files and len(d["rounds"]) == 2
         assert d["network_passes"] == [6, 2]  # stage 1 with two levelled runs, stage 2; each twice (flip TTA)
-        assert d["cnn6_faces_s"] > 0 and d["cnn7_faces_s"] > 0 and d["bare_faces_s"] > 0 and d["pipeline_faces_s"] > 0
+        assert d["stage1_faces_s"] > 0 and d["stage2_faces_s"] > 0 and d["bare_faces_s"] > 0 and d["pipeline_faces_s"] > 0
         assert d["time_budget"]["faces"] > 0 and d["time_budget"]["ms_per_face"]["networks"] > 0
-    assert {"cnn6", "cnn6_latency", "cnn7", "bare", "pipeline"} <= set(res["int8_over_fp32"])
+    assert {"stage1", "stage1_latency", "stage2", "bare", "pipeline"} <= set(res["int8_over_fp32"])
     assert "int8 / fp32 speed" in (tmp_path / "b.md").read_text() and "int8 / fp32 speed" in r.stderr
     r = CliRunner().invoke(app, ["bench", "--models", str(tiny["models"]), "--precision", "fp32,bf16"])
     assert r.exit_code == 2 and "--precision" in r.stderr

@@ -58,13 +58,13 @@ def _fmt(v) -> str:
     return "-" if v is None else f"{v:g}" if isinstance(v, (int, float)) else str(v)
 
 
-_ROWS = [("CNN-6 ms, batch 1", "cnn6_latency_ms"), ("CNN-6 faces/s", "cnn6_faces_s"),
-         ("CNN-7 ms, batch 1", "cnn7_latency_ms"), ("CNN-7 faces/s", "cnn7_faces_s"),
+_ROWS = [("stage 1 ms, batch 1", "stage1_latency_ms"), ("stage 1 faces/s", "stage1_faces_s"),
+         ("stage 2 ms, batch 1", "stage2_latency_ms"), ("stage 2 faces/s", "stage2_faces_s"),
          ("bare networks faces/s", "bare_faces_s"), ("detector ms/image", "detector_ms"),
          ("pipeline faces/s (no detector)", "pipeline_faces_s"), ("pipeline / bare", "pipeline_ratio_to_bare"),
          ("predict faces/s (with detector)", "predict_faces_s"), ("predict / bare", "predict_ratio_to_bare")]
-_RATIO_OF = {"cnn6_latency_ms": "cnn6_latency", "cnn6_faces_s": "cnn6", "cnn7_latency_ms": "cnn7_latency",
-             "cnn7_faces_s": "cnn7", "bare_faces_s": "bare", "pipeline_faces_s": "pipeline",
+_RATIO_OF = {"stage1_latency_ms": "stage1_latency", "stage1_faces_s": "stage1",
+             "stage2_latency_ms": "stage2_latency", "stage2_faces_s": "stage2", "bare_faces_s": "bare", "pipeline_faces_s": "pipeline",
              "predict_faces_s": "predict"}
 
 
@@ -122,7 +122,7 @@ def register(app: typer.Typer) -> None:
         folder: Annotated[Path | None, typer.Argument(help="Images for the detector and pipeline runs "
                                                            "(default: synthetic faces).", show_default=False)
                           ] = None,
-        models: Annotated[Path | None, typer.Option("--models", "-m", help="Folder with cnn6.onnx and cnn7.onnx.",
+        models: Annotated[Path | None, typer.Option("--models", "-m", help="Folder with the stage models (default: the shipped ones).",
                                                     envvar="FACELM_MODELS", show_default=False)] = None,
         precision: Annotated[str, typer.Option(metavar="LIST", help="Comma-separated precisions to measure side "
                                                                     "by side: fp32, int8, auto.")] = "fp32,int8",

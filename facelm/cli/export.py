@@ -182,4 +182,4 @@ def _hints(s: dict) -> None:
     other = "cnn7 (stage 2)" if s["stage"] == 1 else "cnn6 (stage 1)"
     info(f"next: facelm export <{other} checkpoint> --out {out.parent}/{other[:4]}.onnx  "
          "(predict runs both stages when both are there; --stages 1 runs CNN-6 alone)")
-    info(f"      facelm predict IMAGES --models {out.parent}  (reads cnn6.onnx and cnn7.onnx there)")
+    info(f"      facelm predict IMAGES --models {out.parent}  (finds the stage models there by their metadata)")

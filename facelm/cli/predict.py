@@ -82,7 +82,7 @@ _MODELS_HELP = ("Folder with the stage-1 and stage-2 ONNX models (told apart by 
                 "models/ (or the installed package's).")
 
 
-_PREC_HELP = ("Landmark model precision: int8 (the models' quantised copies, cnn6.int8.onnx/cnn7.int8.onnx), fp32, "
+_PREC_HELP = ("Landmark model precision: int8 (the models' quantised copies, cnn6.int8.onnx/cnn6r.int8.onnx), fp32, "
               "or auto: int8 on CPUs where it measured faster (VNNI, AMX, AVX2; ARM dot product), fp32 on CUDA and "
               "elsewhere. stderr says which and why.")
 

@@ -186,8 +186,8 @@ class _Round:
         from facelm.detectors import WholeImageDetector
 
         o, r = self.o, {}
-        r["cnn6"] = model_bench(self.both.stage1, o.batch, o.seconds, self.rng)
-        r["cnn7"] = model_bench(self.both.stage2, o.batch, o.seconds, self.rng) if self.both.stage2 else None
+        r["stage1"] = model_bench(self.both.stage1, o.batch, o.seconds, self.rng)
+        r["stage2"] = model_bench(self.both.stage2, o.batch, o.seconds, self.rng) if self.both.stage2 else None
         bare = lambda s: bare_networks(self.run, o.batch, s, self.rng, level=o.level, tta=o.tta,
                                        streams=self.streams)
         r["bare_faces_s"] = bare(o.seconds)
@@ -207,8 +207,8 @@ class _Round:
         return r
 
 
-_KEYS = {"cnn6_latency_ms": ("cnn6", "latency_ms"), "cnn6_faces_s": ("cnn6", "throughput_faces_s"),
-         "cnn7_latency_ms": ("cnn7", "latency_ms"), "cnn7_faces_s": ("cnn7", "throughput_faces_s"),
+_KEYS = {"stage1_latency_ms": ("stage1", "latency_ms"), "stage1_faces_s": ("stage1", "throughput_faces_s"),
+         "stage2_latency_ms": ("stage2", "latency_ms"), "stage2_faces_s": ("stage2", "throughput_faces_s"),
          "bare_faces_s": ("bare_faces_s",), "detector_ms": ("detector", "latency_ms"),
          "pipeline_faces_s": ("pipeline", "faces_s"), "pipeline_ratio_to_bare": ("pipeline", "ratio_to_bare"),
          "predict_faces_s": ("predict", "faces_s"), "predict_ratio_to_bare": ("predict", "ratio_to_bare")}

@@ -2,8 +2,8 @@
 
 ``precision``:
 
-* ``fp32``: the float models (``cnn6.onnx``, ``cnn7.onnx``; on CUDA also fp16 exports);
-* ``int8``: their statically quantised copies (``cnn6.int8.onnx``, ``cnn7.int8.onnx``; metadata
+* ``fp32``: the float models (``cnn6.onnx``, ``cnn6r.onnx``; on CUDA also fp16 exports);
+* ``int8``: their statically quantised copies (``cnn6.int8.onnx``, ``cnn6r.int8.onnx``; metadata
   ``"precision": "int8"``), which must exist for every stage that runs;
 * ``auto`` (the default): int8 where it is faster and as accurate, fp32 elsewhere (:func:`choose_precision`):
 

@@ -209,13 +209,13 @@ def _pick(root: Path, sets: dict, stages: int | None, precision: str, cuda: bool
     i8 = {st: _one(root, sets["int8"][st], st, "int8") for st in (1, 2)}
     base = flt if flt[1] is not None else i8
     if base[1] is None:
-        raise ModelError(f"no stage-1 facelm model found in {root}; pass `models` DIR holding cnn6.onnx and "
-                         "cnn7.onnx (made by `facelm export`)")
+        raise ModelError(f"no stage-1 facelm model found in {root}; pass `models` DIR holding a stage-1 and "
+                         "a stage-2 model (cnn6.onnx, cnn6r.onnx or cnn7.onnx: made by `facelm export`)")
     s2 = base[2]
     run2 = stages == 2 or (stages is None and s2 is not None and s2[1].get("predict_default", True) is not False)
     if stages == 2 and s2 is None:
         raise ModelError(f"`stages` 2: no stage-2 model in {root} (only {base[1][0].name}); use `stages` 1 or add "
-                         "cnn7.onnx")
+                         "a stage-2 model (cnn6r.onnx or cnn7.onnx)")
     if flt[1] is None:  # a folder of int8 models only
         if check_precision(precision) == "fp32":
             raise ModelError(f"`precision` fp32: {root} holds only int8 models")
@@ -252,7 +252,7 @@ def load_models(models: str | Path, stages: int | None = None, providers: list |
 
     Args:
         models: a folder holding the stage-1 (and usually the stage-2) ``.onnx`` files and, optionally, their int8
-            copies (``cnn6.int8.onnx``, ``cnn7.int8.onnx``), or a single stage-1 file.
+            copies (``cnn6.int8.onnx``, ``cnn6r.int8.onnx``), or a single stage-1 file.
         stages: 1 (stage 1 only), 2 (both; stage 2 must exist) or None (2 when a stage-2 model is there, unless
             its metadata says ``"predict_default": false``: a stage-2 model measured to be worse than stage 1
             alone is then kept for ``--stages 2`` but not run by default; the reason is reported in ``skipped``).
@@ -275,16 +275,16 @@ def load_models(models: str | Path, stages: int | None = None, providers: list |
     elif root.is_dir():
         files = sorted(root.glob("*.onnx"))
     else:
-        raise ModelError(f"no models found in {root} (no such folder); pass `models` DIR with cnn6.onnx and "
-                         "cnn7.onnx (`facelm export`)")
+        raise ModelError(f"no models found in {root} (no such folder); pass `models` DIR with a stage-1 and a "
+                         "stage-2 model (`facelm export`)")
     if not files:
-        raise ModelError(f"no models found in {root}; pass `models` DIR holding cnn6.onnx and cnn7.onnx "
-                         "(made by `facelm export`)")
+        raise ModelError(f"no models found in {root}; pass `models` DIR holding a stage-1 and a stage-2 "
+                         "model (made by `facelm export`)")
     sets, skipped = _scan(root, files)
     if not sets["float"][1] and not sets["int8"][1]:
         why = f" (skipped: {'; '.join(skipped)})" if skipped else ""
-        raise ModelError(f"no stage-1 facelm model found in {root}{why}; pass `models` DIR holding cnn6.onnx "
-                         "and cnn7.onnx (made by `facelm export`)")
+        raise ModelError(f"no stage-1 facelm model found in {root}{why}; pass `models` DIR holding a "
+                         "stage-1 and a stage-2 model (made by `facelm export`)")
     if stages == 1:
         sets["float"][2], sets["int8"][2] = [], []
     cuda = "CUDAExecutionProvider" in _ort_plumbing.provider_names(providers or [])
