@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Train, export and score facelm's shipped default 68-point models (models/cnn6.onnx + models/cnn7.onnx) with
-# facelm's own commands, end to end. See models/README.md (the model card) for what came out of it.
+# Train, export and score facelm's shipped default 68-point models (models/cnn6.onnx + models/cnn6r.onnx, and their
+# int8 copies) with facelm's own commands, end to end. See models/README.md (the model card) for what came out of it.
 #
 #   scripts/train_default.sh [DATA_ROOT]        (default ../shared/data; OUT=work to change the work folder)
 #
@@ -9,22 +9,22 @@
 # UTKFace sets come in at a low weight. Each set is prepared on its own with 10% of its identities held out
 # ('val'); no val face is trained on, and the box map is fitted on train splits only.
 #
-# Both stages warm-start from the previous shipped models (commit 1d2ecf4, trained on the machine-labelled sets),
-# which this script takes from the git history. Stage 1 (CNN-6) sees 35% of its crops rotated over the full circle,
-# so `predict` can level faces at any in-plane angle; stage 2 (CNN-7) trains on upright crops from the ground truth
-# with +-15 degrees and 5% box noise, so the two stages can train at the same time on two cores.
+# Stage 1 warm-starts from the previous shipped CNN-6 (commit 1d2ecf4, trained on the machine-labelled sets), which
+# this script takes from the git history; its first run sees 35% of its crops rotated over the full circle, so
+# `predict` can level faces at any in-plane angle. Stage 2 is the CNN-6 network trained on stage 2's crops
+# (`--arch cnn6r`, step 3e), warm-started from the finished stage 1. (The CNN-7 stage 2 shipped before, trained
+# beside stage 1's first run, lost to stage 1 alone and is no longer made here: CNN-7 trains at ~6 crops/s on one
+# core of this CPU.)
 # Every step keeps its output when it already exists, and training resumes from last.pt.
-# Budget (env): S1_STEPS, S1_BATCH, S2_STEPS, S2_BATCH, FT_STEPS, FT2_STEPS, FT3_STEPS, S2R_STEPS. The shipped models used the
-# defaults below on a 2-core CPU (about 80 min for both stages side by side, then 17 min for 3b, 72 min for 3c and
-# 30 min for 3d, while other work shared the machine),
-# except that the shipped stage-2 run was stopped at step 600 of its 900 (SIGTERM; best.pt = step 600) to free a
-# core: its pair lost to stage 1 alone anyway, so `predict` runs stage 1 only by default (models/README.md).
+# Budget (env): S1_STEPS, S1_BATCH, FT_STEPS, FT2_STEPS, FT3_STEPS, S2R_STEPS. The shipped models used the defaults
+# below on a 2-core CPU (about 80 min for run 1, then 17 min for 3b, 72 min for 3c, 30 min for 3d and 59 min for
+# 3e, while other work shared the machine).
 set -euo pipefail
 DATA=${1:-../shared/data}
 OUT=${OUT:-work}
 MODELS=${MODELS:-models}
 S1_STEPS=${S1_STEPS:-6000}; S1_BATCH=${S1_BATCH:-32}
-S2_STEPS=${S2_STEPS:-900}; S2_BATCH=${S2_BATCH:-16}; FT_STEPS=${FT_STEPS:-1200}
+FT_STEPS=${FT_STEPS:-1200}
 FT2_STEPS=${FT2_STEPS:-4500}; FT3_STEPS=${FT3_STEPS:-3000}; S2R_STEPS=${S2R_STEPS:-9000}
 PARENT=${PARENT:-1d2ecf4}
 mkdir -p "$OUT/runs" "$MODELS"
@@ -36,10 +36,8 @@ for s in w300-train:w300 mtfl-train:mtfl helen29-train:helen29 infanface-train:i
     > "$OUT/${s##*:}.prepare.json"
 done
 
-# 2. the parent models to warm-start from
-for m in cnn6 cnn7; do
-  [ -f "$OUT/init-$m.onnx" ] || git show "$PARENT:models/$m.onnx" > "$OUT/init-$m.onnx"
-done
+# 2. the parent model to warm-start from
+[ -f "$OUT/init-cnn6.onnx" ] || git show "$PARENT:models/cnn6.onnx" > "$OUT/init-cnn6.onnx"
 
 SOURCES=(--data "$OUT/w300" --data "$OUT/mtfl" --data "$OUT/helen29" --data "$OUT/infan" --data "$OUT/ytf"
          --data "$OUT/utk" --weight 1 --weight 0.7 --weight 0.2 --weight 0.15 --weight 0.2 --weight 0.2)
@@ -51,12 +49,9 @@ train() {  # run-name extra-args...
   facelm train "${SOURCES[@]}" --loss wing --threads 1 --out "$OUT/runs/$run" "${resume[@]}" "$@" -q \
     > "$OUT/runs/$run.json"
 }
-# 3. both stages side by side, one core each
+# 3. stage 1, run 1
 train s1 --arch cnn6 --seed 0 --init "$OUT/init-cnn6.onnx" --full-turn 0.35 --steps "$S1_STEPS" --batch-size "$S1_BATCH" \
-  --lr 5e-4 --val-every 500 &
-train s2 --arch cnn7 --seed 0 --init "$OUT/init-cnn7.onnx" --rotate 15 --steps "$S2_STEPS" --batch-size "$S2_BATCH" \
-  --lr 2e-4 --val-every 300 --max-val 200 --log-every 25 &
-wait
+  --lr 5e-4 --val-every 500
 # 3b. stage 1 again, from its own weights: less rotation (the detector now finds which way up a face is, so stage 1
 #     needs fewer full turns), lower learning rate; the shipped file is this run's last checkpoint
 train s1ft --arch cnn6 --init "$OUT/runs/s1/best.pt" --rotate 20 --full-turn 0.1 --steps "$FT_STEPS" --batch-size "$S1_BATCH" \
@@ -72,14 +67,13 @@ train s1ft3 --arch cnn6 --init "$OUT/runs/s1ft2/last.pt" --rotate 20 --full-turn
 
 # 3e. stage 2 as the CNN-6 network on the levelled crop (`cnn6r`, 64 px), warm-started from the shipped stage 1 and
 #     trained on crops framed by that stage 1's own predictions (`--stage1`), as `predict` frames them; rotation
-#     +-10 deg (the stage-2 default), the same sources and weights. CNN-7 (step 3's s2) trains at ~6 crops/s on one
-#     core here and never reached stage 1's accuracy; this refiner runs at ~80 crops/s.
+#     +-10 deg (the stage-2 default), the same sources and weights; ~80 crops/s on one core.
 train s2r --arch cnn6r --init "$OUT/runs/s1ft3/last.pt" --stage1 "$OUT/runs/s1ft3/last.pt" --steps "$S2R_STEPS" \
   --batch-size "$S1_BATCH" --lr 2e-4 --val-every 1000 --max-val 300 --seed 4
 
 # 4. export (torch/onnxruntime parity and the NME of the stored weights are checked on the w300 val split)
 facelm export "$OUT/runs/s1ft3/last.pt" --out "$MODELS/cnn6.onnx" --weights fp16 --val "$OUT/w300" -q > "$OUT/export-cnn6.json"
-facelm export "$OUT/runs/s2/best.pt" --out "$MODELS/cnn7.onnx" --weights fp16 --val "$OUT/w300" -q > "$OUT/export-cnn7.json"
+facelm export "$OUT/runs/s2r/last.pt" --out "$MODELS/cnn6r.onnx" --weights fp16 --val "$OUT/w300" -q > "$OUT/export-cnn6r.json"
 
 # 5. YuNet's box map, fitted where it is used: in-the-wild photos and video frames (train splits)
 facelm fit-box-map --data "$OUT/w300" --data "$OUT/infan" --data "$OUT/ytf" --models "$MODELS" -q > "$OUT/box_map.json"
