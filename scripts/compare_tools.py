@@ -34,6 +34,9 @@ Faces a tool misses (no detection, no match with IoU >= ``--min-iou``, no landma
 ``NAME.summary.json`` holds faces, misses (with ids), seconds and match IoUs. Files that exist are reused unless
 ``--force``; detector outputs are cached as ``yunet-SPLIT.json`` / ``dlibhog-SPLIT.json``.
 
+Data in another scheme with a map from 300w68 (HELEN-29: ``cofw29``) is scored by ``facelm evaluate`` through that
+map (the 68-point files as they are), and faces are matched on the mapped points' square.
+
 ``--to-5pt`` also writes ``NAME.5pt.jsonl``: scheme ``5pt`` (image-left eye centre = mean of 68-points 36..41,
 image-right eye centre = mean of 42..47, nose tip 30, mouth corners 48 and 54), which ``facelm evaluate`` scores
 against 5-point data such as MTFL. ``--evaluate`` runs ``facelm evaluate --protocol custom --per-face`` on the
@@ -268,7 +271,14 @@ class Faces:
 
     def pred_box(self, lm68: np.ndarray) -> np.ndarray:
         """Face square of predicted 68 points in the dataset's scheme (5-point data: of the 5 derived points)."""
-        pts = to_5pt(lm68) if self.scheme.num_landmarks == 5 else lm68
+        if self.scheme.num_landmarks == 5:
+            pts = to_5pt(lm68)
+        elif self.scheme.num_landmarks == 68:
+            pts = lm68
+        else:  # another scheme (HELEN-29): its points that have a 68-point equivalent (facelm.scheme_maps)
+            from facelm.scheme_maps import get_map
+
+            pts = get_map("300w68", self.scheme.name).apply(lm68)
         return square_box(pts, self.scale)
 
 
@@ -687,7 +697,7 @@ def evaluate(run: Run, names: list[str]) -> dict:
                 row["by_pose"][str(lab)] = {"n": len(e), "misses": int(np.sum(~np.isfinite(e))),
                                             "nme": float(fin.mean()) if len(fin) else None,
                                             "fr@0.1": float(np.mean(~(e <= 0.1))) if len(e) else None}
-        if not five:
+        if run.faces.scheme.num_landmarks == 68:
             row["nme_no_jaw"] = nme_subset(run, run.out / f"{n}.jsonl", range(17, 68))
         rows.append(row)
     res = {"data": str(a.data), "split": a.split, "command": cmd, "rows": rows}
@@ -798,8 +808,11 @@ def main(argv: list[str] | None = None) -> int:
     if bad:
         ap.error(f"unknown tool or mode: {', '.join(bad)}")
     run = Run(a)
-    if run.faces.scheme.num_landmarks not in (68, 5):
-        sys.exit(f"error: the dataset scheme {run.faces.scheme.name} is neither 300w68 nor 5pt")
+    from facelm.scheme_maps import has_map
+
+    if run.faces.scheme.num_landmarks not in (68, 5) and not has_map("300w68", run.faces.scheme.name):
+        sys.exit(f"error: the dataset scheme {run.faces.scheme.name} is neither 300w68 nor 5pt and has no map from "
+                 "300w68 (facelm.scheme_maps)")
     five = run.faces.scheme.num_landmarks == 5
     if five and not a.to_5pt:
         log("5-point data: --to-5pt implied (68-point files cannot be scored against it)")
