@@ -3,7 +3,7 @@
     python scripts/smoothing_measure.py [--models models] [--ytf ../shared/data/ytf68-train] [--videos 8]
                                         [--min-cutoff 1.0 --beta 1.0] [--out work/smoothing.json]
 
-Three clips, each run through the default pipeline (YuNet, stage 1, flip TTA, levelling) at 30 fps, then through
+Three clips, each run through the default pipeline (YuNet, both stages, flip TTA, levelling) at 30 fps, then through
 the tracker without and with smoothing:
 
 * **still**: ``examples/astronaut.jpg`` repeated for 60 frames, each with fresh Gaussian pixel noise (sigma 4
