@@ -129,7 +129,7 @@ def test_keywords_match_predict_options(tmp_path):
     assert [f.to_dict() for f in got] == want and got[0].landmarks.shape == (5, 2)
     lm2 = facelm.Landmarker(stages=2, to_scheme="5pt", device="cpu", threads=1)
     assert [f.to_dict() for f in lm2(img, boxes=[square])] == want  # per-call boxes: face squares
-    assert lm2.scheme == "5pt" and "cnn7" in repr(lm2)
+    assert lm2.scheme == "5pt" and "cnn6r" in repr(lm2)  # the shipped stage 2
 
 
 def test_precision_keyword_is_predicts(tmp_path):
