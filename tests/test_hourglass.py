@@ -302,7 +302,7 @@ def test_hpm_block():
 # --- registry -------------------------------------------------------------------------------------------------
 
 def test_registry_lists_heatmap_models():
-    assert list_models() == ["cnn6", "cnn7", "hourglass", "smt"]
+    assert list_models() == ["cnn6", "cnn6r", "cnn7", "hourglass", "smt"]
     assert model_input_size("hourglass") == model_input_size("smt") == 128
     assert model_input_size("hourglass", input_size=256) == 256
     assert model_input_size("smt", input_size=64, stacks=2) == 64

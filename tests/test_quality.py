@@ -58,11 +58,18 @@ def pipelines():
 
 def test_an_upside_down_face_given_as_a_box_gets_a_low_quality(pipelines):
     """The astronaut turned 180 degrees, her YuNet box given without a live detector (as ``--boxes``): only the
-    pipeline's own levelling can turn the face upright, the points come out wrong (NME > 10%), and the quality
-    says so; upright, it is high."""
+    pipeline's own levelling can turn the face upright, stage 1's points come out wrong (NME > 10%), and the
+    quality (made of stage-1 signals) says so; upright, it is high. (The shipped stage 2 brings this face back to
+    about 8%, so the check runs stage 1 alone: the quality is conservative after the refiner.)"""
+    from facelm.detectors import create_detector
+    from facelm.detectors.boxmap import resolve_box_map
     from facelm.imageio import read_image
+    from facelm.runtime import Landmarker, load_models
 
-    detect, boxes = pipelines
+    detect, _ = pipelines
+    one = load_models(REPO / "models", stages=1, threads=1)
+    boxes = Landmarker(one, create_detector(no_detect=True), workers=1,
+                       box_map=resolve_box_map(one.stage1.meta, "yunet")[0])
     img = read_image(ASTRONAUT)
     (up,) = detect.predict_image(img).faces
     assert up.quality > 0.9
