@@ -7,7 +7,7 @@ registered in three variants.
 * ``cnn7`` (stage 2): 128x128x3 input; six such blocks with 64-128-256-512-512-512 channels; FC 1024 + ReLU;
   FC 2L. 8,508,168 parameters for L = 68; CNN-6 + CNN-7 = 12,314,320 (the paper's "12.3 M").
 * ``cnn6r`` (stage 2, not in the paper): the CNN-6 network on the stage-2 crop (the levelled square of the stage-1
-  shape) at 64x64: a refiner that costs what stage 1 costs (CNN-7 is 9x the compute) and can be warm-started from
+  shape) at 64x64: a refiner that costs what stage 1 costs (CNN-7 is 14x the compute) and can be warm-started from
   a trained CNN-6 (``facelm.checkpoint.load_init_weights``), for machines where CNN-7 cannot be trained to the
   paper's budget.
 

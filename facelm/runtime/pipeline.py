@@ -1,5 +1,6 @@
 """The two-stage landmark pipeline (docs/predict.md): detector box -> face square -> CNN-6 -> eye-line angle ->
-upright face square from the stage-1 shape -> CNN-7 -> landmarks back in image pixels.
+upright face square from the stage-1 shape -> stage 2 (CNN-7, or the shipped ``cnn6r``) -> landmarks back in image
+pixels.
 
 Per face, all geometry is in original-image pixels (0-based, pixel centres at integers):
 
@@ -8,9 +9,10 @@ Per face, all geometry is in original-image pixels (0-based, pixel centres at in
 2. **Stage 1**: frame ``(cx, cy, side, 0)`` -> ``frame_matrices`` (64 px, the crop covers 1.2 x side) ->
    anti-aliased ``warp_crop`` (black outside the image, as the training crops) -> CNN-6 -> landmarks mapped back
    through the inverse affine.
-2b. **Which way up, and levelling** (``level=True``, the default): with a live detector, the detector runs again
-   on the face's patch turned by 90, 180 and 270 degrees and the best-scoring turn (plus the detector's eye line
-   within it) sets the angle of the first stage-1 crop; then stage 1 runs again, twice, on the crop levelled by
+2b. **Which way up, and levelling** (``level=True``, the default): with a live detector, unless its detection is
+   confident enough to be upright, the detector runs again on the face's patch turned by 90, 180 and 270 degrees
+   and the best-scoring turn (plus the detector's eye line within it) sets the angle of the first stage-1 crop
+   (``facelm.runtime.orientation``); then stage 1 runs again, twice, on the crop levelled by
    its own previous shape. Faces whose last levelled shape still disagrees with the one before (without a live
    detector: faces the first pass misread) are tried from quarter turns and keep the most self-consistent result
    (docs/predict.md).
@@ -18,7 +20,8 @@ Per face, all geometry is in original-image pixels (0-based, pixel centres at in
    made: the angle of the eye line (the scheme's angle normaliser; 0 = level, positive = the image-right eye is
    lower, i.e. the face is rolled clockwise on screen, since y points down) and the bounding square of the shape
    rotated level (side ``face_box_scale x max(w, h)``).
-4. **Stage 2**: frame ``(cx, cy, side, angle)`` -> 128 px upright crop -> CNN-7 -> inverse affine.
+4. **Stage 2**: frame ``(cx, cy, side, angle)`` -> upright crop at the stage-2 model's size (CNN-7 128 px,
+   ``cnn6r`` 64 px) -> the model -> inverse affine.
 
 The reported ``angle`` (degrees, same sign convention) is the eye-line angle of the *final* landmarks: with two
 stages that is a refinement of the step-3 angle (the rotation removed before stage 2, kept as
