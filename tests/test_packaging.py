@@ -138,3 +138,24 @@ def test_readme_main_command_works_in_a_fresh_clone_without_shared(tmp_path):
     _assert_offline(env, work)
     _assert_predicts_examples([sys.executable, "-m", "facelm"], env, work,
                               clone / "models" / "detectors" / "yunet_s_dynamic.onnx")
+
+
+def test_a_stale_build_folder_does_not_put_deleted_models_into_the_wheel(tmp_path):
+    """setup.py's build_py starts the package data from an empty folder: a model deleted from models/ since an earlier
+    build (left in build/lib) must not ship beside its replacement (predict would refuse two stage-2 models)."""
+    files = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
+    src = tmp_path / "src"
+    for f in files:
+        if (REPO / f).is_file():
+            (src / f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / f, src / f)
+    stale = src / "build" / "lib" / "facelm" / "_models" / "cnn7.onnx"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"an old stage-2 model")
+    dist = tmp_path / "dist"
+    r = subprocess.run([sys.executable, "-m", "pip", "wheel", str(src), "--no-deps", "-q",
+                        "-w", str(dist)], capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    (wheel,) = dist.glob("facelm-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert "facelm/_models/cnn6.onnx" in names and "facelm/_models/cnn7.onnx" not in names
