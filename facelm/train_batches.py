@@ -70,9 +70,8 @@ def crop_theta(mats: np.ndarray, src_size: int, out_size: int) -> np.ndarray:
     a = np.stack([np.stack([m[:, 1, 1], -m[:, 0, 1]], 1), np.stack([-m[:, 1, 0], m[:, 0, 0]], 1)], 1)
     a /= det[:, None, None]
     t = -np.einsum("nij,nj->ni", a, m[:, :, 2])
-    inv = np.concatenate([a, t[:, :, None]], 2)
     half = (out_size - 1) / 2.0
-    theta = np.empty_like(inv)
+    theta = np.empty((len(m), 2, 3))
     theta[:, :, :2] = a * (out_size / src_size)
     theta[:, :, 2] = (2.0 / src_size) * (a.sum(2) * half + t) + 1.0 / src_size - 1.0
     return theta.astype(np.float32)

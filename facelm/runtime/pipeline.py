@@ -334,7 +334,7 @@ class Landmarker:
             crops2, m2 = self._crops(faces, frames2, self.s2.size)
             final = _back(m2, self._run(self.s2, crops2))
             angles = eye_angle(*self.scheme.eye_centres(final))
-        signals = quality_signals(spread, err, lm1, final)
+        signals = quality_signals(spread, err)
         return [FaceResult(box=f.det.box, score=f.det.score, angle=float(angles[i]), landmarks=final[i],
                            stage1=lm1[i], square=f.square, crop_angle=float(frames2[i, 3]),
                            quality=quality_score(signals[i]), signals=signals[i])

@@ -31,7 +31,7 @@ CALIBRATION = {"intercept": -21.773, "mirror": -4.9076, "level": -1.0434,
 _FLOOR = 1e-4  # signals below this are as good as perfect (log of 0)
 
 
-def quality_signals(mirror: np.ndarray, level: np.ndarray, stage1: np.ndarray, final: np.ndarray) -> list[dict]:
+def quality_signals(mirror: np.ndarray, level: np.ndarray) -> list[dict]:
     """Per-face raw signals: ``mirror`` (crop sides), ``level`` (inter-ocular units; NaN without levelling)."""
     return [{"mirror": float(m), "level": float(e)} for m, e in zip(mirror, level)]
 
