@@ -112,3 +112,30 @@ def test_any_in_plane_angle_gives_the_upright_points_rotated(turn):
     assert abs((f.angle - truth + 180) % 360 - 180) < 5.0
     iod = np.linalg.norm(up.landmarks[36] - up.landmarks[45])
     assert np.linalg.norm(f.landmarks - expect, axis=1).mean() < 0.03 * iod
+
+
+def test_a_close_up_face_gets_the_landmarks_of_the_full_photo():
+    """The astronaut's face filling a 1200 px frame (a selfie-style close-up, which YuNet alone misses: its
+    largest anchors are smaller) is found at half size and gets the full photo's points, scaled, within 3% of the
+    inter-ocular distance."""
+    import cv2
+
+    from facelm.detectors import create_detector
+    from facelm.imageio import read_image
+    from facelm.runtime import Landmarker, load_models
+
+    lm = Landmarker(load_models(MODELS), create_detector("auto"))
+    img = read_image(EXAMPLES / "astronaut.jpg")
+    (up,) = lm.predict_image(img).faces
+    lo, hi = up.landmarks.min(0), up.landmarks.max(0)
+    side = 1200
+    s = side / ((hi - lo).max() * 1.25)
+    c = (lo + hi) / 2
+    m = np.array([[s, 0, side / 2 - c[0] * s], [0, s, side / 2 - c[1] * s]])
+    close = cv2.warpAffine(img, m, (side, side), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    faces = lm.predict_image(close).faces
+    assert faces, "no face found in the close-up"
+    expect = up.landmarks @ m[:, :2].T + m[:, 2]
+    f = min(faces, key=lambda g: np.linalg.norm(g.landmarks.mean(0) - expect.mean(0)))
+    iod = np.linalg.norm(expect[36] - expect[45])
+    assert np.linalg.norm(f.landmarks - expect, axis=1).mean() < 0.03 * iod

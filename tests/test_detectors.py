@@ -26,7 +26,7 @@ from facelm.detectors import (
     nms,
 )
 from facelm.detectors import yunet as Y
-from facelm.detectors.base import downscale_for_detection
+from facelm.detectors.base import detect_with_retries, downscale_for_detection
 from facelm.detectors.boxmap import (
     DEFAULT_BOX_MAP,
     boxes_to_squares,
@@ -86,6 +86,60 @@ def test_downscale_for_detection_maps_back():
     assert max(small.shape[:2]) == 1280 and f == pytest.approx(0.64)
     same, f1 = downscale_for_detection(img[:100, :100], 1280)
     assert f1 == 1.0 and same.shape == (100, 100, 3)
+
+
+def test_detect_with_retries_looks_at_smaller_sizes_and_merges_them():
+    seen = []
+    whole = Detection(box=np.array([100.0, 100.0, 900.0, 900.0]), score=0.9)  # the face, found whole at 1/2 size
+    part = Detection(box=np.array([400.0, 150.0, 880.0, 700.0]), score=0.6)  # a weak box on part of it, full size
+    other = Detection(box=np.array([0.0, 0.0, 60.0, 60.0]), score=0.7)  # a small face elsewhere, full size
+    again = Detection(box=np.array([105.0, 95.0, 905.0, 890.0]), score=0.8)  # the face once more, at 1/4 size
+
+    def detect_at(small, f):
+        seen.append((small.shape[:2], f))
+        return {1000: [part, other], 500: [whole], 250: [again]}.get(small.shape[0], [])
+
+    found = detect_with_retries(detect_at, np.zeros((1000, 1000, 3), np.uint8), min_retry_side=160)
+    assert [s for s, _ in seen] == [(1000, 1000), (500, 500), (250, 250)]  # 125 < 160: no fourth size
+    assert [f for _, f in seen] == pytest.approx([1.0, 0.5, 0.25])
+    assert found == [whole, other]  # best first; the part inside the face and the repeat are dropped
+    # off: the first size only
+    seen.clear()
+    assert detect_with_retries(detect_at, np.zeros((1000, 1000, 3), np.uint8), min_retry_side=0) == [part, other]
+    assert len(seen) == 1
+    # a small image: nothing else to look at; an image over max_side is shrunk first
+    seen.clear()
+    detect_with_retries(detect_at, np.zeros((300, 400, 3), np.uint8), min_retry_side=160)
+    assert [s for s, _ in seen] == [(300, 400)]
+    seen.clear()
+    detect_with_retries(detect_at, np.zeros((2000, 2560, 3), np.uint8), max_side=1280, min_retry_side=160)
+    assert [s for s, _ in seen] == [(1000, 1280), (500, 640), (250, 320)]
+    assert [f for _, f in seen] == pytest.approx([0.5, 0.25, 0.125])
+
+
+def test_yunet_finds_a_close_up_face_at_a_smaller_size():
+    """A face filling a 1200 px frame is bigger than YuNet's largest anchors: at the first size only it is missed
+    or found as a weak box on part of it; with the smaller sizes the face comes back, its box in the close-up's pixels where the photo's box maps
+    to."""
+    from facelm.imageio import read_image
+
+    det = Y.YuNetDetector(REPO / "models" / "detectors" / "yunet_s_dynamic.onnx")
+    img = read_image(REPO / "examples" / "astronaut.jpg")
+    ref = max(det.detect(img), key=lambda d: d.score)
+    c, side = (ref.box[:2] + ref.box[2:]) / 2, 1200
+    s = side / ((ref.box[2:] - ref.box[:2]).max() * 1.1)
+    m = np.array([[s, 0, side / 2 - c[0] * s], [0, s, side / 2 - c[1] * s]])
+    close = cv2.warpAffine(img, m, (side, side), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    want = np.concatenate([ref.box[:2] * s + m[:, 2], ref.box[2:] * s + m[:, 2]])
+    det.min_retry_side = 0  # nothing, or a weak box on part of the face
+    first = det.detect(close)
+    assert not first or box_iou(want[None], np.stack([d.box for d in first]))[0].max() < 0.5
+    det.min_retry_side = 160
+    found = det.detect(close)
+    assert found
+    assert box_iou(want[None], np.stack([d.box for d in found]))[0].max() > 0.6
+    best = max(found, key=lambda d: d.score)
+    np.testing.assert_allclose(best.keypoints, ref.keypoints * s + m[:, 2], atol=0.08 * (want[2] - want[0]))
 
 
 # ------------------------------------------------------------------------------------------------------------

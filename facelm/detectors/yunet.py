@@ -45,9 +45,10 @@ from facelm._io import sha256_file
 from facelm._paths import BUNDLED_DETECTOR, DETECTOR_ENV, bundled_detector_dir, cache_dir
 from facelm.detectors.base import (
     MAX_DETECT_SIDE,
+    MIN_RETRY_SIDE,
     Detection,
     FaceDetector,
-    downscale_for_detection,
+    detect_with_retries,
     nms,
     scale_back,
 )
@@ -231,6 +232,8 @@ class YuNetDetector(FaceDetector):
         nms_threshold: IoU above which the weaker of two boxes is dropped.
         top_k: at most this many faces per image (best first).
         max_side: images with a longer side above this are shrunk for detection (boxes mapped back).
+        min_retry_side: close-ups: the image is also searched at half size, quarter size, ... while its shorter
+            side stays at least this (0 = never; ``facelm.detectors.base.detect_with_retries``).
         providers, threads: onnxruntime settings (``facelm.runtime.session``).
     """
 
@@ -239,7 +242,7 @@ class YuNetDetector(FaceDetector):
 
     def __init__(self, model: str | Path, *, score_threshold: float = 0.6, nms_threshold: float = 0.3,
                  top_k: int = 750, max_side: int = MAX_DETECT_SIDE, providers: list | None = None,
-                 threads: int = 0):
+                 threads: int = 0, min_retry_side: int = MIN_RETRY_SIDE):
         from facelm.ort import create_session
 
         self.model = Path(model)
@@ -256,6 +259,7 @@ class YuNetDetector(FaceDetector):
         self.nms_threshold = nms_threshold
         self.top_k = top_k
         self.max_side = max_side
+        self.min_retry_side = min_retry_side
         self.providers = list(self.session.get_providers())
 
     def describe(self) -> str:
@@ -313,7 +317,9 @@ class YuNetDetector(FaceDetector):
         return det[keep]
 
     def detect(self, image: np.ndarray, name: str | None = None, frame: int | None = None) -> list[Detection]:
-        small, f = downscale_for_detection(image, self.max_side)
+        return detect_with_retries(self._detect_at, image, self.max_side, self.min_retry_side, self.nms_threshold)
+
+    def _detect_at(self, small: np.ndarray, f: float) -> list[Detection]:
         det = self.raw(cv2.cvtColor(small, cv2.COLOR_RGB2BGR))
         out = []
         for d in det:
@@ -334,7 +340,7 @@ class YuFaceDetector(FaceDetector):
     name = "yuface"
     live = True
 
-    def __init__(self, score_threshold: float = 0.6, max_side: int = 960):
+    def __init__(self, score_threshold: float = 0.6, max_side: int = 960, min_retry_side: int = MIN_RETRY_SIDE):
         try:
             import yuface
         except Exception as e:  # noqa: BLE001
@@ -342,12 +348,15 @@ class YuFaceDetector(FaceDetector):
         self._detect = yuface.detect
         self.score_threshold = score_threshold
         self.max_side = max_side
+        self.min_retry_side = min_retry_side
 
     def describe(self) -> str:
         return "yuface (libfacedetection, CPU)"
 
     def detect(self, image: np.ndarray, name: str | None = None, frame: int | None = None) -> list[Detection]:
-        small, f = downscale_for_detection(image, self.max_side)
+        return detect_with_retries(self._detect_at, image, self.max_side, self.min_retry_side)
+
+    def _detect_at(self, small: np.ndarray, f: float) -> list[Detection]:
         bgr = np.ascontiguousarray(small[:, :, ::-1])
         confs, boxes, kps = self._detect(bgr, conf=self.score_threshold)
         out = []
