@@ -14,8 +14,16 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-__all__ = ["MAX_DETECT_SIDE", "MIN_RETRY_SIDE", "Detection", "FaceDetector", "box_iou", "downscale_for_detection",
-           "detect_with_retries", "nms"]
+__all__ = [
+    "MAX_DETECT_SIDE",
+    "MIN_RETRY_SIDE",
+    "Detection",
+    "FaceDetector",
+    "box_iou",
+    "detect_with_retries",
+    "downscale_for_detection",
+    "nms",
+]
 
 #: Images whose longer side exceeds this are shrunk (INTER_AREA) for detection only; boxes are mapped back.
 MAX_DETECT_SIDE = 1280
