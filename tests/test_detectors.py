@@ -92,7 +92,7 @@ def test_detect_with_retries_looks_at_smaller_sizes_and_merges_them():
     seen = []
     whole = Detection(box=np.array([100.0, 100.0, 900.0, 900.0]), score=0.9)  # the face, found whole at 1/2 size
     part = Detection(box=np.array([400.0, 150.0, 880.0, 700.0]), score=0.6)  # a weak box on part of it, full size
-    other = Detection(box=np.array([0.0, 0.0, 60.0, 60.0]), score=0.7)  # a small face elsewhere, full size
+    other = Detection(box=np.array([930.0, 300.0, 970.0, 340.0]), score=0.7)  # a small face elsewhere, full size
     again = Detection(box=np.array([105.0, 95.0, 905.0, 890.0]), score=0.8)  # the face once more, at 1/4 size
 
     def detect_at(small, f):
@@ -107,14 +107,46 @@ def test_detect_with_retries_looks_at_smaller_sizes_and_merges_them():
     seen.clear()
     assert detect_with_retries(detect_at, np.zeros((1000, 1000, 3), np.uint8), min_retry_side=0) == [part, other]
     assert len(seen) == 1
-    # a small image: nothing else to look at; an image over max_side is shrunk first
+    # a small image: nothing else to look at (nothing found: one more look inside a border, 250 + 2 x 62);
+    # an image over max_side is shrunk first
     seen.clear()
-    detect_with_retries(detect_at, np.zeros((300, 400, 3), np.uint8), min_retry_side=160)
-    assert [s for s, _ in seen] == [(300, 400)]
+    detect_with_retries(detect_at, np.zeros((250, 250, 3), np.uint8), min_retry_side=160)
+    assert [s for s, _ in seen] == [(250, 250), (374, 374)]
     seen.clear()
     detect_with_retries(detect_at, np.zeros((2000, 2560, 3), np.uint8), max_side=1280, min_retry_side=160)
     assert [s for s, _ in seen] == [(1000, 1280), (500, 640), (250, 320)]
     assert [f for _, f in seen] == pytest.approx([0.5, 0.25, 0.125])
+
+
+def test_detect_with_retries_looks_again_inside_a_border_for_a_face_at_the_edge():
+    # a 300 x 400 face crop: the first look's box stops at the top edge; inside a black border of 0.25 x 400 = 100 px
+    # the detector sees the whole head (its box in the framed image's pixels); the framed box wins, shifted back
+    cut = Detection(box=np.array([50.0, 0.0, 350.0, 280.0]), score=0.95, keypoints=np.zeros((5, 2)))
+    head = Detection(box=np.array([145.0, 60.0, 455.0, 385.0]), score=0.9, keypoints=np.full((5, 2), 200.0))
+    elsewhere = Detection(box=np.array([10.0, 10.0, 40.0, 40.0]), score=0.7)
+    shapes = []
+
+    def detect_at(small, f):
+        shapes.append(small.shape[:2])
+        return {(300, 400): [cut], (500, 600): [head, elsewhere]}[small.shape[:2]]
+
+    found = detect_with_retries(detect_at, np.zeros((300, 400, 3), np.uint8), min_retry_side=160)
+    assert shapes == [(300, 400), (500, 600)]
+    np.testing.assert_allclose(found[0].box, [45, -40, 355, 285])
+    np.testing.assert_allclose(found[0].keypoints, np.full((5, 2), 100.0))
+    np.testing.assert_allclose(found[1].box, [-90, -90, -60, -60])  # a face the border let it see, merged in
+    # a face away from the edges: no second look
+    inner = Detection(box=np.array([100.0, 80.0, 300.0, 220.0]), score=0.9)
+    shapes.clear()
+    assert detect_with_retries(lambda s, f: shapes.append(1) or [inner], np.zeros((300, 400, 3), np.uint8)) == [inner]
+    assert shapes == [1]
+    # nothing found: the framed look runs; pad=0 turns it off
+    shapes.clear()
+    detect_with_retries(lambda s, f: shapes.append(s.shape[:2]) or [], np.zeros((300, 400, 3), np.uint8))
+    assert shapes == [(300, 400), (500, 600)]
+    shapes.clear()
+    detect_with_retries(lambda s, f: shapes.append(s.shape[:2]) or [], np.zeros((300, 400, 3), np.uint8), pad=0)
+    assert shapes == [(300, 400)]
 
 
 def test_yunet_finds_a_close_up_face_at_a_smaller_size():

@@ -24,13 +24,15 @@ def test_shrunk_orientation_patches_give_the_full_size_result(turn, monkeypatch)
     img = np.ascontiguousarray(np.rot90(img, turn // 90))
     det = create_detector("auto")
     sizes: list[int] = []
-    detect = det.detect
 
-    def spy(image, *a, **k):
-        sizes.append(max(image.shape[:2]))
-        return detect(image, *a, **k)
+    def spying(fn):
+        def spy(image, *a, **k):
+            sizes.append(max(image.shape[:2]))
+            return fn(image, *a, **k)
+        return spy
 
-    monkeypatch.setattr(det, "detect", spy)
+    monkeypatch.setattr(det, "detect", spying(det.detect))  # the whole image
+    monkeypatch.setattr(det, "detect_once", spying(det.detect_once))  # the search: one plain look per patch
     pair = load_models(MODELS, precision="fp32")
     out = {}
     assert PL.ORIENT_MAX_SIDE is None  # the default searches full-size patches
@@ -61,14 +63,16 @@ def test_a_confident_upright_detection_skips_the_search_and_a_turned_one_does_no
     img = read_image(EXAMPLES / "astronaut.jpg")
     det = create_detector("auto")
     calls: list[int] = []
-    detect = det.detect
 
-    def spy(image, *a, **k):
-        found = detect(image, *a, **k)
-        calls.append(max([d.score for d in found], default=0.0))
-        return found
+    def spying(fn):
+        def spy(image, *a, **k):
+            found = fn(image, *a, **k)
+            calls.append(max([d.score for d in found], default=0.0))
+            return found
+        return spy
 
-    monkeypatch.setattr(det, "detect", spy)
+    monkeypatch.setattr(det, "detect", spying(det.detect))
+    monkeypatch.setattr(det, "detect_once", spying(det.detect_once))
     lm = Landmarker(load_models(MODELS, precision="fp32"), det, tta="none")
     for turn, searched in ((0, False), (1, True), (2, True)):
         calls.clear()

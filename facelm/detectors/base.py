@@ -17,6 +17,7 @@ import numpy as np
 __all__ = [
     "MAX_DETECT_SIDE",
     "MIN_RETRY_SIDE",
+    "PAD_FRACTION",
     "Detection",
     "FaceDetector",
     "box_iou",
@@ -31,6 +32,10 @@ MAX_DETECT_SIDE = 1280
 #: Faces bigger than the detector's anchors (close-ups): the image is also searched at half size, quarter size, ...
 #: while its shorter side stays at least this (``detect_with_retries``; docs/cli.md)
 MIN_RETRY_SIDE = 160
+
+#: A face cut by the image's edge (a face crop): the smallest size searched is searched again inside a black border of
+#: this fraction of its longer side (``detect_with_retries``)
+PAD_FRACTION = 0.25
 
 
 @dataclass
@@ -124,36 +129,56 @@ def downscale_for_detection(image: np.ndarray, max_side: int = MAX_DETECT_SIDE) 
 
 
 def _merge_scales(dets: list[Detection], iou_threshold: float, inside: float = 0.6) -> list[Detection]:
-    """Best-first greedy merge of detections from two image sizes: a detection is dropped when it overlaps a
-    better one by more than ``iou_threshold`` IoU, or when more than ``inside`` of its own area lies within a better
-    one (the full-size pass can report a weak box on part of a face that the half-size pass finds whole)."""
+    """Best-first greedy merge of detections from several looks: a detection is dropped when it overlaps a better
+    one by more than ``iou_threshold`` IoU, or when one of the two lies more than ``inside`` within the other (the
+    full-size look can report a weak box on part of a face that a smaller size finds whole, and the reverse)."""
+
+    def area(b: np.ndarray) -> float:
+        return max(float((b[2] - b[0]) * (b[3] - b[1])), 1e-9)
+
     order = sorted(range(len(dets)), key=lambda i: -dets[i].score)
     kept: list[Detection] = []
     for i in order:
         b = dets[i].box
-        area = max((b[2] - b[0]) * (b[3] - b[1]), 1e-9)
         for k in kept:
             iw = min(b[2], k.box[2]) - max(b[0], k.box[0])
             ih = min(b[3], k.box[3]) - max(b[1], k.box[1])
             inter = max(iw, 0.0) * max(ih, 0.0)
-            if inter / area > inside or box_iou(b[None], k.box[None])[0, 0] > iou_threshold:
+            if inter / min(area(b), area(k.box)) > inside or box_iou(b[None], k.box[None])[0, 0] > iou_threshold:
                 break
         else:
             kept.append(dets[i])
     return kept
 
 
+def _near_border(det: Detection, w: int, h: int, margin: float) -> bool:
+    x1, y1, x2, y2 = det.box
+    return x1 <= margin * w or y1 <= margin * h or x2 >= (1 - margin) * w - 1 or y2 >= (1 - margin) * h - 1
+
+
+def _shifted(det: Detection, dx: float, dy: float) -> Detection:
+    kps = None if det.keypoints is None else det.keypoints - np.array([dx, dy])
+    return Detection(box=det.box - np.array([dx, dy, dx, dy]), score=det.score, keypoints=kps, kind=det.kind,
+                     extra=dict(det.extra))
+
+
 def detect_with_retries(detect_at, image: np.ndarray, max_side: int = MAX_DETECT_SIDE,
-                        min_retry_side: int = MIN_RETRY_SIDE, iou_threshold: float = 0.3) -> list[Detection]:
+                        min_retry_side: int = MIN_RETRY_SIDE, iou_threshold: float = 0.3,
+                        pad: float = PAD_FRACTION) -> list[Detection]:
     """Detect faces of any size: ``detect_at(small, factor)`` on ``image`` shrunk to ``max_side``, then on that
     image halved, and halved again, while its shorter side stays at least ``min_retry_side`` (0: the first size
-    only); the detections of all sizes are merged best-first (``_merge_scales``).
+    only); the detections of all sizes are merged best-first (``_merge_scales``). When that finds no face, or a face
+    whose box reaches within 2% of the image's edge, the smallest of those sizes is searched once more with a black
+    border of ``pad`` x its side around it (0: never): its box replaces an edge face's box it overlaps, and its other
+    faces are merged in.
 
     A face that fills much of a large frame (a close-up, a tight crop; over ~500 px for YuNet) is bigger than the
     detector's largest anchors: it is missed, or found as a weak box on part of the face. At a smaller size it is
-    found whole and scores higher. The smaller sizes cost at most a third more than the first (1/4 + 1/16 + ...).
-    ``detect_at`` gets the image and ``factor = small / original`` and returns detections in original pixels.
+    found whole and scores higher. A face cut by the frame (a face crop) is found better with a border around it.
+    The smaller sizes cost at most a third more than the first (1/4 + 1/16 + ...). ``detect_at`` gets the image and
+    ``factor = small / original`` and returns detections in original pixels.
     """
+    h0, w0 = image.shape[:2]
     small, f = downscale_for_detection(image, max_side)
     found = detect_at(small, f)
     if min_retry_side <= 0:
@@ -165,7 +190,29 @@ def detect_with_retries(detect_at, image: np.ndarray, max_side: int = MAX_DETECT
         f *= nw / w if w >= h else nh / h
         small = cv2.resize(small, (nw, nh), interpolation=cv2.INTER_AREA)
         more += detect_at(small, f)
-    return _merge_scales(found + more, iou_threshold) if more else found
+    if more:
+        found = _merge_scales(found + more, iou_threshold)
+    if pad > 0 and (not found or any(_near_border(d, w0, h0, 0.02) for d in found)):
+        h, w = small.shape[:2]
+        p = int(round(pad * max(h, w)))
+        framed = cv2.copyMakeBorder(small, p, p, p, p, cv2.BORDER_CONSTANT, value=0)
+        # detect_at maps framed-image pixels as if they were `small`'s: take the border's offset off again
+        extra = [_shifted(d, p / f, p / f) for d in detect_at(framed, f)]
+        if extra:
+            # a face at the edge: the framed look's box wins (the first look's box stops at the edge, the face
+            # square built from it is too small and off-centre), whatever the scores
+            eb = np.stack([e.box for e in extra])
+            used: set[int] = set()
+            for n, d in enumerate(found):
+                if not _near_border(d, w0, h0, 0.02):
+                    continue
+                iou = box_iou(d.box[None], eb)[0]
+                j = int(np.argmax(iou))
+                if iou[j] > iou_threshold and j not in used:
+                    found[n] = extra[j]
+                    used.add(j)
+            found = _merge_scales(found + [e for j, e in enumerate(extra) if j not in used], iou_threshold)
+    return found
 
 
 def scale_back(points: np.ndarray, factor: float) -> np.ndarray:

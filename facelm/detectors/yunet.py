@@ -46,9 +46,11 @@ from facelm._paths import BUNDLED_DETECTOR, DETECTOR_ENV, bundled_detector_dir, 
 from facelm.detectors.base import (
     MAX_DETECT_SIDE,
     MIN_RETRY_SIDE,
+    PAD_FRACTION,
     Detection,
     FaceDetector,
     detect_with_retries,
+    downscale_for_detection,
     nms,
     scale_back,
 )
@@ -234,6 +236,8 @@ class YuNetDetector(FaceDetector):
         max_side: images with a longer side above this are shrunk for detection (boxes mapped back).
         min_retry_side: close-ups: the image is also searched at half size, quarter size, ... while its shorter
             side stays at least this (0 = never; ``facelm.detectors.base.detect_with_retries``).
+        pad_fraction: a face at the image's edge, or no face: one more look inside a black border of this fraction
+            of the side (0 = never).
         providers, threads: onnxruntime settings (``facelm.runtime.session``).
     """
 
@@ -242,7 +246,8 @@ class YuNetDetector(FaceDetector):
 
     def __init__(self, model: str | Path, *, score_threshold: float = 0.6, nms_threshold: float = 0.3,
                  top_k: int = 750, max_side: int = MAX_DETECT_SIDE, providers: list | None = None,
-                 threads: int = 0, min_retry_side: int = MIN_RETRY_SIDE):
+                 threads: int = 0, min_retry_side: int = MIN_RETRY_SIDE,
+                 pad_fraction: float = PAD_FRACTION):
         from facelm.ort import create_session
 
         self.model = Path(model)
@@ -260,6 +265,7 @@ class YuNetDetector(FaceDetector):
         self.top_k = top_k
         self.max_side = max_side
         self.min_retry_side = min_retry_side
+        self.pad_fraction = pad_fraction
         self.providers = list(self.session.get_providers())
 
     def describe(self) -> str:
@@ -317,7 +323,13 @@ class YuNetDetector(FaceDetector):
         return det[keep]
 
     def detect(self, image: np.ndarray, name: str | None = None, frame: int | None = None) -> list[Detection]:
-        return detect_with_retries(self._detect_at, image, self.max_side, self.min_retry_side, self.nms_threshold)
+        return detect_with_retries(self._detect_at, image, self.max_side, self.min_retry_side, self.nms_threshold,
+                                   self.pad_fraction)
+
+    def detect_once(self, image: np.ndarray) -> list[Detection]:
+        """One look at the image as it is (shrunk to ``max_side``): no smaller sizes, no border (the orientation
+        search compares scores of such looks)."""
+        return self._detect_at(*downscale_for_detection(image, self.max_side))
 
     def _detect_at(self, small: np.ndarray, f: float) -> list[Detection]:
         det = self.raw(cv2.cvtColor(small, cv2.COLOR_RGB2BGR))
@@ -340,7 +352,8 @@ class YuFaceDetector(FaceDetector):
     name = "yuface"
     live = True
 
-    def __init__(self, score_threshold: float = 0.6, max_side: int = 960, min_retry_side: int = MIN_RETRY_SIDE):
+    def __init__(self, score_threshold: float = 0.6, max_side: int = 960, min_retry_side: int = MIN_RETRY_SIDE,
+                 pad_fraction: float = PAD_FRACTION):
         try:
             import yuface
         except Exception as e:  # noqa: BLE001
@@ -349,12 +362,17 @@ class YuFaceDetector(FaceDetector):
         self.score_threshold = score_threshold
         self.max_side = max_side
         self.min_retry_side = min_retry_side
+        self.pad_fraction = pad_fraction
 
     def describe(self) -> str:
         return "yuface (libfacedetection, CPU)"
 
     def detect(self, image: np.ndarray, name: str | None = None, frame: int | None = None) -> list[Detection]:
-        return detect_with_retries(self._detect_at, image, self.max_side, self.min_retry_side)
+        return detect_with_retries(self._detect_at, image, self.max_side, self.min_retry_side, pad=self.pad_fraction)
+
+    def detect_once(self, image: np.ndarray) -> list[Detection]:
+        """One look at the image as it is (shrunk to ``max_side``): no smaller sizes, no border."""
+        return self._detect_at(*downscale_for_detection(image, self.max_side))
 
     def _detect_at(self, small: np.ndarray, f: float) -> list[Detection]:
         bgr = np.ascontiguousarray(small[:, :, ::-1])

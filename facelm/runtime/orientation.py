@@ -65,7 +65,8 @@ def find_orientation(detector: FaceDetector, image: np.ndarray, det: Detection, 
     best = (det.score, 0, square, det.keypoints)
     for k in (0, 1, 2, 3) if shrink else (1, 2, 3):  # np.rot90 by k: the patch turns counter-clockwise by 90k
         rot = np.ascontiguousarray(np.rot90(patch, k))
-        found = detector.detect(rot)
+        # one plain look per turn (no smaller sizes, no border: those would add votes of their own)
+        found = detector.detect_once(rot) if hasattr(detector, "detect_once") else detector.detect(rot)
         if not found:
             continue
         rh, rw = rot.shape[:2]
