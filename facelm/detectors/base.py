@@ -162,12 +162,33 @@ def _shifted(det: Detection, dx: float, dy: float) -> Detection:
                      extra=dict(det.extra))
 
 
+def _same_face_whole(first: Detection, other: Detection, iou_threshold: float, part: float = 0.6) -> bool:
+    """Whether the first look's ``first`` is the face ``other`` found whole: they overlap (IoU above
+    ``iou_threshold``, or one lies 60% inside the other) and ``first`` is not a part of it (its area is at least
+    ``part`` x ``other``'s)."""
+    a, b = first.box, other.box
+    iw = min(a[2], b[2]) - max(a[0], b[0])
+    ih = min(a[3], b[3]) - max(a[1], b[1])
+    inter = max(iw, 0.0) * max(ih, 0.0)
+    area_a = max(float((a[2] - a[0]) * (a[3] - a[1])), 1e-9)
+    area_b = max(float((b[2] - b[0]) * (b[3] - b[1])), 1e-9)
+    overlap = box_iou(a[None], b[None])[0, 0] > iou_threshold or inter / min(area_a, area_b) > 0.6
+    return bool(overlap and area_a >= part * area_b)
+
+
+def _tagged(dets: list[Detection], look: str) -> list[Detection]:
+    for d in dets:
+        d.extra["look"] = look
+    return dets
+
+
 def detect_with_retries(detect_at, image: np.ndarray, max_side: int = MAX_DETECT_SIDE,
                         min_retry_side: int = MIN_RETRY_SIDE, iou_threshold: float = 0.3,
                         pad: float = PAD_FRACTION) -> list[Detection]:
     """Detect faces of any size: ``detect_at(small, factor)`` on ``image`` shrunk to ``max_side``, then on that
     image halved, and halved again, while its shorter side stays at least ``min_retry_side`` (0: the first size
-    only); the detections of all sizes are merged best-first (``_merge_scales``). When that finds no face, or a face
+    only); the detections of all sizes are merged best-first (``_merge_scales``), except that a face the first look
+    found whole keeps the first look's box (``_same_face_whole``). When that finds no face, or a face
     whose box reaches within 2% of the image's edge, the smallest of those sizes is searched once more with a black
     border of ``pad`` x its side around it (0: never): its box replaces an edge face's box it overlaps, and its other
     faces are merged in.
@@ -176,10 +197,13 @@ def detect_with_retries(detect_at, image: np.ndarray, max_side: int = MAX_DETECT
     detector's largest anchors: it is missed, or found as a weak box on part of the face. At a smaller size it is
     found whole and scores higher. A face cut by the frame (a face crop) is found better with a border around it.
     The smaller sizes cost at most a third more than the first (1/4 + 1/16 + ...). ``detect_at`` gets the image and
-    ``factor = small / original`` and returns detections in original pixels.
+    ``factor = small / original`` and returns detections in original pixels. Detections from the extra looks carry
+    ``extra["look"]`` = ``"smaller"`` (with ``extra["look_scale"]``, its size over the first look's) or
+    ``"border"``: the orientation search repeats such a look on the face's patch.
     """
     h0, w0 = image.shape[:2]
     small, f = downscale_for_detection(image, max_side)
+    f0 = f
     found = detect_at(small, f)
     if min_retry_side <= 0:
         return found
@@ -189,7 +213,12 @@ def detect_with_retries(detect_at, image: np.ndarray, max_side: int = MAX_DETECT
         nw, nh = w // 2, h // 2
         f *= nw / w if w >= h else nh / h
         small = cv2.resize(small, (nw, nh), interpolation=cv2.INTER_AREA)
-        more += detect_at(small, f)
+        for d in _tagged(detect_at(small, f), "smaller"):
+            d.extra["look_scale"] = f / f0
+            more.append(d)
+    # a face the first look found whole keeps the first look's box (its score and box are what the box map and the
+    # orientation search were measured on); a smaller size's box counts where the first look saw only part of it
+    more = [d for d in more if not any(_same_face_whole(g, d, iou_threshold) for g in found)]
     if more:
         found = _merge_scales(found + more, iou_threshold)
     if pad > 0 and (not found or any(_near_border(d, w0, h0, 0.02) for d in found)):
@@ -197,7 +226,7 @@ def detect_with_retries(detect_at, image: np.ndarray, max_side: int = MAX_DETECT
         p = int(round(pad * max(h, w)))
         framed = cv2.copyMakeBorder(small, p, p, p, p, cv2.BORDER_CONSTANT, value=0)
         # detect_at maps framed-image pixels as if they were `small`'s: take the border's offset off again
-        extra = [_shifted(d, p / f, p / f) for d in detect_at(framed, f)]
+        extra = _tagged([_shifted(d, p / f, p / f) for d in detect_at(framed, f)], "border")
         if extra:
             # a face at the edge: the framed look's box wins (the first look's box stops at the edge, the face
             # square built from it is too small and off-centre), whatever the scores
