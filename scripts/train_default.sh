@@ -16,9 +16,9 @@
 # beside stage 1's first run, lost to stage 1 alone and is no longer made here: CNN-7 trains at ~6 crops/s on one
 # core of this CPU.)
 # Every step keeps its output when it already exists, and training resumes from last.pt.
-# Budget (env): S1_STEPS, S1_BATCH, FT_STEPS, FT2_STEPS, FT3_STEPS, S2R_STEPS. The shipped models used the defaults
-# below on a 2-core CPU (about 80 min for run 1, then 17 min for 3b, 72 min for 3c, 30 min for 3d and 59 min for
-# 3e, while other work shared the machine).
+# Budget (env): S1_STEPS, S1_BATCH, FT_STEPS, FT2_STEPS, FT3_STEPS, S2R_STEPS, S2R2_STEPS. The shipped models used
+# the defaults below on a 2-core CPU (about 80 min for run 1, then 17 min for 3b, 72 min for 3c, 30 min for 3d, 59 min for
+# 3e and 44 min for 3f, while other work shared the machine).
 set -euo pipefail
 DATA=${1:-../shared/data}
 OUT=${OUT:-work}
@@ -26,6 +26,7 @@ MODELS=${MODELS:-models}
 S1_STEPS=${S1_STEPS:-6000}; S1_BATCH=${S1_BATCH:-32}
 FT_STEPS=${FT_STEPS:-1200}
 FT2_STEPS=${FT2_STEPS:-4500}; FT3_STEPS=${FT3_STEPS:-3000}; S2R_STEPS=${S2R_STEPS:-9000}
+S2R2_STEPS=${S2R2_STEPS:-6000}
 PARENT=${PARENT:-1d2ecf4}
 mkdir -p "$OUT/runs" "$MODELS"
 
@@ -40,13 +41,14 @@ done
 [ -f "$OUT/init-cnn6.onnx" ] || git show "$PARENT:models/cnn6.onnx" > "$OUT/init-cnn6.onnx"
 
 SOURCES=(--data "$OUT/w300" --data "$OUT/mtfl" --data "$OUT/helen29" --data "$OUT/infan" --data "$OUT/ytf"
-         --data "$OUT/utk" --weight 1 --weight 0.7 --weight 0.2 --weight 0.15 --weight 0.2 --weight 0.2)
-train() {  # run-name extra-args...
+         --data "$OUT/utk")
+train() {  # run-name extra-args...   (W="w300 mtfl helen29 infan ytf utk" overrides the sampling weights)
   local run=$1; shift
   if [ -f "$OUT/runs/$run/summary.json" ]; then return; fi
-  local resume=()
+  local resume=() weights=() w
   [ -f "$OUT/runs/$run/last.pt" ] && resume=(--resume)
-  facelm train "${SOURCES[@]}" --loss wing --threads 1 --out "$OUT/runs/$run" "${resume[@]}" "$@" -q \
+  for w in ${W:-1 0.7 0.2 0.15 0.2 0.2}; do weights+=(--weight "$w"); done
+  facelm train "${SOURCES[@]}" "${weights[@]}" --loss wing --threads 1 --out "$OUT/runs/$run" "${resume[@]}" "$@" -q \
     > "$OUT/runs/$run.json"
 }
 # 3. stage 1, run 1
@@ -71,9 +73,16 @@ train s1ft3 --arch cnn6 --init "$OUT/runs/s1ft2/last.pt" --rotate 20 --full-turn
 train s2r --arch cnn6r --init "$OUT/runs/s1ft3/last.pt" --stage1 "$OUT/runs/s1ft3/last.pt" --steps "$S2R_STEPS" \
   --batch-size "$S1_BATCH" --lr 2e-4 --val-every 1000 --max-val 300 --seed 4
 
+# 3f. stage 2 continued from 3e's last weights at half the learning rate (fresh cosine, new seed); the shipped
+#     stage 2 is this run's last checkpoint. (Two more stage-2 runs from stage 1 with other seeds and data mixes,
+#     their weight average with this one and the average of their outputs were tried and were no better:
+#     models/README.md, "Recipe".)
+train s2r2 --arch cnn6r --init "$OUT/runs/s2r/last.pt" --stage1 "$OUT/runs/s1ft3/last.pt" --steps "$S2R2_STEPS" \
+  --batch-size "$S1_BATCH" --lr 1e-4 --val-every 1000 --max-val 300 --seed 5
+
 # 4. export (torch/onnxruntime parity and the NME of the stored weights are checked on the w300 val split)
 facelm export "$OUT/runs/s1ft3/last.pt" --out "$MODELS/cnn6.onnx" --weights fp16 --val "$OUT/w300" -q > "$OUT/export-cnn6.json"
-facelm export "$OUT/runs/s2r/last.pt" --out "$MODELS/cnn6r.onnx" --weights fp16 --val "$OUT/w300" -q > "$OUT/export-cnn6r.json"
+facelm export "$OUT/runs/s2r2/last.pt" --out "$MODELS/cnn6r.onnx" --weights fp16 --val "$OUT/w300" -q > "$OUT/export-cnn6r.json"
 
 # 5. YuNet's box map, fitted where it is used: in-the-wild photos and video frames (train splits)
 facelm fit-box-map --data "$OUT/w300" --data "$OUT/infan" --data "$OUT/ytf" --models "$MODELS" -q > "$OUT/box_map.json"
