@@ -33,6 +33,9 @@ MAX_DETECT_SIDE = 1280
 #: while its shorter side stays at least this (``detect_with_retries``; docs/cli.md)
 MIN_RETRY_SIDE = 160
 
+#: The largest face (detector box side, px) whose first-look box is kept over a smaller size's box of the same face
+RELIABLE_SIDE = 320
+
 #: A face cut by the image's edge (a face crop): the smallest size searched is searched again inside a black border of
 #: this fraction of its longer side (``detect_with_retries``)
 PAD_FRACTION = 0.25
@@ -162,11 +165,15 @@ def _shifted(det: Detection, dx: float, dy: float) -> Detection:
                      extra=dict(det.extra))
 
 
-def _same_face_whole(first: Detection, other: Detection, iou_threshold: float, part: float = 0.6) -> bool:
-    """Whether the first look's ``first`` is the face ``other`` found whole: they overlap (IoU above
-    ``iou_threshold``, or one lies 60% inside the other) and ``first`` is not a part of it (its area is at least
-    ``part`` x ``other``'s)."""
+def _same_face_whole(first: Detection, other: Detection, iou_threshold: float, factor: float = 1.0,
+                     part: float = 0.6) -> bool:
+    """Whether the first look's ``first`` is the face ``other`` found whole, at a size the detector handles well:
+    they overlap (IoU above ``iou_threshold``, or one lies 60% inside the other), ``first`` is not a part of it (its
+    area is at least ``part`` x ``other``'s) and its longer side in the first look's pixels (``factor`` = first look
+    / original) is at most ``RELIABLE_SIDE``."""
     a, b = first.box, other.box
+    if max(a[2] - a[0], a[3] - a[1]) * factor > RELIABLE_SIDE:
+        return False
     iw = min(a[2], b[2]) - max(a[0], b[0])
     ih = min(a[3], b[3]) - max(a[1], b[1])
     inter = max(iw, 0.0) * max(ih, 0.0)
@@ -218,7 +225,7 @@ def detect_with_retries(detect_at, image: np.ndarray, max_side: int = MAX_DETECT
             more.append(d)
     # a face the first look found whole keeps the first look's box (its score and box are what the box map and the
     # orientation search were measured on); a smaller size's box counts where the first look saw only part of it
-    more = [d for d in more if not any(_same_face_whole(g, d, iou_threshold) for g in found)]
+    more = [d for d in more if not any(_same_face_whole(g, d, iou_threshold, f0) for g in found)]
     if more:
         found = _merge_scales(found + more, iou_threshold)
     if pad > 0 and (not found or any(_near_border(d, w0, h0, 0.02) for d in found)):
