@@ -183,12 +183,6 @@ def _same_face_whole(first: Detection, other: Detection, iou_threshold: float, f
     return bool(overlap and area_a >= part * area_b)
 
 
-def _tagged(dets: list[Detection], look: str) -> list[Detection]:
-    for d in dets:
-        d.extra["look"] = look
-    return dets
-
-
 def detect_with_retries(detect_at, image: np.ndarray, max_side: int = MAX_DETECT_SIDE,
                         min_retry_side: int = MIN_RETRY_SIDE, iou_threshold: float = 0.3,
                         pad: float = PAD_FRACTION) -> list[Detection]:
@@ -204,9 +198,7 @@ def detect_with_retries(detect_at, image: np.ndarray, max_side: int = MAX_DETECT
     detector's largest anchors: it is missed, or found as a weak box on part of the face. At a smaller size it is
     found whole and scores higher. A face cut by the frame (a face crop) is found better with a border around it.
     The smaller sizes cost at most a third more than the first (1/4 + 1/16 + ...). ``detect_at`` gets the image and
-    ``factor = small / original`` and returns detections in original pixels. Detections from the extra looks carry
-    ``extra["look"]`` = ``"smaller"`` (with ``extra["look_scale"]``, its size over the first look's) or
-    ``"border"``: the orientation search repeats such a look on the face's patch.
+    ``factor = small / original`` and returns detections in original pixels.
     """
     h0, w0 = image.shape[:2]
     small, f = downscale_for_detection(image, max_side)
@@ -220,9 +212,7 @@ def detect_with_retries(detect_at, image: np.ndarray, max_side: int = MAX_DETECT
         nw, nh = w // 2, h // 2
         f *= nw / w if w >= h else nh / h
         small = cv2.resize(small, (nw, nh), interpolation=cv2.INTER_AREA)
-        for d in _tagged(detect_at(small, f), "smaller"):
-            d.extra["look_scale"] = f / f0
-            more.append(d)
+        more += detect_at(small, f)
     # a face the first look found whole keeps the first look's box (its score and box are what the box map and the
     # orientation search were measured on); a smaller size's box counts where the first look saw only part of it
     more = [d for d in more if not any(_same_face_whole(g, d, iou_threshold, f0) for g in found)]
@@ -230,10 +220,10 @@ def detect_with_retries(detect_at, image: np.ndarray, max_side: int = MAX_DETECT
         found = _merge_scales(found + more, iou_threshold)
     if pad > 0 and (not found or any(_near_border(d, w0, h0, 0.02) for d in found)):
         h, w = small.shape[:2]
-        p = int(round(pad * max(h, w)))
+        p = round(pad * max(h, w))
         framed = cv2.copyMakeBorder(small, p, p, p, p, cv2.BORDER_CONSTANT, value=0)
         # detect_at maps framed-image pixels as if they were `small`'s: take the border's offset off again
-        extra = _tagged([_shifted(d, p / f, p / f) for d in detect_at(framed, f)], "border")
+        extra = [_shifted(d, p / f, p / f) for d in detect_at(framed, f)]
         if extra:
             # a face at the edge: the framed look's box wins (the first look's box stops at the edge, the face
             # square built from it is too small and off-centre), whatever the scores

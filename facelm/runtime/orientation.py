@@ -43,9 +43,7 @@ def find_orientation(detector: FaceDetector, image: np.ndarray, det: Detection, 
     whose central detection scores highest wins. The square is then ``box_map`` applied to that upright detection,
     mapped back to the image. A detection scoring ``ORIENT_SKIP_SCORE`` or more skips the search.
     """
-    # the skip score was measured on the detector's first look at the image; a face found by a smaller size or
-    # inside a border (facelm.detectors.base.detect_with_retries) can score high turned, so it is always searched
-    if ORIENT_SKIP_SCORE is not None and det.score >= ORIENT_SKIP_SCORE and "look" not in det.extra:
+    if ORIENT_SKIP_SCORE is not None and det.score >= ORIENT_SKIP_SCORE:
         return square, _keypoint_turn(det.keypoints, 0)
     h, w = image.shape[:2]
     b = np.asarray(det.box, dtype=np.float64)
@@ -55,32 +53,26 @@ def find_orientation(detector: FaceDetector, image: np.ndarray, det: Detection, 
     x1, y1 = min(w, int(math.ceil(cx + r)) + 1), min(h, int(math.ceil(cy + r)) + 1)
     patch = image[y0:y1, x0:x1]
     ph, pw = patch.shape[:2]
-    # a face found at a smaller size of the image (a close-up) is looked for at that size in its patch too
-    look_side = max(ph, pw) * float(det.extra["look_scale"]) if "look_scale" in det.extra else None
-    side = min(v for v in (ORIENT_MAX_SIDE, look_side) if v is not None) if (ORIENT_MAX_SIDE or look_side) else None
-    shrink = side is not None and max(ph, pw) > side
+    shrink = ORIENT_MAX_SIDE is not None and max(ph, pw) > ORIENT_MAX_SIDE
     if shrink:  # (ORIENT_MAX_SIDE); the upright patch is then scored again at the same size, for a fair vote
-        f = side / max(ph, pw)
+        f = ORIENT_MAX_SIDE / max(ph, pw)
         nw, nh = max(1, round(pw * f)), max(1, round(ph * f))
         patch = cv2.resize(patch, (nw, nh), interpolation=cv2.INTER_AREA)
         fx, fy = nw / pw, nh / ph
         ph, pw = nh, nw
     else:
         fx = fy = 1.0
-    # a face found by one of the detector's extra looks (a smaller size, a border) has a score that the turned
-    # patches' plain looks cannot be compared with: the upright patch gets a plain look too, as when shrunk
-    extra_look = "look" in det.extra
-    best = (0.0 if extra_look else det.score, 0, square, det.keypoints)
-    for k in (0, 1, 2, 3) if shrink or extra_look else (1, 2, 3):  # np.rot90 by k: the patch turns ccw by 90k
+    best = (det.score, 0, square, det.keypoints)
+    for k in (0, 1, 2, 3) if shrink else (1, 2, 3):  # np.rot90 by k: the patch turns counter-clockwise by 90k
         rot = np.ascontiguousarray(np.rot90(patch, k))
-        # one plain look per turn (no smaller sizes, no border: those would add votes of their own)
+        # one plain look per turn (the detector's extra looks would add votes of their own)
         found = detector.detect_once(rot) if hasattr(detector, "detect_once") else detector.detect(rot)
         if not found:
             continue
         rh, rw = rot.shape[:2]
         centre = np.array([(rw - 1) / 2, (rh - 1) / 2])
         d = min(found, key=lambda g: np.linalg.norm((g.box[:2] + g.box[2:]) / 2 - centre))
-        if k == 0:  # the upright vote at the shrunk size / plain look; the square stays the detection's
+        if k == 0:  # the upright vote at the shrunk size; the square stays the full-size detection's
             best = (d.score, 0, square, det.keypoints)
             continue
         if d.score <= best[0]:
