@@ -25,7 +25,7 @@ EXAMPLES = REPO / "examples"
 STAGE2 = "cnn6r"
 
 # the model card's numbers (models/README.md, ground-truth squares: stage 1 4.90% on the human-labelled w300 val
-# faces, 4.72% for the pair) with a margin for platform differences; a real regression (a broken export, the wrong
+# faces, 4.77% for the pair) with a margin for platform differences; a real regression (a broken export, the wrong
 # crop convention, an untrained model) is far larger
 MAX_VAL_NME_W300 = {"stage 1": 0.054, "two-stage": 0.052}
 
