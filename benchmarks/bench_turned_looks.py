@@ -16,12 +16,12 @@ import argparse
 import json
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from facelm.cpu_features import cpu_name
 from facelm.detectors import create_detector
 from facelm.detectors.base import MIN_RETRY_SIDE
+from facelm.geometry import turn_image
 from facelm.imageio import read_image
 from facelm.manifest import load_manifest
 from facelm.runtime import Landmarker, load_models
@@ -41,7 +41,6 @@ def main(argv: list[str] | None = None) -> int:
     fails = {k: {} for k in settings}
     for path in imgs:
         img = read_image(path)
-        h, w = img.shape[:2]
         det.min_retry_side = MIN_RETRY_SIDE
         base = lm.predict_image(img, path).faces
         if not base:
@@ -49,12 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         f0 = max(base, key=lambda f: f.score)
         iod = float(np.linalg.norm(f0.landmarks[36] - f0.landmarks[45]))
         for a in range(45, 360, 45):
-            mat = cv2.getRotationMatrix2D((w / 2, h / 2), a, 1.0)
-            c, s = abs(mat[0, 0]), abs(mat[0, 1])
-            nw, nh = int(h * s + w * c), int(h * c + w * s)
-            mat[0, 2] += nw / 2 - w / 2
-            mat[1, 2] += nh / 2 - h / 2
-            rot = cv2.warpAffine(img, mat, (nw, nh))
+            rot, mat = turn_image(img, a)
             expect = f0.landmarks @ mat[:, :2].T + mat[:, 2]
             for name, mrs in settings.items():
                 det.min_retry_side = mrs

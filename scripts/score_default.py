@@ -128,9 +128,8 @@ def gt_boxes(work: Path, models: Path) -> dict:
 
 
 def rotation(work: Path, models: Path, n_images: int = 40) -> dict:
-    import cv2
-
     from facelm.detectors import create_detector
+    from facelm.geometry import turn_image
     from facelm.imageio import read_image
     from facelm.manifest import load_manifest
     from facelm.runtime import Landmarker, load_models
@@ -142,19 +141,13 @@ def rotation(work: Path, models: Path, n_images: int = 40) -> dict:
     out: dict = {}
     for path in imgs:
         img = read_image(path)
-        h, w = img.shape[:2]
         base = lm.predict_image(img, path).faces
         if not base:
             continue
         f0 = max(base, key=lambda f: f.score)
         io = float(np.linalg.norm(f0.landmarks[36] - f0.landmarks[45]))
         for a in range(0, 360, 45):
-            mat = cv2.getRotationMatrix2D((w / 2, h / 2), a, 1.0)
-            c, s = abs(mat[0, 0]), abs(mat[0, 1])
-            nw, nh = int(h * s + w * c), int(h * c + w * s)
-            mat[0, 2] += nw / 2 - w / 2
-            mat[1, 2] += nh / 2 - h / 2
-            rot = cv2.warpAffine(img, mat, (nw, nh))
+            rot, mat = turn_image(img, a)
             expect = f0.landmarks @ mat[:, :2].T + mat[:, 2]
             faces = lm.predict_image(rot, path).faces
             rec = out.setdefault(a, {"angle_err": [], "point_err": [], "missed": 0})

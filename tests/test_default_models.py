@@ -114,10 +114,9 @@ def test_any_in_plane_angle_gives_the_upright_points_rotated(turn):
     assert np.linalg.norm(f.landmarks - expect, axis=1).mean() < 0.03 * iod
 
 
-def test_a_close_up_face_gets_the_landmarks_of_the_full_photo():
-    """The astronaut's face filling a 1200 px frame (a selfie-style close-up, which YuNet alone misses: its
-    largest anchors are smaller) is found at half size and gets the full photo's points, scaled, within 3% of the
-    inter-ocular distance."""
+def _astronaut_reframed(side: int, fill: float):
+    """The default pipeline on the astronaut photo resampled so that its predicted points span ``fill`` of a ``side``
+    px square frame (borders replicated); returns (faces found there, the photo's points mapped into the frame)."""
     import cv2
 
     from facelm.detectors import create_detector
@@ -128,17 +127,26 @@ def test_a_close_up_face_gets_the_landmarks_of_the_full_photo():
     img = read_image(EXAMPLES / "astronaut.jpg")
     (up,) = lm.predict_image(img).faces
     lo, hi = up.landmarks.min(0), up.landmarks.max(0)
-    side = 1200
-    s = side / ((hi - lo).max() * 1.25)
+    s = side * fill / (hi - lo).max()
     c = (lo + hi) / 2
     m = np.array([[s, 0, side / 2 - c[0] * s], [0, s, side / 2 - c[1] * s]])
-    close = cv2.warpAffine(img, m, (side, side), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    faces = lm.predict_image(close).faces
-    assert faces, "no face found in the close-up"
-    expect = up.landmarks @ m[:, :2].T + m[:, 2]
+    frame = cv2.warpAffine(img, m, (side, side), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return lm.predict_image(frame).faces, up.landmarks @ m[:, :2].T + m[:, 2]
+
+
+def _mean_error(faces, expect) -> float:
     f = min(faces, key=lambda g: np.linalg.norm(g.landmarks.mean(0) - expect.mean(0)))
+    return float(np.linalg.norm(f.landmarks - expect, axis=1).mean())
+
+
+def test_a_close_up_face_gets_the_landmarks_of_the_full_photo():
+    """The astronaut's face filling a 1200 px frame (a selfie-style close-up, which YuNet alone misses: its
+    largest anchors are smaller) is found at half size and gets the full photo's points, scaled, within 3% of the
+    inter-ocular distance."""
+    faces, expect = _astronaut_reframed(1200, 1 / 1.25)
+    assert faces, "no face found in the close-up"
     iod = np.linalg.norm(expect[36] - expect[45])
-    assert np.linalg.norm(f.landmarks - expect, axis=1).mean() < 0.03 * iod
+    assert _mean_error(faces, expect) < 0.03 * iod
 
 
 @pytest.mark.parametrize("side", [200, 400])
@@ -146,23 +154,7 @@ def test_a_tight_face_crop_gets_the_landmarks_of_the_full_photo(side):
     """The astronaut's face cropped to the bounding square of its points (a face crop, the face touching the edges):
     the detector's box stops at the edge, so it looks again inside a black border; the points are the full photo's,
     scaled, within 3% of the inter-ocular distance (without the border look: ~45%)."""
-    import cv2
-
-    from facelm.detectors import create_detector
-    from facelm.imageio import read_image
-    from facelm.runtime import Landmarker, load_models
-
-    lm = Landmarker(load_models(MODELS), create_detector("auto"))
-    img = read_image(EXAMPLES / "astronaut.jpg")
-    (up,) = lm.predict_image(img).faces
-    lo, hi = up.landmarks.min(0), up.landmarks.max(0)
-    s = side / (hi - lo).max()
-    c = (lo + hi) / 2
-    m = np.array([[s, 0, side / 2 - c[0] * s], [0, s, side / 2 - c[1] * s]])
-    crop = cv2.warpAffine(img, m, (side, side), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    faces = lm.predict_image(crop).faces
+    faces, expect = _astronaut_reframed(side, 1.0)
     assert faces, "no face found in the crop"
-    expect = up.landmarks @ m[:, :2].T + m[:, 2]
-    f = min(faces, key=lambda g: np.linalg.norm(g.landmarks.mean(0) - expect.mean(0)))
     iod = np.linalg.norm(expect[36] - expect[45])
-    assert np.linalg.norm(f.landmarks - expect, axis=1).mean() < 0.03 * iod
+    assert _mean_error(faces, expect) < 0.03 * iod

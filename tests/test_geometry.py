@@ -101,3 +101,17 @@ def test_batched_affines_match_the_single_ones_and_accept_empty_input():
     np.testing.assert_allclose(apply_affines(inv, moved), pts, atol=1e-10)
     assert invert_affines(np.zeros((0, 2, 3))).shape == (0, 2, 3)
     assert apply_affines(np.zeros((0, 2, 3)), np.zeros((0, 7, 2))).shape == (0, 7, 2)
+
+
+def test_turn_image_grows_the_canvas_and_maps_pixels():
+    from facelm.geometry import turn_image
+
+    img = np.zeros((40, 60, 3), np.uint8)
+    img[10, 50] = 255
+    turned, m = turn_image(img, 90)  # counter-clockwise on screen
+    assert turned.shape[:2] == (60, 40)
+    x, y = m @ np.array([50.0, 10.0, 1.0])
+    assert turned[round(y), round(x)].max() > 0
+    same, m0 = turn_image(img, 0)
+    np.testing.assert_array_equal(same, img)
+    np.testing.assert_allclose(m0, [[1, 0, 0], [0, 1, 0]], atol=1e-9)

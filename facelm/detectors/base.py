@@ -79,6 +79,11 @@ class FaceDetector(abc.ABC):
     def detect(self, image: np.ndarray, name: str | None = None, frame: int | None = None) -> list[Detection]:
         ...
 
+    def detect_once(self, image: np.ndarray) -> list[Detection]:
+        """One plain look at ``image`` (the orientation search compares the scores of such looks): detectors with
+        extra looks (``detect_with_retries``) skip them here; others just detect."""
+        return self.detect(image)
+
     def describe(self) -> str:
         """One line for stderr: which detector, which model file."""
         return self.name
@@ -131,26 +136,27 @@ def downscale_for_detection(image: np.ndarray, max_side: int = MAX_DETECT_SIDE) 
     return small, nw / w if w >= h else nh / h
 
 
-def _merge_scales(dets: list[Detection], iou_threshold: float, inside: float = 0.6) -> list[Detection]:
-    """Best-first greedy merge of detections from several looks: a detection is dropped when it overlaps a better
-    one by more than ``iou_threshold`` IoU, or when one of the two lies more than ``inside`` within the other (the
-    full-size look can report a weak box on part of a face that a smaller size finds whole, and the reverse)."""
+def _area(b: np.ndarray) -> float:
+    return max(float((b[2] - b[0]) * (b[3] - b[1])), 1e-9)
 
-    def area(b: np.ndarray) -> float:
-        return max(float((b[2] - b[0]) * (b[3] - b[1])), 1e-9)
 
-    order = sorted(range(len(dets)), key=lambda i: -dets[i].score)
+def _overlap(a: np.ndarray, b: np.ndarray, iou_threshold: float, inside: float = 0.6) -> bool:
+    """Whether boxes ``a`` and ``b`` are one face: IoU above ``iou_threshold``, or one of the two lies more than
+    ``inside`` within the other."""
+    iw = min(a[2], b[2]) - max(a[0], b[0])
+    ih = min(a[3], b[3]) - max(a[1], b[1])
+    inter = max(iw, 0.0) * max(ih, 0.0)
+    return inter / min(_area(a), _area(b)) > inside or box_iou(a[None], b[None])[0, 0] > iou_threshold
+
+
+def _merge_scales(dets: list[Detection], iou_threshold: float) -> list[Detection]:
+    """Best-first greedy merge of detections from several looks: a detection is dropped when it is the same face
+    as a better one (``_overlap``: the full-size look can report a weak box on part of a face that a smaller size
+    finds whole, and the reverse)."""
     kept: list[Detection] = []
-    for i in order:
-        b = dets[i].box
-        for k in kept:
-            iw = min(b[2], k.box[2]) - max(b[0], k.box[0])
-            ih = min(b[3], k.box[3]) - max(b[1], k.box[1])
-            inter = max(iw, 0.0) * max(ih, 0.0)
-            if inter / min(area(b), area(k.box)) > inside or box_iou(b[None], k.box[None])[0, 0] > iou_threshold:
-                break
-        else:
-            kept.append(dets[i])
+    for d in sorted(dets, key=lambda d: -d.score):
+        if not any(_overlap(d.box, k.box, iou_threshold) for k in kept):
+            kept.append(d)
     return kept
 
 
@@ -168,19 +174,12 @@ def _shifted(det: Detection, dx: float, dy: float) -> Detection:
 def _same_face_whole(first: Detection, other: Detection, iou_threshold: float, factor: float = 1.0,
                      part: float = 0.6) -> bool:
     """Whether the first look's ``first`` is the face ``other`` found whole, at a size the detector handles well:
-    they overlap (IoU above ``iou_threshold``, or one lies 60% inside the other), ``first`` is not a part of it (its
-    area is at least ``part`` x ``other``'s) and its longer side in the first look's pixels (``factor`` = first look
-    / original) is at most ``RELIABLE_SIDE``."""
+    they overlap (``_overlap``), ``first`` is not a part of it (its area is at least ``part`` x ``other``'s) and its
+    longer side in the first look's pixels (``factor`` = first look / original) is at most ``RELIABLE_SIDE``."""
     a, b = first.box, other.box
     if max(a[2] - a[0], a[3] - a[1]) * factor > RELIABLE_SIDE:
         return False
-    iw = min(a[2], b[2]) - max(a[0], b[0])
-    ih = min(a[3], b[3]) - max(a[1], b[1])
-    inter = max(iw, 0.0) * max(ih, 0.0)
-    area_a = max(float((a[2] - a[0]) * (a[3] - a[1])), 1e-9)
-    area_b = max(float((b[2] - b[0]) * (b[3] - b[1])), 1e-9)
-    overlap = box_iou(a[None], b[None])[0, 0] > iou_threshold or inter / min(area_a, area_b) > 0.6
-    return bool(overlap and area_a >= part * area_b)
+    return _area(a) >= part * _area(b) and _overlap(a, b, iou_threshold)
 
 
 def detect_with_retries(detect_at, image: np.ndarray, max_side: int = MAX_DETECT_SIDE,

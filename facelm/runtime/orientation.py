@@ -66,7 +66,7 @@ def find_orientation(detector: FaceDetector, image: np.ndarray, det: Detection, 
     for k in (0, 1, 2, 3) if shrink else (1, 2, 3):  # np.rot90 by k: the patch turns counter-clockwise by 90k
         rot = np.ascontiguousarray(np.rot90(patch, k))
         # one plain look per turn (the detector's extra looks would add votes of their own)
-        found = detector.detect_once(rot) if hasattr(detector, "detect_once") else detector.detect(rot)
+        found = detector.detect_once(rot)
         if not found:
             continue
         rh, rw = rot.shape[:2]
