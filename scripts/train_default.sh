@@ -41,14 +41,13 @@ done
 [ -f "$OUT/init-cnn6.onnx" ] || git show "$PARENT:models/cnn6.onnx" > "$OUT/init-cnn6.onnx"
 
 SOURCES=(--data "$OUT/w300" --data "$OUT/mtfl" --data "$OUT/helen29" --data "$OUT/infan" --data "$OUT/ytf"
-         --data "$OUT/utk")
-train() {  # run-name extra-args...   (W="w300 mtfl helen29 infan ytf utk" overrides the sampling weights)
+         --data "$OUT/utk" --weight 1 --weight 0.7 --weight 0.2 --weight 0.15 --weight 0.2 --weight 0.2)
+train() {  # run-name extra-args...
   local run=$1; shift
   if [ -f "$OUT/runs/$run/summary.json" ]; then return; fi
-  local resume=() weights=() w
+  local resume=()
   [ -f "$OUT/runs/$run/last.pt" ] && resume=(--resume)
-  for w in ${W:-1 0.7 0.2 0.15 0.2 0.2}; do weights+=(--weight "$w"); done
-  facelm train "${SOURCES[@]}" "${weights[@]}" --loss wing --threads 1 --out "$OUT/runs/$run" "${resume[@]}" "$@" -q \
+  facelm train "${SOURCES[@]}" --loss wing --threads 1 --out "$OUT/runs/$run" "${resume[@]}" "$@" -q \
     > "$OUT/runs/$run.json"
 }
 # 3. stage 1, run 1
