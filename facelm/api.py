@@ -153,7 +153,7 @@ class Landmarker:
                  device: str = "auto", precision: str = "auto",
                  to_scheme: str | None = None, scheme_maps: Iterable[str | Path] = (),
                  score_threshold: float = 0.6,
-                 box_map: dict | str | Path | None = None, level: bool = True, tta: str = "flip", batch: int = 32,
+                 box_map: dict | str | Path | None = None, level: bool = True, tta: str = "full", batch: int = 32,
                  workers: int = 0, threads: int = 0, streams: int = 0, exif: bool = True):
         from facelm.runtime.setup import build_predict_run
 

@@ -17,7 +17,7 @@ import numpy as np
 from facelm.geometry import apply_affines, eye_angle
 
 __all__ = ["CROP_EXPAND", "DEFAULT_CACHE_SIZE", "DEFAULT_MARGIN", "cache_geometry", "cache_landmarks",
-           "face_frames", "frame_matrices", "stage_frames", "upright_frames"]
+           "face_frames", "frame_matrices", "reframe", "stage_frames", "upright_frames"]
 
 CROP_EXPAND = 1.2
 DEFAULT_CACHE_SIZE = 192  # crop-cache side in pixels (``facelm prepare --cache-size``)
@@ -64,6 +64,18 @@ def upright_frames(landmarks: np.ndarray, left_eye: np.ndarray, right_eye: np.nd
     cx = centre0[:, 0] + c * mid[:, 0] - s * mid[:, 1]
     cy = centre0[:, 1] + s * mid[:, 0] + c * mid[:, 1]
     return np.stack([cx, cy, np.maximum(side, 1e-6), ang], 1)
+
+
+def reframe(frames: np.ndarray, scale: float = 1.0, dx: float = 0.0, dy: float = 0.0) -> np.ndarray:
+    """Frames ``(N, 4)`` with their side times ``scale`` and their centre moved by ``(dx, dy)`` sides along the
+    frame's own axes (x along the levelled eye line, y down the levelled face); the angle is kept."""
+    f = np.array(frames, dtype=np.float64, copy=True).reshape(-1, 4)
+    t = np.radians(f[:, 3])
+    ox, oy = dx * f[:, 2], dy * f[:, 2]
+    f[:, 0] += np.cos(t) * ox - np.sin(t) * oy
+    f[:, 1] += np.sin(t) * ox + np.cos(t) * oy
+    f[:, 2] *= scale
+    return f
 
 
 def stage_frames(stage: int, info: dict, lm_cache: np.ndarray, scheme, stage1_pred: np.ndarray | None = None

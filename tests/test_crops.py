@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from facelm.crops import (
-    DEFAULT_CACHE_SIZE, DEFAULT_MARGIN, cache_geometry, cache_landmarks, face_frames, stage_frames, upright_frames
+    DEFAULT_CACHE_SIZE, DEFAULT_MARGIN, cache_geometry, cache_landmarks, face_frames, frame_matrices, reframe, stage_frames,
+    upright_frames
 )
 from facelm.schemes import get_scheme
 from facelm.synthetic import template_68
@@ -34,3 +35,19 @@ def test_cache_landmarks_applies_each_faces_matrix():
     out = cache_landmarks(m, lm)
     np.testing.assert_array_equal(out[0], np.full((3, 2), [3.0, 5.0]))
     np.testing.assert_array_equal(out[1], np.full((3, 2), [-4.0, 6.0]))
+
+
+def test_reframe_scales_and_moves_along_the_frames_own_axes():
+    f = np.array([[100.0, 50.0, 40.0, 0.0], [100.0, 50.0, 40.0, 90.0]])
+    np.testing.assert_array_equal(reframe(f), f)
+    g = reframe(f, 1.1, 0.25, 0.0)
+    np.testing.assert_allclose(g[:, 2], [44.0, 44.0])
+    np.testing.assert_allclose(g[:, 3], f[:, 3])
+    # 10 px along the frame's x axis: image +x for an upright frame, image +y for one turned by 90 degrees
+    np.testing.assert_allclose(g[:, :2], [[110.0, 50.0], [100.0, 60.0]], atol=1e-9)
+    np.testing.assert_allclose(reframe(f, 1.0, 0.0, 0.25)[:, :2], [[100.0, 60.0], [90.0, 50.0]], atol=1e-9)
+    # the moved frame's crop centre is where its matrix sends the moved centre
+    m, _ = frame_matrices(g, 64)
+    for k in range(2):
+        p = m[k] @ np.array([g[k, 0], g[k, 1], 1.0])
+        np.testing.assert_allclose(p, [31.5, 31.5], atol=1e-9)

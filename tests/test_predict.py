@@ -487,7 +487,7 @@ def test_flip_tta_makes_the_whole_pipeline_mirror_symmetric(tiny_models):
     box = np.array([[w * 0.2, h * 0.15, w * 0.75, h * 0.8]])
     mbox = np.array([[w - 1 - box[0, 2], box[0, 1], w - 1 - box[0, 0], box[0, 3]]])
     mirror = np.ascontiguousarray(img[:, ::-1])
-    for tta, tol in (("flip", 0.05), ("none", None)):
+    for tta, tol in (("flip", 0.05), ("full", 0.05), ("none", None)):
         lm = Landmarker(pair, WholeImageDetector(), tta=tta)
         (a,) = lm.predict_boxes(img, box)
         (b,) = lm.predict_boxes(mirror, mbox)
@@ -500,12 +500,44 @@ def test_flip_tta_makes_the_whole_pipeline_mirror_symmetric(tiny_models):
             assert diff > 0.1
 
 
+def test_full_tta_averages_stage_2_over_its_framings(tiny_models, monkeypatch):
+    """``tta="full"``: stage 1 as with flip; stage 2 is the mean of the flip-averaged stage 2 on each framing of
+    ``STAGE2_FRAMINGS`` (each framing run alone gives one term of the mean)."""
+    import facelm.runtime.pipeline as pl
+    from facelm.detectors import WholeImageDetector
+    from facelm.runtime import Landmarker, load_models
+    from facelm.synthetic import make_dataset
+
+    pair = load_models(tiny_models)
+    make_dataset(tiny_models.parent / "raw_full", n=1, seed=5)
+    img = cv2.cvtColor(cv2.imread(str(next((tiny_models.parent / "raw_full").glob("*.png")))), cv2.COLOR_BGR2RGB)
+    h, w = img.shape[:2]
+    box = np.array([[w * 0.2, h * 0.15, w * 0.75, h * 0.8]])
+    (flip,) = Landmarker(pair, WholeImageDetector(), tta="flip").predict_boxes(img, box)
+    (full,) = Landmarker(pair, WholeImageDetector(), tta="full").predict_boxes(img, box)
+    np.testing.assert_array_equal(full.stage1, flip.stage1)
+    assert pl.STAGE2_FRAMINGS[0] == (1.0, 0.0, 0.0) and len(pl.STAGE2_FRAMINGS) == 7
+    terms = []
+    for f in pl.STAGE2_FRAMINGS:
+        monkeypatch.setattr(pl, "STAGE2_FRAMINGS", (f,))
+        (one,) = Landmarker(pair, WholeImageDetector(), tta="full").predict_boxes(img, box)
+        terms.append(one.landmarks)
+    monkeypatch.undo()
+    np.testing.assert_allclose(terms[0], flip.landmarks, atol=1e-5)  # the square itself = flip TTA's stage 2
+    np.testing.assert_allclose(full.landmarks, np.mean(terms, 0), atol=1e-5)
+    spread = max(np.abs(t - terms[0]).max() for t in terms[1:])
+    print("largest difference between framings (px):", spread)
+    assert spread > 1e-3  # the framings give different crops, so the mean is not any one of them
+
+
 def test_predict_options_tta_level_and_box_map(tiny_models, tmp_path):
     img = _png(tmp_path / "a.png", size=64)
     r = _invoke([str(img), "--models", str(tiny_models), "--no-detect", "--tta", "flip", "--no-level", "-q"])
     assert r.exit_code == 0, r.output
+    r = _invoke([str(img), "--models", str(tiny_models), "--no-detect", "--tta", "full", "-q"])
+    assert r.exit_code == 0, r.output
     r = _invoke([str(img), "--models", str(tiny_models), "--no-detect", "--tta", "mirror", "-q"])
-    assert r.exit_code == 2 and "--tta" in r.output
+    assert r.exit_code == 2 and "--tta" in r.output and "full" in r.output
     bad = tmp_path / "map.json"
     bad.write_text('{"cx": 0.0, "cy": "x", "side": 1.0}')
     r = _invoke([str(img), "--models", str(tiny_models), "--box-map", str(bad), "-q"])

@@ -133,7 +133,7 @@ def register(app: typer.Typer) -> None:
         stages: Annotated[int | None, typer.Option(help="As predict's --stages (default: as predict runs).",
                                                    show_default=False)] = None,
         level: Annotated[bool, typer.Option("--level/--no-level", help="As predict's --level.")] = True,
-        tta: Annotated[str, typer.Option(metavar="flip|none", help="As predict's --tta.")] = "flip",
+        tta: Annotated[str, typer.Option(metavar="full|flip|none", help="As predict's --tta.")] = "full",
         device: Annotated[str, typer.Option(help="auto (CPU, plus CUDA when usable), cpu or cuda.")] = "auto",
         detector: Annotated[str, typer.Option(help="auto, yunet or yuface.")] = "auto",
         detector_model: Annotated[Path | None, typer.Option("--detector-model", help=detector_model_help(),
@@ -161,8 +161,10 @@ def register(app: typer.Typer) -> None:
             raise UsageError(f"--precision {precision}: give distinct values of fp32, int8, auto")
         if stages not in (None, 1, 2):
             raise UsageError(f"--stages must be 1 or 2, got {stages}")
-        if tta not in ("none", "flip"):
-            raise UsageError(f"--tta must be none or flip, not {tta!r}")
+        from facelm.runtime.pipeline import TTA_MODES
+
+        if tta not in TTA_MODES:
+            raise UsageError(f"--tta must be one of {', '.join(TTA_MODES)}, not {tta!r}")
         if device not in ("auto", "cpu", "cuda"):
             raise UsageError(f"--device must be auto, cpu or cuda, not {device!r}")
         opts = BenchOptions(batch=batch, seconds=seconds, repeats=repeats, precisions=precs, stages=stages,

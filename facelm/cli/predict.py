@@ -288,11 +288,13 @@ def register(app: typer.Typer) -> None:
         level: Annotated[bool, typer.Option("--level/--no-level", help="Level each face by stage 1's in-plane "
                                                                         "angle and run stage 1 again (faces at any "
                                                                         "angle).")] = True,
-        tta: Annotated[str, typer.Option(metavar="flip|none", help="Test-time augmentation: flip (default) "
-                                                                   "averages each model's landmarks on the crop and "
-                                                                   "its mirror image (2x the network time, lower "
-                                                                   "error: models/README.md); none: one pass.")
-                       ] = "flip",
+        tta: Annotated[str, typer.Option(metavar="full|flip|none", help="Test-time augmentation: flip averages "
+                                                                        "each network's landmarks on the crop and "
+                                                                        "its mirror image; full (default) also "
+                                                                        "averages stage 2 over 7 framings of its "
+                                                                        "square (lowest error, ~1.3x flip's predict "
+                                                                        "time: docs/predict.md); none: one pass.")
+                       ] = "full",
         min_quality: Annotated[float, typer.Option(
             help="Drop faces whose quality (0..1, an estimate of the chance that their NME is <= 10%) is below "
                  "this (docs/predict.md).")] = 0.0,

@@ -34,7 +34,7 @@ class BenchOptions:
     precisions: list[str] = field(default_factory=lambda: ["fp32", "int8"])
     stages: int | None = None
     level: bool = True
-    tta: str = "flip"
+    tta: str = "full"
     workers: int = 0
     detector: str = "auto"
     detector_model: Path | None = None
@@ -45,15 +45,17 @@ NOISE_NOTE = "above 1: measurement noise (the pipeline runs the same networks pl
 
 def network_passes(pair, level: bool, tta: str) -> tuple[int, int]:
     """(stage-1, stage-2) network runs per face in ``predict``: stage 1 once plus ``LEVEL_PASSES`` levelled runs,
-    stage 2 once; each twice with flip TTA. (Faces whose levelling does not settle take more: the fallback search.)"""
-    from facelm.runtime.pipeline import LEVEL_PASSES
+    stage 2 once (``tta="full"``: once per framing of ``STAGE2_FRAMINGS``); each twice with flip or full TTA.
+    (Faces whose levelling does not settle take more: the fallback search.)"""
+    from facelm.runtime.pipeline import LEVEL_PASSES, STAGE2_FRAMINGS
 
-    k = 2 if tta == "flip" else 1
-    return k * (1 + (LEVEL_PASSES if level else 0)), (k if pair.stage2 is not None else 0)
+    k = 1 if tta == "none" else 2
+    n2 = len(STAGE2_FRAMINGS) if tta == "full" else 1
+    return k * (1 + (LEVEL_PASSES if level else 0)), (k * n2 if pair.stage2 is not None else 0)
 
 
 def bare_networks(pair, batch: int, seconds: float, rng: np.random.Generator, *, level: bool = True,
-                  tta: str = "flip", streams: int = 1) -> float:
+                  tta: str = "full", streams: int = 1) -> float:
     """Faces/s of the landmark networks alone, run as ``predict`` runs them (:func:`network_passes`) on
     ready-made crops at ``batch``, with ``streams`` batches in flight (predict's plan): the pipeline's ceiling."""
     p1, p2 = network_passes(pair, level, tta)
@@ -89,7 +91,7 @@ def bare_networks(pair, batch: int, seconds: float, rng: np.random.Generator, *,
 
 
 def pipeline_run(pair, detector, files: list[Path], batch: int, seconds: float, faces_per_s: float,
-                 workers: int, streams: int, level: bool = True, tta: str = "flip") -> dict:
+                 workers: int, streams: int, level: bool = True, tta: str = "full") -> dict:
     from facelm.runtime import Landmarker
     from facelm.sources import iter_sources
 

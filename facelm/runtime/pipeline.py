@@ -21,7 +21,8 @@ Per face, all geometry is in original-image pixels (0-based, pixel centres at in
    lower, i.e. the face is rolled clockwise on screen, since y points down) and the bounding square of the shape
    rotated level (side ``face_box_scale x max(w, h)``).
 4. **Stage 2**: frame ``(cx, cy, side, angle)`` -> upright crop at the stage-2 model's size (CNN-7 128 px,
-   ``cnn6r`` 64 px) -> the model -> inverse affine.
+   ``cnn6r`` 64 px) -> the model -> inverse affine. With ``tta="full"`` stage 2 also runs on six nearby framings
+   of that square (``STAGE2_FRAMINGS``) and the seven results are averaged.
 
 The reported ``angle`` (degrees, same sign convention) is the eye-line angle of the *final* landmarks: with two
 stages that is a refinement of the step-3 angle (the rotation removed before stage 2, kept as
@@ -59,9 +60,10 @@ from facelm.runtime.quality import add_head_poses, quality_score, quality_signal
 from facelm.runtime.results import FaceResult, ImageResult, annotate  # noqa: F401 - annotate: re-exported
 from facelm.runtime.session import ModelPair, ModelSession, cpu_count
 from facelm.sources import SourceItem
-from facelm.crops import CROP_EXPAND, frame_matrices, upright_frames
+from facelm.crops import CROP_EXPAND, frame_matrices, reframe, upright_frames
 
-__all__ = ["PATCH_RADIUS", "FaceResult", "ImageResult", "Landmarker", "annotate", "face_squares"]
+__all__ = ["PATCH_RADIUS", "STAGE2_FRAMINGS", "TTA_MODES", "FaceResult", "ImageResult", "Landmarker", "annotate",
+           "face_squares"]
 
 #: half-side of the image patch kept per face, in face sides (stage-2 crops reach ~0.85 side from their centre)
 PATCH_RADIUS = 1.5
@@ -70,6 +72,14 @@ PATCH_RADIUS = 1.5
 SEARCH_DISAGREEMENT = 0.1
 #: levelled stage-1 passes (each re-levels by the previous shape)
 LEVEL_PASSES = 2
+#: test-time augmentation: none; flip (every network call averaged with its mirror image); full (flip, and stage 2
+#: averaged over ``STAGE2_FRAMINGS``)
+TTA_MODES = ("none", "flip", "full")
+#: stage-2 framings averaged by ``tta="full"``: (scale, dx, dy) of the stage-2 square (``facelm.crops.reframe``):
+#: the square itself, 10% smaller and larger, and moved by 3% of its side left, right, up and down: within the
+#: box jitter stage 2 is trained with (each corner moves by up to 5% of the side: ``facelm.augment``)
+STAGE2_FRAMINGS = ((1.0, 0.0, 0.0), (0.9, 0.0, 0.0), (1.1, 0.0, 0.0), (1.0, 0.03, 0.0), (1.0, -0.03, 0.0),
+                   (1.0, 0.0, 0.03), (1.0, 0.0, -0.03))
 @dataclass
 class _Face:
     det: Detection
@@ -183,8 +193,8 @@ class Landmarker:
                  level: bool = True, tta: str = "none"):
         if batch < 1 or streams < 1:
             raise ValueError("batch and streams must be at least 1")
-        if tta not in ("none", "flip"):
-            raise ValueError(f"tta must be 'none' or 'flip', not {tta!r}")
+        if tta not in TTA_MODES:
+            raise ValueError(f"tta must be one of {', '.join(TTA_MODES)}, not {tta!r}")
         self.streams = streams
         self.level = level
         self.tta = tta
@@ -259,7 +269,7 @@ class Landmarker:
         t0 = time.perf_counter()
         outs = [session.run(crops[i:i + self.batch]) for i in range(0, len(crops), self.batch)]
         pred = np.concatenate(outs)
-        mirror = self.tta == "flip" or spread is not None
+        mirror = self.tta != "none" or spread is not None
         if mirror:  # the crop's mirror image's landmarks, mirrored back
             size = crops.shape[2]
             mirrored = np.ascontiguousarray(crops[:, :, ::-1])
@@ -269,7 +279,7 @@ class Landmarker:
             back[..., 0] = (size - 1) - back[..., 0]
             if spread is not None:
                 spread.append(np.linalg.norm(pred - back, axis=-1).mean(1) / size)
-            if self.tta == "flip":  # the mean of the two
+            if self.tta != "none":  # the mean of the two
                 pred = (pred + back) / 2
         with self._lock:
             self.stats["infer_s"] += time.perf_counter() - t0
@@ -331,8 +341,10 @@ class Landmarker:
         frames2 = upright_frames(lm1, le, re, self.scheme.face_box_scale)
         final, angles = lm1, eye_angle(le, re)
         if self.s2 is not None:
-            crops2, m2 = self._crops(faces, frames2, self.s2.size)
-            final = _back(m2, self._run(self.s2, crops2))
+            framings = STAGE2_FRAMINGS if self.tta == "full" else STAGE2_FRAMINGS[:1]
+            frames = np.concatenate([reframe(frames2, *f) for f in framings])
+            crops2, m2 = self._crops(faces * len(framings), frames, self.s2.size)
+            final = _back(m2, self._run(self.s2, crops2)).reshape(len(framings), len(faces), -1, 2).mean(0)
             angles = eye_angle(*self.scheme.eye_centres(final))
         signals = quality_signals(spread, err)
         return [FaceResult(box=f.det.box, score=f.det.score, angle=float(angles[i]), landmarks=final[i],

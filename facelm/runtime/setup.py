@@ -26,7 +26,7 @@ def _in_range(name: str, value: Any, lo: float, hi: float) -> None:
 
 
 def check_predict_options(*, batch: int = 32, stages: int | None = None, score_threshold: float = 0.6,
-                          workers: int = 0, threads: int = 0, streams: int = 0, tta: str = "flip",
+                          workers: int = 0, threads: int = 0, streams: int = 0, tta: str = "full",
                           boxes: Any = None, no_detect: bool = False, boxes_kind: str = "auto") -> None:
     """``UsageError`` (one line naming the parameter and what it accepts) for a bad prediction option."""
     _in_range("batch", batch, 1, MAX_BATCH)
@@ -36,8 +36,10 @@ def check_predict_options(*, batch: int = 32, stages: int | None = None, score_t
     for name, v, hi in (("workers", workers, MAX_THREADS), ("threads", threads, MAX_THREADS),
                         ("streams", streams, MAX_STREAMS)):
         _in_range(name, v, 0, hi)
-    if tta not in ("none", "flip"):
-        raise UsageError(f"`tta` must be none or flip, got {tta!r}")
+    from facelm.runtime.pipeline import TTA_MODES
+
+    if tta not in TTA_MODES:
+        raise UsageError(f"`tta` must be one of {', '.join(TTA_MODES)}, got {tta!r}")
     if boxes is not None and no_detect:
         raise UsageError("`boxes` and `no_detect` cannot be used together")
     if boxes_kind not in ("auto", "detector", "square"):
@@ -64,7 +66,7 @@ def build_predict_run(models: str | Path | None = None, *, detector: Any = "auto
                       boxes_kind: str = "auto", no_detect: bool = False, stages: int | None = None,
                       device: str = "auto", precision: str = "auto", to_scheme: str | None = None,
                       scheme_maps: Iterable[str | Path] = (), score_threshold: float = 0.6,
-                      box_map: dict | str | Path | None = None, level: bool = True, tta: str = "flip",
+                      box_map: dict | str | Path | None = None, level: bool = True, tta: str = "full",
                       batch: int = 32, workers: int = 0, threads: int = 0, streams: int = 0, exif: bool = True,
                       keep_images: bool = False, info: Callable[[str], None] | None = None,
                       warn: Callable[[str], None] | None = None) -> PredictRun:
