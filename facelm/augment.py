@@ -9,13 +9,18 @@ Augmentation, drawn per face from a seeded generator:
 * horizontal flip with probability 0.5, with the scheme's flip permutation;
 * box perturbation: the top-left and bottom-right corners of the face box each move by up to ``perturb`` (5%)
   of the box side in x and y, so the crop may change aspect (it is resized to the square input);
-* Gaussian blur with sigma 1 on half of the crops.
+* Gaussian blur with sigma 1 on half of the crops;
+* occlusion (not in the paper; off unless ``occlude`` > 0, ``facelm train --occlude P``): with probability
+  ``occlude`` a rectangle of one random colour, each side 15-50% of the input side, at a random place, is painted
+  over the (blurred) crop; the points under it stay regression targets, so the model learns to place hidden
+  points from the rest of the face (hands, hair, glasses, microphones in front of faces).
 
 Points that leave the crop stay regression targets (their position is still defined and coordinate regression
 extrapolates); points further than ``outside_tol`` x input size outside the crop are masked out of the loss.
 
 The random part is drawn in one order from one generator: ``facelm.crops.frame_matrices`` (rotation, full turn,
-box corners, flip), then ``draw_blur``. ``render_batch`` warps the pixels on the CPU with OpenCV, one face at a
+box corners, flip), then ``draw_blur``, then ``draw_occluders`` (only when ``occlude`` > 0, so that runs without
+it keep their random stream). ``render_batch`` warps the pixels on the CPU with OpenCV, one face at a
 time; ``facelm.train_batches`` warps the same draws on the training device, a batch at a time. Both take the
 landmark targets from ``target_landmarks``, so the targets of the two paths are identical.
 """
@@ -28,7 +33,11 @@ import numpy as np
 
 from facelm.geometry import apply_affines
 
-__all__ = ["AugmentConfig", "draw_blur", "gaussian_kernel", "render_batch", "target_landmarks", "warp_crops"]
+__all__ = ["AugmentConfig", "OCCLUDER_SIDE", "apply_occluders", "draw_blur", "draw_occluders", "gaussian_kernel",
+           "render_batch", "target_landmarks", "warp_crops"]
+
+#: occluder side range, as fractions of the input side (each side drawn on its own)
+OCCLUDER_SIDE = (0.15, 0.5)
 
 
 @dataclass(frozen=True)
@@ -40,19 +49,49 @@ class AugmentConfig:
     blur_sigma: float = 1.0
     outside_tol: float = 0.1
     full_turn: float = 0.0
+    occlude: float = 0.0
 
     @staticmethod
-    def for_arch(arch: str, rotate: float | None = None, full_turn: float = 0.0) -> AugmentConfig:
+    def for_arch(arch: str, rotate: float | None = None, full_turn: float = 0.0, occlude: float = 0.0
+                 ) -> AugmentConfig:
         """The paper's augmentation for ``arch``: rotation up to 30 degrees at stage 1, 10 at stage 2."""
         from facelm.models import model_stage  # here: the runtime side imports this module's floor without torch
 
         default = 10.0 if model_stage(arch) == 2 else 30.0
-        return AugmentConfig(rotate=default if rotate is None else float(rotate), full_turn=float(full_turn))
+        return AugmentConfig(rotate=default if rotate is None else float(rotate), full_turn=float(full_turn),
+                             occlude=float(occlude))
 
 
 def draw_blur(n: int, rng: np.random.Generator | None, aug: AugmentConfig | None) -> np.ndarray:
     """Which of ``n`` crops are blurred, ``(n,)`` bool: drawn after ``frame_matrices`` from the same generator."""
     return (rng.random(n) < aug.blur_p) if (rng is not None and aug is not None) else np.zeros(n, bool)
+
+
+def draw_occluders(n: int, size: int, rng: np.random.Generator | None, aug: AugmentConfig | None
+                   ) -> np.ndarray | None:
+    """The occluders of ``n`` crops of side ``size``: ``(n, 7)`` int32 rows ``x0, y0, x1, y1, r, g, b`` (the
+    rectangle ``[y0:y1, x0:x1]`` in input pixels and its RGB colour; ``x1 == x0`` where a crop has none), drawn
+    after ``draw_blur`` from the same generator; None (and nothing drawn) when occlusion is off."""
+    if rng is None or aug is None or aug.occlude <= 0:
+        return None
+    u = rng.random((n, 8))
+    lo, hi = OCCLUDER_SIDE
+    w = np.clip(np.round(size * (lo + (hi - lo) * u[:, 1])), 1, size).astype(np.int32)
+    h = np.clip(np.round(size * (lo + (hi - lo) * u[:, 2])), 1, size).astype(np.int32)
+    x0 = np.minimum(np.floor(u[:, 3] * (size - w + 1)), size - w).astype(np.int32)
+    y0 = np.minimum(np.floor(u[:, 4] * (size - h + 1)), size - h).astype(np.int32)
+    col = np.minimum(np.floor(u[:, 5:8] * 256), 255).astype(np.int32)
+    on = u[:, 0] < aug.occlude
+    return np.column_stack([x0, y0, np.where(on, x0 + w, x0), y0 + h, col]).astype(np.int32)
+
+
+def apply_occluders(batch: np.ndarray, occ: np.ndarray | None) -> np.ndarray:
+    """Paint the occluders of ``draw_occluders`` over ``batch`` ``(N, S, S, 3)`` uint8 RGB in place; returns it."""
+    if occ is not None:
+        for i in np.flatnonzero(occ[:, 2] > occ[:, 0]):
+            x0, y0, x1, y1 = occ[i, :4]
+            batch[i, y0:y1, x0:x1] = occ[i, 4:7].astype(np.uint8)
+    return batch
 
 
 def gaussian_kernel(sigma: float) -> np.ndarray:
@@ -105,7 +144,8 @@ def render_batch(images: np.ndarray, index: np.ndarray, landmarks: np.ndarray, m
         landmarks: ``(N, L, 2)`` source-pixel landmarks.
         mats: ``(N, 2, 3)`` from ``frame_matrices``; flips: ``(N,)``.
         flip_perm: ``(L,)`` scheme flip permutation.
-        rng, aug: draw the blur (``draw_blur``); without them nothing is blurred.
+        rng, aug: draw the blur (``draw_blur``) and the occluders (``draw_occluders``); without them nothing is
+            blurred or occluded.
         out: optional preallocated ``(N, out, out, 3)`` uint8 buffer.
 
     Returns:
@@ -113,6 +153,8 @@ def render_batch(images: np.ndarray, index: np.ndarray, landmarks: np.ndarray, m
         bool of points within ``outside_tol`` of the crop).
     """
     blur = draw_blur(len(index), rng, aug)
+    occ = draw_occluders(len(index), out_size, rng, aug)
     batch = warp_crops(images, index, mats, out_size, blur, aug.blur_sigma if aug is not None else 1.0, out)
+    apply_occluders(batch, occ)
     lm, mask = target_landmarks(landmarks, mats, flips, flip_perm, out_size, aug)
     return batch, lm, mask

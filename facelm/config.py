@@ -59,6 +59,7 @@ class TrainConfig(BaseModel):
     init: str | None = None  # warm start: weights (not optimiser state) from a facelm checkpoint or ONNX model
     rotate: float | None = None  # augmentation rotation range in degrees (None: 30 for cnn6, 10 for cnn7)
     full_turn: float = 0.0  # probability of a rotation uniform in +-180 degrees instead (any in-plane angle)
+    occlude: float = 0.0  # probability of a random-colour rectangle painted over the crop (facelm.augment)
     # auto: bf16 autocast where the hardware has it (CUDA without bf16: fp16 with a gradient scaler), else fp32
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     channels_last: bool = True  # NHWC memory layout for the model and its input
@@ -122,7 +123,7 @@ class TrainConfig(BaseModel):
             raise ValueError(f"must be between 0 and 180 degrees, got {v}")
         return v
 
-    @field_validator("full_turn")
+    @field_validator("full_turn", "occlude")
     @classmethod
     def _probability(cls, v):
         if not (math.isfinite(v) and 0 <= v <= 1):

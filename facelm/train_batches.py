@@ -11,8 +11,9 @@ The pixels are then cut from the crop cache in one of two ways (``augment_on``):
 * ``device``: the cache rows of the whole batch are read at once (or held on the device, ``device_cache``),
   moved to the training device once per batch, and warped there with ``affine_grid``/``grid_sample`` by the same
   matrices, then blurred with the same Gaussian kernel by a separable convolution. Bilinear, zero border, rounded
-  to integers like the uint8 crops of the CPU path: the two paths differ by interpolation error only
-  (tests/test_train_batches.py), and the targets are identical (``facelm.augment.target_landmarks``).
+  to integers like the uint8 crops of the CPU path, and the occluders (``--occlude``) painted with the same
+  rectangles and colours: the two paths differ by interpolation error only (tests/test_train_batches.py), and the
+  targets are identical (``facelm.augment.target_landmarks``).
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ import torch.nn.functional as F
 from facelm.augment import AugmentConfig, gaussian_kernel
 from facelm.train_data import BatchPlan, Source, pick_batch, plan_batch, warp_plan
 
-__all__ = ["Batch", "BatchSampler", "DevicePixels", "crop_theta", "resolve_augment_on", "warp_on_device"]
+__all__ = ["Batch", "BatchSampler", "DevicePixels", "crop_theta", "occlude_on_device", "resolve_augment_on",
+           "warp_on_device"]
 
 #: ``device_cache`` auto: the training crops are held on a CUDA device when they take at most this share of it.
 DEVICE_CACHE_SHARE = 0.25
@@ -99,6 +101,19 @@ def warp_on_device(src: torch.Tensor, theta: torch.Tensor, out_size: int, blur_r
     return out
 
 
+def occlude_on_device(x: torch.Tensor, occ: np.ndarray | None) -> torch.Tensor:
+    """``x`` (B, 3, S, S) with the occluders of ``facelm.augment.draw_occluders`` painted over (the CPU path's
+    ``apply_occluders`` on the device: the same rectangles and colours)."""
+    if occ is None:
+        return x
+    o = torch.from_numpy(np.ascontiguousarray(occ)).to(x.device)
+    idx = torch.arange(x.shape[-1], device=x.device)
+    cols = (idx[None] >= o[:, 0:1]) & (idx[None] < o[:, 2:3])  # (B, S)
+    rows = (idx[None] >= o[:, 1:2]) & (idx[None] < o[:, 3:4])
+    inside = (rows[:, :, None] & cols[:, None, :])[:, None]  # (B, 1, S, S)
+    return torch.where(inside, o[:, 4:7].to(x.dtype)[:, :, None, None], x)
+
+
 def _grid(theta: torch.Tensor, size: int) -> torch.Tensor:
     """``F.affine_grid(theta, (N, C, size, size), align_corners=False)``, by broadcasting (cheaper on a CPU)."""
     u = (torch.arange(size, device=theta.device, dtype=theta.dtype) * 2 + 1) / size - 1
@@ -159,7 +174,7 @@ class BatchSampler:
                  device: torch.device, rank: int = 0, world: int = 1):
         self.cfg, self.sources, self.device, self.rank, self.world = cfg, sources, device, rank, world
         self.input_size, self.num_points, self.k_max = input_size, num_points, k_max
-        self.aug = AugmentConfig.for_arch(cfg.arch, cfg.rotate, cfg.full_turn) if cfg.augment else None
+        self.aug = AugmentConfig.for_arch(cfg.arch, cfg.rotate, cfg.full_turn, cfg.occlude) if cfg.augment else None
         self.augment_on = resolve_augment_on(cfg.augment_on, device)
         self.threads = cfg.loader_threads or (1 if device.type != "cuda" else 4)
         self.resident = False
@@ -207,6 +222,7 @@ class BatchSampler:
             blur = np.flatnonzero(plan.blur)
             x = warp_on_device(self.pixels.gather(plan), theta.to(dev), self.input_size,
                                torch.from_numpy(blur).to(dev) if len(blur) else None, self.kernel)
+            x = occlude_on_device(x, plan.occluders)
         else:
             sigma = self.aug.blur_sigma if self.aug is not None else 1.0
             imgs = torch.from_numpy(warp_plan(self.sources, plan, self.input_size, sigma))

@@ -8,7 +8,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from facelm.augment import AugmentConfig, gaussian_kernel, render_batch
+from facelm.augment import AugmentConfig, OCCLUDER_SIDE, draw_occluders, gaussian_kernel, render_batch
 from facelm.checkpoint import load_checkpoint
 from facelm.cli import app
 from facelm.config import TrainConfig
@@ -16,7 +16,7 @@ from facelm.crops import cache_geometry, face_frames, frame_matrices
 from facelm.errors import UsageError
 from facelm.prepare import PrepareOptions, prepare
 from facelm.train import train
-from facelm.train_batches import BatchSampler, DevicePixels, crop_theta, warp_on_device
+from facelm.train_batches import BatchSampler, DevicePixels, crop_theta, occlude_on_device, warp_on_device
 from facelm.train_data import (
     load_sources,
     m_template,
@@ -49,10 +49,10 @@ def _sources(prepared, arch="cnn6"):
     return sources, scheme
 
 
-def _both_warps(sources, arch, steps, batch=16):
+def _both_warps(sources, arch, steps, batch=16, occlude=0.0):
     """(OpenCV crops, device-path crops) of the same plans, (N, S, S, 3) float32."""
     size = 128 if arch == "cnn7" else 64
-    aug = AugmentConfig.for_arch(arch)
+    aug = AugmentConfig.for_arch(arch, occlude=occlude)
     cache = sources[0].crops.shape[1]
     pixels = DevicePixels(sources, torch.device("cpu"), resident=False)
     kernel = torch.from_numpy(gaussian_kernel(aug.blur_sigma)).float()
@@ -64,6 +64,7 @@ def _both_warps(sources, arch, steps, batch=16):
         a.append(warp_plan(sources, plan, size, aug.blur_sigma).astype(np.float32))
         x = warp_on_device(pixels.gather(plan), torch.from_numpy(crop_theta(plan.mats, cache, size)), size,
                            torch.from_numpy(np.flatnonzero(plan.blur)), kernel)
+        x = occlude_on_device(x, plan.occluders)
         b.append(x.permute(0, 2, 3, 1).numpy())
     return np.concatenate(a), np.concatenate(b)
 

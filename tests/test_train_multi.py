@@ -139,6 +139,7 @@ def test_scheme_without_a_map_is_a_usage_error_naming_both(sources, tmp_path):
     ("--steps", "0"), ("--steps", "-1"), ("--batch-size", "0"), ("--batch-size", "-4"), ("--lr", "-1"),
     ("--lr", "nan"), ("--val-every", "0"), ("--log-every", "0"), ("--threads", "-1"), ("--wing-w", "0"),
     ("--wing-eps", "0"), ("--width", "0"), ("--full-turn", "1.5"), ("--rotate", "-3"), ("--max-val", "0"),
+    ("--occlude", "-0.1"), ("--occlude", "nan"),
 ])
 def test_invalid_train_numbers_are_usage_errors(sources, tmp_path, flag, value):
     p68, _ = sources
