@@ -15,10 +15,11 @@
 # (`--arch cnn6r`, step 3e), warm-started from the finished stage 1. (The CNN-7 stage 2 shipped before, trained
 # beside stage 1's first run, lost to stage 1 alone and is no longer made here: CNN-7 trains at ~6 crops/s on one
 # core of this CPU.)
+# Both stages end with a run that paints random occluders over 30% of the crops (step 3g, `--occlude`).
 # Every step keeps its output when it already exists, and training resumes from last.pt.
-# Budget (env): S1_STEPS, S1_BATCH, FT_STEPS, FT2_STEPS, FT3_STEPS, S2R_STEPS, S2R2_STEPS. The shipped models used
-# the defaults below on a 2-core CPU (about 80 min for run 1, then 17 min for 3b, 72 min for 3c, 30 min for 3d, 59 min for
-# 3e and 44 min for 3f, while other work shared the machine).
+# Budget (env): S1_STEPS, S1_BATCH, FT_STEPS, FT2_STEPS, FT3_STEPS, S2R_STEPS, S2R2_STEPS, OCC_STEPS. The shipped
+# models used the defaults below on a 2-core CPU (about 80 min for run 1, then 17 min for 3b, 72 min for 3c, 30 min
+# for 3d, 59 min for 3e, 44 min for 3f and 2 x 32 min for 3g side by side, while other work shared the machine).
 set -euo pipefail
 DATA=${1:-../shared/data}
 OUT=${OUT:-work}
@@ -26,7 +27,7 @@ MODELS=${MODELS:-models}
 S1_STEPS=${S1_STEPS:-6000}; S1_BATCH=${S1_BATCH:-32}
 FT_STEPS=${FT_STEPS:-1200}
 FT2_STEPS=${FT2_STEPS:-4500}; FT3_STEPS=${FT3_STEPS:-3000}; S2R_STEPS=${S2R_STEPS:-9000}
-S2R2_STEPS=${S2R2_STEPS:-6000}
+S2R2_STEPS=${S2R2_STEPS:-6000}; OCC_STEPS=${OCC_STEPS:-3000}
 PARENT=${PARENT:-1d2ecf4}
 mkdir -p "$OUT/runs" "$MODELS"
 
@@ -54,34 +55,43 @@ train() {  # run-name extra-args...
 train s1 --arch cnn6 --seed 0 --init "$OUT/init-cnn6.onnx" --full-turn 0.35 --steps "$S1_STEPS" --batch-size "$S1_BATCH" \
   --lr 5e-4 --val-every 500
 # 3b. stage 1 again, from its own weights: less rotation (the detector now finds which way up a face is, so stage 1
-#     needs fewer full turns), lower learning rate; the shipped file is this run's last checkpoint
+#     needs fewer full turns), lower learning rate; 3c continues from this run's last checkpoint
 train s1ft --arch cnn6 --init "$OUT/runs/s1/best.pt" --rotate 20 --full-turn 0.1 --steps "$FT_STEPS" --batch-size "$S1_BATCH" \
   --lr 1.5e-4 --val-every 300 --seed 1
 
 # 3c/3d. two more continuations of stage 1 from its own last weights (same data, rotation and weights; fresh cosine
 #     schedules, new seeds): each was kept because its validation NME improved on most held-out sources
-#     (models/README.md, "Recipe"); the shipped file is the last checkpoint of 3d
+#     (models/README.md, "Recipe"); 3g continues from the last checkpoint of 3d
 train s1ft2 --arch cnn6 --init "$OUT/runs/s1ft/last.pt" --rotate 20 --full-turn 0.1 --steps "$FT2_STEPS" \
   --batch-size "$S1_BATCH" --lr 2e-4 --val-every 500 --seed 2
 train s1ft3 --arch cnn6 --init "$OUT/runs/s1ft2/last.pt" --rotate 20 --full-turn 0.1 --steps "$FT3_STEPS" \
   --batch-size "$S1_BATCH" --lr 1.5e-4 --val-every 500 --seed 3
 
-# 3e. stage 2 as the CNN-6 network on the levelled crop (`cnn6r`, 64 px), warm-started from the shipped stage 1 and
+# 3e. stage 2 as the CNN-6 network on the levelled crop (`cnn6r`, 64 px), warm-started from 3d's stage 1 and
 #     trained on crops framed by that stage 1's own predictions (`--stage1`), as `predict` frames them; rotation
 #     +-10 deg (the stage-2 default), the same sources and weights; ~80 crops/s on one core.
 train s2r --arch cnn6r --init "$OUT/runs/s1ft3/last.pt" --stage1 "$OUT/runs/s1ft3/last.pt" --steps "$S2R_STEPS" \
   --batch-size "$S1_BATCH" --lr 2e-4 --val-every 1000 --max-val 300 --seed 4
 
-# 3f. stage 2 continued from 3e's last weights at half the learning rate (fresh cosine, new seed); the shipped
-#     stage 2 is this run's last checkpoint. (Two more stage-2 runs from stage 1 with other seeds and data mixes,
+# 3f. stage 2 continued from 3e's last weights at half the learning rate (fresh cosine, new seed); 3g continues
+#     from this run's last checkpoint. (Two more stage-2 runs from stage 1 with other seeds and data mixes,
 #     their weight average with this one and the average of their outputs were tried and were no better:
 #     models/README.md, "Recipe".)
 train s2r2 --arch cnn6r --init "$OUT/runs/s2r/last.pt" --stage1 "$OUT/runs/s1ft3/last.pt" --steps "$S2R2_STEPS" \
   --batch-size "$S1_BATCH" --lr 1e-4 --val-every 1000 --max-val 300 --seed 5
 
+# 3g. both stages once more from their last weights with occlusion augmentation (`--occlude 0.3`: a random-colour
+#     rectangle, 15-50% of the crop side each way, over 30% of the crops), so faces partly hidden by hands, hair or
+#     objects keep their landmarks; stage 2 still on the crops of 3d's stage 1. The shipped files are these runs'
+#     last checkpoints (models/README.md, "Recipe"). They can run side by side (one core each).
+train s1occ --arch cnn6 --init "$OUT/runs/s1ft3/last.pt" --rotate 20 --full-turn 0.1 --occlude 0.3 \
+  --steps "$OCC_STEPS" --batch-size "$S1_BATCH" --lr 1e-4 --val-every 1000 --seed 7
+train s2occ --arch cnn6r --init "$OUT/runs/s2r2/last.pt" --stage1 "$OUT/runs/s1ft3/last.pt" --occlude 0.3 \
+  --steps "$OCC_STEPS" --batch-size "$S1_BATCH" --lr 1e-4 --val-every 1000 --max-val 300 --seed 9
+
 # 4. export (torch/onnxruntime parity and the NME of the stored weights are checked on the w300 val split)
-facelm export "$OUT/runs/s1ft3/last.pt" --out "$MODELS/cnn6.onnx" --weights fp16 --val "$OUT/w300" -q > "$OUT/export-cnn6.json"
-facelm export "$OUT/runs/s2r2/last.pt" --out "$MODELS/cnn6r.onnx" --weights fp16 --val "$OUT/w300" -q > "$OUT/export-cnn6r.json"
+facelm export "$OUT/runs/s1occ/last.pt" --out "$MODELS/cnn6.onnx" --weights fp16 --val "$OUT/w300" -q > "$OUT/export-cnn6.json"
+facelm export "$OUT/runs/s2occ/last.pt" --out "$MODELS/cnn6r.onnx" --weights fp16 --val "$OUT/w300" -q > "$OUT/export-cnn6r.json"
 
 # 5. YuNet's box map, fitted where it is used: in-the-wild photos and video frames (train splits)
 facelm fit-box-map --data "$OUT/w300" --data "$OUT/infan" --data "$OUT/ytf" --models "$MODELS" -q > "$OUT/box_map.json"
