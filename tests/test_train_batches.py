@@ -123,6 +123,36 @@ def test_device_warp_landmarks_follow_the_pixels():
     assert 0 < flipped < 20
 
 
+def test_occluders_are_drawn_in_range_and_painted_alike_on_both_paths(data_dir):
+    """``--occlude``: rectangles 15-50% of the side inside the crop, one colour each, on about P of the crops;
+    the device path paints the same pixels as the CPU path; with occlusion off nothing is drawn, so the random
+    stream of runs without it is unchanged."""
+    aug = AugmentConfig.for_arch("cnn6", occlude=0.5)
+    occ = draw_occluders(4000, 64, np.random.default_rng(0), aug)
+    on = occ[:, 2] > occ[:, 0]
+    assert 0.45 < on.mean() < 0.55
+    w, h = (occ[on, 2] - occ[on, 0]), (occ[on, 3] - occ[on, 1])
+    lo, hi = round(OCCLUDER_SIDE[0] * 64), round(OCCLUDER_SIDE[1] * 64)
+    assert w.min() >= lo and w.max() <= hi and h.min() >= lo and h.max() <= hi
+    assert occ[:, :4].min() >= 0 and occ[:, 2].max() <= 64 and occ[:, 3].max() <= 64
+    assert occ[:, 4:].min() >= 0 and occ[:, 4:].max() <= 255 and len(np.unique(occ[on, 4])) > 200
+    rng = np.random.default_rng(1)
+    assert draw_occluders(8, 64, rng, AugmentConfig.for_arch("cnn6")) is None
+    assert rng.random() == np.random.default_rng(1).random()  # nothing drawn when off
+
+    sources, _ = _sources(data_dir)
+    a, b = _both_warps(sources, "cnn6", steps=2, occlude=1.0)
+    d = np.abs(a - b)
+    assert d.mean() < MEAN_DIFF and d.max() <= MAX_DIFF
+    plan = plan_batch(sources, pick_batch(sources, 0, 16, 0), 64, 68, 68, np.random.default_rng([0, 0, 0, 1]),
+                      AugmentConfig.for_arch("cnn6", occlude=1.0))
+    crops = warp_plan(sources, plan, 64)
+    for k in range(len(plan)):  # every crop carries its rectangle, in its colour
+        x0, y0, x1, y1 = plan.occluders[k, :4]
+        assert x1 > x0 and np.all(crops[k, y0:y1, x0:x1] == plan.occluders[k, 4:7])
+    assert plan.part(1, 2).occluders.shape == (8, 7)
+
+
 def test_cpu_path_renders_the_draws_of_render_batch(data_dir):
     """The plan keeps today's random stream: frame_matrices then the blur draw, group by group."""
     sources, scheme = _sources(data_dir)
