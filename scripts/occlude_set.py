@@ -17,6 +17,7 @@ keep their images; the crop cache and prepare.json are linked/copied), OUT/val_i
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import shutil
 import sys
@@ -28,10 +29,16 @@ import numpy as np
 from facelm.manifest import load_manifest
 
 
+@functools.cache
+def _read(path: str) -> np.ndarray:
+    """A val image, decoded once (patches are drawn from the same few hundred images again and again)."""
+    return cv2.imread(path)
+
+
 def _patch(paths: list[str], boxes_of: dict, w: int, h: int, rng: np.random.Generator) -> np.ndarray:
     for _ in range(200):
         p = paths[rng.integers(len(paths))]
-        src = cv2.imread(p)
+        src = _read(p)
         H, W = src.shape[:2]
         if w >= W or h >= H:
             continue
@@ -77,7 +84,7 @@ def occlude_set(data: Path, out: Path, seed: int = 0) -> int:
         new[p] = str(q)
     lines = []
     for i, s in enumerate(full.samples):
-        r = json.loads(s.model_dump_json()) if hasattr(s, "model_dump_json") else s.dict()
+        r = s.model_dump(mode="json")
         r["image"] = new.get(str(full.image_path(i)), str(full.image_path(i)))
         lines.append(json.dumps(r))
     (out / "manifest.jsonl").write_text("\n".join(lines) + "\n")

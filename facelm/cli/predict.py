@@ -292,7 +292,7 @@ def register(app: typer.Typer) -> None:
                                                                         "each network's landmarks on the crop and "
                                                                         "its mirror image; full (default) also "
                                                                         "averages stage 2 over 7 framings of its "
-                                                                        "square (lowest error, ~1.3x flip's predict "
+                                                                        "square (lowest error, 1.2-1.7x flip's predict "
                                                                         "time: docs/predict.md); none: one pass.")
                        ] = "full",
         min_quality: Annotated[float, typer.Option(

@@ -49,6 +49,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from facelm.crops import CROP_EXPAND, frame_matrices, reframe, upright_frames
 from facelm.detectors.base import Detection, FaceDetector
 from facelm.detectors.boxes import BoxLookupError
 from facelm.detectors.boxmap import boxes_to_squares, resolve_box_map
@@ -60,7 +61,6 @@ from facelm.runtime.quality import add_head_poses, quality_score, quality_signal
 from facelm.runtime.results import FaceResult, ImageResult, annotate  # noqa: F401 - annotate: re-exported
 from facelm.runtime.session import ModelPair, ModelSession, cpu_count
 from facelm.sources import SourceItem
-from facelm.crops import CROP_EXPAND, frame_matrices, reframe, upright_frames
 
 __all__ = ["PATCH_RADIUS", "STAGE2_FRAMINGS", "TTA_MODES", "FaceResult", "ImageResult", "Landmarker", "annotate",
            "face_squares"]
