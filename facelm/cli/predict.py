@@ -287,7 +287,9 @@ def register(app: typer.Typer) -> None:
         ] = None,
         level: Annotated[bool, typer.Option("--level/--no-level", help="Level each face by stage 1's in-plane "
                                                                         "angle and run stage 1 again (faces at any "
-                                                                        "angle).")] = True,
+                                                                        "angle); an image with no face found "
+                                                                        "upright is also searched turned by 90, "
+                                                                        "180 and 270 degrees.")] = True,
         tta: Annotated[str, typer.Option(metavar="full|flip|none", help="Test-time augmentation: flip averages "
                                                                         "each network's landmarks on the crop and "
                                                                         "its mirror image; full (default) also "

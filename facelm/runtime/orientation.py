@@ -14,11 +14,12 @@ import math
 import cv2
 import numpy as np
 
-from facelm.detectors.base import Detection, FaceDetector
+from facelm.detectors.base import Detection, FaceDetector, nms
 from facelm.detectors.boxmap import boxes_to_squares
 from facelm.geometry import eye_angle
 
-__all__ = ["ORIENT_MAX_SIDE", "ORIENT_PATCH", "ORIENT_SKIP_SCORE", "find_orientation", "unrot90"]
+__all__ = ["ORIENT_MAX_SIDE", "ORIENT_PATCH", "ORIENT_SKIP_SCORE", "find_orientation", "find_turned_faces",
+           "turned_square", "unrot90"]
 
 #: half-side of the patch the detector looks at again to find which way up a face is, in detector-box sides
 ORIENT_PATCH = 1.0
@@ -84,6 +85,48 @@ def find_orientation(detector: FaceDetector, image: np.ndarray, det: Detection, 
         px, py = (px + 0.5) / fx - 0.5, (py + 0.5) / fy - 0.5
         best = (d.score, k, np.array([px + x0, py + y0, sq[2] * 2 / (fx + fy)]), d.keypoints)
     return best[2], _keypoint_turn(best[3], best[1])
+
+
+def find_turned_faces(detector: FaceDetector, image: np.ndarray, iou_threshold: float = 0.3) -> list[Detection]:
+    """Faces of an image in which the detector found none upright: the detector looks at the whole image turned by
+    90, 180 and 270 degrees, and what it finds there is mapped back to the image (best-first, overlapping faces of
+    different turns merged by NMS). YuNet misses many faces lying on their side or upside down (infants in a cot,
+    photos stored turned) that it finds once they are turned upright.
+
+    Each detection's ``box`` is the axis-aligned box of the turned look's box in image pixels and its ``keypoints``
+    are mapped back; ``extra`` keeps ``turn_k`` (quarter turns counter-clockwise, ``np.rot90``), ``turned_box``,
+    ``turned_keypoints`` and ``image_size`` (w, h), from which :func:`turned_square` builds the face square and turn
+    exactly as the orientation search does for a face found upright, so the search is not run again.
+    """
+    h, w = image.shape[:2]
+    found: list[Detection] = []
+    for k in (1, 2, 3):
+        rot = np.ascontiguousarray(np.rot90(image, k))
+        for d in detector.detect(rot):
+            b = np.asarray(d.box, dtype=np.float64)
+            corners = [unrot90(x, y, k, w, h) for x in (b[0], b[2]) for y in (b[1], b[3])]
+            xs, ys = zip(*corners)
+            kp = None
+            if d.keypoints is not None:
+                kp = np.array([unrot90(float(x), float(y), k, w, h) for x, y in np.asarray(d.keypoints)])
+            found.append(Detection(box=np.array([min(xs), min(ys), max(xs), max(ys)]), score=d.score, keypoints=kp,
+                                   kind=d.kind, extra={**d.extra, "turn_k": k, "turned_box": b,
+                                                       "turned_keypoints": d.keypoints, "image_size": (w, h)}))
+    if len(found) < 2:
+        return found
+    keep = nms(np.stack([d.box for d in found]), np.array([d.score for d in found]), iou_threshold)
+    return [found[i] for i in keep]
+
+
+def turned_square(det: Detection, box_map: dict | None) -> tuple[np.ndarray, float]:
+    """(face square, turn in degrees) of a detection made by :func:`find_turned_faces`: ``box_map`` applied to the
+    upright box of the turned look, the square's centre mapped back to the image; the turn as the orientation
+    search gives it (the quarter turns plus the detector's eye line within the turned look)."""
+    k = int(det.extra["turn_k"])
+    w, h = det.extra["image_size"]
+    sq = boxes_to_squares(np.asarray(det.extra["turned_box"], dtype=np.float64)[None], box_map)[0]
+    px, py = unrot90(sq[0], sq[1], k, w, h)
+    return np.array([px, py, sq[2]]), _keypoint_turn(det.extra.get("turned_keypoints"), k)
 
 
 def _keypoint_turn(kp, k: int) -> float:

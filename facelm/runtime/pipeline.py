@@ -6,6 +6,10 @@ Per face, all geometry is in original-image pixels (0-based, pixel centres at in
 
 1. **Face square** from the detection: a detector box through the stage-1 model's box map (else the detector's
    own, ``detectors.boxmap``); boxes files hold face squares; ``--no-detect``: the whole image (side max(W, H)/1.2).
+1b. **No face upright** (``level=True``, ``turn_search=True`` and a live detector): when the detector finds no face in the image, it
+   looks at the image turned by 90, 180 and 270 degrees, and the faces found there are mapped back with the turn
+   that found them (``facelm.runtime.orientation.find_turned_faces``); their face square is the box map applied
+   in the turned image, so step 2b's search is not needed for them.
 2. **Stage 1**: frame ``(cx, cy, side, 0)`` -> ``frame_matrices`` (64 px, the crop covers 1.2 x side) ->
    anti-aliased ``warp_crop`` (black outside the image, as the training crops) -> CNN-6 -> landmarks mapped back
    through the inverse affine.
@@ -56,7 +60,7 @@ from facelm.detectors.boxmap import boxes_to_squares, resolve_box_map
 from facelm.errors import DataError, ModelError
 from facelm.geometry import apply_affines, compose_affine, eye_angle, invert_affine, invert_affines, warp_crop
 from facelm.imageio import ImageReadError, read_image
-from facelm.runtime.orientation import find_orientation
+from facelm.runtime.orientation import find_orientation, find_turned_faces, turned_square
 from facelm.runtime.quality import add_head_poses, quality_score, quality_signals
 from facelm.runtime.results import FaceResult, ImageResult, annotate  # noqa: F401 - annotate: re-exported
 from facelm.runtime.session import ModelPair, ModelSession, cpu_count
@@ -186,17 +190,22 @@ class Landmarker:
         keep_images: keep each decoded image on its result (for ``--draw``).
         box_map: override the box map stored in the stage-1 model.
         exif: apply EXIF orientation when reading files (user photos: True).
+        level: which way up and levelling (module docstring, step 2b); False: every face is taken as upright.
+        tta: test-time averaging, one of ``TTA_MODES``.
+        turn_search: with ``level`` and a live detector, an image in which no face is found upright is searched
+            turned by 90, 180 and 270 degrees (step 1b).
     """
 
     def __init__(self, models: ModelPair, detector: FaceDetector, *, batch: int = 32, workers: int = 0,
                  keep_images: bool = False, box_map: dict | None = None, exif: bool = True, streams: int = 1,
-                 level: bool = True, tta: str = "none"):
+                 level: bool = True, tta: str = "none", turn_search: bool = True):
         if batch < 1 or streams < 1:
             raise ValueError("batch and streams must be at least 1")
         if tta not in TTA_MODES:
             raise ValueError(f"tta must be one of {', '.join(TTA_MODES)}, not {tta!r}")
         self.streams = streams
         self.level = level
+        self.turn_search = turn_search
         self.tta = tta
         self.s1: ModelSession = models.stage1
         self.s2: ModelSession | None = models.stage2
@@ -224,7 +233,9 @@ class Landmarker:
         turns = np.zeros(len(dets))
         if self.level and self.detector.live:  # which way up is each face? (module docstring, step 2b)
             for i, d in enumerate(dets):
-                if d.kind == "detector":
+                if "turn_k" in d.extra:  # found only in the turned image: its turn is known
+                    squares[i], turns[i] = turned_square(d, self.box_map)
+                elif d.kind == "detector":
                     squares[i], turns[i] = self._orientation(image, d, squares[i])
         s1, s2 = self.s1.size, (self.s2.size if self.s2 is not None else self.s1.size)
         frames = np.column_stack([squares, turns])
@@ -250,6 +261,8 @@ class Landmarker:
             image = item.image if item.image is not None else read_image(item.path, exif=self.exif)
             res.height, res.width = image.shape[:2]
             dets = self.detector.detect(image, item.name, item.frame)
+            if not dets and self.turn_search and self.level and self.detector.live:  # faces lying on their side (step 1b)
+                dets = find_turned_faces(self.detector, image)
             job = _Job(res, self._faces(image, dets))
             if self.keep_images:
                 res.image = image
