@@ -5,8 +5,8 @@ grown to keep the whole photo; ``facelm.geometry.turn_image``), go through the d
 ``--tta``, default flip). For each face of the ground truth the case counts as
 
 * ``missed``: no predicted face whose points' centre lies within one inter-ocular distance of the truth's;
-* ``failed``: found, but its NME (mapped to the set's scheme, normalised by the outer eye corners for 68 points,
-  by the eye centres for 5) is over 10%;
+* ``failed``: found, but its NME (mapped to the set's scheme, normalised by the set's inter-ocular distance) is over
+  10%;
 
 once with the turned look and once without it. Without it an image whose upright look finds no face has no faces
 at all, so only those images are predicted twice (the detector is deterministic: everything else is the same).
@@ -33,16 +33,15 @@ from facelm.imageio import read_image
 from facelm.manifest import load_manifest
 from facelm.runtime import Landmarker, load_models
 from facelm.scheme_maps import get_map
+from facelm.schemes import get_scheme
 
 ANGLES = tuple(range(0, 360, 45))
 
 
-def _norm(gt: np.ndarray) -> float:
-    if len(gt) == 68:
-        return float(np.linalg.norm(gt[36] - gt[45]))
-    if len(gt) == 5:
-        return float(np.linalg.norm(gt[0] - gt[1]))
-    raise SystemExit(f"bench_turned_faces: no normaliser for {len(gt)}-point ground truth")
+def _norm(gt: np.ndarray, scheme: str) -> float:
+    """The scheme's inter-ocular distance (the means of its two point groups) of one ground-truth shape."""
+    a, b = get_scheme(scheme).normaliser_groups("inter-ocular")
+    return float(np.linalg.norm(gt[list(a)].mean(0) - gt[list(b)].mean(0)))
 
 
 def _score(faces, gt: np.ndarray, to_set, iod: float) -> str:
@@ -89,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
                 r["turned_look_images"] += int(not upright and bool(faces))
                 for gt in by_image[path]:
                     g = gt @ mat[:, :2].T + mat[:, 2]
-                    iod = _norm(g)
+                    iod = _norm(g, scheme)
                     r["cases"] += 1
                     got = _score(faces, g, to_set, iod)
                     without = got if upright else "missed"
