@@ -49,9 +49,11 @@ def _score(faces, gt: np.ndarray, to_set, iod: float) -> str:
     best = None
     for f in faces:
         p = to_set(np.asarray(f.landmarks))
-        if np.linalg.norm(p.mean(0) - gt.mean(0)) <= iod and (best is None or
-                                                              np.linalg.norm(p - gt, axis=1).mean() < best):
-            best = float(np.linalg.norm(p - gt, axis=1).mean())
+        ok = np.isfinite(p).all(1)  # points of the set's scheme without an equivalent in the model's are NaN
+        p, g = p[ok], gt[ok]
+        err = float(np.linalg.norm(p - g, axis=1).mean())
+        if np.linalg.norm(p.mean(0) - g.mean(0)) <= iod and (best is None or err < best):
+            best = err
     if best is None:
         return "missed"
     return "failed" if best / iod > 0.1 else "ok"

@@ -21,7 +21,7 @@ import numpy as np
 __all__ = [
     "crop_matrix", "apply_affine", "invert_affine", "compose_affine", "warp_crop",
     "landmark_square", "eye_angle", "apply_affines", "invert_affines", "procrustes_align", "generalized_procrustes", "align_shapes",
-    "turn_image",
+    "turn_image", "turn_matrix",
 ]
 
 
@@ -100,18 +100,27 @@ def warp_crop(image: np.ndarray, m: np.ndarray, out_size: int | tuple[int, int],
     return cv2.warpAffine(image, m, (w, h), flags=interpolation, borderMode=border)
 
 
+def turn_matrix(w: int, h: int, degrees: float) -> tuple[np.ndarray, tuple[int, int]]:
+    """(2x3 matrix from pixels of a ``(h, w)`` image to pixels of it turned counter-clockwise (on screen) by
+    ``degrees`` about its centre, the size (width, height) of the canvas grown to hold all of it)."""
+    import cv2
+
+    m = cv2.getRotationMatrix2D((w / 2, h / 2), degrees, 1.0)
+    c, s = abs(m[0, 0]), abs(m[0, 1])
+    nw, nh = int(h * s + w * c), int(h * c + w * s)
+    m[0, 2] += nw / 2 - w / 2
+    m[1, 2] += nh / 2 - h / 2
+    return m, (nw, nh)
+
+
 def turn_image(image: np.ndarray, degrees: float) -> tuple[np.ndarray, np.ndarray]:
     """``image`` turned counter-clockwise (on screen) by ``degrees`` about its centre, the canvas grown to hold
     all of it (black corners): returns (turned image, the 2x3 matrix mapping original pixels to it)."""
     import cv2
 
     h, w = image.shape[:2]
-    m = cv2.getRotationMatrix2D((w / 2, h / 2), degrees, 1.0)
-    c, s = abs(m[0, 0]), abs(m[0, 1])
-    nw, nh = int(h * s + w * c), int(h * c + w * s)
-    m[0, 2] += nw / 2 - w / 2
-    m[1, 2] += nh / 2 - h / 2
-    return cv2.warpAffine(image, m, (nw, nh)), m
+    m, size = turn_matrix(w, h, degrees)
+    return cv2.warpAffine(image, m, size), m
 
 
 def landmark_square(landmarks: np.ndarray, scale: float = 1.0) -> tuple[np.ndarray, float]:

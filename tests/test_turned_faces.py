@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from facelm.detectors.base import Detection, FaceDetector
+from facelm.detectors.base import Detection, FaceDetector, box_iou
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
 
@@ -48,7 +48,7 @@ def test_turned_detections_map_back_to_the_same_pixels(corner, k):
     img[corner] = (255, 0, 0)  # the marker at the corner that np.rot90(img, k) brings to the top left
     det = MarkerDetector()
     (d,) = find_turned_faces(det, img)
-    assert d.extra["turn_k"] == k and len(det.looks) == 3
+    assert d.extra["turn_deg"] == 90 * k and len(det.looks) == 3  # found among the quarter turns: no diagonal looks
     rot = np.rot90(img, k)
     # every key point lands on the same pixel of the image as it marked in the turned look
     for (tx, ty), (x, y) in zip(d.extra["turned_keypoints"], d.keypoints):
@@ -60,6 +60,56 @@ def test_turned_detections_map_back_to_the_same_pixels(corner, k):
     b = d.box
     inside = {tuple(img[y, x]) for y in range(int(b[1]), int(b[3]) + 1) for x in range(int(b[0]), int(b[2]) + 1)}
     assert inside == inside_turned
+
+
+class SizeDetector(FaceDetector):
+    """Finds one 'face' (fixed box and key points, its eye line tilted by atan(1/10)) only in images of one size."""
+
+    name = "size"
+    live = True
+
+    def __init__(self, size: tuple[int, int]):
+        self.size, self.looks = size, 0
+
+    def detect(self, image, name=None, frame=None):
+        self.looks += 1
+        if image.shape[:2] != self.size:
+            return []
+        kp = np.array([[30.0, 20.0], [40.0, 21.0], [35.0, 26.0], [31.0, 31.0], [39.0, 31.0]])
+        return [Detection(box=np.array([25.0, 12.0, 46.0, 38.0]), score=0.7, keypoints=kp)]
+
+
+def test_diagonal_looks_only_when_the_quarter_turns_find_nothing_and_they_map_back():
+    from facelm.detectors.boxmap import boxes_to_squares
+    from facelm.geometry import apply_affine, eye_angle, turn_matrix
+    from facelm.runtime.orientation import TURNED_LOOKS, find_turned_faces, turned_square
+
+    h, w = 40, 60
+    assert TURNED_LOOKS == ((90, 180, 270), (45, 135, 225, 315))
+    m, (nw, nh) = turn_matrix(w, h, 135)
+    det = SizeDetector((nh, nw))  # all four diagonal looks have this size: each finds the 'face' once
+    found = find_turned_faces(det, np.zeros((h, w, 3), np.uint8))
+    assert det.looks == 7 and {d.extra["turn_deg"] for d in found} <= {45, 135, 225, 315} and found
+    boxes = np.stack([d.box for d in found])  # faces of different looks that overlap are merged (NMS)
+    iou = box_iou(boxes, boxes)
+    assert (iou[~np.eye(len(found), dtype=bool)] <= 0.3).all()
+    box_map = {"cx": 0.0, "cy": 0.15, "side": 0.85}
+    for d in found:
+        m = d.extra["look_matrix"]
+        assert np.allclose(m, turn_matrix(w, h, d.extra["turn_deg"])[0])
+        assert np.allclose(apply_affine(m, d.keypoints), d.extra["turned_keypoints"])  # key points map back exactly
+        # the box is the bounding box of the turned box's four corners mapped back
+        tb = d.extra["turned_box"]
+        back = np.linalg.inv(np.vstack([m, [0, 0, 1]]))[:2]
+        tc = apply_affine(back, np.array([[tb[0], tb[1]], [tb[2], tb[1]], [tb[0], tb[3]], [tb[2], tb[3]]]))
+        assert np.allclose(d.box, np.concatenate([tc.min(0), tc.max(0)]))
+        sq, turn = turned_square(d, box_map)
+        tsq = boxes_to_squares(tb[None], box_map)[0]
+        assert np.allclose(apply_affine(m, sq[None, :2])[0], tsq[:2]) and sq[2] == pytest.approx(tsq[2])
+        rest = eye_angle(d.extra["turned_keypoints"][0][None], d.extra["turned_keypoints"][1][None])[0]
+        assert turn == pytest.approx((d.extra["turn_deg"] + rest + 180) % 360 - 180)
+    det = SizeDetector((1, 1))  # nothing anywhere: 3 quarter and 4 diagonal looks, no face
+    assert find_turned_faces(det, np.zeros((h, w, 3), np.uint8)) == [] and det.looks == 7
 
 
 def test_turned_square_is_the_box_map_applied_upright_then_turned_back():

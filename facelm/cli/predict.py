@@ -289,7 +289,8 @@ def register(app: typer.Typer) -> None:
                                                                         "angle and run stage 1 again (faces at any "
                                                                         "angle); an image with no face found "
                                                                         "upright is also searched turned by 90, "
-                                                                        "180 and 270 degrees.")] = True,
+                                                                        "180 and 270 degrees (then by 45, 135, "
+                                                                        "225, 315).")] = True,
         tta: Annotated[str, typer.Option(metavar="full|flip|none", help="Test-time augmentation: flip averages "
                                                                         "each network's landmarks on the crop and "
                                                                         "its mirror image; full (default) also "

@@ -19,7 +19,7 @@ from facelm.detectors.boxmap import boxes_to_squares
 from facelm.geometry import eye_angle
 
 __all__ = ["ORIENT_MAX_SIDE", "ORIENT_PATCH", "ORIENT_SKIP_SCORE", "find_orientation", "find_turned_faces",
-           "turned_square", "unrot90"]
+           "look_matrix", "turned_look", "turned_square", "unrot90", "TURNED_LOOKS"]
 
 #: half-side of the patch the detector looks at again to find which way up a face is, in detector-box sides
 ORIENT_PATCH = 1.0
@@ -87,31 +87,66 @@ def find_orientation(detector: FaceDetector, image: np.ndarray, det: Detection, 
     return best[2], _keypoint_turn(best[3], best[1])
 
 
+#: the whole-image looks of :func:`find_turned_faces`, in rounds (degrees counter-clockwise on screen): the
+#: quarter turns first; the diagonal ones only when those find nothing either (YuNet misses many small faces
+#: turned by about 45 degrees; docs/benchmarks.md, "Faces the detector misses upright")
+TURNED_LOOKS: tuple[tuple[int, ...], ...] = ((90, 180, 270), (45, 135, 225, 315))
+
+
+def look_matrix(degrees: int, w: int, h: int) -> np.ndarray:
+    """The 2x3 matrix from pixels of a ``(h, w)`` image to pixels of :func:`turned_look` of it."""
+    if degrees % 90 == 0:  # np.rot90: exact, pixel centres onto pixel centres
+        m = np.array([[1.0, 0, 0], [0, 1.0, 0]])
+        cw, ch = w, h
+        for _ in range(degrees // 90 % 4):  # one counter-clockwise turn: (x, y) -> (y, cw - 1 - x)
+            m = np.array([[0.0, 1.0, 0.0], [-1.0, 0.0, cw - 1.0]]) @ np.vstack([m, [0, 0, 1]])
+            cw, ch = ch, cw
+        return m
+    from facelm.geometry import turn_matrix
+
+    return turn_matrix(w, h, degrees)[0]
+
+
+def turned_look(image: np.ndarray, degrees: int) -> np.ndarray:
+    """``image`` turned counter-clockwise (on screen) by ``degrees``: ``np.rot90`` for quarter turns, else
+    ``facelm.geometry.turn_image`` (canvas grown to hold all of it)."""
+    if degrees % 90 == 0:
+        return np.ascontiguousarray(np.rot90(image, degrees // 90 % 4))
+    from facelm.geometry import turn_image
+
+    return turn_image(image, degrees)[0]
+
+
 def find_turned_faces(detector: FaceDetector, image: np.ndarray, iou_threshold: float = 0.3) -> list[Detection]:
-    """Faces of an image in which the detector found none upright: the detector looks at the whole image turned by
-    90, 180 and 270 degrees, and what it finds there is mapped back to the image (best-first, overlapping faces of
-    different turns merged by NMS). YuNet misses many faces lying on their side or upside down (infants in a cot,
-    photos stored turned) that it finds once they are turned upright.
+    """Faces of an image in which the detector found none upright: the detector looks at the whole image turned
+    (:data:`TURNED_LOOKS`: by 90, 180 and 270 degrees; when that finds nothing, by 45, 135, 225 and 315), and what
+    it finds is mapped back to the image (best-first, overlapping faces of different turns merged by NMS). YuNet
+    misses many faces lying on their side or upside down (infants in a cot, photos stored turned) and many small
+    faces at diagonal angles that it finds once they are turned upright.
 
     Each detection's ``box`` is the axis-aligned box of the turned look's box in image pixels and its ``keypoints``
-    are mapped back; ``extra`` keeps ``turn_k`` (quarter turns counter-clockwise, ``np.rot90``), ``turned_box``,
-    ``turned_keypoints`` and ``image_size`` (w, h), from which :func:`turned_square` builds the face square and turn
-    exactly as the orientation search does for a face found upright, so the search is not run again.
+    are mapped back; ``extra`` keeps ``turn_deg`` (the look's turn), ``look_matrix`` (image -> look pixels),
+    ``turned_box`` and ``turned_keypoints``, from which :func:`turned_square` builds the face square and turn as the
+    orientation search does for a face found upright, so the search is not run again.
     """
+    from facelm.geometry import apply_affine, invert_affine
+
     h, w = image.shape[:2]
     found: list[Detection] = []
-    for k in (1, 2, 3):
-        rot = np.ascontiguousarray(np.rot90(image, k))
-        for d in detector.detect(rot):
-            b = np.asarray(d.box, dtype=np.float64)
-            corners = [unrot90(x, y, k, w, h) for x in (b[0], b[2]) for y in (b[1], b[3])]
-            xs, ys = zip(*corners)
-            kp = None
-            if d.keypoints is not None:
-                kp = np.array([unrot90(float(x), float(y), k, w, h) for x, y in np.asarray(d.keypoints)])
-            found.append(Detection(box=np.array([min(xs), min(ys), max(xs), max(ys)]), score=d.score, keypoints=kp,
-                                   kind=d.kind, extra={**d.extra, "turn_k": k, "turned_box": b,
-                                                       "turned_keypoints": d.keypoints, "image_size": (w, h)}))
+    for looks in TURNED_LOOKS:
+        for a in looks:
+            m = look_matrix(a, w, h)
+            back = invert_affine(m)
+            for d in detector.detect(turned_look(image, a)):
+                b = np.asarray(d.box, dtype=np.float64)
+                corners = apply_affine(back, np.array([[b[0], b[1]], [b[2], b[1]], [b[0], b[3]], [b[2], b[3]]]))
+                kp = None if d.keypoints is None else apply_affine(back, np.asarray(d.keypoints, dtype=np.float64))
+                found.append(Detection(box=np.concatenate([corners.min(0), corners.max(0)]), score=d.score,
+                                       keypoints=kp, kind=d.kind,
+                                       extra={**d.extra, "turn_deg": a, "look_matrix": m, "turned_box": b,
+                                              "turned_keypoints": d.keypoints}))
+        if found:
+            break
     if len(found) < 2:
         return found
     keep = nms(np.stack([d.box for d in found]), np.array([d.score for d in found]), iou_threshold)
@@ -120,13 +155,22 @@ def find_turned_faces(detector: FaceDetector, image: np.ndarray, iou_threshold: 
 
 def turned_square(det: Detection, box_map: dict | None) -> tuple[np.ndarray, float]:
     """(face square, turn in degrees) of a detection made by :func:`find_turned_faces`: ``box_map`` applied to the
-    upright box of the turned look, the square's centre mapped back to the image; the turn as the orientation
-    search gives it (the quarter turns plus the detector's eye line within the turned look)."""
-    k = int(det.extra["turn_k"])
-    w, h = det.extra["image_size"]
+    upright box of the turned look, the square's centre mapped back to the image (a turn keeps sizes); the turn
+    as the orientation search gives it (the look's turn plus the detector's eye line within the look)."""
+    from facelm.geometry import apply_affine, invert_affine
+
     sq = boxes_to_squares(np.asarray(det.extra["turned_box"], dtype=np.float64)[None], box_map)[0]
-    px, py = unrot90(sq[0], sq[1], k, w, h)
-    return np.array([px, py, sq[2]]), _keypoint_turn(det.extra.get("turned_keypoints"), k)
+    c = apply_affine(invert_affine(det.extra["look_matrix"]), sq[None, :2])[0]
+    return np.array([c[0], c[1], sq[2]]), _look_turn(det.extra.get("turned_keypoints"), det.extra["turn_deg"])
+
+
+def _look_turn(kp, degrees: float) -> float:
+    """The turn (degrees) of a face found upright in a look turned counter-clockwise by ``degrees``: in the image
+    it is turned clockwise by that much (eye-line angle ``+degrees``, y down), plus its eye line within the look."""
+    rest = 0.0
+    if kp is not None and len(kp) >= 2 and np.isfinite(kp[:2]).all():
+        rest = float(np.clip(eye_angle(kp[0][None], kp[1][None])[0], -45.0, 45.0))
+    return float((degrees + rest + 180) % 360 - 180)
 
 
 def _keypoint_turn(kp, k: int) -> float:

@@ -7,8 +7,8 @@ Per face, all geometry is in original-image pixels (0-based, pixel centres at in
 1. **Face square** from the detection: a detector box through the stage-1 model's box map (else the detector's
    own, ``detectors.boxmap``); boxes files hold face squares; ``--no-detect``: the whole image (side max(W, H)/1.2).
 1b. **No face upright** (``level=True``, ``turn_search=True`` and a live detector): when the detector finds no face in the image, it
-   looks at the image turned by 90, 180 and 270 degrees, and the faces found there are mapped back with the turn
-   that found them (``facelm.runtime.orientation.find_turned_faces``); their face square is the box map applied
+   looks at the image turned by 90, 180 and 270 degrees (then, if still none, by 45, 135, 225 and 315), and the
+   faces found there are mapped back with the turn that found them (``facelm.runtime.orientation.find_turned_faces``); their face square is the box map applied
    in the turned image, so step 2b's search is not needed for them.
 2. **Stage 1**: frame ``(cx, cy, side, 0)`` -> ``frame_matrices`` (64 px, the crop covers 1.2 x side) ->
    anti-aliased ``warp_crop`` (black outside the image, as the training crops) -> CNN-6 -> landmarks mapped back
@@ -233,7 +233,7 @@ class Landmarker:
         turns = np.zeros(len(dets))
         if self.level and self.detector.live:  # which way up is each face? (module docstring, step 2b)
             for i, d in enumerate(dets):
-                if "turn_k" in d.extra:  # found only in the turned image: its turn is known
+                if "turn_deg" in d.extra:  # found only in the turned image: its turn is known
                     squares[i], turns[i] = turned_square(d, self.box_map)
                 elif d.kind == "detector":
                     squares[i], turns[i] = self._orientation(image, d, squares[i])
