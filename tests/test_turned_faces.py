@@ -56,7 +56,8 @@ def test_turned_detections_map_back_to_the_same_pixels(corner, k):
         assert (img[int(y), int(x)] == rot[int(ty), int(tx)]).all()
     # the box covers the same pixels: its corners are the turned box's corners mapped back
     tb = d.extra["turned_box"]
-    inside_turned = {tuple(rot[y, x]) for y in range(int(tb[1]), int(tb[3]) + 1) for x in range(int(tb[0]), int(tb[2]) + 1)}
+    inside_turned = {tuple(rot[y, x]) for y in range(int(tb[1]), int(tb[3]) + 1)
+                     for x in range(int(tb[0]), int(tb[2]) + 1)}
     b = d.box
     inside = {tuple(img[y, x]) for y in range(int(b[1]), int(b[3]) + 1) for x in range(int(b[0]), int(b[2]) + 1)}
     assert inside == inside_turned

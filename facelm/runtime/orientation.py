@@ -16,10 +16,10 @@ import numpy as np
 
 from facelm.detectors.base import Detection, FaceDetector, nms
 from facelm.detectors.boxmap import boxes_to_squares
-from facelm.geometry import eye_angle
+from facelm.geometry import apply_affine, eye_angle, invert_affine, turn_image, turn_matrix
 
-__all__ = ["ORIENT_MAX_SIDE", "ORIENT_PATCH", "ORIENT_SKIP_SCORE", "find_orientation", "find_turned_faces",
-           "look_matrix", "turned_look", "turned_square", "unrot90", "TURNED_LOOKS"]
+__all__ = ["ORIENT_MAX_SIDE", "ORIENT_PATCH", "ORIENT_SKIP_SCORE", "TURNED_LOOKS", "find_orientation",
+           "find_turned_faces", "look_matrix", "turned_look", "turned_square", "unrot90"]
 
 #: half-side of the patch the detector looks at again to find which way up a face is, in detector-box sides
 ORIENT_PATCH = 1.0
@@ -45,7 +45,7 @@ def find_orientation(detector: FaceDetector, image: np.ndarray, det: Detection, 
     mapped back to the image. A detection scoring ``ORIENT_SKIP_SCORE`` or more skips the search.
     """
     if ORIENT_SKIP_SCORE is not None and det.score >= ORIENT_SKIP_SCORE:
-        return square, _keypoint_turn(det.keypoints, 0)
+        return square, _look_turn(det.keypoints, 0)
     h, w = image.shape[:2]
     b = np.asarray(det.box, dtype=np.float64)
     cx, cy = (b[0] + b[2]) / 2, (b[1] + b[3]) / 2
@@ -84,7 +84,7 @@ def find_orientation(detector: FaceDetector, image: np.ndarray, det: Detection, 
         px, py = unrot90(sq[0], sq[1], k, pw, ph)
         px, py = (px + 0.5) / fx - 0.5, (py + 0.5) / fy - 0.5
         best = (d.score, k, np.array([px + x0, py + y0, sq[2] * 2 / (fx + fy)]), d.keypoints)
-    return best[2], _keypoint_turn(best[3], best[1])
+    return best[2], _look_turn(best[3], 90 * best[1])
 
 
 #: the whole-image looks of :func:`find_turned_faces`, in rounds (degrees counter-clockwise on screen): the
@@ -102,8 +102,6 @@ def look_matrix(degrees: int, w: int, h: int) -> np.ndarray:
             m = np.array([[0.0, 1.0, 0.0], [-1.0, 0.0, cw - 1.0]]) @ np.vstack([m, [0, 0, 1]])
             cw, ch = ch, cw
         return m
-    from facelm.geometry import turn_matrix
-
     return turn_matrix(w, h, degrees)[0]
 
 
@@ -112,8 +110,6 @@ def turned_look(image: np.ndarray, degrees: int) -> np.ndarray:
     ``facelm.geometry.turn_image`` (canvas grown to hold all of it)."""
     if degrees % 90 == 0:
         return np.ascontiguousarray(np.rot90(image, degrees // 90 % 4))
-    from facelm.geometry import turn_image
-
     return turn_image(image, degrees)[0]
 
 
@@ -129,8 +125,6 @@ def find_turned_faces(detector: FaceDetector, image: np.ndarray, iou_threshold: 
     ``turned_box`` and ``turned_keypoints``, from which :func:`turned_square` builds the face square and turn as the
     orientation search does for a face found upright, so the search is not run again.
     """
-    from facelm.geometry import apply_affine, invert_affine
-
     h, w = image.shape[:2]
     found: list[Detection] = []
     for looks in TURNED_LOOKS:
@@ -157,30 +151,20 @@ def turned_square(det: Detection, box_map: dict | None) -> tuple[np.ndarray, flo
     """(face square, turn in degrees) of a detection made by :func:`find_turned_faces`: ``box_map`` applied to the
     upright box of the turned look, the square's centre mapped back to the image (a turn keeps sizes); the turn
     as the orientation search gives it (the look's turn plus the detector's eye line within the look)."""
-    from facelm.geometry import apply_affine, invert_affine
-
     sq = boxes_to_squares(np.asarray(det.extra["turned_box"], dtype=np.float64)[None], box_map)[0]
     c = apply_affine(invert_affine(det.extra["look_matrix"]), sq[None, :2])[0]
     return np.array([c[0], c[1], sq[2]]), _look_turn(det.extra.get("turned_keypoints"), det.extra["turn_deg"])
 
 
 def _look_turn(kp, degrees: float) -> float:
-    """The turn (degrees) of a face found upright in a look turned counter-clockwise by ``degrees``: in the image
-    it is turned clockwise by that much (eye-line angle ``+degrees``, y down), plus its eye line within the look."""
+    """The turn (degrees) of a face found upright in a look (a patch or the whole image) turned counter-clockwise
+    by ``degrees``: in the image it is turned clockwise by that much, i.e. its eye line has the angle ``+degrees``
+    (y down); the detector's eye points add the rest (usable within about 30 degrees of upright, and the quarter
+    turn leaves at most 45)."""
     rest = 0.0
     if kp is not None and len(kp) >= 2 and np.isfinite(kp[:2]).all():
         rest = float(np.clip(eye_angle(kp[0][None], kp[1][None])[0], -45.0, 45.0))
     return float((degrees + rest + 180) % 360 - 180)
-
-
-def _keypoint_turn(kp, k: int) -> float:
-    """The turn (degrees) of a face found upright in a patch turned counter-clockwise by 90k: in the image it is
-    turned clockwise by 90k, i.e. its eye line has the angle +90k (y down); the detector's eye points add the rest
-    (usable within about 30 degrees of upright, and the quarter turn leaves at most 45)."""
-    rest = 0.0
-    if kp is not None and len(kp) >= 2 and np.isfinite(kp[:2]).all():
-        rest = float(np.clip(eye_angle(kp[0][None], kp[1][None])[0], -45.0, 45.0))
-    return float((90 * k + rest + 180) % 360 - 180)
 
 
 def unrot90(x: float, y: float, k: int, w: int, h: int) -> tuple[float, float]:

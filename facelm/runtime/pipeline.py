@@ -6,10 +6,11 @@ Per face, all geometry is in original-image pixels (0-based, pixel centres at in
 
 1. **Face square** from the detection: a detector box through the stage-1 model's box map (else the detector's
    own, ``detectors.boxmap``); boxes files hold face squares; ``--no-detect``: the whole image (side max(W, H)/1.2).
-1b. **No face upright** (``level=True``, ``turn_search=True`` and a live detector): when the detector finds no face in the image, it
-   looks at the image turned by 90, 180 and 270 degrees (then, if still none, by 45, 135, 225 and 315), and the
-   faces found there are mapped back with the turn that found them (``facelm.runtime.orientation.find_turned_faces``); their face square is the box map applied
-   in the turned image, so step 2b's search is not needed for them.
+1b. **No face upright** (``level=True``, ``turn_search=True`` and a live detector): when the detector finds no
+   face in the image, it looks at the image turned by 90, 180 and 270 degrees (then, if still none, by 45, 135,
+   225 and 315), and the faces found there are mapped back with the turn that found them
+   (``facelm.runtime.orientation.find_turned_faces``); their face square is the box map applied in the turned
+   image, so step 2b's search is not needed for them.
 2. **Stage 1**: frame ``(cx, cy, side, 0)`` -> ``frame_matrices`` (64 px, the crop covers 1.2 x side) ->
    anti-aliased ``warp_crop`` (black outside the image, as the training crops) -> CNN-6 -> landmarks mapped back
    through the inverse affine.
@@ -193,7 +194,7 @@ class Landmarker:
         level: which way up and levelling (module docstring, step 2b); False: every face is taken as upright.
         tta: test-time averaging, one of ``TTA_MODES``.
         turn_search: with ``level`` and a live detector, an image in which no face is found upright is searched
-            turned by 90, 180 and 270 degrees (step 1b).
+            turned by 90, 180 and 270 degrees, then 45, 135, 225 and 315 (step 1b).
     """
 
     def __init__(self, models: ModelPair, detector: FaceDetector, *, batch: int = 32, workers: int = 0,
@@ -261,7 +262,7 @@ class Landmarker:
             image = item.image if item.image is not None else read_image(item.path, exif=self.exif)
             res.height, res.width = image.shape[:2]
             dets = self.detector.detect(image, item.name, item.frame)
-            if not dets and self.turn_search and self.level and self.detector.live:  # faces lying on their side (step 1b)
+            if not dets and self.turn_search and self.level and self.detector.live:  # step 1b: turned faces
                 dets = find_turned_faces(self.detector, image)
             job = _Job(res, self._faces(image, dets))
             if self.keep_images:
