@@ -115,10 +115,27 @@ def resolve_checkpoint(path: str | Path) -> Path:
 
 def load_model_from_checkpoint(path: str | Path, device: torch.device | str = "cpu"
                                ) -> tuple[torch.nn.Module, dict]:
-    """Rebuild the model of a facelm checkpoint; returns (model in eval mode, meta)."""
+    """Rebuild the model of a facelm checkpoint (.pt) or facelm ONNX model; returns (model in eval mode, meta).
+
+    An ONNX file (e.g. a shipped ``models/cnn6.onnx``) is rebuilt from the network and scheme in its metadata and
+    its weights (``--weights fp16`` ones cast back to float32), so it can frame stage-2 training crops
+    (``facelm train --stage1``) like the checkpoint it was exported from.
+    """
     from facelm.models import create_model
     from facelm.schemes import get_scheme, register_scheme, scheme_from_dict
 
+    if Path(path).suffix.lower() == ".onnx":
+        from facelm.modelfile import meta_scheme, read_onnx_meta
+
+        if not Path(path).is_file():
+            raise ModelError(f"{path}: model not found")
+        meta = read_onnx_meta(path)
+        meta_scheme(meta, source=str(path))
+        model = create_model(meta["arch"], int(meta["num_landmarks"]), width=float(meta.get("width", 1.0)),
+                             **(meta.get("model_options") or {}))
+        load_init_weights(model, path)
+        model.to(device).eval()
+        return model, meta
     ck = load_checkpoint(path)
     meta = ck["meta"]
     sch = meta["scheme"]

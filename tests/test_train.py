@@ -134,6 +134,29 @@ def test_stage2_trains_on_stage1_crops(data_dir, tmp_path):
         train(_cfg(data_dir, tmp_path / "s3", stage1=str(tmp_path / "s1" / "best.pt")))
 
 
+def test_stage2_can_be_framed_by_an_exported_onnx_stage1(data_dir, tmp_path):
+    """`--stage1 models/cnn6.onnx`: the ONNX file rebuilds the same network, so stage 2 sees the same crops."""
+    import numpy as np
+
+    from facelm.checkpoint import load_model_from_checkpoint
+    from facelm.export import export_onnx
+
+    train(_cfg(data_dir, tmp_path / "s1", steps=10))
+    export_onnx(tmp_path / "s1" / "best.pt", tmp_path / "s1.onnx")
+    pt, _ = load_model_from_checkpoint(tmp_path / "s1" / "best.pt")
+    ox, meta = load_model_from_checkpoint(tmp_path / "s1.onnx")
+    assert meta["arch"] == "cnn6" and meta["scheme"]["name"] == "300w68"
+    x = torch.from_numpy(np.random.default_rng(0).uniform(0, 255, (3, 3, 64, 64)).astype(np.float32))
+    with torch.no_grad():
+        assert torch.allclose(pt(x), ox(x), atol=1e-4)
+    kw = dict(arch="cnn6r", steps=4, val_every=4)
+    a = train(_cfg(data_dir, tmp_path / "a", stage1=str(tmp_path / "s1" / "best.pt"), **kw)).summary
+    b = train(_cfg(data_dir, tmp_path / "b", stage1=str(tmp_path / "s1.onnx"), **kw)).summary
+    assert b["final_val_nme"] == pytest.approx(a["final_val_nme"], rel=1e-3)
+    with pytest.raises(ModelError, match="not found"):
+        train(_cfg(data_dir, tmp_path / "c", stage1=str(tmp_path / "missing.onnx"), **kw))
+
+
 def test_cli_train_prints_one_json_summary(data_dir, tmp_path):
     r = CliRunner().invoke(app, ["train", "--data", str(data_dir), "--out", str(tmp_path / "run"), "--steps", "6",
                                  "--batch-size", "8", "--width", "0.25", "--threads", "1", "--val-every", "6"])

@@ -85,8 +85,9 @@ def register(app: typer.Typer) -> None:
         wing_w: Annotated[float | None, typer.Option(help="Wing w in crop pixels (10 for cnn6, 15 for cnn7).")
                           ] = None,
         wing_eps: Annotated[float | None, typer.Option(help="Wing epsilon in crop pixels (2 / 3).")] = None,
-        stage1: Annotated[str | None, typer.Option(help="Stage-1 checkpoint: stage 2 (cnn7, cnn6r) trains on crops "
-                                                        "built from its predictions, as at inference.")] = None,
+        stage1: Annotated[str | None, typer.Option(help="Stage-1 checkpoint (.pt) or ONNX model: stage 2 (cnn7, "
+                                                        "cnn6r) trains on crops built from its predictions, as at "
+                                                        "inference.")] = None,
         stacks: Annotated[int | None, typer.Option(help="Heatmap models: number of hourglasses (default 2).")
                           ] = None,
         input_size: Annotated[int | None, typer.Option(help="Heatmap models: input crop side in px (default 128 "
