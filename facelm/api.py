@@ -140,8 +140,10 @@ class Landmarker:
             ``fp32`` or ``int8``; ``self.models.precision`` / ``.precision_reason`` say what was chosen and why.
         to_scheme: convert the landmarks to this scheme (e.g. ``"5pt"``; docs/predict.md, "Scheme conversion");
             ``scheme_maps``: extra scheme-map files for it.
-        score_threshold, box_map, level, tta, batch, workers, threads, streams, exif: as the ``facelm predict``
-            options of the same names (``box_map``: a dict or a file from ``facelm fit-box-map --dry-run``).
+        score_threshold, box_map, level, tta, turned_looks, batch, workers, threads, streams, exif: as the
+            ``facelm predict`` options of the same names (``box_map``: a dict or a file from
+            ``facelm fit-box-map --dry-run``; ``turned_looks=False``: an image with no face found upright is not
+            searched turned, which bounds the time spent on images without faces).
 
     Raises:
         UsageError: a bad option value. ModelError: models missing or not matching; no detector available.
@@ -153,14 +155,15 @@ class Landmarker:
                  device: str = "auto", precision: str = "auto",
                  to_scheme: str | None = None, scheme_maps: Iterable[str | Path] = (),
                  score_threshold: float = 0.6,
-                 box_map: dict | str | Path | None = None, level: bool = True, tta: str = "full", batch: int = 32,
-                 workers: int = 0, threads: int = 0, streams: int = 0, exif: bool = True):
+                 box_map: dict | str | Path | None = None, level: bool = True, tta: str = "full",
+                 turned_looks: bool = True, batch: int = 32, workers: int = 0, threads: int = 0, streams: int = 0, exif: bool = True):
         from facelm.runtime.setup import build_predict_run
 
         run = build_predict_run(models, detector=detector, detector_model=detector_model, boxes=boxes,
                                 boxes_kind=boxes_kind, no_detect=no_detect, stages=stages, device=device,
                                 precision=precision, to_scheme=to_scheme, scheme_maps=scheme_maps,
-                                score_threshold=score_threshold, box_map=box_map, level=level, tta=tta, batch=batch,
+                                score_threshold=score_threshold, box_map=box_map, level=level, tta=tta,
+                                turned_looks=turned_looks, batch=batch,
                                 workers=workers, threads=threads, streams=streams, exif=exif, warn=_warn)
         self.models, self._conv, self.pipeline, self.exif = run.pair, run.converter, run.pipeline, exif
 

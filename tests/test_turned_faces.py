@@ -183,3 +183,34 @@ def test_an_infant_lying_on_its_side_that_yunet_misses_upright(shared_data):
     assert abs((f.angle - truth_angle + 180) % 360 - 180) < 15
     iod = np.linalg.norm(gt[36] - gt[45])
     assert np.linalg.norm(f.landmarks - gt, axis=1).mean() < 0.1 * iod
+
+
+def test_turned_looks_can_be_switched_off_in_the_api_and_the_cli(tmp_path, monkeypatch):
+    """`facelm.Landmarker(turned_looks=False)` and `facelm predict --no-turned-looks` keep levelling but do not
+    search an image with no face found upright turned (bounded time on faceless images)."""
+    import json
+
+    import cv2
+    from typer.testing import CliRunner
+
+    import facelm
+    import facelm.detectors
+    from facelm.cli import app
+
+    img = _coded_image(96, 80)
+    img[0, -1] = (255, 0, 0)  # found only after a quarter turn
+    det = MarkerDetector()
+    assert len(facelm.Landmarker(detector=det, precision="fp32", tta="none")(img)) == 1
+    det.looks.clear()
+    assert facelm.Landmarker(detector=det, precision="fp32", tta="none", turned_looks=False)(img) == []
+    assert det.looks == [(80, 96)]
+
+    path = tmp_path / "turned.png"
+    cv2.imwrite(str(path), img[:, :, ::-1])
+    monkeypatch.setattr(facelm.detectors, "create_detector", lambda *a, **k: MarkerDetector())
+    found = {}
+    for flag in ("--turned-looks", "--no-turned-looks"):
+        r = CliRunner().invoke(app, ["predict", str(path), "--precision", "fp32", "--tta", "none", flag, "-q"])
+        assert r.exit_code == 0, r.stderr
+        found[flag] = len(json.loads(r.stdout.splitlines()[0])["faces"])
+    assert found == {"--turned-looks": 1, "--no-turned-looks": 0}

@@ -287,10 +287,18 @@ def register(app: typer.Typer) -> None:
         ] = None,
         level: Annotated[bool, typer.Option("--level/--no-level", help="Level each face by stage 1's in-plane "
                                                                         "angle and run stage 1 again (faces at any "
-                                                                        "angle); an image with no face found "
-                                                                        "upright is also searched turned by 90, "
-                                                                        "180 and 270 degrees (then by 45, 135, "
-                                                                        "225, 315).")] = True,
+                                                                        "angle); with --turned-looks, an image "
+                                                                        "with no face found upright is also "
+                                                                        "searched turned by 90, 180 and 270 "
+                                                                        "degrees (then by 45, 135, 225, 315).")
+                     ] = True,
+        turned_looks: Annotated[bool, typer.Option("--turned-looks/--no-turned-looks", help="With --level: look "
+                                                   "for faces in the turned image when none is found upright "
+                                                   "(faces lying on their side, small faces at diagonal angles). "
+                                                   "Costs nothing when a face is found upright, but an image "
+                                                   "with no face at all takes 8 detector looks, 4 of them on a "
+                                                   "larger canvas (docs/benchmarks.md); --no-turned-looks for "
+                                                   "collections with many faceless images.")] = True,
         tta: Annotated[str, typer.Option(metavar="full|flip|none", help="Test-time augmentation: flip averages "
                                                                         "each network's landmarks on the crop and "
                                                                         "its mirror image; full (default) also "
@@ -349,7 +357,7 @@ def register(app: typer.Typer) -> None:
                                 boxes_kind=boxes_kind.value, no_detect=no_detect, stages=stages, device=device,
                                 precision=precision, to_scheme=to_scheme, scheme_maps=scheme_map or (),
                                 score_threshold=score_threshold, box_map=box_map_file, level=level, tta=tta,
-                                batch=batch, workers=workers, threads=threads, streams=streams, exif=exif,
+                                turned_looks=turned_looks, batch=batch, workers=workers, threads=threads, streams=streams, exif=exif,
                                 keep_images=draw is not None, info=note, warn=warn)
         pair, conv, det, lm, streams, threads = run.pair, run.converter, run.detector, run.pipeline, run.streams, \
             run.threads
