@@ -82,16 +82,29 @@ train s2r2 --arch cnn6r --init "$OUT/runs/s2r/last.pt" --stage1 "$OUT/runs/s1ft3
 
 # 3g. both stages once more from their last weights with occlusion augmentation (`--occlude 0.3`: a random-colour
 #     rectangle, 15-50% of the crop side each way, over 30% of the crops), so faces partly hidden by hands, hair or
-#     objects keep their landmarks; stage 2 still on the crops of 3d's stage 1. The shipped files are these runs'
-#     last checkpoints (models/README.md, "Recipe"). They can run side by side (one core each).
+#     objects keep their landmarks; stage 2 still on the crops of 3d's stage 1. They can run side by side (one core
+#     each); 3h continues from their last checkpoints.
 train s1occ --arch cnn6 --init "$OUT/runs/s1ft3/last.pt" --rotate 20 --full-turn 0.1 --occlude 0.3 \
   --steps "$OCC_STEPS" --batch-size "$S1_BATCH" --lr 1e-4 --val-every 1000 --seed 7
 train s2occ --arch cnn6r --init "$OUT/runs/s2r2/last.pt" --stage1 "$OUT/runs/s1ft3/last.pt" --occlude 0.3 \
   --steps "$OCC_STEPS" --batch-size "$S1_BATCH" --lr 1e-4 --val-every 1000 --max-val 300 --seed 9
 
+# 3h-3j. three more occlusion rounds of both stages, each from the round before's last weights at a lower learning
+#     rate (fresh cosine, new seeds), stage 2 on the crops of the round before's stage 1 (so each round's two runs
+#     can run side by side). The shipped files are the last round's checkpoints (models/README.md, "Recipe").
+PREV1="$OUT/runs/s1occ"; PREV2="$OUT/runs/s2occ"; SEED=10
+for round in "2 7e-5" "3 5e-5" "4 4e-5"; do
+  set -- $round
+  train "s1occ$1" --arch cnn6 --init "$PREV1/last.pt" --rotate 20 --full-turn 0.1 --occlude 0.3 --steps "$OCC_STEPS" \
+    --batch-size "$S1_BATCH" --lr "$2" --val-every 1000 --seed "$SEED"
+  train "s2occ$1" --arch cnn6r --init "$PREV2/last.pt" --stage1 "$PREV1/last.pt" --occlude 0.3 --steps "$OCC_STEPS" \
+    --batch-size "$S1_BATCH" --lr "$2" --val-every 1000 --max-val 300 --seed $((SEED + 1))
+  PREV1="$OUT/runs/s1occ$1"; PREV2="$OUT/runs/s2occ$1"; SEED=$((SEED + 2))
+done
+
 # 4. export (torch/onnxruntime parity and the NME of the stored weights are checked on the w300 val split)
-facelm export "$OUT/runs/s1occ/last.pt" --out "$MODELS/cnn6.onnx" --weights fp16 --val "$OUT/w300" -q > "$OUT/export-cnn6.json"
-facelm export "$OUT/runs/s2occ/last.pt" --out "$MODELS/cnn6r.onnx" --weights fp16 --val "$OUT/w300" -q > "$OUT/export-cnn6r.json"
+facelm export "$PREV1/last.pt" --out "$MODELS/cnn6.onnx" --weights fp16 --val "$OUT/w300" -q > "$OUT/export-cnn6.json"
+facelm export "$PREV2/last.pt" --out "$MODELS/cnn6r.onnx" --weights fp16 --val "$OUT/w300" -q > "$OUT/export-cnn6r.json"
 
 # 5. YuNet's box map, fitted where it is used: in-the-wild photos and video frames (train splits)
 facelm fit-box-map --data "$OUT/w300" --data "$OUT/infan" --data "$OUT/ytf" --models "$MODELS" -q > "$OUT/box_map.json"
