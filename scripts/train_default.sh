@@ -15,11 +15,12 @@
 # (`--arch cnn6r`, step 3e), warm-started from the finished stage 1. (The CNN-7 stage 2 shipped before, trained
 # beside stage 1's first run, lost to stage 1 alone and is no longer made here: CNN-7 trains at ~6 crops/s on one
 # core of this CPU.)
-# Both stages end with a run that paints random occluders over 30% of the crops (step 3g, `--occlude`).
+# Both stages end with four runs that paint random occluders over 30% of the crops (steps 3g-3j, `--occlude`).
 # Every step keeps its output when it already exists, and training resumes from last.pt.
 # Budget (env): S1_STEPS, S1_BATCH, FT_STEPS, FT2_STEPS, FT3_STEPS, S2R_STEPS, S2R2_STEPS, OCC_STEPS. The shipped
 # models used the defaults below on a 2-core CPU (about 80 min for run 1, then 17 min for 3b, 72 min for 3c, 30 min
-# for 3d, 59 min for 3e, 44 min for 3f and 2 x 32 min for 3g side by side, while other work shared the machine).
+# for 3d, 59 min for 3e, 44 min for 3f, 2 x 32 min for 3g side by side and 2 x 23 min for each of 3h-3j, while other
+# work shared the machine).
 set -euo pipefail
 DATA=${1:-../shared/data}
 OUT=${OUT:-work}
