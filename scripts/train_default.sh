@@ -15,12 +15,12 @@
 # (`--arch cnn6r`, step 3e), warm-started from the finished stage 1. (The CNN-7 stage 2 shipped before, trained
 # beside stage 1's first run, lost to stage 1 alone and is no longer made here: CNN-7 trains at ~6 crops/s on one
 # core of this CPU.)
-# Both stages end with four runs that paint random occluders over 30% of the crops (steps 3g-3j, `--occlude`).
+# Both stages end with five runs that paint random occluders over 30% of the crops (steps 3g-3k, `--occlude`).
 # Every step keeps its output when it already exists, and training resumes from last.pt.
 # Budget (env): S1_STEPS, S1_BATCH, FT_STEPS, FT2_STEPS, FT3_STEPS, S2R_STEPS, S2R2_STEPS, OCC_STEPS. The shipped
 # models used the defaults below on a 2-core CPU (about 80 min for run 1, then 17 min for 3b, 72 min for 3c, 30 min
-# for 3d, 59 min for 3e, 44 min for 3f, 2 x 32 min for 3g side by side and 2 x 23 min for each of 3h-3j, while other
-# work shared the machine).
+# for 3d, 59 min for 3e, 44 min for 3f, 2 x 32 min for 3g side by side and 2 x 16-23 min for each of 3h-3j and 2 x 35
+# min for 3k (beside two more runs), while other work shared the machine).
 set -euo pipefail
 DATA=${1:-../shared/data}
 OUT=${OUT:-work}
@@ -90,11 +90,11 @@ train s1occ --arch cnn6 --init "$OUT/runs/s1ft3/last.pt" --rotate 20 --full-turn
 train s2occ --arch cnn6r --init "$OUT/runs/s2r2/last.pt" --stage1 "$OUT/runs/s1ft3/last.pt" --occlude 0.3 \
   --steps "$OCC_STEPS" --batch-size "$S1_BATCH" --lr 1e-4 --val-every 1000 --max-val 300 --seed 9
 
-# 3h-3j. three more occlusion rounds of both stages, each from the round before's last weights at a lower learning
+# 3h-3k. four more occlusion rounds of both stages, each from the round before's last weights at a lower learning
 #     rate (fresh cosine, new seeds), stage 2 on the crops of the round before's stage 1 (so each round's two runs
 #     can run side by side). The shipped files are the last round's checkpoints (models/README.md, "Recipe").
 PREV1="$OUT/runs/s1occ"; PREV2="$OUT/runs/s2occ"; SEED=10
-for round in "2 7e-5" "3 5e-5" "4 4e-5"; do
+for round in "2 7e-5" "3 5e-5" "4 4e-5" "5 3e-5"; do
   set -- $round
   train "s1occ$1" --arch cnn6 --init "$PREV1/last.pt" --rotate 20 --full-turn 0.1 --occlude 0.3 --steps "$OCC_STEPS" \
     --batch-size "$S1_BATCH" --lr "$2" --val-every 1000 --seed "$SEED"
