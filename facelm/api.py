@@ -156,7 +156,8 @@ class Landmarker:
                  to_scheme: str | None = None, scheme_maps: Iterable[str | Path] = (),
                  score_threshold: float = 0.6,
                  box_map: dict | str | Path | None = None, level: bool = True, tta: str = "full",
-                 turned_looks: bool = True, batch: int = 32, workers: int = 0, threads: int = 0, streams: int = 0, exif: bool = True):
+                 turned_looks: bool = True, batch: int = 32, workers: int = 0, threads: int = 0, streams: int = 0,
+                 exif: bool = True):
         from facelm.runtime.setup import build_predict_run
 
         run = build_predict_run(models, detector=detector, detector_model=detector_model, boxes=boxes,

@@ -121,34 +121,28 @@ def load_model_from_checkpoint(path: str | Path, device: torch.device | str = "c
     its weights (``--weights fp16`` ones cast back to float32), so it can frame stage-2 training crops
     (``facelm train --stage1``) like the checkpoint it was exported from.
     """
+    from facelm.modelfile import meta_scheme, read_onnx_meta
     from facelm.models import create_model
-    from facelm.schemes import get_scheme, register_scheme, scheme_from_dict
 
-    if Path(path).suffix.lower() == ".onnx":
-        from facelm.modelfile import meta_scheme, read_onnx_meta
-
+    from_onnx = Path(path).suffix.lower() == ".onnx"
+    if from_onnx:
         if not Path(path).is_file():
             raise ModelError(f"{path}: model not found")
         meta = read_onnx_meta(path)
-        meta_scheme(meta, source=str(path))
-        model = create_model(meta["arch"], int(meta["num_landmarks"]), width=float(meta.get("width", 1.0)),
-                             **(meta.get("model_options") or {}))
-        load_init_weights(model, path)
-        model.to(device).eval()
-        return model, meta
-    ck = load_checkpoint(path)
-    meta = ck["meta"]
-    sch = meta["scheme"]
-    try:
-        get_scheme(sch["name"])
-    except KeyError:
-        register_scheme(scheme_from_dict(sch, source=str(path)))
+    else:
+        ck = load_checkpoint(path)
+        meta = ck["meta"]
+    meta_scheme(meta, source=str(path))  # registers a custom scheme carried by the file
     model = create_model(meta["arch"], int(meta["num_landmarks"]), width=float(meta.get("width", 1.0)),
                          **(meta.get("model_options") or {}))
-    try:
-        model.load_state_dict(ck["model"])
-    except RuntimeError as e:
-        raise ModelError(f"{path}: weights do not fit the {meta['arch']} network: {str(e).splitlines()[0]}") from None
+    if from_onnx:
+        load_init_weights(model, path)
+    else:
+        try:
+            model.load_state_dict(ck["model"])
+        except RuntimeError as e:
+            raise ModelError(f"{path}: weights do not fit the {meta['arch']} network: {str(e).splitlines()[0]}"
+                             ) from None
     model.to(device).eval()
     return model, meta
 

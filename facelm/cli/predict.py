@@ -357,7 +357,8 @@ def register(app: typer.Typer) -> None:
                                 boxes_kind=boxes_kind.value, no_detect=no_detect, stages=stages, device=device,
                                 precision=precision, to_scheme=to_scheme, scheme_maps=scheme_map or (),
                                 score_threshold=score_threshold, box_map=box_map_file, level=level, tta=tta,
-                                turned_looks=turned_looks, batch=batch, workers=workers, threads=threads, streams=streams, exif=exif,
+                                turned_looks=turned_looks, batch=batch, workers=workers, threads=threads,
+                                streams=streams, exif=exif,
                                 keep_images=draw is not None, info=note, warn=warn)
         pair, conv, det, lm, streams, threads = run.pair, run.converter, run.detector, run.pipeline, run.streams, \
             run.threads

@@ -67,7 +67,8 @@ def build_predict_run(models: str | Path | None = None, *, detector: Any = "auto
                       device: str = "auto", precision: str = "auto", to_scheme: str | None = None,
                       scheme_maps: Iterable[str | Path] = (), score_threshold: float = 0.6,
                       box_map: dict | str | Path | None = None, level: bool = True, tta: str = "full",
-                      turned_looks: bool = True, batch: int = 32, workers: int = 0, threads: int = 0, streams: int = 0, exif: bool = True,
+                      turned_looks: bool = True, batch: int = 32, workers: int = 0, threads: int = 0,
+                      streams: int = 0, exif: bool = True,
                       keep_images: bool = False, info: Callable[[str], None] | None = None,
                       warn: Callable[[str], None] | None = None) -> PredictRun:
     """Check the options and build a prediction run (module docstring); arguments as ``facelm.Landmarker``'s.
