@@ -328,10 +328,12 @@ def _onnx_predictions(spec: ModelSpec, ev: EvalSet, loaded: list, warn: Warn) ->
     """Predictions of an exported model (or a STAGE1.onnx+STAGE2.onnx pair) on ground-truth face boxes.
 
     The crops are built exactly as for checkpoints (:func:`facelm.manifest_predict.onnx_predict_manifest`), so a
-    checkpoint and its export score the same up to the export's numerical difference.
+    checkpoint and its export score the same up to the export's numerical difference, plus the file's label shift
+    (``facelm.modelfile.label_shift``), which is added to the final landmarks as ``predict`` adds it.
     """
     from facelm.crops import cache_landmarks
     from facelm.manifest_predict import onnx_predict_manifest
+    from facelm.modelfile import label_shift, meta_scheme, shift_landmarks
 
     m = ev.manifest
     paths = "+".join(map(str, spec.paths))
@@ -342,6 +344,7 @@ def _onnx_predictions(spec: ModelSpec, ev: EvalSet, loaded: list, warn: Warn) ->
                              f"{meta1.get('arch')}+{meta2.get('arch')}")
         p1 = onnx_predict_manifest(s1, meta1, m)
         pred = onnx_predict_manifest(s2, meta2, m, stage1_pred_cache=cache_landmarks(m.cache_matrix, p1))
+        pred = shift_landmarks(pred, label_shift(meta2, str(spec.paths[1])), meta_scheme(meta2))
         return pred, {"onnx": paths, "arch": f"{meta1.get('arch')}+{meta2.get('arch')}", "stage": 2,
                       "stage2_crops": "stage1-predictions", "precision": [meta1.get("precision"),
                                                                           meta2.get("precision")]}
@@ -352,7 +355,8 @@ def _onnx_predictions(spec: ModelSpec, ev: EvalSet, loaded: list, warn: Warn) ->
         warn(f"{spec.label}: stage-2 model evaluated on upright crops built from the ground-truth landmarks: the "
              f"NME is optimistic; give STAGE1.onnx+{spec.label}")
         details["stage2_crops"] = "ground-truth"
-    return onnx_predict_manifest(session, meta, m), details
+    pred = onnx_predict_manifest(session, meta, m)
+    return shift_landmarks(pred, label_shift(meta, paths), meta_scheme(meta)), details
 
 
 def _load_models(specs: Sequence[ModelSpec], full: Manifest, device_name: str) -> tuple[object, list]:

@@ -48,7 +48,8 @@ from facelm.export_formats import (  # noqa: F401 - re-exported under their old 
     ACTIVATION_TYPES, CALIB_METHODS, convert_fp16, convert_fp16_weights, quantize_int8)
 from facelm.manifest_predict import (  # noqa: F401 - the run/crop helpers are re-exported under their old names
     iter_manifest_crops, load_onnx_model, manifest_crops, mean_nme, onnx_predict_manifest, run_session)
-from facelm.modelfile import META_KEY, check_meta_matches, meta_scheme, read_onnx_meta, set_onnx_meta  # noqa: F401
+from facelm.modelfile import (  # noqa: F401
+    LABEL_SHIFT_LIMIT, META_KEY, check_meta_matches, meta_scheme, read_onnx_meta, set_onnx_meta)
 
 __all__ = [
     "export_onnx", "read_onnx_meta", "set_onnx_meta", "META_KEY", "DEFAULT_OPSET", "PRECISIONS",
@@ -212,6 +213,9 @@ class ExportOptions:
         bench_batch: batch size of the speed comparison.
         threads: onnxruntime intra-op threads (0: every core this process may use).
         seed: seed for the calibration face choice and random sample crops.
+        label_shift: written into the metadata (nothing when 0): how far ``predict`` and ``evaluate`` move the
+            final landmarks along the eye line, as a fraction of the eye-centre distance
+            (``facelm.modelfile.label_shift``).
     """
 
     checkpoint: Path
@@ -233,6 +237,7 @@ class ExportOptions:
     bench_batch: int = 32
     threads: int = 0
     seed: int = 0
+    label_shift: float = 0.0
 
 
 @dataclass
@@ -263,6 +268,9 @@ def _check_options(o: ExportOptions) -> None:
         raise UsageError(f"`out` {o.out}: is a folder; give the .onnx file name")
     if o.calib_faces < 1 or o.parity_crops < 1 or o.bench_batch < 1:
         raise UsageError("`calib_faces`, `parity_crops` and `bench_batch` must be at least 1")
+    if not abs(o.label_shift) <= LABEL_SHIFT_LIMIT:
+        raise UsageError(f"`label_shift` {o.label_shift}: must be a number within -{LABEL_SHIFT_LIMIT}.."
+                         f"{LABEL_SHIFT_LIMIT} (a fraction of the eye-centre distance)")
 
 
 def _val_split(m):
@@ -463,7 +471,8 @@ def export(opts: ExportOptions, *, warn: Callable[[str], None] = _noop, step: Ca
     try:
         fp32_path = work / "fp32.onnx"
         step("exporting fp32 ONNX")
-        export_onnx(ck_path, fp32_path, opset=opts.opset, dynamic_batch=opts.dynamic_batch)
+        export_onnx(ck_path, fp32_path, opset=opts.opset, dynamic_batch=opts.dynamic_batch,
+                    extra_meta={"label_shift": opts.label_shift} if opts.label_shift else None)
         sess32 = make_session(fp32_path, opts.threads)
         parity = _parity_fp32(opts, run_session(sess32, sample), ref, sample_source, failures)
         final, sess = _convert(opts, fp32_path, work, ck_meta, data, step), sess32

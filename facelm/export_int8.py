@@ -122,6 +122,8 @@ def export_from_onnx(opts: ExportOptions, *, warn: Callable[[str], None] = _noop
     import onnxruntime
 
     _check_options(opts)
+    if opts.label_shift:
+        raise UsageError("`label_shift` is set when a checkpoint is exported; an int8 copy keeps its source's")
     src = Path(opts.checkpoint)
     if opts.precision != "int8":
         raise UsageError(f"`checkpoint` {src}: from an ONNX model only an int8 copy can be made (`precision` "

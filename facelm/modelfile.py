@@ -16,10 +16,12 @@ from pathlib import Path
 from facelm.errors import ModelError
 from facelm.schemes import LandmarkScheme
 
-__all__ = ["META_KEY", "check_meta_matches", "load_proto", "meta_from_session", "meta_scheme", "parse_meta",
-           "proto_meta", "read_onnx_meta", "set_onnx_meta"]
+__all__ = ["LABEL_SHIFT_LIMIT", "META_KEY", "check_meta_matches", "label_shift", "load_proto", "meta_from_session",
+           "meta_scheme", "parse_meta", "proto_meta", "read_onnx_meta", "set_onnx_meta", "shift_landmarks"]
 
 META_KEY = "facelm"
+#: the largest ``label_shift`` a model file may carry (a fraction of the eye-centre distance)
+LABEL_SHIFT_LIMIT = 0.1
 
 
 def _not_ours(p) -> ModelError:
@@ -101,3 +103,39 @@ def check_meta_matches(meta: dict, manifest, what: str = "model") -> None:
     if int(meta.get("num_landmarks", -1)) != manifest.landmarks.shape[1]:
         raise ModelError(f"{what} predicts {meta.get('num_landmarks')} landmarks, but {manifest.path} has "
                          f"{manifest.landmarks.shape[1]}")
+
+
+def label_shift(meta: dict, source: str = "model metadata") -> float:
+    """The model's *label shift*: how far its final landmarks are moved along the eye line (image-left to
+    image-right eye), as a fraction of the distance between the eye centres; 0 when the metadata has none.
+
+    Why it exists: a network trained with horizontal flips reads faces mirror-symmetrically, so it cannot learn an
+    annotation convention that places every point a little to one side (300-W's hand-placed 68 points sit about
+    1% of that distance to the image right of the mirror-symmetric reading; models/README.md, "Label shift"). A
+    model file carries that offset in its metadata (``facelm export --label-shift``) and ``predict`` and
+    ``evaluate`` add it to the landmarks they report (:func:`shift_landmarks`).
+
+    Raises:
+        ModelError: the value is not a finite number within +-``LABEL_SHIFT_LIMIT``.
+    """
+    v = meta.get("label_shift", 0.0)
+    try:
+        x = float(v)
+    except (TypeError, ValueError):
+        raise ModelError(f"{source}: label_shift {v!r} is not a number") from None
+    if not abs(x) <= LABEL_SHIFT_LIMIT:  # (also NaN)
+        raise ModelError(f"{source}: label_shift {x} is outside -{LABEL_SHIFT_LIMIT}..{LABEL_SHIFT_LIMIT}")
+    return x
+
+
+def shift_landmarks(shapes, shift: float, scheme: LandmarkScheme):
+    """``shapes`` ``(..., L, 2)`` moved by ``shift`` times their own eye-centre vector (image-left eye to
+    image-right eye, :meth:`LandmarkScheme.eye_centres`): a translation along each face's eye line, so it turns
+    with the face and scales with it. Returns a new float64 array (the input when ``shift`` is 0)."""
+    import numpy as np
+
+    s = np.asarray(shapes, dtype=np.float64)
+    if shift == 0.0:
+        return s
+    le, re = scheme.eye_centres(s)
+    return s + shift * (re - le)[..., None, :]

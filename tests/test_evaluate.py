@@ -379,3 +379,22 @@ def test_onnx_export_scores_like_its_checkpoint(trained, tmp_path):
     assert b["kind"] == "onnx" and b["details"]["arch"] == "cnn6" and b["n"] == a["n"]
     assert abs(a["nme"] - b["nme"]) < 1e-5
     assert np.abs(rep.scores[0].pred - rep.scores[1].pred).max() < 1e-2
+
+
+def test_an_onnx_models_label_shift_moves_what_evaluate_scores(trained, tmp_path):
+    """``facelm export --label-shift`` writes the shift into the metadata; evaluate adds it to the model's final
+    landmarks along each face's eye line (checked against the same file without it)."""
+    from facelm.export import export_onnx
+    from facelm.modelfile import read_onnx_meta
+    from facelm.schemes import get_scheme
+
+    _, prep, ckpt = trained
+    plain, shifted = tmp_path / "a.onnx", tmp_path / "b.onnx"
+    export_onnx(ckpt, plain)
+    export_onnx(ckpt, shifted, extra_meta={"label_shift": 0.05})
+    assert read_onnx_meta(shifted)["label_shift"] == 0.05
+    rep = evaluate([plain, shifted], EvalOptions(prep, device="cpu"))
+    a, b = rep.scores[0].pred, rep.scores[1].pred
+    le, re = get_scheme("300w68").eye_centres(a)
+    np.testing.assert_allclose(b - a, np.broadcast_to(0.05 * (re - le)[:, None], a.shape), atol=1e-6)
+    assert rep.records()[0]["nme"] != rep.records()[1]["nme"]

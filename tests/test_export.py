@@ -267,6 +267,23 @@ def test_cli_weights_fp16_and_its_usage_errors(work, tmp_path):
         assert not (tmp_path / "x.onnx").exists()
 
 
+def test_cli_label_shift_is_written_and_checked(work, tmp_path):
+    _, cks = work
+    out = tmp_path / "s.onnx"
+    r = _run([cks["cnn6"], "--out", out, "--label-shift", "0.012", "--bench-seconds", "0", "-q"])
+    assert r.exit_code == 0, r.stderr
+    assert read_onnx_meta(out)["label_shift"] == 0.012
+    r = _run([cks["cnn6"], "--out", tmp_path / "p.onnx", "--bench-seconds", "0", "-q"])
+    assert r.exit_code == 0 and "label_shift" not in read_onnx_meta(tmp_path / "p.onnx")
+    for bad, why in ((["--label-shift", "0.5"], "--label-shift must be in"),
+                     (["--label-shift", "nan"], "--label-shift must be in")):
+        r = _run([cks["cnn6"], "--out", tmp_path / "x.onnx", *bad])
+        assert r.exit_code == 2 and why in r.stderr and not (tmp_path / "x.onnx").exists()
+    r = _run([out, "--out", tmp_path / "q.onnx", "--quantize", "int8", "--calib", tmp_path,
+              "--label-shift", "0.01"])
+    assert r.exit_code == 2 and "an int8 copy keeps its source's" in r.stderr
+
+
 def test_cli_exit_codes(work, tmp_path):
     root, cks = work
     ck = cks["cnn6"]

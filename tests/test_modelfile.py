@@ -10,7 +10,8 @@ from onnx import TensorProto, helper
 
 from facelm.errors import ModelError
 from facelm.modelfile import (
-    META_KEY, check_meta_matches, meta_from_session, meta_scheme, read_onnx_meta, set_onnx_meta
+    META_KEY, check_meta_matches, label_shift, meta_from_session, meta_scheme, read_onnx_meta, set_onnx_meta,
+    shift_landmarks
 )
 
 
@@ -63,3 +64,25 @@ def test_scheme_and_mismatch_checks():
         check_meta_matches({"scheme": {"name": "aflw19"}, "num_landmarks": 19}, manifest, "m.onnx")
     with pytest.raises(ModelError, match="predicts 67 landmarks"):
         check_meta_matches({"scheme": {"name": "300w68"}, "num_landmarks": 67}, manifest)
+
+
+def test_label_shift_is_read_checked_and_follows_the_eye_line():
+    from facelm.schemes import get_scheme
+    from facelm.synthetic import template_68
+
+    assert label_shift({}) == 0.0 and label_shift({"label_shift": 0.012}) == 0.012
+    for bad in ("x", None, float("nan"), 0.5, -0.2):
+        with pytest.raises(ModelError, match="m.onnx: label_shift"):
+            label_shift({"label_shift": bad}, "m.onnx")
+    sch = get_scheme("300w68")
+    face = template_68() * 100 + 50
+    t = np.radians(30)
+    rot = np.array([[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]])
+    for shape in (face, face @ rot.T * 2.0):  # upright, and turned by 30 degrees at twice the size
+        le, re = sch.eye_centres(shape)
+        moved = shift_landmarks(shape, 0.02, sch)
+        np.testing.assert_allclose(moved - shape, np.broadcast_to(0.02 * (re - le), shape.shape), atol=1e-9)
+    # a batch, and the turned face's move is the upright move turned the same way and scaled
+    both = shift_landmarks(np.stack([face, face @ rot.T * 2.0]), 0.02, sch)
+    np.testing.assert_allclose((both[1] - face @ rot.T * 2.0), (both[0] - face) @ rot.T * 2.0, atol=1e-9)
+    assert shift_landmarks(face, 0.0, sch) is not None and np.array_equal(shift_landmarks(face, 0.0, sch), face)

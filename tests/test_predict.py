@@ -500,6 +500,36 @@ def test_flip_tta_makes_the_whole_pipeline_mirror_symmetric(tiny_models):
             assert diff > 0.1
 
 
+def test_a_models_label_shift_moves_the_reported_landmarks_only(tiny_models, tmp_path):
+    """Each stage's ``label_shift`` moves the landmarks it reports along the face's eye line (final: stage 2's;
+    ``stage1``: stage 1's); the crops, the angle and the unshifted shapes that frame stage 2 stay as they were.
+    A bad value in a file is exit 4 naming it."""
+    from facelm.detectors import WholeImageDetector
+    from facelm.export import read_onnx_meta
+    from facelm.runtime import Landmarker, load_models
+
+    d = tmp_path / "m"
+    d.mkdir()
+    for name, shift in (("cnn6", 0.03), ("cnn7", -0.05)):
+        proto = onnx.load(str(tiny_models / f"{name}.onnx"))
+        set_onnx_meta(proto, {**read_onnx_meta(tiny_models / f"{name}.onnx"), "label_shift": shift})
+        onnx.save(proto, str(d / f"{name}.onnx"))
+    img = np.random.default_rng(0).integers(0, 255, (80, 90, 3), np.uint8)
+    box = np.array([[10.0, 8.0, 70.0, 72.0]])
+    (a,) = Landmarker(load_models(tiny_models), WholeImageDetector()).predict_boxes(img, box)
+    pair = load_models(d)
+    (b,) = Landmarker(pair, WholeImageDetector()).predict_boxes(img, box)
+    for shift, x, y in ((-0.05, a.landmarks, b.landmarks), (0.03, a.stage1, b.stage1)):
+        le, re = pair.scheme.eye_centres(x)
+        np.testing.assert_allclose(y - x, np.broadcast_to(shift * (re - le), x.shape), atol=1e-6)
+    assert b.angle == pytest.approx(a.angle, abs=1e-9) and b.crop_angle == pytest.approx(a.crop_angle, abs=1e-9)
+    proto = onnx.load(str(d / "cnn7.onnx"))
+    set_onnx_meta(proto, {**read_onnx_meta(d / "cnn7.onnx"), "label_shift": 3})
+    onnx.save(proto, str(d / "cnn7.onnx"))
+    r = _invoke([str(_png(tmp_path / "a.png")), "--models", str(d), "--no-detect"])
+    assert r.exit_code == 4 and "cnn7.onnx: label_shift 3.0 is outside" in r.stderr
+
+
 def test_full_tta_averages_stage_2_over_its_framings(tiny_models, monkeypatch):
     """``tta="full"``: stage 1 as with flip; stage 2 is the mean of the flip-averaged stage 2 on each framing of
     ``STAGE2_FRAMINGS`` (each framing run alone gives one term of the mean)."""

@@ -31,6 +31,10 @@ compute and speed: how the shipped models are stored)
 6. `facelm export models/cnn6.onnx --out models/cnn6.int8.onnx --quantize int8 --calib work/w300
 --max-nme-increase 0.01`  (the int8 copy of an exported model, checked against it: scripts/export_int8.sh)
 
+7. `facelm export runs/s1/last.pt --out models/cnn6.onnx --weights fp16 --label-shift 0.012`  (predict and evaluate
+move this model's landmarks by 1.2% of the eye-centre distance along the eye line: the 300-W annotation offset,
+measured by scripts/fit_label_shift.py; docs/export.md)
+
 ONNX contract: input `images` (N, 3, H, W) float32 RGB 0..255, output `landmarks` (N, L, 2) float32 (x, y) in
 crop pixels, batch axis dynamic; the checkpoint's metadata (plus `precision`) is one JSON string under
 `metadata_props["facelm"]`. fp16/int8 files keep float32 inputs and outputs.
@@ -89,12 +93,17 @@ def register(app: typer.Typer) -> None:
                                                           "comparison (0: skip).")] = 1.0,
         threads: Annotated[int, typer.Option(help="onnxruntime threads (0 = its default, all cores).")] = 0,
         seed: Annotated[int, typer.Option(help="Seed for the calibration faces and random sample crops.")] = 0,
+        label_shift: Annotated[float, typer.Option(
+            help="Written into the model's metadata: predict and evaluate move its final landmarks along the eye "
+                 "line by this fraction of the eye-centre distance (the annotation side offset a flip-trained "
+                 "network cannot learn; scripts/fit_label_shift.py measures it). 0: none.")] = 0.0,
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No table or progress on stderr.")] = False,
     ) -> None:
         """Export a checkpoint to ONNX, check it against torch, optionally as fp16 or int8."""
         from facelm.export import ExportOptions, export
 
         from facelm.limits import MAX_THREADS
+        from facelm.modelfile import LABEL_SHIFT_LIMIT
 
         check_range("--calib-faces", calib_faces, 1)
         check_range("--max-val", max_val, 1)
@@ -103,6 +112,9 @@ def register(app: typer.Typer) -> None:
         check_range("--parity-crops", parity_crops, 1)
         check_range("--bench-seconds", bench_seconds, 0.0, 3600.0)
         check_range("--threads", threads, 0, MAX_THREADS)
+        check_range("--label-shift", label_shift, -LABEL_SHIFT_LIMIT, LABEL_SHIFT_LIMIT)
+        if label_shift and checkpoint.suffix.lower() == ".onnx":
+            raise UsageError("--label-shift is set when a checkpoint is exported; an int8 copy keeps its source's")
         if half and quantize:
             raise UsageError("--half and --quantize are alternatives; choose one")
         if weights.lower() not in ("fp32", "fp16"):
@@ -120,7 +132,7 @@ def register(app: typer.Typer) -> None:
                              calib_method=calib_method.lower(), activation_type=activations.lower(),
                              reduce_range=reduce_range, max_val=max_val,
                              max_nme_increase=max_nme_increase, tolerance=tolerance, parity_crops=parity_crops,
-                             bench_seconds=bench_seconds, threads=threads, seed=seed)
+                             bench_seconds=bench_seconds, threads=threads, seed=seed, label_shift=label_shift)
 
         def step(msg: str) -> None:
             if not quiet:

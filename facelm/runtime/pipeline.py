@@ -29,6 +29,11 @@ Per face, all geometry is in original-image pixels (0-based, pixel centres at in
    ``cnn6r`` 64 px) -> the model -> inverse affine. With ``tta="full"`` stage 2 also runs on six nearby framings
    of that square (``STAGE2_FRAMINGS``) and the seven results are averaged.
 
+5. **Label shift**: the reported landmarks (final and ``stage1``) move along the face's eye line by the model's
+   ``label_shift`` (a fraction of the eye-centre distance, from its metadata; 0 when it has none): flip-trained
+   networks read faces mirror-symmetrically, while hand annotations sit slightly to one side
+   (``facelm.modelfile.label_shift``). Only what is reported moves; crops are framed by the unshifted shapes.
+
 The reported ``angle`` (degrees, same sign convention) is the eye-line angle of the *final* landmarks: with two
 stages that is a refinement of the step-3 angle (the rotation removed before stage 2, kept as
 ``FaceResult.crop_angle``), which comes from the coarser stage-1 shape; with ``--stages 1`` the two are the same.
@@ -61,6 +66,7 @@ from facelm.detectors.boxmap import boxes_to_squares, resolve_box_map
 from facelm.errors import DataError, ModelError
 from facelm.geometry import apply_affines, compose_affine, eye_angle, invert_affine, invert_affines, warp_crop
 from facelm.imageio import ImageReadError, read_image
+from facelm.modelfile import label_shift, shift_landmarks
 from facelm.runtime.orientation import find_orientation, find_turned_faces, turned_square
 from facelm.runtime.quality import add_head_poses, quality_score, quality_signals
 from facelm.runtime.results import FaceResult, ImageResult, annotate  # noqa: F401 - annotate: re-exported
@@ -225,6 +231,10 @@ class Landmarker:
             self.box_map, self.box_map_source = resolve_box_map(self.s1.meta, detector.name)
         self.stats = {"images": 0, "faces": 0, "errors": 0, "batches": 0, "infer_s": 0.0}
         self._lock = threading.Lock()
+        # each stage's label shift (step 5): added to the landmarks that stage reports, never to the shapes that
+        # frame the next crop
+        self.shift1 = label_shift(self.s1.meta, str(self.s1.path))
+        self.shift2 = label_shift(self.s2.meta, str(self.s2.path)) if self.s2 is not None else 0.0
 
     # -- per image (worker threads) -----------------------------------------------------------------------------
     def _faces(self, image: np.ndarray, dets: list[Detection]) -> list[_Face]:
@@ -361,8 +371,10 @@ class Landmarker:
             final = _back(m2, self._run(self.s2, crops2)).reshape(len(framings), len(faces), -1, 2).mean(0)
             angles = eye_angle(*self.scheme.eye_centres(final))
         signals = quality_signals(spread, err)
+        final = shift_landmarks(final, self.shift2 if self.s2 is not None else self.shift1, self.scheme)
+        shown1 = shift_landmarks(lm1, self.shift1, self.scheme)
         return [FaceResult(box=f.det.box, score=f.det.score, angle=float(angles[i]), landmarks=final[i],
-                           stage1=lm1[i], square=f.square, crop_angle=float(frames2[i, 3]),
+                           stage1=shown1[i], square=f.square, crop_angle=float(frames2[i, 3]),
                            quality=quality_score(signals[i]), signals=signals[i])
                 for i, f in enumerate(faces)]
 
