@@ -27,6 +27,15 @@ Users add their own from a JSON or TOML file::
 
 (an empty list, or ``null`` in JSON, marks a point without an equivalent). Indices are checked when the map is
 made, not at the first training step.
+
+**Offsets** (optional, ``offsets = [[along, across], ...]``, one pair per point of "to", ``null`` = none): where
+the annotators of S put a point relative to the mean of its M points, in eye-centre distances of the M shape, along
+its eye line (image-left to image-right eye) and across it (down the face). They describe an annotation
+convention, not a correspondence: HELEN-29's pupils, for example, sit lower than the mean of the 68-point eye
+contour. ``apply`` (scoring, ``evaluate``, ``predict --scheme``) adds them; training compares the plain point
+means (``matrix``) with the labels, so a model trained on S keeps learning S's habits as before. The built-in
+maps' offsets are fitted to the default models' reading of the train split of the set
+(``scripts/fit_map_offsets.py``); a model that reads faces differently may want its own.
 """
 
 from __future__ import annotations
@@ -58,6 +67,7 @@ class SchemeMap:
     target: str
     points: tuple[tuple[int, ...], ...]
     description: str = ""
+    offsets: tuple[tuple[float, float], ...] | None = None
 
     def __post_init__(self) -> None:
         try:
@@ -74,6 +84,14 @@ class SchemeMap:
                                  f"0..{m.num_landmarks - 1} of {self.source}")
         if not any(self.points):
             raise ValueError(f"scheme map {self.source} -> {self.target}: no point has an equivalent")
+        if self.offsets is not None:
+            off = np.asarray(self.offsets, dtype=np.float64)
+            if off.shape != (s.num_landmarks, 2):
+                raise ValueError(f"scheme map {self.source} -> {self.target}: offsets must be one [along, across] "
+                                 f"pair per point of {self.target} ({s.num_landmarks}), got shape {off.shape}")
+            if not np.all(np.abs(off) <= MAX_OFFSET):  # (also NaN)
+                raise ValueError(f"scheme map {self.source} -> {self.target}: offsets must be finite and within "
+                                 f"+-{MAX_OFFSET} eye-centre distances")
 
     @property
     def matrix(self) -> np.ndarray:
@@ -90,13 +108,23 @@ class SchemeMap:
         return np.array([bool(g) for g in self.points])
 
     def apply(self, shapes: np.ndarray) -> np.ndarray:
-        """Map shapes ``(..., L_source, 2)`` to ``(..., K_target, 2)``; unmapped points are NaN."""
-        out = np.einsum("kl,...lc->...kc", self.matrix, np.asarray(shapes, dtype=np.float64))
+        """Map shapes ``(..., L_source, 2)`` to ``(..., K_target, 2)``: ``A @ shape`` plus the offsets (if any) in
+        each shape's own eye frame; unmapped points are NaN."""
+        shapes = np.asarray(shapes, dtype=np.float64)
+        out = np.einsum("kl,...lc->...kc", self.matrix, shapes)
+        if self.offsets is not None:
+            le, re = get_scheme(self.source).eye_centres(shapes)
+            u = re - le  # along the eye line, one eye-centre distance long
+            v = np.stack([-u[..., 1], u[..., 0]], axis=-1)  # across it, down the face
+            off = np.asarray(self.offsets, dtype=np.float64)
+            out += off[:, :1] * u[..., None, :] + off[:, 1:] * v[..., None, :]
         out[..., ~self.mapped, :] = np.nan
         return out
 
 
 _MAPS: dict[tuple[str, str], SchemeMap] = {}
+#: the largest map offset, in eye-centre distances
+MAX_OFFSET = 0.5
 
 
 def register_map(m: SchemeMap, *, overwrite: bool = False) -> SchemeMap:
@@ -141,7 +169,12 @@ def load_map_file(path: str | Path, *, register: bool = True) -> SchemeMap:
         raise UsageError(f"{p}: cannot read scheme map: {e}") from None
     try:
         pts = tuple(tuple(int(i) for i in (g or ())) for g in d["points"])
-        m = SchemeMap(str(d["from"]), str(d["to"]), pts, str(d.get("description", f"from {p.name}")))
+        off = d.get("offsets")
+        if off is not None:
+            if any(len(o) != 2 for o in off if o is not None):
+                raise ValueError("each offset is a pair [along, across] (or null)")
+            off = tuple((0.0, 0.0) if o is None else (float(o[0]), float(o[1])) for o in off)
+        m = SchemeMap(str(d["from"]), str(d["to"]), pts, str(d.get("description", f"from {p.name}")), off)
     except (KeyError, TypeError, ValueError) as e:
         msg = e.args[0] if isinstance(e, ValueError) else f"missing or malformed field {e}"
         raise UsageError(f"{p}: bad scheme map: {msg}") from None

@@ -1,4 +1,5 @@
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -29,9 +30,10 @@ def test_identity_map_and_unmapped_points_are_nan():
 
 
 def test_map_respects_flips():
-    """A x flip of a 68-point face, mapped, equals the mapped face flipped with the target scheme's permutation."""
+    """A x flip of a 68-point face, mapped, equals the mapped face flipped with the target scheme's permutation
+    (the point correspondence; the offsets describe annotation habits, which need not be mirror-symmetric)."""
     for target in ("5pt", "cofw29"):
-        m = get_map("300w68", target)
+        m = replace(get_map("300w68", target), offsets=None)
         lm = template_68() * 100
         flipped = get_scheme("300w68").flip(lm, 100)
         a = m.apply(flipped)
@@ -119,3 +121,34 @@ def test_maps_agree_with_real_annotations(shared_data, folder, target, tol):
     iod = np.linalg.norm(ma[idx.index(ea[0])] - ma[idx.index(eb[0])])
     err = np.linalg.norm(ma - mb, axis=1) / iod
     assert err.max() < tol, err.round(3)
+
+
+def test_map_offsets_move_points_in_each_faces_eye_frame(tmp_path):
+    """Offsets are in eye-centre distances along the eye line and across it (down the face): they turn and scale
+    with the face, and leave the correspondence (``matrix``) alone."""
+    plain = SchemeMap("300w68", "5pt", ((36,), (45,), (30,), (48,), (54,)))
+    m = replace(plain, offsets=((0.1, 0.0), (0.0, 0.2), (0.0, 0.0), (-0.05, 0.05), (0.0, 0.0)))
+    np.testing.assert_array_equal(m.matrix, plain.matrix)
+    face = template_68() * 100 + 50
+    le, re = get_scheme("300w68").eye_centres(face)
+    d = np.linalg.norm(re - le)
+    delta = m.apply(face) - plain.apply(face)
+    np.testing.assert_allclose(delta[0], [0.1 * d, 0.0], atol=1e-9)
+    np.testing.assert_allclose(delta[1], [0.0, 0.2 * d], atol=1e-9)  # across = down an upright face (y down)
+    np.testing.assert_allclose(delta[3], [-0.05 * d, 0.05 * d], atol=1e-9)
+    t = np.radians(-70)
+    rot = np.array([[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]])
+    turned = face @ rot.T * 0.5 + 7
+    np.testing.assert_allclose(m.apply(turned), m.apply(face) @ rot.T * 0.5 + 7, atol=1e-9)
+    # from a file: null = no offset; the pair count and the values are checked when the map is read
+    p = tmp_path / "m.json"
+    p.write_text(json.dumps({"from": "300w68", "to": "5pt", "points": [[36], [45], [30], [48], [54]],
+                             "offsets": [[0.1, 0], [0, 0.2], None, [-0.05, 0.05], None]}))
+    np.testing.assert_allclose(load_map_file(p, register=False).apply(face), m.apply(face), atol=1e-9)
+    for bad, why in (([[0.1, 0]], "one \\[along, across\\] pair per point"), ([[0.1]] * 5, "pair"),
+                     ([[float("nan"), 0]] * 5, "finite"), ([[0.9, 0]] * 5, "within")):
+        p.write_text(json.dumps({"from": "300w68", "to": "5pt", "points": [[36], [45], [30], [48], [54]],
+                                 "offsets": bad}))
+        with pytest.raises(UsageError, match=f"m.json.*{why}"):
+            load_map_file(p, register=False)
+

@@ -43,13 +43,13 @@ class SchemeConverter:
         mapped = smap.mapped
         self.points: tuple[int, ...] | None = None if mapped.all() else \
             tuple(int(i) for i in np.flatnonzero(mapped))
-        self._rows = smap.matrix[mapped]  # (K', L_model)
+        self._mapped = mapped
         self.num_points = int(mapped.sum())
         self.boundaries = dict(get_scheme(smap.target).boundaries or {}) if self.points is None else {}
 
     def landmarks(self, shape: np.ndarray) -> np.ndarray:
-        """``(L_model, 2)`` -> ``(K', 2)``: the mapped output points."""
-        return self._rows @ np.asarray(shape, dtype=np.float64)
+        """``(L_model, 2)`` -> ``(K', 2)``: the mapped output points (with the map's offsets, if any)."""
+        return self.map.apply(shape)[self._mapped]
 
     def face(self, f: FaceResult) -> FaceResult:
         stage1 = self.landmarks(f.stage1) if f.stage1 is not None else None
