@@ -4,10 +4,10 @@ The ONNX contract (what ``predict``, ``evaluate`` and any other consumer rely on
 
 * input ``images``: ``(N, 3, H, W)`` float32, RGB pixel values in [0, 255] (normalisation is inside the graph);
 * output ``landmarks``: ``(N, L, 2)`` float32, (x, y) in input-crop pixels, 0-based, pixel centres at integers;
-* the batch axis is dynamic (unless exported with ``dynamic_batch=False``: then it is fixed at 1);
+* the batch axis is dynamic (unless exported with ``dynamic_batch=False``: then fixed at 1);
 * ``metadata_props["facelm"]``: one JSON string, the checkpoint's ``meta`` (arch, stage, scheme, input size, crop
-  convention, pixel normalisation, mean shape, loss, versions, training manifest hash) plus ``precision``
-  (``fp32``/``fp16``/``int8``) and ``onnx`` (input/output names, opset, dynamic batch, versions).
+  convention, pixel normalisation, mean shape, loss, versions, training manifest hash) plus ``precision``,
+  ``onnx`` (input/output names, opset, dynamic batch, versions) and, if set, ``label_shift``.
 
 The fp16 and int8 variants keep float32 inputs and outputs, so a consumer needs no change for them:
 
@@ -209,13 +209,10 @@ class ExportOptions:
         max_nme_increase: fail when the fp16/int8 NME exceeds the fp32 one by more than this fraction.
         parity_crops: sample crops for the torch/ONNX comparison.
         tolerance: parity tolerance in crop px (None: :data:`PARITY_TOLERANCE` of the precision).
-        bench_seconds: time per model for the fp32-vs-variant speed comparison (0: skip).
-        bench_batch: batch size of the speed comparison.
+        bench_seconds / bench_batch: time per model (0: skip) and batch of the fp32-vs-variant speed comparison.
         threads: onnxruntime intra-op threads (0: every core this process may use).
         seed: seed for the calibration face choice and random sample crops.
-        label_shift: written into the metadata (nothing when 0): how far ``predict`` and ``evaluate`` move the
-            final landmarks along the eye line, as a fraction of the eye-centre distance
-            (``facelm.modelfile.label_shift``).
+        label_shift: written into the metadata when not 0 (``facelm.modelfile.label_shift``).
     """
 
     checkpoint: Path
@@ -269,8 +266,7 @@ def _check_options(o: ExportOptions) -> None:
     if o.calib_faces < 1 or o.parity_crops < 1 or o.bench_batch < 1:
         raise UsageError("`calib_faces`, `parity_crops` and `bench_batch` must be at least 1")
     if not abs(o.label_shift) <= LABEL_SHIFT_LIMIT:
-        raise UsageError(f"`label_shift` {o.label_shift}: must be a number within -{LABEL_SHIFT_LIMIT}.."
-                         f"{LABEL_SHIFT_LIMIT} (a fraction of the eye-centre distance)")
+        raise UsageError(f"`label_shift` {o.label_shift}: must be within +-{LABEL_SHIFT_LIMIT} eye distances")
 
 
 def _val_split(m):

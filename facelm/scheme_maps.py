@@ -185,8 +185,26 @@ def load_map_file(path: str | Path, *, register: bool = True) -> SchemeMap:
 
 _EYE_R, _EYE_L = tuple(range(36, 42)), tuple(range(42, 48))  # image-left (subject's right) / image-right eye
 
+# Offsets of the built-in maps ([along the eye line, across it (down the face)] in eye-centre distances, added to
+# the point means by ``apply``): the median of label - mapped prediction of the default models (label shift
+# included) on the train faces of MTFL (3,000 of them) and HELEN-29 (272), from ground-truth squares, rounded to
+# 1e-4: ``python scripts/fit_map_offsets.py work/mtfl`` and ``... work/helen29`` (models/README.md, "Label shift
+# and the scheme maps' offsets"). Refit them when the default models change.
+_OFFSETS_5PT = ((0.0067, -0.0073), (0.0089, -0.0067), (0.0033, 0.0167), (0.0076, 0.0045), (0.0026, 0.0072))
+_OFFSETS_COFW29 = (
+    (0.0, 0.0), (0.0, 0.0), (0.0, 0.0), (0.0, 0.0),
+    (0.0, 0.0), (0.0, 0.0), (0.0, 0.0), (0.0, 0.0),
+    (-0.0323, -0.0073), (-0.0128, -0.0057), (-0.0177, -0.0176), (-0.0247, -0.0154),
+    (-0.0193, -0.0203), (-0.0172, 0.0004), (-0.0249, -0.0195), (-0.0237, 0.0022),
+    (-0.0134, -0.0231), (-0.0237, -0.0203), (0.0, 0.0), (0.0, 0.0),
+    (-0.0217, -0.0172), (0.0, 0.0), (-0.0076, -0.0114), (-0.0317, -0.0089),
+    (-0.0201, -0.0265), (-0.021, -0.0144), (-0.0197, -0.0055), (-0.0193, -0.0108),
+    (-0.0215, -0.0454),
+)
+
 register_map(SchemeMap("300w68", "5pt", (_EYE_R, _EYE_L, (30,), (48,), (54,)),
-                       "eye centres = mean of each eye's six points; nose tip 30; mouth corners 48, 54"))
+                       "eye centres = mean of each eye's six points; nose tip 30; mouth corners 48, 54; offsets "
+                       "fitted to the default models on MTFL train", _OFFSETS_5PT))
 
 register_map(SchemeMap("300w68", "cofw29", (
     (), (), (), (),  # brow ends: the 68-point brow ends are placed differently (6-9% IOD apart, measured)
@@ -196,4 +214,5 @@ register_map(SchemeMap("300w68", "cofw29", (
     _EYE_R, _EYE_L,  # pupils ~ eye centres
     (), (), (30,), (),  # nose tip; the alae (nose_right/left, 8.5% IOD from 31/35) and nose_bottom have none
     (48,), (54,), (51,), (62,), (66,), (57,), (8,),  # mouth corners, lip mid-points, chin
-), "the COFW-29 points with a 68-point equivalent (18 of 29)"))
+), "the COFW-29 points with a 68-point equivalent (18 of 29); offsets fitted to the default models on HELEN-29 "
+   "train", _OFFSETS_COFW29))

@@ -105,8 +105,9 @@ def m_template(shapes: np.ndarray, scheme: LandmarkScheme) -> np.ndarray:
 
 def pseudo_shapes(labels: np.ndarray, mask: np.ndarray, smap: SchemeMap, template: np.ndarray) -> np.ndarray:
     """M-scheme pseudo-shapes ``(N, L, 2)``: the template placed on each face by the least-squares similarity
-    from the mapped template to the face's valid labels (NaN rows where fewer than 2 labels are valid)."""
-    tpl = smap.matrix @ template  # (K, 2)
+    from the mapped template (with the map's offsets, as the labels carry them) to the face's valid labels (NaN
+    rows where fewer than 2 labels are valid)."""
+    tpl = np.nan_to_num(smap.apply(template))  # (K, 2); unmapped rows 0, as in the map's matrix
     z_t = tpl[:, 0] + 1j * tpl[:, 1]
     z_p = labels[..., 0] + 1j * labels[..., 1]
     w = mask.astype(np.float64)

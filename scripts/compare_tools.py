@@ -38,7 +38,8 @@ Data in another scheme with a map from 300w68 (HELEN-29: ``cofw29``) is scored b
 map (the 68-point files as they are), and faces are matched on the mapped points' square.
 
 ``--to-5pt`` also writes ``NAME.5pt.jsonl``: scheme ``5pt`` (image-left eye centre = mean of 68-points 36..41,
-image-right eye centre = mean of 42..47, nose tip 30, mouth corners 48 and 54), which ``facelm evaluate`` scores
+image-right eye centre = mean of 42..47, nose tip 30, mouth corners 48 and 54, plus the offsets of facelm's 68 -> 5
+scheme map, rewritten from the 68-point file on every run), which ``facelm evaluate`` scores
 against 5-point data such as MTFL. ``--evaluate`` runs ``facelm evaluate --protocol custom --per-face`` on the
 files and writes ``results.json`` and ``results.md`` (and per MTFL pose label when the manifest has ``attrs.pose``).
 
@@ -99,12 +100,16 @@ def mp468_to_68(points: np.ndarray) -> np.ndarray:
 # -- 68 -> 5 -----------------------------------------------------------------------------------------------------
 
 def to_5pt(lm68: np.ndarray) -> np.ndarray:
-    """``(68, 2)`` iBUG points -> ``(5, 2)`` MTFL-order points: image-left eye centre (mean of 36..41),
-    image-right eye centre (42..47), nose tip (30), image-left mouth corner (48), image-right mouth corner (54)."""
+    """``(68, 2)`` iBUG points -> ``(5, 2)`` MTFL-order points through facelm's ``300w68 -> 5pt`` scheme map, the
+    one ``facelm evaluate`` applies to 68-point predictions on 5-point data: image-left eye centre (mean of
+    36..41), image-right eye centre (42..47), nose tip (30), image-left mouth corner (48), image-right mouth corner
+    (54), each plus the map's offset (facelm/scheme_maps.py), for every tool alike."""
+    from facelm.scheme_maps import get_map
+
     p = np.asarray(lm68, dtype=np.float64)
     if p.shape != (68, 2):
         raise ValueError(f"expected (68, 2) points, got {p.shape}")
-    return np.stack([p[36:42].mean(0), p[42:48].mean(0), p[30], p[48], p[54]])
+    return get_map("300w68", "5pt").apply(p)
 
 
 # -- boxes and matching ------------------------------------------------------------------------------------------

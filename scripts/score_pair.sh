@@ -6,7 +6,8 @@
 #   scripts/score_pair.sh STAGE1 STAGE2 OUT        (STAGEn: a checkpoint .pt, or `shipped` for models/*.onnx)
 #   SETS="w300 mtfl" WORK=work THREADS=2 scripts/score_pair.sh work/runs/s1occ4/last.pt work/runs/s2occ4/last.pt work/pc-occ4
 #
-# Checkpoints are exported as they would ship (`--weights fp16`) to OUT/models. Per set, OUT/SET.jsonl (kept: a
+# Checkpoints are exported as they would ship (`--weights fp16`, `--label-shift $LABEL_SHIFT`, default 0.012, the
+# shipped value: models/README.md, "Label shift") to OUT/models. Per set, OUT/SET.jsonl (kept: a
 # second run only scores it again), OUT/SET.eval.json, and one summary line on stdout (n, missing, NME, FR@10%,
 # AUC@10%). Default SETS: w300 mtfl helen29 infan w300occ (w300occ: scripts/occlude_set.py work/w300 work/w300occ).
 set -euo pipefail
@@ -18,7 +19,8 @@ mkdir -p "$OUT/models"
 stage() {  # source name
   [ -f "$OUT/models/$2.onnx" ] && return
   if [ "$1" = shipped ]; then cp "models/$2.onnx" "$OUT/models/"
-  else facelm export "$1" --out "$OUT/models/$2.onnx" --weights fp16 -q > "$OUT/export-$2.json"; fi
+  else facelm export "$1" --out "$OUT/models/$2.onnx" --weights fp16 --label-shift "${LABEL_SHIFT:-0.012}" -q \
+    > "$OUT/export-$2.json"; fi
 }
 stage "$S1" cnn6
 stage "$S2" cnn6r

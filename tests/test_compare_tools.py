@@ -47,7 +47,14 @@ def test_to_5pt(ct):
     lm[48] = [1, 8]
     lm[54] = [9, 8]
     five = ct.to_5pt(lm)
-    np.testing.assert_allclose(five, [[3, 2 / 3], [10, 1], [5, 5], [1, 8], [9, 8]])
+    means = np.array([[3, 2 / 3], [10, 1], [5, 5], [1, 8], [9, 8]])
+    # the point means plus the 68 -> 5 map's offsets, in the face's eye frame (eye centres (3, 2/3) -> (10, 1))
+    from facelm.scheme_maps import get_map
+
+    off = np.array(get_map("300w68", "5pt").offsets)
+    u = np.array([7.0, 1 / 3])
+    np.testing.assert_allclose(five, means + off[:, :1] * u + off[:, 1:] * np.array([-u[1], u[0]]), atol=1e-12)
+    assert np.abs(five - means).max() > 0.01
     with pytest.raises(ValueError):
         ct.to_5pt(np.zeros((5, 2)))
 
@@ -97,7 +104,7 @@ def test_jsonl_writer_is_read_by_facelm_evaluate(ct, tmp_path):
     five = ct.convert_file_to_5pt(p, tmp_path / "p.5pt.jsonl")
     p5 = read_predictions(five)
     assert p5.num_landmarks == 5 and p5.scheme == "5pt"
-    np.testing.assert_allclose(p5.by_id["a-0"].landmarks[2], lm[30], atol=1e-3)
+    np.testing.assert_allclose(p5.by_id["a-0"].landmarks[2], ct.to_5pt(lm)[2], atol=1e-3)
 
 
 def test_crop_square_offsets(ct):

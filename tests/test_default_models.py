@@ -37,6 +37,7 @@ def test_shipped_models_are_small_fp16_stored_and_describe_themselves():
     assert m1["precision"] == m2["precision"] == "fp16w"
     assert "box_map" in json.dumps(m1)  # the detector box map was fitted into stage 1
     assert m2.get("predict_default", True) is True  # the pair beat stage 1 alone on held-out faces: it runs
+    assert m1["label_shift"] == m2["label_shift"] == 0.012  # scripts/fit_label_shift.py, models/README.md
     total = sum(f.stat().st_size for f in MODELS.rglob("*.onnx"))  # every shipped file, int8 and detector too
     assert total < 40e6
     card = (MODELS / "README.md").read_text()
@@ -82,6 +83,19 @@ def test_shipped_models_score_the_model_card_nme_on_held_out_faces(tmp_path):
     assert one["n"] == two["n"] == 111
     assert one["nme"] < MAX_VAL_NME_W300["stage 1"] and two["nme"] < MAX_VAL_NME_W300["two-stage"]
     assert two["nme"] < one["nme"]  # stage 2 earns its place
+    # the label shift (models/README.md, "Label shift"): the same pair without it scores worse on these hand labels
+    import onnx
+
+    from facelm.modelfile import set_onnx_meta
+
+    for name in ("cnn6.onnx", f"{STAGE2}.onnx"):
+        proto = onnx.load(str(MODELS / name))
+        set_onnx_meta(proto, {k: v for k, v in read_onnx_meta(MODELS / name).items() if k != "label_shift"})
+        onnx.save(proto, str(tmp_path / name))
+    r = CliRunner().invoke(app, ["evaluate", "--data", str(tmp_path / "w300"), "--split", "val",
+                                 f"{tmp_path / 'cnn6.onnx'}+{tmp_path / f'{STAGE2}.onnx'}", "-q"])
+    assert r.exit_code == 0, r.stderr
+    assert two["nme"] < json.loads(r.stdout)["nme"] - 0.0005
 
 
 @pytest.mark.parametrize("turn", [0, 45, 90, 135, 180, 225, 270, 315])

@@ -246,7 +246,12 @@ def test_to_scheme_5pt_is_the_scheme_map_of_the_68_points(tmp_path):
         assert fb["scheme"] == "5pt" and "points" not in fb and fb["box"] == fa["box"]
         want = m.apply(np.array(fa["landmarks"]))
         np.testing.assert_allclose(fb["landmarks"], want, atol=0.011)  # (both rounded to 0.01 px)
-        np.testing.assert_allclose(fb["landmarks"][0], np.mean(fa["landmarks"][36:42], axis=0), atol=0.011)
+        # the image-left eye centre: the mean of 36..41 plus the map's offset in the face's eye frame
+        lm = np.array(fa["landmarks"])
+        u = lm[42:48].mean(0) - lm[36:42].mean(0)
+        (ox, oy) = m.offsets[0]
+        np.testing.assert_allclose(fb["landmarks"][0], lm[36:42].mean(0) + ox * u + oy * np.array([-u[1], u[0]]),
+                                   atol=0.011)
 
 
 def test_to_scheme_partial_map_writes_only_mapped_points_and_names_them(tmp_path):

@@ -152,3 +152,13 @@ def test_map_offsets_move_points_in_each_faces_eye_frame(tmp_path):
         with pytest.raises(UsageError, match=f"m.json.*{why}"):
             load_map_file(p, register=False)
 
+
+def test_predict_scheme_conversion_uses_the_offsets():
+    from facelm.runtime.convert import scheme_converter
+
+    m = get_map("300w68", "cofw29")
+    assert m.offsets is not None  # the built-in map carries fitted offsets (scripts/fit_map_offsets.py)
+    face = template_68() * 100 + 50
+    conv = scheme_converter("300w68", "cofw29")
+    np.testing.assert_allclose(conv.landmarks(face), m.apply(face)[m.mapped], atol=1e-12)
+    assert not np.allclose(conv.landmarks(face), replace(m, offsets=None).apply(face)[m.mapped])
