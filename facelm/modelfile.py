@@ -111,7 +111,7 @@ def label_shift(meta: dict, source: str = "model metadata") -> float:
 
     Why it exists: a network trained with horizontal flips reads faces mirror-symmetrically, so it cannot learn an
     annotation convention that places every point a little to one side (300-W's hand-placed 68 points sit about
-    1% of that distance to the image right of the mirror-symmetric reading; models/README.md, "Label shift"). A
+    1.2% of that distance to the image right of the mirror-symmetric reading; models/README.md, "Label shift"). A
     model file carries that offset in its metadata (``facelm export --label-shift``) and ``predict`` and
     ``evaluate`` add it to the landmarks they report (:func:`shift_landmarks`).
 

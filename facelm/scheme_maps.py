@@ -31,8 +31,8 @@ made, not at the first training step.
 **Offsets** (optional, ``offsets = [[along, across], ...]``, one pair per point of "to", ``null`` = none): where
 the annotators of S put a point relative to the mean of its M points, in eye-centre distances of the M shape, along
 its eye line (image-left to image-right eye) and across it (down the face). They describe an annotation
-convention, not a correspondence: HELEN-29's pupils, for example, sit lower than the mean of the 68-point eye
-contour. ``apply`` (scoring, ``evaluate``, ``predict --scheme``) adds them; training compares the plain point
+convention, not a correspondence: HELEN-29's pupils, for example, sit higher than the mean of the 68-point eye
+contour. ``apply`` (scoring, ``evaluate``, ``predict --to-scheme``) adds them; training compares the plain point
 means (``matrix``) with the labels, so a model trained on S keeps learning S's habits as before. The built-in
 maps' offsets are fitted to the default models' reading of the train split of the set
 (``scripts/fit_map_offsets.py``); a model that reads faces differently may want its own.
