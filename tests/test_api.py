@@ -130,6 +130,14 @@ def test_keywords_match_predict_options(tmp_path):
     lm2 = facelm.Landmarker(stages=2, to_scheme="5pt", device="cpu", threads=1)
     assert [f.to_dict() for f in lm2(img, boxes=[square])] == want  # per-call boxes: face squares
     assert lm2.scheme == "5pt" and "cnn6r" in repr(lm2)  # the shipped stage 2
+    # label_shift=False is --no-label-shift: the shipped models' 0.012 eye distances along the eye line, taken off
+    want = _cli([PHOTOS[0], "--boxes", str(boxes), "--no-label-shift"])[0]["faces"]
+    off = facelm.Landmarker(boxes=boxes, device="cpu", threads=1, label_shift=False)(PHOTOS[0])
+    on = facelm.Landmarker(boxes=boxes, device="cpu", threads=1)(PHOTOS[0])
+    assert [f.to_dict() for f in off] == want
+    a, b = off[0].landmarks, on[0].landmarks
+    u = b[42:48].mean(0) - b[36:42].mean(0)
+    np.testing.assert_allclose(b - a, np.broadcast_to(0.012 * u, a.shape), atol=0.02)  # (rounded outputs)
 
 
 def test_precision_keyword_is_predicts(tmp_path):

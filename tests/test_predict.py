@@ -523,10 +523,18 @@ def test_a_models_label_shift_moves_the_reported_landmarks_only(tiny_models, tmp
         le, re = pair.scheme.eye_centres(x)
         np.testing.assert_allclose(y - x, np.broadcast_to(shift * (re - le), x.shape), atol=1e-6)
     assert b.angle == pytest.approx(a.angle, abs=1e-9) and b.crop_angle == pytest.approx(a.crop_angle, abs=1e-9)
+    (c,) = Landmarker(pair, WholeImageDetector(), label_shift=False).predict_boxes(img, box)  # the networks' reading
+    np.testing.assert_allclose(c.landmarks, a.landmarks, atol=1e-9)
+    np.testing.assert_allclose(c.stage1, a.stage1, atol=1e-9)
+    png = _png(tmp_path / "a.png")
+    runs = [_invoke([str(png), "--models", str(m), "--no-detect", "-q", *x])
+            for m, x in ((tiny_models, []), (d, []), (d, ["--no-label-shift"]))]
+    plain, shifted, off = (np.array(json.loads(r.stdout)["faces"][0]["landmarks"]) for r in runs)
+    assert np.abs(shifted - plain).max() > 0.01 and np.abs(off - plain).max() < 0.011  # (rounded to 0.01 px)
     proto = onnx.load(str(d / "cnn7.onnx"))
     set_onnx_meta(proto, {**read_onnx_meta(d / "cnn7.onnx"), "label_shift": 3})
     onnx.save(proto, str(d / "cnn7.onnx"))
-    r = _invoke([str(_png(tmp_path / "a.png")), "--models", str(d), "--no-detect"])
+    r = _invoke([str(png), "--models", str(d), "--no-detect"])
     assert r.exit_code == 4 and "cnn7.onnx: label_shift 3.0 is outside" in r.stderr
 
 

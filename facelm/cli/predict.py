@@ -299,6 +299,12 @@ def register(app: typer.Typer) -> None:
                                                    "with no face at all takes 8 detector looks, 4 of them on a "
                                                    "larger canvas (docs/benchmarks.md); --no-turned-looks for "
                                                    "collections with many faceless images.")] = True,
+        label_shift: Annotated[bool, typer.Option("--label-shift/--no-label-shift", help="Add the models' label "
+                                                  "shift to the landmarks (300-W's annotators place points about "
+                                                  "1.2% of the eye distance to the image right of where a "
+                                                  "flip-trained network reads them; docs/predict.md, step 5). "
+                                                  "--no-label-shift: the networks' mirror-symmetric reading.")
+                       ] = True,
         tta: Annotated[str, typer.Option(metavar="full|flip|none", help="Test-time augmentation: flip averages "
                                                                         "each network's landmarks on the crop and "
                                                                         "its mirror image; full (default) also "
@@ -358,7 +364,7 @@ def register(app: typer.Typer) -> None:
                                 precision=precision, to_scheme=to_scheme, scheme_maps=scheme_map or (),
                                 score_threshold=score_threshold, box_map=box_map_file, level=level, tta=tta,
                                 turned_looks=turned_looks, batch=batch, workers=workers, threads=threads,
-                                streams=streams, exif=exif,
+                                streams=streams, exif=exif, label_shift=label_shift,
                                 keep_images=draw is not None, info=note, warn=warn)
         pair, conv, det, lm, streams, threads = run.pair, run.converter, run.detector, run.pipeline, run.streams, \
             run.threads

@@ -66,7 +66,8 @@ from facelm.detectors.boxmap import boxes_to_squares, resolve_box_map
 from facelm.errors import DataError, ModelError
 from facelm.geometry import apply_affines, compose_affine, eye_angle, invert_affine, invert_affines, warp_crop
 from facelm.imageio import ImageReadError, read_image
-from facelm.modelfile import label_shift, shift_landmarks
+from facelm.modelfile import label_shift as model_label_shift
+from facelm.modelfile import shift_landmarks
 from facelm.runtime.orientation import find_orientation, find_turned_faces, turned_square
 from facelm.runtime.quality import add_head_poses, quality_score, quality_signals
 from facelm.runtime.results import FaceResult, ImageResult, annotate  # noqa: F401 - annotate: re-exported
@@ -201,11 +202,13 @@ class Landmarker:
         tta: test-time averaging, one of ``TTA_MODES``.
         turn_search: with ``level`` and a live detector, an image in which no face is found upright is searched
             turned by 90, 180 and 270 degrees, then 45, 135, 225 and 315 (step 1b).
+        label_shift: add the models' label shift to the reported landmarks (step 5); False: the networks'
+            mirror-symmetric reading.
     """
 
     def __init__(self, models: ModelPair, detector: FaceDetector, *, batch: int = 32, workers: int = 0,
                  keep_images: bool = False, box_map: dict | None = None, exif: bool = True, streams: int = 1,
-                 level: bool = True, tta: str = "none", turn_search: bool = True):
+                 level: bool = True, tta: str = "none", turn_search: bool = True, label_shift: bool = True):
         if batch < 1 or streams < 1:
             raise ValueError("batch and streams must be at least 1")
         if tta not in TTA_MODES:
@@ -233,8 +236,10 @@ class Landmarker:
         self._lock = threading.Lock()
         # each stage's label shift (step 5): added to the landmarks that stage reports, never to the shapes that
         # frame the next crop
-        self.shift1 = label_shift(self.s1.meta, str(self.s1.path))
-        self.shift2 = label_shift(self.s2.meta, str(self.s2.path)) if self.s2 is not None else 0.0
+        self.shift1 = model_label_shift(self.s1.meta, str(self.s1.path)) if label_shift else 0.0
+        self.shift2 = 0.0
+        if label_shift and self.s2 is not None:
+            self.shift2 = model_label_shift(self.s2.meta, str(self.s2.path))
 
     # -- per image (worker threads) -----------------------------------------------------------------------------
     def _faces(self, image: np.ndarray, dets: list[Detection]) -> list[_Face]:
