@@ -180,16 +180,17 @@ def manifest_crops(meta: dict, manifest: Manifest, n: int | None = None, seed: i
 
 
 def onnx_predict_manifest(session, meta: dict, manifest: Manifest, stage1_pred_cache: np.ndarray | None = None,
-                          batch: int = 64) -> np.ndarray:
+                          batch: int = 64, same_scheme: bool = True) -> np.ndarray:
     """Predictions ``(N, L, 2)`` in original-image pixels of an ONNX model for every face of ``manifest``.
 
     Faces are cropped with their ground-truth boxes like :func:`predict_manifest` (a stage-2 model on the upright
     square of ``stage1_pred_cache``, else of the ground truth); outputs are mapped back through the crop and the
-    crop-cache matrices.
+    crop-cache matrices. ``same_scheme=False`` accepts data in another scheme (its face squares frame stage 1;
+    a stage-2 model then needs ``stage1_pred_cache``); L is the model's.
     """
-    check_meta_matches(meta, manifest)
-    n, lmk = len(manifest), manifest.landmarks.shape[1]
-    pred_cache = np.zeros((n, lmk, 2), np.float64)
+    if same_scheme:
+        check_meta_matches(meta, manifest)
+    pred_cache = np.zeros((len(manifest), int(meta["num_landmarks"]), 2), np.float64)
     for imgs, mats, rows in iter_manifest_crops(meta, manifest, stage1_pred_cache, batch=batch):
         p = run_session(session, imgs, batch).astype(np.float64)
         pred_cache[rows] = apply_affines(invert_affines(mats), p)

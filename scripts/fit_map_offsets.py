@@ -35,8 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     from facelm.crops import cache_landmarks
     from facelm.errors import FacelmError
     from facelm.manifest import load_manifest
-    from facelm.manifest_predict import load_onnx_model
-    from facelm.modelfile import label_shift, meta_scheme, read_onnx_meta, shift_landmarks
+    from facelm.manifest_predict import load_onnx_model, onnx_predict_manifest
+    from facelm.modelfile import label_shift, meta_scheme, shift_landmarks
     from facelm.scheme_maps import get_map
 
     try:
@@ -44,8 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         if a.split != "all":
             m = m.split(a.split)
         paths = [Path(a.models) / "cnn6.onnx", Path(a.models) / "cnn6r.onnx"]
-        metas = [read_onnx_meta(p) for p in paths]
-        sessions = [load_onnx_model(p, threads=1)[0] for p in paths]
+        sessions, metas = zip(*(load_onnx_model(p, threads=1) for p in paths))
     except FacelmError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -59,8 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     scheme = meta_scheme(metas[1])
     # the pair, as facelm evaluate runs it on data of its own scheme (here the data may be in another one: the
     # stage-1 crops come from the data's face squares, the stage-2 crops from the stage-1 shapes)
-    p1 = _predict(sessions[0], metas[0], m, None)
-    pred = _predict(sessions[1], metas[1], m, cache_landmarks(m.cache_matrix, p1))
+    p1 = onnx_predict_manifest(sessions[0], metas[0], m, same_scheme=False)
+    pred = onnx_predict_manifest(sessions[1], metas[1], m, cache_landmarks(m.cache_matrix, p1), same_scheme=False)
     pred = shift_landmarks(pred, label_shift(metas[1]), scheme)
 
     smap = get_map(scheme.name, m.scheme)
@@ -94,18 +93,6 @@ def _nme(smap, pred, m) -> float:
     p = smap.apply(pred)
     nme = validation_nme(p, m, get_scheme(m.scheme), np.broadcast_to(smap.mapped, p.shape[:2]))
     return round(100 * float(np.nanmean(nme)), 3)
-
-
-def _predict(session, meta, m, stage1_pred_cache):
-    """``facelm.manifest_predict.onnx_predict_manifest`` without its same-scheme check: (N, L_model, 2) image px."""
-    from facelm.geometry import apply_affines, invert_affines
-    from facelm.manifest_predict import iter_manifest_crops, run_session
-
-    n_lm = int(meta["num_landmarks"])
-    pred_cache = np.zeros((len(m), n_lm, 2))
-    for imgs, mats, rows in iter_manifest_crops(meta, m, stage1_pred_cache):
-        pred_cache[rows] = apply_affines(invert_affines(mats), run_session(session, imgs).astype(np.float64))
-    return apply_affines(invert_affines(m.cache_matrix), pred_cache)
 
 
 if __name__ == "__main__":

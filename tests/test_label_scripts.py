@@ -66,7 +66,7 @@ def test_fit_label_shift_measures_a_known_move(pair, data_dir, tmp_path, capsys)
 def test_fit_map_offsets_recovers_offsets_built_into_the_labels(pair, data_dir, tmp_path, capsys):
     from facelm.crops import cache_landmarks
     from facelm.manifest import load_manifest
-    from facelm.manifest_predict import load_onnx_model
+    from facelm.manifest_predict import load_onnx_model, onnx_predict_manifest
     from facelm.modelfile import read_onnx_meta
     from facelm.schemes import get_scheme
 
@@ -75,7 +75,8 @@ def test_fit_map_offsets_recovers_offsets_built_into_the_labels(pair, data_dir, 
     m = load_manifest(data_dir)
     metas = [read_onnx_meta(models / f) for f in ("cnn6.onnx", "cnn6r.onnx")]
     s1, s2 = (load_onnx_model(models / f, threads=1)[0] for f in ("cnn6.onnx", "cnn6r.onnx"))
-    pred = mod._predict(s2, metas[1], m, cache_landmarks(m.cache_matrix, mod._predict(s1, metas[0], m, None)))
+    p1 = onnx_predict_manifest(s1, metas[0], m)
+    pred = onnx_predict_manifest(s2, metas[1], m, cache_landmarks(m.cache_matrix, p1))
     # labels = the pair's own reading plus known offsets in each face's eye frame: the fit must give them back
     rng = np.random.default_rng(0)
     want = rng.uniform(-0.05, 0.05, (68, 2))

@@ -114,8 +114,6 @@ def register(app: typer.Typer) -> None:
         check_range("--bench-seconds", bench_seconds, 0.0, 3600.0)
         check_range("--threads", threads, 0, MAX_THREADS)
         check_range("--label-shift", label_shift, -LABEL_SHIFT_LIMIT, LABEL_SHIFT_LIMIT)
-        if label_shift and checkpoint.suffix.lower() == ".onnx":
-            raise UsageError("--label-shift is set when a checkpoint is exported; an int8 copy keeps its source's")
         if half and quantize:
             raise UsageError("--half and --quantize are alternatives; choose one")
         if weights.lower() not in ("fp32", "fp16"):

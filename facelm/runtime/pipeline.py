@@ -376,8 +376,8 @@ class Landmarker:
             final = _back(m2, self._run(self.s2, crops2)).reshape(len(framings), len(faces), -1, 2).mean(0)
             angles = eye_angle(*self.scheme.eye_centres(final))
         signals = quality_signals(spread, err)
-        final = shift_landmarks(final, self.shift2 if self.s2 is not None else self.shift1, self.scheme)
         shown1 = shift_landmarks(lm1, self.shift1, self.scheme)
+        final = shown1 if self.s2 is None else shift_landmarks(final, self.shift2, self.scheme)
         return [FaceResult(box=f.det.box, score=f.det.score, angle=float(angles[i]), landmarks=final[i],
                            stage1=shown1[i], square=f.square, crop_angle=float(frames2[i, 3]),
                            quality=quality_score(signals[i]), signals=signals[i])
