@@ -13,16 +13,21 @@ Augmentation, drawn per face from a seeded generator:
 * occlusion (not in the paper; off unless ``occlude`` > 0, ``facelm train --occlude P``): with probability
   ``occlude`` a rectangle of one random colour, each side 15-50% of the input side, at a random place, is painted
   over the (blurred) crop; the points under it stay regression targets, so the model learns to place hidden
-  points from the rest of the face (hands, hair, glasses, microphones in front of faces).
+  points from the rest of the face (hands, hair, glasses, microphones in front of faces);
+* photometric changes (not in the paper; off unless ``photometric`` > 0, ``facelm train --photometric P``): with
+  probability ``photometric`` a crop gets a random brightness shift, contrast and saturation change (one in five of
+  them grey), colour balance, and sometimes sensor noise and JPEG compression (``PHOTOMETRIC``), applied last, so
+  the model reads faces the same in poor light, in black and white and from compressed or noisy cameras.
 
 Points that leave the crop stay regression targets (their position is still defined and coordinate regression
 extrapolates); points further than ``outside_tol`` x input size outside the crop are masked out of the loss.
 
 The random part is drawn in one order from one generator: ``facelm.crops.frame_matrices`` (rotation, full turn,
 box corners, flip), then ``draw_blur``, then ``draw_occluders`` (only when ``occlude`` > 0, so that runs without
-it keep their random stream). ``render_batch`` warps the pixels on the CPU with OpenCV, one face at a
-time; ``facelm.train_batches`` warps the same draws on the training device, a batch at a time. Both take the
-landmark targets from ``target_landmarks``, so the targets of the two paths are identical.
+it keep their random stream), then ``draw_photometric`` (only when ``photometric`` > 0, likewise).
+``render_batch`` warps the pixels on the CPU with OpenCV, one face at a time; ``facelm.train_batches`` warps the
+same draws on the training device, a batch at a time. Both take the landmark targets from ``target_landmarks``, so
+the targets of the two paths are identical.
 """
 
 from __future__ import annotations
@@ -33,11 +38,16 @@ import numpy as np
 
 from facelm.geometry import apply_affines
 
-__all__ = ["AugmentConfig", "OCCLUDER_SIDE", "apply_occluders", "draw_blur", "draw_occluders", "gaussian_kernel",
-           "render_batch", "target_landmarks", "warp_crops"]
+__all__ = ["AugmentConfig", "OCCLUDER_SIDE", "PHOTOMETRIC", "apply_occluders", "apply_photometric", "draw_blur",
+           "draw_occluders", "draw_photometric", "gaussian_kernel", "render_batch", "target_landmarks", "warp_crops"]
 
 #: occluder side range, as fractions of the input side (each side drawn on its own)
 OCCLUDER_SIDE = (0.15, 0.5)
+#: the photometric changes of a crop chosen by ``photometric`` (``draw_photometric``): brightness shift (grey
+#: levels), contrast and saturation factors (about the crop's mean), the share of those crops made grey, per-channel
+#: gain, and the share given Gaussian sensor noise (sigma in grey levels) / JPEG compression (quality)
+PHOTOMETRIC = {"brightness": (-32.0, 32.0), "contrast": (0.6, 1.4), "saturation": (0.5, 1.5), "grey": 0.2,
+               "gain": (0.85, 1.15), "noise": 0.3, "noise_sigma": (2.0, 10.0), "jpeg": 0.3, "jpeg_quality": (15, 70)}
 
 
 @dataclass(frozen=True)
@@ -50,16 +60,17 @@ class AugmentConfig:
     outside_tol: float = 0.1
     full_turn: float = 0.0
     occlude: float = 0.0
+    photometric: float = 0.0
 
     @staticmethod
-    def for_arch(arch: str, rotate: float | None = None, full_turn: float = 0.0, occlude: float = 0.0
-                 ) -> AugmentConfig:
+    def for_arch(arch: str, rotate: float | None = None, full_turn: float = 0.0, occlude: float = 0.0,
+                 photometric: float = 0.0) -> AugmentConfig:
         """The paper's augmentation for ``arch``: rotation up to 30 degrees at stage 1, 10 at stage 2."""
         from facelm.models import model_stage  # here: the runtime side imports this module's floor without torch
 
         default = 10.0 if model_stage(arch) == 2 else 30.0
         return AugmentConfig(rotate=default if rotate is None else float(rotate), full_turn=float(full_turn),
-                             occlude=float(occlude))
+                             occlude=float(occlude), photometric=float(photometric))
 
 
 def draw_blur(n: int, rng: np.random.Generator | None, aug: AugmentConfig | None) -> np.ndarray:
@@ -91,6 +102,53 @@ def apply_occluders(batch: np.ndarray, occ: np.ndarray | None) -> np.ndarray:
         for i in np.flatnonzero(occ[:, 2] > occ[:, 0]):
             x0, y0, x1, y1 = occ[i, :4]
             batch[i, y0:y1, x0:x1] = occ[i, 4:7].astype(np.uint8)
+    return batch
+
+
+def draw_photometric(n: int, rng: np.random.Generator | None, aug: AugmentConfig | None) -> np.ndarray | None:
+    """The photometric changes of ``n`` crops (``PHOTOMETRIC``): ``(n, 10)`` float64 rows ``on, brightness,
+    contrast, saturation, gain r, g, b, noise sigma (0: none), JPEG quality (0: none), noise seed``, drawn after
+    ``draw_occluders`` from the same generator; None (and nothing drawn) when ``photometric`` is off."""
+    if rng is None or aug is None or aug.photometric <= 0:
+        return None
+    u = rng.random((n, 12))
+    seeds = rng.integers(0, 2 ** 31 - 1, n)
+    c = PHOTOMETRIC
+
+    def span(k, col):
+        lo, hi = c[k]
+        return lo + (hi - lo) * u[:, col]
+
+    sat = np.where(u[:, 3] < c["grey"], 0.0, span("saturation", 4))
+    sigma = np.where(u[:, 8] < c["noise"], span("noise_sigma", 9), 0.0)
+    q = np.where(u[:, 10] < c["jpeg"], np.round(span("jpeg_quality", 11)), 0.0)
+    gains = np.stack([span("gain", j) for j in (5, 6, 7)], 1)
+    return np.column_stack([u[:, 0] < aug.photometric, span("brightness", 1), span("contrast", 2), sat, gains,
+                            sigma, q, seeds])
+
+
+def apply_photometric(batch: np.ndarray, ph: np.ndarray | None) -> np.ndarray:
+    """Apply the changes of ``draw_photometric`` to ``batch`` ``(N, S, S, 3)`` uint8 RGB in place; returns it. The
+    noise of a crop comes from its own seed, so a batch gives the same pixels on either training path."""
+    if ph is None:
+        return batch
+    import cv2  # here: as in warp_crops
+
+    luma = np.array([0.299, 0.587, 0.114], np.float32)
+    for i in np.flatnonzero(ph[:, 0] > 0):
+        _, bright, contrast, sat, gr, gg, gb, sigma, q, seed = ph[i]
+        f = batch[i].astype(np.float32)
+        f = (f - f.mean()) * np.float32(contrast) + (f.mean() + np.float32(bright))
+        grey = f @ luma
+        f = grey[..., None] + (f - grey[..., None]) * np.float32(sat)
+        f *= np.array([gr, gg, gb], np.float32)
+        if sigma > 0:
+            f += np.random.default_rng(int(seed)).normal(0.0, sigma, f.shape).astype(np.float32)
+        out = np.clip(np.rint(f), 0, 255).astype(np.uint8)
+        if q > 0:
+            ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(out[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, int(q)])
+            out = cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1]
+        batch[i] = out
     return batch
 
 
@@ -144,8 +202,8 @@ def render_batch(images: np.ndarray, index: np.ndarray, landmarks: np.ndarray, m
         landmarks: ``(N, L, 2)`` source-pixel landmarks.
         mats: ``(N, 2, 3)`` from ``frame_matrices``; flips: ``(N,)``.
         flip_perm: ``(L,)`` scheme flip permutation.
-        rng, aug: draw the blur (``draw_blur``) and the occluders (``draw_occluders``); without them nothing is
-            blurred or occluded.
+        rng, aug: draw the blur (``draw_blur``), the occluders (``draw_occluders``) and the photometric changes
+            (``draw_photometric``); without them nothing is blurred, occluded or changed.
         out: optional preallocated ``(N, out, out, 3)`` uint8 buffer.
 
     Returns:
@@ -154,7 +212,8 @@ def render_batch(images: np.ndarray, index: np.ndarray, landmarks: np.ndarray, m
     """
     blur = draw_blur(len(index), rng, aug)
     occ = draw_occluders(len(index), out_size, rng, aug)
+    ph = draw_photometric(len(index), rng, aug)
     batch = warp_crops(images, index, mats, out_size, blur, aug.blur_sigma if aug is not None else 1.0, out)
-    apply_occluders(batch, occ)
+    apply_photometric(apply_occluders(batch, occ), ph)
     lm, mask = target_landmarks(landmarks, mats, flips, flip_perm, out_size, aug)
     return batch, lm, mask

@@ -60,6 +60,7 @@ class TrainConfig(BaseModel):
     rotate: float | None = None  # augmentation rotation range in degrees (None: 30 for cnn6, 10 for cnn7)
     full_turn: float = 0.0  # probability of a rotation uniform in +-180 degrees instead (any in-plane angle)
     occlude: float = 0.0  # probability of a random-colour rectangle painted over the crop (facelm.augment)
+    photometric: float = 0.0  # probability of brightness/contrast/colour/grey/noise/JPEG changes (facelm.augment)
     # auto: bf16 autocast where the hardware has it (CUDA without bf16: fp16 with a gradient scaler), else fp32
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     channels_last: bool = True  # NHWC memory layout for the model and its input
@@ -123,7 +124,7 @@ class TrainConfig(BaseModel):
             raise ValueError(f"must be between 0 and 180 degrees, got {v}")
         return v
 
-    @field_validator("full_turn", "occlude")
+    @field_validator("full_turn", "occlude", "photometric")
     @classmethod
     def _probability(cls, v):
         if not (math.isfinite(v) and 0 <= v <= 1):

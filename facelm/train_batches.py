@@ -13,7 +13,9 @@ The pixels are then cut from the crop cache in one of two ways (``augment_on``):
   matrices, then blurred with the same Gaussian kernel by a separable convolution. Bilinear, zero border, rounded
   to integers like the uint8 crops of the CPU path, and the occluders (``--occlude``) painted with the same
   rectangles and colours: the two paths differ by interpolation error only (tests/test_train_batches.py), and the
-  targets are identical (``facelm.augment.target_landmarks``).
+  targets are identical (``facelm.augment.target_landmarks``). The photometric changes (``--photometric``) are
+  made by the CPU path's own code on a host copy of the crops they touch (JPEG has no device kernel), so they
+  cost the device path one round trip of those crops.
 """
 
 from __future__ import annotations
@@ -26,11 +28,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from facelm.augment import AugmentConfig, gaussian_kernel
+from facelm.augment import AugmentConfig, apply_photometric, gaussian_kernel
 from facelm.train_data import BatchPlan, Source, pick_batch, plan_batch, warp_plan
 
-__all__ = ["Batch", "BatchSampler", "DevicePixels", "crop_theta", "occlude_on_device", "resolve_augment_on",
-           "warp_on_device"]
+__all__ = ["Batch", "BatchSampler", "DevicePixels", "crop_theta", "occlude_on_device", "photometric_on_device",
+           "resolve_augment_on", "warp_on_device"]
 
 #: ``device_cache`` auto: the training crops are held on a CUDA device when they take at most this share of it.
 DEVICE_CACHE_SHARE = 0.25
@@ -114,6 +116,20 @@ def occlude_on_device(x: torch.Tensor, occ: np.ndarray | None) -> torch.Tensor:
     return torch.where(inside, o[:, 4:7].to(x.dtype)[:, :, None, None], x)
 
 
+def photometric_on_device(x: torch.Tensor, ph: np.ndarray | None) -> torch.Tensor:
+    """``x`` (B, 3, S, S), integer-valued, with the photometric changes of ``facelm.augment.draw_photometric``
+    made by the CPU path's ``apply_photometric`` on a host copy of the crops they touch."""
+    if ph is None:
+        return x
+    rows = np.flatnonzero(ph[:, 0] > 0)
+    if not len(rows):
+        return x
+    idx = torch.from_numpy(rows).to(x.device)
+    host = x.index_select(0, idx).permute(0, 2, 3, 1).round().clamp(0, 255).to(torch.uint8).cpu().numpy()
+    done = torch.from_numpy(apply_photometric(np.ascontiguousarray(host), ph[rows])).to(x.device)
+    return x.index_copy(0, idx, done.permute(0, 3, 1, 2).to(x.dtype))
+
+
 def _grid(theta: torch.Tensor, size: int) -> torch.Tensor:
     """``F.affine_grid(theta, (N, C, size, size), align_corners=False)``, by broadcasting (cheaper on a CPU)."""
     u = (torch.arange(size, device=theta.device, dtype=theta.dtype) * 2 + 1) / size - 1
@@ -174,7 +190,8 @@ class BatchSampler:
                  device: torch.device, rank: int = 0, world: int = 1):
         self.cfg, self.sources, self.device, self.rank, self.world = cfg, sources, device, rank, world
         self.input_size, self.num_points, self.k_max = input_size, num_points, k_max
-        self.aug = AugmentConfig.for_arch(cfg.arch, cfg.rotate, cfg.full_turn, cfg.occlude) if cfg.augment else None
+        self.aug = AugmentConfig.for_arch(cfg.arch, cfg.rotate, cfg.full_turn, cfg.occlude,
+                                          cfg.photometric) if cfg.augment else None
         self.augment_on = resolve_augment_on(cfg.augment_on, device)
         self.threads = cfg.loader_threads or (1 if device.type != "cuda" else 4)
         self.resident = False
@@ -222,7 +239,7 @@ class BatchSampler:
             blur = np.flatnonzero(plan.blur)
             x = warp_on_device(self.pixels.gather(plan), theta.to(dev), self.input_size,
                                torch.from_numpy(blur).to(dev) if len(blur) else None, self.kernel)
-            x = occlude_on_device(x, plan.occluders)
+            x = photometric_on_device(occlude_on_device(x, plan.occluders), plan.photometric)
         else:
             sigma = self.aug.blur_sigma if self.aug is not None else 1.0
             imgs = torch.from_numpy(warp_plan(self.sources, plan, self.input_size, sigma))

@@ -26,7 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from facelm.augment import AugmentConfig, apply_occluders, draw_blur, draw_occluders, target_landmarks, warp_crops
+from facelm.augment import (AugmentConfig, apply_occluders, apply_photometric, draw_blur, draw_occluders,
+                            draw_photometric, target_landmarks, warp_crops)
 from facelm.crops import cache_geometry, cache_landmarks, face_frames, frame_matrices, upright_frames
 from facelm.errors import DataError
 from facelm.geometry import apply_affines, eye_angle, invert_affines
@@ -188,6 +189,7 @@ class BatchPlan:
         landmarks: (B, K, 2) float32 targets in input pixels; mask: (B, K) usable targets.
         maps: (B, K, L) float32 scheme maps, or None when every face is of the model's scheme and K = L.
         occluders: (B, 7) int32 (``facelm.augment.draw_occluders``), or None when occlusion is off.
+        photometric: (B, 10) (``facelm.augment.draw_photometric``), or None when it is off.
     """
 
     source: np.ndarray
@@ -198,6 +200,7 @@ class BatchPlan:
     mask: np.ndarray
     maps: np.ndarray | None
     occluders: np.ndarray | None = None
+    photometric: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -208,20 +211,22 @@ class BatchPlan:
         sl = slice(k * n, (k + 1) * n)
         return BatchPlan(self.source[sl], self.rows[sl], self.mats[sl], self.blur[sl], self.landmarks[sl],
                          self.mask[sl], None if self.maps is None else self.maps[sl],
-                         None if self.occluders is None else self.occluders[sl])
+                         None if self.occluders is None else self.occluders[sl],
+                         None if self.photometric is None else self.photometric[sl])
 
 
 def plan_batch(sources: list[Source], groups: list[tuple[int, np.ndarray]], input_size: int,
                num_model_points: int, k_max: int, rng: np.random.Generator | None,
                aug: AugmentConfig | None) -> BatchPlan:
     """The batch of source ``groups`` (``pick_batch``), with the augmentation drawn from ``rng`` group by group:
-    ``frame_matrices``, then ``draw_blur``, then ``draw_occluders``."""
-    srcs, rows, mats_l, blurs, lms, masks, maps, occs = [], [], [], [], [], [], [], []
+    ``frame_matrices``, then ``draw_blur``, then ``draw_occluders``, then ``draw_photometric``."""
+    srcs, rows, mats_l, blurs, lms, masks, maps, occs, phs = [], [], [], [], [], [], [], [], []
     for i, b in groups:
         src = sources[i]
         mats, flips = frame_matrices(src.frames[b], input_size, rng, aug)
         blur = draw_blur(len(b), rng, aug)
         occs.append(draw_occluders(len(b), input_size, rng, aug))
+        phs.append(draw_photometric(len(b), rng, aug))
         lm, msk = target_landmarks(src.lm_cache[b], mats, flips, np.array(src.scheme.flip_perm), input_size, aug)
         m2 = src.mask[b].copy()
         if flips.any():
@@ -241,17 +246,18 @@ def plan_batch(sources: list[Source], groups: list[tuple[int, np.ndarray]], inpu
     all_same = all(sources[i].same_scheme for i, _ in groups) and k_max == num_model_points
     return BatchPlan(np.concatenate(srcs), np.concatenate(rows), np.concatenate(mats_l), np.concatenate(blurs),
                      np.concatenate(lms), np.concatenate(masks), None if all_same else np.concatenate(maps),
-                     None if occs[0] is None else np.concatenate(occs))
+                     None if occs[0] is None else np.concatenate(occs),
+                     None if phs[0] is None else np.concatenate(phs))
 
 
 def warp_plan(sources: list[Source], plan: BatchPlan, input_size: int, sigma: float = 1.0) -> np.ndarray:
-    """The crops of ``plan`` warped on the CPU (OpenCV, ``facelm.augment.warp_crops``), occluders painted over:
-    (B, S, S, 3) uint8."""
+    """The crops of ``plan`` warped on the CPU (OpenCV, ``facelm.augment.warp_crops``), occluders painted over,
+    photometric changes applied: (B, S, S, 3) uint8."""
     out = np.empty((len(plan), input_size, input_size, 3), np.uint8)
     for i in np.unique(plan.source):
         sel = np.flatnonzero(plan.source == i)
         out[sel] = warp_crops(sources[i].crops, plan.rows[sel], plan.mats[sel], input_size, plan.blur[sel], sigma)
-    return apply_occluders(out, plan.occluders)
+    return apply_photometric(apply_occluders(out, plan.occluders), plan.photometric)
 
 
 def render_sources(sources: list[Source], groups: list[tuple[int, np.ndarray]], input_size: int,

@@ -15,7 +15,7 @@ from facelm.config import TrainConfig
 from facelm.crops import cache_geometry, face_frames, frame_matrices
 from facelm.errors import UsageError
 from facelm.prepare import PrepareOptions, prepare
-from facelm.train import train
+from facelm.train import resolve_precision, train
 from facelm.train_batches import BatchSampler, DevicePixels, crop_theta, occlude_on_device, warp_on_device
 from facelm.train_data import (
     load_sources,
@@ -216,10 +216,11 @@ def test_compute_settings_are_printed_and_stored(data_dir, tmp_path):
                                  "--batch-size", "8", "--width", "0.25", "--threads", "1", "--val-every", "4",
                                  "--no-channels-last", "--augment-on", "device", "--loader-threads", "2"])
     assert r.exit_code == 0, r.stderr
-    assert ("setup: precision fp32, channels-last off, compile off, augment on device (device cache off), "
+    want = resolve_precision("auto", torch.device("cpu"))  # bf16 on a CPU that has it natively, else fp32
+    assert (f"setup: precision {want}, channels-last off, compile off, augment on device (device cache off), "
             "2 loader thread(s)") in r.stderr
     setup = json.loads(r.stdout)["setup"]
-    assert setup == {"device": "cpu", "world": 1, "threads": 1, "precision": "fp32", "channels_last": False,
+    assert setup == {"device": "cpu", "world": 1, "threads": 1, "precision": want, "channels_last": False,
                      "compile": False, "augment_on": "device", "device_cache": False, "loader_threads": 2}
     assert load_checkpoint(out / "last.pt")["setup"] == setup
     assert json.loads((out / "summary.json").read_text())["setup"] == setup

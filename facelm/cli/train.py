@@ -69,6 +69,11 @@ def register(app: typer.Typer) -> None:
             metavar="P", help="Probability of painting a random-colour rectangle (15-50% of the crop side each "
                               "way) over a training crop, so hidden points are learnt from the rest of the face "
                               "(default 0).")] = None,
+        photometric: Annotated[float | None, typer.Option(
+            metavar="P", help="Probability of a photometric change of a training crop: brightness, contrast, "
+                              "saturation (a fifth of them grey), colour balance, sometimes sensor noise and JPEG "
+                              "compression, so faces in poor light, black and white or from cheap cameras read "
+                              "the same (default 0).")] = None,
         arch: Annotated[str | None, typer.Option(help="Network: cnn6 (64 px, stage 1), cnn7 (128 px, stage 2), "
                                                       "cnn6r (the CNN-6 network as stage 2, 64 px); "
                                                       "heatmap family: hourglass (AWing) or smt (SMT-Net).")
@@ -150,7 +155,7 @@ def register(app: typer.Typer) -> None:
         if data is not None:
             data = data[0] if len(data) == 1 else data
         flags = dict(out=str(out), data=data, weights=weight, scheme_maps=scheme_map, init=init, rotate=rotate,
-                     full_turn=full_turn, occlude=occlude, arch=arch, loss=loss, val=val, recipe=recipe, steps=steps,
+                     full_turn=full_turn, occlude=occlude, photometric=photometric, arch=arch, loss=loss, val=val, recipe=recipe, steps=steps,
                      batch_size=batch_size, lr=lr, wing_w=wing_w, wing_eps=wing_eps, stage1=stage1, device=device,
                      seed=seed, precision=precision, channels_last=channels_last, compile=compile,
                      augment_on=augment_on, device_cache=device_cache, loader_threads=loader_threads, width=width,
