@@ -38,8 +38,20 @@ import numpy as np
 
 from facelm.geometry import apply_affines
 
-__all__ = ["AugmentConfig", "OCCLUDER_SIDE", "PHOTOMETRIC", "apply_occluders", "apply_photometric", "draw_blur",
-           "draw_occluders", "draw_photometric", "gaussian_kernel", "render_batch", "target_landmarks", "warp_crops"]
+__all__ = [
+    "OCCLUDER_SIDE",
+    "PHOTOMETRIC",
+    "AugmentConfig",
+    "apply_occluders",
+    "apply_photometric",
+    "draw_blur",
+    "draw_occluders",
+    "draw_photometric",
+    "gaussian_kernel",
+    "render_batch",
+    "target_landmarks",
+    "warp_crops",
+]
 
 #: occluder side range, as fractions of the input side (each side drawn on its own)
 OCCLUDER_SIDE = (0.15, 0.5)
@@ -146,7 +158,7 @@ def apply_photometric(batch: np.ndarray, ph: np.ndarray | None) -> np.ndarray:
             f += np.random.default_rng(int(seed)).normal(0.0, sigma, f.shape).astype(np.float32)
         out = np.clip(np.rint(f), 0, 255).astype(np.uint8)
         if q > 0:
-            ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(out[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, int(q)])
+            _, buf = cv2.imencode(".jpg", np.ascontiguousarray(out[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, int(q)])
             out = cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1]
         batch[i] = out
     return batch

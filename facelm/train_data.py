@@ -20,14 +20,21 @@ batches of the uninterrupted run.
 from __future__ import annotations
 
 import hashlib
-
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from facelm.augment import (AugmentConfig, apply_occluders, apply_photometric, draw_blur, draw_occluders,
-                            draw_photometric, target_landmarks, warp_crops)
+from facelm.augment import (
+    AugmentConfig,
+    apply_occluders,
+    apply_photometric,
+    draw_blur,
+    draw_occluders,
+    draw_photometric,
+    target_landmarks,
+    warp_crops,
+)
 from facelm.crops import cache_geometry, cache_landmarks, face_frames, frame_matrices, upright_frames
 from facelm.errors import DataError
 from facelm.geometry import apply_affines, eye_angle, invert_affines
@@ -36,8 +43,20 @@ from facelm.manifest_predict import CropData, predict_crops, validation_nme
 from facelm.scheme_maps import SchemeMap, get_map
 from facelm.schemes import LandmarkScheme, get_scheme, list_schemes
 
-__all__ = ["BatchPlan", "Source", "load_source", "load_sources", "m_template", "pseudo_shapes", "source_frames",
-           "source_nme", "pick_batch", "plan_batch", "render_sources", "warp_plan"]
+__all__ = [
+    "BatchPlan",
+    "Source",
+    "load_source",
+    "load_sources",
+    "m_template",
+    "pick_batch",
+    "plan_batch",
+    "pseudo_shapes",
+    "render_sources",
+    "source_frames",
+    "source_nme",
+    "warp_plan",
+]
 
 
 @dataclass

@@ -23,7 +23,8 @@ ON = AugmentConfig.for_arch("cnn6", photometric=1.0)
 
 def _row(**kw):
     """One draw_photometric row: on, brightness 0, contrast 1, saturation 1, gains 1, no noise, no JPEG."""
-    r = dict(on=1.0, bright=0.0, contrast=1.0, sat=1.0, gr=1.0, gg=1.0, gb=1.0, sigma=0.0, q=0.0, seed=7.0)
+    r = {"on": 1.0, "bright": 0.0, "contrast": 1.0, "sat": 1.0, "gr": 1.0, "gg": 1.0, "gb": 1.0, "sigma": 0.0,
+         "q": 0.0, "seed": 7.0}
     r.update(kw)
     return np.array([list(r.values())], dtype=np.float64)
 
@@ -124,7 +125,7 @@ def test_both_training_paths_make_the_same_changes(data_dir):
 
 def test_option_is_validated_and_recorded(data_dir, tmp_path):
     for bad in (-0.1, 1.5, float("nan")):
-        with pytest.raises(Exception):
+        with pytest.raises(ValueError):
             TrainConfig(data=str(data_dir), out=str(tmp_path), photometric=bad)
     r = CliRunner().invoke(app, ["train", "--data", str(data_dir), "--out", str(tmp_path / "x"), "--photometric",
                                  "2"])
