@@ -82,6 +82,13 @@ def occlude_set(data: Path, out: Path, seed: int = 0) -> int:
             raise SystemExit(f"{p}: two val images share the file name {q.name}")
         cv2.imwrite(str(q), img, [cv2.IMWRITE_JPEG_QUALITY, 95])
         new[p] = str(q)
+    write_set(data, out, full, new)
+    return len(new)
+
+
+def write_set(data: Path, out: Path, full, new: dict[str, str]) -> None:
+    """OUT/manifest.jsonl (the val faces pointing at their new images ``new``: old path -> new path), prepare.json,
+    the crop cache linked, OUT/val_images.txt (also used by ``scripts/degrade_set.py``)."""
     lines = []
     for i, s in enumerate(full.samples):
         r = s.model_dump(mode="json")
@@ -93,7 +100,6 @@ def occlude_set(data: Path, out: Path, seed: int = 0) -> int:
     if not crops.exists():
         crops.symlink_to((data / full.info.get("crops", "crops.npy")).resolve())
     (out / "val_images.txt").write_text("\n".join(new.values()) + "\n")
-    return len(new)
 
 
 def main(argv: list[str] | None = None) -> int:
