@@ -15,9 +15,10 @@ Augmentation, drawn per face from a seeded generator:
   over the (blurred) crop; the points under it stay regression targets, so the model learns to place hidden
   points from the rest of the face (hands, hair, glasses, microphones in front of faces);
 * photometric changes (not in the paper; off unless ``photometric`` > 0, ``facelm train --photometric P``): with
-  probability ``photometric`` a crop gets a random brightness shift, contrast and saturation change (one in five of
-  them grey), colour balance, and sometimes sensor noise and JPEG compression (``PHOTOMETRIC``), applied last, so
-  the model reads faces the same in poor light, in black and white and from compressed or noisy cameras.
+  probability ``photometric`` a crop gets a random contrast and saturation change (one in five of them grey),
+  exposure, brightness shift and colour balance, and sometimes sensor noise and JPEG compression (``PHOTOMETRIC``),
+  applied last, so the model reads faces the same in poor light, in black and white and from compressed or noisy
+  cameras.
 
 Points that leave the crop stay regression targets (their position is still defined and coordinate regression
 extrapolates); points further than ``outside_tol`` x input size outside the crop are masked out of the loss.
@@ -55,11 +56,13 @@ __all__ = [
 
 #: occluder side range, as fractions of the input side (each side drawn on its own)
 OCCLUDER_SIDE = (0.15, 0.5)
-#: the photometric changes of a crop chosen by ``photometric`` (``draw_photometric``): brightness shift (grey
-#: levels), contrast and saturation factors (about the crop's mean), the share of those crops made grey, per-channel
-#: gain, and the share given Gaussian sensor noise (sigma in grey levels) / JPEG compression (quality)
-PHOTOMETRIC = {"brightness": (-32.0, 32.0), "contrast": (0.6, 1.4), "saturation": (0.5, 1.5), "grey": 0.2,
-               "gain": (0.85, 1.15), "noise": 0.3, "noise_sigma": (2.0, 10.0), "jpeg": 0.3, "jpeg_quality": (15, 70)}
+#: the photometric changes of a crop chosen by ``photometric`` (``draw_photometric``): contrast and saturation
+#: factors (about the crop's mean), the share of those crops made grey, exposure (a factor on every grey level:
+#: under- and over-exposed photos), brightness shift (grey levels), per-channel gain, and the share given Gaussian
+#: sensor noise (sigma in grey levels) / JPEG compression (quality)
+PHOTOMETRIC = {"contrast": (0.4, 1.4), "saturation": (0.5, 1.5), "grey": 0.2, "exposure": (0.3, 1.4),
+               "brightness": (-24.0, 24.0), "gain": (0.85, 1.15), "noise": 0.3, "noise_sigma": (2.0, 10.0),
+               "jpeg": 0.3, "jpeg_quality": (15, 70)}
 
 
 @dataclass(frozen=True)
@@ -118,12 +121,12 @@ def apply_occluders(batch: np.ndarray, occ: np.ndarray | None) -> np.ndarray:
 
 
 def draw_photometric(n: int, rng: np.random.Generator | None, aug: AugmentConfig | None) -> np.ndarray | None:
-    """The photometric changes of ``n`` crops (``PHOTOMETRIC``): ``(n, 10)`` float64 rows ``on, brightness,
-    contrast, saturation, gain r, g, b, noise sigma (0: none), JPEG quality (0: none), noise seed``, drawn after
-    ``draw_occluders`` from the same generator; None (and nothing drawn) when ``photometric`` is off."""
+    """The photometric changes of ``n`` crops (``PHOTOMETRIC``): ``(n, 11)`` float64 rows ``on, brightness,
+    contrast, saturation, gain r, g, b, noise sigma (0: none), JPEG quality (0: none), noise seed, exposure``, drawn
+    after ``draw_occluders`` from the same generator; None (and nothing drawn) when ``photometric`` is off."""
     if rng is None or aug is None or aug.photometric <= 0:
         return None
-    u = rng.random((n, 12))
+    u = rng.random((n, 13))
     seeds = rng.integers(0, 2 ** 31 - 1, n)
     c = PHOTOMETRIC
 
@@ -136,7 +139,7 @@ def draw_photometric(n: int, rng: np.random.Generator | None, aug: AugmentConfig
     q = np.where(u[:, 10] < c["jpeg"], np.round(span("jpeg_quality", 11)), 0.0)
     gains = np.stack([span("gain", j) for j in (5, 6, 7)], 1)
     return np.column_stack([u[:, 0] < aug.photometric, span("brightness", 1), span("contrast", 2), sat, gains,
-                            sigma, q, seeds])
+                            sigma, q, seeds, span("exposure", 12)])
 
 
 def apply_photometric(batch: np.ndarray, ph: np.ndarray | None) -> np.ndarray:
@@ -148,9 +151,9 @@ def apply_photometric(batch: np.ndarray, ph: np.ndarray | None) -> np.ndarray:
 
     luma = np.array([0.299, 0.587, 0.114], np.float32)
     for i in np.flatnonzero(ph[:, 0] > 0):
-        _, bright, contrast, sat, gr, gg, gb, sigma, q, seed = ph[i]
+        _, bright, contrast, sat, gr, gg, gb, sigma, q, seed, exposure = ph[i]
         f = batch[i].astype(np.float32)
-        f = (f - f.mean()) * np.float32(contrast) + (f.mean() + np.float32(bright))
+        f = ((f - f.mean()) * np.float32(contrast) + f.mean()) * np.float32(exposure) + np.float32(bright)
         grey = f @ luma
         f = grey[..., None] + (f - grey[..., None]) * np.float32(sat)
         f *= np.array([gr, gg, gb], np.float32)

@@ -22,9 +22,10 @@ ON = AugmentConfig.for_arch("cnn6", photometric=1.0)
 
 
 def _row(**kw):
-    """One draw_photometric row: on, brightness 0, contrast 1, saturation 1, gains 1, no noise, no JPEG."""
+    """One draw_photometric row: on, brightness 0, contrast 1, saturation 1, gains 1, no noise, no JPEG,
+    exposure 1."""
     r = {"on": 1.0, "bright": 0.0, "contrast": 1.0, "sat": 1.0, "gr": 1.0, "gg": 1.0, "gb": 1.0, "sigma": 0.0,
-         "q": 0.0, "seed": 7.0}
+         "q": 0.0, "seed": 7.0, "exposure": 1.0}
     r.update(kw)
     return np.array([list(r.values())], dtype=np.float64)
 
@@ -38,10 +39,10 @@ def _face(seed=0):
 
 def test_draws_are_in_their_ranges_and_on_for_about_p_of_the_crops():
     ph = draw_photometric(4000, np.random.default_rng(0), AugmentConfig.for_arch("cnn6", photometric=0.5))
-    assert ph.shape == (4000, 10)
+    assert ph.shape == (4000, 11)
     on = ph[:, 0] > 0
     assert 0.45 < on.mean() < 0.55
-    for col, key in ((1, "brightness"), (2, "contrast"), (4, "gain"), (5, "gain"), (6, "gain")):
+    for col, key in ((1, "brightness"), (2, "contrast"), (4, "gain"), (5, "gain"), (6, "gain"), (10, "exposure")):
         lo, hi = PHOTOMETRIC[key]
         assert lo <= ph[:, col].min() and ph[:, col].max() <= hi and ph[:, col].std() > 0.1 * (hi - lo)
     grey = ph[:, 3] == 0
@@ -71,6 +72,8 @@ def test_each_change_does_what_it_says():
     assert np.array_equal(out, f)  # the identity row changes nothing
     out = apply_photometric(img.copy(), _row(bright=20.0)).astype(np.float64)
     assert np.abs(out - f - 20).max() <= 1
+    out = apply_photometric(img.copy(), _row(exposure=0.5)).astype(np.float64)
+    assert np.abs(out - 0.5 * f).max() <= 1  # exposure scales every grey level
     out = apply_photometric(img.copy(), _row(contrast=0.5)).astype(np.float64)
     assert abs(out.std() - 0.5 * f.std()) < 0.5 and abs(out.mean() - f.mean()) < 0.5
     out = apply_photometric(img.copy(), _row(sat=0.0))
@@ -109,7 +112,7 @@ def test_both_training_paths_make_the_same_changes(data_dir):
     for step in range(2):
         plan = plan_batch(sources, pick_batch(sources, step, 16, 0), 64, 68, 68,
                           np.random.default_rng([0, step, 0, 1]), aug)
-        assert plan.photometric.shape == (16, 10) and plan.part(1, 2).photometric.shape == (8, 10)
+        assert plan.photometric.shape == (16, 11) and plan.part(1, 2).photometric.shape == (8, 11)
         a = warp_plan(sources, plan, 64, aug.blur_sigma).astype(np.float32)
         plain = plan_batch(sources, pick_batch(sources, step, 16, 0), 64, 68, 68,
                            np.random.default_rng([0, step, 0, 1]), AugmentConfig.for_arch("cnn6", occlude=0.3))
