@@ -9,12 +9,13 @@
 # Checkpoints are exported as they would ship (`--weights fp16`, `--label-shift $LABEL_SHIFT`, default 0.012, the
 # shipped value: models/README.md, "Label shift") to OUT/models. Per set, OUT/SET.jsonl (kept: a
 # second run only scores it again), OUT/SET.eval.json, and one summary line on stdout (n, missing, NME, FR@10%,
-# AUC@10%). Default SETS: w300 mtfl helen29 infan w300occ (w300occ: scripts/occlude_set.py work/w300 work/w300occ).
+# AUC@10%). Default SETS: w300 mtfl helen29 infan w300occ w300bad helen29bad mtflbad (w300occ: scripts/occlude_set.py
+# work/w300 work/w300occ; the *bad sets: scripts/degrade_set.py work/SET work/SETbad).
 set -euo pipefail
 [ $# -eq 3 ] || { sed -n 2,11p "$0" >&2; exit 2; }
 S1=$1; S2=$2; OUT=$3
 WORK=${WORK:-work}
-SETS=${SETS:-"w300 mtfl helen29 infan w300occ"}
+SETS=${SETS:-"w300 mtfl helen29 infan w300occ w300bad helen29bad mtflbad"}
 mkdir -p "$OUT/models"
 stage() {  # source name
   [ -f "$OUT/models/$2.onnx" ] && return
