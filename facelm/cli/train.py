@@ -70,10 +70,10 @@ def register(app: typer.Typer) -> None:
                               "way) over a training crop, so hidden points are learnt from the rest of the face "
                               "(default 0).")] = None,
         photometric: Annotated[float | None, typer.Option(
-            metavar="P", help="Probability of a photometric change of a training crop: brightness, contrast, "
-                              "saturation (a fifth of them grey), colour balance, sometimes sensor noise and JPEG "
-                              "compression, so faces in poor light, black and white or from cheap cameras read "
-                              "the same (default 0).")] = None,
+            metavar="P", help="Probability of a photometric change of a training crop: exposure, brightness, "
+                              "contrast, saturation (a fifth of them grey), colour balance, sometimes sensor noise "
+                              "and JPEG compression, so faces in poor light, black and white or from cheap cameras "
+                              "read the same (default 0).")] = None,
         arch: Annotated[str | None, typer.Option(help="Network: cnn6 (64 px, stage 1), cnn7 (128 px, stage 2), "
                                                       "cnn6r (the CNN-6 network as stage 2, 64 px); "
                                                       "heatmap family: hourglass (AWing) or smt (SMT-Net).")
