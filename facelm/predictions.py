@@ -214,8 +214,10 @@ def match_predictions(preds: Predictions, manifest: Manifest, full: Manifest | N
     A record whose ``id`` is a manifest sample id matches that face. Other records match by image: the
     prediction's path is tried as absolute, relative to the current folder, to the predictions file's folder and
     to the manifest's folder, then by file name when exactly one image of ``full`` has it. Within one image
-    each ground-truth face takes the free predicted face whose landmark centroid is nearest to its box centre
-    (greedy, nearest pairs first).
+    each ground-truth face takes the free predicted face whose points (mapped to the data's scheme) have the
+    bounding box that overlaps the ground-truth points' most, ties broken by the nearest centroid (greedy, best
+    pairs first): a second detection whose points collapsed inside the face (a small, wrong shape) cannot take
+    the face from the full-size one.
 
     Args:
         preds: from :func:`read_predictions`.
@@ -244,8 +246,7 @@ def match_predictions(preds: Predictions, manifest: Manifest, full: Manifest | N
             pred[i], found[i] = face.landmarks, True
             used.add(id(face))
 
-    boxes = manifest.boxes()
-    box_centres = np.stack([(boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2], 1)
+    gt_boxes = _point_boxes(manifest.landmarks, manifest.boxes())
     unmatched, outside = [], 0
     for img, faces in preds.by_image.items():
         faces = [f for f in faces if id(f) not in used and not (f.id is not None and f.id in images.full_ids)]
@@ -259,7 +260,7 @@ def match_predictions(preds: Predictions, manifest: Manifest, full: Manifest | N
             outside += 1
             continue
         gts = [i for i in images.selected[k] if not found[i]]
-        for i, face in _assign_nearest(gts, faces, box_centres):
+        for i, face in _assign(gts, faces, gt_boxes, smap):
             pred[i], found[i] = face.landmarks, True
     errors_hit: dict[str, str] = {}
     for img, msg in preds.errors.items():
@@ -332,21 +333,41 @@ class _ImageIndex:
         return next(iter(keys)) if len(keys) == 1 else None
 
 
-def _assign_nearest(gts: list[int], faces: list[_PredFace], box_centres: np.ndarray
-                    ) -> list[tuple[int, _PredFace]]:
-    """Greedy one-to-one assignment of predicted faces to ground-truth rows ``gts``, nearest (GT box centre,
-    predicted centroid) pairs first."""
+def _point_boxes(points: np.ndarray, fallback: np.ndarray) -> np.ndarray:
+    """``(N, 4)`` x1, y1, x2, y2 of the finite points of each shape ``(N, L, 2)``; ``fallback`` rows where fewer
+    than two points are finite."""
+    out = np.asarray(fallback, dtype=np.float64).copy()
+    for i, p in enumerate(np.asarray(points, dtype=np.float64)):
+        q = p[np.isfinite(p).all(axis=1)]
+        if len(q) >= 2:
+            out[i] = [*q.min(0), *q.max(0)]
+    return out
+
+
+def _assign(gts: list[int], faces: list[_PredFace], gt_boxes: np.ndarray, smap) -> list[tuple[int, _PredFace]]:
+    """Greedy one-to-one assignment of predicted faces to ground-truth rows ``gts``: pairs by the overlap (IoU) of
+    the bounding boxes of the ground-truth points and of the predicted points mapped to the data's scheme (``smap``,
+    or as they are), highest first, then by the distance between the two boxes' centres."""
     if not gts:
         return []
-    centres = box_centres[gts]
-    cents = np.array([np.nanmean(f.landmarks, axis=0) if np.isfinite(f.landmarks).any() else [np.inf] * 2
-                      for f in faces])
+    shapes = np.stack([f.landmarks for f in faces]).astype(np.float64)
+    if smap is not None:
+        shapes = smap.apply(shapes)
+    pb = _point_boxes(shapes, np.full((len(faces), 4), np.nan))
+    gb = gt_boxes[gts]
+    lo = np.maximum(gb[:, None, :2], pb[None, :, :2])
+    hi = np.minimum(gb[:, None, 2:], pb[None, :, 2:])
     with np.errstate(invalid="ignore"):
-        dist = np.linalg.norm(centres[:, None, :] - cents[None, :, :], axis=-1)
+        inter = np.prod(np.clip(hi - lo, 0, None), axis=-1)
+        area = lambda b: np.prod(np.clip(b[..., 2:] - b[..., :2], 0, None), axis=-1)  # noqa: E731
+        iou = inter / (area(gb)[:, None] + area(pb)[None, :] - inter)
+        dist = np.linalg.norm((gb[:, None, :2] + gb[:, None, 2:]) / 2 - (pb[None, :, :2] + pb[None, :, 2:]) / 2,
+                              axis=-1)
+    iou[~np.isfinite(iou)] = 0.0
     dist[~np.isfinite(dist)] = np.inf
-    order = sorted((dist[a, b], a, b) for a in range(len(gts)) for b in range(len(faces)))
+    order = sorted((-iou[a, b], dist[a, b], a, b) for a in range(len(gts)) for b in range(len(faces)))
     ga, fb, out = set(), set(), []
-    for _, a, b in order:
+    for _, _, a, b in order:
         if a in ga or b in fb:
             continue
         ga.add(a)

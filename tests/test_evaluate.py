@@ -179,6 +179,25 @@ def test_matching_by_id_by_file_name_and_nearest_face(hand, tmp_path):
     assert any("match no image" in w for w in warnings)
 
 
+def test_a_collapsed_second_shape_near_the_face_centre_does_not_take_the_face(hand, tmp_path):
+    """A second detection's shape that collapsed inside the face (a small, wrong shape) may lie nearer the face's
+    centre than the right, full-size shape; the face takes the shape whose points overlap its own most."""
+    m = load_manifest(hand).split("test")
+    pred = m.landmarks + [3.0, 4.0]
+    recs = _per_image_records(m, pred)
+    g, box = m.landmarks[0], m.boxes()[0]
+    centre = (box[:2] + box[2:]) / 2
+    small = centre + (g - g.mean(0)) * 0.2  # a fifth of the size, centred on the face's box
+    rec = next(r for r in recs if r["image"] == str((m.root / m.samples[0].image).resolve()))
+    rec["faces"].insert(0, {"box": [0, 0, 10, 10], "score": 0.5, "angle": 0.0, "landmarks": small.tolist()})
+    r = evaluate([_write_preds(tmp_path / "p.jsonl", recs)], EvalOptions(hand)).records()[0]
+    assert r["missing"] == 0 and r["nme"] == pytest.approx(5.0 / 60.0)
+    # the centroid of the full-size shape is further from the box centre than the collapsed one's: the rule
+    # before (nearest centroid to the box centre) gave the face the collapsed shape
+    full_c = pred[0].mean(0)
+    assert np.linalg.norm(small.mean(0) - centre) < np.linalg.norm(full_c - centre)
+
+
 def test_missing_and_nan_predictions_are_failures(hand, tmp_path):
     m = load_manifest(hand).split("test")
     pred = m.landmarks + [3.0, 4.0]
