@@ -143,8 +143,10 @@ def pipeline(cfg: TrainConfig, device: torch.device, steps: int, warm: int) -> d
         torch.cuda.reset_peak_memory_stats(device)
     with GpuSampler(device) if device.type == "cuda" else _Null() as gpu:
         res = train(cfg, force=True, on_log=on_log)
-    (w0, e0), (w1, e1) = clock[warm], clock[warm + steps]
-    out = {"img_s": round(steps * cfg.batch_size / (e1 - e0), 1), "setup": res.summary["setup"]}
+    (w0, _), (w1, _) = clock[warm], clock[warm + steps]
+    # the wall clock between the two log records: their own `elapsed` is rounded to 10 ms, which a fast CPU's
+    # few tiny steps can fit inside (a zero interval)
+    out = {"img_s": round(steps * cfg.batch_size / max(w1 - w0, 1e-9), 1), "setup": res.summary["setup"]}
     if device.type == "cuda":
         out["peak_memory_mib"] = round(torch.cuda.max_memory_allocated(device) / 2 ** 20, 1)
         out["gpu_util_pct"] = gpu.mean(w0, w1)
