@@ -33,6 +33,9 @@ Per face, all geometry is in original-image pixels (0-based, pixel centres at in
    ``label_shift`` (a fraction of the eye-centre distance, from its metadata; 0 when it has none): flip-trained
    networks read faces mirror-symmetrically, while hand annotations sit slightly to one side
    (``facelm.modelfile.label_shift``). Only what is reported moves; crops are framed by the unshifted shapes.
+6. **Second readings** (a live detector only): a face whose landmarks lie mostly inside a better face's
+   (``facelm.runtime.results.drop_duplicate_readings``) is dropped: a weaker detection beside a face can have its
+   points pulled onto that face.
 
 The reported ``angle`` (degrees, same sign convention) is the eye-line angle of the *final* landmarks: with two
 stages that is a refinement of the step-3 angle (the rotation removed before stage 2, kept as
@@ -70,7 +73,12 @@ from facelm.modelfile import label_shift as model_label_shift
 from facelm.modelfile import shift_landmarks
 from facelm.runtime.orientation import find_orientation, find_turned_faces, turned_square
 from facelm.runtime.quality import add_head_poses, quality_score, quality_signals
-from facelm.runtime.results import FaceResult, ImageResult, annotate  # noqa: F401 - annotate: re-exported
+from facelm.runtime.results import (
+    FaceResult,
+    ImageResult,
+    annotate,
+    drop_duplicate_readings,
+)
 from facelm.runtime.session import ModelPair, ModelSession, cpu_count
 from facelm.sources import SourceItem
 
@@ -398,6 +406,8 @@ class Landmarker:
             for j in jobs:
                 n = len(j.faces)
                 j.result.faces = results[k:k + n]
+                if self.detector.live:  # step 6: second readings of a face (given boxes each keep their face)
+                    j.result.faces = drop_duplicate_readings(j.result.faces)
                 k += n
                 add_head_poses(j.result, self.scheme)
         with self._lock:

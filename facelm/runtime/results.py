@@ -8,7 +8,11 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-__all__ = ["FaceResult", "ImageResult", "annotate"]
+__all__ = ["DUPLICATE_OVERLAP", "FaceResult", "ImageResult", "annotate", "drop_duplicate_readings"]
+
+#: a detected face whose landmarks' bounding box lies at least this much (share of its own area) inside another
+#: face's, and whose quality is lower, is a second reading of that face (docs/predict.md, step 6)
+DUPLICATE_OVERLAP = 0.7
 
 
 @dataclass
@@ -70,6 +74,36 @@ class ImageResult:
             face.update(_extras(f))
             rec["faces"].append(face)
         return rec
+
+
+def drop_duplicate_readings(faces: list[FaceResult], overlap: float = DUPLICATE_OVERLAP) -> list[FaceResult]:
+    """``faces`` without second readings of a face: a face whose landmarks' bounding box lies at least ``overlap``
+    (share of its area) inside the box of another face's landmarks that has the higher quality (then the higher
+    detector score) is dropped. A second, weaker detection next to a face (part of it, or a face in the
+    background behind it) can have its points pulled onto that face, where they collapse into a small, wrong
+    shape of quality near 0; two real faces side by side overlap far less. Order is kept."""
+    if len(faces) < 2:
+        return faces
+    boxes = []
+    for f in faces:
+        p = np.asarray(f.landmarks, dtype=np.float64)
+        p = p[np.isfinite(p).all(axis=1)]
+        boxes.append(np.r_[p.min(0), p.max(0)] if len(p) else None)
+    rank = [((f.quality if f.quality is not None else -1.0), f.score) for f in faces]
+    keep = []
+    for i, a in enumerate(boxes):
+        dup = False
+        for j, b in enumerate(boxes):
+            if i == j or a is None or b is None or rank[j] <= rank[i]:
+                continue
+            area = np.prod(np.clip(a[2:] - a[:2], 0, None))
+            inter = np.prod(np.clip(np.minimum(a[2:], b[2:]) - np.maximum(a[:2], b[:2]), 0, None))
+            if area > 0 and inter / area >= overlap:
+                dup = True
+                break
+        if not dup:
+            keep.append(faces[i])
+    return keep
 
 
 def _extras(f: FaceResult) -> dict:
