@@ -21,7 +21,7 @@ import numpy as np
 __all__ = [
     "crop_matrix", "apply_affine", "invert_affine", "compose_affine", "warp_crop",
     "landmark_square", "eye_angle", "apply_affines", "invert_affines", "procrustes_align", "generalized_procrustes", "align_shapes",
-    "turn_image", "turn_matrix",
+    "turn_image", "turn_matrix", "point_boxes",
 ]
 
 
@@ -134,6 +134,18 @@ def landmark_square(landmarks: np.ndarray, scale: float = 1.0) -> tuple[np.ndarr
     centre = (lo + hi) / 2.0
     side = float(max(hi - lo)) * scale
     return centre, max(side, 1e-6)
+
+
+def point_boxes(shapes: np.ndarray, min_points: int = 1) -> np.ndarray:
+    """``(N, 4)`` x1, y1, x2, y2 of the finite points of each shape ``(N, L, 2)``; NaN rows where fewer than
+    ``min_points`` points are finite."""
+    pts = np.asarray(shapes, dtype=np.float64)
+    ok = np.isfinite(pts).all(axis=-1, keepdims=True)
+    lo = np.where(ok, pts, np.inf).min(axis=1)
+    hi = np.where(ok, pts, -np.inf).max(axis=1)
+    out = np.concatenate([lo, hi], axis=1)
+    out[ok[..., 0].sum(axis=1) < min_points] = np.nan
+    return out
 
 
 def eye_angle(left_eye: np.ndarray, right_eye: np.ndarray) -> np.ndarray:

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from facelm.errors import ModelError
+from facelm.geometry import point_boxes
 from facelm.manifest import Manifest
 
 __all__ = ["Predictions", "match_predictions", "read_predictions"]
@@ -246,7 +247,8 @@ def match_predictions(preds: Predictions, manifest: Manifest, full: Manifest | N
             pred[i], found[i] = face.landmarks, True
             used.add(id(face))
 
-    gt_boxes = _point_boxes(manifest.landmarks, manifest.boxes())
+    gt_boxes = point_boxes(manifest.landmarks, min_points=2)
+    gt_boxes = np.where(np.isnan(gt_boxes), manifest.boxes(), gt_boxes)  # too few points: the face box
     unmatched, outside = [], 0
     for img, faces in preds.by_image.items():
         faces = [f for f in faces if id(f) not in used and not (f.id is not None and f.id in images.full_ids)]
@@ -333,17 +335,6 @@ class _ImageIndex:
         return next(iter(keys)) if len(keys) == 1 else None
 
 
-def _point_boxes(points: np.ndarray, fallback: np.ndarray) -> np.ndarray:
-    """``(N, 4)`` x1, y1, x2, y2 of the finite points of each shape ``(N, L, 2)``; ``fallback`` rows where fewer
-    than two points are finite."""
-    out = np.asarray(fallback, dtype=np.float64).copy()
-    for i, p in enumerate(np.asarray(points, dtype=np.float64)):
-        q = p[np.isfinite(p).all(axis=1)]
-        if len(q) >= 2:
-            out[i] = [*q.min(0), *q.max(0)]
-    return out
-
-
 def _assign(gts: list[int], faces: list[_PredFace], gt_boxes: np.ndarray, smap) -> list[tuple[int, _PredFace]]:
     """Greedy one-to-one assignment of predicted faces to ground-truth rows ``gts``: pairs by the overlap (IoU) of
     the bounding boxes of the ground-truth points and of the predicted points mapped to the data's scheme (``smap``,
@@ -353,13 +344,13 @@ def _assign(gts: list[int], faces: list[_PredFace], gt_boxes: np.ndarray, smap) 
     shapes = np.stack([f.landmarks for f in faces]).astype(np.float64)
     if smap is not None:
         shapes = smap.apply(shapes)
-    pb = _point_boxes(shapes, np.full((len(faces), 4), np.nan))
+    pb = point_boxes(shapes, min_points=2)
     gb = gt_boxes[gts]
     lo = np.maximum(gb[:, None, :2], pb[None, :, :2])
     hi = np.minimum(gb[:, None, 2:], pb[None, :, 2:])
     with np.errstate(invalid="ignore"):
         inter = np.prod(np.clip(hi - lo, 0, None), axis=-1)
-        area = lambda b: np.prod(np.clip(b[..., 2:] - b[..., :2], 0, None), axis=-1)  # noqa: E731
+        area = lambda b: np.prod(np.clip(b[..., 2:] - b[..., :2], 0, None), axis=-1)
         iou = inter / (area(gb)[:, None] + area(pb)[None, :] - inter)
         dist = np.linalg.norm((gb[:, None, :2] + gb[:, None, 2:]) / 2 - (pb[None, :, :2] + pb[None, :, 2:]) / 2,
                               axis=-1)

@@ -21,16 +21,15 @@ OUT/kinds.json lists each image's kind.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
+from occlude_set import set_args, write_set
 
 from facelm.manifest import load_manifest
-from occlude_set import write_set
 
 KINDS = ("grey", "dark", "noise", "jpeg", "cast")
 
@@ -86,11 +85,7 @@ def degrade_set(data: Path, out: Path, seed: int = 0) -> dict[str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("data", type=Path, help="prepared dataset folder (facelm prepare --holdout)")
-    ap.add_argument("out", type=Path, help="new folder")
-    ap.add_argument("--seed", type=int, default=0)
-    a = ap.parse_args(argv)
+    a = set_args(__doc__, argv)
     kinds = degrade_set(a.data, a.out, a.seed)
     counts = {k: list(kinds.values()).count(k) for k in KINDS}
     print(json.dumps({"data": str(a.data), "out": str(a.out), "images": len(kinds), "kinds": counts, "seed": a.seed}))

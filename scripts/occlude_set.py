@@ -102,12 +102,17 @@ def write_set(data: Path, out: Path, full, new: dict[str, str]) -> None:
     (out / "val_images.txt").write_text("\n".join(new.values()) + "\n")
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def set_args(doc: str, argv: list[str] | None) -> argparse.Namespace:
+    """DATA OUT [--seed S], the arguments of this script and of ``scripts/degrade_set.py``."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("data", type=Path, help="prepared dataset folder (facelm prepare --holdout)")
     ap.add_argument("out", type=Path, help="new folder")
     ap.add_argument("--seed", type=int, default=0)
-    a = ap.parse_args(argv)
+    return ap.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = set_args(__doc__, argv)
     n = occlude_set(a.data, a.out, a.seed)
     print(json.dumps({"data": str(a.data), "out": str(a.out), "images": n, "seed": a.seed}))
     return 0

@@ -115,3 +115,14 @@ def test_turn_image_grows_the_canvas_and_maps_pixels():
     same, m0 = turn_image(img, 0)
     np.testing.assert_array_equal(same, img)
     np.testing.assert_allclose(m0, [[1, 0, 0], [0, 1, 0]], atol=1e-9)
+
+
+def test_point_boxes_use_the_finite_points_and_mark_shapes_with_too_few():
+    from facelm.geometry import point_boxes
+
+    s = np.array([[[1.0, 2.0], [5.0, -1.0], [np.nan, 9.0]],
+                  [[np.nan, np.nan], [3.0, 3.0], [np.nan, 0.0]]])
+    b = point_boxes(s)
+    assert np.array_equal(b[0], [1.0, -1.0, 5.0, 2.0]) and np.array_equal(b[1], [3.0, 3.0, 3.0, 3.0])
+    b2 = point_boxes(s, min_points=2)
+    assert np.array_equal(b2[0], b[0]) and np.isnan(b2[1]).all()

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from facelm.geometry import point_boxes
+
 __all__ = ["DUPLICATE_OVERLAP", "FaceResult", "ImageResult", "annotate", "drop_duplicate_readings"]
 
 #: a detected face whose landmarks' bounding box lies at least this much (share of its own area) inside another
@@ -84,11 +86,7 @@ def drop_duplicate_readings(faces: list[FaceResult], overlap: float = DUPLICATE_
     shape of quality near 0; two real faces side by side overlap far less. Order is kept."""
     if len(faces) < 2:
         return faces
-    boxes = []
-    for f in faces:
-        p = np.asarray(f.landmarks, dtype=np.float64)
-        p = p[np.isfinite(p).all(axis=1)]
-        boxes.append(np.r_[p.min(0), p.max(0)] if len(p) else None)
+    boxes = [None if np.isnan(b).any() else b for b in point_boxes(np.stack([f.landmarks for f in faces]))]
     rank = [((f.quality if f.quality is not None else -1.0), f.score) for f in faces]
     keep = []
     for i, a in enumerate(boxes):
