@@ -185,6 +185,9 @@ def load_init_weights(model: torch.nn.Module, path: str | Path) -> None:
             raise ModelError(f"{p}: a {ck.get('arch')!r} checkpoint cannot initialise `arch` {model.arch}")
         state = ck["model"]
     own = model.state_dict()
+    deeper = getattr(model, "deepened_state", None)
+    if deeper is not None and any(k not in state for k in own):
+        state = deeper(state) or state  # a shallower CNN of the same family: grown with identity convs
     missing = [k for k in own if k not in state]
     if missing:
         raise ModelError(f"{p}: no weights for {', '.join(missing[:4])} of the {model.arch} network")

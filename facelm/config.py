@@ -70,6 +70,7 @@ class TrainConfig(BaseModel):
     device_cache: bool | None = None  # device path: hold the training crops on the device (None: when they fit)
     loader_threads: int = 0  # threads rendering batches ahead (0: 1 on the CPU, 4 on CUDA)
     width: float = 1.0
+    convs: int = 1  # CNN-6/7: 3x3 convs per block (1 = the paper's networks; 2-4 deeper, --init can be shallower)
     stage1: str | None = None  # stage-1 checkpoint for building CNN-7 training crops
     # heatmap family (hourglass, smt): architecture options (None: the architecture's default) and targets
     stacks: int | None = None
@@ -94,6 +95,13 @@ class TrainConfig(BaseModel):
     def _positive_int(cls, v):
         if v is not None and v < 1:
             raise ValueError(f"must be at least 1, got {v}")
+        return v
+
+    @field_validator("convs")
+    @classmethod
+    def _convs(cls, v):
+        if not 1 <= v <= 4:
+            raise ValueError(f"must be an integer from 1 to 4, got {v}")
         return v
 
     @field_validator("threads", "warmup", "loader_threads")
@@ -164,7 +172,10 @@ class TrainConfig(BaseModel):
         return self.arch in HEATMAP_ARCHS
 
     def model_options(self) -> dict:
-        """Architecture options given for a heatmap model (``create_model(arch, L, **options)``)."""
+        """Architecture options (``create_model(arch, L, **options)``): a heatmap model's given options; a CNN's
+        ``convs`` when not the paper's 1."""
+        if self.arch not in HEATMAP_ARCHS:
+            return {"convs": self.convs} if self.convs != 1 else {}
         keys = ("stacks", "input_size", "boundary", "coordconv")
         return {k: getattr(self, k) for k in keys if getattr(self, k) is not None}
 
@@ -177,7 +188,9 @@ class TrainConfig(BaseModel):
         if hm != (d["loss"] in HEATMAP_LOSS_NAMES):
             kind = "a heatmap loss (awing, mse, bice)" if hm else "a coordinate loss (l2, l1, smooth-l1, wing)"
             raise UsageError(f"`arch` {self.arch} needs {kind}, not `loss` {d['loss']}")
-        if not hm and (self.model_options() or self.loss_map or self.sigma or self.sigma_schedule):
+        if hm and self.convs != 1:
+            raise UsageError(f"`convs` applies to the CNN-6/7 regressors, not {self.arch}")
+        if not hm and (set(self.model_options()) - {"convs"} or self.loss_map or self.sigma or self.sigma_schedule):
             raise UsageError(f"`stacks`/`input_size`/`boundary`/`coordconv`/`loss_map`/`sigma` apply to the heatmap "
                              f"architectures ({', '.join(HEATMAP_ARCHS)}), not {self.arch}")
         if hm:

@@ -176,3 +176,38 @@ def test_cnn6r_is_the_cnn6_network_as_stage_2():
     r, s = create_model("cnn6r", 68, width=TINY), create_model("cnn6", 68, width=TINY)
     assert r.arch == "cnn6r" and model_input_size("cnn6r") == 64
     assert {k: v.shape for k, v in r.state_dict().items()} == {k: v.shape for k, v in s.state_dict().items()}
+
+
+@pytest.mark.parametrize("name", ["cnn6", "cnn7"])
+def test_deeper_blocks_count_and_validate(name):
+    """``convs`` = 3x3 convs per block: each added conv is a C -> C 3x3 conv with bias in every block."""
+    base, deep = create_model(name, 68), create_model(name, 68, convs=2)
+    cls = CNN6 if name == "cnn6" else CNN7
+    extra = sum(9 * c * c + c for c in cls.CHANNELS)
+    assert _n_params(deep) == _n_params(base) + extra
+    assert deep.convs == 2 and "convs=2" in repr(deep)
+    assert deep(_images(2, deep.input_size)).shape == (2, 68, 2)
+    for bad in (0, 5, 1.5, True):
+        with pytest.raises(ValueError, match="convs"):
+            create_model(name, 5, width=TINY, convs=bad)
+
+
+@pytest.mark.parametrize("convs", [2, 3])
+def test_a_deeper_network_grown_from_a_trained_one_computes_the_same(convs):
+    """Net2DeeperNet warm start: the shallow network's convs fill the first conv of each block, the added ones
+    start as identities, so the outputs are the same; training then moves the added convs."""
+    torch.manual_seed(0)
+    shallow = create_model("cnn6", 19, width=TINY)
+    for p in shallow.parameters():  # not the init: biases and head non-zero, as in a trained network
+        p.data.add_(torch.randn_like(p) * 0.05)
+    deep = create_model("cnn6", 19, width=TINY, convs=convs)
+    state = deep.deepened_state(shallow.state_dict())
+    deep.load_state_dict(state)
+    x = _images(4, 64, seed=3)
+    with torch.no_grad():
+        torch.testing.assert_close(deep(x), shallow(x), atol=1e-4, rtol=1e-5)
+    added = [m for m in deep.features if isinstance(m, nn.Conv2d)][1]
+    assert added.weight.shape[0] == added.weight.shape[1]
+    # a network that is not shallower (same depth, or deeper) is not grown
+    assert shallow.deepened_state(deep.state_dict()) is None
+    assert deep.deepened_state(deep.state_dict()) is None

@@ -139,7 +139,7 @@ def test_scheme_without_a_map_is_a_usage_error_naming_both(sources, tmp_path):
     ("--steps", "0"), ("--steps", "-1"), ("--batch-size", "0"), ("--batch-size", "-4"), ("--lr", "-1"),
     ("--lr", "nan"), ("--val-every", "0"), ("--log-every", "0"), ("--threads", "-1"), ("--wing-w", "0"),
     ("--wing-eps", "0"), ("--width", "0"), ("--full-turn", "1.5"), ("--rotate", "-3"), ("--max-val", "0"),
-    ("--occlude", "-0.1"), ("--occlude", "nan"),
+    ("--occlude", "-0.1"), ("--occlude", "nan"), ("--convs", "0"), ("--convs", "5"),
 ])
 def test_invalid_train_numbers_are_usage_errors(sources, tmp_path, flag, value):
     p68, _ = sources
@@ -198,6 +198,50 @@ def test_warm_start_from_checkpoint_and_onnx(sources, tmp_path):
     res2 = train(_cfg(str(p68), tmp_path / "b", steps=2, val_every=2, init=str(onnx_path)))
     assert json.loads((tmp_path / "b" / "config.json").read_text())["init"] == str(onnx_path)
     assert res2.summary["steps"] == 2
+
+
+def test_a_deeper_run_starts_from_a_shallower_model_and_exports(sources, tmp_path):
+    """--convs 2 --init a paper-depth (convs 1) ONNX model: the run starts from the same function (its first
+    validation before any step would equal the shallow model's), records `convs`, and its checkpoint exports to an
+    ONNX model that agrees with the torch network."""
+    import onnxruntime as ort
+
+    from facelm.checkpoint import load_model_from_checkpoint
+    from facelm.export import ExportOptions, export
+    from facelm.models import create_model
+
+    p68, _ = sources
+    res = train(_cfg(str(p68), tmp_path / "a", steps=4, val_every=4))
+    shallow_onnx = tmp_path / "a.onnx"
+    export(ExportOptions(checkpoint=Path(res.summary["checkpoint"]), out=shallow_onnx, bench_seconds=0))
+    out = tmp_path / "deep"
+    r = CliRunner().invoke(app, ["train", "--data", str(p68), "--out", str(out), "--arch", "cnn6", "--convs", "2",
+                                 "--init", str(shallow_onnx), "--width", "0.25", "--steps", "3", "--batch-size", "8",
+                                 "--val-every", "3", "--threads", "1", "-q"])
+    assert r.exit_code == 0, r.output
+    assert json.loads((out / "config.json").read_text())["convs"] == 2
+    model, meta = load_model_from_checkpoint(out / "last.pt")
+    assert model.convs == 2 and meta["model_options"] == {"convs": 2}
+    deep_onnx = tmp_path / "deep.onnx"
+    export(ExportOptions(checkpoint=out / "last.pt", out=deep_onnx, bench_seconds=0))
+    x = torch.rand(2, 3, 64, 64) * 255
+    sess = ort.InferenceSession(str(deep_onnx), providers=["CPUExecutionProvider"])
+    got = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0]
+    with torch.no_grad():
+        np.testing.assert_allclose(got.reshape(2, -1, 2), model.eval()(x).numpy(), atol=1e-3)
+    again, _ = load_model_from_checkpoint(deep_onnx)  # the ONNX file rebuilds the deeper network (--stage1, --init)
+    assert again.convs == 2
+    # the identity-grown start computes what the shallow model did
+    fresh = create_model("cnn6", 68, width=0.25, convs=2)
+    load_init_weights(fresh, shallow_onnx)
+    sess0 = ort.InferenceSession(str(shallow_onnx), providers=["CPUExecutionProvider"])
+    ref = sess0.run(None, {sess0.get_inputs()[0].name: x.numpy()})[0]
+    with torch.no_grad():
+        np.testing.assert_allclose(fresh.eval()(x).numpy(), ref.reshape(2, -1, 2), atol=1e-3)
+    # `convs` is for the regressors only
+    r = CliRunner().invoke(app, ["train", "--data", str(p68), "--out", str(tmp_path / "hg"), "--arch", "hourglass",
+                                 "--convs", "2"])
+    assert r.exit_code == 2 and "convs" in r.output
 
 
 def test_resume_after_a_kill_keeps_one_record_per_step(sources, tmp_path):

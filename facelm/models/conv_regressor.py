@@ -24,7 +24,7 @@ Input/output contract (shared by every facelm regressor, recorded in checkpoints
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -71,7 +71,7 @@ class ConvRegressor(nn.Module):
     """
 
     def __init__(self, *, arch: str, input_size: int, channels: Sequence[int], hidden: int, num_landmarks: int,
-                 mean_shape: np.ndarray | None = None, width: float = 1.0):
+                 mean_shape: np.ndarray | None = None, width: float = 1.0, convs: int = 1):
         super().__init__()
         if isinstance(num_landmarks, bool) or not isinstance(num_landmarks, (int, np.integer)) \
                 or num_landmarks < 1:
@@ -79,6 +79,8 @@ class ConvRegressor(nn.Module):
         width = float(width)
         if not (math.isfinite(width) and width > 0):
             raise ValueError(f"width must be a finite number > 0, got {width!r}")
+        if isinstance(convs, bool) or not isinstance(convs, (int, np.integer)) or not 1 <= convs <= 4:
+            raise ValueError(f"convs (3x3 convs per block) must be an integer from 1 to 4, got {convs!r}")
         n_pool = len(channels)
         if input_size % (2 ** n_pool) != 0:
             raise ValueError(f"input_size {input_size} is not divisible by 2**{n_pool}")
@@ -88,6 +90,7 @@ class ConvRegressor(nn.Module):
         self.input_size = int(input_size)
         self.num_landmarks = num_landmarks
         self.width = width
+        self.convs = int(convs)
         self.pixel_mean = PIXEL_MEAN
         self.pixel_std = PIXEL_STD
 
@@ -95,9 +98,10 @@ class ConvRegressor(nn.Module):
         in_c = 3
         for c in channels:
             out_c = _scaled(c, width)
-            layers += [nn.Conv2d(in_c, out_c, kernel_size=3, stride=1, padding=1), nn.ReLU(inplace=True),
-                       nn.MaxPool2d(kernel_size=2, stride=2)]
-            in_c = out_c
+            for _ in range(self.convs):
+                layers += [nn.Conv2d(in_c, out_c, kernel_size=3, stride=1, padding=1), nn.ReLU(inplace=True)]
+                in_c = out_c
+            layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
         self.features = nn.Sequential(*layers)
         final = input_size // (2 ** n_pool)
         hidden_c = _scaled(hidden, width)
@@ -136,6 +140,46 @@ class ConvRegressor(nn.Module):
         nn.init.normal_(self.head.weight, mean=0.0, std=HEAD_INIT_STD)
         self.head.bias.copy_(torch.as_tensor(ms.reshape(-1), dtype=self.head.bias.dtype))
 
+    @torch.no_grad()
+    def deepened_state(self, state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor] | None:
+        """Warm start a deeper network (more ``convs`` per block) from a trained shallower one with the same
+        function (Net2DeeperNet, Chen et al. 2016).
+
+        Each block's convs of ``state`` fill the first convs of this network's block; each further conv starts as
+        the identity (centre tap 1 on its own channel, zero bias). It follows a ReLU, so its input is >= 0 and
+        conv + ReLU passes it through unchanged: the deeper network computes what the shallower one did, then
+        training uses the added layers.
+
+        Args:
+            state: a state dict of the same family with fewer convs per block (``features.I.weight/bias``,
+                ``fc.*``, ``head.*``).
+
+        Returns:
+            This network's full state dict, or None when ``state`` is not a shallower network of this family.
+        """
+        import re
+
+        src = sorted(int(m.group(1)) for k in state if (m := re.fullmatch(r"features\.(\d+)\.weight", k)))
+        blocks = sum(isinstance(m, nn.MaxPool2d) for m in self.features)
+        if not src or len(src) % blocks or len(src) // blocks >= self.convs:
+            return None
+        per = len(src) // blocks
+        own = [i for i, m in enumerate(self.features) if isinstance(m, nn.Conv2d)]
+        out = {k: v for k, v in state.items() if not k.startswith("features.")}
+        for n, i in enumerate(own):
+            b, j = divmod(n, self.convs)
+            conv = self.features[i]
+            if j < per:
+                s = src[b * per + j]
+                out[f"features.{i}.weight"] = state[f"features.{s}.weight"]
+                out[f"features.{i}.bias"] = state[f"features.{s}.bias"]
+            else:
+                w = torch.zeros_like(conv.weight)
+                w[torch.arange(w.shape[0]), torch.arange(w.shape[0]), 1, 1] = 1.0
+                out[f"features.{i}.weight"] = w
+                out[f"features.{i}.bias"] = torch.zeros_like(conv.bias)
+        return out
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Regress landmarks.
 
@@ -165,7 +209,7 @@ class ConvRegressor(nn.Module):
 
     def extra_repr(self) -> str:
         return f"arch={self.arch!r}, input_size={self.input_size}, num_landmarks={self.num_landmarks}, " \
-               f"width={self.width}"
+               f"width={self.width}" + (f", convs={self.convs}" if self.convs != 1 else "")
 
 
 class CNN6(ConvRegressor):
@@ -182,21 +226,22 @@ class CNN6(ConvRegressor):
     HIDDEN = 1024
 
     def __init__(self, num_landmarks: int, *, mean_shape: np.ndarray | None = None, width: float = 1.0,
-                 arch: str = "cnn6"):
+                 arch: str = "cnn6", convs: int = 1):
         super().__init__(arch=arch, input_size=self.INPUT_SIZE, channels=self.CHANNELS, hidden=self.HIDDEN,
-                         num_landmarks=num_landmarks, mean_shape=mean_shape, width=width)
+                         num_landmarks=num_landmarks, mean_shape=mean_shape, width=width, convs=convs)
 
 
 @register_model(input_size=CNN6.INPUT_SIZE, stage=1)
-def cnn6(num_landmarks: int, *, mean_shape: np.ndarray | None = None, width: float = 1.0) -> CNN6:
-    """CNN-6 of Feng et al. 2018: 64x64 RGB [0, 255] -> ``(N, L, 2)`` crop pixels; 3.8 M parameters at L = 68."""
-    return CNN6(num_landmarks, mean_shape=mean_shape, width=width)
+def cnn6(num_landmarks: int, *, mean_shape: np.ndarray | None = None, width: float = 1.0, convs: int = 1) -> CNN6:
+    """CNN-6 of Feng et al. 2018: 64x64 RGB [0, 255] -> ``(N, L, 2)`` crop pixels; 3.8 M parameters at L = 68.
+    ``convs``: 3x3 convs per block (1 = the paper's network)."""
+    return CNN6(num_landmarks, mean_shape=mean_shape, width=width, convs=convs)
 
 
 @register_model(input_size=CNN6.INPUT_SIZE, stage=2, network="cnn6")
-def cnn6r(num_landmarks: int, *, mean_shape: np.ndarray | None = None, width: float = 1.0) -> CNN6:
+def cnn6r(num_landmarks: int, *, mean_shape: np.ndarray | None = None, width: float = 1.0, convs: int = 1) -> CNN6:
     """The CNN-6 network as stage 2 ("refiner"): 64x64 crops of the levelled square of the stage-1 shape."""
-    return CNN6(num_landmarks, mean_shape=mean_shape, width=width, arch="cnn6r")
+    return CNN6(num_landmarks, mean_shape=mean_shape, width=width, arch="cnn6r", convs=convs)
 
 
 class CNN7(ConvRegressor):
@@ -212,12 +257,13 @@ class CNN7(ConvRegressor):
     CHANNELS = (64, 128, 256, 512, 512, 512)
     HIDDEN = 1024
 
-    def __init__(self, num_landmarks: int, *, mean_shape: np.ndarray | None = None, width: float = 1.0):
+    def __init__(self, num_landmarks: int, *, mean_shape: np.ndarray | None = None, width: float = 1.0,
+                 convs: int = 1):
         super().__init__(arch="cnn7", input_size=self.INPUT_SIZE, channels=self.CHANNELS, hidden=self.HIDDEN,
-                         num_landmarks=num_landmarks, mean_shape=mean_shape, width=width)
+                         num_landmarks=num_landmarks, mean_shape=mean_shape, width=width, convs=convs)
 
 
 @register_model(input_size=CNN7.INPUT_SIZE, stage=2)
-def cnn7(num_landmarks: int, *, mean_shape: np.ndarray | None = None, width: float = 1.0) -> CNN7:
+def cnn7(num_landmarks: int, *, mean_shape: np.ndarray | None = None, width: float = 1.0, convs: int = 1) -> CNN7:
     """CNN-7 of Feng et al. 2018: 128x128 RGB [0, 255] -> ``(N, L, 2)`` crop pixels; 8.5 M parameters at L = 68."""
-    return CNN7(num_landmarks, mean_shape=mean_shape, width=width)
+    return CNN7(num_landmarks, mean_shape=mean_shape, width=width, convs=convs)
