@@ -24,6 +24,7 @@ Input/output contract (shared by every facelm regressor, recorded in checkpoints
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -157,8 +158,6 @@ class ConvRegressor(nn.Module):
         Returns:
             This network's full state dict, or None when ``state`` is not a shallower network of this family.
         """
-        import re
-
         src = sorted(int(m.group(1)) for k in state if (m := re.fullmatch(r"features\.(\d+)\.weight", k)))
         blocks = sum(isinstance(m, nn.MaxPool2d) for m in self.features)
         if not src or len(src) % blocks or len(src) // blocks >= self.convs:
