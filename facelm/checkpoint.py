@@ -158,13 +158,15 @@ def load_init_weights(model: torch.nn.Module, path: str | Path) -> None:
 
     The network (``facelm.models.model_network``: ``cnn6`` weights start a ``cnn6r``) and the landmark count must
     match; the optimiser starts afresh. ONNX files written with
-    ``--weights fp16`` store ``NAME__fp16`` initialisers, which are cast back to float32.
+    ``--weights fp16`` / ``--weights int8`` store ``NAME__fp16`` / ``NAME__int8`` and ``NAME__scale`` initialisers,
+    which are decoded back to float32. A CNN with fewer convs per block grows into a deeper one
+    (``ConvRegressor.deepened_state``).
     """
     p = Path(path)
     if p.suffix.lower() == ".onnx":
         from onnx import numpy_helper
 
-        from facelm.modelfile import proto_meta
+        from facelm.modelfile import proto_meta, stored_weights
 
         try:
             import onnx
@@ -175,10 +177,11 @@ def load_init_weights(model: torch.nn.Module, path: str | Path) -> None:
         meta = proto_meta(mdl, p)
         if not _same_network(meta.get("arch"), model.arch):
             raise ModelError(f"{p}: a {meta.get('arch')!r} model cannot initialise `arch` {model.arch}")
-        state = {}
+        stored, _, coded = stored_weights(mdl)  # fp16- or int8-stored weights, decoded to float32
+        state = {name: torch.from_numpy(arr.copy()) for name, arr in stored.items()}
         for init in mdl.graph.initializer:
-            name = init.name.removesuffix("__fp16")
-            state[name] = torch.from_numpy(numpy_helper.to_array(init).astype(np.float32).copy())
+            if init.name not in coded:
+                state[init.name] = torch.from_numpy(numpy_helper.to_array(init).astype(np.float32).copy())
     else:
         ck = load_checkpoint(p)
         if not _same_network(ck.get("arch"), model.arch):

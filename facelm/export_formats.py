@@ -15,13 +15,13 @@ import numpy as np
 
 from facelm._io import atomic_path, sha256_file, sweep_stale_temps, temp_name
 from facelm.errors import ModelError, UsageError
-from facelm.modelfile import read_onnx_meta, set_onnx_meta
+from facelm.modelfile import read_onnx_meta, set_onnx_meta, stored_weights
 
 if TYPE_CHECKING:
     import onnx
 
-__all__ = ["ACTIVATION_TYPES", "CALIB_METHODS", "convert_fp16", "convert_fp16_weights", "quantize_int8",
-           "restore_fp32_weights"]
+__all__ = ["ACTIVATION_TYPES", "CALIB_METHODS", "convert_fp16", "convert_fp16_weights", "convert_int8_weights",
+           "quantize_int8", "restore_fp32_weights"]
 
 ACTIVATION_TYPES = ("uint8", "int8")
 CALIB_METHODS = ("minmax", "entropy", "percentile")
@@ -97,6 +97,38 @@ def convert_fp16_weights(src: str | Path, out: str | Path, min_elements: int = 6
     float32: onnxruntime constant-folds the casts at load time, so speed is unchanged and the file about halves.
     Biases and small tensors stay float32.
     """
+    return _store_weights(src, out, "fp16", min_elements)
+
+
+def convert_int8_weights(src: str | Path, out: str | Path, min_elements: int = 64) -> dict:
+    """Write a copy of the fp32 facelm ONNX ``src`` whose weights are *stored* as int8 (``precision: int8w``).
+
+    As :func:`convert_fp16_weights`, but each weight tensor W becomes ``NAME__int8`` (``round(W / s)``, int8),
+    ``NAME__scale`` (s = max |W| / 127 over each block of :data:`INT8_BLOCK` consecutive weights of an output
+    channel, float32) and ``NAME__shape``, turned back into float32 by ``Cast``, ``Mul`` and ``Reshape`` nodes
+    that onnxruntime constant-folds at load time: 28% of the fp32 file, fp32 compute and speed. On a trained CNN-6
+    the NME of ground-truth crops moved by under 0.2% (per-channel scales: +0.65%); export's NME check on
+    validation data measures it for each model.
+    """
+    return _store_weights(src, out, "int8", min_elements)
+
+
+INT8_BLOCK = 32  # weights per int8 scale (along each output channel's flattened weights)
+
+
+def _int8_blocks(arr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric int8 codes ``(O, nb, B)`` and float32 scales ``(O, nb, 1)``: one scale per block of
+    :data:`INT8_BLOCK` consecutive weights of an output channel (one per channel when its weights do not split into
+    such blocks)."""
+    rows = arr.reshape(len(arr), -1)
+    block = INT8_BLOCK if rows.shape[1] % INT8_BLOCK == 0 else rows.shape[1]
+    blocks = rows.reshape(len(arr), -1, block)
+    peak = np.abs(blocks).max(axis=2, keepdims=True)
+    scale = np.where(peak > 0, peak / 127.0, 1.0).astype(np.float32)
+    return np.clip(np.rint(blocks / scale), -127, 127).astype(np.int8), scale
+
+
+def _store_weights(src: str | Path, out: str | Path, storage: str, min_elements: int) -> dict:
     import onnx
 
     import onnxruntime
@@ -105,63 +137,67 @@ def convert_fp16_weights(src: str | Path, out: str | Path, min_elements: int = 6
     meta = read_onnx_meta(src)
     proto = onnx.load(str(src))
     g = proto.graph
-    casts, converted, before, after = [], [], 0, 0
+    decode, converted, before, after = [], [], 0, 0
     keep = []
     for init in g.initializer:
         arr = numpy_helper.to_array(init)
         before += arr.nbytes
-        if init.data_type == onnx.TensorProto.FLOAT and arr.ndim >= 2 and arr.size >= min_elements:
-            half = numpy_helper.from_array(arr.astype(np.float16), name=f"{init.name}__fp16")
-            keep.append(half)
-            casts.append(helper.make_node("Cast", [half.name], [init.name], to=onnx.TensorProto.FLOAT,
-                                          name=f"{init.name}__cast"))
-            converted.append(init.name)
-            after += arr.size * 2
-        else:
+        if not (init.data_type == onnx.TensorProto.FLOAT and arr.ndim >= 2 and arr.size >= min_elements):
             keep.append(init)
             after += arr.nbytes
+            continue
+        converted.append(init.name)
+        if storage == "fp16":
+            half = numpy_helper.from_array(arr.astype(np.float16), name=f"{init.name}__fp16")
+            keep.append(half)
+            decode.append(helper.make_node("Cast", [half.name], [init.name], to=onnx.TensorProto.FLOAT,
+                                           name=f"{init.name}__cast"))
+            after += arr.size * 2
+        else:
+            codes, scale = _int8_blocks(arr)
+            n = init.name
+            keep += [numpy_helper.from_array(codes, f"{n}__int8"), numpy_helper.from_array(scale, f"{n}__scale"),
+                     numpy_helper.from_array(np.array(arr.shape, np.int64), f"{n}__shape")]
+            decode += [helper.make_node("Cast", [f"{n}__int8"], [f"{n}__int8f"], to=onnx.TensorProto.FLOAT,
+                                        name=f"{n}__cast"),
+                       helper.make_node("Mul", [f"{n}__int8f", f"{n}__scale"], [f"{n}__deq"],
+                                        name=f"{n}__dequant"),
+                       helper.make_node("Reshape", [f"{n}__deq", f"{n}__shape"], [n], name=f"{n}__reshape")]
+            after += codes.nbytes + scale.nbytes
     del g.initializer[:]
     g.initializer.extend(keep)
     nodes = list(g.node)
     del g.node[:]
-    g.node.extend(casts + nodes)
+    g.node.extend(decode + nodes)
     onnx.checker.check_model(proto)
-    meta = {**meta, "precision": "fp16w",
-            "fp16w": {"stored_fp16": len(converted), "compute": "float32",
-                      "weight_bytes_fp32": int(before), "weight_bytes": int(after),
-                      "onnxruntime_version": onnxruntime.__version__}}
+    precision = f"{storage}w"
+    meta = {**meta, "precision": precision,
+            precision: {f"stored_{storage}": len(converted), "compute": "float32",
+                        "weight_bytes_fp32": int(before), "weight_bytes": int(after),
+                        "onnxruntime_version": onnxruntime.__version__}}
+    if storage == "int8":
+        meta[precision]["scales"] = f"symmetric, per {INT8_BLOCK} weights of an output channel"
     set_onnx_meta(proto, meta)
     _save_atomic(proto, Path(out))
     return meta
 
 
 def restore_fp32_weights(proto: onnx.ModelProto) -> int:
-    """Undo :func:`convert_fp16_weights` in place: each ``Cast`` of a float16 initializer ``NAME__fp16`` to float32
-    becomes a float32 initializer ``NAME`` again (the values are the fp16-rounded weights, exactly). Returns how many
-    were restored (0 for a model stored in float32). The quantiser needs float32 weights to compute its scales."""
-    import onnx
+    """Undo :func:`convert_fp16_weights` / :func:`convert_int8_weights` in place: each stored weight becomes a
+    float32 initializer ``NAME`` again (the values are the stored ones, exactly). Returns how many were restored
+    (0 for a model stored in float32). The quantiser needs float32 weights to compute its scales."""
     from onnx import numpy_helper
 
     g = proto.graph
-    inits = {i.name: i for i in g.initializer}
-    used = [i for n in g.node for i in n.input]
-    keep, restored, drop = [], [], set()
-    for n in g.node:
-        src = n.input[0] if n.op_type == "Cast" and len(n.input) == 1 else None
-        to = next((a.i for a in n.attribute if a.name == "to"), None)
-        if src in inits and src.endswith("__fp16") and to == onnx.TensorProto.FLOAT and used.count(src) == 1:
-            arr = numpy_helper.to_array(inits[src]).astype(np.float32)
-            restored.append(numpy_helper.from_array(arr, name=n.output[0]))
-            drop.add(src)
-        else:
-            keep.append(n)
-    if restored:
-        rest = [i for i in g.initializer if i.name not in drop]
+    weights, nodes, stored = stored_weights(proto)
+    if weights:
+        rest = [i for i in g.initializer if i.name not in stored]
+        keep = [n for k, n in enumerate(g.node) if k not in nodes]
         del g.initializer[:]
-        g.initializer.extend(restored + rest)
+        g.initializer.extend([numpy_helper.from_array(a, name=k) for k, a in weights.items()] + rest)
         del g.node[:]
         g.node.extend(keep)
-    return len(restored)
+    return len(weights)
 
 
 class _CropReader:

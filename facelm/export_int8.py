@@ -129,8 +129,9 @@ def export_from_onnx(opts: ExportOptions, *, warn: Callable[[str], None] = _noop
         raise UsageError(f"`checkpoint` {src}: from an ONNX model only an int8 copy can be made (`precision` "
                          "int8); export the checkpoint for other precisions")
     meta = read_onnx_meta(src)
-    if meta.get("precision") not in ("fp32", "fp16w"):
-        raise UsageError(f"`checkpoint` {src}: is {meta.get('precision')}; quantise an fp32 or fp16-stored model")
+    if meta.get("precision") not in ("fp32", "fp16w", "int8w"):
+        raise UsageError(f"`checkpoint` {src}: is {meta.get('precision')}; quantise an fp32 or fp16/int8-stored "
+                         "model")
     size = int(meta["input_size"][0])
     what = f"{src} ({meta.get('arch')}, {(meta.get('scheme') or {}).get('name')})"
     data = _ExportData.load(opts, meta, what)

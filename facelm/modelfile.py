@@ -12,12 +12,18 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from facelm.errors import ModelError
 from facelm.schemes import LandmarkScheme
 
+if TYPE_CHECKING:
+    import numpy as np
+    import onnx
+
 __all__ = ["LABEL_SHIFT_LIMIT", "META_KEY", "check_meta_matches", "label_shift", "load_proto", "meta_from_session",
-           "meta_scheme", "parse_meta", "proto_meta", "read_onnx_meta", "set_onnx_meta", "shift_landmarks"]
+           "meta_scheme", "parse_meta", "proto_meta", "read_onnx_meta", "set_onnx_meta", "shift_landmarks",
+           "stored_weights"]
 
 META_KEY = "facelm"
 #: the largest ``label_shift`` a model file may carry (a fraction of the eye-centre distance)
@@ -139,3 +145,40 @@ def shift_landmarks(shapes, shift: float, scheme: LandmarkScheme):
         return s
     le, re = scheme.eye_centres(s)
     return s + shift * (re - le)[..., None, :]
+
+
+def stored_weights(proto: onnx.ModelProto) -> tuple[dict[str, np.ndarray], set[int], set[str]]:
+    """The float32 weights of a model whose weights are stored as fp16 (``NAME__fp16`` + ``Cast``) or int8
+    (``NAME__int8``, ``__scale``, ``__shape`` + ``Cast``, ``Mul``, ``Reshape``): ``({NAME: weights}, indices of the
+    decoding nodes, stored initializer names)``. Plain float32 initializers are not included (``facelm export
+    --weights fp16|int8``; ``facelm.export_formats``)."""
+    import numpy as np
+    from onnx import numpy_helper
+
+    inits = {i.name: i for i in proto.graph.initializer}
+    by_output = {n.output[0]: k for k, n in enumerate(proto.graph.node) if len(n.output) == 1}
+    graph = list(proto.graph.node)
+    out: dict[str, np.ndarray] = {}
+    nodes: set[int] = set()
+    stored: set[str] = set()
+    for k, n in enumerate(graph):
+        src = n.input[0] if n.op_type == "Cast" and len(n.input) == 1 else None
+        if src is None or src not in inits:
+            continue
+        if src.endswith("__fp16"):
+            out[n.output[0]] = numpy_helper.to_array(inits[src]).astype(np.float32)
+            nodes.add(k)
+            stored.add(src)
+        elif src.endswith("__int8"):
+            name = src.removesuffix("__int8")
+            parts = [f"{name}__scale", f"{name}__shape"]
+            chain = [by_output.get(f"{name}__deq"), by_output.get(name)]
+            if None in chain or any(p not in inits for p in parts) \
+                    or [graph[j].op_type for j in chain] != ["Mul", "Reshape"]:
+                continue
+            codes = numpy_helper.to_array(inits[src]).astype(np.float32)
+            scale, shape = (numpy_helper.to_array(inits[p]) for p in parts)
+            out[name] = (codes * scale.astype(np.float32)).reshape(shape)
+            nodes |= {k, *chain}
+            stored |= {src, *parts}
+    return out, nodes, stored

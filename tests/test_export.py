@@ -255,13 +255,20 @@ def test_cli_success_prints_one_json_document(work, tmp_path):
     assert "next: facelm" in r.stderr
 
 
-def test_cli_weights_fp16_and_its_usage_errors(work, tmp_path):
+def test_cli_weights_fp16_int8_and_their_usage_errors(work, tmp_path):
     _, cks = work
     out = tmp_path / "w.onnx"
     r = _run([cks["cnn6"], "--out", out, "--weights", "fp16", "--bench-seconds", "0", "-q"])
     assert r.exit_code == 0, r.stderr
     assert json.loads(r.stdout)["precision"] == "fp16w" and read_onnx_meta(out)["precision"] == "fp16w"
-    for bad in (["--weights", "fp16", "--half"], ["--weights", "int4"]):
+    out8 = tmp_path / "w8.onnx"
+    r = _run([cks["cnn6"], "--out", out8, "--weights", "int8", "--bench-seconds", "0", "-q"])
+    assert r.exit_code == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["precision"] == "int8w" and read_onnx_meta(out8)["precision"] == "int8w"
+    assert doc["parity"]["max_abs_px"] <= PARITY_TOLERANCE["int8w"] and out8.stat().st_size < out.stat().st_size
+    for bad in (["--weights", "fp16", "--half"], ["--weights", "int4"],
+                ["--weights", "int8", "--quantize", "int8"]):
         r = _run([cks["cnn6"], "--out", tmp_path / "x.onnx", *bad])
         assert r.exit_code == 2 and r.stdout == "" and "--weights" in r.stderr
         assert not (tmp_path / "x.onnx").exists()

@@ -169,6 +169,63 @@ def test_restore_fp32_weights_undoes_fp16_storage(tiny, tmp_path):
     assert restore_fp32_weights(proto) == 0  # nothing left to restore
 
 
+def test_int8_stored_weights_decode_restore_and_warm_start(tiny, tmp_path):
+    """--weights int8 (precision int8w): a quarter-size file that onnxruntime runs in float32 with the decoded
+    weights; restore_fp32_weights gives those weights back exactly (the int8 quantiser starts from them), and
+    --init / --stage1 read them (load_init_weights)."""
+    import onnx
+    import torch
+    from onnx import numpy_helper
+
+    from facelm.checkpoint import load_init_weights, load_model_from_checkpoint
+    from facelm.export import convert_int8_weights, make_session, random_crops, run_session
+    from facelm.export_formats import INT8_BLOCK, _int8_blocks, restore_fp32_weights
+
+    src = tiny["models"] / "cnn6.onnx"
+    w = tmp_path / "w8.onnx"
+    meta = convert_int8_weights(src, w, min_elements=1)
+    assert meta["precision"] == "int8w" and meta["int8w"]["compute"] == "float32"
+    assert meta["int8w"]["weight_bytes"] < 0.35 * meta["int8w"]["weight_bytes_fp32"]
+    proto = onnx.load(str(w))
+    codes = [i for i in proto.graph.initializer if i.name.endswith("__int8")]
+    assert codes and all(i.data_type == onnx.TensorProto.INT8 for i in codes)
+    x = random_crops(3, 64, seed=1)
+    y_src, y_w = run_session(make_session(src), x), run_session(make_session(w), x)
+    assert 0 < np.abs(y_w - y_src).max() < 0.5  # rounded weights move the points a little, not far
+    # every block's largest weight is exact and the rest are within half a step of their block's scale
+    original = {i.name: numpy_helper.to_array(i) for i in onnx.load(str(src)).graph.initializer}
+    restored = onnx.load(str(w))
+    n = restore_fp32_weights(restored)
+    assert n == len(codes) and not any(nd.op_type in ("Cast", "Reshape") for nd in restored.graph.node
+                                       if nd.name.endswith(("__cast", "__reshape")))
+    back = {i.name: numpy_helper.to_array(i) for i in restored.graph.initializer}
+    for name in (c.name.removesuffix("__int8") for c in codes):
+        _, scale = _int8_blocks(original[name])
+        assert back[name].shape == original[name].shape
+        err = np.abs(back[name] - original[name]).reshape(len(scale), scale.shape[1], -1)
+        assert np.all(err <= scale / 2 + 1e-7)
+    r = tmp_path / "r.onnx"
+    onnx.save(restored, str(r))
+    np.testing.assert_allclose(run_session(make_session(r), x), y_w, atol=1e-4)
+    assert restore_fp32_weights(restored) == 0
+    assert INT8_BLOCK == 32
+    # an int8 (QDQ) copy can be made from it like from an fp16-stored file
+    from facelm.export_formats import quantize_int8
+
+    q = tmp_path / "q.onnx"
+    quantize_int8(w, q, random_crops(16, 64, seed=2))
+    assert any(nd.op_type == "QuantizeLinear" for nd in onnx.load(str(q)).graph.node)
+    assert np.isfinite(run_session(make_session(q), x)).all()
+    # a warm start or a --stage1 model reads the decoded weights
+    model, _ = load_model_from_checkpoint(w)
+    with torch.no_grad():
+        np.testing.assert_allclose(model(torch.from_numpy(x)).numpy(), y_w, atol=1e-3)
+    fresh = type(model)(model.num_landmarks, width=model.width)
+    load_init_weights(fresh, w)
+    for k, v in fresh.state_dict().items():
+        torch.testing.assert_close(v, model.state_dict()[k])
+
+
 def test_load_models_by_precision(tiny, tmp_path, monkeypatch):
     from facelm.runtime import load_models
 

@@ -68,8 +68,9 @@ def register(app: typer.Typer) -> None:
                                                     help="Dynamic batch axis (static: fixed batch 1).")] = True,
         half: Annotated[bool, typer.Option("--half", help="fp16 weights and activations (GPU; IO stays float32).")
                         ] = False,
-        weights: Annotated[str, typer.Option(help="Weight storage: fp32, or fp16 (half-size file, fp32 compute: "
-                                                  "onnxruntime folds the casts at load; same speed).")] = "fp32",
+        weights: Annotated[str, typer.Option(help="Weight storage: fp32, fp16 (half-size file) or int8 (a "
+                                                  "quarter; per-channel scales), fp32 compute either way: "
+                                                  "onnxruntime folds the decoding at load; same speed.")] = "fp32",
         quantize: Annotated[str | None, typer.Option(help="int8: onnxruntime static quantisation (QDQ, needs "
                                                           "--calib).", show_default=False)] = None,
         calib: Annotated[Path | None, typer.Option(help="Prepared dataset: calibration crops (train split) and "
@@ -116,16 +117,17 @@ def register(app: typer.Typer) -> None:
         check_range("--label-shift", label_shift, -LABEL_SHIFT_LIMIT, LABEL_SHIFT_LIMIT)
         if half and quantize:
             raise UsageError("--half and --quantize are alternatives; choose one")
-        if weights.lower() not in ("fp32", "fp16"):
-            raise UsageError(f"--weights {weights}: must be fp32 or fp16")
-        if weights.lower() == "fp16" and (half or quantize):
-            raise UsageError("--weights fp16 is an fp32-compute storage option; it does not combine with --half or "
-                             "--quantize")
+        if weights.lower() not in ("fp32", "fp16", "int8"):
+            raise UsageError(f"--weights {weights}: must be fp32, fp16 or int8")
+        if weights.lower() != "fp32" and (half or quantize):
+            raise UsageError(f"--weights {weights} is an fp32-compute storage option; it does not combine with "
+                             "--half or --quantize")
         if quantize is not None and quantize.lower() != "int8":
             raise UsageError(f"--quantize {quantize}: only int8 is supported")
         if quantize is not None and calib is None:
             raise UsageError("--quantize int8 needs --calib DATA (a prepared dataset for calibration crops)")
-        precision = "fp16" if half else "int8" if quantize else "fp16w" if weights.lower() == "fp16" else "fp32"
+        precision = "fp16" if half else "int8" if quantize else \
+            "fp32" if weights.lower() == "fp32" else f"{weights.lower()}w"
         opts = ExportOptions(checkpoint=checkpoint, out=out, opset=opset, dynamic_batch=dynamic_batch,
                              precision=precision, calib=calib, val=val, calib_faces=calib_faces,
                              calib_method=calib_method.lower(), activation_type=activations.lower(),
