@@ -6,8 +6,8 @@
 #   scripts/score_pair.sh STAGE1 STAGE2 OUT        (STAGEn: a checkpoint .pt, or `shipped` for models/*.onnx)
 #   SETS="w300 mtfl" WORK=work THREADS=2 scripts/score_pair.sh work/runs/s1occ4/last.pt work/runs/s2occ4/last.pt work/pc-occ4
 #
-# Checkpoints are exported as they would ship (`--weights fp16`, `--label-shift $LABEL_SHIFT`, default 0.012, the
-# shipped value: models/README.md, "Label shift") to OUT/models. Per set, OUT/SET.jsonl (kept: a
+# Checkpoints are exported as they would ship (`--weights $WEIGHTS`, default int8, `--label-shift $LABEL_SHIFT`,
+# default 0.012, the shipped value: models/README.md, "Label shift") to OUT/models. Per set, OUT/SET.jsonl (kept: a
 # second run only scores it again), OUT/SET.eval.json, and one summary line on stdout (n, missing, NME, FR@10%,
 # AUC@10%). Default SETS: w300 mtfl helen29 infan w300occ w300bad helen29bad mtflbad (w300occ: scripts/occlude_set.py
 # work/w300 work/w300occ; the *bad sets: scripts/degrade_set.py work/SET work/SETbad).
@@ -20,7 +20,7 @@ mkdir -p "$OUT/models"
 stage() {  # source name
   [ -f "$OUT/models/$2.onnx" ] && return
   if [ "$1" = shipped ]; then cp "models/$2.onnx" "$OUT/models/"
-  else facelm export "$1" --out "$OUT/models/$2.onnx" --weights fp16 --label-shift "${LABEL_SHIFT:-0.012}" -q \
+  else facelm export "$1" --out "$OUT/models/$2.onnx" --weights "${WEIGHTS:-int8}" --label-shift "${LABEL_SHIFT:-0.012}" -q \
     > "$OUT/export-$2.json"; fi
 }
 stage "$S1" cnn6
