@@ -321,7 +321,7 @@ def _int8_meta(src: str | Path, meta: dict, extra_meta: dict | None, settings: d
 
     source = {"file": Path(src).name, "precision": meta.get("precision"), "created": meta.get("created"),
               "sha256": sha256_file(src)}
-    base = {k: v for k, v in meta.items() if k not in ("fp16", "fp16w", "quantization")}
+    base = {k: v for k, v in meta.items() if k not in ("fp16", "fp16w", "int8w", "quantization")}
     return {**base, **(extra_meta or {}), "precision": "int8",
             "quantization": {"method": "onnxruntime.quantize_static", "format": "QDQ", "source": source, **settings,
                              "onnxruntime_version": onnxruntime.__version__,

@@ -12,8 +12,10 @@
     32 bits, so they compute the quantised model exactly, 2.5-3.4x faster than fp32 per the issue's VNNI
     measurement);
   - on an x86 CPU with AVX2 but without VNNI: int8 as well, because it measured faster and as accurate there
-    (docs/benchmarks.md: CNN-6 1.7x and CNN-7 2.3x faster than fp32 at batch 32, the whole default predict 1.1-1.2x;
-    the shipped int8 files have 7-bit weights, so onnxruntime's 16-bit pair sums cannot saturate);
+    (docs/benchmarks.md: CNN-6 1.7x and CNN-7 2.3x faster than fp32 at batch 32, the whole default predict 1.1-1.2x),
+    but only for int8 files with 7-bit weights (``--reduce-range``), whose onnxruntime 16-bit pair sums cannot
+    saturate; files with full 8-bit weights (the shipped deeper networks: 7-bit weights cost them 1.9% NME) run
+    fp32 there;
   - any other CPU: fp32 (int8 not measured faster there);
   - and fp32 whenever the int8 files are missing, incomplete or were made from another float model than the one
     beside them (stale).
@@ -70,8 +72,8 @@ def int8_speedup_reason(flags: frozenset[str] | set[str] | None = None, arch: st
     return None
 
 
-def choose_precision(requested: str, *, cuda: bool, int8_missing: str | None, flags=None, arch: str | None = None
-                     ) -> PrecisionChoice:
+def choose_precision(requested: str, *, cuda: bool, int8_missing: str | None, flags=None, arch: str | None = None,
+                     full_range: bool = False) -> PrecisionChoice:
     """The precision to run (see the module docstring).
 
     Args:
@@ -80,6 +82,8 @@ def choose_precision(requested: str, *, cuda: bool, int8_missing: str | None, fl
         int8_missing: None when int8 models are there for every stage that runs, else why they cannot be used
             (missing, incomplete, stale).
         flags, arch: the CPU's flags and architecture (``facelm.cpu_features``; this CPU's when None).
+        full_range: the int8 models have full 8-bit weights (``quantization.reduce_range`` false): exact only with
+            32-bit int8 dot products (VNNI, AMX, ARM), so ``auto`` runs them only on such CPUs.
 
     Raises:
         UsageError: an unknown ``requested``.
@@ -94,6 +98,11 @@ def choose_precision(requested: str, *, cuda: bool, int8_missing: str | None, fl
     if int8_missing is not None:
         return PrecisionChoice("fp32", req, f"auto: {int8_missing}")
     why = int8_speedup_reason(flags, arch)
+    if why is not None and full_range:
+        flags = cpu_flags() if flags is None else frozenset(flags)
+        if int8_dot_product(flags, cpu_arch() if arch is None else arch) is None:
+            return PrecisionChoice("fp32", req, "auto: the int8 models have 8-bit weights, whose pair sums this "
+                                   "CPU's int8 kernels (no VNNI/AMX) can saturate")
     if why is None:
         arch = cpu_arch() if arch is None else arch
         what = "VNNI, AMX or AVX2" if arch == "x86" else "the int8 dot product" if arch == "arm" else "int8 kernels"

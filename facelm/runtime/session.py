@@ -222,7 +222,9 @@ def _pick(root: Path, sets: dict, stages: int | None, precision: str, cuda: bool
         choice = PrecisionChoice("int8", precision, f"the only models in {root}")
     else:
         missing = _int8_missing(root, flt, i8, run2)
-        choice = choose_precision(precision, cuda=cuda, int8_missing=missing)
+        full = any((i8[st][1].get("quantization") or {}).get("reduce_range") is False
+                   for st in ((1, 2) if run2 else (1,)) if i8[st] is not None)
+        choice = choose_precision(precision, cuda=cuda, int8_missing=missing, full_range=full)
         if choice.precision == "int8" and missing is not None:
             raise ModelError(f"`precision` int8: {missing}")
     use = i8 if choice.precision == "int8" else flt
