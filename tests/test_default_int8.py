@@ -42,7 +42,9 @@ def test_shipped_int8_models_are_current_and_were_checked(arch):
     # made from the float model beside it: rerun scripts/export_int8.sh when cnn6.onnx/cnn6r.onnx change
     assert quant["source"]["file"] == f"{arch}.onnx" and quant["source"]["created"] == src["created"], \
         "stale int8 model: run scripts/export_int8.sh"
-    assert quant["reduce_range"] is True and quant["format"] == "QDQ"
+    # full 8-bit weights (7-bit ones cost the deeper stage 1 1.9% NME): exact only with 32-bit int8 dot products,
+    # so `predict --precision auto` runs them only on such CPUs (tests/test_precision.py)
+    assert quant["reduce_range"] is False and quant["format"] == "QDQ"
     nme = quant["nme_check"]
     assert "w300" in nme["data"] and nme["split"] == "val" and nme["faces"] >= 100
     assert nme["normaliser"] == "inter-ocular"
@@ -58,7 +60,7 @@ def test_shipped_int8_models_are_current_and_were_checked(arch):
 
 def test_int8_files_are_small():
     sizes = {f: (MODELS / f).stat().st_size for f in ("cnn6.int8.onnx", "cnn6r.int8.onnx")}
-    assert sizes["cnn6.int8.onnx"] < 5e6 and sizes["cnn6r.int8.onnx"] < 5e6
+    assert sizes["cnn6.int8.onnx"] < 8e6 and sizes["cnn6r.int8.onnx"] < 8e6  # 6.9 M parameters each
     card = (MODELS / "README.md").read_text()
     assert "scripts/export_int8.sh" in card and "--precision" in card
 

@@ -30,11 +30,12 @@ STAGE2 = "cnn6r"
 MAX_VAL_NME_W300 = {"stage 1": 0.054, "two-stage": 0.052}
 
 
-def test_shipped_models_are_small_fp16_stored_and_describe_themselves():
+def test_shipped_models_are_small_int8_stored_and_describe_themselves():
     m1, m2 = read_onnx_meta(MODELS / "cnn6.onnx"), read_onnx_meta(MODELS / f"{STAGE2}.onnx")
     assert (m1["arch"], m1["stage"], m2["arch"], m2["stage"]) == ("cnn6", 1, STAGE2, 2)
     assert m1["scheme"]["name"] == m2["scheme"]["name"] == "300w68"
-    assert m1["precision"] == m2["precision"] == "fp16w"
+    assert m1["precision"] == m2["precision"] == "int8w"  # int8-stored weights, fp32 compute (docs/export.md)
+    assert m1["model_options"] == m2["model_options"] == {"convs": 2}  # the deeper networks (models/README.md)
     assert "box_map" in json.dumps(m1)  # the detector box map was fitted into stage 1
     assert m2.get("predict_default", True) is True  # the pair beat stage 1 alone on held-out faces: it runs
     assert m1["label_shift"] == m2["label_shift"] == 0.012  # scripts/fit_label_shift.py, models/README.md
