@@ -176,6 +176,9 @@ class TrainConfig(BaseModel):
         ``convs`` when not the paper's 1."""
         if self.arch not in HEATMAP_ARCHS:
             return {"convs": self.convs} if self.convs != 1 else {}
+        return self._heatmap_options()
+
+    def _heatmap_options(self) -> dict:
         keys = ("stacks", "input_size", "boundary", "coordconv")
         return {k: getattr(self, k) for k in keys if getattr(self, k) is not None}
 
@@ -190,7 +193,7 @@ class TrainConfig(BaseModel):
             raise UsageError(f"`arch` {self.arch} needs {kind}, not `loss` {d['loss']}")
         if hm and self.convs != 1:
             raise UsageError(f"`convs` applies to the CNN-6/7 regressors, not {self.arch}")
-        if not hm and (set(self.model_options()) - {"convs"} or self.loss_map or self.sigma or self.sigma_schedule):
+        if not hm and (self._heatmap_options() or self.loss_map or self.sigma or self.sigma_schedule):
             raise UsageError(f"`stacks`/`input_size`/`boundary`/`coordconv`/`loss_map`/`sigma` apply to the heatmap "
                              f"architectures ({', '.join(HEATMAP_ARCHS)}), not {self.arch}")
         if hm:

@@ -307,7 +307,7 @@ def test_registry_lists_heatmap_models():
     assert model_input_size("hourglass", input_size=256) == 256
     assert model_input_size("smt", input_size=64, stacks=2) == 64
     assert model_input_size("cnn7") == 128
-    assert model_options("cnn6") == []
+    assert model_options("cnn6") == ["convs"]  # 3x3 convs per block (facelm train --convs)
     options = set(model_options("hourglass"))
     assert {"stacks", "channels", "depth", "input_size", "boundary", "coordconv"} <= options
 
@@ -326,7 +326,7 @@ def test_registry_defaults_and_options():
 
 @pytest.mark.parametrize("name", ["cnn6", "cnn7"])
 def test_regressors_reject_options(name):
-    with pytest.raises(TypeError, match=f"{name}.*'stacks'.*accepted: none"):
+    with pytest.raises(TypeError, match=f"{name}.*'stacks'.*accepted: convs"):
         create_model(name, L, width=0.25, stacks=2)
     with pytest.raises(TypeError, match="input_size"):
         model_input_size(name, input_size=256)

@@ -26,8 +26,8 @@ from facelm.headpose import head_pose
 __all__ = ["CALIBRATION", "add_head_poses", "quality_score", "quality_signals"]
 
 #: logistic fit of P(NME <= 10%) on log(mirror) and log(level) (``scripts/quality_calibrate.py``, docs/predict.md)
-CALIBRATION = {"intercept": -21.773, "mirror": -4.9076, "level": -1.0434,
-               "no_level": {"intercept": -24.376, "mirror": -6.2863}}
+CALIBRATION = {"intercept": -16.890, "mirror": -4.3338, "level": -0.6984,
+               "no_level": {"intercept": -20.498, "mirror": -5.6757}}
 _FLOOR = 1e-4  # signals below this are as good as perfect (log of 0)
 
 
