@@ -52,12 +52,11 @@ from facelm.manifest_predict import (  # noqa: F401 - the run/crop helpers are r
 from facelm.modelfile import (  # noqa: F401
     LABEL_SHIFT_LIMIT, META_KEY, check_meta_matches, meta_scheme, read_onnx_meta, set_onnx_meta)
 
-__all__ = [
-    "export_onnx", "read_onnx_meta", "set_onnx_meta", "META_KEY", "DEFAULT_OPSET", "PRECISIONS",
-    "PARITY_TOLERANCE", "MAX_NME_INCREASE", "NME_ABS_FLOOR", "ExportOptions", "ExportResult", "export",
-    "convert_fp16", "convert_fp16_weights", "convert_int8_weights", "quantize_int8", "make_session", "run_session", "bench_sessions", "manifest_crops", "iter_manifest_crops",
-    "onnx_predict_manifest", "random_crops", "opencv_dnn_check", "check_meta_matches", "load_onnx_model",
-]
+__all__ = ["export_onnx", "read_onnx_meta", "set_onnx_meta", "META_KEY", "DEFAULT_OPSET", "PRECISIONS",
+           "PARITY_TOLERANCE", "MAX_NME_INCREASE", "NME_ABS_FLOOR", "ExportOptions", "ExportResult", "export",
+           "convert_fp16", "convert_fp16_weights", "convert_int8_weights", "quantize_int8", "make_session",
+           "run_session", "bench_sessions", "manifest_crops", "iter_manifest_crops", "onnx_predict_manifest",
+           "random_crops", "opencv_dnn_check", "check_meta_matches", "load_onnx_model"]
 
 DEFAULT_OPSET = 17
 MIN_OPSET = 13

@@ -68,8 +68,8 @@ def register(app: typer.Typer) -> None:
                                                     help="Dynamic batch axis (static: fixed batch 1).")] = True,
         half: Annotated[bool, typer.Option("--half", help="fp16 weights and activations (GPU; IO stays float32).")
                         ] = False,
-        weights: Annotated[str, typer.Option(help="Weight storage: fp32, fp16 (half-size file) or int8 (a "
-                                                  "quarter; per-channel scales), fp32 compute either way: "
+        weights: Annotated[str, typer.Option(help="Weight storage: fp32, fp16 (half-size file) or int8 (28%; a "
+                                                  "scale per 32 weights), fp32 compute either way: "
                                                   "onnxruntime folds the decoding at load; same speed.")] = "fp32",
         quantize: Annotated[str | None, typer.Option(help="int8: onnxruntime static quantisation (QDQ, needs "
                                                           "--calib).", show_default=False)] = None,

@@ -162,8 +162,8 @@ def register(app: typer.Typer) -> None:
                      full_turn=full_turn, occlude=occlude, photometric=photometric, arch=arch, loss=loss, val=val, recipe=recipe, steps=steps,
                      batch_size=batch_size, lr=lr, wing_w=wing_w, wing_eps=wing_eps, stage1=stage1, device=device,
                      seed=seed, precision=precision, channels_last=channels_last, compile=compile,
-                     augment_on=augment_on, device_cache=device_cache, loader_threads=loader_threads, width=width, convs=convs,
-                     threads=threads, val_every=val_every, log_every=log_every, max_val=max_val,
+                     augment_on=augment_on, device_cache=device_cache, loader_threads=loader_threads, width=width,
+                     convs=convs, threads=threads, val_every=val_every, log_every=log_every, max_val=max_val,
                      grad_clip=grad_clip, stacks=stacks, input_size=input_size, boundary=boundary, coordconv=coordconv, loss_map=loss_map, sigma=sigma, sigma_schedule=sigma_schedule)
         if config is None and data is None:
             from facelm.errors import UsageError

@@ -97,14 +97,13 @@ def choose_precision(requested: str, *, cuda: bool, int8_missing: str | None, fl
         return PrecisionChoice("fp32", req, "auto: CUDA runs the float models")
     if int8_missing is not None:
         return PrecisionChoice("fp32", req, f"auto: {int8_missing}")
+    flags = cpu_flags() if flags is None else frozenset(flags)
+    arch = cpu_arch() if arch is None else arch
     why = int8_speedup_reason(flags, arch)
-    if why is not None and full_range:
-        flags = cpu_flags() if flags is None else frozenset(flags)
-        if int8_dot_product(flags, cpu_arch() if arch is None else arch) is None:
-            return PrecisionChoice("fp32", req, "auto: the int8 models have 8-bit weights, whose pair sums this "
-                                   "CPU's int8 kernels (no VNNI/AMX) can saturate")
+    if why is not None and full_range and int8_dot_product(flags, arch) is None:
+        return PrecisionChoice("fp32", req, "auto: the int8 models have 8-bit weights, whose pair sums this CPU's "
+                               "int8 kernels (no VNNI/AMX) can saturate")
     if why is None:
-        arch = cpu_arch() if arch is None else arch
         what = "VNNI, AMX or AVX2" if arch == "x86" else "the int8 dot product" if arch == "arm" else "int8 kernels"
         return PrecisionChoice("fp32", req, f"auto: this CPU has no {what}, where int8 is not known to be faster")
     return PrecisionChoice("int8", req, f"auto: {why}")
