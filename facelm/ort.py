@@ -12,6 +12,16 @@ The providers a session really got (``InferenceSession.get_providers()``) are wh
 
 Threads: ``threads=0`` means every core this process may use (``cpu_count()``, the affinity mask), everywhere.
 
+int8 models with full 8-bit weights on x86 CPUs without VNNI/AMX: onnxruntime's u8 x s8 kernels there add each
+pair of products in 16 bits (``vpmaddubsw``), which saturates with 8-bit weights, so the same file would give other
+numbers there than on a CPU with exact int8 dot products. ``create_session`` then runs such a model with its
+weights made unsigned (``unsigned_int8_weights``: +128 on codes and zero points, lossless), which onnxruntime
+computes with its u8 x u8 kernels (16-bit operands, 32-bit sums: exact). Checked under emulation
+(``benchmarks/bench_int8_unsigned.py --emulate``): the shipped stage 1 on an emulated Haswell CPU moved 0.11 px on
+average (up to 1.1 px, 64-px crops) from the exact int8 result as it was, 0 px with unsigned weights. (Exact,
+not fast: u8 x u8 measured 1.0-1.4x fp32 on an AVX2 CPU, docs/export.md, so ``predict --precision auto`` keeps
+fp32 on such CPUs; asked for, int8 now gives the same points there as anywhere.)
+
 Importing this module lowers onnxruntime's default log level to errors: its warnings (nodes placed on CPU,
 a CUDA library that does not load) are not for facelm's users; facelm reports the outcome itself.
 """
@@ -28,8 +38,8 @@ import numpy as np
 
 from facelm.errors import ModelError, UsageError
 
-__all__ = ["cpu_count", "create_session", "cuda_usable", "plan_threads", "provider_names", "resolve_providers",
-           "session_options"]
+__all__ = ["cpu_count", "create_session", "cuda_usable", "int8_kernels_saturate", "plan_threads", "provider_names",
+           "resolve_providers", "session_options", "unsigned_int8_weights"]
 
 _warned: set[str] = set()
 _warn_lock = threading.Lock()
@@ -169,11 +179,83 @@ def create_session(path: str | Path | bytes, providers: list | tuple = ("CPUExec
             raise ModelError(f"{p}: model file not found")
         if p.stat().st_size == 0:
             raise ModelError(f"{p}: empty file (0 bytes), not an ONNX model")
+        if int8_kernels_saturate() and "CPUExecutionProvider" in provider_names(list(providers)):
+            src = _exact_int8(p) or src
     try:
         return ort.InferenceSession(src, session_options(threads, spin), providers=list(providers))
     except Exception as e:  # noqa: BLE001 - onnxruntime raises several types for bad files
         msg = " ".join(str(e).split())[:200]
         raise ModelError(f"{path}: not a loadable ONNX model ({msg})") from None
+
+
+@functools.cache
+def _this_cpu_saturates() -> bool:
+    from facelm.cpu_features import cpu_arch, cpu_flags, int8_dot_product
+
+    arch = cpu_arch()
+    return arch == "x86" and int8_dot_product(cpu_flags(), arch) is None
+
+
+def int8_kernels_saturate(flags: frozenset[str] | set[str] | None = None, arch: str | None = None) -> bool:
+    """True on x86 CPUs without VNNI/AMX (this CPU when ``flags`` is None): their int8 kernels add u8 x s8 products
+    in 16-bit pairs, which saturates with full 8-bit weights."""
+    if flags is None and arch is None:
+        return _this_cpu_saturates()
+    from facelm.cpu_features import cpu_arch, cpu_flags, int8_dot_product
+
+    arch = cpu_arch() if arch is None else arch
+    flags = cpu_flags() if flags is None else frozenset(flags)
+    return arch == "x86" and int8_dot_product(flags, arch) is None
+
+
+def unsigned_int8_weights(model) -> int:
+    """Make the signed 8-bit weights of a QDQ ``onnx.ModelProto`` unsigned, in place: +128 on the int8 codes and
+    the zero points of every ``DequantizeLinear`` whose input and zero point are int8 initializers, when any of
+    those weights uses more than 7 bits (codes outside -64..64; with 7-bit weights two u8 x s8 products always
+    fit 16 bits, so such models keep the faster u8 x s8 kernels). Lossless: code - zero point is unchanged. Only
+    for models whose activations are uint8 (u8 x u8 kernels then). Returns the number of weight tensors rewritten
+    (0: the model is left as it was)."""
+    import onnx
+    from onnx import numpy_helper
+
+    g = model.graph
+    inits = {t.name: t for t in g.initializer}
+    for node in g.node:  # activations must be uint8: u8 x u8 is a kernel onnxruntime has, s8 x u8 is not
+        if node.op_type == "QuantizeLinear" and len(node.input) > 2:
+            zp = inits.get(node.input[2])
+            if zp is None or zp.data_type != onnx.TensorProto.UINT8:
+                return 0
+    todo = {}
+    for node in g.node:
+        if node.op_type != "DequantizeLinear" or len(node.input) < 3:
+            continue
+        x, zp = inits.get(node.input[0]), inits.get(node.input[2])
+        if x is not None and zp is not None and x.data_type == zp.data_type == onnx.TensorProto.INT8:
+            todo[x.name], todo[zp.name] = x, zp
+    full = any(t.dims and (a.min() < -64 or a.max() > 64)
+               for t in todo.values() for a in [numpy_helper.to_array(t)])
+    if not full:
+        return 0
+    for t in todo.values():
+        a = numpy_helper.to_array(t).astype(np.int16) + 128
+        t.CopyFrom(numpy_helper.from_array(a.astype(np.uint8), t.name))
+    return len(todo) // 2
+
+
+def _exact_int8(path: Path) -> bytes | None:
+    """The bytes of ``path`` with unsigned 8-bit weights when it is an int8 model with full 8-bit weights (None
+    when not, or when it cannot be parsed here: onnxruntime then reports the file)."""
+    try:
+        import onnx
+
+        with open(path, "rb") as f:
+            head = f.read()
+        if b"DequantizeLinear" not in head:
+            return None
+        model = onnx.load_model_from_string(head)
+    except Exception:  # noqa: BLE001 - a broken file is onnxruntime's to report
+        return None
+    return model.SerializeToString() if unsigned_int8_weights(model) else None
 
 
 def provider_names(providers: list) -> list[str]:

@@ -15,7 +15,8 @@
     (docs/benchmarks.md: CNN-6 1.7x and CNN-7 2.3x faster than fp32 at batch 32, the whole default predict 1.1-1.2x),
     but only for int8 files with 7-bit weights (``--reduce-range``), whose onnxruntime 16-bit pair sums cannot
     saturate; files with full 8-bit weights (the shipped deeper networks: 7-bit weights cost them 1.9% NME) run
-    fp32 there;
+    fp32 there (asked for, ``int8`` runs them with unsigned weights: exact, but measured only 1.0-1.4x fp32;
+    ``facelm.ort.unsigned_int8_weights``);
   - any other CPU: fp32 (int8 not measured faster there);
   - and fp32 whenever the int8 files are missing, incomplete or were made from another float model than the one
     beside them (stale).
@@ -101,8 +102,9 @@ def choose_precision(requested: str, *, cuda: bool, int8_missing: str | None, fl
     arch = cpu_arch() if arch is None else arch
     why = int8_speedup_reason(flags, arch)
     if why is not None and full_range and int8_dot_product(flags, arch) is None:
-        return PrecisionChoice("fp32", req, "auto: the int8 models have 8-bit weights, whose pair sums this CPU's "
-                               "int8 kernels (no VNNI/AMX) can saturate")
+        return PrecisionChoice("fp32", req, "auto: the int8 models have 8-bit weights, whose pair sums this "
+                               "CPU's u8 x s8 kernels (no VNNI/AMX) can saturate; as u8 x u8 (exact, facelm.ort) "
+                               "they measured 1.0-1.4x fp32, docs/export.md")
     if why is None:
         what = "VNNI, AMX or AVX2" if arch == "x86" else "the int8 dot product" if arch == "arm" else "int8 kernels"
         return PrecisionChoice("fp32", req, f"auto: this CPU has no {what}, where int8 is not known to be faster")

@@ -1,0 +1,135 @@
+"""Full 8-bit int8 models on x86 CPUs without VNNI/AMX: how far onnxruntime's u8 x s8 kernels drift there, and what
+running them with unsigned weights (``facelm.ort.unsigned_int8_weights``: u8 x u8 kernels, exact) costs in speed.
+
+Two measurements, on real face crops (the centre of each prepared crop of a ``facelm prepare`` folder, resized to
+the model's input):
+
+* **speed, this CPU** (always): fp32, int8 as shipped and int8 with unsigned weights, taking turns, one thread,
+  batch 32; crops/s and the ratios against fp32 measured in the same run.
+* **exactness on an emulated AVX2 CPU** (``--emulate``, needs ``qemu-x86_64``, e.g. Debian's ``qemu-user``):
+  the int8 model as shipped and with unsigned weights run inside ``qemu-x86_64 -cpu Haswell`` (AVX2, no VNNI:
+  onnxruntime picks its AVX2 kernels there) and are compared with this CPU's result. On a CPU with VNNI/AMX (exact
+  int8 dot products) the difference is the AVX2 kernels' saturation. Emulated timings mean nothing and are not
+  reported.
+
+    python benchmarks/bench_int8_unsigned.py --data work/w300 --models models --emulate
+
+Prints one JSON document.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def _crops(data: Path, size: int, n: int) -> np.ndarray:
+    import cv2
+
+    a = np.load(data / "crops.npy", mmap_mode="r")
+    s = a.shape[1]
+    lo, hi = s // 6, s - s // 6
+    idx = np.linspace(0, len(a) - 1, n).astype(int)
+    out = [cv2.resize(np.asarray(a[i])[lo:hi, lo:hi], (size, size), interpolation=cv2.INTER_AREA) for i in idx]
+    return np.ascontiguousarray(np.stack(out).transpose(0, 3, 1, 2), dtype=np.float32)
+
+
+def _session(model, threads: int = 1):
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.log_severity_level = 3
+    return ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
+
+
+def _run(model: str, crops: str, out: str) -> None:
+    """The child run (inside the emulator): landmarks of ``crops`` by ``model`` to ``out``."""
+    y = _session(model).run(["landmarks"], {"images": np.load(crops)})[0]
+    np.save(out, y)
+
+
+def _speed(models: dict, x: np.ndarray, seconds: float, rounds: int) -> dict:
+    sess = {k: _session(v) for k, v in models.items()}
+    for s in sess.values():
+        s.run(None, {"images": x})
+    rates = {k: [] for k in sess}
+    for _ in range(rounds):  # taking turns, so background load hits all alike
+        for k, s in sess.items():
+            t0, n = time.perf_counter(), 0
+            while time.perf_counter() - t0 < seconds:
+                s.run(None, {"images": x})
+                n += len(x)
+            rates[k].append(n / (time.perf_counter() - t0))
+    med = {k: float(np.median(v)) for k, v in rates.items()}
+    return {"crops_per_s": {k: round(v, 1) for k, v in med.items()},
+            "vs_fp32": {k: round(v / med["fp32"], 2) for k, v in med.items()}}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", type=Path, help="prepared folder (crops.npy) for the crops")
+    ap.add_argument("--models", type=Path, default=Path("models"), help="folder with cnn6.onnx and cnn6.int8.onnx")
+    ap.add_argument("--stem", default="cnn6", help="model name in --models (cnn6, cnn6r)")
+    ap.add_argument("--crops", type=int, default=64)
+    ap.add_argument("--seconds", type=float, default=2.0)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--emulate", action="store_true", help="also run int8 inside qemu-x86_64 -cpu Haswell")
+    ap.add_argument("--child", nargs=3, metavar=("MODEL", "CROPS", "OUT"), help=argparse.SUPPRESS)
+    a = ap.parse_args(argv)
+    if a.child:
+        _run(*a.child)
+        return 0
+    if a.data is None:
+        ap.error("--data is required")
+    import onnx
+
+    from facelm.cpu_features import cpu_flags, cpu_name
+    from facelm.modelfile import read_onnx_meta
+    from facelm.ort import int8_kernels_saturate, unsigned_int8_weights
+
+    flt, i8 = a.models / f"{a.stem}.onnx", a.models / f"{a.stem}.int8.onnx"
+    size = int(read_onnx_meta(flt)["input_size"][0])
+    x = _crops(a.data, size, a.crops)
+    with tempfile.TemporaryDirectory() as tmp:
+        t = Path(tmp)
+        m = onnx.load(str(i8))
+        rewritten = unsigned_int8_weights(m)
+        u8 = t / "unsigned.onnx"
+        onnx.save(m, str(u8))
+        np.save(t / "crops.npy", x)
+        native = {k: _session(str(p)).run(["landmarks"], {"images": x})[0]
+                  for k, p in (("fp32", flt), ("int8", i8), ("int8_unsigned", u8))}
+        err = lambda p, q: np.linalg.norm(p - q, axis=2)  # noqa: E731
+        doc = {"cpu": cpu_name(), "int8_kernels_saturate_here": int8_kernels_saturate(),
+               "flags": sorted(f for f in cpu_flags() if "vnni" in f or "amx" in f or f in ("avx2", "avx512f")),
+               "model": str(i8), "crops": len(x), "weight_tensors_made_unsigned": rewritten,
+               "here_px": {"int8_vs_fp32_mean": float(err(native["int8"], native["fp32"]).mean()),
+                           "unsigned_vs_int8_max": float(err(native["int8_unsigned"], native["int8"]).max())},
+               "speed": _speed({"fp32": str(flt), "int8": str(i8), "int8_unsigned": str(u8)}, x[:32], a.seconds,
+                               a.rounds)}
+        if a.emulate:
+            emu = {}
+            for k, p in (("int8", i8), ("int8_unsigned", u8)):
+                out = t / f"emu_{k}.npy"
+                env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+                subprocess.run(["qemu-x86_64", "-cpu", "Haswell", os.path.realpath(sys.executable), __file__,
+                                "--child", str(p), str(t / "crops.npy"), str(out)], check=True, env=env,
+                               stderr=subprocess.DEVNULL)
+                e = err(np.load(out), native["int8"])
+                emu[k] = {"vs_exact_int8_mean_px": float(e.mean()), "vs_exact_int8_max_px": float(e.max())}
+            doc["emulated_haswell"] = emu
+    print(json.dumps(doc, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
