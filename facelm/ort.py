@@ -188,17 +188,9 @@ def create_session(path: str | Path | bytes, providers: list | tuple = ("CPUExec
         raise ModelError(f"{path}: not a loadable ONNX model ({msg})") from None
 
 
-@functools.cache
-def _this_cpu_saturates() -> bool:
-    from facelm.cpu_features import cpu_arch, cpu_flags, int8_dot_product
-
-    arch = cpu_arch()
-    return arch == "x86" and int8_dot_product(cpu_flags(), arch) is None
-
-
 def int8_kernels_saturate(flags: frozenset[str] | set[str] | None = None, arch: str | None = None) -> bool:
-    """True on x86 CPUs without VNNI/AMX (this CPU when ``flags`` is None): their int8 kernels add u8 x s8 products
-    in 16-bit pairs, which saturates with full 8-bit weights."""
+    """True on x86 CPUs without VNNI/AMX (this CPU's when ``flags`` and ``arch`` are None): their int8 kernels add
+    u8 x s8 products in 16-bit pairs, which saturates with full 8-bit weights."""
     if flags is None and arch is None:
         return _this_cpu_saturates()
     from facelm.cpu_features import cpu_arch, cpu_flags, int8_dot_product
@@ -206,6 +198,13 @@ def int8_kernels_saturate(flags: frozenset[str] | set[str] | None = None, arch: 
     arch = cpu_arch() if arch is None else arch
     flags = cpu_flags() if flags is None else frozenset(flags)
     return arch == "x86" and int8_dot_product(flags, arch) is None
+
+
+@functools.cache
+def _this_cpu_saturates() -> bool:
+    from facelm.cpu_features import cpu_arch, cpu_flags
+
+    return int8_kernels_saturate(cpu_flags(), cpu_arch())
 
 
 def unsigned_int8_weights(model) -> int:
