@@ -19,8 +19,9 @@ weights made unsigned (``unsigned_int8_weights``: +128 on codes and zero points,
 computes with its u8 x u8 kernels (16-bit operands, 32-bit sums: exact). Checked under emulation
 (``benchmarks/bench_int8_unsigned.py --emulate``): the shipped stage 1 on an emulated Haswell CPU moved 0.11 px on
 average (up to 1.1 px, 64-px crops) from the exact int8 result as it was, 0 px with unsigned weights. (Exact,
-not fast: u8 x u8 measured 1.0-1.4x fp32 on an AVX2 CPU, docs/export.md, so ``predict --precision auto`` keeps
-fp32 on such CPUs; asked for, int8 now gives the same points there as anywhere.)
+not fast: u8 x u8 measured 1.0-1.4x fp32 on an AVX2 CPU and 1.0x on an AMX one, docs/export.md, so
+``predict --precision auto`` keeps fp32 on such CPUs; asked for, int8 now gives the same points there as
+anywhere.)
 
 Importing this module lowers onnxruntime's default log level to errors: its warnings (nodes placed on CPU,
 a CUDA library that does not load) are not for facelm's users; facelm reports the outcome itself.
