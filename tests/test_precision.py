@@ -76,9 +76,10 @@ def test_auto_runs_full_range_int8_only_with_exact_dot_products(cpuinfo, arch, e
     assert c.precision == expect
     if cpuinfo is X86_AVX2:
         assert "8-bit weights" in c.reason
-    # asked for explicitly, it runs (the user's choice)
-    assert P.choose_precision("int8", cuda=False, int8_missing=None, flags=cpu_flags(cpuinfo), arch=arch,
-                              full_range=True).precision == "int8"
+    # asked for explicitly, it runs (the user's choice); where the kernels would saturate, with unsigned weights
+    c = P.choose_precision("int8", cuda=False, int8_missing=None, flags=cpu_flags(cpuinfo), arch=arch,
+                           full_range=True)
+    assert c.precision == "int8" and ("run unsigned" in c.reason) == (cpuinfo in (X86_AVX2, X86_OLD))
 
 
 def test_load_models_tells_full_range_int8_files(tiny, tmp_path, monkeypatch):

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 from facelm.cpu_features import cpu_arch, cpu_flags, int8_dot_product
 from facelm.errors import UsageError
+from facelm.ort import int8_kernels_saturate
 
 __all__ = ["MEASURED_FASTER", "PRECISIONS", "PrecisionChoice", "check_precision", "choose_precision",
            "int8_speedup_reason"]
@@ -93,6 +94,9 @@ def choose_precision(requested: str, *, cuda: bool, int8_missing: str | None, fl
     if req == "fp32":
         return PrecisionChoice("fp32", req, "asked for (`precision` fp32)")
     if req == "int8":
+        if full_range and not cuda and int8_kernels_saturate(flags, arch):
+            return PrecisionChoice("int8", req, "asked for (`precision` int8); their 8-bit weights run unsigned on "
+                                   "this CPU (no VNNI/AMX): exact u8 x u8 kernels, about fp32's speed")
         return PrecisionChoice("int8", req, "asked for (`precision` int8)")
     if cuda:
         return PrecisionChoice("fp32", req, "auto: CUDA runs the float models")
