@@ -95,8 +95,8 @@ def choose_precision(requested: str, *, cuda: bool, int8_missing: str | None, fl
         return PrecisionChoice("fp32", req, "asked for (`precision` fp32)")
     if req == "int8":
         if full_range and not cuda and int8_kernels_saturate(flags, arch):
-            return PrecisionChoice("int8", req, "asked for (`precision` int8); their 8-bit weights run unsigned on "
-                                   "this CPU (no VNNI/AMX): exact u8 x u8 kernels, about fp32's speed")
+            return PrecisionChoice("int8", req, "asked for (`precision` int8); their 8-bit weights run unsigned "
+                                   "on this CPU (no VNNI/AMX): exact u8 x u8 kernels, about fp32's speed")
         return PrecisionChoice("int8", req, "asked for (`precision` int8)")
     if cuda:
         return PrecisionChoice("fp32", req, "auto: CUDA runs the float models")
