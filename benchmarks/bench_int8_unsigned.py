@@ -43,6 +43,8 @@ def _crops(data: Path, size: int, n: int) -> np.ndarray:
 
 
 def _session(model, threads: int = 1):
+    """A plain onnxruntime session: not ``facelm.ort.create_session``, which would rewrite the int8 file itself on
+    a CPU whose kernels saturate; here each variant must run as given."""
     import onnxruntime as ort
 
     so = ort.SessionOptions()

@@ -105,7 +105,7 @@ def choose_precision(requested: str, *, cuda: bool, int8_missing: str | None, fl
     flags = cpu_flags() if flags is None else frozenset(flags)
     arch = cpu_arch() if arch is None else arch
     why = int8_speedup_reason(flags, arch)
-    if why is not None and full_range and int8_dot_product(flags, arch) is None:
+    if why is not None and full_range and int8_kernels_saturate(flags, arch):
         return PrecisionChoice("fp32", req, "auto: the int8 models have 8-bit weights, whose pair sums this "
                                "CPU's u8 x s8 kernels (no VNNI/AMX) can saturate; as u8 x u8 (exact, facelm.ort) "
                                "they measured 1.0-1.4x fp32, docs/export.md")
