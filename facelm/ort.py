@@ -13,15 +13,13 @@ The providers a session really got (``InferenceSession.get_providers()``) are wh
 Threads: ``threads=0`` means every core this process may use (``cpu_count()``, the affinity mask), everywhere.
 
 int8 models with full 8-bit weights on x86 CPUs without VNNI/AMX: onnxruntime's u8 x s8 kernels there add each
-pair of products in 16 bits (``vpmaddubsw``), which saturates with 8-bit weights, so the same file would give other
-numbers there than on a CPU with exact int8 dot products. ``create_session`` then runs such a model with its
-weights made unsigned (``unsigned_int8_weights``: +128 on codes and zero points, lossless), which onnxruntime
-computes with its u8 x u8 kernels (16-bit operands, 32-bit sums: exact). Checked under emulation
-(``benchmarks/bench_int8_unsigned.py --emulate``): the shipped stage 1 on an emulated Haswell CPU moved 0.11 px on
-average (up to 1.1 px, 64-px crops) from the exact int8 result as it was, 0 px with unsigned weights. (Exact,
-not fast: u8 x u8 measured 1.0-1.4x fp32 on an AVX2 CPU and 1.0x on an AMX one, docs/export.md, so
-``predict --precision auto`` keeps fp32 on such CPUs; asked for, int8 now gives the same points there as
-anywhere.)
+pair of products in 16 bits (``vpmaddubsw``), which saturates with 8-bit weights and full 8-bit activations, so the
+file would give other, worse numbers there than on a CPU with exact int8 dot products. ``create_session`` then
+runs such a model with its activations at 7 bits (``seven_bit_activations``: scales x2, codes 0..128), whose pair
+sums fit: the same fast kernels, no saturation. Checked under emulation (``benchmarks/bench_int8_avx2.py
+--emulate``): the shipped stage 1 on an emulated Haswell CPU moved 0.11 px on average (up to 1.1 px, 64-px crops)
+from the exact int8 result as it was; with 7-bit activations it gives bit for bit what this rewritten file gives
+on an exact CPU, and that moved the held-out NME by less than 0.5% on every set measured (docs/export.md).
 
 Importing this module lowers onnxruntime's default log level to errors: its warnings (nodes placed on CPU,
 a CUDA library that does not load) are not for facelm's users; facelm reports the outcome itself.
@@ -40,7 +38,7 @@ import numpy as np
 from facelm.errors import ModelError, UsageError
 
 __all__ = ["cpu_count", "create_session", "cuda_usable", "int8_kernels_saturate", "plan_threads", "provider_names",
-           "resolve_providers", "session_options", "unsigned_int8_weights"]
+           "resolve_providers", "seven_bit_activations", "session_options"]
 
 _warned: set[str] = set()
 _warn_lock = threading.Lock()
@@ -181,7 +179,7 @@ def create_session(path: str | Path | bytes, providers: list | tuple = ("CPUExec
         if p.stat().st_size == 0:
             raise ModelError(f"{p}: empty file (0 bytes), not an ONNX model")
         if int8_kernels_saturate() and "CPUExecutionProvider" in provider_names(list(providers)):
-            src = _exact_int8(p) or src
+            src = _non_saturating_int8(p) or src
     try:
         return ort.InferenceSession(src, session_options(threads, spin), providers=list(providers))
     except Exception as e:  # noqa: BLE001 - onnxruntime raises several types for bad files
@@ -208,43 +206,57 @@ def _this_cpu_saturates() -> bool:
     return int8_kernels_saturate(cpu_flags(), cpu_arch())
 
 
-def unsigned_int8_weights(model) -> int:
-    """Make the signed 8-bit weights of a QDQ ``onnx.ModelProto`` unsigned, in place: +128 on the int8 codes and
-    the zero points of every ``DequantizeLinear`` whose input and zero point are int8 initializers, when any of
-    those weights uses more than 7 bits (codes outside -64..64; with 7-bit weights two u8 x s8 products always
-    fit 16 bits, so such models keep the faster u8 x s8 kernels). Lossless: code - zero point is unchanged. Only
-    for models whose activations are uint8 (u8 x u8 kernels then). Returns the number of weight tensors rewritten
-    (0: the model is left as it was)."""
+def seven_bit_activations(model) -> int:
+    """Give the uint8 activations of a QDQ ``onnx.ModelProto`` half their range, in place, when its int8 weights
+    use all 8 bits (codes outside -64..64; 7-bit weights cannot saturate, such models are left as they are): every
+    activation scale x2 and zero point /2 (rounded), and every int32 bias code /2 with its scale x2, so that a bias
+    scale stays the product of its input's and its weight's. Activations within the calibrated range then have
+    codes 0..128, and two u8 x s8 products (|weight code| <= 127) fit the 16-bit sums of the AVX2 kernels. Costs
+    the activations one bit of resolution (measured: no change in NME, docs/export.md). Only for models whose
+    activations are uint8. Returns the number of activation tensors rewritten (0: the model is left as it was)."""
     import onnx
     from onnx import numpy_helper
 
     g = model.graph
     inits = {t.name: t for t in g.initializer}
-    for node in g.node:  # activations must be uint8: u8 x u8 is a kernel onnxruntime has, s8 x u8 is not
-        if node.op_type == "QuantizeLinear" and len(node.input) > 2:
-            zp = inits.get(node.input[2])
-            if zp is None or zp.data_type != onnx.TensorProto.UINT8:
-                return 0
-    todo = {}
+    acts: dict[str, str] = {}  # activation scale name -> zero point name
+    weights = []
     for node in g.node:
-        if node.op_type != "DequantizeLinear" or len(node.input) < 3:
+        if node.op_type not in ("QuantizeLinear", "DequantizeLinear") or len(node.input) < 3:
             continue
-        x, zp = inits.get(node.input[0]), inits.get(node.input[2])
-        if x is not None and zp is not None and x.data_type == zp.data_type == onnx.TensorProto.INT8:
-            todo[x.name], todo[zp.name] = x, zp
-    full = any(t.dims and (a.min() < -64 or a.max() > 64)
-               for t in todo.values() for a in [numpy_helper.to_array(t)])
-    if not full:
+        x, s, zp = inits.get(node.input[0]), inits.get(node.input[1]), inits.get(node.input[2])
+        if zp is None or s is None:
+            return 0  # computed quantisation parameters: not a graph this knows
+        if zp.data_type == onnx.TensorProto.UINT8 and x is None:
+            acts[s.name] = zp.name
+        elif node.op_type == "QuantizeLinear":
+            return 0  # int8 activations: the s8 kernels are another matter
+        elif x is not None and x.data_type == onnx.TensorProto.INT8:
+            weights.append(numpy_helper.to_array(x))
+    if not acts or not any(w.ndim and (w.min() < -64 or w.max() > 64) for w in weights):
         return 0
-    for t in todo.values():
-        a = numpy_helper.to_array(t).astype(np.int16) + 128
-        t.CopyFrom(numpy_helper.from_array(a.astype(np.uint8), t.name))
-    return len(todo) // 2
+    consts = [n.input[:2] for n in g.node if n.op_type == "DequantizeLinear" and n.input[0] in inits]
+    if set(acts) & {s for _, s in consts}:
+        return 0  # a scale shared by an activation and a constant: not a graph this knows
+    biases = {q: s for q, s in consts if inits[q].data_type == onnx.TensorProto.INT32}
+
+    def put(name: str, a: np.ndarray) -> None:
+        inits[name].CopyFrom(numpy_helper.from_array(a, name))
+
+    for s, zp in acts.items():
+        a = numpy_helper.to_array(inits[s])
+        put(s, (a * 2).astype(a.dtype))
+        put(zp, np.round(numpy_helper.to_array(inits[zp]) / 2).astype(np.uint8))
+    for q, s in biases.items():
+        put(q, np.round(numpy_helper.to_array(inits[q]).astype(np.int64) / 2).astype(np.int32))
+        a = numpy_helper.to_array(inits[s])
+        put(s, (a * 2).astype(a.dtype))
+    return len(acts)
 
 
-def _exact_int8(path: Path) -> bytes | None:
-    """The bytes of ``path`` with unsigned 8-bit weights when it is an int8 model with full 8-bit weights (None
-    when not, or when it cannot be parsed here: onnxruntime then reports the file)."""
+def _non_saturating_int8(path: Path) -> bytes | None:
+    """The bytes of ``path`` with 7-bit activations when it is an int8 model with full 8-bit weights (None when
+    not, or when it cannot be parsed here: onnxruntime then reports the file)."""
     try:
         import onnx
 
@@ -255,7 +267,7 @@ def _exact_int8(path: Path) -> bytes | None:
         model = onnx.load_model_from_string(head)
     except Exception:  # noqa: BLE001 - a broken file is onnxruntime's to report
         return None
-    return model.SerializeToString() if unsigned_int8_weights(model) else None
+    return model.SerializeToString() if seven_bit_activations(model) else None
 
 
 def provider_names(providers: list) -> list[str]:

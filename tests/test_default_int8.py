@@ -42,8 +42,8 @@ def test_shipped_int8_models_are_current_and_were_checked(arch):
     # made from the float model beside it: rerun scripts/export_int8.sh when cnn6.onnx/cnn6r.onnx change
     assert quant["source"]["file"] == f"{arch}.onnx" and quant["source"]["created"] == src["created"], \
         "stale int8 model: run scripts/export_int8.sh"
-    # full 8-bit weights (7-bit ones cost the deeper stage 1 1.9% NME): exact only with 32-bit int8 dot products,
-    # so `predict --precision auto` runs them only on such CPUs (tests/test_precision.py)
+    # full 8-bit weights (7-bit ones cost the deeper stage 1 1.9% NME): exact with 32-bit int8 dot products; x86
+    # CPUs without them run the activations at 7 bits instead (tests/test_int8_avx2.py, tests/test_precision.py)
     assert quant["reduce_range"] is False and quant["format"] == "QDQ"
     nme = quant["nme_check"]
     assert "w300" in nme["data"] and nme["split"] == "val" and nme["faces"] >= 100

@@ -51,40 +51,24 @@ def test_cpuinfo_parsing():
 
 
 @pytest.mark.parametrize("cpuinfo, arch, expect", [
-    (X86_VNNI, "x86", "int8"), (X86_AVXVNNI, "x86", "int8"), (X86_AMX, "x86", "int8"),
-    (X86_AVX2, "x86", "int8"),  # no VNNI, but measured faster and as accurate (7-bit weights)
-    (X86_OLD, "x86", "fp32"), (ARM_DOT, "arm", "int8"), (ARM_PLAIN, "arm", "fp32"), ("flags: avx2", "other", "fp32"),
-])
-def test_auto_choice_by_cpu(cpuinfo, arch, expect):
-    c = P.choose_precision("auto", cuda=False, int8_missing=None, flags=cpu_flags(cpuinfo), arch=arch)
-    assert (c.precision, c.requested) == (expect, "auto")
-    assert c.reason.startswith("auto: ")
-    if expect == "int8":
-        assert "this CPU has" in c.reason
-    else:
-        assert "not known to be faster" in c.reason
-
-
-@pytest.mark.parametrize("cpuinfo, arch, expect", [
     (X86_VNNI, "x86", "int8"), (X86_AVXVNNI, "x86", "int8"), (X86_AMX, "x86", "int8"), (ARM_DOT, "arm", "int8"),
-    (X86_AVX2, "x86", "fp32"),  # 8-bit weights: onnxruntime's 16-bit pair sums can saturate without VNNI
+    (X86_AVX2, "x86", "int8"),  # 8-bit weights: 7-bit activations there, so the 16-bit pair sums cannot saturate
     (X86_OLD, "x86", "fp32"),
 ])
-def test_auto_runs_full_range_int8_only_with_exact_dot_products(cpuinfo, arch, expect):
+def test_auto_runs_full_range_int8_where_int8_is_faster(cpuinfo, arch, expect):
     c = P.choose_precision("auto", cuda=False, int8_missing=None, flags=cpu_flags(cpuinfo), arch=arch,
                            full_range=True)
     assert c.precision == expect
-    if cpuinfo is X86_AVX2:
-        assert "8-bit weights" in c.reason
-    # asked for explicitly, it runs (the user's choice); where the kernels would saturate, with unsigned weights
+    assert ("7-bit activations" in c.reason) == (cpuinfo is X86_AVX2)
+    # asked for explicitly, it runs (the user's choice); where the kernels would saturate, with 7-bit activations
     c = P.choose_precision("int8", cuda=False, int8_missing=None, flags=cpu_flags(cpuinfo), arch=arch,
                            full_range=True)
-    assert c.precision == "int8" and ("run unsigned" in c.reason) == (cpuinfo in (X86_AVX2, X86_OLD))
+    assert c.precision == "int8" and ("7-bit activations" in c.reason) == (cpuinfo in (X86_AVX2, X86_OLD))
 
 
 def test_load_models_tells_full_range_int8_files(tiny, tmp_path, monkeypatch):
-    """load_models passes the int8 files' weight range to the choice: full 8-bit copies run fp32 under auto on an
-    AVX2 CPU without VNNI, 7-bit ones int8."""
+    """load_models passes the int8 files' weight range to the choice: on an AVX2 CPU without VNNI auto runs both
+    int8, and says that full 8-bit copies run with 7-bit activations there."""
     import onnx
 
     import facelm.runtime.precision as prec
@@ -94,7 +78,8 @@ def test_load_models_tells_full_range_int8_files(tiny, tmp_path, monkeypatch):
     monkeypatch.setattr(prec, "cpu_flags", lambda: cpu_flags(X86_AVX2))
     monkeypatch.setattr(prec, "cpu_arch", lambda: "x86")
     d = _folder(tiny, tmp_path, "cnn6.onnx", "cnn7.onnx", "cnn6.int8.onnx", "cnn7.int8.onnx")
-    assert load_models(d).precision == "int8"  # tiny's copies have 7-bit weights
+    pair = load_models(d)
+    assert pair.precision == "int8" and "7-bit" not in pair.precision_reason  # tiny's copies have 7-bit weights
     for name in ("cnn6.int8.onnx", "cnn7.int8.onnx"):
         meta = read_onnx_meta(d / name)
         meta["quantization"]["reduce_range"] = False
@@ -102,7 +87,7 @@ def test_load_models_tells_full_range_int8_files(tiny, tmp_path, monkeypatch):
         set_onnx_meta(proto, meta)
         onnx.save(proto, str(d / name))
     pair = load_models(d)
-    assert pair.precision == "fp32" and "8-bit weights" in pair.precision_reason
+    assert pair.precision == "int8" and "8-bit weights run with 7-bit activations" in pair.precision_reason
 
 
 def test_choice_cuda_missing_and_explicit():

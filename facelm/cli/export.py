@@ -82,9 +82,9 @@ def register(app: typer.Typer) -> None:
         calib_method: Annotated[str, typer.Option(help=f"int8 activation calibration: {_METHODS}.")] = "minmax",
         activations: Annotated[str, typer.Option(help="int8 activation type: uint8 (fast u8s8 kernels on x86) "
                                                       "or int8.")] = "uint8",
-        reduce_range: Annotated[bool, typer.Option("--reduce-range/--full-range", help="int8 weights in 7 bits "
-                                                   "(x86 without VNNI saturates 16-bit sums with 8-bit weights; "
-                                                   "docs/export.md).")] = True,
+        reduce_range: Annotated[bool, typer.Option("--reduce-range/--full-range", help="int8 weights in 7 bits; "
+                                                   "--full-range keeps 8 (x86 CPUs without VNNI then run the "
+                                                   "activations in 7 bits; docs/export.md).")] = True,
         max_val: Annotated[int, typer.Option(help="At most this many validation faces.")] = 2000,
         max_nme_increase: Annotated[float, typer.Option(
             help="Largest relative NME increase of fp16/int8 over fp32 (inf: no limit).")] = MAX_NME_INCREASE,

@@ -12,11 +12,11 @@
     32 bits, so they compute the quantised model exactly, 2.5-3.4x faster than fp32 per the issue's VNNI
     measurement);
   - on an x86 CPU with AVX2 but without VNNI: int8 as well, because it measured faster and as accurate there
-    (docs/benchmarks.md: CNN-6 1.7x and CNN-7 2.3x faster than fp32 at batch 32, the whole default predict 1.1-1.2x),
-    but only for int8 files with 7-bit weights (``--reduce-range``), whose onnxruntime 16-bit pair sums cannot
-    saturate; files with full 8-bit weights (the shipped deeper networks: 7-bit weights cost them 1.9% NME) run
-    fp32 there (asked for, ``int8`` runs them with unsigned weights: exact, but measured only 1.0-1.4x fp32;
-    ``facelm.ort.unsigned_int8_weights``);
+    (docs/benchmarks.md: CNN-6 1.7x and CNN-7 2.3x faster than fp32 at batch 32, the whole default predict
+    1.1-1.2x, with 7-bit weights). onnxruntime's u8 x s8 kernels there add pairs of products in 16 bits, which
+    files with full 8-bit weights (the shipped deeper networks: 7-bit weights cost them 1.9% NME) would saturate:
+    such files run with 7-bit activations instead (``facelm.ort.seven_bit_activations``, applied by the session
+    factory), which keeps the sums in range and the NME within 0.5% of the file's own (docs/export.md);
   - any other CPU: fp32 (int8 not measured faster there);
   - and fp32 whenever the int8 files are missing, incomplete or were made from another float model than the one
     beside them (stale).
@@ -42,6 +42,11 @@ PRECISIONS = ("auto", "fp32", "int8")
 #: (7-bit weights) on the development CPU: flag -> what was measured (docs/benchmarks.md)
 MEASURED_FASTER = {"avx2": "AVX2 without VNNI: int8 measured 1.7-2.3x faster per model than fp32 on such a CPU, "
                            "the whole default predict 1.1-1.2x (docs/benchmarks.md)"}
+
+
+#: what happens to int8 files with full 8-bit weights on CPUs whose u8 x s8 kernels add in 16 bits (facelm.ort)
+SEVEN_BIT = ("their 8-bit weights run with 7-bit activations on this CPU (no VNNI/AMX), so its 16-bit pair sums "
+             "cannot saturate")
 
 
 @dataclass(frozen=True)
@@ -84,8 +89,8 @@ def choose_precision(requested: str, *, cuda: bool, int8_missing: str | None, fl
         int8_missing: None when int8 models are there for every stage that runs, else why they cannot be used
             (missing, incomplete, stale).
         flags, arch: the CPU's flags and architecture (``facelm.cpu_features``; this CPU's when None).
-        full_range: the int8 models have full 8-bit weights (``quantization.reduce_range`` false): exact only with
-            32-bit int8 dot products (VNNI, AMX, ARM), so ``auto`` runs them only on such CPUs.
+        full_range: the int8 models have full 8-bit weights (``quantization.reduce_range`` false): without 32-bit
+            int8 dot products (VNNI, AMX, ARM) they run with 7-bit activations (said in the reason).
 
     Raises:
         UsageError: an unknown ``requested``.
@@ -95,8 +100,7 @@ def choose_precision(requested: str, *, cuda: bool, int8_missing: str | None, fl
         return PrecisionChoice("fp32", req, "asked for (`precision` fp32)")
     if req == "int8":
         if full_range and not cuda and int8_kernels_saturate(flags, arch):
-            return PrecisionChoice("int8", req, "asked for (`precision` int8); their 8-bit weights run unsigned "
-                                   "on this CPU (no VNNI/AMX): exact u8 x u8 kernels, about fp32's speed")
+            return PrecisionChoice("int8", req, f"asked for (`precision` int8); {SEVEN_BIT}")
         return PrecisionChoice("int8", req, "asked for (`precision` int8)")
     if cuda:
         return PrecisionChoice("fp32", req, "auto: CUDA runs the float models")
@@ -106,9 +110,7 @@ def choose_precision(requested: str, *, cuda: bool, int8_missing: str | None, fl
     arch = cpu_arch() if arch is None else arch
     why = int8_speedup_reason(flags, arch)
     if why is not None and full_range and int8_kernels_saturate(flags, arch):
-        return PrecisionChoice("fp32", req, "auto: the int8 models have 8-bit weights, whose pair sums this "
-                               "CPU's u8 x s8 kernels (no VNNI/AMX) can saturate; as u8 x u8 (exact, facelm.ort) "
-                               "they measured 1.0-1.4x fp32, docs/export.md")
+        return PrecisionChoice("int8", req, f"auto: {why}; {SEVEN_BIT}")
     if why is None:
         what = "VNNI, AMX or AVX2" if arch == "x86" else "the int8 dot product" if arch == "arm" else "int8 kernels"
         return PrecisionChoice("fp32", req, f"auto: this CPU has no {what}, where int8 is not known to be faster")
