@@ -51,6 +51,21 @@ def test_cpuinfo_parsing():
 
 
 @pytest.mark.parametrize("cpuinfo, arch, expect", [
+    (X86_VNNI, "x86", "int8"), (X86_AVXVNNI, "x86", "int8"), (X86_AMX, "x86", "int8"),
+    (X86_AVX2, "x86", "int8"),  # no VNNI, but measured faster and as accurate (7-bit weights)
+    (X86_OLD, "x86", "fp32"), (ARM_DOT, "arm", "int8"), (ARM_PLAIN, "arm", "fp32"), ("flags: avx2", "other", "fp32"),
+])
+def test_auto_choice_by_cpu(cpuinfo, arch, expect):
+    c = P.choose_precision("auto", cuda=False, int8_missing=None, flags=cpu_flags(cpuinfo), arch=arch)
+    assert (c.precision, c.requested) == (expect, "auto")
+    assert c.reason.startswith("auto: ")
+    if expect == "int8":
+        assert "this CPU has" in c.reason
+    else:
+        assert "not known to be faster" in c.reason
+
+
+@pytest.mark.parametrize("cpuinfo, arch, expect", [
     (X86_VNNI, "x86", "int8"), (X86_AVXVNNI, "x86", "int8"), (X86_AMX, "x86", "int8"), (ARM_DOT, "arm", "int8"),
     (X86_AVX2, "x86", "int8"),  # 8-bit weights: 7-bit activations there, so the 16-bit pair sums cannot saturate
     (X86_OLD, "x86", "fp32"),
