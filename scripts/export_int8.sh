@@ -5,8 +5,8 @@
 #
 # 1. `facelm export MODELS/NAME.onnx --quantize int8` for each float stage model (cnn6 and cnn6r or cnn7): the fp16-stored weights are cast back to float32, then static
 #    QDQ quantisation (per-channel full 8-bit weights, uint8 activations, Percentile ranges; 7-bit weights cost the
-#    deeper networks 1.9% NME, and full 8-bit ones are exact on VNNI / AMX / ARM, the only CPUs where `predict
-#    --precision auto` runs them) calibrated on 1,024 crops of
+#    deeper networks 1.9% NME; full 8-bit ones are exact on VNNI / AMX / ARM, and x86 CPUs without VNNI run them with
+#    7-bit activations, facelm.ort) calibrated on 1,024 crops of
 #    the train
 #    split of WORK/w300 (300-W AFW + HELEN, human labels); checked on its held-out val split (ground-truth crops):
 #    the NME may rise by at most 1% relative, with this CPU's int8 kernels and with the reference int8 arithmetic
