@@ -60,7 +60,7 @@ def test_shipped_int8_models_are_current_and_were_checked(arch):
 
 def test_int8_files_are_small():
     sizes = {f: (MODELS / f).stat().st_size for f in ("cnn6.int8.onnx", "cnn6r.int8.onnx")}
-    assert sizes["cnn6.int8.onnx"] < 8e6 and sizes["cnn6r.int8.onnx"] < 8e6  # 6.9 M parameters each
+    assert sizes["cnn6.int8.onnx"] < 8e6 and sizes["cnn6r.int8.onnx"] < 11e6  # 6.9 M and 10.1 M parameters
     card = (MODELS / "README.md").read_text()
     assert "scripts/export_int8.sh" in card and "--precision" in card
 
