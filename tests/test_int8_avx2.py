@@ -125,3 +125,21 @@ def test_which_cpus_saturate(flags, arch, expect):
     assert fort.int8_kernels_saturate(flags, arch) is expect
     assert isinstance(fort.int8_kernels_saturate(), bool)
     assert fort.int8_kernels_saturate(cpu_flags(), None) is fort.int8_kernels_saturate()
+
+
+def test_shared_initializers_are_rewritten_once():
+    """A zero point or a bias scale that several nodes share is halved / doubled once, not once per node."""
+    m = onnx.load(str(SHIPPED_INT8[0]))
+    inits = {t.name: t for t in m.graph.initializer}
+    acts = [n for n in m.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear") and n.input[0] not in inits]
+    zp = next(n.input[2] for n in acts if numpy_helper.to_array(inits[n.input[2]]).item() == 128)  # the input's
+    for n in acts[-3:]:
+        n.input[2] = zp
+    bias = [n for n in m.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in inits
+            and inits[n.input[0]].data_type == onnx.TensorProto.INT32]
+    bias[1].input[1] = bias[0].input[1]
+    scale = numpy_helper.to_array(inits[bias[0].input[1]]).copy()
+    assert fort.seven_bit_activations(m) > 0
+    inits = {t.name: t for t in m.graph.initializer}
+    assert numpy_helper.to_array(inits[zp]).item() == 64
+    assert np.allclose(numpy_helper.to_array(inits[bias[0].input[1]]), 2 * scale)
