@@ -131,7 +131,8 @@ def test_shared_initializers_are_rewritten_once():
     """A zero point or a bias scale that several nodes share is halved / doubled once, not once per node."""
     m = onnx.load(str(SHIPPED_INT8[0]))
     inits = {t.name: t for t in m.graph.initializer}
-    acts = [n for n in m.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear") and n.input[0] not in inits]
+    acts = [n for n in m.graph.node
+            if n.op_type in ("QuantizeLinear", "DequantizeLinear") and n.input[0] not in inits]
     zp = next(n.input[2] for n in acts if numpy_helper.to_array(inits[n.input[2]]).item() == 128)  # the input's
     for n in acts[-3:]:
         n.input[2] = zp
