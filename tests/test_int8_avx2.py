@@ -38,9 +38,9 @@ def _real_crops() -> np.ndarray:
     return np.ascontiguousarray(np.stack(crops).transpose(0, 3, 1, 2), dtype=np.float32)
 
 
-def _qparams(model) -> tuple[dict, dict, dict]:
-    """(activation scale -> zero point, bias code -> bias scale, weight scale names by the layer's input scale)
-    as arrays, from the QDQ nodes of ``model``."""
+def _qparams(model) -> tuple[dict, dict]:
+    """({activation scale name: (scale, zero point)}, {bias code name: (codes, scale)}) as arrays, from the QDQ
+    nodes of ``model``."""
     inits = {t.name: t for t in model.graph.initializer}
     arr = lambda n: numpy_helper.to_array(inits[n])  # noqa: E731
     acts, biases = {}, {}
@@ -49,15 +49,15 @@ def _qparams(model) -> tuple[dict, dict, dict]:
             acts[n.input[1]] = (arr(n.input[1]), arr(n.input[2]))
         elif n.op_type == "DequantizeLinear" and inits[n.input[0]].data_type == onnx.TensorProto.INT32:
             biases[n.input[0]] = (arr(n.input[0]), arr(n.input[1]))
-    return acts, biases, inits
+    return acts, biases
 
 
 @pytest.mark.parametrize("path", SHIPPED_INT8, ids=lambda p: p.name)
 def test_seven_bit_activations_on_the_shipped_int8_models(path):
     m = onnx.load(str(path))
-    acts0, biases0, _ = _qparams(m)
+    acts0, biases0 = _qparams(m)
     assert fort.seven_bit_activations(m) == len(acts0) > 0
-    acts, biases, _ = _qparams(m)
+    acts, biases = _qparams(m)
     for k, (s, z) in acts0.items():
         s2, z2 = acts[k]
         assert z2.dtype == np.uint8 and np.allclose(s2, 2 * s) and np.array_equal(z2, np.round(z / 2))

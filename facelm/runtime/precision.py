@@ -98,20 +98,18 @@ def choose_precision(requested: str, *, cuda: bool, int8_missing: str | None, fl
     req = check_precision(requested)
     if req == "fp32":
         return PrecisionChoice("fp32", req, "asked for (`precision` fp32)")
+    flags = cpu_flags() if flags is None else frozenset(flags)
+    arch = cpu_arch() if arch is None else arch
+    # what int8 means here for files with full 8-bit weights (said with either way of choosing int8)
+    note = f"; {SEVEN_BIT}" if full_range and not cuda and int8_kernels_saturate(flags, arch) else ""
     if req == "int8":
-        if full_range and not cuda and int8_kernels_saturate(flags, arch):
-            return PrecisionChoice("int8", req, f"asked for (`precision` int8); {SEVEN_BIT}")
-        return PrecisionChoice("int8", req, "asked for (`precision` int8)")
+        return PrecisionChoice("int8", req, f"asked for (`precision` int8){note}")
     if cuda:
         return PrecisionChoice("fp32", req, "auto: CUDA runs the float models")
     if int8_missing is not None:
         return PrecisionChoice("fp32", req, f"auto: {int8_missing}")
-    flags = cpu_flags() if flags is None else frozenset(flags)
-    arch = cpu_arch() if arch is None else arch
     why = int8_speedup_reason(flags, arch)
-    if why is not None and full_range and int8_kernels_saturate(flags, arch):
-        return PrecisionChoice("int8", req, f"auto: {why}; {SEVEN_BIT}")
     if why is None:
         what = "VNNI, AMX or AVX2" if arch == "x86" else "the int8 dot product" if arch == "arm" else "int8 kernels"
         return PrecisionChoice("fp32", req, f"auto: this CPU has no {what}, where int8 is not known to be faster")
-    return PrecisionChoice("int8", req, f"auto: {why}")
+    return PrecisionChoice("int8", req, f"auto: {why}{note}")
