@@ -1,7 +1,7 @@
 """Fit and check predict's quality score (``facelm/runtime/quality.py``) and measure head pose, on held-out faces.
 
     python scripts/quality_calibrate.py --work ../main/work --out work/quality [--sets w300 mtfl helen29 infan]
-                                        [--turns 0,90,180,270] [--fit w300,helen29,infan] [--threads 1]
+                                        [--turns 0,90,180,270] [--fit w300,helen29,infan] [--threads 1] [--no-rescue]
 
 For every prepared set under WORK (``facelm prepare --holdout 0.1``), on its ``val`` split (identities held out of
 the shipped models' training), each image is turned by each of ``--turns`` degrees (canvas grown to keep it all),
@@ -215,6 +215,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--fit", default="w300,helen29,infan", help="sets to fit the calibration on ('' = none)")
     ap.add_argument("--modes", default="detect,boxes")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--no-rescue", action="store_true", help="predict without the second reading of doubtful faces")
     ap.add_argument("--reuse", action="store_true", help="score OUT/faces.jsonl again without predicting")
     a = ap.parse_args(argv)
     a.out.mkdir(parents=True, exist_ok=True)
@@ -225,9 +226,10 @@ def main(argv: list[str] | None = None) -> None:
         from facelm.runtime import Landmarker, load_models
 
         pair = load_models(a.models, threads=a.threads)
-        lm_detect = Landmarker(pair, create_detector("auto", threads=1), workers=1)
+        lm_detect = Landmarker(pair, create_detector("auto", threads=1), workers=1, rescue=not a.no_rescue)
         ymap, _ = resolve_box_map(pair.stage1.meta, "yunet")
-        lm_boxes = Landmarker(pair, create_detector(no_detect=True), workers=1, box_map=ymap)
+        lm_boxes = Landmarker(pair, create_detector(no_detect=True), workers=1, box_map=ymap,
+                              rescue=not a.no_rescue)
         turns = [float(t) for t in a.turns.split(",")]
         with open(faces, "w") as out:
             for name in a.sets:

@@ -299,6 +299,11 @@ def register(app: typer.Typer) -> None:
                                                    "with no face at all takes 8 detector looks, 4 of them on a "
                                                    "larger canvas (docs/benchmarks.md); --no-turned-looks for "
                                                    "collections with many faceless images.")] = True,
+        rescue: Annotated[bool, typer.Option("--rescue/--no-rescue", help="With --level: read a face whose "
+                                             "quality after levelling is below 0.2 again from 36 other starting "
+                                             "crops (its square scaled by 0.8, 1 and 1.25, turned in 30-degree "
+                                             "steps) and keep the best reading (docs/predict.md, step 2b). Costs "
+                                             "nothing for faces read well.")] = True,
         label_shift: Annotated[bool, typer.Option("--label-shift/--no-label-shift", help="Add the models' label "
                                                   "shift to the landmarks (300-W's annotators place points about "
                                                   "1.2% of the eye distance to the image right of where a "
@@ -365,7 +370,7 @@ def register(app: typer.Typer) -> None:
                                 score_threshold=score_threshold, box_map=box_map_file, level=level, tta=tta,
                                 turned_looks=turned_looks, batch=batch, workers=workers, threads=threads,
                                 streams=streams, exif=exif, label_shift=label_shift,
-                                keep_images=draw is not None, info=note, warn=warn)
+                                rescue=rescue, keep_images=draw is not None, info=note, warn=warn)
         pair, conv, det, lm, streams, threads = run.pair, run.converter, run.detector, run.pipeline, run.streams, \
             run.threads
         for s in pair.skipped:

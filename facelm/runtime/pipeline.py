@@ -20,7 +20,8 @@ Per face, all geometry is in original-image pixels (0-based, pixel centres at in
    (``facelm.runtime.orientation``); then stage 1 runs again, twice, on the crop levelled by
    its own previous shape. Faces whose last levelled shape still disagrees with the one before (without a live
    detector: faces the first pass misread) are tried from quarter turns and keep the most self-consistent result
-   (docs/predict.md).
+   (docs/predict.md). With ``rescue``, a face whose levelled reading still has a quality below ``RESCUE_QUALITY``
+   starts again from its face square scaled and turned (``facelm.runtime.rescue``).
 3. **Angle and box correction**: ``upright_frames`` of the stage-1 shape, exactly as CNN-7's training crops were
    made: the angle of the eye line (the scheme's angle normaliser; 0 = level, positive = the image-right eye is
    lower, i.e. the face is rolled clockwise on screen, since y points down) and the bounding square of the shape
@@ -71,8 +72,10 @@ from facelm.geometry import apply_affines, compose_affine, eye_angle, invert_aff
 from facelm.imageio import ImageReadError, read_image
 from facelm.modelfile import label_shift as model_label_shift
 from facelm.modelfile import shift_landmarks
+from facelm.runtime.feeder import Feeder
 from facelm.runtime.orientation import find_orientation, find_turned_faces, turned_square
 from facelm.runtime.quality import add_head_poses, quality_score, quality_signals
+from facelm.runtime.rescue import RESCUE_QUALITY, pick_rescued, qualities, rescue_frames
 from facelm.runtime.results import (
     FaceResult,
     ImageResult,
@@ -161,40 +164,6 @@ def _back(mats: np.ndarray, pts: np.ndarray) -> np.ndarray:
     return apply_affines(invert_affines(mats), pts)
 
 
-class _Feeder:
-    """Submits ``prepare(item)`` for each source item to the reader pool, from a background thread, into a bounded
-    queue of futures ended by ``DONE``; an exception raised while walking the sources is kept in ``failure``.
-    Setting ``stop`` ends it early."""
-
-    DONE = object()
-
-    def __init__(self, items: Iterable[SourceItem], prepare, pool: ThreadPoolExecutor, lookahead: int):
-        self.futures: queue.Queue = queue.Queue(maxsize=lookahead)
-        self.stop = threading.Event()
-        self.failure: list[BaseException] = []
-        self._items, self._prepare, self._pool = items, prepare, pool
-        self.thread = threading.Thread(target=self._produce, name="facelm-sources", daemon=True)
-
-    def _put(self, obj) -> bool:
-        while not self.stop.is_set():
-            try:
-                self.futures.put(obj, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def _produce(self) -> None:
-        try:
-            for item in self._items:
-                if self.stop.is_set() or not self._put(self._pool.submit(self._prepare, item)):
-                    return
-        except BaseException as e:  # noqa: BLE001 - handed to the consumer
-            self.failure.append(e)
-        finally:
-            self._put(self.DONE)
-
-
 class Landmarker:
     """Detector + stage 1 (+ stage 2), batched over faces of many images.
 
@@ -210,13 +179,16 @@ class Landmarker:
         tta: test-time averaging, one of ``TTA_MODES``.
         turn_search: with ``level`` and a live detector, an image in which no face is found upright is searched
             turned by 90, 180 and 270 degrees, then 45, 135, 225 and 315 (step 1b).
+        rescue: with ``level``, faces whose levelled reading has a low quality are read again from other
+            starting crops (step 2b).
         label_shift: add the models' label shift to the reported landmarks (step 5); False: the networks'
             mirror-symmetric reading.
     """
 
     def __init__(self, models: ModelPair, detector: FaceDetector, *, batch: int = 32, workers: int = 0,
                  keep_images: bool = False, box_map: dict | None = None, exif: bool = True, streams: int = 1,
-                 level: bool = True, tta: str = "none", turn_search: bool = True, label_shift: bool = True):
+                 level: bool = True, tta: str = "none", turn_search: bool = True, label_shift: bool = True,
+                 rescue: bool = True):
         if batch < 1 or streams < 1:
             raise ValueError("batch and streams must be at least 1")
         if tta not in TTA_MODES:
@@ -224,6 +196,7 @@ class Landmarker:
         self.streams = streams
         self.level = level
         self.turn_search = turn_search
+        self.rescue = rescue
         self.tta = tta
         self.s1: ModelSession = models.stage1
         self.s2: ModelSession | None = models.stage2
@@ -355,7 +328,28 @@ class Landmarker:
                 cand, e, sp = self._level_once(sub, self._stage1_at(sub, frames), spread=True)
                 better = e < err[bad]
                 best[bad[better]], err[bad[better]], spread[bad[better]] = cand[better], e[better], sp[better]
+        if self.rescue:  # step 2b, second reading of doubtful faces
+            self._rescued(faces, best, err, spread)
         return best, err, spread
+
+    def _rescued(self, faces: list[_Face], best: np.ndarray, err: np.ndarray, spread: np.ndarray) -> None:
+        """Step 2b's second reading (``facelm.runtime.rescue``): faces of low quality read again from ``rescue_frames``, all
+        hypotheses in one batch; a better reading replaces ``best``, ``err`` and ``spread`` in place."""
+        q = qualities(spread, err)
+        low = np.flatnonzero(q < RESCUE_QUALITY)
+        if not low.size:
+            return
+        sub = [faces[i] for i in low]
+        frames = rescue_frames(np.stack([f.square for f in sub]), eye_angle(*self.scheme.eye_centres(best[low])))
+        many = sub * (len(frames) // len(sub))
+        cand = self._stage1_at(many, frames)
+        for k in range(LEVEL_PASSES):
+            cand, e, sp = self._level_once(many, cand, spread=k == LEVEL_PASSES - 1)
+        n = len(sub)
+        pick = pick_rescued(q[low], qualities(sp, e).reshape(-1, n))
+        for j in np.flatnonzero(pick >= 0):
+            h = pick[j] * n + j
+            best[low[j]], err[low[j]], spread[low[j]] = cand[h], e[h], sp[h]
 
     def _crops(self, faces: list[_Face], frames: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
         """Crops ``(N, size, size, 3)`` of ``frames`` cut from each face's patch, and their matrices."""
@@ -425,7 +419,7 @@ class Landmarker:
         """
         lookahead = lookahead or max(2 * self.batch, 4 * self.workers)
         pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="facelm-read")
-        feed = _Feeder(items, self.prepare, pool, lookahead)
+        feed = Feeder(items, self.prepare, pool, lookahead)
         feed.thread.start()
         infer = ThreadPoolExecutor(max_workers=self.streams, thread_name_prefix="facelm-infer") \
             if self.streams > 1 else None
@@ -456,7 +450,7 @@ class Landmarker:
                         pending, n_faces = [], 0
                     yield from drain()
                     continue
-                if fut is _Feeder.DONE:
+                if fut is Feeder.DONE:
                     break
                 job = fut.result() if isinstance(fut, Future) else fut
                 pending.append(job)

@@ -68,7 +68,7 @@ def build_predict_run(models: str | Path | None = None, *, detector: Any = "auto
                       scheme_maps: Iterable[str | Path] = (), score_threshold: float = 0.6,
                       box_map: dict | str | Path | None = None, level: bool = True, tta: str = "full",
                       turned_looks: bool = True, batch: int = 32, workers: int = 0, threads: int = 0,
-                      streams: int = 0, exif: bool = True, label_shift: bool = True,
+                      streams: int = 0, exif: bool = True, label_shift: bool = True, rescue: bool = True,
                       keep_images: bool = False, info: Callable[[str], None] | None = None,
                       warn: Callable[[str], None] | None = None) -> PredictRun:
     """Check the options and build a prediction run (module docstring); arguments as ``facelm.Landmarker``'s.
@@ -115,5 +115,5 @@ def build_predict_run(models: str | Path | None = None, *, detector: Any = "auto
         note = f"{name} ({where})"
     pipeline = Landmarker(pair, det, batch=batch, workers=workers, keep_images=keep_images, exif=exif,
                           streams=streams, box_map=box_map, level=level, tta=tta, turn_search=turned_looks,
-                          label_shift=label_shift)
+                          label_shift=label_shift, rescue=rescue)
     return PredictRun(pipeline, pair, det, converter, streams, threads, note)
