@@ -273,13 +273,16 @@ class Landmarker:
         return _Job(res)
 
     # -- per batch (main thread) --------------------------------------------------------------------------------
-    def _run(self, session: ModelSession, crops: np.ndarray, spread: list | None = None) -> np.ndarray:
+    def _run(self, session: ModelSession, crops: np.ndarray, spread: list | None = None, flip: bool = True
+             ) -> np.ndarray:
         """Landmarks (crop pixels) of ``crops``; with ``spread`` (a list) the mirror pass runs even without flip
-        TTA, and the mean distance between the two passes' points, in crop sides, is appended to it (quality)."""
+        TTA, and the mean distance between the two passes' points, in crop sides, is appended to it (quality).
+        ``flip=False``: no flip averaging whatever the TTA mode (the rescue's trial readings)."""
         t0 = time.perf_counter()
         outs = [session.run(crops[i:i + self.batch]) for i in range(0, len(crops), self.batch)]
         pred = np.concatenate(outs)
-        mirror = self.tta != "none" or spread is not None
+        average = flip and self.tta != "none"
+        mirror = average or spread is not None
         if mirror:  # the crop's mirror image's landmarks, mirrored back
             size = crops.shape[2]
             mirrored = np.ascontiguousarray(crops[:, :, ::-1])
@@ -289,25 +292,26 @@ class Landmarker:
             back[..., 0] = (size - 1) - back[..., 0]
             if spread is not None:
                 spread.append(np.linalg.norm(pred - back, axis=-1).mean(1) / size)
-            if self.tta != "none":  # the mean of the two
+            if average:  # the mean of the two
                 pred = (pred + back) / 2
         with self._lock:
             self.stats["infer_s"] += time.perf_counter() - t0
             self.stats["batches"] += len(outs) * (2 if mirror else 1)
         return pred
 
-    def _stage1_at(self, faces: list[_Face], frames: np.ndarray, spread: list | None = None) -> np.ndarray:
-        """Stage-1 landmarks (image pixels) of the crops of ``frames`` (N, 4)."""
+    def _stage1_at(self, faces: list[_Face], frames: np.ndarray, spread: list | None = None, flip: bool = True
+                   ) -> np.ndarray:
+        """Stage-1 landmarks (image pixels) of the crops of ``frames`` (N, 4); ``spread``, ``flip``: ``_run``'s."""
         crops, mats = self._crops(faces, frames, self.s1.size)
-        return _back(mats, self._run(self.s1, crops, spread))
+        return _back(mats, self._run(self.s1, crops, spread, flip))
 
-    def _level_once(self, faces: list[_Face], shapes: np.ndarray, spread: bool = False
+    def _level_once(self, faces: list[_Face], shapes: np.ndarray, spread: bool = False, flip: bool = True
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """Stage 1 on the crops levelled by ``shapes``; returns (new shapes, their disagreement with ``shapes`` in
         inter-ocular units of the new shapes, and with ``spread`` their mirror spread (``_run``))."""
         le, re = self.scheme.eye_centres(shapes)
         sp: list | None = [] if spread else None
-        new = self._stage1_at(faces, upright_frames(shapes, le, re, self.scheme.face_box_scale), sp)
+        new = self._stage1_at(faces, upright_frames(shapes, le, re, self.scheme.face_box_scale), sp, flip)
         a, b = self.scheme.eye_centres(new)
         io = np.maximum(np.linalg.norm(a - b, axis=1), 1e-6)
         return new, np.linalg.norm(new - shapes, axis=-1).mean(1) / io, (sp[0] if sp else None)
@@ -333,23 +337,27 @@ class Landmarker:
         return best, err, spread
 
     def _rescued(self, faces: list[_Face], best: np.ndarray, err: np.ndarray, spread: np.ndarray) -> None:
-        """Step 2b's second reading (``facelm.runtime.rescue``): faces of low quality read again from ``rescue_frames``, all
-        hypotheses in one batch; a better reading replaces ``best``, ``err`` and ``spread`` in place."""
+        """Step 2b's second reading (``facelm.runtime.rescue``): each face of low quality is read from every
+        ``rescue_frames`` start (all in one batch; one stage-1 pass and one levelled pass each, without flip
+        averaging); where the best trial's quality beats the first reading's by the margin, it is levelled once
+        more as usual and replaces ``best``, ``err`` and ``spread`` in place if its quality is still higher."""
         q = qualities(spread, err)
         low = np.flatnonzero(q < RESCUE_QUALITY)
         if not low.size:
             return
         sub = [faces[i] for i in low]
         frames = rescue_frames(np.stack([f.square for f in sub]), eye_angle(*self.scheme.eye_centres(best[low])))
-        many = sub * (len(frames) // len(sub))
-        cand = self._stage1_at(many, frames)
-        for k in range(LEVEL_PASSES):
-            cand, e, sp = self._level_once(many, cand, spread=k == LEVEL_PASSES - 1)
         n = len(sub)
+        many = sub * (len(frames) // n)
+        trial, e, sp = self._level_once(many, self._stage1_at(many, frames, flip=False), spread=True, flip=False)
         pick = pick_rescued(q[low], qualities(sp, e).reshape(-1, n))
-        for j in np.flatnonzero(pick >= 0):
-            h = pick[j] * n + j
-            best[low[j]], err[low[j]], spread[low[j]] = cand[h], e[h], sp[h]
+        won = np.flatnonzero(pick >= 0)
+        if not won.size:
+            return
+        shapes, e, sp = self._level_once([sub[j] for j in won], trial[pick[won] * n + won], spread=True)
+        keep = qualities(sp, e) > q[low[won]]  # (the last pass confirms the trial's better reading)
+        i = low[won[keep]]
+        best[i], err[i], spread[i] = shapes[keep], e[keep], sp[keep]
 
     def _crops(self, faces: list[_Face], frames: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
         """Crops ``(N, size, size, 3)`` of ``frames`` cut from each face's patch, and their matrices."""
