@@ -40,6 +40,17 @@ def test_faces_side_by_side_and_partly_overlapping_are_kept():
     assert len(drop_duplicate_readings([a, _face((100 + side * (1 - DUPLICATE_OVERLAP) * 0.9, 100), side, 0.1)])) == 1
 
 
+def test_of_two_good_readings_of_one_face_the_better_detection_keeps_it():
+    """Both readings trustworthy: the detector score decides, not a difference in the third decimal of quality
+    (an MTFL photo where a weak edge detection's square covers the face and the second reading of doubtful faces
+    reads it right, 0.999 against the real detection's 0.998, used to take the face and report the edge box)."""
+    real, edge = _face((100, 100), 60, 0.998, score=0.95), _face((101, 99), 58, 0.999, score=0.65)
+    assert drop_duplicate_readings([edge, real]) == [real]
+    # an untrustworthy reading never wins by its detector score
+    weak = _face((100, 100), 58, 0.3, score=0.99)
+    assert drop_duplicate_readings([weak, real]) == [real]
+
+
 def test_ties_fall_back_to_the_detector_score_and_single_faces_pass():
     a, b = _face((100, 100), 60, 0.5, score=0.9), _face((100, 100), 58, 0.5, score=0.6)
     assert drop_duplicate_readings([b, a]) == [a]
@@ -59,3 +70,16 @@ def test_predict_reports_one_face_where_a_second_detection_collapsed_onto_it(tmp
     r = CliRunner().invoke(app, ["predict", str(img), "--boxes", str(boxes), "--precision", "fp32"])
     assert r.exit_code == 0, r.stderr
     assert len(json.loads(r.stdout)["faces"]) == 2
+
+
+def test_a_face_keeps_its_own_detection_when_a_weak_one_is_read_right_too():
+    """An MTFL photo (80 px) where YuNet also fires at the left edge and that detection's face square covers the
+    face: the second reading of doubtful faces reads it right (quality 0.999), and before the rank put trusted
+    readings' detector score first, it took the face from the real detection (0.998) and reported the edge box."""
+    img = shared("mtfl-train", "net_7876", "1378_1_0.jpg")
+    r = CliRunner().invoke(app, ["predict", str(img), "--precision", "fp32"])
+    assert r.exit_code == 0, r.stderr
+    (face,) = json.loads(r.stdout)["faces"]
+    x1, y1, x2, y2 = face["box"]
+    cx, cy = np.mean(face["landmarks"], axis=0)
+    assert x1 < cx < x2 and y1 < cy < y2 and x1 > 0, face["box"]

@@ -12,9 +12,11 @@ from typer.testing import CliRunner
 from facelm.cli import app
 from facelm.runtime.rescue import (
     RESCUE_MARGIN,
+    RESCUE_MAX_SHIFT,
     RESCUE_QUALITY,
     RESCUE_SCALES,
     RESCUE_TURNS,
+    off_square,
     pick_rescued,
     rescue_frames,
 )
@@ -48,6 +50,16 @@ def test_pick_rescued_takes_the_best_reading_only_when_it_is_clearly_better():
     # exactly the margin is enough; the earliest of equal readings wins
     cand2 = np.array([[0.1 + RESCUE_MARGIN, 0.0], [0.1 + RESCUE_MARGIN, 0.0]])
     np.testing.assert_array_equal(pick_rescued(np.array([0.1, 0.1]), cand2), [0, -1])
+
+
+def test_off_square_flags_readings_whose_centre_left_the_face_square():
+    square = np.array([[100.0, 100.0, 50.0]])
+    shape = np.array([[[-10.0, -10.0], [10.0, 10.0]]])  # centred on the origin, 20 px wide
+    inside = off_square(shape + [100.0 + 0.9 * RESCUE_MAX_SHIFT * 50, 100.0], square)
+    outside = off_square(shape + [100.0, 100.0 + 1.1 * RESCUE_MAX_SHIFT * 50], square)
+    assert inside.tolist() == [False] and outside.tolist() == [True]
+    # a shape with no finite point is off its square (never picked)
+    assert off_square(np.full((1, 2, 2), np.nan), square).tolist() == [True]
 
 
 def _astronaut():

@@ -75,7 +75,7 @@ from facelm.modelfile import shift_landmarks
 from facelm.runtime.feeder import Feeder
 from facelm.runtime.orientation import find_orientation, find_turned_faces, turned_square
 from facelm.runtime.quality import add_head_poses, quality_score, quality_signals
-from facelm.runtime.rescue import RESCUE_QUALITY, pick_rescued, qualities, rescue_frames
+from facelm.runtime.rescue import RESCUE_QUALITY, off_square, pick_rescued, qualities, rescue_frames
 from facelm.runtime.results import (
     FaceResult,
     ImageResult,
@@ -339,8 +339,9 @@ class Landmarker:
     def _rescued(self, faces: list[_Face], best: np.ndarray, err: np.ndarray, spread: np.ndarray) -> None:
         """Step 2b's second reading (``facelm.runtime.rescue``): each face of low quality is read from every
         ``rescue_frames`` start (all in one batch; one stage-1 pass and one levelled pass each, without flip
-        averaging); where the best trial's quality beats the first reading's by the margin, it is levelled once
-        more as usual and replaces ``best``, ``err`` and ``spread`` in place if its quality is still higher."""
+        averaging; trials off the face's square do not count); where the best trial's quality beats the first
+        reading's by the margin, it is levelled once more as usual and replaces ``best``, ``err`` and ``spread`` in
+        place if its quality is still higher."""
         q = qualities(spread, err)
         low = np.flatnonzero(q < RESCUE_QUALITY)
         if not low.size:
@@ -350,7 +351,8 @@ class Landmarker:
         n = len(sub)
         many = sub * (len(frames) // n)
         trial, e, sp = self._level_once(many, self._stage1_at(many, frames, flip=False), spread=True, flip=False)
-        pick = pick_rescued(q[low], qualities(sp, e).reshape(-1, n))
+        tq = np.where(off_square(trial, np.stack([f.square for f in many])), np.nan, qualities(sp, e))
+        pick = pick_rescued(q[low], tq.reshape(-1, n))
         won = np.flatnonzero(pick >= 0)
         if not won.size:
             return

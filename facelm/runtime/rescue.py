@@ -7,8 +7,11 @@ is badly framed (a detector box around a small or half-hidden face, a profile, a
 the wrong way, stage 1 reads something that is not the face and levelling by that reading cannot recover: the
 result has a quality (``facelm.runtime.quality``) near 0. Here such a face starts again from
 ``len(RESCUE_SCALES) x len(RESCUE_TURNS)`` crops - the face square scaled, and turned in 30-degree steps from the
-angle of the doubtful reading - each levelled as step 2b levels the first one, and keeps the reading with the
-highest quality when it beats the first by ``RESCUE_MARGIN``. Faces that are read well (almost all) cost nothing.
+angle of the doubtful reading - each read by stage 1 and levelled once (trial readings, without flip averaging),
+and the trial with the highest quality, if it beats the first reading by ``RESCUE_MARGIN``, is levelled once more
+as usual and kept if its quality is still higher. A trial whose shape lies off the face square (centre more than
+``RESCUE_MAX_SHIFT`` sides away) does not count: an enlarged crop at the edge of a face can take in a neighbouring
+face, whose reading belongs to another box. Faces that are read well (almost all) cost nothing.
 
 The quality of a reading chosen this way is the best of many tries. Measured on 64 replaced readings of
 held-out faces (docs/predict.md, step 2b) it stayed usable as a probability (quality 0.8 and above: 32 of 33
@@ -17,12 +20,14 @@ right; below 0.2: 0 of 14), less so on infants.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from facelm.runtime.quality import quality_score, quality_signals
 
-__all__ = ["RESCUE_MARGIN", "RESCUE_QUALITY", "RESCUE_SCALES", "RESCUE_TURNS", "pick_rescued", "qualities",
-           "rescue_frames"]
+__all__ = ["RESCUE_MARGIN", "RESCUE_MAX_SHIFT", "RESCUE_QUALITY", "RESCUE_SCALES", "RESCUE_TURNS", "off_square",
+           "pick_rescued", "qualities", "rescue_frames"]
 
 #: a face whose quality after levelling is below this is read again (an estimate of P(NME <= 10%))
 RESCUE_QUALITY = 0.2
@@ -32,6 +37,9 @@ RESCUE_SCALES = (0.8, 1.0, 1.25)
 RESCUE_TURNS = tuple(float(a) for a in range(0, 360, 30))
 #: a new reading replaces the first only when its quality is higher by at least this
 RESCUE_MARGIN = 0.1
+#: a trial whose shape's centre (of its bounding box) is further than this many face-square sides from the square's
+#: centre is another face's reading, not this one's (the readings this search got right lay within 0.4)
+RESCUE_MAX_SHIFT = 0.5
 
 
 def qualities(spread: np.ndarray, err: np.ndarray) -> np.ndarray:
@@ -48,6 +56,17 @@ def rescue_frames(squares: np.ndarray, angles: np.ndarray) -> np.ndarray:
     out = [np.column_stack([sq[:, :2], sq[:, 2] * s, (ang + t + 180.0) % 360.0 - 180.0])
            for s in RESCUE_SCALES for t in RESCUE_TURNS]
     return np.concatenate(out)
+
+
+def off_square(shapes: np.ndarray, squares: np.ndarray) -> np.ndarray:
+    """True for each shape ``(N, L, 2)`` whose bounding-box centre lies more than ``RESCUE_MAX_SHIFT`` sides from
+    the centre of its face square ``(N, 3)`` (cx, cy, side)."""
+    pts = np.asarray(shapes, dtype=np.float64)
+    sq = np.asarray(squares, dtype=np.float64).reshape(-1, 3)
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a shape with no finite point: NaN centre, off its square
+        centre = (np.nanmin(pts, axis=1) + np.nanmax(pts, axis=1)) / 2
+    return ~(np.linalg.norm(centre - sq[:, :2], axis=1) <= RESCUE_MAX_SHIFT * sq[:, 2])
 
 
 def pick_rescued(first: np.ndarray, candidates: np.ndarray) -> np.ndarray:

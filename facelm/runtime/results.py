@@ -10,11 +10,15 @@ import numpy as np
 
 from facelm.geometry import point_boxes
 
-__all__ = ["DUPLICATE_OVERLAP", "FaceResult", "ImageResult", "annotate", "drop_duplicate_readings"]
+__all__ = ["DUPLICATE_OVERLAP", "TRUSTED_QUALITY", "FaceResult", "ImageResult", "annotate",
+           "drop_duplicate_readings"]
 
 #: a detected face whose landmarks' bounding box lies at least this much (share of its own area) inside another
-#: face's, and whose quality is lower, is a second reading of that face (docs/predict.md, step 6)
+#: face's, and which ranks lower (``drop_duplicate_readings``), is a second reading of that face (docs/predict.md,
+#: step 6)
 DUPLICATE_OVERLAP = 0.7
+#: of two readings of one face, both at or above this quality, the better detection (detector score) keeps it
+TRUSTED_QUALITY = 0.5
 
 
 @dataclass
@@ -80,14 +84,17 @@ class ImageResult:
 
 def drop_duplicate_readings(faces: list[FaceResult], overlap: float = DUPLICATE_OVERLAP) -> list[FaceResult]:
     """``faces`` without second readings of a face: a face whose landmarks' bounding box lies at least ``overlap``
-    (share of its area) inside the box of another face's landmarks that has the higher quality (then the higher
-    detector score) is dropped. A second, weaker detection next to a face (part of it, or a face in the
-    background behind it) can have its points pulled onto that face, where they collapse into a small, wrong
-    shape of quality near 0; two real faces side by side overlap far less. Order is kept."""
+    (share of its area) inside the box of another face's landmarks that ranks higher is dropped. A second, weaker
+    detection next to a face (part of it, or a face in the background behind it) can have its points pulled onto
+    that face, where they collapse into a small, wrong shape of quality near 0; two real faces side by side overlap
+    far less. Rank: a quality of at least ``TRUSTED_QUALITY`` first, then the detector score, then the quality -
+    when both readings are good (a weak detection whose square covers the face, read right by the second reading
+    of doubtful faces), the face keeps the detection that found it best, and its box. Order is kept."""
     if len(faces) < 2:
         return faces
     boxes = [None if np.isnan(b).any() else b for b in point_boxes(np.stack([f.landmarks for f in faces]))]
-    rank = [((f.quality if f.quality is not None else -1.0), f.score) for f in faces]
+    q = [f.quality if f.quality is not None else -1.0 for f in faces]
+    rank = [(qi >= TRUSTED_QUALITY, f.score, qi) for qi, f in zip(q, faces)]
     keep = []
     for i, a in enumerate(boxes):
         dup = False
