@@ -116,3 +116,27 @@ def test_cli_and_api_take_the_option():
                                  "--threads", "1"])
     assert r.exit_code == 0, r.output
     assert '"landmarks"' in r.stdout
+
+
+def test_predict_says_how_many_faces_it_read_again(tmp_path):
+    """The run's summary on stderr counts the doubtful faces (one here: a given square 0.6x the face); with
+    --no-rescue, or when every face is read well, it says nothing about it."""
+    import json
+
+    import cv2
+
+    img, up, _, _ = _astronaut()
+    cv2.imwrite(str(tmp_path / "a.png"), img[:, :, ::-1])
+    lo, hi = up.landmarks.min(0), up.landmarks.max(0)
+    c, h = (lo + hi) / 2, (hi - lo).max() * 0.3
+    (tmp_path / "boxes.json").write_text(json.dumps({str(tmp_path / "a.png"): [[c[0] - h, c[1] - h, c[0] + h,
+                                                                               c[1] + h]]}))
+    args = ["predict", str(tmp_path / "a.png"), "--boxes", str(tmp_path / "boxes.json"), "--boxes-kind", "square",
+            "--threads", "1"]
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 0, r.stderr
+    assert "1 faces (1 read again" in r.stderr
+    r = CliRunner().invoke(app, [*args, "--no-rescue"])
+    assert r.exit_code == 0 and "read again" not in r.stderr
+    r = CliRunner().invoke(app, ["predict", str(tmp_path / "a.png"), "--threads", "1"])
+    assert r.exit_code == 0 and "read again" not in r.stderr

@@ -213,7 +213,7 @@ class Landmarker:
             self.box_map, self.box_map_source = box_map, "given"
         else:
             self.box_map, self.box_map_source = resolve_box_map(self.s1.meta, detector.name)
-        self.stats = {"images": 0, "faces": 0, "errors": 0, "batches": 0, "infer_s": 0.0}
+        self.stats = {"images": 0, "faces": 0, "errors": 0, "batches": 0, "infer_s": 0.0, "reread": 0}
         self._lock = threading.Lock()
         # each stage's label shift (step 5): added to the landmarks that stage reports, never to the shapes that
         # frame the next crop
@@ -346,6 +346,8 @@ class Landmarker:
         low = np.flatnonzero(q < RESCUE_QUALITY)
         if not low.size:
             return
+        with self._lock:
+            self.stats["reread"] += int(low.size)
         sub = [faces[i] for i in low]
         frames = rescue_frames(np.stack([f.square for f in sub]), eye_angle(*self.scheme.eye_centres(best[low])))
         n = len(sub)
