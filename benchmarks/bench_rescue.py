@@ -1,11 +1,11 @@
-"""What the second reading of doubtful faces costs (``--rescue``, the default, against ``--no-rescue``): the default
-pipeline (both stages, full TTA) on a list of photos, the two settings taking turns, best of ``--rounds``. Only
-faces whose quality after levelling is below ``RESCUE_QUALITY`` are read again, so the cost depends on how many
-such faces the photos hold (counted and printed).
+"""What the second reading of doubtful faces costs (``--rescue``, the default, against ``--no-rescue``): the
+default pipeline (both stages, full TTA) on a list of photos, the two settings taking turns, best of
+``--rounds``. Only faces whose quality after levelling is below ``RESCUE_QUALITY`` are read again, so the cost
+depends on how many such faces the photos hold (counted and printed).
 
     python benchmarks/bench_rescue.py IMAGES [--limit 111] [--precision fp32|int8] [--rounds 2] [--models models]
 
-IMAGES: a folder of images or a text file with one path per line. Prints one JSON document on stdout: the CPU,
+IMAGES: anything ``facelm predict`` takes (a folder, a list file). Prints one JSON document on stdout: the CPU,
 the faces, the doubtful faces, seconds with / without the second reading and their ratio.
 """
 
@@ -21,14 +21,7 @@ from facelm.detectors import create_detector
 from facelm.imageio import read_image
 from facelm.runtime import Landmarker, load_models
 from facelm.runtime.rescue import RESCUE_QUALITY
-
-
-def image_paths(src: Path, limit: int) -> list[Path]:
-    if src.is_dir():
-        paths = sorted(p for p in src.iterdir() if p.suffix.lower() in {".jpg", ".jpeg", ".png", ".bmp", ".webp"})
-    else:
-        paths = [Path(line.strip()) for line in src.read_text().splitlines() if line.strip()]
-    return paths[:limit]
+from facelm.sources import iter_sources
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,7 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--models", default=str(Path(__file__).resolve().parents[1] / "models"))
     args = ap.parse_args(argv)
-    images = [read_image(p) for p in image_paths(args.images, args.limit)]
+    items = [it for it in iter_sources([str(args.images)]) if it.error is None][: args.limit]
+    images = [it.image if it.image is not None else read_image(it.path) for it in items]
     if not images:
         ap.error(f"{args.images}: no images")
     pair = load_models(Path(args.models), threads=1, precision=args.precision)

@@ -430,7 +430,7 @@ def register(app: typer.Typer) -> None:
             note(scope.note())
         if attempted == 0 and not scope.found_any():
             raise DataError(f"no images found in {' '.join(sources)}; SOURCE can be {describe_sources()}")
-        reread = f" ({lm.stats['reread']} read again: --rescue)" if lm.stats.get("reread") else ""
+        reread = f" ({lm.stats['reread']} read again: --rescue)" if lm.stats["reread"] else ""
         note(f"{n} images, {faces} faces{reread}, {failed} failed, {dt:.1f} s ({n / dt if dt > 0 else 0:.1f} "
              f"images/s, {faces / dt if dt > 0 else 0:.1f} faces/s, {pair.precision})")
         if failed:

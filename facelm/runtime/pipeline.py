@@ -349,11 +349,12 @@ class Landmarker:
         with self._lock:
             self.stats["reread"] += int(low.size)
         sub = [faces[i] for i in low]
-        frames = rescue_frames(np.stack([f.square for f in sub]), eye_angle(*self.scheme.eye_centres(best[low])))
-        n = len(sub)
-        many = sub * (len(frames) // n)
+        squares = np.stack([f.square for f in sub])
+        frames = rescue_frames(squares, eye_angle(*self.scheme.eye_centres(best[low])))
+        n, h = len(sub), len(frames) // len(sub)
+        many = sub * h
         trial, e, sp = self._level_once(many, self._stage1_at(many, frames, flip=False), spread=True, flip=False)
-        tq = np.where(off_square(trial, np.stack([f.square for f in many])), np.nan, qualities(sp, e))
+        tq = np.where(off_square(trial, np.tile(squares, (h, 1))), np.nan, qualities(sp, e))
         pick = pick_rescued(q[low], tq.reshape(-1, n))
         won = np.flatnonzero(pick >= 0)
         if not won.size:

@@ -20,10 +20,9 @@ right; below 0.2: 0 of 14), less so on infants.
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 
+from facelm.geometry import point_boxes
 from facelm.runtime.quality import quality_score, quality_signals
 
 __all__ = ["RESCUE_MARGIN", "RESCUE_MAX_SHIFT", "RESCUE_QUALITY", "RESCUE_SCALES", "RESCUE_TURNS", "off_square",
@@ -61,11 +60,9 @@ def rescue_frames(squares: np.ndarray, angles: np.ndarray) -> np.ndarray:
 def off_square(shapes: np.ndarray, squares: np.ndarray) -> np.ndarray:
     """True for each shape ``(N, L, 2)`` whose bounding-box centre lies more than ``RESCUE_MAX_SHIFT`` sides from
     the centre of its face square ``(N, 3)`` (cx, cy, side)."""
-    pts = np.asarray(shapes, dtype=np.float64)
+    box = point_boxes(shapes)  # NaN for a shape with no finite point: off its square
     sq = np.asarray(squares, dtype=np.float64).reshape(-1, 3)
-    with np.errstate(invalid="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # a shape with no finite point: NaN centre, off its square
-        centre = (np.nanmin(pts, axis=1) + np.nanmax(pts, axis=1)) / 2
+    centre = (box[:, :2] + box[:, 2:]) / 2
     return ~(np.linalg.norm(centre - sq[:, :2], axis=1) <= RESCUE_MAX_SHIFT * sq[:, 2])
 
 
