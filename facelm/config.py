@@ -61,6 +61,7 @@ class TrainConfig(BaseModel):
     full_turn: float = 0.0  # probability of a rotation uniform in +-180 degrees instead (any in-plane angle)
     occlude: float = 0.0  # probability of a random-colour rectangle painted over the crop (facelm.augment)
     photometric: float = 0.0  # probability of brightness/contrast/colour/grey/noise/JPEG changes (facelm.augment)
+    dropout: float = 0.0  # CNN-6/7: dropout on the FC layers' inputs while training (not in the paper; 0: off)
     # auto: bf16 autocast where the hardware has it (CUDA without bf16: fp16 with a gradient scaler), else fp32
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     channels_last: bool = True  # NHWC memory layout for the model and its input
@@ -139,6 +140,13 @@ class TrainConfig(BaseModel):
             raise ValueError(f"must be a probability between 0 and 1, got {v}")
         return v
 
+    @field_validator("dropout")
+    @classmethod
+    def _dropout(cls, v):
+        if not (math.isfinite(v) and 0 <= v < 1):
+            raise ValueError(f"must be a probability from 0 up to (not including) 1, got {v}")
+        return v
+
     @field_validator("data")
     @classmethod
     def _data(cls, v):
@@ -193,6 +201,8 @@ class TrainConfig(BaseModel):
             raise UsageError(f"`arch` {self.arch} needs {kind}, not `loss` {d['loss']}")
         if hm and self.convs != 1:
             raise UsageError(f"`convs` applies to the CNN-6/7 regressors, not {self.arch}")
+        if hm and self.dropout:
+            raise UsageError(f"`dropout` applies to the CNN-6/7 regressors, not {self.arch}")
         if not hm and (self._heatmap_options() or self.loss_map or self.sigma or self.sigma_schedule):
             raise UsageError(f"`stacks`/`input_size`/`boundary`/`coordconv`/`loss_map`/`sigma` apply to the heatmap "
                              f"architectures ({', '.join(HEATMAP_ARCHS)}), not {self.arch}")

@@ -237,6 +237,8 @@ def _build_objective(cfg: TrainConfig, data: _TrainData, env: _Setup, resume: bo
         raise UsageError(f"`arch` {cfg.arch}: {e}") from None
     if cfg.init and not resume:
         load_init_weights(model, cfg.init)
+    if cfg.dropout:
+        model.dropout = cfg.dropout  # CNN-6/7 (config checks the arch); active in training mode only
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     heatmap = is_heatmap_model(model)

@@ -136,6 +136,9 @@ def register(app: typer.Typer) -> None:
                                                                 "1 on the CPU, 4 on CUDA).")] = None,
         width: Annotated[float | None, typer.Option(help="Channel width multiplier (1 = the paper's networks).")
                          ] = None,
+        dropout: Annotated[float | None, typer.Option(help="CNN-6/7: dropout probability on the inputs of both FC "
+                                                           "layers while training (default 0 = off, as in the paper; "
+                                                           "exported models are unchanged by it).")] = None,
         convs: Annotated[int | None, typer.Option(help="CNN-6/7: 3x3 convs per block, 1-4 (1 = the paper's "
                                                        "networks). --init may give a network with fewer: its "
                                                        "function is kept, the added convs start as identities.")
@@ -163,7 +166,7 @@ def register(app: typer.Typer) -> None:
                      batch_size=batch_size, lr=lr, wing_w=wing_w, wing_eps=wing_eps, stage1=stage1, device=device,
                      seed=seed, precision=precision, channels_last=channels_last, compile=compile,
                      augment_on=augment_on, device_cache=device_cache, loader_threads=loader_threads, width=width,
-                     convs=convs, threads=threads, val_every=val_every, log_every=log_every, max_val=max_val,
+                     convs=convs, dropout=dropout, threads=threads, val_every=val_every, log_every=log_every, max_val=max_val,
                      grad_clip=grad_clip, stacks=stacks, input_size=input_size, boundary=boundary, coordconv=coordconv, loss_map=loss_map, sigma=sigma, sigma_schedule=sigma_schedule)
         if config is None and data is None:
             from facelm.errors import UsageError

@@ -11,7 +11,8 @@ registered in three variants.
   a trained CNN-6 (``facelm.checkpoint.load_init_weights``), for machines where CNN-7 cannot be trained to the
   paper's budget.
 
-No batch-norm, no dropout (paper §7.1, docs/training.md).
+No batch-norm and, by default, no dropout (paper §7.1, docs/training.md); ``facelm train --dropout P`` adds dropout
+on the FC layers' inputs while training (``ConvRegressor.dropout``).
 
 Input/output contract (shared by every facelm regressor, recorded in checkpoints and ONNX metadata):
 
@@ -30,6 +31,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from facelm.models._registry import register_model
 
@@ -69,6 +71,9 @@ class ConvRegressor(nn.Module):
         pixel_mean, pixel_std: the input normalisation ``(x - pixel_mean) / pixel_std`` done inside ``forward``.
         features: the conv/ReLU/pool stack, ``(N, 3, S, S) -> (N, C, S / 2**k, S / 2**k)``.
         fc: hidden FC (followed by ReLU). head: the output FC, ``2L`` outputs.
+        dropout: dropout probability on the inputs of ``fc`` and ``head`` in training mode (0 by default, as in the
+            paper; ``facelm train --dropout``). Not a weight: an eval-mode network, and so every exported model,
+            computes the same function whatever its value.
     """
 
     def __init__(self, *, arch: str, input_size: int, channels: Sequence[int], hidden: int, num_landmarks: int,
@@ -94,6 +99,7 @@ class ConvRegressor(nn.Module):
         self.convs = int(convs)
         self.pixel_mean = PIXEL_MEAN
         self.pixel_std = PIXEL_STD
+        self.dropout = 0.0
 
         layers: list[nn.Module] = []
         in_c = 3
@@ -196,7 +202,12 @@ class ConvRegressor(nn.Module):
         x = (x - self.pixel_mean) / self.pixel_std
         x = self.features(x)
         x = torch.flatten(x, 1)  # logical NCHW order, so weights do not depend on the memory format
+        p = self.dropout if self.training else 0.0
+        if p:
+            x = F.dropout(x, p)
         x = self.relu(self.fc(x))
+        if p:
+            x = F.dropout(x, p)
         if torch.is_autocast_enabled(x.device.type):
             # bf16 has 8 significant bits: coordinates of 64-128 px would come out on a 0.5 px grid, too coarse
             # for landmarks. The output layer is tiny, so run it in float32 (output dtype float32 too).
