@@ -46,7 +46,8 @@ def test_option_is_validated(data_dir, tmp_path):
 
 def _run(data_dir, out, dropout):
     cfg = TrainConfig(data=str(data_dir), out=str(out), arch="cnn6", loss="wing", steps=4, batch_size=4,
-                      width=0.25, warmup=1, lr=1e-3, val_every=4, log_every=2, threads=1, seed=0, dropout=dropout).filled()
+                      width=0.25, warmup=1, lr=1e-3, val_every=4, log_every=2, threads=1, seed=0,
+                      dropout=dropout).filled()
     train(cfg)
     return load_checkpoint(out / "last.pt")
 
