@@ -101,7 +101,7 @@ def pipeline_run(pair, detector, files: list[Path], batch: int, seconds: float, 
     # enough images for about `seconds` at the bare speed (at least two batches)
     n = max(2 * batch, int(faces_per_s * seconds))
     names = [str(files[i % len(files)]) for i in range(n)]
-    lm.stats.update(images=0, faces=0, errors=0, infer_s=0.0, batches=0, reread=0)
+    lm.stats.update(dict.fromkeys(lm.stats, 0))  # every counter back to 0 after the warm-up, whatever it counts
     t0 = time.perf_counter()
     for _ in lm.run(iter_sources(names)):
         pass
