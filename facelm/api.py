@@ -140,12 +140,14 @@ class Landmarker:
             ``fp32`` or ``int8``; ``self.models.precision`` / ``.precision_reason`` say what was chosen and why.
         to_scheme: convert the landmarks to this scheme (e.g. ``"5pt"``; docs/predict.md, "Scheme conversion");
             ``scheme_maps``: extra scheme-map files for it.
-        score_threshold, box_map, level, tta, turned_looks, rescue, label_shift, batch, workers, threads, streams,
-        exif:
+        score_threshold, box_map, level, tta, turned_looks, rescue, box_looks, label_shift, batch, workers,
+        threads, streams, exif:
             as the ``facelm predict`` options of the same names (``box_map``: a dict or a file from
             ``facelm fit-box-map --dry-run``; ``turned_looks=False``: an image with no face found upright is not
             searched turned, which bounds the time spent on images without faces; ``rescue=False``: faces of low
-            quality are not read again from other crops, docs/predict.md step 2b; ``label_shift=False``: the
+            quality are not read again from other crops, docs/predict.md step 2b; ``box_looks=False``: faces
+            from given boxes (``boxes``, or ``boxes=`` of a call) start upright, without the detector looking
+            inside them for which way up they are; ``label_shift=False``: the
             networks' mirror-symmetric reading, without the models' label shift, docs/predict.md step 5).
 
     Raises:
@@ -160,7 +162,7 @@ class Landmarker:
                  score_threshold: float = 0.6,
                  box_map: dict | str | Path | None = None, level: bool = True, tta: str = "full",
                  turned_looks: bool = True, batch: int = 32, workers: int = 0, threads: int = 0, streams: int = 0,
-                 exif: bool = True, label_shift: bool = True, rescue: bool = True):
+                 exif: bool = True, label_shift: bool = True, rescue: bool = True, box_looks: bool = True):
         from facelm.runtime.setup import build_predict_run
 
         run = build_predict_run(models, detector=detector, detector_model=detector_model, boxes=boxes,
@@ -169,7 +171,7 @@ class Landmarker:
                                 score_threshold=score_threshold, box_map=box_map, level=level, tta=tta,
                                 turned_looks=turned_looks, batch=batch,
                                 workers=workers, threads=threads, streams=streams, exif=exif,
-                                label_shift=label_shift, rescue=rescue, warn=_warn)
+                                label_shift=label_shift, rescue=rescue, box_looks=box_looks, warn=_warn)
         self.models, self._conv, self.pipeline, self.exif = run.pair, run.converter, run.pipeline, exif
 
     @property

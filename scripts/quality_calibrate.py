@@ -2,6 +2,7 @@
 
     python scripts/quality_calibrate.py --work ../main/work --out work/quality [--sets w300 mtfl helen29 infan]
                                         [--turns 0,90,180,270] [--fit w300,helen29,infan] [--threads 1] [--no-rescue]
+                                        [--box-looks]
 
 For every prepared set under WORK (``facelm prepare --holdout 0.1``), on its ``val`` split (identities held out of
 the shipped models' training), each image is turned by each of ``--turns`` degrees (canvas grown to keep it all),
@@ -9,7 +10,8 @@ and run two ways with the shipped models and predict's defaults (stage 1, flip T
 
 * ``detect``: YuNet on the turned image, as ``facelm predict IMAGE`` does;
 * ``boxes``: the YuNet box of the upright image, turned with it, given as a detector box without a live detector
-  (as ``facelm predict --boxes``): nothing tells the pipeline which way up the face is except its own levelling.
+  (as ``facelm predict --boxes --no-box-looks``): nothing tells the pipeline which way up the face is except its
+  own levelling; with ``--box-looks``, YuNet looks inside each given box first (as ``facelm predict --boxes``).
 
 Each ground-truth face (turned the same way) takes the predicted face whose landmark centroid is nearest its box
 centre (as ``facelm evaluate``); its NME is ``facelm evaluate``'s (inter-ocular normaliser of the set's scheme;
@@ -216,6 +218,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--modes", default="detect,boxes")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--no-rescue", action="store_true", help="predict without the second reading of doubtful faces")
+    ap.add_argument("--box-looks", action="store_true",
+                    help="boxes mode: YuNet looks inside each given box for which way up the face is (predict's "
+                         "--box-looks; without it, nothing but levelling tells)")
     ap.add_argument("--reuse", action="store_true", help="score OUT/faces.jsonl again without predicting")
     a = ap.parse_args(argv)
     a.out.mkdir(parents=True, exist_ok=True)
@@ -228,8 +233,9 @@ def main(argv: list[str] | None = None) -> None:
         pair = load_models(a.models, threads=a.threads)
         lm_detect = Landmarker(pair, create_detector("auto", threads=1), workers=1, rescue=not a.no_rescue)
         ymap, _ = resolve_box_map(pair.stage1.meta, "yunet")
+        looks = create_detector("auto", threads=1) if a.box_looks else None
         lm_boxes = Landmarker(pair, create_detector(no_detect=True), workers=1, box_map=ymap,
-                              rescue=not a.no_rescue)
+                              rescue=not a.no_rescue, box_looks=looks)
         turns = [float(t) for t in a.turns.split(",")]
         with open(faces, "w") as out:
             for name in a.sets:

@@ -304,6 +304,12 @@ def register(app: typer.Typer) -> None:
                                              "crops (its square scaled by 0.8, 1 and 1.25, turned in 30-degree "
                                              "steps) and keep the best reading (docs/predict.md, step 2b). Costs "
                                              "nothing for faces read well.")] = True,
+        box_looks: Annotated[bool, typer.Option("--box-looks/--no-box-looks", help="With --boxes and --level: "
+                                                "the detector (--detector, --detector-model) looks at each given "
+                                                "face's patch turned by 0, 90, 180 and 270 degrees to find which "
+                                                "way up it is, as for the faces it detects itself; when a turned "
+                                                "look wins, its box replaces the given one (docs/predict.md, step "
+                                                "2b). --no-box-looks: given faces start upright.")] = True,
         label_shift: Annotated[bool, typer.Option("--label-shift/--no-label-shift", help="Add the models' label "
                                                   "shift to the landmarks (300-W's annotators place points about "
                                                   "1.2% of the eye distance to the image right of where a "
@@ -370,7 +376,8 @@ def register(app: typer.Typer) -> None:
                                 score_threshold=score_threshold, box_map=box_map_file, level=level, tta=tta,
                                 turned_looks=turned_looks, batch=batch, workers=workers, threads=threads,
                                 streams=streams, exif=exif, label_shift=label_shift,
-                                rescue=rescue, keep_images=draw is not None, info=note, warn=warn)
+                                rescue=rescue, box_looks=box_looks, keep_images=draw is not None, info=note,
+                                warn=warn)
         pair, conv, det, lm, streams, threads = run.pair, run.converter, run.detector, run.pipeline, run.streams, \
             run.threads
         for s in pair.skipped:

@@ -16,10 +16,11 @@ import numpy as np
 
 from facelm.detectors.base import Detection, FaceDetector, nms
 from facelm.detectors.boxmap import boxes_to_squares
-from facelm.geometry import apply_affine, eye_angle, invert_affine, turn_image, turn_matrix
+from facelm.geometry import apply_affine, eye_angle, invert_affine, turn_image, turn_matrix, warp_crop
 
-__all__ = ["ORIENT_MAX_SIDE", "ORIENT_PATCH", "ORIENT_SKIP_SCORE", "TURNED_LOOKS", "find_orientation",
-           "find_turned_faces", "look_matrix", "turned_look", "turned_square", "unrot90"]
+__all__ = ["BOX_LOOK_MAX_SIDE", "BOX_LOOK_PATCH", "BOX_LOOK_SHIFT", "ORIENT_MAX_SIDE", "ORIENT_PATCH",
+           "ORIENT_SKIP_SCORE", "TURNED_LOOKS", "find_box_orientation", "find_orientation", "find_turned_faces",
+           "look_matrix", "turned_look", "turned_square", "unrot90"]
 
 #: half-side of the patch the detector looks at again to find which way up a face is, in detector-box sides
 ORIENT_PATCH = 1.0
@@ -85,6 +86,63 @@ def find_orientation(detector: FaceDetector, image: np.ndarray, det: Detection, 
         px, py = (px + 0.5) / fx - 0.5, (py + 0.5) / fy - 0.5
         best = (d.score, k, np.array([px + x0, py + y0, sq[2] * 2 / (fx + fy)]), d.keypoints)
     return best[2], _look_turn(best[3], 90 * best[1])
+
+
+#: half-side of the patch the detector looks at inside a given face square (:func:`find_box_turn`), in square
+#: sides: a YuNet box is about 1.15 face-square sides, so this is ``ORIENT_PATCH`` detector box sides
+BOX_LOOK_PATCH = 1.15
+#: the patch of :func:`find_box_orientation` is warped to at most this many pixels a side (the face is then at most
+#: 320 / 2.3 = 140 px, large for the detector). Against 640 on the held-out 300-W, HELEN-29 and InfAnFace faces
+#: turned by 0-270 degrees: 9.7 instead of 24.5 ms per 300-W face, 29 instead of 28 of 628 read wrong
+#: (docs/predict.md, step 2b)
+BOX_LOOK_MAX_SIDE = 320
+#: a detection in that patch whose centre is further than this many face-square sides from the square's centre
+#: belongs to another face
+BOX_LOOK_SHIFT = 0.5
+
+
+def find_box_orientation(detector: FaceDetector, image: np.ndarray, square: np.ndarray, box_map: dict | None
+                         ) -> tuple[np.ndarray, float] | None:
+    """Which way up is the face in a given face square ``(cx, cy, side)`` (``--boxes``: no key points)? (face
+    square, turn in degrees), or None when the detector finds no face there at any quarter turn.
+
+    The detector looks at the square's patch (``BOX_LOOK_PATCH`` sides each way, black outside the image) turned
+    by 0, 90, 180 and 270 degrees; of the detections near the centre (``BOX_LOOK_SHIFT``) and of about the
+    square's size, the one scoring highest wins. An upright look scoring ``ORIENT_SKIP_SCORE`` or more ends the
+    search. When the upright look wins, nothing changes: the given square and turn 0, as without the looks
+    (starting from its eye line instead read the held-out faces no better: docs/predict.md, step 2b). When a
+    turned look wins, the turn is its quarter turn plus its eye line and its detection through ``box_map`` (the
+    detector's) gives the square, as for detected faces (:func:`find_orientation`): a box drawn around a face
+    lying on its side by a detector that looks for upright faces frames it badly (on InfAnFace, YuNet's upright
+    boxes of such faces sat 0.3-0.4 sides off).
+    """
+    cx, cy, side = (float(v) for v in np.asarray(square, dtype=np.float64).reshape(3))
+    r = BOX_LOOK_PATCH * side
+    size = int(max(32, min(BOX_LOOK_MAX_SIDE, round(2 * r))))
+    f = size / (2 * r)  # image -> patch pixels, the square's centre onto the patch's centre
+    c = (size - 1) / 2
+    patch = warp_crop(image, np.array([[f, 0.0, c - f * cx], [0.0, f, c - f * cy]]), size)
+    near, lo, hi = BOX_LOOK_SHIFT * side * f, 0.5 * side * f, 2.5 * side * f
+    best: tuple[float, int, Detection] | None = None
+    for k in (0, 1, 2, 3):  # np.rot90 by k: the patch turns counter-clockwise by 90k, about its centre
+        for d in detector.detect_once(np.ascontiguousarray(np.rot90(patch, k))):
+            b = np.asarray(d.box, dtype=np.float64)
+            big = max(b[2] - b[0], b[3] - b[1])
+            if np.hypot((b[0] + b[2]) / 2 - c, (b[1] + b[3]) / 2 - c) > near or not lo <= big <= hi:
+                continue
+            if best is None or d.score > best[0]:
+                best = (d.score, k, d)
+        if k == 0 and best is not None and ORIENT_SKIP_SCORE is not None and best[0] >= ORIENT_SKIP_SCORE:
+            break
+    if best is None:
+        return None
+    _, k, d = best
+    if not k:  # upright: the given square and an upright start, as without the looks
+        return np.array([cx, cy, side]), 0.0
+    # the turned look's square, back to the image: undo the quarter turns, then the patch's scale and shift
+    sq = boxes_to_squares(np.asarray(d.box, dtype=np.float64)[None], box_map)[0]
+    px, py = unrot90(sq[0], sq[1], k, size, size)
+    return np.array([cx + (px - c) / f, cy + (py - c) / f, sq[2] / f]), _look_turn(d.keypoints, 90 * k)
 
 
 #: the whole-image looks of :func:`find_turned_faces`, in rounds (degrees counter-clockwise on screen): the

@@ -17,8 +17,9 @@ Per face, all geometry is in original-image pixels (0-based, pixel centres at in
 2b. **Which way up, and levelling** (``level=True``, the default): with a live detector, unless its detection is
    confident enough to be upright, the detector runs again on the face's patch turned by 90, 180 and 270 degrees
    and the best-scoring turn (plus the detector's eye line within it) sets the angle of the first stage-1 crop
-   (``facelm.runtime.orientation``); then stage 1 runs again, twice, on the crop levelled by
-   its own previous shape. Faces whose last levelled shape still disagrees with the one before (without a live
+   (``facelm.runtime.orientation``); a given box (``box_looks``) gets the same search on its patch, turned by 0,
+   90, 180 and 270 degrees, and a turned look's box replaces it; then stage 1 runs again, twice, on the crop
+   levelled by its own previous shape. Faces whose last levelled shape still disagrees with the one before (without a live
    detector: faces the first pass misread) are tried from quarter turns and keep the most self-consistent result
    (docs/predict.md). With ``rescue``, a face whose levelled reading still has a quality below ``RESCUE_QUALITY``
    starts again from its face square scaled and turned (``facelm.runtime.rescue``).
@@ -51,7 +52,6 @@ side, shrunk when the face is much larger than the 128-px crop needs), so pendin
 
 from __future__ import annotations
 
-import math
 import queue
 import threading
 import time
@@ -60,20 +60,20 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-import cv2
 import numpy as np
 
 from facelm.crops import CROP_EXPAND, frame_matrices, reframe, upright_frames
 from facelm.detectors.base import Detection, FaceDetector
 from facelm.detectors.boxes import BoxLookupError
-from facelm.detectors.boxmap import boxes_to_squares, resolve_box_map
+from facelm.detectors.boxmap import resolve_box_map
 from facelm.errors import DataError, ModelError
 from facelm.geometry import apply_affines, compose_affine, eye_angle, invert_affine, invert_affines, warp_crop
 from facelm.imageio import ImageReadError, read_image
 from facelm.modelfile import label_shift as model_label_shift
 from facelm.modelfile import shift_landmarks
 from facelm.runtime.feeder import Feeder
-from facelm.runtime.orientation import find_orientation, find_turned_faces, turned_square
+from facelm.runtime.orientation import find_box_orientation, find_orientation, find_turned_faces, turned_square
+from facelm.runtime.patches import PATCH_RADIUS, face_patch, face_squares
 from facelm.runtime.quality import add_head_poses, quality_score, quality_signals
 from facelm.runtime.rescue import RESCUE_QUALITY, off_square, pick_rescued, qualities, rescue_frames
 from facelm.runtime.results import (
@@ -88,8 +88,6 @@ from facelm.sources import SourceItem
 __all__ = ["PATCH_RADIUS", "STAGE2_FRAMINGS", "TTA_MODES", "FaceResult", "ImageResult", "Landmarker", "annotate",
            "face_squares"]
 
-#: half-side of the image patch kept per face, in face sides (stage-2 crops reach ~0.85 side from their centre)
-PATCH_RADIUS = 1.5
 #: levelling: a levelled stage-1 shape further than this (mean point distance / inter-ocular distance) from the first
 #: shape sends the face through the orientation search (step 2b)
 SEARCH_DISAGREEMENT = 0.1
@@ -119,46 +117,6 @@ class _Job:
     faces: list[_Face] = field(default_factory=list)
 
 
-def face_squares(dets: list[Detection], box_map: dict | None) -> np.ndarray:
-    """Stage-1 face squares ``(N, 3)`` for detections (see the module docstring, step 1)."""
-    out = np.zeros((len(dets), 3))
-    for i, d in enumerate(dets):
-        b = np.asarray(d.box, dtype=np.float64)
-        if d.kind == "detector":
-            out[i] = boxes_to_squares(b[None], box_map)[0]
-        else:
-            w, h = b[2] - b[0], b[3] - b[1]
-            side = max(w, h) / (CROP_EXPAND if d.kind == "crop" else 1.0)
-            out[i] = [(b[0] + b[2]) / 2, (b[1] + b[3]) / 2, max(side, 1e-6)]
-    return out
-
-
-def _patch(image: np.ndarray, square: np.ndarray, out2: int) -> tuple[np.ndarray, np.ndarray]:
-    """A local copy of ``image`` around a face square and the (2, 3) image -> patch affine."""
-    h, w = image.shape[:2]
-    cx, cy, side = (float(v) for v in square)
-    r = PATCH_RADIUS * side
-    x0, y0 = max(0, math.floor(cx - r)), max(0, math.floor(cy - r))
-    x1, y1 = min(w, math.ceil(cx + r) + 1), min(h, math.ceil(cy + r) + 1)
-    if x1 <= x0 or y1 <= y0:  # the square lies outside the image: crops are all black
-        return np.zeros((1, 1, 3), np.uint8), np.array([[1.0, 0, -cx - 1e6], [0, 1.0, -cy - 1e6]])
-    patch = image[y0:y1, x0:x1]
-    t = np.array([[1.0, 0, -x0], [0, 1.0, -y0]])
-    # the 128-px crop covers 1.2 x side: shrink patches much larger than that (what warp_crop would do anyway)
-    scale = out2 / (CROP_EXPAND * side)
-    if scale < 0.5:
-        f = math.floor(1.0 / scale)
-        ph, pw = patch.shape[:2]
-        nw, nh = max(1, round(pw / f)), max(1, round(ph / f))
-        patch = cv2.resize(patch, (nw, nh), interpolation=cv2.INTER_AREA)
-        fx, fy = nw / pw, nh / ph
-        s = np.array([[fx, 0, 0.5 * fx - 0.5], [0, fy, 0.5 * fy - 0.5]])
-        t = compose_affine(s, t)
-    elif patch.size < image.size:
-        patch = patch.copy()  # do not keep the whole image alive through a view
-    return patch, t
-
-
 def _back(mats: np.ndarray, pts: np.ndarray) -> np.ndarray:
     """Map crop-pixel points ``(N, L, 2)`` back through the inverses of ``mats`` ``(N, 2, 3)``."""
     return apply_affines(invert_affines(mats), pts)
@@ -183,12 +141,14 @@ class Landmarker:
             starting crops (step 2b).
         label_shift: add the models' label shift to the reported landmarks (step 5); False: the networks'
             mirror-symmetric reading.
+        box_looks: with ``level``, a live detector that looks inside each given box (boxes files,
+            ``predict_boxes``) for which way up its face is (step 2b); None: given faces start upright.
     """
 
     def __init__(self, models: ModelPair, detector: FaceDetector, *, batch: int = 32, workers: int = 0,
                  keep_images: bool = False, box_map: dict | None = None, exif: bool = True, streams: int = 1,
                  level: bool = True, tta: str = "none", turn_search: bool = True, label_shift: bool = True,
-                 rescue: bool = True):
+                 rescue: bool = True, box_looks: FaceDetector | None = None):
         if batch < 1 or streams < 1:
             raise ValueError("batch and streams must be at least 1")
         if tta not in TTA_MODES:
@@ -197,6 +157,7 @@ class Landmarker:
         self.level = level
         self.turn_search = turn_search
         self.rescue = rescue
+        self.box_looks = box_looks
         self.tta = tta
         self.s1: ModelSession = models.stage1
         self.s2: ModelSession | None = models.stage2
@@ -213,6 +174,9 @@ class Landmarker:
             self.box_map, self.box_map_source = box_map, "given"
         else:
             self.box_map, self.box_map_source = resolve_box_map(self.s1.meta, detector.name)
+        self.looks_map = self.box_map  # the box map of the box looks' detector
+        if box_looks is not None and box_looks is not detector:
+            self.looks_map = resolve_box_map(self.s1.meta, box_looks.name)[0]
         self.stats = {"images": 0, "faces": 0, "errors": 0, "batches": 0, "infer_s": 0.0, "reread": 0}
         self._lock = threading.Lock()
         # each stage's label shift (step 5): added to the landmarks that stage reports, never to the shapes that
@@ -228,18 +192,21 @@ class Landmarker:
             return []
         squares = face_squares(dets, self.box_map)
         turns = np.zeros(len(dets))
-        if self.level and self.detector.live:  # which way up is each face? (module docstring, step 2b)
-            for i, d in enumerate(dets):
-                if "turn_deg" in d.extra:  # found only in the turned image: its turn is known
-                    squares[i], turns[i] = turned_square(d, self.box_map)
-                elif d.kind == "detector":
-                    squares[i], turns[i] = self._orientation(image, d, squares[i])
+        for i, d in enumerate(dets if self.level else ()):  # which way up is each face? (step 2b)
+            if self.detector.live and "turn_deg" in d.extra:  # found only in the turned image: its turn is known
+                squares[i], turns[i] = turned_square(d, self.box_map)
+            elif self.detector.live and d.kind == "detector":
+                squares[i], turns[i] = self._orientation(image, d, squares[i])
+            elif self.box_looks is not None and d.kind != "crop":  # a given box: the detector looks inside it
+                found = find_box_orientation(self.box_looks, image, squares[i], self.looks_map)
+                if found is not None:
+                    squares[i], turns[i] = found
         s1, s2 = self.s1.size, (self.s2.size if self.s2 is not None else self.s1.size)
         frames = np.column_stack([squares, turns])
         mats, _ = frame_matrices(frames, s1)
         out = []
         for d, sq, m in zip(dets, squares, mats):
-            patch, t = _patch(image, sq, s2)
+            patch, t = face_patch(image, sq, s2)
             crop = warp_crop(patch, compose_affine(m, invert_affine(t)), s1)
             out.append(_Face(d, sq, patch, t, m, crop))
         return out

@@ -69,7 +69,7 @@ def build_predict_run(models: str | Path | None = None, *, detector: Any = "auto
                       box_map: dict | str | Path | None = None, level: bool = True, tta: str = "full",
                       turned_looks: bool = True, batch: int = 32, workers: int = 0, threads: int = 0,
                       streams: int = 0, exif: bool = True, label_shift: bool = True, rescue: bool = True,
-                      keep_images: bool = False, info: Callable[[str], None] | None = None,
+                      box_looks: bool = True, keep_images: bool = False, info: Callable[[str], None] | None = None,
                       warn: Callable[[str], None] | None = None) -> PredictRun:
     """Check the options and build a prediction run (module docstring); arguments as ``facelm.Landmarker``'s.
     ``detector`` may also be a ``FaceDetector`` object; ``info``/``warn`` receive the detector's notes and the
@@ -113,7 +113,31 @@ def build_predict_run(models: str | Path | None = None, *, detector: Any = "auto
         name = "yunet" if detector == "auto" or isinstance(detector, FaceDetector) else str(detector)
         box_map, where = resolve_box_map(pair.stage1.meta, name)
         note = f"{name} ({where})"
+    looks = None
+    if box_looks and level and not no_detect:  # a detector to look inside given boxes (Landmarker's box_looks)
+        looks = det if det.live else _box_look_detector(detector, detector_model, boxes, score_threshold,
+                                                           providers, warn)
     pipeline = Landmarker(pair, det, batch=batch, workers=workers, keep_images=keep_images, exif=exif,
                           streams=streams, box_map=box_map, level=level, tta=tta, turn_search=turned_looks,
-                          label_shift=label_shift, rescue=rescue)
+                          label_shift=label_shift, rescue=rescue, box_looks=looks)
     return PredictRun(pipeline, pair, det, converter, streams, threads, note)
+
+
+def _box_look_detector(detector: Any, model: str | Path | None, boxes: Any, score_threshold: float,
+                       providers: list, warn: Callable[[str], None] | None) -> Any:
+    """The live detector that looks inside boxes read from a file, or None (with a warning) when there is none
+    without a download: boxes files never needed the detector, so they must not start needing the network."""
+    from facelm.detectors import DetectorUnavailable, create_detector
+    from facelm.detectors.base import FaceDetector
+
+    if boxes is None:
+        return None
+    if isinstance(detector, FaceDetector):
+        return detector if detector.live else None
+    try:
+        return create_detector(detector, model=model, score_threshold=score_threshold, providers=providers,
+                               threads=1, download=False)
+    except DetectorUnavailable as e:
+        if warn:
+            warn(f"given boxes are read as upright faces (no detector to look inside them: {e})")
+        return None
