@@ -102,8 +102,10 @@ def _cli(tmp_path, image: np.ndarray, box, *extra):
     cv2.imwrite(str(tmp_path / "face.png"), image[:, :, ::-1])
     (tmp_path / "boxes.json").write_text(json.dumps({str(tmp_path / "face.png"): [list(map(float, box))]}))
     r = CliRunner().invoke(app, ["predict", str(tmp_path / "face.png"), "--boxes", str(tmp_path / "boxes.json"),
-                                 "-q", "--threads", "1", *extra])
+                                 "--threads", "1", *extra])
     assert r.exit_code == 0, r.stderr
+    # stderr names the detector that looks inside the boxes, when one does
+    assert ("looking inside the boxes: yunet" in r.stderr) == ("--no-box-looks" not in extra)
     (face,) = json.loads(r.stdout)["faces"]
     return face
 

@@ -389,7 +389,8 @@ def register(app: typer.Typer) -> None:
         note(f"precision: {pair.precision} ({pair.precision_reason})")
         note(f"onnxruntime providers: {', '.join(s1.providers)} ({streams} stream(s) x {threads} thread(s)); "
              f"detector: {det.describe()}"
-             + (f"; box map: {lm.box_map_source}" if det.name not in ("boxes", "none") else box_map_note or ""))
+             + (f"; box map: {lm.box_map_source}" if det.name not in ("boxes", "none") else box_map_note or "")
+             + (f"; looking inside the boxes: {lm.box_looks.describe()}" if lm.box_looks not in (None, det) else ""))
 
         from facelm.runtime.tracking import FaceTracker
 
