@@ -79,8 +79,9 @@ def _astronaut():
 @pytest.mark.parametrize("scale", [0.6, 2.2])
 def test_a_badly_framed_face_is_read_again_and_lands_on_the_face(scale):
     """The astronaut from a face square 0.6x or 2.2x the size of its shape: levelling from that crop alone reads
-    something else (mean error ~50-90% of the eye distance, quality < 0.2); read again, the points are within 3%
-    of the eye distance of the detector-box prediction and the quality says they can be trusted."""
+    her wrong (mean error above 10% of the eye distance, the failure line: 25-90% with the shipped files, quality
+    < 0.2); read again, the points are within 3% of the eye distance of the detector-box prediction and the
+    quality says they can be trusted."""
     img, up, on, off = _astronaut()
     lo, hi = up.landmarks.min(0), up.landmarks.max(0)
     c, h = (lo + hi) / 2, (hi - lo).max() * scale / 2
@@ -88,7 +89,7 @@ def test_a_badly_framed_face_is_read_again_and_lands_on_the_face(scale):
     iod = np.linalg.norm(up.landmarks[36] - up.landmarks[45])
     (bad,) = off.predict_boxes(img, box)
     assert bad.quality < RESCUE_QUALITY
-    assert np.linalg.norm(bad.landmarks - up.landmarks, axis=1).mean() > 0.3 * iod
+    assert np.linalg.norm(bad.landmarks - up.landmarks, axis=1).mean() > 0.1 * iod
     (good,) = on.predict_boxes(img, box)
     assert np.linalg.norm(good.landmarks - up.landmarks, axis=1).mean() < 0.03 * iod
     assert good.quality > 0.5
