@@ -23,19 +23,19 @@ import numpy as np
 from facelm.cpu_features import cpu_name
 from facelm.detectors import create_detector
 from facelm.detectors.boxmap import boxes_to_squares
+from facelm.geometry import apply_affine
 from facelm.imageio import read_image
 from facelm.runtime import Landmarker, load_models
+from facelm.runtime.orientation import look_matrix, turned_look
 from facelm.sources import iter_sources
 
 
 def _turned(img: np.ndarray, squares: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """``np.rot90(img, k)`` and the face squares ``(N, 3)`` moved with it."""
-    sq = squares.copy()
+    """``img`` turned by ``k`` counter-clockwise quarter turns and the face squares ``(N, 3)`` moved with it."""
     h, w = img.shape[:2]
-    for _ in range(k % 4):  # one counter-clockwise turn of an array of width w: (x, y) -> (y, w - 1 - x)
-        sq[:, 0], sq[:, 1] = sq[:, 1].copy(), w - 1 - sq[:, 0]
-        h, w = w, h
-    return np.ascontiguousarray(np.rot90(img, k)), sq
+    sq = squares.copy()
+    sq[:, :2] = apply_affine(look_matrix(90 * k, w, h), squares[:, :2])
+    return turned_look(img, 90 * k), sq
 
 
 def main(argv: list[str] | None = None) -> int:

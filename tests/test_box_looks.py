@@ -43,19 +43,15 @@ def _turned_square(img, k: int, live):
     """The astronaut turned by ``k`` counter-clockwise quarter turns, the live pipeline's face on it, and the face
     square of the upright detection turned with the image (a box drawn without knowing the turn)."""
     from facelm.detectors.boxmap import boxes_to_squares
-    from facelm.runtime.orientation import unrot90
+    from facelm.geometry import apply_affine
+    from facelm.runtime.orientation import look_matrix, turned_look, unrot90
 
     (up,) = live.predict_image(img).faces
     sq = boxes_to_squares(np.asarray(up.box, dtype=np.float64)[None], live.box_map)[0]
-    rot = np.ascontiguousarray(np.rot90(img, k))
     h, w = img.shape[:2]
-    # a point (x, y) of img is at unrot90's inverse in rot: find it by searching the 4 candidates' definition
-    x, y = sq[0], sq[1]
-    for _ in range(k % 4):  # one counter-clockwise turn of an array of width cw maps (x, y) -> (y, cw - 1 - x)
-        x, y = y, w - 1 - x
-        w, h = h, w
+    x, y = apply_affine(look_matrix(90 * k, w, h), sq[None, :2])[0]  # the square's centre in the turned image
     assert np.allclose(unrot90(x, y, k, *img.shape[1::-1]), sq[:2])
-    return rot, np.array([x, y, sq[2]])
+    return turned_look(img, 90 * k), np.array([x, y, sq[2]])
 
 
 @pytest.mark.parametrize("k", [0, 1, 2, 3])
