@@ -66,12 +66,11 @@ def main(argv: list[str] | None = None) -> int:
         for s in by_image.get(str(Path(r["image"]).resolve()), []):
             gt = np.asarray(s.landmarks, dtype=np.float64)
             d = float(normaliser(gt[None], "inter-ocular", scheme=m.scheme)[0])
+            ok = np.isfinite(gt).all(-1)
             best = None
             for f in r.get("faces") or []:
                 p = np.asarray(f["landmarks"], dtype=np.float64)
-                mapped = to_set.apply(p)
-                ok = np.isfinite(gt).all(-1)
-                e = float(np.linalg.norm(mapped[ok] - gt[ok], axis=-1).mean() / d)
+                e = float(np.linalg.norm(to_set.apply(p)[ok] - gt[ok], axis=-1).mean() / d)
                 if best is None or e < best[0]:
                     best = (e, p, float(f.get("quality", 0.0)))
             if best is None:

@@ -88,7 +88,7 @@ def find_orientation(detector: FaceDetector, image: np.ndarray, det: Detection, 
     return best[2], _look_turn(best[3], 90 * best[1])
 
 
-#: half-side of the patch the detector looks at inside a given face square (:func:`find_box_turn`), in square
+#: half-side of the patch the detector looks at inside a given face square (:func:`find_box_orientation`), in square
 #: sides: a YuNet box is about 1.15 face-square sides, so this is ``ORIENT_PATCH`` detector box sides
 BOX_LOOK_PATCH = 1.15
 #: the patch of :func:`find_box_orientation` is warped to at most this many pixels a side (the face is then at most

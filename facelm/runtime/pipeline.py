@@ -19,10 +19,10 @@ Per face, all geometry is in original-image pixels (0-based, pixel centres at in
    and the best-scoring turn (plus the detector's eye line within it) sets the angle of the first stage-1 crop
    (``facelm.runtime.orientation``); a given box (``box_looks``) gets the same search on its patch, turned by 0,
    90, 180 and 270 degrees, and a turned look's box replaces it; then stage 1 runs again, twice, on the crop
-   levelled by its own previous shape. Faces whose last levelled shape still disagrees with the one before (without a live
-   detector: faces the first pass misread) are tried from quarter turns and keep the most self-consistent result
-   (docs/predict.md). With ``rescue``, a face whose levelled reading still has a quality below ``RESCUE_QUALITY``
-   starts again from its face square scaled and turned (``facelm.runtime.rescue``).
+   levelled by its own previous shape. Faces whose last levelled shape still disagrees with the one before
+   (without a detector's look: faces the first pass misread) are tried from quarter turns and keep the most
+   self-consistent result (docs/predict.md). With ``rescue``, a face whose levelled reading still has a quality
+   below ``RESCUE_QUALITY`` starts again from its face square scaled and turned (``facelm.runtime.rescue``).
 3. **Angle and box correction**: ``upright_frames`` of the stage-1 shape, exactly as CNN-7's training crops were
    made: the angle of the eye line (the scheme's angle normaliser; 0 = level, positive = the image-right eye is
    lower, i.e. the face is rolled clockwise on screen, since y points down) and the bounding square of the shape
