@@ -159,8 +159,8 @@ def load_init_weights(model: torch.nn.Module, path: str | Path) -> None:
     The network (``facelm.models.model_network``: ``cnn6`` weights start a ``cnn6r``) and the landmark count must
     match; the optimiser starts afresh. ONNX files written with
     ``--weights fp16`` / ``--weights int8`` store ``NAME__fp16`` / ``NAME__int8`` and ``NAME__scale`` initialisers,
-    which are decoded back to float32. A CNN with fewer convs per block grows into a deeper one
-    (``ConvRegressor.deepened_state``).
+    which are decoded back to float32. A CNN with fewer convs per block grows into a deeper one, and a 64-px
+    ``cnn6``/``cnn6r`` starts a 128-px ``cnn6r`` (``ConvRegressor.adapted_state``).
     """
     p = Path(path)
     if p.suffix.lower() == ".onnx":
@@ -188,9 +188,9 @@ def load_init_weights(model: torch.nn.Module, path: str | Path) -> None:
             raise ModelError(f"{p}: a {ck.get('arch')!r} checkpoint cannot initialise `arch` {model.arch}")
         state = ck["model"]
     own = model.state_dict()
-    deeper = getattr(model, "deepened_state", None)
-    if deeper is not None and any(k not in state for k in own):
-        state = deeper(state) or state  # a shallower CNN of the same family: grown with identity convs
+    adapt = getattr(model, "adapted_state", None)
+    if adapt is not None:  # a shallower CNN of the same family (grown with identity convs) or a 64-px one of a
+        state = adapt(state) or state  # 128-px network (``ConvRegressor.adapted_state``): the same function
     missing = [k for k in own if k not in state]
     if missing:
         raise ModelError(f"{p}: no weights for {', '.join(missing[:4])} of the {model.arch} network")

@@ -181,9 +181,12 @@ class TrainConfig(BaseModel):
 
     def model_options(self) -> dict:
         """Architecture options (``create_model(arch, L, **options)``): a heatmap model's given options; a CNN's
-        ``convs`` when not the paper's 1."""
+        ``convs`` when not the paper's 1, and cnn6r's ``input_size`` when not 64."""
         if self.arch not in HEATMAP_ARCHS:
-            return {"convs": self.convs} if self.convs != 1 else {}
+            opts = {"convs": self.convs} if self.convs != 1 else {}
+            if self.arch == "cnn6r" and self.input_size not in (None, 64):
+                opts["input_size"] = self.input_size
+            return opts
         return self._heatmap_options()
 
     def _heatmap_options(self) -> dict:
@@ -203,9 +206,18 @@ class TrainConfig(BaseModel):
             raise UsageError(f"`convs` applies to the CNN-6/7 regressors, not {self.arch}")
         if hm and self.dropout:
             raise UsageError(f"`dropout` applies to the CNN-6/7 regressors, not {self.arch}")
-        if not hm and (self._heatmap_options() or self.loss_map or self.sigma or self.sigma_schedule):
+        hm_only = {k: v for k, v in self._heatmap_options().items()
+                   if not (k == "input_size" and self.arch == "cnn6r")}
+        if not hm and (hm_only or self.loss_map or self.sigma or self.sigma_schedule):
             raise UsageError(f"`stacks`/`input_size`/`boundary`/`coordconv`/`loss_map`/`sigma` apply to the heatmap "
-                             f"architectures ({', '.join(HEATMAP_ARCHS)}), not {self.arch}")
+                             f"architectures ({', '.join(HEATMAP_ARCHS)}; `input_size` also to cnn6r), "
+                             f"not {self.arch}")
+        if self.arch == "cnn6r" and self.input_size not in (None, 64, 128):
+            raise UsageError(f"`input_size` {self.input_size}: cnn6r reads 64 or 128 px crops")
+        if self.arch == "cnn6r" and self.input_size == 128 and d["loss"] == "wing":
+            # Wing's w and eps are in crop pixels: the 64-px defaults (10, 2) at twice the side
+            d["wing_w"] = 20.0 if d["wing_w"] is None else d["wing_w"]
+            d["wing_eps"] = 4.0 if d["wing_eps"] is None else d["wing_eps"]
         if hm:
             if self.recipe == "paper":
                 raise UsageError("`recipe` paper is the Wing paper's CNN-6/7 recipe; heatmap models use `recipe` fast")

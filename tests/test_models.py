@@ -211,3 +211,37 @@ def test_a_deeper_network_grown_from_a_trained_one_computes_the_same(convs):
     # a network that is not shallower (same depth, or deeper) is not grown
     assert shallow.deepened_state(deep.state_dict()) is None
     assert deep.deepened_state(deep.state_dict()) is None
+
+
+@pytest.mark.parametrize("convs", [1, 3])
+def test_a_128px_refiner_started_from_a_64px_network_computes_it_on_the_2x2_means(convs):
+    """cnn6r at 128 px: a 6x6 stride-2 first conv. Warm-started from a trained 64-px network (also a shallower
+    one), it computes that network on the crop's 2x2 means, in 128-px crop pixels (x 2 + 0.5); training then uses
+    the detail the means hide."""
+    torch.manual_seed(0)
+    small = create_model("cnn6", 19, width=TINY)
+    for p in small.parameters():  # not the init: biases and head non-zero, as in a trained network
+        p.data.add_(torch.randn_like(p) * 0.05)
+    big = create_model("cnn6r", 19, width=TINY, convs=convs, input_size=128)
+    assert big.input_size == 128 and big.stride == 2 and "stride=2" in repr(big)
+    assert model_input_size("cnn6r", input_size=128) == 128
+    small_params = _n_params(create_model("cnn6r", 19, width=TINY, convs=convs))
+    assert _n_params(big) == small_params + 3 * 8 * (36 - 9)  # a 6x6 first conv, not 3x3
+    big.load_state_dict(big.adapted_state(small.state_dict()))
+    x = _images(3, 128, seed=4)
+    with torch.no_grad():
+        ref = small(torch.nn.functional.avg_pool2d(x, 2))
+        torch.testing.assert_close(big(x), ref * 2 + 0.5, atol=1e-3, rtol=1e-5)
+        y = big(x)
+    # the first conv's taps are no longer tied after a step: the detail reaches the loss
+    opt = torch.optim.SGD(big.parameters(), lr=1e-3)
+    (big(x) - y - 1).square().mean().backward()
+    opt.step()
+    w = big.features[0].weight.detach()
+    assert not torch.allclose(w[..., 0::2, 0::2], w[..., 1::2, 1::2])
+    # nothing to adapt: a network that already fits, or a 64-px network asked to take a 128-px one
+    assert big.adapted_state(big.state_dict()) is None
+    assert create_model("cnn6r", 19, width=TINY, convs=convs).adapted_state(big.state_dict()) is None
+    for bad in (32, 96, 256):
+        with pytest.raises(ValueError, match="input_size"):
+            create_model("cnn6r", 19, width=TINY, input_size=bad)

@@ -321,3 +321,51 @@ def test_user_scheme_map_file_is_used_by_train(sources, tmp_path):
 
     register_map(SchemeMap("300w68", "5pt", (tuple(range(36, 42)), tuple(range(42, 48)), (30,), (48,), (54,))),
                  overwrite=True)
+
+
+def test_a_128px_refiner_starts_from_a_64px_model_trains_exports_and_predicts(sources, tmp_path):
+    """`--arch cnn6r --input-size 128 --init` a 64-px model: Wing's defaults double with the crop (20, 4 px), the
+    run records the option, its checkpoint exports to an ONNX model that agrees with the torch network at 128 px,
+    and a models folder with it as stage 2 predicts (the pipeline cuts 128-px stage-2 crops at the file's size)."""
+    import cv2
+    import onnxruntime as ort
+
+    import facelm
+    from facelm.checkpoint import load_model_from_checkpoint
+    from facelm.export import ExportOptions, export
+
+    p68, _ = sources
+    s1 = train(_cfg(str(p68), tmp_path / "s1", steps=4, val_every=4))
+    models = tmp_path / "models"
+    export(ExportOptions(checkpoint=Path(s1.summary["checkpoint"]), out=models / "cnn6.onnx", bench_seconds=0))
+    out = tmp_path / "s2"
+    r = CliRunner().invoke(app, ["train", "--data", str(p68), "--out", str(out), "--arch", "cnn6r", "--input-size",
+                                 "128", "--init", str(models / "cnn6.onnx"), "--stage1", str(models / "cnn6.onnx"),
+                                 "--width", "0.25", "--steps", "3", "--batch-size", "8", "--val-every", "3",
+                                 "--threads", "1", "-q"])
+    assert r.exit_code == 0, r.output
+    cfg = json.loads((out / "config.json").read_text())
+    assert (cfg["input_size"], cfg["wing_w"], cfg["wing_eps"]) == (128, 20.0, 4.0)
+    model, meta = load_model_from_checkpoint(out / "last.pt")
+    assert model.input_size == 128 and meta["model_options"] == {"input_size": 128}
+    export(ExportOptions(checkpoint=out / "last.pt", out=models / "cnn6r.onnx", bench_seconds=0))
+    x = torch.rand(2, 3, 128, 128) * 255
+    sess = ort.InferenceSession(str(models / "cnn6r.onnx"), providers=["CPUExecutionProvider"])
+    got = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0]
+    with torch.no_grad():
+        np.testing.assert_allclose(got.reshape(2, -1, 2), model.eval()(x).numpy(), atol=1e-3)
+    from facelm.manifest import load_manifest
+
+    m = load_manifest(p68)
+    s = m.samples[0]
+    image = cv2.imread(str((m.root / s.image).resolve()))
+    x0, y0, x1, y1 = s.box
+    side = max(x1 - x0, y1 - y0)
+    square = [(x0 + x1 - side) / 2, (y0 + y1 - side) / 2, (x0 + x1 + side) / 2, (y0 + y1 + side) / 2]
+    faces = facelm.Landmarker(models, box_looks=False, device="cpu", threads=1)(image, boxes=[square])
+    assert len(faces) == 1 and np.isfinite(faces[0].landmarks).all() and faces[0].landmarks.shape == (68, 2)
+    # the option's bad values, and on a network without it, are usage errors
+    for arch, size in (("cnn6r", "96"), ("cnn6", "128")):
+        r = CliRunner().invoke(app, ["train", "--data", str(p68), "--out", str(tmp_path / f"bad{size}"), "--arch",
+                                     arch, "--input-size", size])
+        assert r.exit_code == 2 and "input_size" in r.output.replace("-", "_"), r.output

@@ -87,16 +87,19 @@ def register(app: typer.Typer) -> None:
         steps: Annotated[int | None, typer.Option(help="Training steps (default from the recipe).")] = None,
         batch_size: Annotated[int | None, typer.Option(help="Batch size (default from the recipe).")] = None,
         lr: Annotated[float | None, typer.Option(help="Peak/start learning rate (default from the recipe).")] = None,
-        wing_w: Annotated[float | None, typer.Option(help="Wing w in crop pixels (10 for cnn6, 15 for cnn7).")
+        wing_w: Annotated[float | None, typer.Option(help="Wing w in crop pixels (10 for cnn6, 15 for cnn7, "
+                                                          "20 for cnn6r at 128 px).")
                           ] = None,
-        wing_eps: Annotated[float | None, typer.Option(help="Wing epsilon in crop pixels (2 / 3).")] = None,
+        wing_eps: Annotated[float | None, typer.Option(help="Wing epsilon in crop pixels (2 / 3 / 4).")] = None,
         stage1: Annotated[str | None, typer.Option(help="Stage-1 checkpoint (.pt) or ONNX model: stage 2 (cnn7, "
                                                         "cnn6r) trains on crops built from its predictions, as at "
                                                         "inference.")] = None,
         stacks: Annotated[int | None, typer.Option(help="Heatmap models: number of hourglasses (default 2).")
                           ] = None,
         input_size: Annotated[int | None, typer.Option(help="Heatmap models: input crop side in px (default 128 "
-                                                            "-> 32 px heatmaps; the papers use 256).")] = None,
+                                                            "-> 32 px heatmaps; the papers use 256). cnn6r: 64 "
+                                                            "(default) or 128 (a 6x6 stride-2 first conv; --init "
+                                                            "from a 64-px network keeps its function).")] = None,
         boundary: Annotated[bool | None, typer.Option("--boundary/--no-boundary", help="hourglass: AWing's extra "
                                                       "boundary heatmap channel.", show_default=False)] = None,
         coordconv: Annotated[bool | None, typer.Option("--coordconv/--no-coordconv", help="hourglass: CoordConv "

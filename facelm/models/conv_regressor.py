@@ -9,7 +9,9 @@ registered in three variants.
 * ``cnn6r`` (stage 2, not in the paper): the CNN-6 network on the stage-2 crop (the levelled square of the stage-1
   shape) at 64x64: a refiner that costs what stage 1 costs (CNN-7 is 14x the compute) and can be warm-started from
   a trained CNN-6 (``facelm.checkpoint.load_init_weights``), for machines where CNN-7 cannot be trained to the
-  paper's budget.
+  paper's budget. ``input_size=128`` reads a 128x128 crop instead: its first conv is 6x6 with stride 2 (the rest
+  as at 64 px, +2.6 k parameters), and it warm-starts from a 64-px network as exactly that network on the crop's
+  2x2 means (``ConvRegressor.adapted_state``); training then uses the extra detail.
 
 No batch-norm and, by default, no dropout (paper §7.1, docs/training.md); ``facelm train --dropout P`` adds dropout
 on the FC layers' inputs while training (``ConvRegressor.dropout``).
@@ -65,6 +67,9 @@ class ConvRegressor(nn.Module):
         mean_shape: optional ``(L, 2)`` (x, y) in crop pixels; initial value of the output bias. Defaults to the
             crop centre ``(S - 1) / 2`` for every landmark.
         width: multiplier on every conv's channels and on ``hidden`` (rounded, at least 1).
+        convs: 3x3 convs per block (1-4).
+        stride: 1, or 2 for a first conv of 6x6 with stride 2 (pad 2) that reads an input of twice the side
+            (``input_size`` divisible by ``2 * 2 ** len(channels)``); see ``adapted_state``.
 
     Attributes:
         arch, input_size, num_landmarks, width: as given.
@@ -77,7 +82,7 @@ class ConvRegressor(nn.Module):
     """
 
     def __init__(self, *, arch: str, input_size: int, channels: Sequence[int], hidden: int, num_landmarks: int,
-                 mean_shape: np.ndarray | None = None, width: float = 1.0, convs: int = 1):
+                 mean_shape: np.ndarray | None = None, width: float = 1.0, convs: int = 1, stride: int = 1):
         super().__init__()
         if isinstance(num_landmarks, bool) or not isinstance(num_landmarks, (int, np.integer)) \
                 or num_landmarks < 1:
@@ -87,9 +92,11 @@ class ConvRegressor(nn.Module):
             raise ValueError(f"width must be a finite number > 0, got {width!r}")
         if isinstance(convs, bool) or not isinstance(convs, (int, np.integer)) or not 1 <= convs <= 4:
             raise ValueError(f"convs (3x3 convs per block) must be an integer from 1 to 4, got {convs!r}")
+        if stride not in (1, 2):
+            raise ValueError(f"stride (of the first conv) must be 1 or 2, got {stride!r}")
         n_pool = len(channels)
-        if input_size % (2 ** n_pool) != 0:
-            raise ValueError(f"input_size {input_size} is not divisible by 2**{n_pool}")
+        if input_size % (stride * 2 ** n_pool) != 0:
+            raise ValueError(f"input_size {input_size} is not divisible by {stride * 2 ** n_pool}")
         num_landmarks = int(num_landmarks)
 
         self.arch = arch
@@ -97,6 +104,7 @@ class ConvRegressor(nn.Module):
         self.num_landmarks = num_landmarks
         self.width = width
         self.convs = int(convs)
+        self.stride = int(stride)
         self.pixel_mean = PIXEL_MEAN
         self.pixel_std = PIXEL_STD
         self.dropout = 0.0
@@ -106,11 +114,12 @@ class ConvRegressor(nn.Module):
         for c in channels:
             out_c = _scaled(c, width)
             for _ in range(self.convs):
-                layers += [nn.Conv2d(in_c, out_c, kernel_size=3, stride=1, padding=1), nn.ReLU(inplace=True)]
+                s = self.stride if not layers else 1  # the first conv: 3s x 3s, stride s, pad s
+                layers += [nn.Conv2d(in_c, out_c, kernel_size=3 * s, stride=s, padding=s), nn.ReLU(inplace=True)]
                 in_c = out_c
             layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
         self.features = nn.Sequential(*layers)
-        final = input_size // (2 ** n_pool)
+        final = input_size // (stride * 2 ** n_pool)
         hidden_c = _scaled(hidden, width)
         self.fc = nn.Linear(in_c * final * final, hidden_c)
         self.relu = nn.ReLU(inplace=True)
@@ -185,6 +194,39 @@ class ConvRegressor(nn.Module):
                 out[f"features.{i}.bias"] = torch.zeros_like(conv.bias)
         return out
 
+    @torch.no_grad()
+    def sharpened_state(self, state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor] | None:
+        """Warm start this network (first conv of stride ``s`` = 2, input ``s`` x the side) from a trained one of
+        stride 1 with the same function on the input's ``s x s`` means.
+
+        A 3x3 conv (pad 1) on the ``s x s`` means of the input is the ``3s x 3s`` conv with stride ``s`` (pad
+        ``s``) whose taps ``(s i + a, s j + b)`` are ``w[i, j] / s^2``; the rest of the network is unchanged, and
+        the output, in crop pixels, is ``s`` x the old one + ``(s - 1) / 2`` (pixel centres at integers in both).
+
+        Args:
+            state: a state dict of the same family, first conv 3x3 (stride 1), same convs per block.
+
+        Returns:
+            This network's full state dict, or None when ``state`` is not such a network (its first conv is not
+            3x3, or this network's stride is 1).
+        """
+        s = self.stride
+        w0 = state.get("features.0.weight")
+        if s == 1 or w0 is None or tuple(w0.shape[2:]) != (3, 3):
+            return None
+        out = dict(state)
+        out["features.0.weight"] = w0.repeat_interleave(s, 2).repeat_interleave(s, 3) / (s * s)
+        out["head.weight"] = state["head.weight"] * s
+        out["head.bias"] = state["head.bias"] * s + (s - 1) / 2
+        return out
+
+    def adapted_state(self, state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor] | None:
+        """``state`` of a shallower and/or stride-1 network of this family made this network's, with the same
+        function (``deepened_state``, then ``sharpened_state``); None when neither applies."""
+        deeper = self.deepened_state(state) if any(k not in state for k in self.state_dict()) else None
+        sharper = self.sharpened_state(deeper or state)
+        return sharper or deeper
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Regress landmarks.
 
@@ -219,7 +261,8 @@ class ConvRegressor(nn.Module):
 
     def extra_repr(self) -> str:
         return f"arch={self.arch!r}, input_size={self.input_size}, num_landmarks={self.num_landmarks}, " \
-               f"width={self.width}" + (f", convs={self.convs}" if self.convs != 1 else "")
+               f"width={self.width}" + (f", convs={self.convs}" if self.convs != 1 else "") \
+            + (f", stride={self.stride}" if self.stride != 1 else "")
 
 
 class CNN6(ConvRegressor):
@@ -236,9 +279,12 @@ class CNN6(ConvRegressor):
     HIDDEN = 1024
 
     def __init__(self, num_landmarks: int, *, mean_shape: np.ndarray | None = None, width: float = 1.0,
-                 arch: str = "cnn6", convs: int = 1):
-        super().__init__(arch=arch, input_size=self.INPUT_SIZE, channels=self.CHANNELS, hidden=self.HIDDEN,
-                         num_landmarks=num_landmarks, mean_shape=mean_shape, width=width, convs=convs)
+                 arch: str = "cnn6", convs: int = 1, input_size: int = INPUT_SIZE):
+        if input_size not in (self.INPUT_SIZE, 2 * self.INPUT_SIZE):
+            raise ValueError(f"input_size must be {self.INPUT_SIZE} or {2 * self.INPUT_SIZE}, got {input_size!r}")
+        super().__init__(arch=arch, input_size=input_size, channels=self.CHANNELS, hidden=self.HIDDEN,
+                         num_landmarks=num_landmarks, mean_shape=mean_shape, width=width, convs=convs,
+                         stride=input_size // self.INPUT_SIZE)
 
 
 @register_model(input_size=CNN6.INPUT_SIZE, stage=1)
@@ -249,9 +295,12 @@ def cnn6(num_landmarks: int, *, mean_shape: np.ndarray | None = None, width: flo
 
 
 @register_model(input_size=CNN6.INPUT_SIZE, stage=2, network="cnn6")
-def cnn6r(num_landmarks: int, *, mean_shape: np.ndarray | None = None, width: float = 1.0, convs: int = 1) -> CNN6:
-    """The CNN-6 network as stage 2 ("refiner"): 64x64 crops of the levelled square of the stage-1 shape."""
-    return CNN6(num_landmarks, mean_shape=mean_shape, width=width, arch="cnn6r", convs=convs)
+def cnn6r(num_landmarks: int, *, mean_shape: np.ndarray | None = None, width: float = 1.0, convs: int = 1,
+          input_size: int = CNN6.INPUT_SIZE) -> CNN6:
+    """The CNN-6 network as stage 2 ("refiner"): 64x64 crops of the levelled square of the stage-1 shape, or
+    128x128 ones (``input_size=128``: a 6x6 stride-2 first conv; warm-starts from a 64-px network)."""
+    return CNN6(num_landmarks, mean_shape=mean_shape, width=width, arch="cnn6r", convs=convs,
+                input_size=input_size)
 
 
 class CNN7(ConvRegressor):
