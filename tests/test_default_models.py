@@ -36,7 +36,7 @@ def test_shipped_models_are_small_int8_stored_and_describe_themselves():
     assert m1["scheme"]["name"] == m2["scheme"]["name"] == "300w68"
     assert m1["precision"] == m2["precision"] == "int8w"  # int8-stored weights, fp32 compute (docs/export.md)
     # the deeper networks (models/README.md): stage 1 two 3x3 convs per block, stage 2 three
-    assert (m1["model_options"], m2["model_options"]) == ({"convs": 2}, {"convs": 3})
+    assert (m1["model_options"], m2["model_options"]) == ({"convs": 2}, {"convs": 3, "input_size": 128})
     assert "box_map" in json.dumps(m1)  # the detector box map was fitted into stage 1
     assert m2.get("predict_default", True) is True  # the pair beat stage 1 alone on held-out faces: it runs
     assert m1["label_shift"] == m2["label_shift"] == 0.012  # scripts/fit_label_shift.py, models/README.md

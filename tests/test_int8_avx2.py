@@ -24,10 +24,12 @@ SHIPPED_INT8 = [MODELS / "cnn6.int8.onnx", MODELS / "cnn6r.int8.onnx"]
 
 
 @functools.cache
-def _real_crops() -> np.ndarray:
+def _real_crops(size: int = 64) -> np.ndarray:
     """Stage-1 crops of the two example photos' faces (the default pipeline's own framing), each also mirrored and
-    shifted: 8 real face crops, (8, 3, 64, 64) float32. (Random pixels are no test of an activation range
-    calibrated on faces.)"""
+    shifted: 8 real face crops, (8, 3, size, size) float32 (resized from 64 px for a model of another input size,
+    such as the 128-px stage 2). (Random pixels are no test of an activation range calibrated on faces.)"""
+    import cv2
+
     import facelm
     from facelm.sources import SourceItem
 
@@ -35,7 +37,12 @@ def _real_crops() -> np.ndarray:
     faces = [f.crop1 for p in sorted(EXAMPLES.glob("*.jpg")) for f in pipe.prepare(SourceItem(str(p), p)).faces]
     assert len(faces) == 2
     crops = [v for c in faces for v in (c, c[:, ::-1], np.roll(c, 3, axis=1), np.roll(c, -3, axis=0))]
+    crops = [c if c.shape[0] == size else cv2.resize(c, (size, size), interpolation=cv2.INTER_LINEAR) for c in crops]
     return np.ascontiguousarray(np.stack(crops).transpose(0, 3, 1, 2), dtype=np.float32)
+
+
+def _input_size(model) -> int:
+    return model.graph.input[0].type.tensor_type.shape.dim[2].dim_value
 
 
 def _qparams(model) -> tuple[dict, dict]:
@@ -67,7 +74,7 @@ def test_seven_bit_activations_on_the_shipped_int8_models(path):
     for k, (q, s) in biases0.items():  # bias scale x2, codes /2: the float bias is kept (to half a new step)
         q2, s2 = biases[k]
         assert np.allclose(s2, 2 * s) and np.all(np.abs(q2 * s2.astype(float) - q * s.astype(float)) <= s2)
-    x = _real_crops()
+    x = _real_crops(_input_size(m))
     ref = fort.create_session(str(path).replace(".int8", ""), threads=1).run(["landmarks"], {"images": x})[0]
     int8 = fort.create_session(path, threads=1).run(["landmarks"], {"images": x})[0]
     got = fort.create_session(m.SerializeToString(), threads=1).run(["landmarks"], {"images": x})[0]
