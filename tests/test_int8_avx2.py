@@ -37,7 +37,8 @@ def _real_crops(size: int = 64) -> np.ndarray:
     faces = [f.crop1 for p in sorted(EXAMPLES.glob("*.jpg")) for f in pipe.prepare(SourceItem(str(p), p)).faces]
     assert len(faces) == 2
     crops = [v for c in faces for v in (c, c[:, ::-1], np.roll(c, 3, axis=1), np.roll(c, -3, axis=0))]
-    crops = [c if c.shape[0] == size else cv2.resize(c, (size, size), interpolation=cv2.INTER_LINEAR) for c in crops]
+    crops = [c if c.shape[0] == size else cv2.resize(c, (size, size), interpolation=cv2.INTER_LINEAR)
+             for c in crops]
     return np.ascontiguousarray(np.stack(crops).transpose(0, 3, 1, 2), dtype=np.float32)
 
 
