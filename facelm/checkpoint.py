@@ -188,9 +188,9 @@ def load_init_weights(model: torch.nn.Module, path: str | Path) -> None:
             raise ModelError(f"{p}: a {ck.get('arch')!r} checkpoint cannot initialise `arch` {model.arch}")
         state = ck["model"]
     own = model.state_dict()
-    adapt = getattr(model, "adapted_state", None)
-    if adapt is not None:  # a shallower CNN of the same family (grown with identity convs) or a 64-px one of a
-        state = adapt(state) or state  # 128-px network (``ConvRegressor.adapted_state``): the same function
+    adapt = getattr(model, "adapted_state", None)  # a shallower CNN of the same family, or a 64-px one of a 128-px
+    if adapt is not None:  # network, made this one's with the same function (``ConvRegressor.adapted_state``)
+        state = adapt(state) or state
     missing = [k for k in own if k not in state]
     if missing:
         raise ModelError(f"{p}: no weights for {', '.join(missing[:4])} of the {model.arch} network")

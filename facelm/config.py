@@ -215,9 +215,11 @@ class TrainConfig(BaseModel):
         if self.arch == "cnn6r" and self.input_size not in (None, 64, 128):
             raise UsageError(f"`input_size` {self.input_size}: cnn6r reads 64 or 128 px crops")
         if self.arch == "cnn6r" and self.input_size == 128 and d["loss"] == "wing":
-            # Wing's w and eps are in crop pixels: the 64-px defaults (10, 2) at twice the side
-            d["wing_w"] = 20.0 if d["wing_w"] is None else d["wing_w"]
-            d["wing_eps"] = 4.0 if d["wing_eps"] is None else d["wing_eps"]
+            from facelm.losses import WING_DEFAULTS
+
+            w, eps = WING_DEFAULTS["cnn6r"]  # Wing's w and eps are in crop pixels: cnn6r's at twice the side
+            d["wing_w"] = 2 * w if d["wing_w"] is None else d["wing_w"]
+            d["wing_eps"] = 2 * eps if d["wing_eps"] is None else d["wing_eps"]
         if hm:
             if self.recipe == "paper":
                 raise UsageError("`recipe` paper is the Wing paper's CNN-6/7 recipe; heatmap models use `recipe` fast")

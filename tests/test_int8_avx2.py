@@ -17,6 +17,7 @@ from onnx import numpy_helper
 import facelm.ort as fort
 from facelm.cpu_features import cpu_flags
 from facelm.errors import ModelError
+from facelm.modelfile import read_onnx_meta
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
 EXAMPLES = MODELS.parent / "examples"
@@ -41,9 +42,6 @@ def _real_crops(size: int = 64) -> np.ndarray:
              for c in crops]
     return np.ascontiguousarray(np.stack(crops).transpose(0, 3, 1, 2), dtype=np.float32)
 
-
-def _input_size(model) -> int:
-    return model.graph.input[0].type.tensor_type.shape.dim[2].dim_value
 
 
 def _qparams(model) -> tuple[dict, dict]:
@@ -75,7 +73,7 @@ def test_seven_bit_activations_on_the_shipped_int8_models(path):
     for k, (q, s) in biases0.items():  # bias scale x2, codes /2: the float bias is kept (to half a new step)
         q2, s2 = biases[k]
         assert np.allclose(s2, 2 * s) and np.all(np.abs(q2 * s2.astype(float) - q * s.astype(float)) <= s2)
-    x = _real_crops(_input_size(m))
+    x = _real_crops(read_onnx_meta(path)["input_size"][0])
     ref = fort.create_session(str(path).replace(".int8", ""), threads=1).run(["landmarks"], {"images": x})[0]
     int8 = fort.create_session(path, threads=1).run(["landmarks"], {"images": x})[0]
     got = fort.create_session(m.SerializeToString(), threads=1).run(["landmarks"], {"images": x})[0]
