@@ -178,7 +178,9 @@ def test_smoothing_cuts_jitter_on_a_still_face_and_lags_little_on_a_moving_one(l
 
 def test_smoothing_on_real_youtube_faces_frames(landmarker):
     """Held real frames of YouTube Faces videos (ytf68-train), re-compressed with noise: jitter down at least
-    3x."""
+    3x. Each frame is held 20 frames, as in the documented measurement: with 12 the 7 frames measured after each
+    jump still hold the filter settling on the new frame, which keeps the ratio near 3x whatever the models
+    (measured 3.0x with one stage 2 and 2.9x with the next, both 4.6-4.7x at 20)."""
     m = _measure()
-    rep = m.measure_ytf(landmarker, shared("ytf68-train"), count=3, hold=12)
+    rep = m.measure_ytf(landmarker, shared("ytf68-train"), count=3, hold=20)
     assert rep["videos"] >= 2 and rep["reduction"] > 3, rep
