@@ -6,8 +6,9 @@
 #
 # Human labels first: 300-W (w300-train, 68 points), MTFL (AFLW faces, 5 points, through the 68 -> 5 scheme map),
 # HELEN-29 (29 points, through the 68 -> 29 map) and InfAnFace (68); the machine-labelled YouTube-Faces and
-# UTKFace sets come in at a low weight. Each set is prepared on its own with 10% of its identities held out
-# ('val'); no val face is trained on, and the box map is fitted on train splits only.
+# UTKFace sets come in at a low weight (and at none in the last stage-2 round, 3w). Each set is prepared on its own
+# with 10% of its identities held out ('val'); no val face is trained on, and the box map is fitted on train splits
+# only.
 #
 # Stage 1 warm-starts from the previous shipped CNN-6 (commit 1d2ecf4, trained on the machine-labelled sets), which
 # this script takes from the git history; its first run sees 35% of its crops rotated over the full circle, so
@@ -19,17 +20,18 @@
 # stage 2 a sixth (3l), three photometric rounds (3m-3o, `--photometric`), two rounds as deeper networks
 # (3p-3q, `--convs 2`), and stage 2 one more grown to three convs per block (3r), one with heavier
 # augmentation (3s) and one with MTFL's train faces labelled in 68 points by the pair and checked against their
-# 5 human points (3t), then two at 128 px (3u-3v, `--input-size 128`). Exports carry the label shift
+# 5 human points (3t), then three at 128 px (3u-3w, `--input-size 128`; 3w on human labels only). Exports carry the label shift
 # (step 4).
 # Every step keeps its output when it already exists, and training resumes from last.pt.
 # Budget (env): S1_STEPS, S1_BATCH, FT_STEPS, FT2_STEPS, FT3_STEPS, S2R_STEPS, S2R2_STEPS, OCC_STEPS, PH1_STEPS,
-# PH_STEPS, DP_STEPS, DP2_STEPS, C3_STEPS, C3D_STEPS, C3P_STEPS, H_STEPS, H2_STEPS. The shipped
+# PH_STEPS, DP_STEPS, DP2_STEPS, C3_STEPS, C3D_STEPS, C3P_STEPS, H_STEPS, H2_STEPS, H2H_STEPS. The shipped
 # models used the defaults below on a 2-core CPU (about 80 min for run 1, then 17 min for 3b, 72 min for 3c, 30 min
 # for 3d, 59 min for 3e, 44 min for 3f, 2 x 32 min for 3g side by side and 2 x 16-23 min for each of 3h-3j and 2 x 35
 # min for 3k (beside two more runs), and 25 min for 3l beside the stage-1 round that was not kept, while other work
 # shared the machine; 3m-3o on a 2-core Xeon with AMX/AVX-512 bf16: 8 + 2 x 23 min per stage, side by side, at
 # about 290 crops/s each; 3p-3q there too: 2 x 55 + 2 x 45 min side by side; 3r about 67 min, partly shared; 3u
-# 45 min, 3v 76 min beside other work).
+# 45 min, 3v 76 min and 3w 39 min
+# beside other work).
 set -euo pipefail
 DATA=${1:-../shared/data}
 OUT=${OUT:-work}
@@ -205,6 +207,17 @@ train s2h2 --arch cnn6r --convs 3 --input-size 128 --init "$PREV2/last.pt" --sta
   --rotate 15 --photometric 0.5 --steps "${H2_STEPS:-8000}" --batch-size "$S1_BATCH" --lr 5e-5 --val-every 4000 \
   --max-val 300 --seed 92 --threads 2
 PREV2="$OUT/runs/s2h2"
+
+# 3w. one more 128-px round from 3v on the human-made labels only: the YouTube frames' automatic labels and UTKFace's
+#     dlib-made ones get weight 0 (still validated, never sampled), the rest as 3v; 8,000 steps at lr 5e-5, seed 94
+#     (models/README.md, "Round H2h").
+SOURCES=(--data "$OUT/w300" --data "$OUT/mtfl" --data "$OUT/mtfl68p" --data "$OUT/helen29" --data "$OUT/infan"
+         --data "$OUT/ytf" --data "$OUT/utk" --weight 1 --weight 0.7 --weight 0.5 --weight 0.2 --weight 0.15
+         --weight 0 --weight 0)
+train s2h2u --arch cnn6r --convs 3 --input-size 128 --init "$PREV2/last.pt" --stage1 "$PREV1/last.pt" --occlude 0.5 \
+  --rotate 15 --photometric 0.5 --steps "${H2H_STEPS:-8000}" --batch-size "$S1_BATCH" --lr 5e-5 --val-every 4000 \
+  --max-val 300 --seed 94 --threads 2
+PREV2="$OUT/runs/s2h2u"
 
 # 4. export (torch/onnxruntime parity and the NME of the stored weights are checked on the w300 val split), with
 #    the label shift of 300-W's hand labels: 1.2% of the eye-centre distance to the image right of a flip-trained
