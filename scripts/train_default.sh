@@ -20,8 +20,8 @@
 # stage 2 a sixth (3l), three photometric rounds (3m-3o, `--photometric`), two rounds as deeper networks
 # (3p-3q, `--convs 2`), and stage 2 one more grown to three convs per block (3r), one with heavier
 # augmentation (3s) and one with MTFL's train faces labelled in 68 points by the pair and checked against their
-# 5 human points (3t), then three at 128 px (3u-3w, `--input-size 128`; 3w on human labels only). Exports carry the label shift
-# (step 4).
+# 5 human points (3t), then three at 128 px (3u-3w, `--input-size 128`; 3w on human labels only). Exports carry
+# the label shift (step 4).
 # Every step keeps its output when it already exists, and training resumes from last.pt.
 # Budget (env): S1_STEPS, S1_BATCH, FT_STEPS, FT2_STEPS, FT3_STEPS, S2R_STEPS, S2R2_STEPS, OCC_STEPS, PH1_STEPS,
 # PH_STEPS, DP_STEPS, DP2_STEPS, C3_STEPS, C3D_STEPS, C3P_STEPS, H_STEPS, H2_STEPS, H2H_STEPS. The shipped
@@ -208,9 +208,9 @@ train s2h2 --arch cnn6r --convs 3 --input-size 128 --init "$PREV2/last.pt" --sta
   --max-val 300 --seed 92 --threads 2
 PREV2="$OUT/runs/s2h2"
 
-# 3w. one more 128-px round from 3v on the human-made labels only: the YouTube frames' automatic labels and UTKFace's
-#     dlib-made ones get weight 0 (still validated, never sampled), the rest as 3v; 8,000 steps at lr 5e-5, seed 94
-#     (models/README.md, "Round H2h").
+# 3w. one more 128-px round from 3v on the human-made labels only: the YouTube frames' automatic labels and
+#     UTKFace's dlib-made ones get weight 0 (still validated, never sampled), the rest as 3v; 8,000 steps at lr
+#     5e-5, seed 94 (models/README.md, "Round H2h").
 SOURCES=(--data "$OUT/w300" --data "$OUT/mtfl" --data "$OUT/mtfl68p" --data "$OUT/helen29" --data "$OUT/infan"
          --data "$OUT/ytf" --data "$OUT/utk" --weight 1 --weight 0.7 --weight 0.5 --weight 0.2 --weight 0.15
          --weight 0 --weight 0)
