@@ -42,8 +42,8 @@ class TrainConfig(BaseModel):
     arch: str = "cnn6"
     # l2/l1/smooth-l1/wing: coordinate losses (cnn6, cnn7); awing/mse/bice: heatmap losses (hourglass, smt)
     loss: Literal["l2", "l1", "smooth-l1", "wing", "awing", "mse", "bice"] | None = None
-    wing_w: float | None = None  # None: 10 for cnn6, 15 for cnn7
-    wing_eps: float | None = None  # None: 2 for cnn6, 3 for cnn7
+    wing_w: float | None = None  # None: 10 for cnn6/cnn6r, 15 for cnn7, 20 for cnn6r at 128 px
+    wing_eps: float | None = None  # None: 2 for cnn6/cnn6r, 3 for cnn7, 4 for cnn6r at 128 px
     recipe: Literal["paper", "fast"] = "fast"
     # None: not given, the recipe's default
     steps: int | None = None

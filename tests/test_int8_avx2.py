@@ -43,7 +43,6 @@ def _real_crops(size: int = 64) -> np.ndarray:
     return np.ascontiguousarray(np.stack(crops).transpose(0, 3, 1, 2), dtype=np.float32)
 
 
-
 def _qparams(model) -> tuple[dict, dict]:
     """({activation scale name: (scale, zero point)}, {bias code name: (codes, scale)}) as arrays, from the QDQ
     nodes of ``model``."""
