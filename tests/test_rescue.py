@@ -67,7 +67,9 @@ def _astronaut():
     from facelm.imageio import read_image
     from facelm.runtime import Landmarker, load_models
 
-    pair = load_models(REPO / "models", threads=1)
+    # fp32: which frames stage 1 misreads depends on the int8 kernels of the CPU (AMX, VNNI, AVX2) near the edges of
+    # the failing range; the rescue logic under test does not
+    pair = load_models(REPO / "models", threads=1, precision="fp32")
     img = read_image(REPO / "examples" / "astronaut.jpg")
     (up,) = Landmarker(pair, create_detector("auto"), workers=1).predict_image(img).faces
     boxes = create_detector(no_detect=True)
@@ -76,12 +78,14 @@ def _astronaut():
     return img, up, on, off
 
 
-@pytest.mark.parametrize("scale", [0.6, 2.2])
+@pytest.mark.parametrize("scale", [0.55, 2.4])
 def test_a_badly_framed_face_is_read_again_and_lands_on_the_face(scale):
-    """The astronaut from a face square 0.6x or 2.2x the size of its shape: levelling from that crop alone reads
-    her wrong (mean error above 10% of the eye distance, the failure line: 25-90% with the shipped files, quality
+    """The astronaut from a face square 0.55x or 2.4x the size of its shape: levelling from that crop alone reads
+    her wrong (mean error above 10% of the eye distance, the failure line: 45-90% with the shipped files, quality
     < 0.2); read again, the points are within 3% of the eye distance of the detector-box prediction and the
-    quality says they can be trusted."""
+    quality says they can be trusted. (The scales lie inside the failing ranges, not at their edges: at 0.6x and
+    2.2x, the scales used before, some files and CPUs read her right without the second reading, or wrong with a
+    quality above 0.2.)"""
     img, up, on, off = _astronaut()
     lo, hi = up.landmarks.min(0), up.landmarks.max(0)
     c, h = (lo + hi) / 2, (hi - lo).max() * scale / 2
