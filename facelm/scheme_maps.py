@@ -17,7 +17,12 @@ Built-in maps (see ``docs/formats.md``, "Scheme maps"):
 * ``300w68 -> cofw29``: the 18 COFW/LFPW-29 points with a 68-point equivalent (eye corners, eye top/bottom =
   mean of the two lid points, pupils = eye centres, nose tip, mouth corners, lip mid-points, chin). The brows,
   the alae and ``nose_bottom`` are left out: on HELEN-29 against w300-train their mean positions differ from the
-  nearest 68-point definition by 6-9% of the inter-ocular distance (the kept points by 0.6-3.7%).
+  nearest 68-point definition by 6-9% of the inter-ocular distance (the kept points by 0.6-3.7%);
+* ``300w68 -> aflw19``: 17 of AFLW-Full's 19 points (brow ends and centres, eye corners and centres, nose tip,
+  mouth corners and centre, chin; not the nose wings);
+* ``300w68 -> wflw98``: 90 of WFLW's 98 points (the usual WFLW -> 68 correspondence read backwards, odd jaw points
+  and the lids' middle points as means of their neighbours, pupils as eye centres; not the lower brow edges).
+  Neither of the last two has offsets: no AFLW or WFLW faces are available here to fit them.
 
 Users add their own from a JSON or TOML file::
 
@@ -216,3 +221,35 @@ register_map(SchemeMap("300w68", "cofw29", (
     (48,), (54,), (51,), (62,), (66,), (57,), (8,),  # mouth corners, lip mid-points, chin
 ), "the COFW-29 points with a 68-point equivalent (18 of 29); offsets fitted to the default models on HELEN-29 "
    "train", _OFFSETS_COFW29))
+
+# AFLW-Full's 19 points (subject's right = image left): all but the two nose wings have a 68-point equivalent.
+register_map(SchemeMap("300w68", "aflw19", (
+    (17,), (19,), (21,), (22,), (24,), (26,),  # brows: outer, centre, inner
+    (36,), _EYE_R, (39,), (42,), _EYE_L, (45,),  # eye corners, eye centres = mean of each eye's six points
+    (), (30,), (),  # nose wings (AFLW's alae; the 68-point 31 / 35 sit below and inside them), nose tip
+    (48,), (62, 66), (54,), (8,),  # mouth corners, mouth centre = mean of the inner lip mid-points, chin
+), "the AFLW-19 points with a 68-point equivalent (17 of 19); no offsets fitted (no AFLW faces here)"))
+
+
+def _wflw98_points() -> tuple[tuple[int, ...], ...]:
+    """WFLW-98 from 68: the standard 98 -> 68 correspondence read backwards (even jaw points, the upper brows,
+    nose, the six 68-point eye points, both lips), the odd jaw points as the mean of their two neighbours, the eye
+    lids' middle points as the mean of the two 68-point lid points, the pupils as the eye centres; the lower brow
+    edges (38-41, 47-50) have no equivalent."""
+    pts: list[tuple[int, ...]] = [()] * 98
+    for j in range(33):
+        pts[j] = (j // 2,) if j % 2 == 0 else (j // 2, j // 2 + 1)
+    pairs = list(zip(range(33, 38), range(17, 22))) + list(zip(range(42, 47), range(22, 27)))
+    pairs += list(zip(range(51, 60), range(27, 36)))
+    pairs += list(zip((60, 61, 63, 64, 65, 67), range(36, 42))) + list(zip((68, 69, 71, 72, 73, 75), range(42, 48)))
+    pairs += list(zip(range(76, 96), range(48, 68)))
+    for j, i in pairs:
+        pts[j] = (i,)
+    pts[62], pts[66], pts[70], pts[74] = (37, 38), (40, 41), (43, 44), (46, 47)
+    pts[96], pts[97] = _EYE_R, _EYE_L
+    return tuple(pts)
+
+
+register_map(SchemeMap("300w68", "wflw98", _wflw98_points(),
+                       "the WFLW-98 points with a 68-point equivalent (90 of 98: all but the lower brow edges); "
+                       "no offsets fitted (no WFLW faces here)"))

@@ -2,7 +2,7 @@
 
     python scripts/quality_calibrate.py --work ../main/work --out work/quality [--sets w300 mtfl helen29 infan]
                                         [--turns 0,90,180,270] [--fit w300,helen29,infan] [--threads 1] [--no-rescue]
-                                        [--box-looks]
+                                        [--box-looks] [--box-scales 1,0.55,2.4]
 
 For every prepared set under WORK (``facelm prepare --holdout 0.1``), on its ``val`` split (identities held out of
 the shipped models' training), each image is turned by each of ``--turns`` degrees (canvas grown to keep it all),
@@ -12,6 +12,8 @@ and run two ways with the shipped models and predict's defaults (stage 1, flip T
 * ``boxes``: the YuNet box of the upright image, turned with it, given as a detector box without a live detector
   (as ``facelm predict --boxes --no-box-looks``): nothing tells the pipeline which way up the face is except its
   own levelling; with ``--box-looks``, YuNet looks inside each given box first (as ``facelm predict --boxes``).
+  With ``--box-scales``, each box is also given scaled about its centre by each factor other than 1 (mode
+  ``boxes0.55`` etc.): the badly framed boxes a user's own detector can give, whose readings the score must doubt.
 
 Each ground-truth face (turned the same way) takes the predicted face whose landmark centroid is nearest its box
 centre (as ``facelm evaluate``); its NME is ``facelm evaluate``'s (inter-ocular normaliser of the set's scheme;
@@ -99,8 +101,14 @@ def _nme(pred68: np.ndarray, gt: np.ndarray, scheme: str) -> float:
     return float(np.linalg.norm(p[ok] - gt[ok], axis=-1).mean() / d)
 
 
+def scale_boxes(boxes: np.ndarray, s: float) -> np.ndarray:
+    """``(n, 4)`` boxes (x0, y0, x1, y1) scaled by ``s`` about their centres."""
+    c, h = (boxes[:, :2] + boxes[:, 2:]) / 2, (boxes[:, 2:] - boxes[:, :2]) * s / 2
+    return np.concatenate([c - h, c + h], axis=1)
+
+
 def run_set(name: str, work: Path, turns: list[float], lm_detect, lm_boxes, out,
-            modes: tuple[str, ...] = ("detect", "boxes")) -> int:
+            modes: tuple[str, ...] = ("detect", "boxes"), scales: tuple[float, ...] = (1.0,)) -> int:
     """Predict every val face of set ``name`` in every turn and mode; write one row per face to ``out``."""
     from facelm.imageio import read_image
     from facelm.manifest import load_manifest
@@ -121,13 +129,14 @@ def run_set(name: str, work: Path, turns: list[float], lm_detect, lm_boxes, out,
                 corners = [np.array([[f.box[0], f.box[1]], [f.box[2], f.box[1]], [f.box[0], f.box[3]],
                                      [f.box[2], f.box[3]]]) @ mat[:, :2].T + mat[:, 2] for f in up]
                 boxes = np.array([[c[:, 0].min(), c[:, 1].min(), c[:, 0].max(), c[:, 1].max()] for c in corners])
-                res = lm_boxes.predict_boxes(rot, boxes, kind="detector")
                 from facelm.runtime.quality import add_head_poses
                 from facelm.runtime.results import ImageResult
 
-                r = ImageResult(path, None, rot.shape[1], rot.shape[0], res)
-                add_head_poses(r, lm_boxes.scheme)
-                preds["boxes"] = r.faces
+                for sc in scales:
+                    res = lm_boxes.predict_boxes(rot, scale_boxes(boxes, sc), kind="detector")
+                    r = ImageResult(path, None, rot.shape[1], rot.shape[0], res)
+                    add_head_poses(r, lm_boxes.scheme)
+                    preds["boxes" if sc == 1 else f"boxes{sc:g}"] = r.faces
             for mode, faces in preds.items():
                 free = list(range(len(faces)))
                 for s, gt in zip(samples, gts):
@@ -216,6 +225,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--turns", default="0,90,180,270")
     ap.add_argument("--fit", default="w300,helen29,infan", help="sets to fit the calibration on ('' = none)")
     ap.add_argument("--modes", default="detect,boxes")
+    ap.add_argument("--box-scales", default="1",
+                    help="boxes mode: also give each box scaled by these factors about its centre (comma-separated)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--no-rescue", action="store_true", help="predict without the second reading of doubtful faces")
     ap.add_argument("--box-looks", action="store_true",
@@ -240,7 +251,8 @@ def main(argv: list[str] | None = None) -> None:
         with open(faces, "w") as out:
             for name in a.sets:
                 if (a.work / name / "manifest.jsonl").is_file():
-                    run_set(name, a.work, turns, lm_detect, lm_boxes, out, tuple(a.modes.split(",")))
+                    run_set(name, a.work, turns, lm_detect, lm_boxes, out, tuple(a.modes.split(",")),
+                            tuple(float(x) for x in a.box_scales.split(",")))
     rows = [json.loads(x) for x in faces.read_text().splitlines() if x.strip()]
     rep = report(rows, [s for s in a.fit.split(",") if s])
     (a.out / "report.json").write_text(json.dumps(rep, indent=1) + "\n")

@@ -22,6 +22,15 @@ def shared_data():
     return shared
 
 
+@pytest.fixture
+def no_aflw19_map(monkeypatch):
+    """The built-in maps without ``300w68 -> aflw19``, for the tests of what happens when a map is missing (every
+    built-in scheme has a map from 300w68); the registry is restored after the test."""
+    from facelm import scheme_maps
+
+    monkeypatch.setattr(scheme_maps, "_MAPS", {k: v for k, v in scheme_maps._MAPS.items() if k != ("300w68", "aflw19")})
+
+
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
     """A small prepared synthetic dataset (32 faces, a quarter of the identities in 'val'), one per test module;

@@ -267,10 +267,8 @@ def test_to_scheme_partial_map_writes_only_mapped_points_and_names_them(tmp_path
     assert [h for h in header if h.startswith("x")] == [f"x{i}" for i in want]
 
 
-def test_to_scheme_without_a_map_is_a_usage_error(tmp_path, monkeypatch):
-    import facelm.scheme_maps as scheme_maps
-
-    monkeypatch.setattr(scheme_maps, "_MAPS", dict(scheme_maps._MAPS))  # the map file below registers a map
+def test_to_scheme_without_a_map_is_a_usage_error(tmp_path, no_aflw19_map):
+    # (no_aflw19_map also restores the registry after the map file below registers a map)
     img = _images(tmp_path, 1)
     r = _predict([*img, *FAST, "--to-scheme", "aflw19"])
     assert r.exit_code == 2 and "--to-scheme 'aflw19': no scheme map from the model's scheme '300w68'" in r.output

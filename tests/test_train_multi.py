@@ -117,7 +117,7 @@ def test_bad_weights_are_usage_errors(sources, tmp_path, kw, match):
         resolve_train_config(dict(data=[str(p68), str(p5)], out=str(tmp_path / "o"), **kw))
 
 
-def test_scheme_without_a_map_is_a_usage_error_naming_both(sources, tmp_path):
+def test_scheme_without_a_map_is_a_usage_error_naming_both(sources, tmp_path, no_aflw19_map):
     from facelm.manifest import load_manifest, write_manifest
 
     p68, _ = sources
@@ -306,7 +306,10 @@ def test_evaluate_scores_68_point_predictions_on_5_point_data_through_the_map(so
     assert r.exit_code == 4 and "scheme map" in r.output
 
 
-def test_user_scheme_map_file_is_used_by_train(sources, tmp_path):
+def test_user_scheme_map_file_is_used_by_train(sources, tmp_path, monkeypatch):
+    from facelm import scheme_maps
+
+    monkeypatch.setattr(scheme_maps, "_MAPS", dict(scheme_maps._MAPS))  # the built-in maps come back afterwards
     p68, p5 = sources
     mp = tmp_path / "eyes_only.json"
     mp.write_text(json.dumps({"from": "300w68", "to": "5pt", "points": [list(range(36, 42)), list(range(42, 48)),
@@ -316,11 +319,6 @@ def test_user_scheme_map_file_is_used_by_train(sources, tmp_path):
     from facelm.scheme_maps import get_map as gm
 
     assert gm("300w68", "5pt").mapped.tolist() == [True, True, False, False, False]
-    # restore the built-in map for the other tests
-    from facelm.scheme_maps import SchemeMap, register_map
-
-    register_map(SchemeMap("300w68", "5pt", (tuple(range(36, 42)), tuple(range(42, 48)), (30,), (48,), (54,))),
-                 overwrite=True)
 
 
 def test_a_128px_refiner_starts_from_a_64px_model_trains_exports_and_predicts(sources, tmp_path):
