@@ -112,6 +112,23 @@ def test_faces_read_well_are_not_touched():
     assert a.quality == b.quality
 
 
+@pytest.mark.parametrize("quality,read_again", [(0.35, True), (0.49, True), (0.55, False)])
+def test_a_reading_more_likely_wrong_than_right_is_read_again(monkeypatch, quality, read_again):
+    """The threshold is 0.5 of the quality (an estimate of P(NME <= 10%)): a face whose levelled reading scores
+    0.35 or 0.49 is read again, one at 0.55 is not (the astronaut from the detector, its quality forced)."""
+    from facelm.detectors import create_detector
+    from facelm.imageio import read_image
+    from facelm.runtime import Landmarker, load_models
+    from facelm.runtime import pipeline
+
+    img = read_image(REPO / "examples" / "astronaut.jpg")
+    pair = load_models(REPO / "models", threads=1, precision="fp32")
+    lm = Landmarker(pair, create_detector("auto"), workers=1)
+    monkeypatch.setattr(pipeline, "qualities", lambda spread, err: np.full(len(spread), quality))
+    lm.predict_image(img)
+    assert (lm.stats["reread"] == 1) is read_again, lm.stats["reread"]
+
+
 def test_cli_and_api_take_the_option():
     import facelm
 

@@ -300,7 +300,7 @@ def register(app: typer.Typer) -> None:
                                                    "larger canvas (docs/benchmarks.md); --no-turned-looks for "
                                                    "collections with many faceless images.")] = True,
         rescue: Annotated[bool, typer.Option("--rescue/--no-rescue", help="With --level: read a face whose "
-                                             "quality after levelling is below 0.2 again from 36 other starting "
+                                             "quality after levelling is below 0.5 again from 36 other starting "
                                              "crops (its square scaled by 0.8, 1 and 1.25, turned in 30-degree "
                                              "steps) and keep the best reading (docs/predict.md, step 2b). Costs "
                                              "nothing for faces read well.")] = True,

@@ -15,7 +15,8 @@ face, whose reading belongs to another box. Faces that are read well (almost all
 
 The quality of a reading chosen this way is the best of many tries. Measured on 66 replaced readings of
 held-out faces (docs/predict.md, step 2b) it stayed usable as a probability (quality 0.8 and above: 34 of 35
-right; below 0.2: 0 of 14), less so on infants.
+right; below 0.2: 0 of 14; 0.2-0.5: 5 of 9), less so on infants. A reading below 0.5 is more likely wrong than
+right, so that is where the second reading starts.
 """
 
 from __future__ import annotations
@@ -28,8 +29,10 @@ from facelm.runtime.quality import quality_score, quality_signals
 __all__ = ["RESCUE_MARGIN", "RESCUE_MAX_SHIFT", "RESCUE_QUALITY", "RESCUE_SCALES", "RESCUE_TURNS", "off_square",
            "pick_rescued", "qualities", "rescue_frames"]
 
-#: a face whose quality after levelling is below this is read again (an estimate of P(NME <= 10%))
-RESCUE_QUALITY = 0.2
+#: a face whose quality after levelling is below this is read again: the quality estimates P(NME <= 10%), so below
+#: 0.5 the reading is more likely wrong than right (0.2 until 2026-12-02: readings from badly framed given boxes
+#: that were wrong with a quality of 0.2-0.5 kept them; docs/predict.md, step 2b)
+RESCUE_QUALITY = 0.5
 #: the face square's side is multiplied by each of these ...
 RESCUE_SCALES = (0.8, 1.0, 1.25)
 #: ... and turned by each of these (degrees, added to the doubtful reading's eye-line angle)
