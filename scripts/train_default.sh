@@ -228,6 +228,13 @@ train s2h4 --arch cnn6r --convs 3 --input-size 128 --init "$PREV2/last.pt" --sta
   --max-val 300 --seed 95 --threads 2
 PREV2="$OUT/runs/s2h4"
 
+# 3y. a third round on human labels only, from 3x's last checkpoint, the same data and weights, 8,000 steps at lr
+#     4e-5, seed 96 (models/README.md, "Round H5"); ~43 crops/s on one thread beside a stage-1 run.
+train s2h5 --arch cnn6r --convs 3 --input-size 128 --init "$PREV2/last.pt" --stage1 "$PREV1/last.pt" --occlude 0.5 \
+  --rotate 15 --photometric 0.5 --steps "${H5_STEPS:-8000}" --batch-size "$S1_BATCH" --lr 4e-5 --val-every 4000 \
+  --max-val 300 --seed 96 --threads 1
+PREV2="$OUT/runs/s2h5"
+
 # 4. export (torch/onnxruntime parity and the NME of the stored weights are checked on the w300 val split), with
 #    the label shift of 300-W's hand labels: 1.2% of the eye-centre distance to the image right of a flip-trained
 #    network's reading, measured on the w300 train faces by the parent model, which never trained on them
