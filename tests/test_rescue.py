@@ -80,9 +80,9 @@ def _astronaut():
 
 @pytest.mark.parametrize("scale", [0.55, 2.4])
 def test_a_badly_framed_face_is_read_again_and_lands_on_the_face(scale):
-    """The astronaut from a face square 0.55x or 2.4x the size of its shape: levelling from that crop alone reads
-    her wrong (mean error above 10% of the eye distance, the failure line: 45-90% with the shipped files, quality
-    < 0.2); read again, the points are within 3% of the eye distance of the detector-box prediction and the
+    """The astronaut from a face square 0.55x or 2.4x the size of its shape: stage 1 levelling from that crop alone
+    reads her wrong (mean error above 10% of the eye distance, the failure line: 45-90% with the shipped files,
+    quality < 0.2); read again, the points are within 3% of the eye distance of the detector-box prediction and the
     quality says they can be trusted. (The scales lie inside the failing ranges, not at their edges: at 0.6x and
     2.2x, the scales used before, some files and CPUs read her right without the second reading, or wrong with a
     quality above 0.2.)"""
@@ -93,7 +93,9 @@ def test_a_badly_framed_face_is_read_again_and_lands_on_the_face(scale):
     iod = np.linalg.norm(up.landmarks[36] - up.landmarks[45])
     (bad,) = off.predict_boxes(img, box)
     assert bad.quality < RESCUE_QUALITY
-    assert np.linalg.norm(bad.landmarks - up.landmarks, axis=1).mean() > 0.1 * iod
+    # stage 1's levelled reading (what the quality scores and the second reading redoes) is off the face; stage 2
+    # may still bring the final points back from some of these (H5 does from 2.4x), so they are not asserted
+    assert np.linalg.norm(bad.stage1 - up.stage1, axis=1).mean() > 0.1 * iod
     (good,) = on.predict_boxes(img, box)
     assert np.linalg.norm(good.landmarks - up.landmarks, axis=1).mean() < 0.03 * iod
     assert good.quality > 0.5
