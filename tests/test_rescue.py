@@ -120,8 +120,7 @@ def test_a_reading_more_likely_wrong_than_right_is_read_again(monkeypatch, quali
     0.35 or 0.49 is read again, one at 0.55 is not (the astronaut from the detector, its quality forced)."""
     from facelm.detectors import create_detector
     from facelm.imageio import read_image
-    from facelm.runtime import Landmarker, load_models
-    from facelm.runtime import pipeline
+    from facelm.runtime import Landmarker, load_models, pipeline
 
     img = read_image(REPO / "examples" / "astronaut.jpg")
     pair = load_models(REPO / "models", threads=1, precision="fp32")
