@@ -226,7 +226,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--fit", default="w300,helen29,infan", help="sets to fit the calibration on ('' = none)")
     ap.add_argument("--modes", default="detect,boxes")
     ap.add_argument("--box-scales", default="1",
-                    help="boxes mode: also give each box scaled by these factors about its centre (comma-separated)")
+                    help="boxes mode: also give each box scaled about its centre by these (comma-separated)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--no-rescue", action="store_true", help="predict without the second reading of doubtful faces")
     ap.add_argument("--box-looks", action="store_true",

@@ -28,7 +28,8 @@ def no_aflw19_map(monkeypatch):
     built-in scheme has a map from 300w68); the registry is restored after the test."""
     from facelm import scheme_maps
 
-    monkeypatch.setattr(scheme_maps, "_MAPS", {k: v for k, v in scheme_maps._MAPS.items() if k != ("300w68", "aflw19")})
+    kept = {k: v for k, v in scheme_maps._MAPS.items() if k != ("300w68", "aflw19")}
+    monkeypatch.setattr(scheme_maps, "_MAPS", kept)
 
 
 @pytest.fixture(scope="module")
