@@ -1,15 +1,16 @@
-"""68-point labels for faces annotated in another scheme, read by the shipped pair and checked against the human
-points: each face of a prepared set's train split is read by ``facelm predict`` (the default pipeline, without
-the label shift), its reading is mapped to the set's scheme through the built-in map, and it is kept when the
-mapped points lie within ``--max-nme`` of the human ones (inter-ocular NME of the set's scheme) and its quality is
-at least ``--min-quality``. The kept readings are written as a plain landmark CSV for ``facelm prepare``.
+"""68-point labels read by the shipped pair and checked against a set's own labels: each face of a prepared set's
+train split is read by ``facelm predict`` (the default pipeline, without the label shift), its reading is mapped to
+the set's scheme through the built-in map (the identity for a 68-point set), and it is kept when the mapped points
+lie within ``--max-nme`` of the set's own ones (inter-ocular NME of the set's scheme) and its quality is at least
+``--min-quality``. The kept readings are written as a plain landmark CSV for ``facelm prepare``.
 
     python scripts/pseudo_label.py work/mtfl --out work/pp [--models models] [--max-nme 0.08] [--min-quality 0.5]
     facelm prepare work/pp/mtfl.68.csv --out work/mtfl68p --holdout 0
 
 Only the train split is read, so the held-out identities stay out of training. The labels are the pair's own
 reading: they teach a network what the pair reads, on faces and poses whose human labels have fewer points
-(MTFL's 5: the eye centres, nose tip and mouth corners). Prints one JSON object on stdout (faces, matched,
+(MTFL's 5: the eye centres, nose tip and mouth corners), or in place of machine labels (UTKFace's dlib outputs, the
+YouTube frames' automatic ones: models/README.md, "Round H6"). Prints one JSON object on stdout (faces, matched,
 kept, the median NME of the matched faces); exit 2 on bad arguments.
 """
 
