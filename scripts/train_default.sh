@@ -20,13 +20,13 @@
 # stage 2 a sixth (3l), three photometric rounds (3m-3o, `--photometric`), two rounds as deeper networks
 # (3p-3q, `--convs 2`), and stage 2 one more grown to three convs per block (3r), one with heavier
 # augmentation (3s) and one with MTFL's train faces labelled in 68 points by the pair and checked against their
-# 5 human points (3t), then six at 128 px (3u-3z, `--input-size 128`; 3w-3y on human labels only, 3z with the machine labels
-# replaced by the pair's own reading).
+# 5 human points (3t), then seven at 128 px (3u-3za, `--input-size 128`; 3w-3y on human labels only, 3z and 3za
+# with the machine labels replaced by the pair's own reading).
 # Exports carry the label shift (step 4).
 # Every step keeps its output when it already exists, and training resumes from last.pt.
 # Budget (env): S1_STEPS, S1_BATCH, FT_STEPS, FT2_STEPS, FT3_STEPS, S2R_STEPS, S2R2_STEPS, OCC_STEPS, PH1_STEPS,
 # PH_STEPS, DP_STEPS, DP2_STEPS, C3_STEPS, C3D_STEPS, C3P_STEPS, H_STEPS, H2_STEPS, H2H_STEPS, H4_STEPS, H5_STEPS,
-# H6_STEPS. The shipped
+# H6_STEPS, H7_STEPS. The shipped
 # models used the defaults below on a 2-core CPU (about 80 min for run 1, then 17 min for 3b, 72 min for 3c, 30 min
 # for 3d, 59 min for 3e, 44 min for 3f, 2 x 32 min for 3g side by side and 2 x 16-23 min for each of 3h-3j and 2 x 35
 # min for 3k (beside two more runs), and 25 min for 3l beside the stage-1 round that was not kept, while other work
@@ -34,7 +34,7 @@
 # about 290 crops/s each; 3p-3q there too: 2 x 55 + 2 x 45 min side by side; 3r about 67 min, partly shared; 3u
 # 45 min, 3v 76 min and 3w 39 min
 # beside other work; 3x on a 2-core AMD EPYC with AVX-512 bf16 (no AMX), 56 min, partly shared; 3y 99 min on one
-# thread, 3z 55 min on two).
+# thread, 3z 55 min and 3za 56 min on two).
 set -euo pipefail
 DATA=${1:-../shared/data}
 OUT=${OUT:-work}
@@ -256,6 +256,23 @@ train s2h6p --arch cnn6r --convs 3 --input-size 128 --init "$PREV2/last.pt" --st
   --rotate 15 --photometric 0.5 --steps "${H6_STEPS:-8000}" --batch-size "$S1_BATCH" --lr 4e-5 --val-every 4000 \
   --max-val 300 --seed 97 --threads 2
 PREV2="$OUT/runs/s2h6p"
+
+# 3za. 3z once more from its last checkpoint: the pair shipped from 3z (the files in $MODELS) reads the same train
+#     faces again, the same rule (8,640 / 5,052 / 3,006 kept), the same sources and weights, seed 98
+#     (models/README.md, "Round H7"). ~77 crops/s on two threads.
+mkdir -p "$OUT/pp7"
+for s in mtfl utk ytf; do
+  [ -f "$OUT/${s}68r/manifest.jsonl" ] && continue
+  python scripts/pseudo_label.py "$OUT/$s" --out "$OUT/pp7" --models "$MODELS" > "$OUT/pp7/$s.json"
+  facelm prepare "$OUT/pp7/$s.68.csv" --out "$OUT/${s}68r" --holdout 0 -q > "$OUT/${s}68r.prepare.json"
+done
+SOURCES=(--data "$OUT/w300" --data "$OUT/mtfl" --data "$OUT/mtfl68r" --data "$OUT/helen29" --data "$OUT/infan"
+         --data "$OUT/utk68r" --data "$OUT/ytf68r" --weight 1 --weight 0.7 --weight 0.5 --weight 0.2 --weight 0.15
+         --weight 0.3 --weight 0.2)
+train s2h7p --arch cnn6r --convs 3 --input-size 128 --init "$PREV2/last.pt" --stage1 "$PREV1/last.pt" --occlude 0.5 \
+  --rotate 15 --photometric 0.5 --steps "${H7_STEPS:-8000}" --batch-size "$S1_BATCH" --lr 4e-5 --val-every 4000 \
+  --max-val 300 --seed 98 --threads 2
+PREV2="$OUT/runs/s2h7p"
 
 # 4. export (torch/onnxruntime parity and the NME of the stored weights are checked on the w300 val split), with
 #    the label shift of 300-W's hand labels: 1.2% of the eye-centre distance to the image right of a flip-trained
