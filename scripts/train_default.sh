@@ -66,6 +66,16 @@ train() {  # run-name extra-args...
   facelm train "${SOURCES[@]}" --loss wing --threads 1 --out "$OUT/runs/$run" "${resume[@]}" "$@" -q \
     > "$OUT/runs/$run.json"
 }
+pair_models() {  # DIR: a models folder with the pair trained so far ($PREV1's and $PREV2's last.pt) and its box map
+  # (steps 4 and 5 below, without the int8 copies), for scripts/pseudo_label.py to read faces with. The runs that
+  # shipped read them with the files shipped from the same checkpoints at the time, int8 copies included.
+  local dir=$1
+  [ -f "$dir/box_map.json" ] && return
+  mkdir -p "$dir"
+  facelm export "$PREV1/last.pt" --out "$dir/cnn6.onnx" --weights int8 --label-shift 0.012 -q > "$dir/export-cnn6.json"
+  facelm export "$PREV2/last.pt" --out "$dir/cnn6r.onnx" --weights int8 --label-shift 0.012 -q > "$dir/export-cnn6r.json"
+  facelm fit-box-map --data "$OUT/w300" --data "$OUT/infan" --data "$OUT/ytf" --models "$dir" -q > "$dir/box_map.json"
+}
 # 3. stage 1, run 1
 train s1 --arch cnn6 --seed 0 --init "$OUT/init-cnn6.onnx" --full-turn 0.35 --steps "$S1_STEPS" --batch-size "$S1_BATCH" \
   --lr 5e-4 --val-every 500
@@ -176,15 +186,16 @@ train s2aug --arch cnn6r --convs 3 --init "$PREV2/last.pt" --stage1 "$PREV1/last
   --seed 72
 PREV2="$OUT/runs/s2aug"
 
-# 3t. MTFL's train faces in 68 points: the pair shipped from 3q and 3s (the files in $MODELS, with their box map;
-#     the run that shipped used their int8 copies) reads them (`facelm predict`, no label shift); a reading is kept
+# 3t. MTFL's train faces in 68 points: the pair of 3q and 3s (`pair_models`, with its box map; the run that
+#     shipped used the files shipped from them, int8 copies included) reads them (`facelm predict`, no label shift); a reading is kept
 #     when its 68 -> 5 mapping lies within 8% of the eye-centre distance of the human 5 points and its quality is at
 #     least 0.5 (scripts/pseudo_label.py: 8,592 of 8,955 faces), and the kept readings become a 68-point set. Stage 2
 #     then trains one round from 3s with it as a seventh source (weight 0.5), the rest as 3s: MTFL's 5 human points
 #     constrain 5 of 68 points, the readings all 68, on 8,592 faces and poses beyond 300-W's 1,087
 #     (models/README.md, "Round C3p"). ~125 crops/s with --threads 2.
 [ -f "$OUT/mtfl68p/manifest.jsonl" ] || {
-  python scripts/pseudo_label.py "$OUT/mtfl" --out "$OUT/pp" --models "$MODELS" > "$OUT/pp/pseudo_label.json"
+  pair_models "$OUT/pair-3t"
+  python scripts/pseudo_label.py "$OUT/mtfl" --out "$OUT/pp" --models "$OUT/pair-3t" > "$OUT/pp/pseudo_label.json"
   facelm prepare "$OUT/pp/mtfl.68.csv" --out "$OUT/mtfl68p" --holdout 0 -q > "$OUT/mtfl68p.prepare.json"
 }
 SOURCES=(--data "$OUT/w300" --data "$OUT/mtfl" --data "$OUT/mtfl68p" --data "$OUT/helen29" --data "$OUT/infan"
@@ -238,15 +249,16 @@ train s2h5 --arch cnn6r --convs 3 --input-size 128 --init "$PREV2/last.pt" --sta
   --max-val 300 --seed 96 --threads 1
 PREV2="$OUT/runs/s2h5"
 
-# 3z. one round from 3y's last checkpoint with the machine labels replaced by the pair's reading: the pair shipped
-#     from 3y (the files in $MODELS) reads the train faces of MTFL again, and those of UTKFace and the YouTube frames
+# 3z. one round from 3y's last checkpoint with the machine labels replaced by the pair's reading: the pair of 3y
+#     (`pair_models`) reads the train faces of MTFL again, and those of UTKFace and the YouTube frames
 #     (scripts/pseudo_label.py through the identity map: kept where the reading lies within 8% of the set's own
 #     labels, quality at least 0.5: 8,639 / 5,052 / 3,012 faces); those three sets at 0.5 / 0.3 / 0.2, the human
 #     sets as 3y; 8,000 steps at lr 4e-5, seed 97 (models/README.md, "Round H6"). ~80 crops/s on two threads.
 mkdir -p "$OUT/pp6"
 for s in mtfl utk ytf; do
   [ -f "$OUT/${s}68q/manifest.jsonl" ] && continue
-  python scripts/pseudo_label.py "$OUT/$s" --out "$OUT/pp6" --models "$MODELS" > "$OUT/pp6/$s.json"
+  pair_models "$OUT/pair-3y"
+  python scripts/pseudo_label.py "$OUT/$s" --out "$OUT/pp6" --models "$OUT/pair-3y" > "$OUT/pp6/$s.json"
   facelm prepare "$OUT/pp6/$s.68.csv" --out "$OUT/${s}68q" --holdout 0 -q > "$OUT/${s}68q.prepare.json"
 done
 SOURCES=(--data "$OUT/w300" --data "$OUT/mtfl" --data "$OUT/mtfl68q" --data "$OUT/helen29" --data "$OUT/infan"
@@ -257,13 +269,14 @@ train s2h6p --arch cnn6r --convs 3 --input-size 128 --init "$PREV2/last.pt" --st
   --max-val 300 --seed 97 --threads 2
 PREV2="$OUT/runs/s2h6p"
 
-# 3za. 3z once more from its last checkpoint: the pair shipped from 3z (the files in $MODELS) reads the same train
+# 3za. 3z once more from its last checkpoint: the pair of 3z (`pair_models`) reads the same train
 #     faces again, the same rule (8,640 / 5,052 / 3,006 kept), the same sources and weights, seed 98
 #     (models/README.md, "Round H7"). ~77 crops/s on two threads.
 mkdir -p "$OUT/pp7"
 for s in mtfl utk ytf; do
   [ -f "$OUT/${s}68r/manifest.jsonl" ] && continue
-  python scripts/pseudo_label.py "$OUT/$s" --out "$OUT/pp7" --models "$MODELS" > "$OUT/pp7/$s.json"
+  pair_models "$OUT/pair-3z"
+  python scripts/pseudo_label.py "$OUT/$s" --out "$OUT/pp7" --models "$OUT/pair-3z" > "$OUT/pp7/$s.json"
   facelm prepare "$OUT/pp7/$s.68.csv" --out "$OUT/${s}68r" --holdout 0 -q > "$OUT/${s}68r.prepare.json"
 done
 SOURCES=(--data "$OUT/w300" --data "$OUT/mtfl" --data "$OUT/mtfl68r" --data "$OUT/helen29" --data "$OUT/infan"
