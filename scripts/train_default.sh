@@ -249,43 +249,37 @@ train s2h5 --arch cnn6r --convs 3 --input-size 128 --init "$PREV2/last.pt" --sta
   --max-val 300 --seed 96 --threads 1
 PREV2="$OUT/runs/s2h5"
 
+reread_round() {  # RUN PAIR-DIR PP-DIR SUFFIX SEED STEPS (steps 3z, 3za): the pair trained so far reads the train
+  # faces of MTFL, UTKFace and the YouTube frames (scripts/pseudo_label.py through the 68 -> 5 and identity maps:
+  # kept where the reading lies within 8% of the set's own labels, quality at least 0.5) into $OUT/mtfl68SUFFIX,
+  # utk68SUFFIX, ytf68SUFFIX, and stage 2 trains one round on them (0.5 / 0.3 / 0.2) beside the human sets
+  local run=$1 pair=$2 pp=$3 sfx=$4 seed=$5 steps=$6 s
+  mkdir -p "$pp"
+  for s in mtfl utk ytf; do
+    [ -f "$OUT/${s}68$sfx/manifest.jsonl" ] && continue
+    pair_models "$pair"
+    python scripts/pseudo_label.py "$OUT/$s" --out "$pp" --models "$pair" > "$pp/$s.json"
+    facelm prepare "$pp/$s.68.csv" --out "$OUT/${s}68$sfx" --holdout 0 -q > "$OUT/${s}68$sfx.prepare.json"
+  done
+  SOURCES=(--data "$OUT/w300" --data "$OUT/mtfl" --data "$OUT/mtfl68$sfx" --data "$OUT/helen29" --data "$OUT/infan"
+           --data "$OUT/utk68$sfx" --data "$OUT/ytf68$sfx" --weight 1 --weight 0.7 --weight 0.5 --weight 0.2
+           --weight 0.15 --weight 0.3 --weight 0.2)
+  train "$run" --arch cnn6r --convs 3 --input-size 128 --init "$PREV2/last.pt" --stage1 "$PREV1/last.pt" \
+    --occlude 0.5 --rotate 15 --photometric 0.5 --steps "$steps" --batch-size "$S1_BATCH" --lr 4e-5 \
+    --val-every 4000 --max-val 300 --seed "$seed" --threads 2
+  PREV2="$OUT/runs/$run"
+}
 # 3z. one round from 3y's last checkpoint with the machine labels replaced by the pair's reading: the pair of 3y
 #     (`pair_models`) reads the train faces of MTFL again, and those of UTKFace and the YouTube frames
 #     (scripts/pseudo_label.py through the identity map: kept where the reading lies within 8% of the set's own
 #     labels, quality at least 0.5: 8,639 / 5,052 / 3,012 faces); those three sets at 0.5 / 0.3 / 0.2, the human
 #     sets as 3y; 8,000 steps at lr 4e-5, seed 97 (models/README.md, "Round H6"). ~80 crops/s on two threads.
-mkdir -p "$OUT/pp6"
-for s in mtfl utk ytf; do
-  [ -f "$OUT/${s}68q/manifest.jsonl" ] && continue
-  pair_models "$OUT/pair-3y"
-  python scripts/pseudo_label.py "$OUT/$s" --out "$OUT/pp6" --models "$OUT/pair-3y" > "$OUT/pp6/$s.json"
-  facelm prepare "$OUT/pp6/$s.68.csv" --out "$OUT/${s}68q" --holdout 0 -q > "$OUT/${s}68q.prepare.json"
-done
-SOURCES=(--data "$OUT/w300" --data "$OUT/mtfl" --data "$OUT/mtfl68q" --data "$OUT/helen29" --data "$OUT/infan"
-         --data "$OUT/utk68q" --data "$OUT/ytf68q" --weight 1 --weight 0.7 --weight 0.5 --weight 0.2 --weight 0.15
-         --weight 0.3 --weight 0.2)
-train s2h6p --arch cnn6r --convs 3 --input-size 128 --init "$PREV2/last.pt" --stage1 "$PREV1/last.pt" --occlude 0.5 \
-  --rotate 15 --photometric 0.5 --steps "${H6_STEPS:-8000}" --batch-size "$S1_BATCH" --lr 4e-5 --val-every 4000 \
-  --max-val 300 --seed 97 --threads 2
-PREV2="$OUT/runs/s2h6p"
+reread_round s2h6p "$OUT/pair-3y" "$OUT/pp6" q 97 "${H6_STEPS:-8000}"
 
 # 3za. 3z once more from its last checkpoint: the pair of 3z (`pair_models`) reads the same train
 #     faces again, the same rule (8,640 / 5,052 / 3,006 kept), the same sources and weights, seed 98
 #     (models/README.md, "Round H7"). ~77 crops/s on two threads.
-mkdir -p "$OUT/pp7"
-for s in mtfl utk ytf; do
-  [ -f "$OUT/${s}68r/manifest.jsonl" ] && continue
-  pair_models "$OUT/pair-3z"
-  python scripts/pseudo_label.py "$OUT/$s" --out "$OUT/pp7" --models "$OUT/pair-3z" > "$OUT/pp7/$s.json"
-  facelm prepare "$OUT/pp7/$s.68.csv" --out "$OUT/${s}68r" --holdout 0 -q > "$OUT/${s}68r.prepare.json"
-done
-SOURCES=(--data "$OUT/w300" --data "$OUT/mtfl" --data "$OUT/mtfl68r" --data "$OUT/helen29" --data "$OUT/infan"
-         --data "$OUT/utk68r" --data "$OUT/ytf68r" --weight 1 --weight 0.7 --weight 0.5 --weight 0.2 --weight 0.15
-         --weight 0.3 --weight 0.2)
-train s2h7p --arch cnn6r --convs 3 --input-size 128 --init "$PREV2/last.pt" --stage1 "$PREV1/last.pt" --occlude 0.5 \
-  --rotate 15 --photometric 0.5 --steps "${H7_STEPS:-8000}" --batch-size "$S1_BATCH" --lr 4e-5 --val-every 4000 \
-  --max-val 300 --seed 98 --threads 2
-PREV2="$OUT/runs/s2h7p"
+reread_round s2h7p "$OUT/pair-3z" "$OUT/pp7" r 98 "${H7_STEPS:-8000}"
 
 # 4. export (torch/onnxruntime parity and the NME of the stored weights are checked on the w300 val split), with
 #    the label shift of 300-W's hand labels: 1.2% of the eye-centre distance to the image right of a flip-trained
