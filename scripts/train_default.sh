@@ -20,13 +20,13 @@
 # stage 2 a sixth (3l), three photometric rounds (3m-3o, `--photometric`), two rounds as deeper networks
 # (3p-3q, `--convs 2`), and stage 2 one more grown to three convs per block (3r), one with heavier
 # augmentation (3s) and one with MTFL's train faces labelled in 68 points by the pair and checked against their
-# 5 human points (3t), then seven at 128 px (3u-3za, `--input-size 128`; 3w-3y on human labels only, 3z and 3za
+# 5 human points (3t), then eight at 128 px (3u-3zb, `--input-size 128`; 3w-3y on human labels only, 3z-3zb
 # with the machine labels replaced by the pair's own reading).
 # Exports carry the label shift (step 4).
 # Every step keeps its output when it already exists, and training resumes from last.pt.
 # Budget (env): S1_STEPS, S1_BATCH, FT_STEPS, FT2_STEPS, FT3_STEPS, S2R_STEPS, S2R2_STEPS, OCC_STEPS, PH1_STEPS,
 # PH_STEPS, DP_STEPS, DP2_STEPS, C3_STEPS, C3D_STEPS, C3P_STEPS, H_STEPS, H2_STEPS, H2H_STEPS, H4_STEPS, H5_STEPS,
-# H6_STEPS, H7_STEPS. The shipped
+# H6_STEPS, H7_STEPS, H8_STEPS. The shipped
 # models used the defaults below on a 2-core CPU (about 80 min for run 1, then 17 min for 3b, 72 min for 3c, 30 min
 # for 3d, 59 min for 3e, 44 min for 3f, 2 x 32 min for 3g side by side and 2 x 16-23 min for each of 3h-3j and 2 x 35
 # min for 3k (beside two more runs), and 25 min for 3l beside the stage-1 round that was not kept, while other work
@@ -34,7 +34,7 @@
 # about 290 crops/s each; 3p-3q there too: 2 x 55 + 2 x 45 min side by side; 3r about 67 min, partly shared; 3u
 # 45 min, 3v 76 min and 3w 39 min
 # beside other work; 3x on a 2-core AMD EPYC with AVX-512 bf16 (no AMX), 56 min, partly shared; 3y 99 min on one
-# thread, 3z 55 min and 3za 56 min on two).
+# thread, 3z 55 min, 3za 56 min and 3zb 46 min on two).
 set -euo pipefail
 DATA=${1:-../shared/data}
 OUT=${OUT:-work}
@@ -249,7 +249,7 @@ train s2h5 --arch cnn6r --convs 3 --input-size 128 --init "$PREV2/last.pt" --sta
   --max-val 300 --seed 96 --threads 1
 PREV2="$OUT/runs/s2h5"
 
-reread_round() {  # RUN PAIR-DIR PP-DIR SUFFIX SEED STEPS (steps 3z, 3za): the pair trained so far reads the train
+reread_round() {  # RUN PAIR-DIR PP-DIR SUFFIX SEED STEPS (steps 3z-3zb): the pair trained so far reads the train
   # faces of MTFL, UTKFace and the YouTube frames (scripts/pseudo_label.py through the 68 -> 5 and identity maps:
   # kept where the reading lies within 8% of the set's own labels, quality at least 0.5) into $OUT/mtfl68SUFFIX,
   # utk68SUFFIX, ytf68SUFFIX, and stage 2 trains one round on them (0.5 / 0.3 / 0.2) beside the human sets
@@ -280,6 +280,10 @@ reread_round s2h6p "$OUT/pair-3y" "$OUT/pp6" q 97 "${H6_STEPS:-8000}"
 #     faces again, the same rule (8,640 / 5,052 / 3,006 kept), the same sources and weights, seed 98
 #     (models/README.md, "Round H7"). ~77 crops/s on two threads.
 reread_round s2h7p "$OUT/pair-3z" "$OUT/pp7" r 98 "${H7_STEPS:-8000}"
+
+# 3zb. and once more from 3za: the pair of 3za reads them (8,657 / 5,053 / 2,998 kept), seed 99 (models/README.md,
+#     "Round H8"). ~94 crops/s on two threads.
+reread_round s2h8p "$OUT/pair-3za" "$OUT/pp8" s 99 "${H8_STEPS:-8000}"
 
 # 4. export (torch/onnxruntime parity and the NME of the stored weights are checked on the w300 val split), with
 #    the label shift of 300-W's hand labels: 1.2% of the eye-centre distance to the image right of a flip-trained
