@@ -284,6 +284,8 @@ reread_round s2h7p "$OUT/pair-3z" "$OUT/pp7" r 98 "${H7_STEPS:-8000}"
 # 3zb. and once more from 3za: the pair of 3za reads them (8,657 / 5,053 / 2,998 kept), seed 99 (models/README.md,
 #     "Round H8"). ~94 crops/s on two threads.
 reread_round s2h8p "$OUT/pair-3za" "$OUT/pp8" s 99 "${H8_STEPS:-8000}"
+# (A fourth round, the pair of 3zb reading them once more, seed 100, scored worse on seven of eight held-out sets
+#  and was not kept: models/README.md, "Round H9".)
 
 # 4. export (torch/onnxruntime parity and the NME of the stored weights are checked on the w300 val split), with
 #    the label shift of 300-W's hand labels: 1.2% of the eye-centre distance to the image right of a flip-trained
