@@ -10,7 +10,7 @@ lie within ``--max-nme`` of the set's own ones (inter-ocular NME of the set's sc
 Only the train split is read, so the held-out identities stay out of training. The labels are the pair's own
 reading: they teach a network what the pair reads, on faces and poses whose human labels have fewer points
 (MTFL's 5: the eye centres, nose tip and mouth corners), or in place of machine labels (UTKFace's dlib outputs, the
-YouTube frames' automatic ones: models/README.md, "Round H6"). Prints one JSON object on stdout (faces, matched,
+YouTube frames' automatic ones: models/HISTORY.md, "Round H6"). Prints one JSON object on stdout (faces, matched,
 kept, the median NME of the matched faces); exit 2 on bad arguments.
 """
 

@@ -86,7 +86,7 @@ train s1ft --arch cnn6 --init "$OUT/runs/s1/best.pt" --rotate 20 --full-turn 0.1
 
 # 3c/3d. two more continuations of stage 1 from its own last weights (same data, rotation and weights; fresh cosine
 #     schedules, new seeds): each was kept because its validation NME improved on most held-out sources
-#     (models/README.md, "Recipe"); 3g continues from the last checkpoint of 3d
+#     (models/HISTORY.md, "Recipe before the deeper networks"); 3g continues from the last checkpoint of 3d
 train s1ft2 --arch cnn6 --init "$OUT/runs/s1ft/last.pt" --rotate 20 --full-turn 0.1 --steps "$FT2_STEPS" \
   --batch-size "$S1_BATCH" --lr 2e-4 --val-every 500 --seed 2
 train s1ft3 --arch cnn6 --init "$OUT/runs/s1ft2/last.pt" --rotate 20 --full-turn 0.1 --steps "$FT3_STEPS" \
@@ -101,7 +101,7 @@ train s2r --arch cnn6r --init "$OUT/runs/s1ft3/last.pt" --stage1 "$OUT/runs/s1ft
 # 3f. stage 2 continued from 3e's last weights at half the learning rate (fresh cosine, new seed); 3g continues
 #     from this run's last checkpoint. (Two more stage-2 runs from stage 1 with other seeds and data mixes,
 #     their weight average with this one and the average of their outputs were tried and were no better:
-#     models/README.md, "Recipe".)
+#     models/HISTORY.md, "Recipe before the deeper networks".)
 train s2r2 --arch cnn6r --init "$OUT/runs/s2r/last.pt" --stage1 "$OUT/runs/s1ft3/last.pt" --steps "$S2R2_STEPS" \
   --batch-size "$S1_BATCH" --lr 1e-4 --val-every 1000 --max-val 300 --seed 5
 
@@ -116,7 +116,8 @@ train s2occ --arch cnn6r --init "$OUT/runs/s2r2/last.pt" --stage1 "$OUT/runs/s1f
 
 # 3h-3k. four more occlusion rounds of both stages, each from the round before's last weights at a lower learning
 #     rate (fresh cosine, new seeds), stage 2 on the crops of the round before's stage 1 (so each round's two runs
-#     can run side by side). The shipped files are the last round's checkpoints (models/README.md, "Recipe").
+#     can run side by side). The files shipped then were the last round's checkpoints (models/HISTORY.md, "Recipe
+#     before the deeper networks").
 PREV1="$OUT/runs/s1occ"; PREV2="$OUT/runs/s2occ"; SEED=10
 for round in "2 7e-5" "3 5e-5" "4 4e-5" "5 3e-5"; do
   set -- $round
@@ -129,7 +130,7 @@ done
 
 # 3l. one more stage-2 round (lr 2.5e-5, seed 19) on the crops of round 5's stage 1, so the shipped pair is a stage 1
 #     and the stage 2 trained on its crops. (The stage-1 round run beside it, lr 2.5e-5, seed 18, improved two of
-#     six sources and was not kept: models/README.md, "Recipe".)
+#     six sources and was not kept: models/HISTORY.md, "Recipe before the deeper networks".)
 train s2occ6 --arch cnn6r --init "$PREV2/last.pt" --stage1 "$PREV1/last.pt" --occlude 0.3 --steps "$OCC_STEPS" \
   --batch-size "$S1_BATCH" --lr 2.5e-5 --val-every 1000 --max-val 300 --seed 19
 PREV2="$OUT/runs/s2occ6"
@@ -180,7 +181,7 @@ PREV2="$OUT/runs/s2c3"
 # 3s. one more stage-2 round from 3r with heavier geometric augmentation and occlusion (rotation +-15 instead of 10,
 #     occluders on half the crops instead of 30%), lr 5e-5: the stage-2 network reads its 300-W training faces at
 #     2.4% NME and held-out ones at 4.0%, so it got harder crops rather than more rounds of the same (the same
-#     round with `--dropout 0.1` instead was worse: models/README.md, "Round C3d"). ~80 crops/s on one thread.
+#     round with `--dropout 0.1` instead was worse: models/HISTORY.md, "Round C3d"). ~80 crops/s on one thread.
 train s2aug --arch cnn6r --convs 3 --init "$PREV2/last.pt" --stage1 "$PREV1/last.pt" --occlude 0.5 --rotate 15 \
   --photometric 0.5 --steps "${C3D_STEPS:-8000}" --batch-size "$S1_BATCH" --lr 5e-5 --val-every 4000 --max-val 300 \
   --seed 72
@@ -192,7 +193,7 @@ PREV2="$OUT/runs/s2aug"
 #     least 0.5 (scripts/pseudo_label.py: 8,592 of 8,955 faces), and the kept readings become a 68-point set. Stage 2
 #     then trains one round from 3s with it as a seventh source (weight 0.5), the rest as 3s: MTFL's 5 human points
 #     constrain 5 of 68 points, the readings all 68, on 8,592 faces and poses beyond 300-W's 1,087
-#     (models/README.md, "Round C3p"). ~125 crops/s with --threads 2.
+#     (models/HISTORY.md, "Round C3p"). ~125 crops/s with --threads 2.
 [ -f "$OUT/mtfl68p/manifest.jsonl" ] || {
   pair_models "$OUT/pair-3t"
   python scripts/pseudo_label.py "$OUT/mtfl" --out "$OUT/pp" --models "$OUT/pair-3t" > "$OUT/pp/pseudo_label.json"
@@ -209,14 +210,14 @@ PREV2="$OUT/runs/s2c3p"
 # 3u. stage 2 at 128 px (`--input-size 128`: the first conv reads the crop at twice the side through a 6x6 stride-2
 #     kernel; `--init` 3t starts it from 3t's exact function on the crop's 2x2 means), 10,000 steps at lr 1e-4,
 #     3t's data and augmentation otherwise; Wing's w and eps double with the crop (20, 4). ~120 crops/s with
-#     --threads 2 (models/README.md, "Round H").
+#     --threads 2 (models/HISTORY.md, "Round H").
 train s2h --arch cnn6r --convs 3 --input-size 128 --init "$PREV2/last.pt" --stage1 "$PREV1/last.pt" --occlude 0.5 \
   --rotate 15 --photometric 0.5 --steps "${H_STEPS:-10000}" --batch-size "$S1_BATCH" --lr 1e-4 --val-every 5000 \
   --max-val 300 --seed 91 --threads 2
 PREV2="$OUT/runs/s2h"
 
 # 3v. a second 128-px round from 3u: 8,000 steps at lr 5e-5 (cosine), seed 92, the same data and augmentation
-#     (models/README.md, "Round H2").
+#     (models/HISTORY.md, "Round H2").
 train s2h2 --arch cnn6r --convs 3 --input-size 128 --init "$PREV2/last.pt" --stage1 "$PREV1/last.pt" --occlude 0.5 \
   --rotate 15 --photometric 0.5 --steps "${H2_STEPS:-8000}" --batch-size "$S1_BATCH" --lr 5e-5 --val-every 4000 \
   --max-val 300 --seed 92 --threads 2
@@ -224,7 +225,7 @@ PREV2="$OUT/runs/s2h2"
 
 # 3w. one more 128-px round from 3v on the human-made labels only: the YouTube frames' automatic labels and
 #     UTKFace's dlib-made ones get weight 0 (still validated, never sampled), the rest as 3v; 8,000 steps at lr
-#     5e-5, seed 94 (models/README.md, "Round H2h").
+#     5e-5, seed 94 (models/HISTORY.md, "Round H2h").
 SOURCES=(--data "$OUT/w300" --data "$OUT/mtfl" --data "$OUT/mtfl68p" --data "$OUT/helen29" --data "$OUT/infan"
          --data "$OUT/ytf" --data "$OUT/utk" --weight 1 --weight 0.7 --weight 0.5 --weight 0.2 --weight 0.15
          --weight 0 --weight 0)
@@ -234,7 +235,7 @@ train s2h2u --arch cnn6r --convs 3 --input-size 128 --init "$PREV2/last.pt" --st
 PREV2="$OUT/runs/s2h2u"
 
 # 3x. a second round on human labels only, from 3w, the same data and weights, 8,000 steps at lr 5e-5, seed 95
-#     (models/README.md, "Round H4"). The shipped run started from the shipped files of 3w and 3q (`--init
+#     (models/HISTORY.md, "Round H4"). The shipped run started from the shipped files of 3w and 3q (`--init
 #     models/cnn6r.onnx --stage1 models/cnn6.onnx`: the same weights up to their int8 storage) on a new machine,
 #     whose mtfl68p set was read by 3w's pair (8,642 of 8,955 faces kept).
 train s2h4 --arch cnn6r --convs 3 --input-size 128 --init "$PREV2/last.pt" --stage1 "$PREV1/last.pt" --occlude 0.5 \
@@ -243,7 +244,7 @@ train s2h4 --arch cnn6r --convs 3 --input-size 128 --init "$PREV2/last.pt" --sta
 PREV2="$OUT/runs/s2h4"
 
 # 3y. a third round on human labels only, from 3x's last checkpoint, the same data and weights, 8,000 steps at lr
-#     4e-5, seed 96 (models/README.md, "Round H5"); ~43 crops/s on one thread beside a stage-1 run.
+#     4e-5, seed 96 (models/HISTORY.md, "Round H5"); ~43 crops/s on one thread beside a stage-1 run.
 train s2h5 --arch cnn6r --convs 3 --input-size 128 --init "$PREV2/last.pt" --stage1 "$PREV1/last.pt" --occlude 0.5 \
   --rotate 15 --photometric 0.5 --steps "${H5_STEPS:-8000}" --batch-size "$S1_BATCH" --lr 4e-5 --val-every 4000 \
   --max-val 300 --seed 96 --threads 1
@@ -273,19 +274,19 @@ reread_round() {  # RUN PAIR-DIR PP-DIR SUFFIX SEED STEPS (steps 3z-3zb): the pa
 #     (`pair_models`) reads the train faces of MTFL again, and those of UTKFace and the YouTube frames
 #     (scripts/pseudo_label.py through the identity map: kept where the reading lies within 8% of the set's own
 #     labels, quality at least 0.5: 8,639 / 5,052 / 3,012 faces); those three sets at 0.5 / 0.3 / 0.2, the human
-#     sets as 3y; 8,000 steps at lr 4e-5, seed 97 (models/README.md, "Round H6"). ~80 crops/s on two threads.
+#     sets as 3y; 8,000 steps at lr 4e-5, seed 97 (models/HISTORY.md, "Round H6"). ~80 crops/s on two threads.
 reread_round s2h6p "$OUT/pair-3y" "$OUT/pp6" q 97 "${H6_STEPS:-8000}"
 
 # 3za. 3z once more from its last checkpoint: the pair of 3z (`pair_models`) reads the same train
 #     faces again, the same rule (8,640 / 5,052 / 3,006 kept), the same sources and weights, seed 98
-#     (models/README.md, "Round H7"). ~77 crops/s on two threads.
+#     (models/HISTORY.md, "Round H7"). ~77 crops/s on two threads.
 reread_round s2h7p "$OUT/pair-3z" "$OUT/pp7" r 98 "${H7_STEPS:-8000}"
 
-# 3zb. and once more from 3za: the pair of 3za reads them (8,657 / 5,053 / 2,998 kept), seed 99 (models/README.md,
+# 3zb. and once more from 3za: the pair of 3za reads them (8,657 / 5,053 / 2,998 kept), seed 99 (models/HISTORY.md,
 #     "Round H8"). ~94 crops/s on two threads.
 reread_round s2h8p "$OUT/pair-3za" "$OUT/pp8" s 99 "${H8_STEPS:-8000}"
 # (A fourth round, the pair of 3zb reading them once more, seed 100, scored worse on seven of eight held-out sets
-#  and was not kept: models/README.md, "Round H9".)
+#  and was not kept: models/HISTORY.md, "Round H9".)
 
 # 4. export (torch/onnxruntime parity and the NME of the stored weights are checked on the w300 val split), with
 #    the label shift of 300-W's hand labels: 1.2% of the eye-centre distance to the image right of a flip-trained

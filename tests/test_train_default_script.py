@@ -1,6 +1,6 @@
 """scripts/train_default.sh (the recipe of the shipped models): it parses, and its re-reading rounds expand to the
-commands that trained the shipped stage 2 (models/README.md, "Round H6" and "Round H7"). The functions are run with
-``train`` and ``pair_models`` stubbed out, so nothing is trained or exported."""
+commands that trained the shipped stage 2 (models/HISTORY.md, "Round H6" and "Round H7"). The functions are run
+with ``train`` and ``pair_models`` stubbed out, so nothing is trained or exported."""
 
 from __future__ import annotations
 
