@@ -1,7 +1,7 @@
 """Measure the label shift of a prepared dataset's annotations: how far its points sit along the eye line from
 where a flip-trained network reads them (``facelm export --label-shift``, models/README.md "Label shift").
 
-    python scripts/fit_label_shift.py MODEL DATA [--split train] [--max-faces 2000]
+    python scripts/fit_label_shift.py MODEL DATA [--split train] [--max-faces 2000] [--per-point]
 
 MODEL is a stage-1 checkpoint (.pt) or exported stage-1 model (.onnx) of DATA's scheme that was trained with
 horizontal flips and **never on DATA** (else it has partly memorised the faces' labels, offset included, and the
@@ -14,6 +14,12 @@ the residual across the eye line for reference); exit 2 on bad arguments.
 A network trained with flips sees every label and its mirror image equally often, so an annotation habit that puts
 points to one side (in 300-W: to the image right) averages out of what it learns; the shift across the eye line
 does not, and is learnt (it is reported only to show that).
+
+``--per-point`` adds ``per_point``: per point, the part of its habit such a network cannot learn, the
+mirror-antisymmetric part of the per-point medians (point k's [along, across] residual and its mirror partner's,
+mirrored: ``[(along_k + along_k') / 2, (across_k - across_k') / 2]``, k' = the scheme's flip partner), in the same
+units. Its mean along the eye line is close to ``label_shift``; how far the points differ from it says whether one
+number carries the habit (models/README.md, "Label shift": for 300-W it does).
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--split", default="train", help="train (default), val, test or all")
     ap.add_argument("--max-faces", type=int, default=2000, help="at most this many faces (a seeded sample)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--per-point", action="store_true", help="also the flip-unlearnable shift of each point")
     a = ap.parse_args(argv)
     if a.max_faces < 1:
         ap.error("--max-faces must be at least 1")
@@ -82,6 +89,12 @@ def main(argv: list[str] | None = None) -> int:
            "interval_90": [round(float(v), 4) for v in np.percentile(boot, [5, 95])],
            "across_eye_line": round(float(np.median(y)), 4), "faces": int(ok.sum()),
            "unit": "eye-centre distance", "model": a.model, "data": a.data, "split": a.split}
+    if a.per_point:
+        pa = np.nanmedian(along[ok] / dist[ok, None], axis=0)
+        pc = np.nanmedian(across[ok] / dist[ok, None], axis=0)
+        perm = np.asarray(scheme.flip_perm)
+        out["per_point"] = [[round(float(x), 4), round(float(y), 4)]
+                            for x, y in zip((pa + pa[perm]) / 2, (pc - pc[perm]) / 2)]
     print(json.dumps(out))
     return 0
 

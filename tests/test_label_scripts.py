@@ -63,6 +63,35 @@ def test_fit_label_shift_measures_a_known_move(pair, data_dir, tmp_path, capsys)
     assert "nothing" in capsys.readouterr().err
 
 
+def test_fit_label_shift_per_point_measures_a_known_move_of_some_points(pair, data_dir, tmp_path, capsys):
+    """--per-point: the jaw (a set closed under the flip) moved along the eye line moves only the jaw's values,
+    by exactly that much; a move the same on both sides of the face after mirroring (across) is learnable and
+    leaves them alone."""
+    from facelm.schemes import get_scheme
+
+    mod = load_script("fit_label_shift")
+    ck = str(pair / "cnn6" / "best.pt")
+    assert mod.main([ck, str(data_dir), "--split", "all", "--per-point"]) == 0
+    base = np.array(json.loads(capsys.readouterr().out)["per_point"])
+    assert base.shape == (68, 2)
+    sch = get_scheme("300w68")
+
+    def move(lm):
+        le, re = sch.eye_centres(lm)
+        u = re - le
+        out = lm.copy()
+        out[:, :17] += 0.02 * u[:, None]  # along the eye line: the same side for the jaw's mirror pairs
+        out[:, 17:27] += 0.03 * np.stack([-u[:, 1], u[:, 0]], 1)[:, None]  # brows down the face: symmetric
+        return out
+
+    moved = _moved_copy(data_dir, tmp_path / "moved_pp", move)
+    assert mod.main([ck, str(moved), "--split", "all", "--per-point"]) == 0
+    got = np.array(json.loads(capsys.readouterr().out)["per_point"])
+    want = base.copy()
+    want[:17, 0] += 0.02
+    np.testing.assert_allclose(got, want, atol=2e-4)
+
+
 def test_fit_map_offsets_recovers_offsets_built_into_the_labels(pair, data_dir, tmp_path, capsys):
     from facelm.crops import cache_landmarks
     from facelm.manifest import load_manifest
