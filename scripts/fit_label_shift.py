@@ -82,16 +82,15 @@ def main(argv: list[str] | None = None) -> int:
     along = np.where(vis, np.einsum("nlc,nc->nl", np.nan_to_num(res), u), np.nan)
     across = np.where(vis, np.einsum("nlc,nc->nl", np.nan_to_num(res), np.stack([-u[:, 1], u[:, 0]], 1)), np.nan)
     ok = (dist > 0) & vis.any(1)
-    x = np.nanmean(along[ok], axis=1) / dist[ok]
-    y = np.nanmean(across[ok], axis=1) / dist[ok]
+    along, across = along[ok] / dist[ok, None], across[ok] / dist[ok, None]  # in eye-centre distances
+    x, y = np.nanmean(along, axis=1), np.nanmean(across, axis=1)
     boot = np.median(x[rng.integers(0, len(x), (1000, len(x)))], axis=1)
     out = {"label_shift": round(float(np.median(x)), 4),
            "interval_90": [round(float(v), 4) for v in np.percentile(boot, [5, 95])],
            "across_eye_line": round(float(np.median(y)), 4), "faces": int(ok.sum()),
            "unit": "eye-centre distance", "model": a.model, "data": a.data, "split": a.split}
     if a.per_point:
-        pa = np.nanmedian(along[ok] / dist[ok, None], axis=0)
-        pc = np.nanmedian(across[ok] / dist[ok, None], axis=0)
+        pa, pc = np.nanmedian(along, axis=0), np.nanmedian(across, axis=0)
         perm = np.asarray(scheme.flip_perm)
         out["per_point"] = [[round(float(x), 4), round(float(y), 4)]
                             for x, y in zip((pa + pa[perm]) / 2, (pc - pc[perm]) / 2)]
