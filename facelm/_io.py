@@ -18,7 +18,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 __all__ = ["read_json_or_toml", "json_clean", "atomic_path", "atomic_write", "atomic_write_text", "atomic_write_json",
-           "sha256_file", "temp_name", "sweep_stale_temps", "pid_alive"]
+           "sha256_file", "temp_name", "sweep_stale_temps", "pid_alive", "special_target", "make_temp"]
 
 
 
@@ -79,13 +79,41 @@ def sweep_stale_temps(path: str | Path) -> list[Path]:
     return removed
 
 
+def special_target(path: str | Path) -> bool:
+    """Does ``path`` name an existing non-regular file, such as ``/dev/null``, ``/dev/stdout`` or a FIFO? Such a
+    target is written straight through: renaming a temporary file over it would replace the device (or the link
+    to it) with a regular file."""
+    import stat
+
+    try:
+        return not stat.S_ISREG(os.stat(path).st_mode) and not os.path.isdir(path)
+    except (OSError, ValueError):
+        return False
+
+
+def make_temp(path: Path, suffix: str = ".tmp") -> tuple[int, str]:
+    """``tempfile.mkstemp`` next to ``path`` (its folder created), named for ``sweep_stale_temps`` after sweeping
+    what a killed run left; a folder that cannot be created or written is ``UsageError`` naming ``path``."""
+    from facelm.errors import UsageError
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sweep_stale_temps(path)
+        return tempfile.mkstemp(prefix=temp_name(path), suffix=suffix, dir=path.parent)
+    except OSError as e:
+        raise UsageError(f"{path}: cannot write ({e.strerror or e})") from None
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | Path, mode: str = "w", **kw) -> Iterator[IO]:
-    """Open a temporary file next to ``path``; rename it over ``path`` only if the block succeeds."""
+    """Open a temporary file next to ``path``; rename it over ``path`` only if the block succeeds. A device or FIFO
+    (``special_target``) is written straight through."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sweep_stale_temps(path)
-    fd, tmp = tempfile.mkstemp(prefix=temp_name(path), suffix=".tmp", dir=path.parent)
+    if special_target(path):
+        with open(path, mode, **kw) as f:
+            yield f
+        return
+    fd, tmp = make_temp(path)
     try:
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
         with os.fdopen(fd, mode, **kw) as f:
@@ -104,10 +132,11 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """A temporary path next to ``path`` (same suffix) for writers that want a file name (torch.save, onnx.save,
     savefig); renamed over ``path`` only if the block succeeds, removed otherwise."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sweep_stale_temps(path)
+    if special_target(path):  # a device or FIFO: the writer writes to it
+        yield path
+        return
     # ".NAME.PID.XXXX.tmp.SUFFIX": writers that pick the format from the suffix (savefig) still see it
-    fd, tmp = tempfile.mkstemp(prefix=temp_name(path), suffix=".tmp" + path.suffix, dir=path.parent)
+    fd, tmp = make_temp(path, ".tmp" + path.suffix)
     os.close(fd)
     try:
         os.chmod(tmp, 0o666 & ~_umask())

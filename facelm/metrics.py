@@ -86,7 +86,7 @@ def _normalised_errors(pred, gt, norm, mask) -> tuple[np.ndarray, np.ndarray]:
     """Errors ``(N, L)`` divided by the normaliser (inf where the prediction is not finite) and the usable
     mask ``(N, L)``; unusable entries hold 0."""
     pred, gt, norm, usable = _check_inputs(pred, gt, norm, mask)
-    with np.errstate(invalid="ignore"):
+    with np.errstate(invalid="ignore", over="ignore"):  # 1e308 coordinates: an inf error
         err = np.linalg.norm(pred - gt, axis=-1) / norm[:, None]
     err[usable & ~np.isfinite(pred).all(axis=-1)] = np.inf
     err[~usable] = 0.0

@@ -348,7 +348,7 @@ def _assign(gts: list[int], faces: list[_PredFace], gt_boxes: np.ndarray, smap) 
     gb = gt_boxes[gts]
     lo = np.maximum(gb[:, None, :2], pb[None, :, :2])
     hi = np.minimum(gb[:, None, 2:], pb[None, :, 2:])
-    with np.errstate(invalid="ignore"):
+    with np.errstate(invalid="ignore", over="ignore"):  # 1e308 coordinates: inf, then no match
         inter = np.prod(np.clip(hi - lo, 0, None), axis=-1)
         area = lambda b: np.prod(np.clip(b[..., 2:] - b[..., :2], 0, None), axis=-1)
         iou = inter / (area(gb)[:, None] + area(pb)[None, :] - inter)

@@ -99,12 +99,18 @@ class ParquetRecordWriter:
         self.pa = import_pyarrow()
         import pyarrow.parquet as pq
 
-        from facelm._io import sweep_stale_temps, temp_name
+        from facelm._io import special_target, sweep_stale_temps, temp_name
 
         self._pq, self.path, self.rows, self.warn = pq, Path(path), rows, warn
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        sweep_stale_temps(self.path)
-        self._tmp = self.path.with_name(temp_name(self.path, "tmp"))
+        if special_target(self.path):  # /dev/stdout, a FIFO: written straight through, no rename over it
+            self._tmp = self.path
+        else:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise UsageError(f"{self.path}: cannot write ({e.strerror or e})") from None
+            sweep_stale_temps(self.path)
+            self._tmp = self.path.with_name(temp_name(self.path, "tmp"))
         self._buf: list[dict] = []
         self._writer = None
         self._warned: set[str] = set()
@@ -134,6 +140,8 @@ class ParquetRecordWriter:
         finally:
             if self._writer is not None:
                 self._writer.close()
+        if self._tmp == self.path:
+            return
         if ok:
             os.replace(self._tmp, self.path)
         else:

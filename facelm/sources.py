@@ -221,7 +221,9 @@ def iter_sources(sources: Iterable[str], *, recursive: bool = False, vid_stride:
         elif p.is_file():
             if p.suffix.lower() in LIST_SUFFIXES:
                 try:
-                    with open(p, encoding="utf-8-sig") as fh:
+                    # surrogateescape: a name that is not UTF-8 (as `find > list.txt` writes it) is a path like
+                    # any other, as on stdin, instead of ending the list there
+                    with open(p, encoding="utf-8-sig", errors="surrogateescape") as fh:
                         for line in _lines(fh):
                             yield from _entry(line, p.parent, recursive, vid_stride, select)
                 except (OSError, UnicodeDecodeError) as e:

@@ -149,11 +149,16 @@ SWEEP = [
     ("export", "--opset", "999"), ("export", "--opset", "12"), ("export", "--tolerance", "-1"),
     ("export", "--tolerance", "nan"), ("export", "--calib-faces", "0"), ("export", "--max-val", "0"),
     ("export", "--max-nme-increase", "-0.1"), ("export", "--max-nme-increase", "nan"),
-    ("export", "--parity-crops", "0"), ("export", "--bench-seconds", "-1"), ("export", "--threads", "-1"),
+    ("export", "--parity-crops", "0"), ("export", "--parity-crops", "100000000"), ("export", "--bench-seconds", "-1"),
+    ("export", "--threads", "-1"),
     ("export", "--out", "DIR"),
     ("evaluate", "--per-face", "DIR"), ("evaluate", "--plot", "DIR"), ("evaluate", "--ced-csv", "DIR"),
     ("evaluate", "--fail-above", "-1"), ("evaluate", "--fail-above", "nan"),
     ("balance", "--bins", "1"), ("balance", "--max-dup", "-1"),
+    # an empty value is not the default (`-o "$OUT"` with OUT unset), nor is an option ignored where it is unused
+    ("predict", "--output", ""), ("predict", "--draw", ""), ("predict", "--precision", ""),
+    ("predict", "--device", ""), ("predict", "--device", "cuda:-1"), ("evaluate", "--device", "bogus"),
+    ("export", "--seed", "-1"),
 ]
 
 
@@ -194,6 +199,93 @@ def test_invalid_option_value_is_one_line_exit_2_and_writes_nothing(tiny, tmp_pa
     assert opt in line, line
     assert list(out.iterdir()) == [] and list(taken.iterdir()) == []
     assert sorted(p.name for p in tiny["root"].rglob("*")) == before
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs /proc (a folder nothing can be created in)")
+@pytest.mark.parametrize("cmd,opt", [("predict", "--output"), ("evaluate", "--per-face"), ("export", "--out"),
+                                     ("bench", "--markdown")])
+def test_an_output_that_cannot_be_created_is_one_line_exit_2_before_any_work(tiny, tmp_path, cmd, opt):
+    out = tmp_path / "out"
+    out.mkdir()
+    args = _base_args(cmd, tiny, out)
+    target = "/proc/no-such-folder/x" + {"--out": ".onnx"}.get(opt, ".csv")
+    if opt in args:
+        args[args.index(opt) + 1] = target
+    else:
+        args += [opt, target]
+    r = invoke(*args)
+    no_traceback(r)
+    assert r.exit_code == 2, (r.exit_code, r.stderr)
+    assert r.stdout == ""
+    line = one_error_line(r.stderr)
+    assert opt in line and "cannot write" in line, line
+
+
+def test_predict_output_into_a_fifo_is_written_through_not_replaced(tiny, tmp_path, monkeypatch):
+    """`-o /dev/stdout`, `-o /dev/null`, a FIFO: renaming a temporary file over them would replace the device (or
+    the link to it) with a regular file. Their folder need not be writable (/dev is not, to most users)."""
+    import stat
+    import threading
+
+    from facelm.cli import _common
+
+    monkeypatch.setattr(_common, "_cannot_write_into", lambda folder: "Read-only file system")
+
+    img = _png(tmp_path / "a.png")
+    fifo = tmp_path / "pipe.jsonl"
+    os.mkfifo(fifo)
+    got: list[str] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_text()), daemon=True)
+    reader.start()
+    r = invoke("predict", img, "--models", tiny["models"], "--no-detect", "-q", "-o", fifo)
+    if reader.is_alive():  # nothing opened the FIFO for writing: unblock the reader
+        with open(fifo, "w"):
+            pass
+    reader.join(10)
+    no_traceback(r)
+    assert r.exit_code == 0, r.stderr
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode), "the FIFO was replaced by a regular file"
+    assert [Path(x["image"]).name for x in jsonl(got[0])] == ["a.png"]
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv", "json"])
+def test_predict_a_full_disk_is_one_line_and_leaves_no_temporary_file(tiny, tmp_path, monkeypatch, fmt):
+    import errno
+
+    from facelm.cli import predict as predict_cli
+
+    def full(*a, **k):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(predict_cli, "dumps", full)  # what each record (and the JSON array) is written through
+    if fmt == "csv":
+        monkeypatch.setattr(predict_cli._Sink, "_csv_rows", full)
+    img = _png(tmp_path / "in" / "a.png")
+    out = tmp_path / "out"
+    r = invoke("predict", img, "--models", tiny["models"], "--no-detect", "-q", "-f", fmt, "-o", out / f"p.{fmt}")
+    no_traceback(r)
+    assert r.exit_code == 2, (r.exit_code, r.stderr)
+    line = one_error_line(r.stderr)
+    assert "--output" in line and "No space left" in line, line
+    assert list(out.iterdir()) == []
+
+
+def test_file_names_with_markup_and_newlines_keep_error_lines_whole(tiny, tmp_path):
+    """stderr shows file names as they are: `[/red]` is no closing tag (it raised MarkupError, a traceback, and
+    lost the record), `[bold]` is not eaten, a newline in a name does not split the `error:` line."""
+    d = tmp_path / "in"
+    (d / "x[").mkdir(parents=True)
+    names = ["x[/red].png", "q[bold]w.png", "new\nline.png"]
+    for n in names:
+        (d / n).write_bytes(b"")
+    r = invoke("predict", *[d / n for n in names], "--models", tiny["models"], "--no-detect", "-q")
+    no_traceback(r)
+    assert r.exit_code == 1, r.stderr
+    assert [x["image"] for x in jsonl(r.stdout)] == [str(d / n) for n in names]
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 3 and all(ln.startswith("error: ") for ln in lines), lines
+    assert str(d / "x[/red].png") in lines[0] and str(d / "q[bold]w.png") in lines[1]
+    assert str(d / "new") + "\\nline.png" in lines[2], lines[2]
 
 
 # ------------------------------------------------------------------------------------------------------------

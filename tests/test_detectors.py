@@ -414,6 +414,36 @@ def test_boxes_files_in_every_layout(tmp_path, monkeypatch):
         BoxesFileDetector(j)
 
 
+@pytest.mark.parametrize("content", [
+    '{"a.jpg": 5}',  # not a list of boxes
+    '[{"image": "a.jpg", "boxes": 5}]',
+    '[{"image": "a.jpg", "frame": "abc", "boxes": [[1, 2, 30, 40]]}]',
+    '[{"image": "a.jpg", "boxes": [{"box": [1, 2, 30, 40], "score": "abc"}]}]',
+    '[{"image": "a.jpg", "boxes": [[0, 0, 1e308, 1e308]]}]',  # finite, but every crop of it overflows
+    "image,x1,y1,x2,y2,frame\na.jpg,1,2,30,40,nan\n",
+])
+def test_boxes_files_of_the_wrong_shape_are_data_errors(tmp_path, content):
+    """Each of these raised TypeError, ValueError or OverflowError (a traceback, or an error record per image)."""
+    f = tmp_path / ("b.csv" if content.startswith("image,") else "b.json")
+    f.write_text(content)
+    with pytest.raises(DataError, match="b\\.(json|csv)"):
+        BoxesFileDetector(f)
+
+
+@pytest.mark.parametrize("content", ['{"cx": 0, "cy": 0, "side": 1e308}', '{"cx": 1e300, "cy": 0, "side": 1}',
+                                     '{"cx": true, "cy": 0, "side": 1}'])
+def test_a_box_map_file_out_of_range_is_a_data_error(tmp_path, content):
+    """side 1e308 used to overflow every face square: a RuntimeWarning on stderr and an error record per image."""
+    from facelm.detectors.boxmap import read_box_map_file
+
+    f = tmp_path / "map.json"
+    f.write_text(content)
+    with pytest.raises(DataError, match="map.json"):
+        read_box_map_file(f)
+    f.write_text('{"cx": -0.05, "cy": 0.1, "side": 1.2}')
+    assert read_box_map_file(f)["side"] == 1.2
+
+
 def test_no_detect_is_the_whole_image_as_model_crop():
     from facelm.runtime.pipeline import face_squares
 

@@ -246,6 +246,21 @@ def test_bad_inputs(hand, tmp_path):
         evaluate([short], EvalOptions(hand, protocol="aflw-full"))
 
 
+def test_huge_predicted_coordinates_are_failures_without_numpy_warnings(hand, tmp_path):
+    """1e308 is finite JSON, but its distances overflow: numpy's RuntimeWarnings went to stderr (two lines each,
+    not `warning: ...`)."""
+    import warnings
+
+    m = load_manifest(hand).split("test")
+    pred = m.landmarks + [3.0, 4.0]
+    pred[1] = 1e308
+    p = _write_preds(tmp_path / "p.jsonl", _per_image_records(m, pred))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        r = evaluate([p], EvalOptions(hand), warn=lambda m: None).records()[0]
+    assert r["n"] == 8 and r["fr@0.1"] == pytest.approx(1 / 8)
+
+
 def test_zero_normaliser_names_the_faces(tmp_path):
     rng = np.random.default_rng(0)
     lm, _ = _face(rng)

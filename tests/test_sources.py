@@ -58,3 +58,18 @@ def test_video_every_nth_frame(tmp_path):
     bad.write_bytes(b"not a video")
     (b,) = iter_sources([str(bad)])
     assert b.error
+
+
+def test_a_list_file_with_a_name_that_is_not_utf8_keeps_every_entry(tmp_path):
+    """`find . > list.txt` on a Latin-1 name: the list used to end there with "cannot read list file" (the entries
+    after it lost); it is a path like any other, as on stdin."""
+    import os
+
+    _png(tmp_path / "a.png")
+    bad = os.fsdecode(b"caf\xe9.png")
+    (tmp_path / bad).write_bytes((tmp_path / "a.png").read_bytes())  # (cv2.imwrite crashes on such a str)
+    _png(tmp_path / "z.png")
+    (tmp_path / "list.txt").write_bytes(b"a.png\ncaf\xe9.png\nz.png\n")
+    items = list(iter_sources([str(tmp_path / "list.txt")]))
+    assert [Path(i.name).name for i in items] == ["a.png", bad, "z.png"]
+    assert all(i.error is None and i.path.is_file() for i in items)

@@ -16,6 +16,7 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from typer._click import exceptions as click_exc
 from typer.core import TyperArgument, TyperCommand, TyperOption
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -24,7 +25,9 @@ from rich.table import Table
 from facelm._io import json_clean
 from facelm.errors import ExitCode, FacelmError
 
-err_console = Console(stderr=True, highlight=False)
+# No markup or emoji in what we print: file names and option values are shown as given ("a[/b].jpg" is not a
+# closing tag, "cuda:-1:" is not an emoji code); the few styled words are passed as styles.
+err_console = Console(stderr=True, highlight=False, emoji=False)
 
 APP_SETTINGS = dict(no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
                     rich_markup_mode="markdown", context_settings={"help_option_names": ["-h", "--help"]})
@@ -135,6 +138,18 @@ def check_range(option: str, value: Any, lo: float | None = None, hi: float | No
         raise UsageError(f"{option} must be {rng}, got {_g(value)}")
 
 
+_DEVICE_RE = re.compile(r"(auto|cpu|cuda(:[0-9]+)?)", re.IGNORECASE)
+
+
+def check_device(option: str, value: str | None) -> None:
+    """``UsageError`` unless ``value`` is auto, cpu, cuda or cuda:N (N >= 0), whether or not it is used later
+    (an ``evaluate`` of prediction files never runs a network)."""
+    from facelm.errors import UsageError
+
+    if value is not None and not _DEVICE_RE.fullmatch(value.strip()):
+        raise UsageError(f"{option} must be auto, cpu, cuda or cuda:N, got {value!r}")
+
+
 def check_output_file(option: str, path: Any) -> None:
     """``UsageError`` when an output file path names an existing folder (or its folder is a file)."""
     from pathlib import Path
@@ -143,14 +158,34 @@ def check_output_file(option: str, path: Any) -> None:
 
     if path is None or str(path) in ("", "-"):
         return
+    from facelm._io import special_target
+
     p = Path(path)
     if p.is_dir():
         raise UsageError(f"{option} {p}: is a folder; give a file name")
+    if special_target(p):  # /dev/stdout, a FIFO: written straight through, its folder (/dev) need not be writable
+        return
     for parent in p.parents:
         if parent.exists() and not parent.is_dir():
             raise UsageError(f"{option} {p}: {parent} is not a folder")
         if parent.exists():
+            why = _cannot_write_into(parent)
+            if why:
+                raise UsageError(f"{option} {p}: cannot write into {parent} ({why})")
             break
+
+
+def _cannot_write_into(folder: Any) -> str | None:
+    """Why nothing can be created in ``folder`` (read-only, no permission), or None: a probe folder is made and
+    removed at once (``os.access`` does not see read-only mounts, nor the kernel's own file systems as root)."""
+    import os
+    import tempfile
+
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=f".facelm-probe.{os.getpid()}.", suffix=".tmp", dir=folder))
+    except OSError as e:
+        return e.strerror or str(e)
+    return None
 
 
 # -- signals -------------------------------------------------------------------------------------------------------
@@ -188,16 +223,24 @@ def cli_message(msg: str) -> str:
     return _PARAM_RE.sub(lambda m: PARAM_FLAGS.get(m[1], "--" + m[1].replace("_", "-")), msg)
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def _line(msg: str) -> str:
+    """``msg`` on one line, markup-free: control characters (a newline in a file name) shown as escapes."""
+    return escape(_CONTROL.sub(lambda m: repr(m[0])[1:-1], cli_message(str(msg).strip())))
+
+
 def warn(msg: str) -> None:
-    err_console.print(f"[yellow]warning:[/yellow] {cli_message(msg)}", markup=True, soft_wrap=True)
+    err_console.print(f"[yellow]warning:[/yellow] {_line(msg)}", markup=True, soft_wrap=True)
 
 
-def info(msg: str) -> None:
-    err_console.print(msg, soft_wrap=True)
+def info(msg: str, style: str | None = None) -> None:
+    err_console.print(msg, markup=False, style=style, soft_wrap=True)
 
 
 def error(msg: str) -> None:
-    err_console.print(f"[red]error:[/red] {cli_message(msg)}", markup=True, soft_wrap=True)
+    err_console.print(f"[red]error:[/red] {_line(msg)}", markup=True, soft_wrap=True)
 
 
 def table(title: str, columns: list[str], rows: Iterable[Iterable[Any]]) -> None:
@@ -212,7 +255,7 @@ def table(title: str, columns: list[str], rows: Iterable[Iterable[Any]]) -> None
         t.add_column(c, justify="right" if c[:1].isdigit() or c in ("faces", "n", "count") else "left",
                      min_width=min(longest, 40))
     for r in rows:
-        t.add_row(*r)
+        t.add_row(*(escape(v) for v in r))
     need = Measurement.get(err_console, err_console.options, t).minimum
     err_console.print(t, width=max(err_console.width, need), crop=False)
 

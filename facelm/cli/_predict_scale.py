@@ -17,18 +17,27 @@ class AppendSink:
     ``--resume`` drops."""
 
     def __init__(self, path: str):
-        p = Path(path)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        self._fh = open(p, "a", encoding="utf-8", newline="")  # noqa: SIM115 - closed in close()
+        p = self.path = Path(path)
+        try:
+            p.parent.mkdir(parents=True, exist_ok=True)
+            self._fh = open(p, "a", encoding="utf-8", newline="")  # noqa: SIM115 - closed in close()
+        except OSError as e:
+            raise UsageError(f"--output {p}: cannot write ({e.strerror or e})") from None
 
     def write(self, rec: dict) -> None:
         from facelm.cli._common import dumps
 
-        self._fh.write(dumps(rec) + "\n")
-        self._fh.flush()
+        try:
+            self._fh.write(dumps(rec) + "\n")
+            self._fh.flush()
+        except OSError as e:  # a full disk: the lines written so far stay, the next --resume goes on from them
+            raise UsageError(f"--output {self.path}: cannot write ({e.strerror or e})") from None
 
     def close(self, ok: bool = True) -> None:  # noqa: ARG002 - what was written stays, finished or not
-        self._fh.close()
+        try:
+            self._fh.close()
+        except OSError:  # already reported by write()
+            pass
 
 
 class ParquetSink:

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from facelm.cli._common import check_output_file, emit_json, error, handle_errors, info, table, warn
+from facelm.cli._common import check_device, check_output_file, emit_json, error, handle_errors, info, table, warn
 from facelm.errors import ExitCode, UsageError
 from facelm.metrics import NORMALISERS
 from facelm.protocols import PROTOCOLS
@@ -106,6 +106,7 @@ def register(app: typer.Typer) -> None:
         )
         from facelm.metrics import metric_key
 
+        check_device("--device", device)
         for opt, path in (("--per-face", per_face), ("--plot", plot), ("--ced-csv", ced_csv)):
             check_output_file(opt, path)  # before the work: a folder here used to fail after all of it
         if plot is not None:

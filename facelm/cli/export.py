@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from facelm.cli._common import check_range, emit_json, error, handle_errors, info, table, warn
+from facelm.cli._common import check_output_file, check_range, emit_json, error, handle_errors, info, table, warn
 from facelm.errors import ExitCode, UsageError
 from facelm.export import CALIB_METHODS, DEFAULT_OPSET, MAX_NME_INCREASE, PARITY_TOLERANCE
 
@@ -104,14 +104,16 @@ def register(app: typer.Typer) -> None:
         """Export a checkpoint to ONNX, check it against torch, optionally as fp16 or int8."""
         from facelm.export import ExportOptions, export
 
-        from facelm.limits import MAX_THREADS
+        from facelm.limits import MAX_BATCH, MAX_THREADS
         from facelm.modelfile import LABEL_SHIFT_LIMIT
 
+        check_output_file("--out", out)
+        check_range("--seed", seed, 0)
         check_range("--calib-faces", calib_faces, 1)
         check_range("--max-val", max_val, 1)
         check_range("--max-nme-increase", max_nme_increase, 0.0, allow_inf=True)
         check_range("--tolerance", tolerance, 0.0)
-        check_range("--parity-crops", parity_crops, 1)
+        check_range("--parity-crops", parity_crops, 1, MAX_BATCH)  # more would only cost memory
         check_range("--bench-seconds", bench_seconds, 0.0, 3600.0)
         check_range("--threads", threads, 0, MAX_THREADS)
         check_range("--label-shift", label_shift, -LABEL_SHIFT_LIMIT, LABEL_SHIFT_LIMIT)
@@ -137,7 +139,7 @@ def register(app: typer.Typer) -> None:
 
         def step(msg: str) -> None:
             if not quiet:
-                info(f"[dim]{msg}...[/dim]")
+                info(f"{msg}...", style="dim")
 
         result = export(opts, warn=warn, step=step)
         s = result.summary

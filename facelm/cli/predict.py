@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from facelm.cli._common import check_output_file, check_range, cli_message, dumps, emit_json, error, handle_errors, info, warn
+from facelm.cli._common import check_device, check_output_file, check_range, cli_message, dumps, emit_json, error, handle_errors, info, warn
 from facelm.errors import DataError, ExitCode, UsageError
 from facelm.smoothing import DEFAULT_BETA, DEFAULT_MIN_CUTOFF
 
@@ -107,13 +107,19 @@ class _Sink:
             if self.output in ("-", ""):
                 self._fh = sys.stdout
             else:
-                from facelm._io import sweep_stale_temps, temp_name
+                from facelm._io import special_target, sweep_stale_temps, temp_name
 
                 out = Path(self.output)
-                out.parent.mkdir(parents=True, exist_ok=True)
-                sweep_stale_temps(out)  # what a killed run left here
-                self._tmp = out.with_name(temp_name(out, "tmp"))
-                self._fh = open(self._tmp, "w", encoding="utf-8", newline="")  # noqa: SIM115 - opened lazily, closed in close()
+                try:
+                    if special_target(out):  # /dev/stdout, /dev/null, a FIFO: written straight through
+                        self._fh = open(out, "w", encoding="utf-8", newline="")  # noqa: SIM115 - closed in close()
+                    else:
+                        out.parent.mkdir(parents=True, exist_ok=True)
+                        sweep_stale_temps(out)  # what a killed run left here
+                        self._tmp = out.with_name(temp_name(out, "tmp"))
+                        self._fh = open(self._tmp, "w", encoding="utf-8", newline="")  # noqa: SIM115 - opened lazily, closed in close()
+                except OSError as e:
+                    raise UsageError(f"--output {out}: cannot write ({e.strerror or e})") from None
         return self._fh
 
     def _csv_rows(self, rec: dict) -> list[list]:
@@ -130,11 +136,20 @@ class _Sink:
             rows.append(base + [i, *f["box"], f["score"], f["angle"], *pts, rec["width"], rec["height"], "", *extra])
         return rows
 
+    def _failed(self, e: OSError) -> UsageError:
+        return UsageError(f"--output {self.output}: cannot write ({e.strerror or e})")
+
     def write(self, rec: dict) -> None:
         if self.fmt == Fmt.json:
             self._json.append(rec)
             return
         fh = self._file()
+        try:
+            self._write(fh, rec)
+        except OSError as e:  # a full disk: one line, and close(ok=False) removes the temporary file
+            raise self._failed(e) from None
+
+    def _write(self, fh, rec: dict) -> None:
         if self.fmt == Fmt.jsonl:
             fh.write(dumps(rec) + "\n")
         else:
@@ -150,18 +165,29 @@ class _Sink:
         fh.flush()
 
     def close(self, ok: bool = True) -> None:
-        if self.fmt == Fmt.json and ok:
-            self._file().write(dumps(self._json) + "\n")
-        elif self.fmt == Fmt.csv and not self._header and ok:
-            self.write_header_only()
+        failure = None
+        try:
+            if self.fmt == Fmt.json and ok:
+                self._file().write(dumps(self._json) + "\n")
+            elif self.fmt == Fmt.csv and not self._header and ok:
+                self.write_header_only()
+        except OSError as e:
+            failure = e
         if self._fh is not None and self._fh is not sys.stdout:
-            self._fh.close()
-            if ok:
+            try:
+                self._fh.close()
+            except OSError as e:
+                failure = failure or e
+            if self._tmp is None:
+                pass
+            elif ok and failure is None:
                 os.replace(self._tmp, self.output)
             else:
                 self._tmp.unlink(missing_ok=True)
         elif self._fh is sys.stdout:
             sys.stdout.flush()
+        if ok and failure is not None:
+            raise self._failed(failure)
 
     def write_header_only(self) -> None:
         import csv
@@ -260,7 +286,8 @@ def register(app: typer.Typer) -> None:
                                                                 "image; needs -o and pyarrow).")] = Fmt.jsonl,
         output: Annotated[str, typer.Option("--output", "-o", help="Write the records here ('-' = stdout).")
                           ] = "-",
-        draw: Annotated[Path | None, typer.Option(help="Write annotated copies of the images into this folder.")
+        draw: Annotated[str | None, typer.Option(metavar="PATH",
+                                                 help="Write annotated copies of the images into this folder.")
                         ] = None,
         batch: Annotated[int, typer.Option("--batch", "--batch-size",
                                            help="Faces per network call (batched across images).")] = 32,
@@ -365,10 +392,17 @@ def register(app: typer.Typer) -> None:
         check_range("--min-quality", min_quality, 0.0, 1.0)
         check_range("--smooth-min-cutoff", smooth_min_cutoff, 0.0, lo_open=True)
         check_range("--smooth-beta", smooth_beta, 0.0)
+        for opt, value in (("--output", output), ("--draw", draw), ("--precision", precision)):
+            if value is not None and not value.strip():  # `-o "$OUT"` with OUT unset: not stdout, not "."
+                raise UsageError(f"{opt} must not be empty, got {value!r}")
+        check_device("--device", device)
         check_output_file("--output", output)  # before any work: a folder here used to fail after the whole run
         scope = RunScope(shard, resume, output, fmt.value)
-        if draw is not None and draw.exists() and not draw.is_dir():
-            raise UsageError(f"--draw {draw}: is a file; give a folder")
+        if draw is not None:
+            draw = Path(draw)
+            for p in (draw, *draw.parents):
+                if p.exists() and not p.is_dir():
+                    raise UsageError(f"--draw {draw}: {'is a file; give a folder' if p == draw else f'{p} is a file'}")
         note = (lambda m: None) if quiet else info
         run = build_predict_run(models, detector=detector, detector_model=detector_model, boxes=boxes,
                                 boxes_kind=boxes_kind.value, no_detect=no_detect, stages=stages, device=device,

@@ -47,6 +47,10 @@ __all__ = ["BOX_KINDS", "BoxLookupError", "BoxesFileDetector", "WholeImageDetect
 BOX_KINDS = ("auto", "detector", "square")
 
 
+#: the largest |coordinate| of a given box, in pixels: far beyond any image, short of an overflowing crop
+MAX_COORD = 1e6
+
+
 class BoxLookupError(LookupError):
     """The image has no entry in the boxes file."""
 
@@ -67,7 +71,12 @@ def _box_row(v, where: str) -> tuple[list[float], float]:
         raise DataError(f"{where}: a box must be [x1, y1, x2, y2], got {len(vals)} values")
     if not (vals[2] > vals[0] and vals[3] > vals[1]) or not all(np.isfinite(vals)):
         raise DataError(f"{where}: box {vals} is empty or not finite (expected x1 < x2, y1 < y2)")
-    return vals, float(score if score is not None else 1.0)
+    if max(abs(x) for x in vals) > MAX_COORD:  # finite, but its crop would overflow: an error for every image
+        raise DataError(f"{where}: box {vals} lies beyond +-{MAX_COORD:g} pixels")
+    try:
+        return vals, float(score if score is not None else 1.0)
+    except (TypeError, ValueError):
+        raise DataError(f"{where}: a score must be a number, got {score!r}") from None
 
 
 def _from_objects(objs: list, path: Path) -> dict[str, list[tuple[list[float], float]]]:
@@ -97,9 +106,16 @@ def read_boxes_file(path: str | Path) -> dict[str, list[tuple[list[float], float
         text = p.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as e:
         raise DataError(f"`boxes` {p}: cannot read ({getattr(e, 'strerror', None) or e})") from None
-    stripped = text.lstrip()
-    if not stripped:
+    if not text.strip():
         raise DataError(f"`boxes` {p}: empty file")
+    try:
+        return _parse_boxes(text, p)
+    except (TypeError, ValueError, AttributeError, OverflowError) as e:  # a well-formed file of the wrong shape
+        raise DataError(f"`boxes` {p}: not a boxes file ({type(e).__name__}: {e})") from None
+
+
+def _parse_boxes(text: str, p: Path) -> dict[str, list[tuple[list[float], float]]]:
+    stripped = text.lstrip()
     if stripped[0] in "{[":
         try:
             doc = json.loads(text)

@@ -236,6 +236,9 @@ def fit_box_map(detector: FaceDetector, manifest, *, scheme=None, limit: int = 0
     return out
 
 
+MAX_BOX_MAP = 10.0  # the largest |cx|, |cy| and side a box map file may hold (fractions of the detector box)
+
+
 def read_box_map_file(path: str | Path) -> dict:
     """A box map from a JSON file (what ``facelm fit-box-map`` prints on stdout)."""
     import json
@@ -247,12 +250,17 @@ def read_box_map_file(path: str | Path) -> dict:
     except (OSError, ValueError) as e:
         raise DataError(f"{p}: cannot read the box map: {e}") from None
     try:
+        if any(isinstance(d[k], bool) for k in ("cx", "cy", "side")):  # JSON true is not a number
+            raise TypeError
         vals = [float(d[k]) for k in ("cx", "cy", "side")]
     except (KeyError, TypeError, ValueError):
         raise DataError(f"{p}: not a box map (needs numbers cx, cy and side, as `facelm fit-box-map` prints)"
                         ) from None
-    if not all(math.isfinite(v) for v in vals) or vals[2] <= 0:
-        raise DataError(f"{p}: box map values must be finite and side > 0")
+    # fractions of the box: a fitted map is within a few tenths of (0, 0, 1); far outside, the squares overflow
+    if not all(math.isfinite(v) for v in vals) or not (abs(vals[0]) <= MAX_BOX_MAP and abs(vals[1]) <= MAX_BOX_MAP
+                                                      and 0 < vals[2] <= MAX_BOX_MAP):
+        raise DataError(f"{p}: box map values must be finite, cx and cy within +-{MAX_BOX_MAP:g} and side in "
+                        f"(0, {MAX_BOX_MAP:g}], got cx {vals[0]:g}, cy {vals[1]:g}, side {vals[2]:g}")
     return d
 
 
