@@ -82,8 +82,11 @@ def _key(rec: dict) -> tuple[str, int | None]:
     return str(rec["image"]), (int(frame) if frame is not None else None)
 
 
-def read_done(path: str | Path, *, truncate: bool = True) -> set[tuple[str, int | None]]:
-    """The ``(image, frame)`` of every record in the JSONL file ``path`` (an empty set when it does not exist).
+def read_done(path: str | Path, *, truncate: bool = True, schemes: set[str] | None = None
+              ) -> set[tuple[str, int | None]]:
+    """The ``(image, frame)`` of every record in the JSONL file ``path`` (an empty set when it does not exist);
+    with ``schemes``, the scheme of every face in it is added to that set (a run must not append faces of another
+    scheme: ``--to-scheme`` differing from the earlier run's).
 
     A last line without its newline (a run killed mid-write) is not counted, and with ``truncate`` it is cut off
     the file, so that appending starts on a fresh line.
@@ -106,6 +109,8 @@ def read_done(path: str | Path, *, truncate: bool = True) -> set[tuple[str, int 
         try:
             rec = json.loads(line)
             done.add(_key(rec))
+            if schemes is not None:
+                schemes.update(str(f["scheme"]) for f in rec.get("faces") or () if f.get("scheme"))
         except (ValueError, TypeError, KeyError, AttributeError):
             raise DataError(f"{p}: line {i} is not a `facelm predict` JSONL record; `resume` continues the JSONL "
                             "output of an earlier run") from None

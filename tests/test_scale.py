@@ -137,6 +137,23 @@ def test_resume_options(tmp_path):
     assert r.exit_code == 2 and "jsonl" in r.output
 
 
+def test_resume_refuses_to_append_faces_of_another_scheme(tmp_path):
+    """A run resumed with another --to-scheme than the file's would mix 68- and 5-point faces in one file."""
+    img = _images(tmp_path / "d", 2)
+    out = tmp_path / "o.jsonl"
+    r = _predict([img[0], *FAST, "--resume", "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    before = out.read_text()
+    assert _lines(before)[0]["faces"][0]["scheme"] == "300w68"
+    r = _predict([*img, *FAST, "--resume", "-o", str(out), "--to-scheme", "5pt"])
+    assert r.exit_code == 2, r.output
+    assert "--resume" in r.output and "300w68" in r.output and "5pt" in r.output
+    assert out.read_text() == before  # nothing appended
+    r = _predict([*img, *FAST, "--resume", "-o", str(out)])  # the same scheme goes on
+    assert r.exit_code == 0, r.output
+    assert len(_lines(out.read_text())) == 2
+
+
 def _start(out: Path, cwd: Path) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "facelm", "predict", "-", *FAST, "--batch", "1", "--resume",
                              "-o", str(out)], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,

@@ -87,8 +87,17 @@ class RunScope:
 
             import_pyarrow("--format parquet")
         self.shard = parse_shard(shard) if shard is not None else None
-        self.done = read_done(output) if resume else set()
+        self.output = output
+        self.schemes: set[str] = set()
+        self.done = read_done(output, schemes=self.schemes) if resume else set()
         self.skipped = 0
+
+    def check_scheme(self, scheme: str) -> None:
+        """``UsageError`` when the file being resumed holds faces of another scheme than this run writes."""
+        other = sorted(self.schemes - {scheme})
+        if other:
+            raise UsageError(f"--resume {self.output}: holds {', '.join(other)} points and this run writes {scheme}; "
+                             "resume with the earlier run's --to-scheme, or write to another -o")
 
     @property
     def select(self):

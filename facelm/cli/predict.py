@@ -433,6 +433,7 @@ def register(app: typer.Typer) -> None:
         out_scheme, boundaries = (conv.name, conv.boundaries) if conv else (pair.scheme.name,
                                                                              pair.scheme.boundaries)
         n_out = conv.num_points if conv else pair.scheme.num_landmarks
+        scope.check_scheme(out_scheme)  # before anything is appended
         sink = open_sink(fmt.value, output, resume, warn) or _Sink(fmt, output, n_out, conv and conv.points)
         draw_names = _DrawNames(draw) if draw is not None else None
         items = scope.items(iter_sources(sources, recursive=recursive, vid_stride=vid_stride, select=scope.select))
