@@ -287,7 +287,8 @@ reread_round s2h7p "$OUT/pair-3z" "$OUT/pp7" r 98 "${H7_STEPS:-8000}"
 reread_round s2h8p "$OUT/pair-3za" "$OUT/pp8" s 99 "${H8_STEPS:-8000}"
 # (A fourth round, the pair of 3zb reading them once more, seed 100, scored worse on seven of eight held-out sets
 #  and was not kept: models/HISTORY.md, "Round H9"; nor was 16,000 steps from 3zb at lr 1e-4, seed 101, on
-#  those readings, or its weight average with 3zb: "Round H9b".)
+#  those readings, or its weight average with 3zb: "Round H9b"; nor the fourth round with the read faces' jaw points
+#  out of the loss: "Round J1".)
 
 # 4. export (torch/onnxruntime parity and the NME of the stored weights are checked on the w300 val split), with
 #    the label shift of 300-W's hand labels: 1.2% of the eye-centre distance to the image right of a flip-trained
