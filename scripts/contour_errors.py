@@ -64,7 +64,7 @@ def summarise(pred: np.ndarray, gt: np.ndarray, norm: np.ndarray) -> dict:
     def r(x):
         return round(float(x), 2)
 
-    out = {"faces": int(len(gt)), "nme": r(err.mean()),
+    out = {"faces": len(gt), "nme": r(err.mean()),
            "regions": {k: r(err[:, a:b].mean()) for k, (a, b) in REGIONS.items()},
            "jaw": {"along": r(np.abs(along).mean()), "across": r(np.abs(across).mean()),
                    "along_mean_per_point": [r(x) for x in along.mean(0)],

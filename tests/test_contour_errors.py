@@ -7,14 +7,12 @@ import json
 
 import numpy as np
 import pytest
-
 from conftest import load_script
 
 
 def _write_predictions(path, manifest, lm):
     with open(path, "w") as f:
-        for s, p in zip(manifest.samples, lm):
-            f.write(json.dumps({"id": s.id, "image": s.image, "landmarks": p.tolist()}) + "\n")
+        f.writelines(json.dumps({"id": s.id, "image": s.image, "landmarks": p.tolist()}) + "\n" for s, p in zip(manifest.samples, lm))
 
 
 @pytest.mark.parametrize("along, across", [(0.05, 0.0), (0.0, 0.03), (-0.02, -0.04)])
@@ -55,8 +53,7 @@ def test_missing_faces_are_left_out_and_an_empty_split_is_a_usage_error(data_dir
     m = load_manifest(data_dir)
     lm = m.landmarks.astype(np.float64)
     with open(tmp_path / "p.jsonl", "w") as f:  # every face but the first
-        for s, p in list(zip(m.samples, lm))[1:]:
-            f.write(json.dumps({"id": s.id, "image": s.image, "landmarks": p.tolist()}) + "\n")
+        f.writelines(json.dumps({"id": s.id, "image": s.image, "landmarks": p.tolist()}) + "\n" for s, p in list(zip(m.samples, lm))[1:])
     assert mod.main(["--data", str(data_dir), "--split", "all", str(tmp_path / "p.jsonl")]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["missing"] == 1 and out["faces"] == len(m) - 1 and out["nme"] == 0
