@@ -12,7 +12,8 @@ from conftest import load_script
 
 def _write_predictions(path, manifest, lm):
     with open(path, "w") as f:
-        f.writelines(json.dumps({"id": s.id, "image": s.image, "landmarks": p.tolist()}) + "\n" for s, p in zip(manifest.samples, lm))
+        f.writelines(json.dumps({"id": s.id, "image": s.image, "landmarks": p.tolist()}) + "\n"
+                     for s, p in zip(manifest.samples, lm))
 
 
 @pytest.mark.parametrize("along, across", [(0.05, 0.0), (0.0, 0.03), (-0.02, -0.04)])
@@ -53,7 +54,8 @@ def test_missing_faces_are_left_out_and_an_empty_split_is_a_usage_error(data_dir
     m = load_manifest(data_dir)
     lm = m.landmarks.astype(np.float64)
     with open(tmp_path / "p.jsonl", "w") as f:  # every face but the first
-        f.writelines(json.dumps({"id": s.id, "image": s.image, "landmarks": p.tolist()}) + "\n" for s, p in list(zip(m.samples, lm))[1:])
+        f.writelines(json.dumps({"id": s.id, "image": s.image, "landmarks": p.tolist()}) + "\n"
+                     for s, p in list(zip(m.samples, lm))[1:])
     assert mod.main(["--data", str(data_dir), "--split", "all", str(tmp_path / "p.jsonl")]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["missing"] == 1 and out["faces"] == len(m) - 1 and out["nme"] == 0
