@@ -47,6 +47,8 @@ class Predictions:
     records: int = 0
     num_landmarks: int | None = None
     scheme: str | None = None
+    seen_images: set = field(default_factory=set)  # (image, frame) of the per-image records
+    repeated: list[str] = field(default_factory=list)  # images of per-image records that repeat an earlier one
 
 
 def _parse_landmarks(v, where: str) -> np.ndarray:
@@ -88,6 +90,11 @@ def _read_object(rec, n: int, out: Predictions, where: str | None = None) -> Non
         faces = rec["faces"] or []
         if not isinstance(faces, list):
             raise ModelError(f"{where}: 'faces' must be a list")
+        if image is not None:  # one record per image (per video frame): a second one is two runs in one file
+            key = (image, rec.get("frame"))
+            if key in out.seen_images:
+                out.repeated.append(image)
+            out.seen_images.add(key)
     elif "landmarks" in rec:
         faces = [rec]
     else:
@@ -272,12 +279,17 @@ def match_predictions(preds: Predictions, manifest: Manifest, full: Manifest | N
     if unmatched:
         warn(f"{preds.path}: predictions for {len(unmatched)} image(s) match no image of {full.path} "
              f"(e.g. {unmatched[0]!r}); their faces are ignored")
+    if preds.repeated:
+        warn(f"{preds.path}: {len(preds.repeated)} per-image record(s) repeat an image already in the file (e.g. "
+             f"{preds.repeated[0]!r}), as when two runs are concatenated; the faces of all of them compete for that "
+             "image's ground truth")
     if errors_hit:
         img, msg = next(iter(errors_hit.items()))
         warn(f"{preds.path}: the predictor failed on {len(errors_hit)} image(s) of the evaluated faces "
              f"(e.g. {img!r}: {msg})")
     missing = ~found
-    details = {"file": str(preds.path), "records": preds.records, "unmatched_images": len(unmatched),
+    details = {"file": str(preds.path), "records": preds.records, "repeated_images": len(preds.repeated),
+               "unmatched_images": len(unmatched),
                "images_outside_selection": outside, "image_errors": len(errors_hit),
                "missing_ids": [manifest.samples[i].id for i in np.flatnonzero(missing)[:50]]}
     if smap is not None:

@@ -261,6 +261,25 @@ def test_huge_predicted_coordinates_are_failures_without_numpy_warnings(hand, tm
     assert r["n"] == 8 and r["fr@0.1"] == pytest.approx(1 / 8)
 
 
+def test_a_repeated_image_record_is_warned_about_and_video_frames_are_not(hand, tmp_path):
+    """Two runs concatenated into one file give each image twice; all its faces then compete for the ground truth,
+    silently. Per-face lines and the frames of one video repeat an image by design."""
+    m = load_manifest(hand).split("test")
+    recs = _per_image_records(m, m.landmarks + [3.0, 4.0])
+    warned: list[str] = []
+    r = evaluate([_write_preds(tmp_path / "once.jsonl", recs)], EvalOptions(hand), warn=warned.append).records()[0]
+    assert not any("repeat" in w for w in warned) and r["details"]["repeated_images"] == 0
+    r = evaluate([_write_preds(tmp_path / "twice.jsonl", recs + recs[:2])], EvalOptions(hand),
+                 warn=warned.append).records()[0]
+    assert [w for w in warned if "2 per-image record(s) repeat an image" in w and "twice.jsonl" in w], warned
+    assert r["details"]["repeated_images"] == 2
+    frames = [{**recs[0], "frame": k} for k in range(3)]  # a video: one image name, three frames
+    warned.clear()
+    r = evaluate([_write_preds(tmp_path / "video.jsonl", frames + recs[1:])], EvalOptions(hand),
+                 warn=warned.append).records()[0]
+    assert not any("repeat" in w for w in warned) and r["details"]["repeated_images"] == 0
+
+
 def test_zero_normaliser_names_the_faces(tmp_path):
     rng = np.random.default_rng(0)
     lm, _ = _face(rng)
