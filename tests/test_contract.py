@@ -480,6 +480,28 @@ def test_draw_gives_same_named_inputs_their_own_files(tiny, tmp_path, monkeypatc
     assert c.is_file()
 
 
+def test_drawings_that_cannot_be_written_keep_the_records_and_make_the_exit_code_1(tiny, tmp_path, monkeypatch):
+    """A full disk under --draw: every record is still written, each lost drawing is a warning naming its image,
+    and the run does not claim success (exit 1, as for inputs that failed)."""
+    import errno
+
+    from facelm.cli import predict as predict_cli
+
+    def full(path, img):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(predict_cli, "_write_drawing", full)
+    imgs = [_png(tmp_path / f"in/{k}.png") for k in "ab"]
+    r = invoke("predict", *imgs, "--models", tiny["models"], "--no-detect", "-q", "--draw", tmp_path / "drawn")
+    no_traceback(r)
+    assert r.exit_code == 1, (r.exit_code, r.stderr)
+    assert [Path(x["image"]).name for x in jsonl(r.stdout)] == ["a.png", "b.png"]
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert all(ln.startswith("warning: ") for ln in lines), lines
+    assert sum("cannot write the drawing (No space left on device)" in ln for ln in lines) == 2
+    assert "2 drawing(s) could not be written" in lines[-1]
+
+
 # ------------------------------------------------------------------------------------------------------------
 # item 7: SIGTERM is Ctrl-C (exit 130, no temporary file left); kill -9 leftovers are swept by the next run
 

@@ -48,9 +48,9 @@ conventions: docs/predict.md.
 At scale: --shard K/N (K = 0..N-1) keeps the files whose name hashes to K; --resume -o FILE skips the images
 already in FILE and appends the rest (docs/scale.md). From Python: facelm.Landmarker (docs/python.md).
 
-Exit codes: 0 ok, 1 some inputs failed (an error record each; the run goes on), 2 usage, 3 no images found (or a
---resume file that is not predict's JSONL), 4 models missing, foreign or not matching (stage-2 scheme), or no
-detector available.
+Exit codes: 0 ok, 1 some inputs failed (an error record each; the run goes on) or some --draw drawings could not
+be written, 2 usage, 3 no images found (or a --resume file that is not predict's JSONL), 4 models missing, foreign
+or not matching (stage-2 scheme), or no detector available.
 """
 
 FIT_EPILOG = """Examples:
@@ -437,7 +437,7 @@ def register(app: typer.Typer) -> None:
         sink = open_sink(fmt.value, output, resume, warn) or _Sink(fmt, output, n_out, conv and conv.points)
         draw_names = _DrawNames(draw) if draw is not None else None
         items = scope.items(iter_sources(sources, recursive=recursive, vid_stride=vid_stride, select=scope.select))
-        n = failed = attempted = faces = 0
+        n = failed = attempted = faces = undrawn = 0
         still_warned = False
         t0 = time.perf_counter()
         ok = False
@@ -462,8 +462,9 @@ def register(app: typer.Typer) -> None:
                     try:
                         _write_drawing(draw_names.path(res.name, res.frame),
                                        annotate(res.image, res, dict(boundaries or {})))
-                    except OSError as e:
-                        warn(f"{res.name}: cannot write the drawing ({e})")
+                    except OSError as e:  # the records go on; the exit code says the run is incomplete
+                        undrawn += 1
+                        warn(f"{res.name}: cannot write the drawing ({e.strerror or e})")
                     res.image = None
             ok = True
         finally:
@@ -476,7 +477,9 @@ def register(app: typer.Typer) -> None:
         reread = f" ({lm.stats['reread']} read again: --rescue)" if lm.stats["reread"] else ""
         note(f"{n} images, {faces} faces{reread}, {failed} failed, {dt:.1f} s ({n / dt if dt > 0 else 0:.1f} "
              f"images/s, {faces / dt if dt > 0 else 0:.1f} faces/s, {pair.precision})")
-        if failed:
+        if undrawn:
+            warn(f"{undrawn} drawing(s) could not be written into {draw}")
+        if failed or undrawn:
             raise typer.Exit(int(ExitCode.PARTIAL))
 
     @app.command(name="fit-box-map", epilog=FIT_EPILOG + detector_note, no_args_is_help=True)
