@@ -276,6 +276,22 @@ def match_predictions(preds: Predictions, manifest: Manifest, full: Manifest | N
         k = images.resolve(img)
         if k is not None and any(not found[i] for i in images.selected.get(k, [])):
             errors_hit[img] = msg
+    _warn_unused(preds, full, unmatched, errors_hit, warn)
+    missing = ~found
+    details = {"file": str(preds.path), "records": preds.records, "repeated_images": len(preds.repeated),
+               "unmatched_images": len(unmatched),
+               "images_outside_selection": outside, "image_errors": len(errors_hit),
+               "missing_ids": [manifest.samples[i].id for i in np.flatnonzero(missing)[:50]]}
+    if smap is not None:
+        pred = smap.apply(pred)
+        details["scheme_map"] = {"from": smap.source, "to": smap.target, "points_scored": int(smap.mapped.sum()),
+                                 "mapped": smap.mapped.tolist()}
+    return pred, missing, details
+
+
+def _warn_unused(preds: Predictions, full: Manifest, unmatched: list[str], errors_hit: dict[str, str],
+                 warn: Warn) -> None:
+    """One warning each: records matching no image, images given twice, images the predictor failed on."""
     if unmatched:
         warn(f"{preds.path}: predictions for {len(unmatched)} image(s) match no image of {full.path} "
              f"(e.g. {unmatched[0]!r}); their faces are ignored")
@@ -287,16 +303,6 @@ def match_predictions(preds: Predictions, manifest: Manifest, full: Manifest | N
         img, msg = next(iter(errors_hit.items()))
         warn(f"{preds.path}: the predictor failed on {len(errors_hit)} image(s) of the evaluated faces "
              f"(e.g. {img!r}: {msg})")
-    missing = ~found
-    details = {"file": str(preds.path), "records": preds.records, "repeated_images": len(preds.repeated),
-               "unmatched_images": len(unmatched),
-               "images_outside_selection": outside, "image_errors": len(errors_hit),
-               "missing_ids": [manifest.samples[i].id for i in np.flatnonzero(missing)[:50]]}
-    if smap is not None:
-        pred = smap.apply(pred)
-        details["scheme_map"] = {"from": smap.source, "to": smap.target, "points_scored": int(smap.mapped.sum()),
-                                 "mapped": smap.mapped.tolist()}
-    return pred, missing, details
 
 
 def _scheme_map(preds: Predictions, manifest: Manifest):
