@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import platform
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -77,9 +78,17 @@ def load_checkpoint(path: str | Path) -> dict:
     if not p.is_file():
         raise ModelError(f"{p}: checkpoint not found")
     try:
-        ck = torch.load(p, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about pickle protocols of foreign files on stderr
+            warnings.simplefilter("ignore")
+            ck = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types for corrupt files
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        text = str(e).strip()
+        msg = text.splitlines()[0] if text else type(e).__name__
+        if msg.startswith("Weights only load failed"):  # keep torch's reason, not its advice to load unsafely
+            msg = "the safe load refused it"
+            if "WeightsUnpickler error:" in text:
+                why = text.split("WeightsUnpickler error:", 1)[1].strip().splitlines()
+                msg += f": {why[0].strip()}" if why else ""
         raise ModelError(f"{p}: not a readable checkpoint ({msg[:160]})") from None
     if not isinstance(ck, dict) or ck.get("format") != "facelm-checkpoint":
         raise ModelError(f"{p}: not a facelm checkpoint")

@@ -34,6 +34,23 @@ def test_load_checkpoint_rejects_missing_corrupt_and_foreign_files(tmp_path):
         load_checkpoint(foreign)
 
 
+def test_a_pickle_of_python_objects_is_refused_without_torch_advice_or_warnings(tmp_path):
+    """torch's refusal ends in advice to load the file unsafely (`weights_only=False`, which the CLI's message
+    rewriting turned into a `--weights-only` option facelm does not have), after a UserWarning on stderr."""
+    import pickle
+    import warnings
+
+    p = tmp_path / "objects.pt"
+    p.write_bytes(pickle.dumps({"a": object}, protocol=4))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ModelError) as e:
+            load_checkpoint(p)
+    msg = str(e.value)
+    assert msg.startswith(f"{p}: not a readable checkpoint (the safe load refused it: Unsupported")
+    assert "weights_only" not in msg and "\n" not in msg
+
+
 def test_pick_device_names_its_parameter():
     assert pick_device("cpu").type == "cpu"
     with pytest.raises(UsageError, match="unknown device"):
