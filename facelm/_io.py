@@ -18,7 +18,8 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 __all__ = ["read_json_or_toml", "json_clean", "atomic_path", "atomic_write", "atomic_write_text", "atomic_write_json",
-           "sha256_file", "temp_name", "sweep_stale_temps", "pid_alive", "special_target", "make_temp"]
+           "sha256_file", "temp_name", "sweep_stale_temps", "pid_alive", "special_target", "make_temp",
+           "stream_path"]
 
 
 
@@ -89,6 +90,17 @@ def special_target(path: str | Path) -> bool:
         return not stat.S_ISREG(os.stat(path).st_mode) and not os.path.isdir(path)
     except (OSError, ValueError):
         return False
+
+
+def stream_path(path: Path) -> Path:
+    """Where a writer that streams into ``path`` writes: ``path`` itself when it is a device or FIFO
+    (``special_target``), else its temporary name next to it (``temp_name``; renamed over ``path`` when complete),
+    the folder created and what a killed run left there swept. ``OSError`` when the folder cannot be made."""
+    if special_target(path):
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sweep_stale_temps(path)
+    return path.with_name(temp_name(path, "tmp"))
 
 
 def make_temp(path: Path, suffix: str = ".tmp") -> tuple[int, str]:

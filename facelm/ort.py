@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -37,8 +38,8 @@ import numpy as np
 
 from facelm.errors import ModelError, UsageError
 
-__all__ = ["cpu_count", "create_session", "cuda_usable", "int8_kernels_saturate", "plan_threads", "provider_names",
-           "resolve_providers", "seven_bit_activations", "session_options"]
+__all__ = ["cpu_count", "create_session", "cuda_usable", "int8_kernels_saturate", "parse_device", "plan_threads",
+           "provider_names", "resolve_providers", "seven_bit_activations", "session_options"]
 
 _warned: set[str] = set()
 _warn_lock = threading.Lock()
@@ -107,28 +108,35 @@ def resolve_providers(device: str = "auto", warn: Callable[[str], None] | None =
     The CUDA fallback warning is given once per ``device`` string per ``warned`` set (this module's own set by
     default, i.e. once per process).
     """
-    d = (device or "auto").strip().lower()
-    if d == "cpu":
+    kind, dev_id = parse_device(device)
+    if kind == "cpu":
         return ["CPUExecutionProvider"]
-    if d == "auto":
+    if kind == "auto":
         ok, _ = cuda_usable(0)
         return [("CUDAExecutionProvider", {"device_id": 0}), "CPUExecutionProvider"] if ok else ["CPUExecutionProvider"]
-    if d == "cuda" or d.startswith("cuda:"):
-        try:
-            dev_id = int(d.split(":", 1)[1]) if ":" in d else 0
-        except ValueError:
-            raise UsageError(f"unknown device {device!r} (auto, cpu, cuda or cuda:N)") from None
-        ok, reason = cuda_usable(dev_id)
-        if ok:
-            return [("CUDAExecutionProvider", {"device_id": dev_id}), "CPUExecutionProvider"]
-        seen = _warned if warned is None else warned
-        with _warn_lock:
-            first = d not in seen
-            seen.add(d)
-        if first and warn is not None:
-            warn(f"`device` {device}: CUDA is not usable here ({reason}); running on CPU")
-        return ["CPUExecutionProvider"]
-    raise UsageError(f"unknown device {device!r} (auto, cpu, cuda or cuda:N)")
+    ok, reason = cuda_usable(dev_id)
+    if ok:
+        return [("CUDAExecutionProvider", {"device_id": dev_id}), "CPUExecutionProvider"]
+    d = (device or "auto").strip().lower()
+    seen = _warned if warned is None else warned
+    with _warn_lock:
+        first = d not in seen
+        seen.add(d)
+    if first and warn is not None:
+        warn(f"`device` {device}: CUDA is not usable here ({reason}); running on CPU")
+    return ["CPUExecutionProvider"]
+
+
+_DEVICE_RE = re.compile(r"(auto|cpu|cuda)(?::([0-9]+))?")
+
+
+def parse_device(device: str | None) -> tuple[str, int]:
+    """``(kind, CUDA index)`` of a device name: auto | cpu | cuda | cuda:N with N >= 0 (any case, ``None`` =
+    auto); ``UsageError`` for anything else."""
+    m = _DEVICE_RE.fullmatch((device if device is not None else "auto").strip().lower())
+    if m is None or (m[2] is not None and m[1] != "cuda"):
+        raise UsageError(f"unknown device {device!r} (auto, cpu, cuda or cuda:N)")
+    return m[1], int(m[2] or 0)
 
 
 def plan_threads(providers: list, streams: int = 0, threads: int = 0) -> tuple[int, int]:

@@ -99,18 +99,13 @@ class ParquetRecordWriter:
         self.pa = import_pyarrow()
         import pyarrow.parquet as pq
 
-        from facelm._io import special_target, sweep_stale_temps, temp_name
+        from facelm._io import stream_path
 
         self._pq, self.path, self.rows, self.warn = pq, Path(path), rows, warn
-        if special_target(self.path):  # /dev/stdout, a FIFO: written straight through, no rename over it
-            self._tmp = self.path
-        else:
-            try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-            except OSError as e:
-                raise UsageError(f"{self.path}: cannot write ({e.strerror or e})") from None
-            sweep_stale_temps(self.path)
-            self._tmp = self.path.with_name(temp_name(self.path, "tmp"))
+        try:  # a device or FIFO (/dev/stdout) is written straight through, a file via its temporary name
+            self._tmp = stream_path(self.path)
+        except OSError as e:
+            raise UsageError(f"{self.path}: cannot write ({e.strerror or e})") from None
         self._buf: list[dict] = []
         self._writer = None
         self._warned: set[str] = set()

@@ -58,3 +58,18 @@ def test_pick_device_names_its_parameter():
     if not torch.cuda.is_available():
         with pytest.raises(UsageError, match="`device` cuda"):
             pick_device("cuda")
+
+
+def test_one_device_grammar_for_the_cli_and_onnxruntime():
+    """auto | cpu | cuda | cuda:N (N >= 0) in any case; onnxruntime's providers parse it as the CLI checks it (a
+    negative index used to reach onnxruntime as device -1)."""
+    from facelm.ort import parse_device, resolve_providers
+
+    assert parse_device(None) == ("auto", 0) and parse_device(" CPU ") == ("cpu", 0)
+    assert parse_device("cuda") == ("cuda", 0) and parse_device("cuda:3") == ("cuda", 3)
+    for bad in ("", "cuda:-1", "cpu:0", "cuda:", "gpu", "cuda:1:2"):
+        with pytest.raises(UsageError, match="unknown device"):
+            parse_device(bad)
+        with pytest.raises(UsageError, match="unknown device"):
+            resolve_providers(bad)
+    assert resolve_providers("cpu") == ["CPUExecutionProvider"]

@@ -138,16 +138,16 @@ def check_range(option: str, value: Any, lo: float | None = None, hi: float | No
         raise UsageError(f"{option} must be {rng}, got {_g(value)}")
 
 
-_DEVICE_RE = re.compile(r"(auto|cpu|cuda(:[0-9]+)?)", re.IGNORECASE)
-
-
 def check_device(option: str, value: str | None) -> None:
     """``UsageError`` unless ``value`` is auto, cpu, cuda or cuda:N (N >= 0), whether or not it is used later
     (an ``evaluate`` of prediction files never runs a network)."""
     from facelm.errors import UsageError
+    from facelm.ort import parse_device
 
-    if value is not None and not _DEVICE_RE.fullmatch(value.strip()):
-        raise UsageError(f"{option} must be auto, cpu, cuda or cuda:N, got {value!r}")
+    try:
+        parse_device(value)
+    except UsageError:
+        raise UsageError(f"{option} must be auto, cpu, cuda or cuda:N, got {value!r}") from None
 
 
 def check_output_file(option: str, path: Any) -> None:

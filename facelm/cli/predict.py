@@ -107,19 +107,13 @@ class _Sink:
             if self.output in ("-", ""):
                 self._fh = sys.stdout
             else:
-                from facelm._io import special_target, sweep_stale_temps, temp_name
+                from facelm._io import stream_path
 
-                out = Path(self.output)
-                try:
-                    if special_target(out):  # /dev/stdout, /dev/null, a FIFO: written straight through
-                        self._fh = open(out, "w", encoding="utf-8", newline="")  # noqa: SIM115 - closed in close()
-                    else:
-                        out.parent.mkdir(parents=True, exist_ok=True)
-                        sweep_stale_temps(out)  # what a killed run left here
-                        self._tmp = out.with_name(temp_name(out, "tmp"))
-                        self._fh = open(self._tmp, "w", encoding="utf-8", newline="")  # noqa: SIM115 - opened lazily, closed in close()
+                try:  # a device or FIFO (/dev/stdout) is written straight through, a file via its temporary name
+                    self._tmp = stream_path(Path(self.output))
+                    self._fh = open(self._tmp, "w", encoding="utf-8", newline="")  # noqa: SIM115 - opened lazily, closed in close()
                 except OSError as e:
-                    raise UsageError(f"--output {out}: cannot write ({e.strerror or e})") from None
+                    raise self._failed(e) from None
         return self._fh
 
     def _csv_rows(self, rec: dict) -> list[list]:
@@ -178,7 +172,7 @@ class _Sink:
                 self._fh.close()
             except OSError as e:
                 failure = failure or e
-            if self._tmp is None:
+            if self._tmp == Path(self.output):  # written straight through: nothing to rename or remove
                 pass
             elif ok and failure is None:
                 os.replace(self._tmp, self.output)
