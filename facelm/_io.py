@@ -92,12 +92,20 @@ def special_target(path: str | Path) -> bool:
         return False
 
 
+def write_target(path: str | Path) -> Path:
+    """The file that writing ``path`` changes: a symbolic link's target (followed to its end), so a finished
+    temporary file renamed over it keeps the link, as ``>`` in a shell does; else ``path`` itself."""
+    path = Path(path)
+    return Path(os.path.realpath(path)) if path.is_symlink() else path
+
+
 def stream_path(path: Path) -> Path:
     """Where a writer that streams into ``path`` writes: ``path`` itself when it is a device or FIFO
     (``special_target``), else its temporary name next to it (``temp_name``; renamed over ``path`` when complete),
     the folder created and what a killed run left there swept. ``OSError`` when the folder cannot be made."""
     if special_target(path):
         return path
+    path = write_target(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     sweep_stale_temps(path)
     return path.with_name(temp_name(path, "tmp"))
@@ -125,6 +133,7 @@ def atomic_write(path: str | Path, mode: str = "w", **kw) -> Iterator[IO]:
         with open(path, mode, **kw) as f:
             yield f
         return
+    path = write_target(path)
     fd, tmp = make_temp(path)
     try:
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
@@ -147,6 +156,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     if special_target(path):  # a device or FIFO: the writer writes to it
         yield path
         return
+    path = write_target(path)
     # ".NAME.PID.XXXX.tmp.SUFFIX": writers that pick the format from the suffix (savefig) still see it
     fd, tmp = make_temp(path, ".tmp" + path.suffix)
     os.close(fd)

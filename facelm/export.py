@@ -42,7 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
-from facelm._io import atomic_path, stdout_to_stderr, sweep_stale_temps, temp_name
+from facelm._io import atomic_path, stdout_to_stderr, sweep_stale_temps, temp_name, write_target
 from facelm.benchmark import bench_sessions  # noqa: F401 - re-exported
 from facelm.errors import UsageError
 from facelm.export_formats import (  # noqa: F401 - re-exported under their old home
@@ -458,7 +458,7 @@ def export(opts: ExportOptions, *, warn: Callable[[str], None] = _noop, step: Ca
     with torch.no_grad():
         ref = model(torch.from_numpy(sample)).numpy()
 
-    out = Path(opts.out)
+    out = write_target(opts.out)  # a link keeps pointing at the new file
     out.parent.mkdir(parents=True, exist_ok=True)
     sweep_stale_temps(out)  # what a killed export left here
     work = Path(tempfile.mkdtemp(prefix=temp_name(out), suffix=".tmp", dir=out.parent))

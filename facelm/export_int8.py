@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from facelm._io import sweep_stale_temps, temp_name
+from facelm._io import sweep_stale_temps, temp_name, write_target
 from facelm.cpu_features import cpu_arch, cpu_flags, cpu_name, int8_dot_product
 from facelm.errors import UsageError
 from facelm.export import (
@@ -136,7 +136,7 @@ def export_from_onnx(opts: ExportOptions, *, warn: Callable[[str], None] = _noop
     what = f"{src} ({meta.get('arch')}, {(meta.get('scheme') or {}).get('name')})"
     data = _ExportData.load(opts, meta, what)
     sample, sample_source = data.parity_sample(opts, meta, size)
-    out = Path(opts.out)
+    out = write_target(opts.out)  # a link keeps pointing at the new file
     out.parent.mkdir(parents=True, exist_ok=True)
     sweep_stale_temps(out)
     work = Path(tempfile.mkdtemp(prefix=temp_name(out), suffix=".tmp", dir=out.parent))

@@ -138,6 +138,8 @@ class ParquetRecordWriter:
         if self._tmp == self.path:
             return
         if ok:
-            os.replace(self._tmp, self.path)
+            from facelm._io import write_target
+
+            os.replace(self._tmp, write_target(self.path))
         else:
             self._tmp.unlink(missing_ok=True)

@@ -248,6 +248,67 @@ def test_predict_output_into_a_fifo_is_written_through_not_replaced(tiny, tmp_pa
     assert [Path(x["image"]).name for x in jsonl(got[0])] == ["a.png"]
 
 
+@pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
+def test_predict_output_through_a_symlink_keeps_the_link(tiny, tmp_path, fmt):
+    """`-o link` writes the link's target, as `>` in a shell does: the finished temporary file is renamed over the
+    target, not over the link (which became a regular file before)."""
+    if fmt == "parquet":
+        pq = pytest.importorskip("pyarrow.parquet")
+    img = _png(tmp_path / "a.png")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    target = elsewhere / f"faces.{fmt}"
+    target.write_text("old\n")
+    link = tmp_path / f"link.{fmt}"
+    link.symlink_to(target)
+    r = invoke("predict", img, "--models", tiny["models"], "--no-detect", "-q", "--format", fmt, "-o", link)
+    no_traceback(r)
+    assert r.exit_code == 0, r.stderr
+    assert link.is_symlink() and link.resolve() == target.resolve(), "the link was replaced by a regular file"
+    if fmt == "parquet":
+        names = pq.read_table(target).column("image").to_pylist()
+    else:
+        names = [x["image"] for x in jsonl(target.read_text())]
+    assert [Path(x).name for x in names] == ["a.png"]
+    assert sorted(p.name for p in elsewhere.iterdir()) == [target.name], "a temporary file was left"
+
+
+@pytest.mark.parametrize("cmd,opt,name", [("export", "--out", "m.onnx"), ("evaluate", "--per-face", "pf.csv"),
+                                          ("bench", "--markdown", "b.md")])
+def test_other_outputs_through_a_symlink_keep_the_link(tiny, tmp_path, cmd, opt, name):
+    out = tmp_path / "out"
+    out.mkdir()
+    target = tmp_path / "elsewhere" / name
+    target.parent.mkdir()
+    target.write_text("old")
+    args = _base_args(cmd, tiny, out)
+    link = out / name
+    link.symlink_to(target)
+    args[args.index(opt) + 1] = link
+    r = invoke(*args)
+    no_traceback(r)
+    assert r.exit_code == 0, r.stderr
+    assert link.is_symlink() and link.resolve() == target.resolve(), "the link was replaced by a regular file"
+    assert target.stat().st_size > 3 and target.read_bytes() != b"old"
+    assert os.listdir(target.parent) == [name], "a temporary file was left"
+
+
+def test_atomic_writers_follow_a_symlink_chain_to_its_end(tmp_path):
+    from facelm._io import atomic_path, atomic_write_text
+
+    target = tmp_path / "real.txt"
+    hop = tmp_path / "hop.txt"
+    hop.symlink_to(target)  # dangling until written: the write creates the target, as `>` does
+    link = tmp_path / "link.txt"
+    link.symlink_to(hop)
+    atomic_write_text(link, "one")
+    assert link.is_symlink() and hop.is_symlink() and target.read_text() == "one"
+    with atomic_path(link) as p:
+        Path(p).write_text("two")
+    assert link.is_symlink() and hop.is_symlink() and target.read_text() == "two"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hop.txt", "link.txt", "real.txt"]
+
+
 @pytest.mark.parametrize("fmt", ["jsonl", "csv", "json"])
 def test_predict_a_full_disk_is_one_line_and_leaves_no_temporary_file(tiny, tmp_path, monkeypatch, fmt):
     import errno

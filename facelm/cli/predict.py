@@ -175,7 +175,9 @@ class _Sink:
             if self._tmp == Path(self.output):  # written straight through: nothing to rename or remove
                 pass
             elif ok and failure is None:
-                os.replace(self._tmp, self.output)
+                from facelm._io import write_target
+
+                os.replace(self._tmp, write_target(self.output))
             else:
                 self._tmp.unlink(missing_ok=True)
         elif self._fh is sys.stdout:
