@@ -122,7 +122,9 @@ def _read_faces(sources: list[Path], formats: list[str], opts: PrepareOptions, w
                 if opts.limit and len(faces) >= opts.limit:
                     break
         except ValueError as e:
-            raise DataError(f"{p}: {e}") from None
+            msg = str(e)  # most readers name the file already (often resolved): say it once
+            named = any(msg.startswith(f"{q}:") for q in (p, Path(p).resolve()))
+            raise DataError(msg if named else f"{p}: {msg}") from None
         if opts.limit and len(faces) >= opts.limit:
             break
     return faces, face_fmt, skipped
@@ -138,6 +140,10 @@ def prepare(opts: PrepareOptions, progress: Callable[[int, int], None] | None = 
     for p in sources:
         if not p.exists():
             raise DataError(f"{p}: no such file or folder")
+    seen: dict[Path, Path] = {}
+    for p in sources:  # the same faces twice would be counted and trained on twice
+        if (first := seen.setdefault(p.resolve(), p)) is not p:
+            raise UsageError(f"SOURCE {p} is given twice" + ("" if str(first) == str(p) else f" (as {first})"))
     src = sources[0] if len(sources) == 1 else Path(", ".join(map(str, sources)))  # for messages
     if opts.split not in ("train", "test", "auto"):
         raise UsageError(f"`split` must be train, test or auto, not {opts.split!r}")
@@ -177,6 +183,7 @@ def prepare(opts: PrepareOptions, progress: Callable[[int, int], None] | None = 
     scheme = get_scheme(schemes[0])
 
     out = opts.out
+    made = [d for d in (out, *out.parents) if not d.exists()]  # folders this run creates: removed if it fails
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -194,6 +201,11 @@ def prepare(opts: PrepareOptions, progress: Callable[[int, int], None] | None = 
     except BaseException:
         for t in (tmp_crops, tmp_prepare, tmp_manifest):
             t.unlink(missing_ok=True)
+        for d in made:  # innermost first; a folder something else wrote into meanwhile stays
+            try:
+                d.rmdir()
+            except OSError:
+                break
         raise
 
 

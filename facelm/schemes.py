@@ -148,8 +148,11 @@ def get_scheme(name: str | LandmarkScheme) -> LandmarkScheme:
         return name
     if name in _REGISTRY:
         return _REGISTRY[name]
-    if name.endswith((".json", ".toml")) and Path(name).is_file():
-        return load_scheme_file(name)
+    if name.endswith((".json", ".toml")):
+        if Path(name).is_file():
+            return load_scheme_file(name)
+        raise KeyError(f"{name}: no such scheme file (a .json/.toml scheme file, or a known scheme: "
+                       f"{', '.join(list_schemes())})")
     raise KeyError(f"unknown landmark scheme {name!r} (known: {', '.join(list_schemes())}; "
                    "or give a .json/.toml scheme file)")
 

@@ -305,8 +305,7 @@ def test_all_faces_bad_is_a_data_error(tmp_path):
     with pytest.raises(DataError, match="none of the 2 faces") as e:
         run(src, tmp_path / "out")
     assert e.value.code == ExitCode.DATA
-    assert not (tmp_path / "out" / MANIFEST_NAME).exists() and not (tmp_path / "out" / CROPS_NAME).exists()
-    assert leftovers(tmp_path / "out") == []
+    assert not (tmp_path / "out").exists()  # the folder this run created, and nothing in it, is gone
 
 
 def test_manifest_of_another_scheme(synth):
@@ -369,7 +368,7 @@ def test_ctrl_c_in_the_main_thread_stops_promptly(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         prepare(PrepareOptions(source=tmp_path / "src", out=tmp_path / "out", workers=2), progress=progress)
     assert calls["n"] < 30
-    assert list((tmp_path / "out").iterdir()) == []
+    assert not (tmp_path / "out").exists()  # the folder the interrupted run created is gone
 
 
 def test_interrupt_while_reading_images(tmp_path, monkeypatch):
