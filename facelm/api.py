@@ -19,6 +19,7 @@ onnxruntime; making a :class:`Landmarker` loads onnxruntime (never torch).
 
 from __future__ import annotations
 
+import numbers
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -97,11 +98,27 @@ class ImageFaces:
         return f"ImageFaces({self.image!r}, {what})"
 
 
+def _pil_to_array(image: Any) -> np.ndarray:
+    """A PIL image as an RGB uint8 array; 16- and 32-bit integer images (modes ``I;16``, ``I``, ...) scaled to 8
+    bits as facelm's file decoder scales 16-bit files (``v / 257``), not clipped by ``convert("RGB")``."""
+    if str(getattr(image, "mode", "")).startswith("I"):
+        a = np.clip(np.asarray(image), 0, 65535).astype(np.float32)
+        a = (a / 257.0 + 0.5).astype(np.uint8)
+        return a if a.ndim == 3 else np.repeat(a[:, :, None], 3, axis=2)
+    return np.asarray(image.convert("RGB"))
+
+
+def _is_pil(image: Any) -> bool:
+    return hasattr(image, "convert") and hasattr(image, "size") and not isinstance(image, np.ndarray)
+
+
 def _as_rgb(image: Any, exif: bool) -> tuple[np.ndarray, str]:
     """(RGB uint8 array, name) of what ``Landmarker.__call__`` accepts; ``ImageError`` for unreadable images."""
     from facelm.imageio import ImageReadError, decode_image, read_image
 
     if isinstance(image, (str, os.PathLike)):
+        if os.fspath(image) in ("", b""):
+            raise UsageError("`image` is an empty path")
         try:
             return read_image(image, exif=exif), str(image)
         except ImageReadError as e:
@@ -111,17 +128,50 @@ def _as_rgb(image: Any, exif: bool) -> tuple[np.ndarray, str]:
             return decode_image(image, exif=exif), "<bytes>"
         except ImageReadError as e:
             raise ImageError("<bytes>", str(e)) from None
-    if hasattr(image, "convert") and hasattr(image, "size") and not isinstance(image, np.ndarray):  # PIL
-        image = np.asarray(image.convert("RGB"))
-    a = np.asarray(image)
+    given = image
+    if _is_pil(image):
+        image = _pil_to_array(image)
+    try:
+        a = np.asarray(image)
+    except (TypeError, ValueError):  # a ragged list
+        a = np.zeros(())
+    shape, dtype = a.shape, a.dtype  # as given, for the message
+    if a.ndim == 3 and a.shape[2] == 1:  # grayscale with a channel axis
+        a = a[:, :, 0]
     if a.ndim == 2:
         a = np.repeat(a[:, :, None], 3, axis=2)
     elif a.ndim == 3 and a.shape[2] == 4:
         a = a[:, :, :3]
     if a.ndim != 3 or a.shape[2] != 3 or a.dtype != np.uint8 or min(a.shape[:2]) < 1:
-        raise UsageError(f"`image` must be a path, encoded bytes, a PIL image or an (H, W, 3) uint8 RGB array, "
-                         f"got {type(image).__name__} {getattr(a, 'dtype', '')} {getattr(a, 'shape', '')}")
+        what = type(given).__name__ + (f" {dtype} of shape {shape}" if len(shape) else "")
+        raise UsageError("`image` must be a path, encoded bytes, a PIL image or an (H, W, 3) uint8 RGB array "
+                         f"((H, W) and (H, W, 1) grayscale and (H, W, 4) RGBA are converted), got {what}")
     return np.ascontiguousarray(a), "<array>"
+
+
+def _check_boxes(boxes: Any) -> np.ndarray:
+    """``boxes`` of a call as an ``(N, 4)`` float64 array, checked as ``--boxes`` files are (x1 < x2, y1 < y2, finite,
+    within +-``MAX_COORD`` pixels); ``UsageError`` naming ``boxes`` otherwise."""
+    from facelm.detectors.boxes import MAX_COORD
+
+    usage = "`boxes` must be an (N, 4) array of x1, y1, x2, y2 pixel numbers"
+    if isinstance(boxes, (str, bytes, bytearray, dict)) or _is_pil(boxes):
+        raise UsageError(f"{usage}, got {type(boxes).__name__} {boxes!r:.60}")
+    try:
+        b = np.asarray(boxes, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise UsageError(f"{usage}, got {type(boxes).__name__} {boxes!r:.60}") from None
+    if b.size == 0 and b.ndim <= 2 and (b.ndim < 2 or b.shape[1] in (0, 4)):
+        return np.zeros((0, 4))
+    if b.ndim != 2 or b.shape[1] != 4:
+        raise UsageError(f"{usage}, got shape {b.shape}")
+    for i, row in enumerate(b):
+        if not np.isfinite(row).all() or not (row[2] > row[0] and row[3] > row[1]):
+            raise UsageError(f"`boxes` row {i}: box {row.tolist()} is empty or not finite (expected x1 < x2, "
+                             "y1 < y2)")
+        if np.abs(row).max() > MAX_COORD:
+            raise UsageError(f"`boxes` row {i}: box {row.tolist()} lies beyond +-{MAX_COORD:g} pixels")
+    return b
 
 
 class Landmarker:
@@ -194,30 +244,38 @@ class Landmarker:
         """
         from facelm.runtime.results import ImageResult
 
+        if boxes_kind not in ("square", "detector"):
+            raise UsageError(f"`boxes_kind` must be square or detector, got {boxes_kind!r}")
+        b = None if boxes is None else _check_boxes(boxes)
         rgb, name = _as_rgb(image, self.exif)
-        if boxes is None:
+        if b is None:
             res = self.pipeline.predict_image(rgb, name)
             if res.error:
                 raise DataError(f"{name}: {res.error}")
         else:
-            if boxes_kind not in ("square", "detector"):
-                raise UsageError(f"`boxes_kind` must be square or detector, got {boxes_kind!r}")
-            b = np.asarray(boxes, dtype=np.float64)
-            if b.size % 4 or not np.isfinite(b).all():
-                raise UsageError(f"`boxes` must be (N, 4) finite x1, y1, x2, y2, got shape {b.shape}")
             faces = self.pipeline.predict_boxes(rgb, b, "face-square" if boxes_kind == "square" else "detector")
             res = ImageResult(name, None, rgb.shape[1], rgb.shape[0], faces)
         return self._wrap(res).faces
 
     def batch(self, sources: Any, *, recursive: bool = False, vid_stride: int = 1) -> Iterator[ImageFaces]:
         """Stream :class:`ImageFaces` for many images, in input order, batched across images like ``facelm
-        predict``: ``sources`` is a path, folder, glob, list file or video, or an iterable (a generator is fine)
-        of those and of RGB arrays. An unreadable image gives a result with ``error`` set; the stream goes on."""
-        if isinstance(sources, (str, os.PathLike, np.ndarray)):
+        predict``: ``sources`` is a path, folder, glob, list file or video, or one image (encoded bytes, an RGB
+        array, a PIL image), or an iterable (a generator is fine) of those. An unreadable image gives a result
+        with ``error`` set; the stream goes on. Bad arguments raise ``UsageError`` here, at the call, not when the
+        stream is first read."""
+        if isinstance(vid_stride, bool) or not isinstance(vid_stride, numbers.Integral) or vid_stride < 1:
+            raise UsageError(f"`vid_stride` must be an int >= 1, got {vid_stride!r}")
+        if isinstance(sources, (str, os.PathLike, bytes, bytearray, memoryview, np.ndarray)) or _is_pil(sources):
             sources = [sources]
-        if int(vid_stride) < 1:
-            raise UsageError(f"`vid_stride` must be >= 1, got {vid_stride}")
-        yield from self._run(_items(sources, recursive, vid_stride, self.exif))
+        elif isinstance(sources, (list, tuple)):
+            pass
+        elif sources is None or not isinstance(sources, Iterable):
+            raise UsageError("`sources` must be a path, an image or an iterable of them, got "
+                             f"{type(sources).__name__}")
+        for src in sources if isinstance(sources, (list, tuple)) else ():
+            if isinstance(src, (str, os.PathLike)) and os.fspath(src) in ("", b""):
+                raise UsageError("`sources` holds an empty path (give '.' for the current folder)")
+        return self._run(_items(sources, bool(recursive), int(vid_stride), self.exif))
 
     def _run(self, items: Iterable[Any]) -> Iterator[ImageFaces]:
         """Results for ready ``facelm.sources.SourceItem`` objects (``batch``, the integrations)."""
@@ -237,7 +295,7 @@ def _items(sources: Iterable[Any], recursive: bool, vid_stride: int, exif: bool)
         if isinstance(src, (str, os.PathLike)):
             yield from iter_sources([os.fspath(src)], recursive=recursive, vid_stride=vid_stride)
         else:
-            name = f"<array {i}>"
+            name = f"<{'bytes' if isinstance(src, (bytes, bytearray, memoryview)) else 'array'} {i}>"
             try:
                 rgb, _ = _as_rgb(src, exif)
                 yield SourceItem(name, Path(name), image=rgb)

@@ -158,7 +158,7 @@ def balance_indices(bins: np.ndarray, k: int, target: str = "uniform", max_dup: 
         seed: which faces of a bin get the one extra copy when copies do not divide evenly.
 
     Raises:
-        UsageError: unknown target, negative ``max_dup``, or ``k < 1``.
+        UsageError: unknown target, negative ``max_dup``, ``k < 1``, or a seed not in [0, 2**63).
     """
     if target not in TARGETS:
         raise UsageError(f"`target` must be one of {', '.join(TARGETS)}, not {target!r}")
@@ -166,6 +166,7 @@ def balance_indices(bins: np.ndarray, k: int, target: str = "uniform", max_dup: 
         raise UsageError(f"`max_dup` must be 0 or more, got {max_dup}")
     if k < 1:
         raise UsageError(f"need at least one bin, got {k}")
+    _check_seed(seed)
     b = np.asarray(bins, dtype=np.int64)
     counts = histogram(b, k)
     wants = _bin_targets(counts, target)
@@ -205,7 +206,56 @@ def _rel(target: Path, start: Path) -> str:
         return Path(os.path.abspath(target)).as_posix()
 
 
-def _load_for_balance(data, out, target: str, max_dup: int, bins: int | None):
+def _check_seed(seed) -> None:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2 ** 63:
+        raise UsageError(f"`seed` must be an int in [0, 2**63), got {seed!r}")
+
+
+def _is_balance_output(folder: Path) -> bool:
+    """Does ``folder`` hold what an earlier :func:`balance_manifest` wrote (a pose model and a ``prepare.json``
+    with its ``balance`` record)?"""
+    import json
+
+    try:
+        info = json.loads((folder / PREPARE_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(info, dict) and "balance" in info and (folder / POSE_MODEL_NAME).is_file()
+
+
+def _check_out(out) -> Path:
+    """The output folder, checked before any work: a path, not a file, in a folder this process can write into
+    (whether it is new, empty or an earlier balance's output: :func:`_load_for_balance`)."""
+    if out is None or str(out) == "":
+        raise UsageError("`out` is empty; give the folder for the balanced manifest")
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"`out` {out}: exists and is not a folder")
+    if out.is_dir():
+        parent = out
+    else:
+        parent = next((d for d in out.absolute().parents if d.exists()), None)
+        if parent is not None and not parent.is_dir():
+            raise UsageError(f"`out` {out}: {parent} is not a folder")
+    why = _cannot_write_into(parent) if parent is not None else None
+    if why:
+        raise UsageError(f"`out` {out}: cannot write into {parent} ({why})")
+    return out
+
+
+def _cannot_write_into(folder: Path) -> str | None:
+    """Why nothing can be created in ``folder``, or None: a probe folder is made and removed at once (``os.access``
+    does not see read-only mounts, nor the kernel's own file systems as root)."""
+    import tempfile
+
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=f".facelm-probe.{os.getpid()}.", suffix=".tmp", dir=folder))
+    except OSError as e:
+        return e.strerror or str(e)
+    return None
+
+
+def _load_for_balance(data, out, target: str, max_dup: int, bins: int | None, seed: int = 0):
     """The options and the data checked: (manifest, out folder, scheme, rows of the training faces)."""
     if target not in TARGETS:
         raise UsageError(f"`target` must be one of {', '.join(TARGETS)}, not {target!r}")
@@ -213,15 +263,17 @@ def _load_for_balance(data, out, target: str, max_dup: int, bins: int | None):
         raise UsageError(f"`max_dup` must be 0 or more, got {max_dup}")
     if bins is not None and bins < 2:
         raise UsageError(f"`bins` must be at least 2, got {bins}")
+    _check_seed(seed)
+    out = _check_out(out)
     m = load_manifest(data)
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"`out` {out}: exists and is not a folder")
     if out.resolve() == m.root.resolve():
         raise UsageError(f"`out` {out}: is the source folder; write the balanced manifest to a new folder")
     if (out / CROPS_NAME).exists():
         raise UsageError(f"`out` {out}: holds a crop cache ({CROPS_NAME}), so it is a prepared dataset; choose "
                          "another folder")
+    if out.is_dir() and any(out.iterdir()) and not _is_balance_output(out):
+        raise UsageError(f"`out` {out}: is a folder that is not empty (and not an earlier balance's output); "
+                         "give a new folder")
     try:
         sch = get_scheme(m.scheme)
     except KeyError:
@@ -267,11 +319,12 @@ def balance_manifest(data: str | Path, out: str | Path, bins: int | None = None,
     """Balance a prepared dataset's training split into a new folder ``out`` (see the module docstring).
 
     Raises:
-        UsageError: bad K/target/cap, ``out`` is the source folder or a prepared folder with its own crop cache.
+        UsageError: bad K/target/cap/seed; ``out`` is empty, a file, not writable, the source folder, a prepared
+            folder with its own crop cache, or a folder that is neither empty nor an earlier balance's output.
         DataError: invalid manifest (mixed schemes, ...), no training split, an already balanced manifest,
             degenerate faces, fewer faces than bins, no pose component found.
     """
-    m, out, sch, train = _load_for_balance(data, out, target, max_dup, bins)
+    m, out, sch, train = _load_for_balance(data, out, target, max_dup, bins, seed)
     train_ids = [m.samples[i].id for i in train]
     lm = m.landmarks[train]
     model = fit_pose_model(lm, sch, bins, component=component, ids=train_ids, source=str(m.path))
@@ -311,7 +364,10 @@ def balance_manifest(data: str | Path, out: str | Path, bins: int | None = None,
                                                   "sign", "faces_before", "faces_after", "added_lines")}
     info["balance"]["facelm_version"] = __version__
 
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:  # checked above; gone since (another process)
+        raise UsageError(f"`out` {out}: cannot create the output folder ({e.strerror or e})") from None
     (out / MANIFEST_NAME).unlink(missing_ok=True)  # no stale manifest next to new metadata if we stop halfway
     save_pose_model(out / POSE_MODEL_NAME, model)
     atomic_write_json(out / PREPARE_NAME, info)

@@ -210,6 +210,10 @@ def iter_sources(sources: Iterable[str], *, recursive: bool = False, vid_stride:
         raise ValueError("vid_stride must be at least 1")
     keep = select or (lambda name: True)
     for src in sources:
+        if src == "":  # Path("") is the current folder: never what an empty argument (`"$UNSET"`) meant
+            if keep(src):
+                yield SourceItem(src, Path(src), error="empty path (give '.' for the current folder)")
+            continue
         if src == "-":
             for line in _lines(stdin if stdin is not None else sys.stdin):
                 yield from _entry(line, None, recursive, vid_stride, select)

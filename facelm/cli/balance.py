@@ -25,13 +25,15 @@ faces of thin bins. DIR gets manifest.jsonl (all original lines, then the duplic
 prepare.json (pointing at the ORIGINAL crops.npy: no image data is copied) and pose_model.json. Prints the
 summary JSON (histograms before/after) on stdout and a table on stderr. See docs/balance.md.
 
-Exit codes: 0 ok, 2 usage (bad --bins/--target/--max-dup/--component, --out is the source or a prepared folder,
-unknown --plot type), 3 bad data (no manifest, mixed schemes, no training split, already balanced, degenerate
-faces, fewer faces than bins, no pose component found).
+Exit codes: 0 ok, 2 usage (bad --bins/--target/--max-dup/--component/--seed; --out is empty, a file, not
+writable, the source or a prepared folder, or a folder that is neither empty nor an earlier balance's output;
+--plot of an unknown type, a folder or not writable), 3 bad data (no manifest, mixed schemes, no training split,
+already balanced, degenerate faces, fewer faces than bins, no pose component found).
 """
 
 DATA_HELP = "Prepared dataset folder (from `facelm prepare`) or its manifest.jsonl."
-OUT_HELP = "Output folder for the balanced manifest (a new folder; the crop cache is not copied)."
+OUT_HELP = ("Output folder for the balanced manifest (a new or empty folder, or an earlier balance's output, "
+            "whose files are replaced; the crop cache is not copied).")
 BINS_HELP = "Number of histogram bins K (default: 17 for aflw19, 9 for 300w68 and every other scheme)."
 TARGET_HELP = ("uniform: bring every non-empty bin up to the largest bin's count; sqrt: up to the geometric "
                "mean of its count and the largest (milder).")
@@ -52,7 +54,7 @@ def register(app: typer.Typer) -> None:
     @handle_errors
     def balance_cmd(
         data: Annotated[Path, typer.Argument(help=DATA_HELP, show_default=False)],
-        out: Annotated[Path, typer.Option("--out", "-o", help=OUT_HELP, show_default=False)],
+        out: Annotated[str, typer.Option("--out", "-o", metavar="DIR", help=OUT_HELP, show_default=False)],
         bins: Annotated[int | None, typer.Option("--bins", "-k", help=BINS_HELP, show_default=False)] = None,
         target: Annotated[str, typer.Option(help=TARGET_HELP)] = "uniform",
         max_dup: Annotated[int, typer.Option("--max-dup", help=MAX_DUP_HELP)] = 10,
@@ -63,6 +65,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Pose-based data balancing: duplicate training faces of rare poses (Wing paper's hard sample mining)."""
         from facelm.balance import balance_manifest, plot_histograms
+        from facelm.cli._common import check_output_file
         from facelm.errors import UsageError
 
         if plot is not None:
@@ -73,6 +76,7 @@ def register(app: typer.Typer) -> None:
             if plot.suffix.lower().lstrip(".") not in kinds:
                 raise UsageError(f"--plot {plot}: unknown image type; use one of "
                                  f"{', '.join('.' + k for k in sorted(kinds))}")
+            check_output_file("--plot", plot)  # a folder, or a place nothing can be written: before any work
         res = balance_manifest(data, out, bins, target=target, max_dup=max_dup, seed=seed, component=component,
                                warn=warn)
         s = res.summary

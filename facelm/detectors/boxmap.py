@@ -32,6 +32,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -42,6 +43,7 @@ __all__ = [
     "BUILTIN_BOX_MAPS",
     "DEFAULT_BOX_MAP",
     "boxes_to_squares",
+    "check_box_map",
     "fit_box_map",
     "fit_from_pairs",
     "read_box_map_file",
@@ -240,27 +242,34 @@ MAX_BOX_MAP = 10.0  # the largest |cx|, |cy| and side a box map file may hold (f
 
 
 def read_box_map_file(path: str | Path) -> dict:
-    """A box map from a JSON file (what ``facelm fit-box-map`` prints on stdout)."""
+    """A box map from a JSON file (what ``facelm fit-box-map`` prints on stdout); ``DataError`` naming the file."""
     import json
-    import math
 
     p = Path(path)
     try:
         d = json.loads(p.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
         raise DataError(f"{p}: cannot read the box map: {e}") from None
+    return check_box_map(d, str(p))
+
+
+def check_box_map(d: Any, where: str, error: type[Exception] = DataError) -> dict:
+    """``d`` if it is a usable box map (numbers ``cx``, ``cy`` within +-``MAX_BOX_MAP``, ``side`` in
+    (0, ``MAX_BOX_MAP``]), else ``error`` naming ``where`` (a file, or ```box_map``` for a given dict)."""
+    import math
+
     try:
         if any(isinstance(d[k], bool) for k in ("cx", "cy", "side")):  # JSON true is not a number
             raise TypeError
         vals = [float(d[k]) for k in ("cx", "cy", "side")]
-    except (KeyError, TypeError, ValueError):
-        raise DataError(f"{p}: not a box map (needs numbers cx, cy and side, as `facelm fit-box-map` prints)"
-                        ) from None
+    except (KeyError, TypeError, ValueError, IndexError):
+        raise error(f"{where}: not a box map (needs numbers cx, cy and side, as `facelm fit-box-map` prints)"
+                    ) from None
     # fractions of the box: a fitted map is within a few tenths of (0, 0, 1); far outside, the squares overflow
     if not all(math.isfinite(v) for v in vals) or not (abs(vals[0]) <= MAX_BOX_MAP and abs(vals[1]) <= MAX_BOX_MAP
                                                       and 0 < vals[2] <= MAX_BOX_MAP):
-        raise DataError(f"{p}: box map values must be finite, cx and cy within +-{MAX_BOX_MAP:g} and side in "
-                        f"(0, {MAX_BOX_MAP:g}], got cx {vals[0]:g}, cy {vals[1]:g}, side {vals[2]:g}")
+        raise error(f"{where}: box map values must be finite, cx and cy within +-{MAX_BOX_MAP:g} and side in "
+                    f"(0, {MAX_BOX_MAP:g}], got cx {vals[0]:g}, cy {vals[1]:g}, side {vals[2]:g}")
     return d
 
 

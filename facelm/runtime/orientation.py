@@ -16,11 +16,19 @@ import numpy as np
 
 from facelm.detectors.base import Detection, FaceDetector, nms
 from facelm.detectors.boxmap import boxes_to_squares
-from facelm.geometry import apply_affine, eye_angle, invert_affine, turn_image, turn_matrix, warp_crop
+from facelm.geometry import (
+    apply_affine,
+    compose_affine,
+    eye_angle,
+    invert_affine,
+    turn_image,
+    turn_matrix,
+    warp_crop,
+)
 
-__all__ = ["BOX_LOOK_MAX_SIDE", "BOX_LOOK_PATCH", "BOX_LOOK_SHIFT", "ORIENT_MAX_SIDE", "ORIENT_PATCH",
-           "ORIENT_SKIP_SCORE", "TURNED_LOOKS", "find_box_orientation", "find_orientation", "find_turned_faces",
-           "look_matrix", "turned_look", "turned_square", "unrot90"]
+__all__ = ["BOX_LOOK_MAX_SIDE", "BOX_LOOK_PATCH", "BOX_LOOK_SHIFT", "DIAGONAL_LOOK_MAX_AREA", "ORIENT_MAX_SIDE",
+           "ORIENT_PATCH", "ORIENT_SKIP_SCORE", "TURNED_LOOKS", "find_box_orientation", "find_orientation",
+           "find_turned_faces", "look_matrix", "turned_look", "turned_square", "unrot90"]
 
 #: half-side of the patch the detector looks at again to find which way up a face is, in detector-box sides
 ORIENT_PATCH = 1.0
@@ -151,6 +159,27 @@ def find_box_orientation(detector: FaceDetector, image: np.ndarray, square: np.n
 TURNED_LOOKS: tuple[tuple[int, ...], ...] = ((90, 180, 270), (45, 135, 225, 315))
 
 
+#: a diagonal look's canvas holds at most this many times the image's pixels: the image is shrunk first when its
+#: turned canvas would be larger. The canvas of a photo is about twice its pixels (2.0-2.7 for aspect ratios up to
+#: 3:1; photos up to 5.8:1 are not shrunk), while that of a long thin image grows with the square of its long side
+#: (a 1 x 100,000 image: a 70,000-pixel-square canvas, 15 GB)
+DIAGONAL_LOOK_MAX_AREA = 4.0
+
+
+def _diagonal_look(w: int, h: int, degrees: float) -> tuple[tuple[int, int] | None, np.ndarray]:
+    """(the size (width, height) the image is shrunk to before the turn, or None when it is not; the 2x3 matrix
+    from image pixels to the diagonal look's pixels), the canvas bounded by :data:`DIAGONAL_LOOK_MAX_AREA`."""
+    m, (nw, nh) = turn_matrix(w, h, degrees)
+    limit = DIAGONAL_LOOK_MAX_AREA * w * h
+    if nw * nh <= limit:
+        return None, m
+    f = math.sqrt(limit / (nw * nh))
+    sw, sh = max(1, int(w * f)), max(1, int(h * f))
+    fx, fy = sw / w, sh / h  # cv2.resize's pixel-centre mapping: x_small = (x + 0.5) * fx - 0.5
+    shrink = np.array([[fx, 0.0, 0.5 * fx - 0.5], [0.0, fy, 0.5 * fy - 0.5]])
+    return (sw, sh), compose_affine(turn_matrix(sw, sh, degrees)[0], shrink)
+
+
 def look_matrix(degrees: int, w: int, h: int) -> np.ndarray:
     """The 2x3 matrix from pixels of a ``(h, w)`` image to pixels of :func:`turned_look` of it."""
     if degrees % 90 == 0:  # np.rot90: exact, pixel centres onto pixel centres
@@ -160,14 +189,18 @@ def look_matrix(degrees: int, w: int, h: int) -> np.ndarray:
             m = np.array([[0.0, 1.0, 0.0], [-1.0, 0.0, cw - 1.0]]) @ np.vstack([m, [0, 0, 1]])
             cw, ch = ch, cw
         return m
-    return turn_matrix(w, h, degrees)[0]
+    return _diagonal_look(w, h, degrees)[1]
 
 
 def turned_look(image: np.ndarray, degrees: int) -> np.ndarray:
     """``image`` turned counter-clockwise (on screen) by ``degrees``: ``np.rot90`` for quarter turns, else
-    ``facelm.geometry.turn_image`` (canvas grown to hold all of it)."""
+    ``facelm.geometry.turn_image`` (canvas grown to hold all of it; a long thin image is shrunk first, so that
+    the canvas holds at most :data:`DIAGONAL_LOOK_MAX_AREA` times the image's pixels: :func:`look_matrix`)."""
     if degrees % 90 == 0:
         return np.ascontiguousarray(np.rot90(image, degrees // 90 % 4))
+    small, _ = _diagonal_look(image.shape[1], image.shape[0], degrees)
+    if small is not None:
+        image = cv2.resize(image, small, interpolation=cv2.INTER_AREA)
     return turn_image(image, degrees)[0]
 
 
@@ -207,11 +240,14 @@ def find_turned_faces(detector: FaceDetector, image: np.ndarray, iou_threshold: 
 
 def turned_square(det: Detection, box_map: dict | None) -> tuple[np.ndarray, float]:
     """(face square, turn in degrees) of a detection made by :func:`find_turned_faces`: ``box_map`` applied to the
-    upright box of the turned look, the square's centre mapped back to the image (a turn keeps sizes); the turn
+    upright box of the turned look, the square's centre mapped back to the image (a turn keeps sizes, a look of a
+    shrunk image scales them back); the turn
     as the orientation search gives it (the look's turn plus the detector's eye line within the look)."""
     sq = boxes_to_squares(np.asarray(det.extra["turned_box"], dtype=np.float64)[None], box_map)[0]
-    c = apply_affine(invert_affine(det.extra["look_matrix"]), sq[None, :2])[0]
-    return np.array([c[0], c[1], sq[2]]), _look_turn(det.extra.get("turned_keypoints"), det.extra["turn_deg"])
+    m = np.asarray(det.extra["look_matrix"], dtype=np.float64)
+    c = apply_affine(invert_affine(m), sq[None, :2])[0]
+    scale = math.sqrt(abs(np.linalg.det(m[:, :2])))  # 1 but for a long thin image shrunk before its look
+    return np.array([c[0], c[1], sq[2] / scale]), _look_turn(det.extra.get("turned_keypoints"), det.extra["turn_deg"])
 
 
 def _look_turn(kp, degrees: float) -> float:

@@ -8,6 +8,8 @@ Errors name parameters in the library's words (`batch`); the CLI shows them as f
 from __future__ import annotations
 
 import math
+import numbers
+import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +21,12 @@ from facelm.limits import MAX_BATCH, MAX_STREAMS, MAX_THREADS
 __all__ = ["PredictRun", "build_predict_run", "check_predict_options"]
 
 
-def _in_range(name: str, value: Any, lo: float, hi: float) -> None:
+def _in_range(name: str, value: Any, lo: float, hi: float, integer: bool = False) -> None:
+    if integer:
+        ok = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+        if not (ok and lo <= value <= hi):
+            raise UsageError(f"`{name}` must be an int in [{lo:g}, {hi:g}], got {value!r}")
+        return
     ok = isinstance(value, (int, float)) and not (isinstance(value, float) and not math.isfinite(value))
     if not (ok and lo <= value <= hi):
         raise UsageError(f"`{name}` must be in [{lo:g}, {hi:g}], got {value}")
@@ -29,13 +36,14 @@ def check_predict_options(*, batch: int = 32, stages: int | None = None, score_t
                           workers: int = 0, threads: int = 0, streams: int = 0, tta: str = "full",
                           boxes: Any = None, no_detect: bool = False, boxes_kind: str = "auto") -> None:
     """``UsageError`` (one line naming the parameter and what it accepts) for a bad prediction option."""
-    _in_range("batch", batch, 1, MAX_BATCH)
-    if stages not in (None, 1, 2):
-        raise UsageError(f"`stages` must be 1 or 2, got {stages}")
+    _in_range("batch", batch, 1, MAX_BATCH, integer=True)
+    if stages is not None and (isinstance(stages, bool) or not isinstance(stages, numbers.Integral)
+                               or stages not in (1, 2)):
+        raise UsageError(f"`stages` must be the int 1 or 2 (or None: as the models say), got {stages!r}")
     _in_range("score_threshold", score_threshold, 0.0, 1.0)
     for name, v, hi in (("workers", workers, MAX_THREADS), ("threads", threads, MAX_THREADS),
                         ("streams", streams, MAX_STREAMS)):
-        _in_range(name, v, 0, hi)
+        _in_range(name, v, 0, hi, integer=True)
     from facelm.runtime.pipeline import TTA_MODES
 
     if tta not in TTA_MODES:
@@ -80,7 +88,7 @@ def build_predict_run(models: str | Path | None = None, *, detector: Any = "auto
     """
     from facelm.detectors import DETECTORS, create_detector
     from facelm.detectors.base import FaceDetector
-    from facelm.detectors.boxmap import read_box_map_file, resolve_box_map
+    from facelm.detectors.boxmap import resolve_box_map
     from facelm.runtime import Landmarker, default_models_dir, load_models, resolve_providers
     from facelm.runtime.convert import scheme_converter
     from facelm.runtime.precision import check_precision
@@ -93,8 +101,11 @@ def build_predict_run(models: str | Path | None = None, *, detector: Any = "auto
     precision = check_precision(precision)
     if not isinstance(detector, FaceDetector) and detector not in DETECTORS:
         raise UsageError(f"unknown `detector` {detector!r} (known: {', '.join(DETECTORS)}, or a FaceDetector)")
-    if box_map is not None and not isinstance(box_map, dict):
-        box_map = read_box_map_file(box_map)
+    box_map = _check_box_map(box_map)
+    models, detector_model, boxes = (_check_path(n, v) for n, v in (("models", models),
+                                                                     ("detector_model", detector_model),
+                                                                     ("boxes", boxes)))
+    scheme_maps = [_check_path("scheme_maps", f) for f in _path_list(scheme_maps)]
     for f in scheme_maps:
         load_map_file(f)
     providers = resolve_providers(device, warn=warn)
@@ -141,3 +152,37 @@ def _box_look_detector(detector: Any, model: str | Path | None, boxes: Any, scor
         if warn:
             warn(f"given boxes are read as upright faces (no detector to look inside them: {e})")
         return None
+
+
+def _check_path(name: str, value: Any) -> Any:
+    """``value`` (None, or a path) unless it is not a path or an empty one (which would mean the current folder)."""
+    if value is None:
+        return None
+    if not isinstance(value, (str, os.PathLike)):
+        raise UsageError(f"`{name}` must be a path, got {type(value).__name__} {value!r}")
+    if os.fspath(value) == "":
+        raise UsageError(f"`{name}` is an empty path; give a file or folder (None for the default)")
+    return value
+
+
+def _path_list(paths: Any) -> list:
+    """``scheme_maps``: one path, or an iterable of them (a string is one file, not its characters)."""
+    if paths is None:
+        return []
+    if isinstance(paths, (str, os.PathLike)):
+        return [paths]
+    try:
+        return list(paths)
+    except TypeError:
+        raise UsageError(f"`scheme_maps` must be a path or a list of paths, got {type(paths).__name__}") from None
+
+
+def _check_box_map(box_map: Any) -> dict | None:
+    """A box map given as a dict (checked as a file's: ``UsageError``) or a file (read: ``DataError``), or None."""
+    from facelm.detectors.boxmap import check_box_map, read_box_map_file
+
+    if box_map is None:
+        return None
+    if isinstance(box_map, dict):
+        return check_box_map(dict(box_map), "`box_map`", UsageError)
+    return read_box_map_file(_check_path("box_map", box_map))
