@@ -150,8 +150,7 @@ def load_model_from_checkpoint(path: str | Path, device: torch.device | str = "c
         try:
             model.load_state_dict(ck["model"])
         except RuntimeError as e:
-            raise ModelError(f"{path}: weights do not fit the {meta['arch']} network: {str(e).splitlines()[0]}"
-                             ) from None
+            raise ModelError(f"{path}: weights do not fit the {meta['arch']} network: {_first_size(e)}") from None
     model.to(device).eval()
     return model, meta
 
@@ -195,15 +194,52 @@ def load_init_weights(model: torch.nn.Module, path: str | Path) -> None:
         ck = load_checkpoint(p)
         if not _same_network(ck.get("arch"), model.arch):
             raise ModelError(f"{p}: a {ck.get('arch')!r} checkpoint cannot initialise `arch` {model.arch}")
-        state = ck["model"]
+        state, meta = ck["model"], ck.get("meta")
     own = model.state_dict()
     adapt = getattr(model, "adapted_state", None)  # a shallower CNN of the same family, or a 64-px one of a 128-px
     if adapt is not None:  # network, made this one's with the same function (``ConvRegressor.adapted_state``)
         state = adapt(state) or state
+    why = _mismatch(meta, model)
     missing = [k for k in own if k not in state]
     if missing:
-        raise ModelError(f"{p}: no weights for {', '.join(missing[:4])} of the {model.arch} network")
+        why = why or f"no weights for {', '.join(missing[:4])} of the {model.arch} network"
+        raise ModelError(f"{p}: {why}")
     try:
         model.load_state_dict({k: state[k] for k in own})
     except RuntimeError as e:
-        raise ModelError(f"{p}: weights do not fit the {model.arch} network: {str(e).splitlines()[0]}") from None
+        raise ModelError(f"{p}: {why or 'weights do not fit the ' + model.arch + ' network: ' + _first_size(e)}"
+                         ) from None
+
+
+def _first_size(e: Exception) -> str:
+    """The first ``size mismatch for NAME: ...`` line of torch's load_state_dict error, trimmed, else its first
+    line."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    sizes = [ln for ln in lines if ln.startswith("size mismatch")]
+    text = sizes[0] if sizes else (lines[0] if lines else type(e).__name__)
+    text = text.replace(" copying a param with shape ", " the file has ").replace(
+        ", the shape in current model is ", ", the network ")
+    return text[:240] + (f" (and {len(sizes) - 1} more)" if len(sizes) > 1 else "")
+
+
+def _mismatch(meta: object, model: torch.nn.Module) -> str | None:
+    """What tells the network of a warm-start file's metadata from ``model`` (landmark count, width, convs per
+    block, input size), as the options that would fit it; None when the metadata shows no difference."""
+    if not isinstance(meta, dict):
+        return None
+    opts = meta.get("model_options") or {}
+    n = meta.get("num_landmarks")
+    if n is not None and getattr(model, "num_landmarks", n) != n:
+        return (f"a {n}-point model cannot initialise a {model.num_landmarks}-point {model.arch} (the data's "
+                "scheme); warm-start from a model of the same scheme")
+    w = meta.get("width", 1.0)
+    if isinstance(w, (int, float)) and abs(float(getattr(model, "width", w)) - float(w)) > 1e-9:
+        return f"a `width` {w:g} network, not {float(model.width):g}; give `width` {w:g}"
+    convs = opts.get("convs", 1)
+    if isinstance(convs, int) and convs > getattr(model, "convs", convs):
+        return f"a `convs` {convs} network ({model.convs} here); give `convs` {convs} (or more)"
+    size = opts.get("input_size")
+    same_arch = meta.get("arch") == model.arch != "cnn6r"  # (a 64-px cnn6r starts a 128-px one)
+    if size is not None and same_arch and getattr(model, "input_size", size) != size:
+        return f"a network of {size} px inputs, not {model.input_size}; give `input_size` {size}"
+    return None

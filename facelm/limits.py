@@ -4,3 +4,6 @@ past them a value is a typo, not a setting."""
 MAX_BATCH = 4096
 MAX_THREADS = 1024
 MAX_STREAMS = 64
+MAX_TRAIN_BATCH = 65536  # `facelm train --batch-size`: a global batch, shared out over the processes
+MAX_WIDTH = 8.0  # `facelm train --width`: channel multiplier (CNN-7 at 8 has about 540 M weights)
+MAX_SEED = 2**63 - 1

@@ -165,13 +165,26 @@ def load_manifest(path: str | Path, *, scheme: str | None = None) -> Manifest:
     counts = {len(s.landmarks) for s in samples}
     if len(counts) > 1:
         raise DataError(f"{mp}: lines have different landmark counts {sorted(counts)}")
-    info_p = mp.parent / PREPARE_NAME
-    info = json.loads(info_p.read_text()) if info_p.is_file() else {}
+    info = _read_prepare_info(mp.parent / PREPARE_NAME)
     _register_custom_scheme(schemes[0], info, mp)
     lm = np.array([s.landmarks for s in samples], dtype=np.float64)
     mats = np.array([s.cache.matrix if s.cache else np.full((2, 3), np.nan) for s in samples], dtype=np.float64)
     idx = np.array([s.cache.index if s.cache else -1 for s in samples], dtype=np.int64)
     return Manifest(mp.parent, samples, lm, mats, idx, info, mp)
+
+
+def _read_prepare_info(path: Path) -> dict:
+    """``prepare.json`` (``{}`` when there is none); ``DataError`` naming it when it is unreadable or not an
+    object."""
+    if not path.is_file():
+        return {}
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise DataError(f"{path}: unreadable {PREPARE_NAME} ({e}); run `facelm prepare` again") from None
+    if not isinstance(info, dict):
+        raise DataError(f"{path}: {PREPARE_NAME} must hold a JSON object, not a {type(info).__name__}")
+    return info
 
 
 def _register_custom_scheme(name: str, info: dict, where: Path) -> None:

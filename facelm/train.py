@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import math
 import os
-import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -58,7 +57,13 @@ from facelm.train_data import (  # noqa: F401 - source_nme: re-exported
     source_frames,
     source_nme,
 )
-from facelm.train_run import DivergedError, RunFolder  # noqa: F401 - DivergedError: re-exported
+from facelm.train_run import (  # noqa: F401 - DivergedError: re-exported
+    DivergedError,
+    RunFolder,
+    SigtermFlag,
+    check_run_folder,
+    shielded_from_signals,
+)
 
 __all__ = ["train", "TrainResult", "default_normaliser", "lr_at", "predict_manifest", "DivergedError"]
 
@@ -190,6 +195,9 @@ def _load_data(cfg: TrainConfig, device: torch.device) -> _TrainData:
         if stage != 2:
             raise UsageError("`stage1` only applies to stage-2 architectures (`arch` cnn7 or cnn6r)")
         stage1_model, s1_meta = load_model_from_checkpoint(cfg.stage1, device)
+        if s1_meta.get("stage", 1) != 1 or model_stage(s1_meta["arch"]) != 1:
+            raise ModelError(f"{cfg.stage1}: a stage-2 {s1_meta['arch']} model; `stage1` takes a stage-1 model "
+                             "(cnn6, or a heatmap model)")
         if s1_meta["scheme"]["name"] != scheme.name:
             raise ModelError(f"{cfg.stage1}: stage-1 scheme {s1_meta['scheme']['name']!r} does not match the "
                              f"data's {scheme.name!r}")
@@ -375,17 +383,19 @@ def train(cfg: TrainConfig, *, resume: bool = False, force: bool = False,
           on_log: Callable[[dict], None] | None = None, on_start: Callable[[dict], None] | None = None,
           warn: Callable[[str], None] | None = None) -> TrainResult:
     """Train one model as configured; see the module docstring. Returns the summary written to stdout."""
+    if _dist_info()[0] == 0:
+        check_run_folder(cfg, resume, force)  # before any work
     env = _setup(cfg)
     data = _load_data(cfg, env.device)
     obj = _build_objective(cfg, data, env, resume)
     run = RunFolder(cfg, obj, env.rank, on_log)
-    run.open(resume, force)
     sampler = BatchSampler(cfg, data.sources, data.input_size, data.scheme.num_landmarks, data.k_max, env.device,
                            env.rank, env.world)
     stepper = _Stepper(cfg, obj, env)
+    run.open(resume, force)  # config.json: only once the run is built
     run.setup = {**env.settings(), "channels_last": cfg.channels_last, "compile": cfg.compile,
                  **sampler.settings()}
-    stop, watch = _SigtermFlag(), _LossWatch(run)
+    stop, watch = SigtermFlag(), _LossWatch(run)
     if on_start:
         on_start({"faces": data.faces, "val_faces": len(data.val_m), "steps": cfg.steps, "start_step": run.step,
                   **run.setup})
@@ -419,9 +429,10 @@ def train(cfg: TrainConfig, *, resume: bool = False, force: bool = False,
                     dist.barrier()
     except KeyboardInterrupt:
         interrupted = True
-        watch.check()  # (a diverged run keeps its last good checkpoint)
-        if run.step > 0:
-            run.save("last.pt")
+        with shielded_from_signals():  # a second Ctrl-C must not lose the run
+            watch.check()  # (a diverged run keeps its last good checkpoint)
+            if run.step > 0:
+                run.save("last.pt")
     finally:
         sampler.close()
         stop.restore()
@@ -433,21 +444,6 @@ def train(cfg: TrainConfig, *, resume: bool = False, force: bool = False,
 
         dist.destroy_process_group()
     return TrainResult(summary=summary, interrupted=interrupted, history=run.history)
-
-
-class _SigtermFlag:
-    """torchrun and schedulers send SIGTERM: the loop stops cleanly on it, as on Ctrl-C."""
-
-    def __init__(self):
-        self.raised = False
-        self.old = signal.signal(signal.SIGTERM, self._on) if _is_main_thread() else None
-
-    def _on(self, signum, frame) -> None:
-        self.raised = True
-
-    def restore(self) -> None:
-        if self.old is not None:
-            signal.signal(signal.SIGTERM, self.old)
 
 
 def _summary(cfg: TrainConfig, run: RunFolder, data: _TrainData, last_val: float, seen: int, elapsed: float,
@@ -464,12 +460,16 @@ def _summary(cfg: TrainConfig, run: RunFolder, data: _TrainData, last_val: float
         "best_step": run.best_step, "seconds": round(elapsed, 2),
         "img_per_s": round(seen / elapsed, 1) if elapsed > 0 else None, "device": run.setup["device"],
         "precision": run.setup["precision"], "setup": run.setup,
-        "interrupted": interrupted, "checkpoint": str(out / "best.pt"), "last": str(out / "last.pt"),
+        "interrupted": interrupted, "checkpoint": _checkpoint(run), "last": _existing(out / "last.pt"),
         "facelm_version": __version__,
     }
 
 
-def _is_main_thread() -> bool:
-    import threading
+def _existing(p) -> str | None:
+    return str(p) if p.is_file() else None
 
-    return threading.current_thread() is threading.main_thread()
+
+def _checkpoint(run: RunFolder) -> str | None:
+    """best.pt once a validation saved it; before that (interrupted early) last.pt, or None when nothing was
+    saved."""
+    return str(run.out / "best.pt") if run.best_step >= 0 else _existing(run.out / "last.pt")

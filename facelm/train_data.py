@@ -98,8 +98,23 @@ def load_source(manifest: Manifest, model_scheme: str, name: str = "", weight: f
     smap = get_map(model_scheme, scheme.name)
     lm = cache_landmarks(manifest.cache_matrix, manifest.landmarks)
     mask = np.isfinite(lm).all(-1) & smap.mapped[None, :]
-    return Source(name or manifest.path.parent.name, manifest, scheme, smap, manifest.crops(), manifest.cache_index,
+    crops = manifest.crops()
+    _check_crops(manifest, crops)
+    return Source(name or manifest.path.parent.name, manifest, scheme, smap, crops, manifest.cache_index,
                   np.nan_to_num(lm), mask, None, float(weight))
+
+
+def _check_crops(manifest: Manifest, crops: np.ndarray) -> None:
+    """``DataError`` naming the crop cache when it is not ``(M, S, S, 3)`` or lacks rows the manifest points to
+    (a cache cut short, or one of another prepare), before any batch reads past its end."""
+    where = manifest.root / manifest.info.get("crops", "crops.npy")
+    if crops.ndim != 4 or crops.shape[1] != crops.shape[2] or crops.shape[3] != 3:
+        raise DataError(f"{where}: crop cache has shape {tuple(crops.shape)}, expected (N, S, S, 3) "
+                        "(run `facelm prepare` again)")
+    need = int(manifest.cache_index.max()) + 1 if len(manifest.cache_index) else 0
+    if crops.shape[0] < need:
+        raise DataError(f"{where}: crop cache has {crops.shape[0]} crops, the manifest {manifest.path} points to "
+                        f"row {need - 1} (run `facelm prepare` again)")
 
 
 def m_template(shapes: np.ndarray, scheme: LandmarkScheme) -> np.ndarray:

@@ -6,8 +6,13 @@ from ``last.pt`` when its settings allow it, and only rank 0 writes.
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Callable
+import os
+import signal
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from facelm._io import atomic_write, atomic_write_json, json_clean
@@ -15,7 +20,7 @@ from facelm.checkpoint import load_checkpoint, save_checkpoint
 from facelm.config import TrainConfig
 from facelm.errors import ExitCode, FacelmError, UsageError
 
-__all__ = ["DivergedError", "RunFolder"]
+__all__ = ["DivergedError", "RunFolder", "SigtermFlag", "check_run_folder", "shielded_from_signals"]
 
 
 class DivergedError(FacelmError):
@@ -36,11 +41,11 @@ class RunFolder:
         self.setup: dict = {}  # what the run resolved to (device, precision, data path...): stored in checkpoints
 
     def open(self, resume: bool, force: bool) -> None:
+        """Resume from ``last.pt``, or start the run: ``config.json`` written, ``metrics.jsonl`` cleared (called
+        once the run is built, so that a run refused before training starts leaves nothing behind)."""
         out, config_path = self.out, self.out / "config.json"
         if resume:
             last = out / "last.pt"
-            if not last.is_file():
-                raise UsageError(f"{last}: nothing to resume (no last.pt in {out})")
             ck = load_checkpoint(last)
             _check_resume_compatible(ck["config"], self.cfg_json, last)
             self.obj.model.load_state_dict(ck["model"])
@@ -52,14 +57,7 @@ class RunFolder:
             self.best_nme = float(ck.get("best_nme", float("inf")))
             self.best_step = int(ck.get("best_step", -1))
         elif self.rank == 0:
-            if config_path.exists() and not force:
-                old = _read_json(config_path)
-                if old != self.cfg_json:
-                    raise UsageError(f"{out} holds a different run (its config.json differs); use a new `out`, "
-                                     "`resume` to continue it, or `force` to overwrite")
-                if (out / "last.pt").exists():
-                    raise UsageError(f"{out} already holds this run; use `resume` to continue or `force` to "
-                                     "restart")
+            check_run_folder(self.cfg, resume, force)  # (again: another process may have started a run there)
             out.mkdir(parents=True, exist_ok=True)
             atomic_write_json(config_path, self.cfg_json)
             self.metrics_path.unlink(missing_ok=True)
@@ -88,6 +86,76 @@ class RunFolder:
         where = f"the last good checkpoint is {last}" if last.is_file() else "no checkpoint was saved yet"
         return DivergedError(f"loss became {loss} at step {step}; stopped, {where} "
                              "(try a lower --lr, or --grad-clip 1)")
+
+
+def check_run_folder(cfg: TrainConfig, resume: bool, force: bool) -> None:
+    """``UsageError`` before any work when ``cfg.out`` cannot be the run's folder: a file (or below one), a folder
+    that cannot be created or written, one that holds a different run (or this one, finished or stopped) without
+    ``force``, or nothing to ``resume``."""
+    out, config_path = Path(cfg.out), Path(cfg.out) / "config.json"
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"`out` {out}: is not a folder")
+    for parent in [out, *out.parents]:
+        if parent.exists() and not parent.is_dir():
+            raise UsageError(f"`out` {out}: {parent} is not a folder")
+        if parent.is_dir():
+            why = _cannot_write_into(parent)
+            if why:
+                raise UsageError(f"`out` {out}: cannot write into {parent} ({why})")
+            break
+    if resume:
+        if not (out / "last.pt").is_file():
+            raise UsageError(f"{out / 'last.pt'}: nothing to resume (no last.pt in {out})")
+    elif config_path.exists() and not force:
+        if _read_json(config_path) != cfg.model_dump(mode="json"):
+            raise UsageError(f"{out} holds a different run (its config.json differs); use a new `out`, "
+                             "`resume` to continue it, or `force` to overwrite")
+        if (out / "last.pt").exists():
+            raise UsageError(f"{out} already holds this run; use `resume` to continue or `force` to restart")
+
+
+def _cannot_write_into(folder: Path) -> str | None:
+    """Why nothing can be created in ``folder``, or None (a probe folder is made and removed at once:
+    ``os.access`` does not see read-only mounts, nor the kernel's own file systems as root)."""
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=f".facelm-probe.{os.getpid()}.", suffix=".tmp", dir=folder))
+    except OSError as e:
+        return e.strerror or str(e)
+    return None
+
+
+def _main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
+@contextlib.contextmanager
+def shielded_from_signals() -> Iterator[None]:
+    """Ignore Ctrl-C and SIGTERM inside (saving an interrupted run's ``last.pt``: a second Ctrl-C must not lose
+    it); the handlers are restored after. Main thread only (elsewhere signals do not arrive anyway)."""
+    if not _main_thread():
+        yield
+        return
+    old = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h if h is not None else signal.SIG_DFL)
+
+
+class SigtermFlag:
+    """torchrun and schedulers send SIGTERM: the loop stops cleanly on it, as on Ctrl-C."""
+
+    def __init__(self):
+        self.raised = False
+        self.old = signal.signal(signal.SIGTERM, self._on) if _main_thread() else None
+
+    def _on(self, signum, frame) -> None:
+        self.raised = True
+
+    def restore(self) -> None:
+        if self.old is not None:
+            signal.signal(signal.SIGTERM, self.old)
 
 
 def _trim_metrics(path: Path, step: int) -> None:

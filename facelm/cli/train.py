@@ -47,7 +47,7 @@ def register(app: typer.Typer) -> None:
     @app.command(name="train", epilog=EPILOG, no_args_is_help=True)
     @handle_errors
     def train_cmd(
-        out: Annotated[Path, typer.Option("--out", "-o", help="Run folder.")],
+        out: Annotated[str, typer.Option("--out", "-o", metavar="DIR", help="Run folder.")],
         data: Annotated[list[str] | None, typer.Option(
             metavar="DIR", help="Prepared dataset folder (from `facelm prepare`). Repeat for several sources: the "
                                 "model takes the first one's scheme; others of another scheme train it through a "
@@ -112,7 +112,8 @@ def register(app: typer.Typer) -> None:
                                                          "2, shrinking: SMT-Net's 4 on 64 px maps).")] = None,
         sigma_schedule: Annotated[str | None, typer.Option(help="fixed, temporal (SMT-Net: sigma - delta per "
                                                                 "training phase) or spatial (per stack).")] = None,
-        config: Annotated[Path | None, typer.Option(help="TOML/JSON file of options (flags override it).")] = None,
+        config: Annotated[str | None, typer.Option(metavar="FILE", help="TOML (.toml) or JSON (.json) file of "
+                                                                          "options (flags override it).")] = None,
         resume: Annotated[bool, typer.Option(help="Continue RUN/last.pt.")] = False,
         force: Annotated[bool, typer.Option(help="Overwrite a run folder that holds another run.")] = False,
         device: Annotated[str | None, typer.Option(help="auto, cpu, cuda or cuda:N.", envvar="FACELM_DEVICE")
@@ -157,14 +158,12 @@ def register(app: typer.Typer) -> None:
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
     ) -> None:
         """Train one landmark model: a stage of the two-stage CNN-6/7, or a heatmap model (hourglass, smt)."""
-        import os
-
         from facelm.config import resolve_train_config
-        from facelm.train import train
+        from facelm.errors import UsageError
 
         if data is not None:
             data = data[0] if len(data) == 1 else data
-        flags = dict(out=str(out), data=data, weights=weight, scheme_maps=scheme_map, init=init, rotate=rotate,
+        flags = dict(out=out, data=data, weights=weight, scheme_maps=scheme_map, init=init, rotate=rotate,
                      full_turn=full_turn, occlude=occlude, photometric=photometric, arch=arch, loss=loss, val=val, recipe=recipe, steps=steps,
                      batch_size=batch_size, lr=lr, wing_w=wing_w, wing_eps=wing_eps, stage1=stage1, device=device,
                      seed=seed, precision=precision, channels_last=channels_last, compile=compile,
@@ -172,50 +171,80 @@ def register(app: typer.Typer) -> None:
                      convs=convs, dropout=dropout, threads=threads, val_every=val_every, log_every=log_every, max_val=max_val,
                      grad_clip=grad_clip, stacks=stacks, input_size=input_size, boundary=boundary, coordconv=coordconv, loss_map=loss_map, sigma=sigma, sigma_schedule=sigma_schedule)
         if config is None and data is None:
-            from facelm.errors import UsageError
-
             raise UsageError("--data is required (or give it in --config)")
-        cfg = resolve_train_config(flags, config)
-        rank = int(os.environ.get("RANK", 0))
-        show = not quiet and rank == 0
-        with progress_bar() as bar:
-            task = bar.add_task(f"train {cfg.arch}/{cfg.loss}", total=cfg.steps, status="", visible=show)
+        if config is not None and not config.strip():
+            raise UsageError("--config must not be an empty string")
+        cfg = resolve_train_config(flags, Path(config) if config is not None else None)
+        _run(cfg, resume, force, quiet)
 
-            def on_start(s: dict) -> None:
-                bar.update(task, completed=s["start_step"])
-                if show:
-                    info(f"training {cfg.arch} ({cfg.loss}, {cfg.recipe} recipe) on {s['faces']} faces, "
-                         f"validating on {s['val_faces']}; device {s['device']} ({s['precision']}), {s['threads']} threads"
-                         + (f", {s['world']} processes" if s["world"] > 1 else ""))
-                    info(f"setup: precision {s['precision']}, channels-last {_on(s['channels_last'])}, compile "
-                         f"{_on(s['compile'])}, augment on {s['augment_on']}"
-                         + (f" (device cache {_on(s['device_cache'])})" if s["augment_on"] == "device" else "")
-                         + f", {s['loader_threads']} loader thread(s)")
 
-            last = {}
+def _run(cfg, resume: bool, force: bool, quiet: bool) -> None:
+    """Train with a progress bar on stderr (started with the training, so an early error is its one line),
+    print the summary; a Ctrl-C or SIGTERM from then on cannot cut the summary short (exit 130 after it)."""
+    import os
 
-            def on_log(rec: dict) -> None:
-                last.update(rec)
-                status = f"loss {last.get('loss', float('nan')):.3f} lr {last.get('lr', 0):.2e}"
-                if last.get("img_s"):
-                    status += f" {last['img_s']:.0f} img/s"
-                if "val_nme" in last and last["val_nme"] is not None:
-                    status += f" val {last['val_nme']:.4f}"
-                bar.update(task, completed=rec["step"], status=status)
+    from facelm.train import train
 
-            result = train(cfg, resume=resume, force=force, on_log=on_log, on_start=on_start)
-        s = result.summary
+    rank = int(os.environ.get("RANK", 0))
+    show = not quiet and rank == 0
+    bar = progress_bar()
+    task = bar.add_task(f"train {cfg.arch}/{cfg.loss}", total=cfg.steps, status="", visible=show)
+
+    def on_start(s: dict) -> None:
+        bar.update(task, completed=s["start_step"])
         if show:
-            table(f"run {s['run']}", ["what", "value"], [
-                ("steps", f"{s['steps']}/{s['target_steps']}"), ("final val NME", s["final_val_nme"]),
-                ("best val NME", f"{s['best_val_nme']} (step {s['best_step']}, {s['val_normaliser']})"),
-                ("images/s", s["img_per_s"]), ("seconds", s["seconds"]),
-            ])
-            if result.interrupted:
-                info(f"interrupted: resume with `facelm train --out {s['run']} --resume` and the same options")
-            else:
-                info(f"next: facelm evaluate --data {cfg.val or cfg.data_list[0]} --protocol custom {s['checkpoint']}")
-        if rank == 0:
-            emit_json(s)
+            info(f"training {cfg.arch} ({cfg.loss}, {cfg.recipe} recipe) on {s['faces']} faces, "
+                 f"validating on {s['val_faces']}; device {s['device']} ({s['precision']}), {s['threads']} threads"
+                 + (f", {s['world']} processes" if s["world"] > 1 else ""))
+            info(f"setup: precision {s['precision']}, channels-last {_on(s['channels_last'])}, compile "
+                 f"{_on(s['compile'])}, augment on {s['augment_on']}"
+                 + (f" (device cache {_on(s['device_cache'])})" if s["augment_on"] == "device" else "")
+                 + f", {s['loader_threads']} loader thread(s)")
+            bar.start()
+
+    last = {}
+
+    def on_log(rec: dict) -> None:
+        last.update(rec)
+        status = f"loss {last.get('loss', float('nan')):.3f} lr {last.get('lr', 0):.2e}"
+        if last.get("img_s"):
+            status += f" {last['img_s']:.0f} img/s"
+        if "val_nme" in last and last["val_nme"] is not None:
+            status += f" val {last['val_nme']:.4f}"
+        bar.update(task, completed=rec["step"], status=status)
+
+    try:
+        result = train(cfg, resume=resume, force=force, on_log=on_log, on_start=on_start)
+    finally:
+        if bar.live.is_started:  # (stopping a bar never started prints an empty line)
+            bar.stop()
+    if result.interrupted:  # stopping already: further Ctrl-C / SIGTERM must not cut the summary short
+        _ignore_signals()
+    _report(cfg, result, show, rank)
+    if result.interrupted:
+        raise typer.Exit(int(ExitCode.INTERRUPTED))
+
+
+def _ignore_signals() -> None:
+    import contextlib
+    import signal
+
+    for s in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(ValueError, OSError):  # (not the main thread)
+            signal.signal(s, signal.SIG_IGN)
+
+
+def _report(cfg, result, show: bool, rank: int) -> None:
+    s = result.summary
+    if show:
+        table(f"run {s['run']}", ["what", "value"], [
+            ("steps", f"{s['steps']}/{s['target_steps']}"), ("final val NME", s["final_val_nme"]),
+            ("best val NME", f"{s['best_val_nme']} (step {s['best_step']}, {s['val_normaliser']})"),
+            ("images/s", s["img_per_s"]), ("seconds", s["seconds"]),
+        ])
         if result.interrupted:
-            raise typer.Exit(int(ExitCode.INTERRUPTED))
+            info(f"interrupted: resume with `facelm train --out {s['run']} --resume` and the same options")
+        else:
+            info(f"next: facelm evaluate --data {cfg.val or cfg.data_list[0]} --protocol custom {s['checkpoint']}")
+    if rank == 0:
+        emit_json(s)
