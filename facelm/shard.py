@@ -82,6 +82,9 @@ def _key(rec: dict) -> tuple[str, int | None]:
     return str(rec["image"]), (int(frame) if frame is not None else None)
 
 
+_RECORD_START = b'{"image": '  # how every predict JSONL record begins (``facelm.runtime.results``)
+
+
 def read_done(path: str | Path, *, truncate: bool = True, schemes: set[str] | None = None
               ) -> set[tuple[str, int | None]]:
     """The ``(image, frame)`` of every record in the JSONL file ``path`` (an empty set when it does not exist);
@@ -114,6 +117,12 @@ def read_done(path: str | Path, *, truncate: bool = True, schemes: set[str] | No
         except (ValueError, TypeError, KeyError, AttributeError):
             raise DataError(f"{p}: line {i} is not a `facelm predict` JSONL record; `resume` continues the JSONL "
                             "output of an earlier run") from None
+    tail = data[end:]
+    if tail and not (tail.startswith(_RECORD_START) or _RECORD_START.startswith(tail)):
+        # not the start of a record a killed run was writing: this is some other file, which must not be cut
+        line_no = data[:end].count(b"\n") + 1
+        raise DataError(f"{p}: line {line_no} is not a `facelm predict` JSONL record; `resume` continues the JSONL "
+                        "output of an earlier run")
     if truncate and end < len(data):
         with open(p, "r+b") as fh:
             fh.truncate(end)

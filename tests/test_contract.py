@@ -563,6 +563,33 @@ def test_drawings_that_cannot_be_written_keep_the_records_and_make_the_exit_code
     assert "2 drawing(s) could not be written" in lines[-1]
 
 
+def test_a_draw_folder_that_cannot_be_made_mid_run_is_a_warning_not_the_end_of_the_run(tiny, tmp_path, monkeypatch):
+    """The drawings' subfolders are made as the run goes; one that cannot be made (`make_temp`'s UsageError)
+    loses that drawing only: the other records are still written and the exit code is 1."""
+    from facelm import _io
+    from facelm.errors import UsageError
+
+    def cannot(path, suffix=".tmp"):
+        raise UsageError(f"{path}: cannot write (No such file or directory)")
+
+    monkeypatch.setattr(_io, "make_temp", cannot)
+    imgs = [_png(tmp_path / f"in/{k}.png") for k in "ab"]
+    r = invoke("predict", *imgs, "--models", tiny["models"], "--no-detect", "-q", "--draw", tmp_path / "drawn")
+    no_traceback(r)
+    assert r.exit_code == 1, (r.exit_code, r.stderr)
+    assert [Path(x["image"]).name for x in jsonl(r.stdout)] == ["a.png", "b.png"]
+    assert "2 drawing(s) could not be written" in r.stderr.strip().splitlines()[-1]
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs /proc (a folder nothing can be created in)")
+def test_a_draw_folder_that_cannot_be_made_is_exit_2_before_any_work(tiny, tmp_path):
+    img = _png(tmp_path / "a.png")
+    r = invoke("predict", img, "--models", tiny["models"], "--no-detect", "--draw", "/proc/no-such/x")
+    no_traceback(r)
+    assert r.exit_code == 2 and r.stdout == "", (r.exit_code, r.stderr)
+    assert one_error_line(r.stderr).startswith("error: --draw /proc/no-such/x: cannot write into /proc")
+
+
 # ------------------------------------------------------------------------------------------------------------
 # item 7: SIGTERM is Ctrl-C (exit 130, no temporary file left); kill -9 leftovers are swept by the next run
 

@@ -129,6 +129,22 @@ def test_read_done_drops_a_cut_last_line_and_rejects_garbage(tmp_path):
         read_done(p)
 
 
+@pytest.mark.parametrize("tail", ["my important notes, not jsonl", "{", '{"im', '{"image": "b.p'])
+def test_read_done_cuts_only_the_start_of_a_record_never_another_files_text(tmp_path, tail):
+    """A last line without its newline is cut only when it can be a record a killed run was writing; a file that is
+    not predict's output (notes without a final newline) is refused, not cut."""
+    p = tmp_path / "out.jsonl"
+    for head in ("", '{"image": "a.png", "faces": []}\n'):
+        p.write_text(head + tail)
+        if '{"image": '.startswith(tail) or tail.startswith('{"image": '):
+            assert read_done(p) == ({("a.png", None)} if head else set())
+            assert p.read_text() == head
+        else:
+            with pytest.raises(DataError, match=f"line {2 if head else 1} is not a `facelm predict` JSONL"):
+                read_done(p)
+            assert p.read_text() == head + tail  # untouched
+
+
 def test_resume_options(tmp_path):
     img = _images(tmp_path, 1)
     r = _predict([*img, *FAST, "--resume"])

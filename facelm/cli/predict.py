@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from facelm.cli._common import check_device, check_output_file, check_range, cli_message, dumps, emit_json, error, handle_errors, info, warn
+from facelm.cli._common import _cannot_write_into, check_device, check_output_file, check_range, cli_message, dumps, emit_json, error, handle_errors, info, warn
 from facelm.errors import DataError, ExitCode, UsageError
 from facelm.smoothing import DEFAULT_BETA, DEFAULT_MIN_CUTOFF
 
@@ -399,6 +399,10 @@ def register(app: typer.Typer) -> None:
             for p in (draw, *draw.parents):
                 if p.exists() and not p.is_dir():
                     raise UsageError(f"--draw {draw}: {'is a file; give a folder' if p == draw else f'{p} is a file'}")
+                if p.exists():  # the nearest existing folder: the drawings' folders are made in it
+                    if why := _cannot_write_into(p):
+                        raise UsageError(f"--draw {draw}: cannot write into {p} ({why})")
+                    break
         note = (lambda m: None) if quiet else info
         run = build_predict_run(models, detector=detector, detector_model=detector_model, boxes=boxes,
                                 boxes_kind=boxes_kind.value, no_detect=no_detect, stages=stages, device=device,
@@ -458,9 +462,9 @@ def register(app: typer.Typer) -> None:
                     try:
                         _write_drawing(draw_names.path(res.name, res.frame),
                                        annotate(res.image, res, dict(boundaries or {})))
-                    except OSError as e:  # the records go on; the exit code says the run is incomplete
+                    except (OSError, UsageError) as e:  # the records go on; the exit code says the run is incomplete
                         undrawn += 1
-                        warn(f"{res.name}: cannot write the drawing ({e.strerror or e})")
+                        warn(f"{res.name}: cannot write the drawing ({getattr(e, 'strerror', None) or e})")
                     res.image = None
             ok = True
         finally:
