@@ -51,7 +51,9 @@ class SourceItem:
         path: the file to read.
         frame: the frame number for a video frame, else None.
         image: the decoded frame ``(H, W, 3)`` uint8 RGB for video frames (images are read later, in parallel).
-        error: set when the source itself failed (missing path, unreadable list, video that does not open).
+        error: set when the source failed (missing path, unreadable list, video that does not open).
+        found: with ``error``, the file exists and is a video, its content failed (a failed input, as a corrupt
+            image is; not a source that names nothing).
         fps: video frames: the video's frame rate as the file gives it (None or 0 when it does not).
     """
 
@@ -61,6 +63,7 @@ class SourceItem:
     image: np.ndarray | None = None
     error: str | None = None
     fps: float | None = None
+    found: bool = False
 
 
 def is_video(path: str | Path) -> bool:
@@ -107,9 +110,11 @@ def _has_magic(s: str) -> bool:
 def _video_frames(path: Path, name: str, stride: int) -> Iterator[SourceItem]:
     import cv2
 
+    # FFmpeg's own log lines ("moov atom not found") would go to stderr beside facelm's one-line error record
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET; a user's own setting wins
     cap = cv2.VideoCapture(str(path))
     if not cap.isOpened():
-        yield SourceItem(name, path, error="cannot open video (unknown format or corrupt file)")
+        yield SourceItem(name, path, error="cannot open video (unknown format or corrupt file)", found=True)
         return
     try:
         fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
@@ -127,7 +132,7 @@ def _video_frames(path: Path, name: str, stride: int) -> Iterator[SourceItem]:
                 yield SourceItem(name, path, frame=idx, image=_frame_to_rgb(frame), fps=fps)
             idx += 1
         if not got_any:
-            yield SourceItem(name, path, error="video has no readable frames")
+            yield SourceItem(name, path, error="video has no readable frames", found=True)
     finally:
         cap.release()
 

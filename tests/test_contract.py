@@ -581,6 +581,24 @@ def test_a_draw_folder_that_cannot_be_made_mid_run_is_a_warning_not_the_end_of_t
     assert "2 drawing(s) could not be written" in r.stderr.strip().splitlines()[-1]
 
 
+@pytest.mark.parametrize("content", [b"", b"\x00" * 100, b"RIFF\x10\x00\x00\x00AVI LIST"])
+def test_a_corrupt_video_is_a_failed_input_not_a_missing_source(tiny, tmp_path, content):
+    """A video file that is there but cannot be opened (empty, garbage, truncated) is one failed input: an error
+    record, one `error:` line naming it, exit 1 (it was exit 3, "no images found in x.mp4" as a second line)."""
+    vid = tmp_path / "v.mp4"
+    vid.write_bytes(content)
+    img = _png(tmp_path / "a.png")
+    for args in ([vid], [vid, img]):
+        r = invoke("predict", *args, "--models", tiny["models"], "--no-detect")
+        no_traceback(r)
+        assert r.exit_code == 1, (r.exit_code, r.stderr)
+        recs = jsonl(r.stdout)
+        assert [Path(x["image"]).name for x in recs] == [Path(a).name for a in args]
+        assert "video" in recs[0]["error"]
+        errors = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
+        assert errors == [f"error: {vid}: {recs[0]['error']}"], r.stderr
+
+
 @pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs /proc (a folder nothing can be created in)")
 def test_a_draw_folder_that_cannot_be_made_is_exit_2_before_any_work(tiny, tmp_path):
     img = _png(tmp_path / "a.png")

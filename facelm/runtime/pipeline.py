@@ -219,7 +219,7 @@ class Landmarker:
         """Read, detect and cut stage-1 crops for one item; never raises (errors go into the result)."""
         res = ImageResult(item.name, item.frame, None, None, fps=item.fps)
         if item.error:
-            res.error, res.source_error = item.error, True
+            res.error, res.source_error = item.error, not item.found
             return _Job(res)
         try:
             image = item.image if item.image is not None else read_image(item.path, exif=self.exif)
