@@ -68,3 +68,13 @@ def test_a_failed_run_removes_the_folders_it_created(src, tmp_path, monkeypatch,
     with pytest.raises(exc):
         prepare(PrepareOptions(source=src, out=kept / "b"))
     assert sorted(p.name for p in kept.iterdir()) == ["mine.txt"]
+
+
+def test_an_error_is_exactly_one_line_on_stderr_and_a_quiet_run_prints_nothing(src, tmp_path):
+    """The progress bar starts with the work: an early error is not preceded by the empty line a bar stopped
+    before it was shown prints when stderr is not a terminal."""
+    r = runner.invoke(app, ["prepare", str(tmp_path / "nonexist"), "--out", str(tmp_path / "out")])
+    assert r.exit_code == 3
+    assert r.stderr == f"error: {tmp_path / 'nonexist'}: no such file or folder\n"
+    r = runner.invoke(app, ["prepare", str(src), "--out", str(tmp_path / "out"), "-q"])
+    assert r.exit_code == 0 and r.stderr == "", repr(r.stderr)

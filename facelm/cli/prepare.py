@@ -67,17 +67,21 @@ def register(app: typer.Typer) -> None:
         try:
             bar = progress_bar()
             bar.disable = quiet
-            with bar:
-                task = bar.add_task("prepare", total=None, status="", visible=not quiet)
+            task = bar.add_task("prepare", total=None, status="", visible=not quiet)
 
-                def on_progress(done: int, total: int) -> None:
-                    bar.update(task, completed=done, total=total)
+            def on_progress(done: int, total: int) -> None:
+                if not quiet and not bar.live.is_started:  # started with the work, so an early error is one line
+                    bar.start()
+                bar.update(task, completed=done, total=total)
 
-                try:
-                    result = prepare(opts, progress=on_progress, warn=warnings.append)
-                except BaseException:
-                    bar.live.transient = True  # no half-drawn bar above the error message
-                    raise
+            try:
+                result = prepare(opts, progress=on_progress, warn=warnings.append)
+            except BaseException:
+                bar.live.transient = True  # no half-drawn bar above the error message
+                raise
+            finally:
+                if bar.live.is_started:  # (stopping a bar never started prints an empty line)
+                    bar.stop()
         finally:
             # also when prepare fails ("none of the N faces could be used"): the reasons are only here then
             for w in warnings[:20]:
