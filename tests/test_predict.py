@@ -161,6 +161,11 @@ def test_no_images_found_is_exit_3(tiny_models, tmp_path):
     r = _invoke([str(tmp_path / "empty"), "--models", str(tiny_models), "--no-detect"])
     assert r.exit_code == 3 and "no images found" in r.stderr
     assert _lines(r.stdout)[0]["error"]  # the source still gets its record
+    errors = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
+    assert errors == [f"error: {tmp_path / 'empty'}: {_lines(r.stdout)[0]['error']}"]  # one line, not two
+    r = _invoke([str(tmp_path / "empty"), str(tmp_path / "nosuch.jpg"), "--models", str(tiny_models), "--no-detect",
+                 "-q"])
+    assert r.exit_code == 3 and len(r.stderr.strip().splitlines()) == 2  # one error line per source named
     r = _invoke(["-", "--models", str(tiny_models), "--no-detect"], "")
     assert r.exit_code == 3
 

@@ -153,6 +153,20 @@ def test_resume_options(tmp_path):
     assert r.exit_code == 2 and "jsonl" in r.output
 
 
+def test_resume_with_smooth_warns_when_a_video_is_resumed(tmp_path):
+    """Tracks and the One-Euro filter start again where a video resumes: said once, only when the file holds video
+    frames (a resumed file of still images, or a fresh one, gets no warning)."""
+    img = _images(tmp_path / "d", 1)
+    out = tmp_path / "o.jsonl"
+    out.write_text('{"image": "clip.mp4", "frame": 0, "width": 8, "height": 8, "faces": [], "error": null}\n')
+    r = _predict([*img, *FAST, "--smooth", "--resume", "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    assert sum("--resume with --smooth" in ln for ln in r.stderr.splitlines()) == 1
+    out2 = tmp_path / "o2.jsonl"
+    r = _predict([*img, *FAST, "--smooth", "--resume", "-o", str(out2)])
+    assert r.exit_code == 0 and "--resume with --smooth" not in r.stderr
+
+
 def test_resume_refuses_to_append_faces_of_another_scheme(tmp_path):
     """A run resumed with another --to-scheme than the file's would mix 68- and 5-point faces in one file."""
     img = _images(tmp_path / "d", 2)

@@ -430,6 +430,9 @@ def register(app: typer.Typer) -> None:
 
         # tracks and smoothing work on the model's points; --to-scheme converts after them
         tracker = FaceTracker(pair.scheme, smooth=smooth, min_cutoff=smooth_min_cutoff, beta=smooth_beta)
+        if smooth and any(frame is not None for _, frame in scope.done):  # a video's frames are in the file
+            warn("--resume with --smooth: a video resumed mid-way starts its tracks and the filter again at its "
+                 "first frame not in the file; the frames after it differ slightly from an uninterrupted run")
         out_scheme, boundaries = (conv.name, conv.boundaries) if conv else (pair.scheme.name,
                                                                              pair.scheme.boundaries)
         n_out = conv.num_points if conv else pair.scheme.num_landmarks
@@ -473,7 +476,11 @@ def register(app: typer.Typer) -> None:
         if scope.note():
             note(scope.note())
         if attempted == 0 and not scope.found_any():
-            raise DataError(f"no images found in {' '.join(sources)}; SOURCE can be {describe_sources()}")
+            hint = f"SOURCE can be {describe_sources()}"
+            if not failed:
+                raise DataError(f"no images found in {' '.join(sources)}; {hint}")
+            note(f"no images found; {hint}")  # each source has had its one error line already
+            raise typer.Exit(int(ExitCode.DATA))
         reread = f" ({lm.stats['reread']} read again: --rescue)" if lm.stats["reread"] else ""
         note(f"{n} images, {faces} faces{reread}, {failed} failed, {dt:.1f} s ({n / dt if dt > 0 else 0:.1f} "
              f"images/s, {faces / dt if dt > 0 else 0:.1f} faces/s, {pair.precision})")
