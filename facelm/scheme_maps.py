@@ -171,7 +171,7 @@ def load_map_file(path: str | Path, *, register: bool = True) -> SchemeMap:
     try:
         d = read_json_or_toml(p)
     except (OSError, ValueError) as e:
-        raise UsageError(f"{p}: cannot read scheme map: {e}") from None
+        raise UsageError(f"{p}: cannot read scheme map: {getattr(e, 'strerror', None) or e}") from None
     try:
         pts = tuple(tuple(int(i) for i in (g or ())) for g in d["points"])
         off = d.get("offsets")

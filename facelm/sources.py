@@ -181,6 +181,11 @@ def _folder_items(p: Path, shown: str, recursive: bool, vid_stride: int, hint: s
 
 def _entry(entry: str, base: Path | None, recursive: bool, vid_stride: int, select=None) -> Iterator[SourceItem]:
     """One path from a list file or stdin: a file or a folder (no globs, no nested list files)."""
+    if "\0" in entry:  # no file system allows it: a list with NUL-separated names (`find -print0`)?
+        if select is None or select(entry):
+            yield SourceItem(entry, Path(entry.replace("\0", "?")), error="the name holds a NUL byte (give one name per "
+                             "line; `find -print0` lists are not supported)", found=True)
+        return
     p = Path(entry)
     if base is not None and not p.is_absolute():
         p = base / p

@@ -849,3 +849,21 @@ def test_tables_keep_their_headers_readable_at_80_columns(capsys):
     for word in ("model", "faces", "NME", "median", "FR@0.08", "AUC@0.08", "AUC@0.1", "missing", "NaN",
                  "runs/cnn6/best.pt+runs/cnn7/best.pt"):
         assert word in err, word
+
+
+@pytest.mark.parametrize("args,stdin,code,expected", [
+    (["-f", "xml"], None, 2, "error: Invalid value for '--format' / '-f': 'xml' is not one of"),
+    (["--scheme-map", "/nonexist.json"], None, 2, "error: /nonexist.json: cannot read scheme map: No such file"),
+    (["--box-map", "/nonexist"], None, 3, "error: /nonexist: cannot read the box map: No such file or directory"),
+    (["-"], "a.jpg\0b.jpg\n", 1, "error: a.jpg\\x00b.jpg: the name holds a NUL byte"),
+])
+def test_messages_carry_no_python_internals(tiny, tmp_path, args, stdin, code, expected):
+    """No `Value error, ` (pydantic's prefix), `[Errno 2] ...: '/path'` or `ValueError: embedded null byte`."""
+    img = _png(tmp_path / "a.png")
+    r = invoke("predict", *([] if "-" in args else [img]), *args, "--models", tiny["models"], "--no-detect", "-q",
+               stdin=stdin)
+    no_traceback(r)
+    assert r.exit_code == code, (r.exit_code, r.stderr)
+    line = one_error_line(r.stderr)
+    assert line.startswith(expected), line
+    assert "Errno" not in line and "Error:" not in line.removeprefix("error:"), line

@@ -89,7 +89,8 @@ class FacelmCommand(TyperCommand):
         try:
             return super().parse_args(ctx, args)
         except click_exc.UsageError as e:
-            error(f"{_one_line(e.format_message())} (see '{ctx.command_path} --help')")
+            msg = _one_line(e.format_message()).replace(": Value error, ", ": ")  # (pydantic's prefix, via Typer)
+            error(f"{msg} (see '{ctx.command_path} --help')")
             ctx.exit(int(ExitCode.USAGE))
 
 

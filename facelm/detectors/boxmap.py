@@ -249,7 +249,7 @@ def read_box_map_file(path: str | Path) -> dict:
     try:
         d = json.loads(p.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
-        raise DataError(f"{p}: cannot read the box map: {e}") from None
+        raise DataError(f"{p}: cannot read the box map: {getattr(e, 'strerror', None) or e}") from None
     return check_box_map(d, str(p))
 
 

@@ -39,7 +39,7 @@ def check_predict_options(*, batch: int = 32, stages: int | None = None, score_t
     _in_range("batch", batch, 1, MAX_BATCH, integer=True)
     if stages is not None and (isinstance(stages, bool) or not isinstance(stages, numbers.Integral)
                                or stages not in (1, 2)):
-        raise UsageError(f"`stages` must be the int 1 or 2 (or None: as the models say), got {stages!r}")
+        raise UsageError(f"`stages` must be the int 1 or 2 (or not given: as the models say), got {stages!r}")
     _in_range("score_threshold", score_threshold, 0.0, 1.0)
     for name, v, hi in (("workers", workers, MAX_THREADS), ("threads", threads, MAX_THREADS),
                         ("streams", streams, MAX_STREAMS)):
