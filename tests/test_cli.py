@@ -234,3 +234,17 @@ def test_library_errors_name_parameters_and_the_cli_shows_its_flags(tmp_path):
     assert cli_message(str(e.value)) == "--stages must be 1 or 2, not 3"
     assert cli_message("`calib_faces` and `weights`; ``code`` and `facelm export` stay") == \
         "--calib-faces and --weight; ``code`` and `facelm export` stay"
+
+
+def test_table_headers_never_wrap_on_a_narrow_console(monkeypatch):
+    """A header wrapped at its spaces ("int8 / fp32" over "speed") reads as two columns and breaks a grep for it;
+    whether it wrapped depended on how long the measured values were (a flaky bench test)."""
+    from facelm.cli import _common
+
+    monkeypatch.setattr(_common.err_console, "width", 60)
+    with _common.err_console.capture() as cap:
+        _common.table("t", ["measure", "fp32", "int8", "int8 / fp32 speed"],
+                      [["stage 1 ms, batch 1", "2.483", "1.099", "2.259"],
+                       ["fp32: ms per face (1 thread)", "read 0.73, detect 6.02, orient_and_crop 6.99, networks 149.79",
+                        "", ""]])
+    assert "int8 / fp32 speed" in cap.get()

@@ -252,7 +252,8 @@ def table(title: str, columns: list[str], rows: Iterable[Iterable[Any]]) -> None
     rows = [[str(v) for v in r] for r in rows]
     t = Table(title=title, title_justify="left")
     for i, c in enumerate(columns):
-        longest = max([len(w) for w in c.split()] + [len(r[i]) for r in rows if i < len(r)] + [1])
+        # the whole header (a header wrapped at its spaces, "int8 / fp32" over "speed", reads as two columns)
+        longest = max([len(c)] + [len(r[i]) for r in rows if i < len(r)] + [1])
         t.add_column(c, justify="right" if c[:1].isdigit() or c in ("faces", "n", "count") else "left",
                      min_width=min(longest, 40))
     for r in rows:
