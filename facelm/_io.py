@@ -92,6 +92,33 @@ def special_target(path: str | Path) -> bool:
         return False
 
 
+def cannot_write_into(folder: str | Path) -> str | None:
+    """Why nothing can be created in ``folder`` (read-only, no permission), or None: a probe folder is made and
+    removed at once (``os.access`` does not see read-only mounts, nor the kernel's own file systems as root)."""
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=f".facelm-probe.{os.getpid()}.", suffix=".tmp", dir=folder))
+    except OSError as e:
+        return e.strerror or str(e)
+    return None
+
+
+def check_folder_creatable(label: str, folder: str | Path, shown: str | Path | None = None) -> None:
+    """``UsageError`` "LABEL SHOWN: why" before any work when ``folder`` cannot be made or written: it or a folder
+    above it is a file, or the nearest existing one cannot be written into (``cannot_write_into``). ``shown``: the
+    path the user gave (an output file in ``folder``), default ``folder``."""
+    from facelm.errors import UsageError
+
+    folder = Path(folder)
+    shown = folder if shown is None else shown
+    for d in (folder, *folder.parents):
+        if d.exists() and not d.is_dir():
+            raise UsageError(f"{label} {shown}: {'is not a folder' if d == folder else f'{d} is not a folder'}")
+        if d.exists():
+            if why := cannot_write_into(d):
+                raise UsageError(f"{label} {shown}: cannot write into {d} ({why})")
+            return
+
+
 def write_target(path: str | Path) -> Path:
     """The file that writing ``path`` changes: a symbolic link's target (followed to its end), so a finished
     temporary file renamed over it keeps the link, as ``>`` in a shell does; else ``path`` itself."""

@@ -61,7 +61,7 @@ from pathlib import Path
 import numpy as np
 
 from facelm import __version__
-from facelm._io import atomic_write, atomic_write_json
+from facelm._io import atomic_write, atomic_write_json, check_folder_creatable
 from facelm.errors import DataError, UsageError
 from facelm.manifest import CROPS_NAME, MANIFEST_NAME, PREPARE_NAME, load_manifest, write_manifest
 from facelm.schemes import get_scheme
@@ -229,30 +229,8 @@ def _check_out(out) -> Path:
     if out is None or str(out) == "":
         raise UsageError("`out` is empty; give the folder for the balanced manifest")
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"`out` {out}: exists and is not a folder")
-    if out.is_dir():
-        parent = out
-    else:
-        parent = next((d for d in out.absolute().parents if d.exists()), None)
-        if parent is not None and not parent.is_dir():
-            raise UsageError(f"`out` {out}: {parent} is not a folder")
-    why = _cannot_write_into(parent) if parent is not None else None
-    if why:
-        raise UsageError(f"`out` {out}: cannot write into {parent} ({why})")
+    check_folder_creatable("`out`", out.absolute(), shown=out)
     return out
-
-
-def _cannot_write_into(folder: Path) -> str | None:
-    """Why nothing can be created in ``folder``, or None: a probe folder is made and removed at once (``os.access``
-    does not see read-only mounts, nor the kernel's own file systems as root)."""
-    import tempfile
-
-    try:
-        os.rmdir(tempfile.mkdtemp(prefix=f".facelm-probe.{os.getpid()}.", suffix=".tmp", dir=folder))
-    except OSError as e:
-        return e.strerror or str(e)
-    return None
 
 
 def _load_for_balance(data, out, target: str, max_dup: int, bins: int | None, seed: int = 0):

@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import signal
-import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from facelm._io import atomic_write, atomic_write_json, json_clean
+from facelm._io import atomic_write, atomic_write_json, check_folder_creatable, json_clean
 from facelm.checkpoint import load_checkpoint, save_checkpoint
 from facelm.config import TrainConfig
 from facelm.errors import ExitCode, FacelmError, UsageError
@@ -93,16 +91,7 @@ def check_run_folder(cfg: TrainConfig, resume: bool, force: bool) -> None:
     that cannot be created or written, one that holds a different run (or this one, finished or stopped) without
     ``force``, or nothing to ``resume``."""
     out, config_path = Path(cfg.out), Path(cfg.out) / "config.json"
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"`out` {out}: is not a folder")
-    for parent in [out, *out.parents]:
-        if parent.exists() and not parent.is_dir():
-            raise UsageError(f"`out` {out}: {parent} is not a folder")
-        if parent.is_dir():
-            why = _cannot_write_into(parent)
-            if why:
-                raise UsageError(f"`out` {out}: cannot write into {parent} ({why})")
-            break
+    check_folder_creatable("`out`", out)
     if resume:
         if not (out / "last.pt").is_file():
             raise UsageError(f"{out / 'last.pt'}: nothing to resume (no last.pt in {out})")
@@ -112,16 +101,6 @@ def check_run_folder(cfg: TrainConfig, resume: bool, force: bool) -> None:
                              "`resume` to continue it, or `force` to overwrite")
         if (out / "last.pt").exists():
             raise UsageError(f"{out} already holds this run; use `resume` to continue or `force` to restart")
-
-
-def _cannot_write_into(folder: Path) -> str | None:
-    """Why nothing can be created in ``folder``, or None (a probe folder is made and removed at once:
-    ``os.access`` does not see read-only mounts, nor the kernel's own file systems as root)."""
-    try:
-        os.rmdir(tempfile.mkdtemp(prefix=f".facelm-probe.{os.getpid()}.", suffix=".tmp", dir=folder))
-    except OSError as e:
-        return e.strerror or str(e)
-    return None
 
 
 def _main_thread() -> bool:

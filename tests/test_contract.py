@@ -227,9 +227,9 @@ def test_predict_output_into_a_fifo_is_written_through_not_replaced(tiny, tmp_pa
     import stat
     import threading
 
-    from facelm.cli import _common
+    from facelm import _io
 
-    monkeypatch.setattr(_common, "_cannot_write_into", lambda folder: "Read-only file system")
+    monkeypatch.setattr(_io, "cannot_write_into", lambda folder: "Read-only file system")
 
     img = _png(tmp_path / "a.png")
     fifo = tmp_path / "pipe.jsonl"

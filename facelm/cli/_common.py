@@ -159,34 +159,14 @@ def check_output_file(option: str, path: Any) -> None:
 
     if path is None or str(path) in ("", "-"):
         return
-    from facelm._io import special_target
+    from facelm._io import check_folder_creatable, special_target
 
     p = Path(path)
     if p.is_dir():
         raise UsageError(f"{option} {p}: is a folder; give a file name")
     if special_target(p):  # /dev/stdout, a FIFO: written straight through, its folder (/dev) need not be writable
         return
-    for parent in p.parents:
-        if parent.exists() and not parent.is_dir():
-            raise UsageError(f"{option} {p}: {parent} is not a folder")
-        if parent.exists():
-            why = _cannot_write_into(parent)
-            if why:
-                raise UsageError(f"{option} {p}: cannot write into {parent} ({why})")
-            break
-
-
-def _cannot_write_into(folder: Any) -> str | None:
-    """Why nothing can be created in ``folder`` (read-only, no permission), or None: a probe folder is made and
-    removed at once (``os.access`` does not see read-only mounts, nor the kernel's own file systems as root)."""
-    import os
-    import tempfile
-
-    try:
-        os.rmdir(tempfile.mkdtemp(prefix=f".facelm-probe.{os.getpid()}.", suffix=".tmp", dir=folder))
-    except OSError as e:
-        return e.strerror or str(e)
-    return None
+    check_folder_creatable(option, p.parent, shown=p)
 
 
 # -- signals -------------------------------------------------------------------------------------------------------

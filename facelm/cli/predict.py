@@ -10,7 +10,8 @@ from typing import Annotated
 
 import typer
 
-from facelm.cli._common import _cannot_write_into, check_device, check_output_file, check_range, cli_message, dumps, emit_json, error, handle_errors, info, warn
+from facelm.cli._common import check_device, check_output_file, check_range, cli_message, dumps, emit_json, error, handle_errors, info, warn
+from facelm._io import check_folder_creatable
 from facelm.errors import DataError, ExitCode, UsageError
 from facelm.smoothing import DEFAULT_BETA, DEFAULT_MIN_CUTOFF
 
@@ -396,13 +397,7 @@ def register(app: typer.Typer) -> None:
         scope = RunScope(shard, resume, output, fmt.value)
         if draw is not None:
             draw = Path(draw)
-            for p in (draw, *draw.parents):
-                if p.exists() and not p.is_dir():
-                    raise UsageError(f"--draw {draw}: {'is a file; give a folder' if p == draw else f'{p} is a file'}")
-                if p.exists():  # the nearest existing folder: the drawings' folders are made in it
-                    if why := _cannot_write_into(p):
-                        raise UsageError(f"--draw {draw}: cannot write into {p} ({why})")
-                    break
+            check_folder_creatable("--draw", draw)  # the drawings' folders are made in it as the run goes
         note = (lambda m: None) if quiet else info
         run = build_predict_run(models, detector=detector, detector_model=detector_model, boxes=boxes,
                                 boxes_kind=boxes_kind.value, no_detect=no_detect, stages=stages, device=device,
