@@ -10,7 +10,15 @@ from pydantic import BaseModel, ConfigDict, Strict, ValidationError, field_valid
 
 from facelm._io import read_json_or_toml
 from facelm.errors import UsageError
-from facelm.limits import MAX_SEED, MAX_THREADS, MAX_TRAIN_BATCH, MAX_WIDTH
+from facelm.limits import (
+    MAX_INPUT_SIZE,
+    MAX_SEED,
+    MAX_SIGMA,
+    MAX_STACKS,
+    MAX_THREADS,
+    MAX_TRAIN_BATCH,
+    MAX_WIDTH,
+)
 
 
 __all__ = ["TrainConfig", "resolve_train_config", "PAPER_LR", "HEATMAP_ARCHS", "HEATMAP_LOSS_NAMES"]
@@ -162,7 +170,22 @@ class TrainConfig(BaseModel):
             raise ValueError(f"must be a finite number > 0, got {v}")
         return v
 
-    @field_validator("weight_decay", "grad_clip", "sigma", "sigma_delta", "momentum")
+    @field_validator("sigma")
+    @classmethod
+    def _sigma(cls, v):  # 0: the architecture's default
+        if not (math.isfinite(v) and 0 <= v <= MAX_SIGMA):
+            raise ValueError(f"must be in [0, {MAX_SIGMA:g}] heatmap px (0: the default), got {v}")
+        return v
+
+    @field_validator("input_size", "stacks")
+    @classmethod
+    def _heatmap_sizes(cls, v, info):
+        top = MAX_INPUT_SIZE if info.field_name == "input_size" else MAX_STACKS
+        if v is not None and v > top:
+            raise ValueError(f"must be at most {top}, got {v}")
+        return v
+
+    @field_validator("weight_decay", "grad_clip", "sigma_delta", "momentum")
     @classmethod
     def _non_negative_float(cls, v):
         if v is not None and not (math.isfinite(v) and v >= 0):

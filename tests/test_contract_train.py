@@ -76,6 +76,9 @@ def tiny(tmp_path_factory) -> dict:
     (["--init", ""], "--init"),
     (["--stage1", ""], "--stage1"),
     (["--config", ""], "--config"),
+    (["--arch", "hourglass", "--sigma", "1e308"], "--sigma"),  # was an overflow traceback, leaving config.json
+    (["--arch", "hourglass", "--input-size", "4096"], "--input-size"),  # was killed by the kernel (24 GB)
+    (["--arch", "hourglass", "--stacks", "300"], "--stacks"),  # grew past 6.8 GB
 ])
 def test_invalid_option_values_are_usage_errors(tiny, tmp_path, args, flag):
     out = tmp_path / "run"
