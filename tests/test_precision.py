@@ -401,3 +401,25 @@ def test_bench_reports_fp32_and_int8_side_by_side(tiny, tmp_path):
     assert "int8 / fp32 speed" in (tmp_path / "b.md").read_text() and "int8 / fp32 speed" in r.stderr
     r = CliRunner().invoke(app, ["bench", "--models", str(tiny["models"]), "--precision", "fp32,bf16"])
     assert r.exit_code == 2 and "--precision" in r.stderr
+
+
+def test_bench_with_nothing_it_can_measure_is_one_error_line(tiny, tmp_path):
+    """`--precision int8` against a folder of float models measured nothing and exited 0 with an empty table; an
+    empty item in the list was dropped; an empty folder gave a warning and an error for one cause."""
+    import shutil
+
+    fp32 = tmp_path / "fp32"
+    fp32.mkdir()
+    for f in tiny["models"].glob("*.onnx"):
+        if ".int8." not in f.name:
+            shutil.copy(f, fp32 / f.name)
+    r = CliRunner().invoke(app, ["bench", "--models", str(fp32), "--seconds", "0.02", "--repeats", "1",
+                                 "--precision", "int8", "-q"])
+    assert r.exit_code == 4 and r.stdout == "", (r.exit_code, r.stderr)
+    assert r.stderr.startswith("error: ") and r.stderr.count("\n") == 1 and "int8" in r.stderr, r.stderr
+    r = CliRunner().invoke(app, ["bench", "--models", str(tiny["models"]), "--precision", "fp32,,int8"])
+    assert r.exit_code == 2 and "an empty item" in r.stderr
+    (tmp_path / "empty").mkdir()
+    r = CliRunner().invoke(app, ["bench", str(tmp_path / "empty"), "--models", str(tiny["models"]), "-q"])
+    assert r.exit_code == 3 and r.stderr.count("\n") == 1, r.stderr
+    assert r.stderr.startswith(f"error: {tmp_path / 'empty'}: no images to benchmark on ("), r.stderr

@@ -156,8 +156,11 @@ def register(app: typer.Typer) -> None:
         check_range("--limit", limit, 1)
         check_range("--workers", workers, 0, MAX_THREADS)
         check_output_file("--markdown", markdown)
-        precs = [check_precision(p) for p in precision.split(",") if p.strip()]
-        if not precs or len(set(precs)) != len(precs):
+        if not all(p.strip() for p in precision.split(",")):
+            raise UsageError(f"--precision {precision!r}: an empty item; give a comma-separated list of fp32, int8, "
+                             "auto")
+        precs = [check_precision(p) for p in precision.split(",")]
+        if len(set(precs)) != len(precs):
             raise UsageError(f"--precision {precision}: give distinct values of fp32, int8, auto")
         if stages not in (None, 1, 2):
             raise UsageError(f"--stages must be 1 or 2, got {stages}")
@@ -204,6 +207,9 @@ def _bench(src, synthetic, folder, models, opts, limit, markdown, quiet, provide
     note = (lambda m: None) if quiet else info
     load_before = _loadavg()
     files, skipped, first = usable_images(iter_sources_of(src), limit)
+    if not files and len(skipped) == 1:  # the one reason in the one error line (a missing or empty folder)
+        name, why = skipped[0]
+        raise DataError(f"{src}: no images to benchmark on ({name}: {why})")
     for name, why in skipped[:10]:
         warn(f"{name}: skipped ({why})")
     if len(skipped) > 10:

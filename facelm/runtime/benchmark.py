@@ -161,7 +161,7 @@ def _ratio(a, b) -> float | None:
 
 def _load(mdir, providers, precision: str, threads: int, stages: int | None, note):
     """(pair for the model timings: both stages when there are two, the pair predict runs at the pipeline's
-    threads) at ``precision``, or None when that precision is not available."""
+    threads) at ``precision``, or why that precision is not available (a str)."""
     from facelm.errors import ModelError
     from facelm.runtime import load_models
 
@@ -169,7 +169,7 @@ def _load(mdir, providers, precision: str, threads: int, stages: int | None, not
         run = load_models(mdir, stages, providers, threads, precision=precision)
     except ModelError as e:
         note(f"{precision}: not measured ({e})")
-        return None
+        return str(e)
     try:
         both = load_models(mdir, 2, providers, 0, precision=run.precision)
     except ModelError:
@@ -246,7 +246,11 @@ def provider_run(label, providers, mdir, files, first, opts, rng, synthetic, not
 
     streams, threads = plan_threads(providers)
     loaded = {p: _load(mdir, providers, p, threads, opts.stages, note) for p in opts.precisions}
-    loaded = {p: v for p, v in loaded.items() if v is not None}
+    if all(isinstance(v, str) for v in loaded.values()):  # nothing to measure: not a result with an empty table
+        from facelm.errors import ModelError
+
+        raise ModelError("; ".join(dict.fromkeys(loaded.values())))  # (each names its precision)
+    loaded = {p: v for p, v in loaded.items() if not isinstance(v, str)}
     det = None
     if not synthetic:
         try:
