@@ -867,3 +867,37 @@ def test_messages_carry_no_python_internals(tiny, tmp_path, args, stdin, code, e
     line = one_error_line(r.stderr)
     assert line.startswith(expected), line
     assert "Errno" not in line and "Error:" not in line.removeprefix("error:"), line
+
+
+def test_export_refuses_to_overwrite_its_source_and_names_its_options(tiny, tmp_path):
+    """`export X.onnx --out X.onnx --quantize int8` replaced the fp32 source with its int8 copy; an ONNX input
+    without --quantize named `--checkpoint` and `--precision`, options export does not have; empty --calib/--val
+    were read as the current folder."""
+    src = tmp_path / "m.onnx"
+    r = invoke("export", tiny["ckpt"], "--out", src, "--bench-seconds", "0")
+    assert r.exit_code == 0, r.stderr
+    before = src.read_bytes()
+    r = invoke("export", src, "--out", src, "--quantize", "int8", "--calib", tiny["prep"])
+    assert r.exit_code == 2 and one_error_line(r.stderr).startswith(f"error: --out {src}: is the model being exp")
+    assert src.read_bytes() == before
+    line = one_error_line(invoke("export", src, "--out", tmp_path / "b.onnx").stderr)
+    assert line.startswith(f"error: CHECKPOINT {src}: ") and "--quantize int8" in line and "--precision" not in line
+    for opt in ("--calib", "--val"):
+        r = invoke("export", src, "--out", tmp_path / "c.onnx", "--quantize", "int8", "--calib", tiny["prep"],
+                   opt, "")
+        assert r.exit_code == 2 and one_error_line(r.stderr) == f"error: {opt} must not be empty, got ''"
+
+
+def test_fit_box_map_refuses_a_repeated_or_empty_data_and_names_the_float_model(tiny, tmp_path):
+    """The same --data twice counted every face twice; "" was the current folder; a folder of int8 models only
+    was refused naming `--precision fp32`, which fit-box-map does not have."""
+    base = ["fit-box-map", "--models", tiny["models"], "--dry-run"]
+    line = one_error_line(invoke(*base, "--data", tiny["prep"], "--data", f"{tiny['prep']}/").stderr)
+    assert "is given twice" in line, line
+    assert one_error_line(invoke(*base, "--data", "").stderr) == "error: --data must not be empty, got ''"
+    i8 = tmp_path / "i8"
+    i8.mkdir()
+    for f in (REPO / "models").glob("*.int8.onnx"):  # the shipped int8 copies, without their float files
+        shutil.copy(f, i8 / f.name)
+    r = invoke("fit-box-map", "--models", i8, "--data", tiny["prep"], "--dry-run")
+    assert r.exit_code == 4 and one_error_line(r.stderr) == f"error: the float stage-1 model: {i8} holds only int8 models"

@@ -195,7 +195,7 @@ def emit_json(obj: Any, indent: int | None = None) -> None:
 
 # The library names its parameters in its messages as `name`; the CLI shows its own flag for each (--name, with
 # the few flags that are not the parameter's name listed here).
-PARAM_FLAGS = {"weights": "--weight", "activation_type": "--activations"}
+PARAM_FLAGS = {"weights": "--weight", "activation_type": "--activations", "checkpoint": "CHECKPOINT"}
 _PARAM_RE = re.compile(r"(?<!`)`([a-z][a-z0-9_]*)`(?!`)")
 
 

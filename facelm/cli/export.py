@@ -1,6 +1,7 @@
 """``facelm export``: a checkpoint -> ONNX (fp32, fp16 or int8), checked against torch, metadata inside."""
 
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -73,10 +74,10 @@ def register(app: typer.Typer) -> None:
                                                   "onnxruntime folds the decoding at load; same speed.")] = "fp32",
         quantize: Annotated[str | None, typer.Option(help="int8: onnxruntime static quantisation (QDQ, needs "
                                                           "--calib).", show_default=False)] = None,
-        calib: Annotated[Path | None, typer.Option(help="Prepared dataset: calibration crops (train split) and "
+        calib: Annotated[str | None, typer.Option(help="Prepared dataset: calibration crops (train split) and "
                                                         "parity crops; its val split is the default --val.",
                                                    show_default=False)] = None,
-        val: Annotated[Path | None, typer.Option(help="Prepared dataset for the NME check (val split, else test, "
+        val: Annotated[str | None, typer.Option(help="Prepared dataset for the NME check (val split, else test, "
                                                       "else all faces).", show_default=False)] = None,
         calib_faces: Annotated[int, typer.Option(help="Calibration crops (seeded random faces).")] = 256,
         calib_method: Annotated[str, typer.Option(help=f"int8 activation calibration: {_METHODS}.")] = "minmax",
@@ -108,6 +109,10 @@ def register(app: typer.Typer) -> None:
         from facelm.modelfile import LABEL_SHIFT_LIMIT
 
         check_output_file("--out", out)
+        for opt, value in (("--calib", calib), ("--val", val)):  # (typed str: Typer would read "" as ".")
+            if value is not None and not value.strip():
+                raise UsageError(f"{opt} must not be empty, got {value!r}")
+        calib, val = (Path(v) if v is not None else None for v in (calib, val))
         check_range("--seed", seed, 0)
         check_range("--calib-faces", calib_faces, 1)
         check_range("--max-val", max_val, 1)
@@ -128,6 +133,11 @@ def register(app: typer.Typer) -> None:
             raise UsageError(f"--quantize {quantize}: only int8 is supported")
         if quantize is not None and calib is None:
             raise UsageError("--quantize int8 needs --calib DATA (a prepared dataset for calibration crops)")
+        if Path(checkpoint).suffix.lower() == ".onnx" and quantize is None:
+            raise UsageError(f"CHECKPOINT {checkpoint}: from an ONNX model only an int8 copy can be made "
+                             "(--quantize int8 --calib DATA); export the checkpoint for other precisions")
+        if Path(checkpoint).exists() and Path(out).exists() and os.path.samefile(checkpoint, out):
+            raise UsageError(f"--out {out}: is the model being exported; write the copy to another file")
         precision = "fp16" if half else "int8" if quantize else \
             "fp32" if weights.lower() == "fp32" else f"{weights.lower()}w"
         opts = ExportOptions(checkpoint=checkpoint, out=out, opset=opset, dynamic_batch=dynamic_batch,

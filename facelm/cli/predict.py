@@ -12,7 +12,7 @@ import typer
 
 from facelm.cli._common import check_device, check_output_file, check_range, cli_message, dumps, emit_json, error, handle_errors, info, warn
 from facelm._io import check_folder_creatable
-from facelm.errors import DataError, ExitCode, UsageError
+from facelm.errors import DataError, ExitCode, ModelError, UsageError
 from facelm.smoothing import DEFAULT_BETA, DEFAULT_MIN_CUTOFF
 
 EPILOG = """Examples:
@@ -240,6 +240,19 @@ class _DrawNames:
             k += 1
         self.used.add(os.path.normcase(str(out)))
         return out
+
+
+def _fit_data(data: list[str], models: str | None) -> list[Path]:
+    """fit-box-map's ``--data`` folders, each once; ``UsageError`` for an empty value (typed ``str``: Typer would
+    read "" as the current folder) or a folder given twice (its faces would count twice)."""
+    for opt, value in [("--data", d) for d in data] + [("--models", models)]:
+        if value is not None and not value.strip():
+            raise UsageError(f"{opt} must not be empty, got {value!r}")
+    seen: dict[Path, str] = {}
+    for d in data:
+        if (first := seen.setdefault(Path(d).resolve(), d)) is not d:
+            raise UsageError(f"--data {d} is given twice" + ("" if first == d else f" (as {first})"))
+    return [Path(d) for d in data]
 
 
 def _write_drawing(path: Path, bgr) -> None:
@@ -487,11 +500,11 @@ def register(app: typer.Typer) -> None:
     @app.command(name="fit-box-map", epilog=FIT_EPILOG + detector_note, no_args_is_help=True)
     @handle_errors
     def fit_box_map_cmd(
-        data: Annotated[list[Path], typer.Option("--data", "-d", help="Prepared dataset folder (`facelm prepare`); "
+        data: Annotated[list[str], typer.Option("--data", "-d", help="Prepared dataset folder (`facelm prepare`); "
                                                  "repeat to fit on several (their train splits).",
                                                  show_default=False)],
-        models: Annotated[Path | None, typer.Option("--models", "-m", help=_MODELS_HELP, envvar="FACELM_MODELS",
-                                                    show_default=False)] = None,
+        models: Annotated[str | None, typer.Option("--models", "-m", help=_MODELS_HELP, envvar="FACELM_MODELS",
+                                                   show_default=False)] = None,
         detector: Annotated[str, typer.Option(help="auto, yunet or yuface.")] = "auto",
         detector_model: Annotated[Path | None, typer.Option("--detector-model", help=detector_model_help(),
                                                             show_default=False)] = None,
@@ -509,8 +522,12 @@ def register(app: typer.Typer) -> None:
 
         check_range("--limit", limit, 0)
         check_range("--min-iou", min_iou, 0.0, 1.0)
+        data = _fit_data(data, models)
         note = (lambda m: None) if quiet else info
-        pair = load_models(models if models is not None else default_models_dir(), 1, precision="fp32")
+        try:
+            pair = load_models(models if models is not None else default_models_dir(), 1, precision="fp32")
+        except ModelError as e:  # the box map is stored in the float stage-1 file (its int8 copy shares it)
+            raise ModelError(str(e).replace("`precision` fp32: ", "the float stage-1 model: ")) from None
         det = create_detector(detector, model=detector_model, info=note)
         note(f"fitting the {det.describe()} box map on {', '.join(map(str, data))} ...")
         m = fit_box_map(det, list(data), scheme=pair.scheme.name, limit=limit, min_iou=min_iou)
