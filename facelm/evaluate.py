@@ -7,10 +7,12 @@ A *model* is one of (dispatched on the file suffix, see :data:`MODEL_KINDS`):
   (CNN-7) checkpoint needs stage-1 shapes for its upright crops: give the pair as ``STAGE1.pt+STAGE2.pt``;
   alone, it uses the stage-1 checkpoint recorded in its metadata when that file exists, else crops built from
   the ground truth (optimistic: a warning says so and ``details.stage2_crops`` is ``"ground-truth"``);
-* a predictions file (``.jsonl``/``.json``/``.ndjson``, or any file whose first character is ``{``): the JSONL
-  that ``facelm predict`` writes, or any tool's predictions in the same format (see :func:`read_predictions`);
+* a predictions file (``.jsonl``/``.ndjson``/``.json``/``.csv``): what ``facelm predict`` writes (not its
+  Parquet: convert that first), or any tool's predictions in the same format (see :func:`read_predictions`);
 * an exported model (``.onnx``) or a two-stage ONNX pair (``stage1.onnx+stage2.onnx``), run with onnxruntime on
-  the same ground-truth-box crops as checkpoints;
+  the same ground-truth-box crops as checkpoints.
+
+Any other file ending is a usage error (:func:`parse_model_spec`), not guessed at.
 
 Every model is scored on the same faces with the same normaliser; the per-model record (:meth:`EvalReport.records`)
 names the protocol, the normaliser and its definition, the split, the thresholds and the number of faces.
@@ -75,9 +77,12 @@ def _noop(msg: str) -> None:
     pass
 
 
-def _ids(ids: Sequence[str], limit: int = 10) -> str:
+def _ids(ids: Sequence[str], limit: int = 10, total: int | None = None) -> str:
+    """Up to ``limit`` of ``ids`` and how many more there are; ``total``: the full count when ``ids`` is itself a
+    capped list (the 50 ``missing_ids`` of a predictions file's details)."""
+    total = len(ids) if total is None else max(total, len(ids))
     shown = ", ".join(ids[:limit])
-    return shown + (f", ... ({len(ids) - limit} more)" if len(ids) > limit else "")
+    return shown + (f", ... ({total - limit} more)" if total > limit else "")
 
 
 # -- options and the evaluated faces ------------------------------------------------------------------------------
@@ -243,42 +248,53 @@ class ModelSpec:
     paths: tuple[Path, ...]
 
 
-def _sniff(path: Path) -> str:
-    try:
-        with open(path, "rb") as f:
-            head = f.read(64).lstrip()
-    except OSError as e:
-        raise ModelError(f"{path}: cannot read ({e.strerror or e})") from None
-    return "predictions" if head[:1] in (b"{", b"[") or head.lower().startswith(b"image,") else "checkpoint"
-
-
 # suffix -> model kind; a two-stage pair is written "A+B" and both parts must be of the same kind.
 MODEL_KINDS: dict[str, str] = {
     ".pt": "checkpoint", ".pth": "checkpoint",
     ".jsonl": "predictions", ".json": "predictions", ".ndjson": "predictions", ".csv": "predictions",
     ".onnx": "onnx",
 }
+_ACCEPTED = ("a .pt/.pth checkpoint, a run folder holding best.pt, an .onnx model, a STAGE1+STAGE2 pair of those, "
+             "or a predictions file (.jsonl, .ndjson, .json, .csv)")
+
+
+def _unknown_kind(path: Path) -> UsageError:
+    ending = path.suffix or "no file ending"
+    hint = ("; evaluate reads predictions as .jsonl, .json or .csv: convert Parquet first (e.g. one JSON line per "
+            "row of pyarrow.parquet.read_table(FILE).to_pylist())" if path.suffix.lower() == ".parquet" else "")
+    return UsageError(f"{path}: not a model evaluate can read ({ending}); a MODEL is {_ACCEPTED}{hint}")
 
 
 def parse_model_spec(spec: str) -> ModelSpec:
-    """Classify a MODEL argument by suffix (see :data:`MODEL_KINDS`); unknown suffixes are sniffed.
+    """Classify a MODEL argument by its file ending (see :data:`MODEL_KINDS`); a run folder means its best.pt.
 
     Raises:
+        UsageError: an empty argument (or pair half: "" would be the current folder), or a file ending that is
+            no model kind (a Parquet file of ``predict``: convert it first).
         ModelError: missing file, mixed pairs or a pair of predictions.
     """
+    if not spec.strip():
+        raise UsageError("a MODEL argument is an empty string")
     p = Path(spec)
-    parts = [p] if p.exists() or "+" not in spec else [Path(s) for s in spec.split("+")]
-    if len(parts) > 2:
-        raise ModelError(f"{spec}: a model is one file or a two-stage pair STAGE1+STAGE2, not {len(parts)} files")
-    kinds = []
+    pieces = [spec] if p.exists() or "+" not in spec else spec.split("+")
+    if len(pieces) > 2:
+        raise ModelError(f"{spec}: a model is one file or a two-stage pair STAGE1+STAGE2, not {len(pieces)} files")
+    if any(not s.strip() for s in pieces):
+        raise UsageError(f"{spec}: a two-stage pair is STAGE1+STAGE2, with neither part empty")
+    parts, kinds = [Path(s) for s in pieces], []
     for i, q in enumerate(parts):
         if q.is_dir() and (q / "best.pt").is_file():
             parts[i] = q = q / "best.pt"
+        if not q.exists():
+            raise ModelError(f"{q}: no such model file (a MODEL is {_ACCEPTED})")
+        if q.is_dir():
+            raise ModelError(f"{q}: a folder without best.pt (a MODEL is {_ACCEPTED})")
         kind = MODEL_KINDS.get(q.suffix.lower())
+        if kind is None:
+            raise _unknown_kind(q)
         if not q.is_file():
-            raise ModelError(f"{q}: no such model file (give a .pt checkpoint, a run folder with best.pt, an "
-                             ".onnx model or a STAGE1.onnx+STAGE2.onnx pair, or a predictions .jsonl)")
-        kinds.append(kind or _sniff(q))
+            raise ModelError(f"{q}: not a regular file (a MODEL is {_ACCEPTED})")
+        kinds.append(kind)
     if len(set(kinds)) > 1:
         raise ModelError(f"{spec}: both parts of a two-stage pair must be of one kind (.pt+.pt or .onnx+.onnx)")
     if kinds[0] == "predictions" and len(parts) > 1:
@@ -404,19 +420,25 @@ def evaluate(models: Sequence[str | Path], opts: EvalOptions, warn: Warn = _noop
         The report; ``report.records()`` are the JSON records.
 
     Raises:
-        UsageError: unknown protocol, split or normaliser, or a protocol whose scheme is not the data's.
+        UsageError: unknown protocol, split or normaliser, a protocol whose scheme is not the data's, an empty
+            path, or a MODEL that is no kind of model (see :func:`parse_model_spec`).
         DataError: no faces selected, zero/undefined normaliser (face ids named), invalid manifest.
         ModelError: unreadable model, ONNX, scheme or landmark-count mismatch; unreadable or mismatched pose model.
     """
     if not models:
         raise UsageError("give at least one MODEL (a checkpoint or a predictions .jsonl)")
+    for name, value in (("data", opts.data), ("pose_model", opts.pose_model)):
+        if isinstance(value, str) and not value.strip():  # Path("") is the current folder
+            raise UsageError(f"`{name}` is an empty path")
+    if any(not str(mdl).strip() for mdl in models):
+        raise UsageError("a MODEL argument is an empty string")
     protocol = get_protocol(opts.protocol)
+    specs = [parse_model_spec(str(mdl)) for mdl in models]  # an unknown kind of file is a usage error: first
     full = load_manifest(opts.data)
     if protocol.scheme is not None and full.scheme != protocol.scheme:
         raise UsageError(f"protocol {protocol.name} needs {protocol.scheme} landmarks, the data at {full.path} is "
                          f"{full.scheme} (use `protocol` custom for other data)")
     norm_kind = protocol.resolve_norm(opts.norm, full.scheme)
-    specs = [parse_model_spec(str(mdl)) for mdl in models]
     sel, split, tag = select_faces(full, protocol, opts.split, warn)
     pose = _pose_bins(opts.pose_model, sel) if opts.pose_model is not None else None
 
@@ -450,7 +472,7 @@ def evaluate(models: Sequence[str | Path], opts: EvalOptions, warn: Warn = _noop
         if sc.record["missing"]:
             what = "left out (--skip-missing)" if opts.skip_missing else "counted as failures"
             warn(f"{spec.label}: {sc.record['missing']} of {len(sel)} faces have no prediction, {what} "
-                 f"(e.g. {_ids(details.get('missing_ids', []), 3)})")
+                 f"(e.g. {_ids(details.get('missing_ids', []), 3, sc.record['missing'])})")
         if sc.record["n_failed_nonfinite"]:
             warn(f"{spec.label}: {sc.record['n_failed_nonfinite']} face(s) have NaN/inf predicted coordinates, "
                  "counted as failures")

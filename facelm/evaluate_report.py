@@ -68,7 +68,9 @@ class EvalReport:
 
 def _unique_label(scores: list[ModelScore], s: ModelScore) -> str:
     same = [x for x in scores if x.label == s.label]
-    return s.label if len(same) == 1 else f"{s.label} #{same.index(s) + 1}"
+    # by identity: == on the dataclass compares its numpy arrays (ambiguous truth value)
+    k = next(i for i, x in enumerate(same) if x is s)
+    return s.label if len(same) == 1 else f"{s.label} #{k + 1}"
 
 
 def _fields(s: dict) -> dict:

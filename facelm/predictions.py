@@ -52,15 +52,20 @@ class Predictions:
 
 
 def _parse_landmarks(v, where: str) -> np.ndarray:
-    if isinstance(v, dict) and "x" in v and "y" in v:  # {"x": [...], "y": [...]} (parallel arrays)
+    if isinstance(v, dict) and isinstance(v.get("x"), list) and isinstance(v.get("y"), list):  # parallel arrays
         v = list(zip(v["x"], v["y"]))
     if not isinstance(v, list) or any(not isinstance(p, (list, tuple)) or len(p) != 2 for p in v):
         raise ModelError(f"{where}: 'landmarks' must be a list of [x, y] pairs")
+    # JSON numbers or null only: float() would also take true/false and numeric strings ("1")
+    number = lambda c: c is None or (isinstance(c, (int, float)) and not isinstance(c, bool))
+    bad = next((c for p in v for c in p if not number(c)), None)
+    if bad is not None:
+        raise ModelError(f"{where}: 'landmarks' holds a value that is not a number ({json.dumps(bad)[:40]})")
     try:
         return np.array([[np.nan if c is None else float(c) for c in p] for p in v], dtype=np.float64
                         ).reshape(-1, 2)
-    except (TypeError, ValueError):
-        raise ModelError(f"{where}: 'landmarks' holds a value that is not a number") from None
+    except OverflowError:  # an integer beyond any float
+        raise ModelError(f"{where}: 'landmarks' holds a number out of range") from None
 
 
 def _read_record(line: str, n: int, out: Predictions) -> None:

@@ -39,7 +39,8 @@ writes (any tool's predictions in the same format). Faces use the manifest's
 ground-truth boxes. Prints one JSON object per model on stdout and a table on stderr; see docs/protocols.md.
 
 Exit codes: 0 ok, 1 --fail-above exceeded or faces without a prediction, 2 usage (unknown protocol, --norm or
---split, an output path that is a folder), 3 bad data (no faces selected, zero normaliser), 4 model (unreadable,
+--split, an empty path, a MODEL of no kind listed above (a .parquet: convert it first), an output path that is a
+folder, an input or another output), 3 bad data (no faces selected, zero normaliser), 4 model (unreadable,
 scheme or point-count mismatch; unreadable --pose-model or one fitted on another scheme).
 """
 
@@ -62,6 +63,59 @@ def _check_plot_suffix(path: Path) -> None:
                          f"{', '.join('.' + k for k in sorted(kinds))}")
 
 
+def _input_files(data: str, models: list[str], pose_model: str | None, scheme_map: list[Path] | None
+                 ) -> list[tuple[str, Path]]:
+    """``(what, path)`` of every file evaluate reads: the dataset's manifest, prepare.json and crop cache (the one
+    prepare.json points to, too), each MODEL's file(s) and the --pose-model and --scheme-map files."""
+    import json
+
+    from facelm.manifest import CROPS_NAME, PREPARE_NAME, manifest_path
+
+    mp = manifest_path(data)
+    found = [("--data", mp), ("--data", mp.parent / PREPARE_NAME), ("--data", mp.parent / CROPS_NAME)]
+    try:
+        crops = json.loads((mp.parent / PREPARE_NAME).read_text(encoding="utf-8")).get("crops")
+        if isinstance(crops, str) and crops:
+            found.append(("--data", mp.parent / crops))
+    except (OSError, ValueError, AttributeError):
+        pass  # no or a bad prepare.json: reported by the evaluation itself
+    for spec in models:
+        parts = [spec] if Path(spec).exists() or "+" not in spec else spec.split("+")
+        for q in map(Path, parts):
+            found.append(("MODEL", q / "best.pt" if q.is_dir() else q))
+    found += [("--pose-model", Path(pose_model))] if pose_model else []
+    found += [("--scheme-map", Path(f)) for f in scheme_map or []]
+    return found
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    import os
+
+    try:
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)  # hard links too
+    except OSError:
+        pass
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
+def _check_outputs_apart(outputs: dict[str, Path | None], inputs: list[tuple[str, Path]]) -> None:
+    """``UsageError`` when an output file is one of the inputs or another output (it would replace it); devices
+    and FIFOs (``/dev/null``) are written straight through, never replaced, so they may repeat."""
+    from facelm._io import special_target
+
+    given = [(opt, p) for opt, p in outputs.items() if p is not None and str(p) not in ("", "-")
+             and not special_target(p)]
+    for k, (opt, p) in enumerate(given):
+        for what, q in inputs:
+            if _same_file(p, q):
+                raise UsageError(f"{opt} {p}: is an input of this evaluation ({what} {q}); writing it would "
+                                 "replace it; give another file name")
+        for other, q in given[:k]:
+            if _same_file(p, q):
+                raise UsageError(f"{opt} {p}: is also the {other} output; give each output its own file")
+
+
 def register(app: typer.Typer) -> None:
     @app.command(name="evaluate", epilog=EPILOG, no_args_is_help=True)
     @handle_errors
@@ -70,8 +124,8 @@ def register(app: typer.Typer) -> None:
             help="Checkpoints (.pt, run folders, STAGE1.pt+STAGE2.pt), ONNX models (.onnx, STAGE1+STAGE2) and/or "
                  "predictions files (.jsonl, .json, .csv from facelm predict).",
             show_default=False)],
-        data: Annotated[Path, typer.Option("--data", "-d", help="Prepared dataset folder (from `facelm prepare`).",
-                                           show_default=False)],
+        data: Annotated[str, typer.Option("--data", "-d", metavar="DIR", show_default=False,
+                                          help="Prepared dataset folder (from `facelm prepare`).")],
         protocol: Annotated[str, typer.Option("--protocol", "-p", help=f"Evaluation protocol: {_PROTOCOLS}.")
                             ] = "custom",
         norm: Annotated[str | None, typer.Option(
@@ -90,7 +144,8 @@ def register(app: typer.Typer) -> None:
         skip_missing: Annotated[bool, typer.Option(
             "--skip-missing", help="Leave faces without a prediction out (default: count them as failures).")
         ] = False,
-        pose_model: Annotated[Path | None, typer.Option("--pose-model", help=_POSE_MODEL_HELP)] = None,
+        pose_model: Annotated[str | None, typer.Option("--pose-model", metavar="FILE", help=_POSE_MODEL_HELP)
+                              ] = None,
         scheme_map: Annotated[list[Path] | None, typer.Option(
             "--scheme-map", metavar="FILE", help="A scheme-map file for predictions in another scheme than the data "
                                                  "(docs/formats.md, 'Scheme maps'); repeatable.")] = None,
@@ -107,8 +162,16 @@ def register(app: typer.Typer) -> None:
         from facelm.metrics import metric_key
 
         check_device("--device", device)
-        for opt, path in (("--per-face", per_face), ("--plot", plot), ("--ced-csv", ced_csv)):
+        # raw strings: Typer would read "" as Path("."), the current folder
+        for opt, value in (("--data", data), ("--pose-model", pose_model)):
+            if value is not None and not value.strip():
+                raise UsageError(f"{opt} is an empty path")
+        if any(not m.strip() for m in models):
+            raise UsageError("a MODEL argument is an empty string")
+        outputs = {"--per-face": per_face, "--plot": plot, "--ced-csv": ced_csv}
+        for opt, path in outputs.items():
             check_output_file(opt, path)  # before the work: a folder here used to fail after all of it
+        _check_outputs_apart(outputs, _input_files(data, models, pose_model, scheme_map))
         if plot is not None:
             _check_plot_suffix(plot)
         if fail_above is not None and not (math.isfinite(fail_above) and fail_above >= 0):
