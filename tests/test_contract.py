@@ -901,3 +901,14 @@ def test_fit_box_map_refuses_a_repeated_or_empty_data_and_names_the_float_model(
         shutil.copy(f, i8 / f.name)
     r = invoke("fit-box-map", "--models", i8, "--data", tiny["prep"], "--dry-run")
     assert r.exit_code == 4 and one_error_line(r.stderr) == f"error: the float stage-1 model: {i8} holds only int8 models"
+
+
+def test_fit_box_map_on_a_moved_prepared_folder_says_its_images_cannot_be_read(tiny, tmp_path):
+    """A prepared folder copied away from its images (the manifest names them relative to its folder) said only
+    that the detector "matched none of the faces"."""
+    moved = tmp_path / "a" / "b" / "prep"
+    shutil.copytree(tiny["prep"], moved)
+    r = invoke("fit-box-map", "--models", tiny["models"], "--data", moved, "--dry-run", "-q")
+    assert r.exit_code == 3, r.stderr
+    line = one_error_line(r.stderr)
+    assert "none of the 8 images could be read (first: " in line and "cannot fit a box map" in line, line

@@ -136,20 +136,21 @@ def fit_from_pairs(boxes: np.ndarray, squares: np.ndarray, detector: str | None 
 
 
 def _match_pairs(detector: FaceDetector, m, sch, images: list[str], by_image: dict, min_iou: float,
-                 progress: Callable[[int, int], None] | None) -> tuple[list, list, int, int]:
-    """Matched (detector box, ground-truth square) pairs of one manifest; also (faces seen, unreadable images)."""
+                 progress: Callable[[int, int], None] | None) -> tuple[list, list, int, list]:
+    """Matched (detector box, ground-truth square) pairs of one manifest; also (faces seen, the unreadable images'
+    (name, reason))."""
     from facelm.geometry import landmark_square
     from facelm.imageio import ImageReadError, read_image
 
     pairs_b, pairs_s = [], []
-    faces = unreadable = 0
+    faces, unreadable = 0, []
     for k, name in enumerate(images):
         idxs = by_image[name]
         faces += len(idxs)
         try:
             img = read_image(m.root / name, exif=False)
-        except ImageReadError:
-            unreadable += 1
+        except ImageReadError as e:
+            unreadable.append((str(m.root / name), str(e)))
             continue
         dets = detector.detect(img, name)
         if progress:
@@ -192,7 +193,8 @@ def fit_box_map(detector: FaceDetector, manifest, *, scheme=None, limit: int = 0
     many = manifest if isinstance(manifest, (list, tuple)) else [manifest]
     t0 = time.perf_counter()
     all_b, all_s, per = [], [], {}
-    faces = images_n = unreadable = 0
+    faces = images_n = 0
+    unreadable: list[tuple[str, str]] = []
     sch = None
     paths, hashes = [], []
     for item in many:
@@ -222,13 +224,18 @@ def fit_box_map(detector: FaceDetector, manifest, *, scheme=None, limit: int = 0
         paths.append(str(m.path))
         hashes.append(m.content_hash())
     if not all_b:
-        raise DataError(f"{', '.join(paths)}: the {detector.name} detector matched none of the {faces} faces "
-                        f"(IoU >= {min_iou}); cannot fit a box map")
+        why = f"the {detector.name} detector matched none of the {faces} faces (IoU >= {min_iou})"
+        if unreadable and len(unreadable) == images_n:  # e.g. a prepared folder moved away from its images
+            why = (f"none of the {images_n} images could be read (first: {unreadable[0][0]}: {unreadable[0][1]}; "
+                   "the manifest names them relative to its folder)")
+        elif unreadable:
+            why += f"; {len(unreadable)} of the {images_n} images could not be read"
+        raise DataError(f"{', '.join(paths)}: {why}; cannot fit a box map")
     out = fit_from_pairs(np.array(all_b), np.array(all_s), detector.name)
     out["per_source"] = {k: {"faces": v["faces"], "matched": v["matched"],
                              "residuals": _residuals(v["boxes"], v["squares"], out) if v["matched"] else None}
                          for k, v in per.items()}
-    out.update({"faces": faces, "images": images_n, "unreadable": unreadable, "min_iou": min_iou,
+    out.update({"faces": faces, "images": images_n, "unreadable": len(unreadable), "min_iou": min_iou,
                 "scheme": sch.name, "face_box_scale": sch.face_box_scale,
                 "fitted_on": paths[0] if len(paths) == 1 else paths,
                 "manifest_sha256": hashes[0] if len(hashes) == 1 else hashes,
