@@ -318,7 +318,7 @@ class _ExportData:
 
 
 def _convert(opts: ExportOptions, fp32_path: Path, work: Path, ck_meta: dict, data: _ExportData,
-             step: Callable[[str], None]) -> Path:
+             step: Callable[[str], None], warn: Callable[[str], None] = _noop) -> Path:
     """The file of the asked precision (``fp32_path`` itself for fp32)."""
     if opts.precision == "fp16":
         step("converting to fp16")
@@ -333,7 +333,7 @@ def _convert(opts: ExportOptions, fp32_path: Path, work: Path, ck_meta: dict, da
         calib = manifest_crops(ck_meta, data.calib_m, opts.calib_faces, seed=opts.seed)
         final = work / "int8.onnx"
         quantize_int8(fp32_path, final, calib, activation_type=opts.activation_type, calib_method=opts.calib_method,
-                      reduce_range=opts.reduce_range, extra_meta={"quantization": data.quant_extra})
+                      reduce_range=opts.reduce_range, extra_meta={"quantization": data.quant_extra}, warn=warn)
     else:
         final = fp32_path
     return final
@@ -470,7 +470,7 @@ def export(opts: ExportOptions, *, warn: Callable[[str], None] = _noop, step: Ca
                     extra_meta={"label_shift": opts.label_shift} if opts.label_shift else None)
         sess32 = make_session(fp32_path, opts.threads)
         parity = _parity_fp32(opts, run_session(sess32, sample), ref, sample_source, failures)
-        final, sess = _convert(opts, fp32_path, work, ck_meta, data, step), sess32
+        final, sess = _convert(opts, fp32_path, work, ck_meta, data, step, warn), sess32
         if final is not fp32_path:
             sess = make_session(final, opts.threads)
             _parity_variant(opts, parity, run_session(sess, sample), ref, failures)

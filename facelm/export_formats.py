@@ -8,6 +8,7 @@ import contextlib
 import io
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -225,8 +226,10 @@ class _CropReader:
 
 def quantize_int8(src: str | Path, out: str | Path, calib_images: np.ndarray, *, activation_type: str = "uint8",
                   calib_method: str = "minmax", per_channel: bool = True, preprocess: bool = True,
-                  reduce_range: bool = True, extra_meta: dict | None = None) -> dict:
-    """Write a statically quantised (QDQ) int8 copy of the fp32 facelm ONNX ``src`` to ``out``.
+                  reduce_range: bool = True, extra_meta: dict | None = None,
+                  warn: Callable[[str], None] | None = None) -> dict:
+    """Write a statically quantised (QDQ) int8 copy of the fp32 facelm ONNX ``src`` to ``out``; what onnxruntime's
+    quantiser logs (raw ``WARNING:root:`` lines otherwise) is summed up in one line through ``warn``.
 
     Args:
         src: fp32 facelm ONNX.
@@ -279,7 +282,7 @@ def quantize_int8(src: str | Path, out: str | Path, calib_images: np.ndarray, *,
         # (not CalibMaxIntermediateOutputs: onnxruntime 1.31 drops the batches it collected when that is reached)
         q = work / "int8.onnx"
         # the histogram calibrators print progress on stdout, which carries the CLI's JSON: swallow it
-        with contextlib.redirect_stdout(io.StringIO()):
+        with contextlib.redirect_stdout(io.StringIO()), _quantiser_log(warn):
             quantize_static(str(model_in), str(q), reader, quant_format=QuantFormat.QDQ, per_channel=per_channel,
                             activation_type=act, weight_type=QuantType.QInt8, calibrate_method=method,
                             nodes_to_exclude=[head] if head else None, reduce_range=reduce_range)
@@ -293,6 +296,32 @@ def quantize_int8(src: str | Path, out: str | Path, calib_images: np.ndarray, *,
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return meta
+
+
+@contextlib.contextmanager
+def _quantiser_log(warn: Callable[[str], None] | None):
+    """Collect what is logged on the root logger meanwhile (onnxruntime's quantiser logs there, and a first
+    ``logging.warning`` would install a handler printing ``WARNING:root:...`` on stderr); one line through ``warn``."""
+    import logging
+
+    class _Keep(logging.Handler):
+        def __init__(self):
+            super().__init__(logging.WARNING)
+            self.msgs: list[str] = []
+
+        def emit(self, record):
+            self.msgs.append(record.getMessage())
+
+    root, keep = logging.getLogger(), _Keep()
+    saved = root.handlers[:]
+    root.handlers = [keep]
+    try:
+        yield
+    finally:
+        root.handlers = saved
+        if keep.msgs and warn is not None:
+            more = f" (and {len(keep.msgs) - 1} more)" if len(keep.msgs) > 1 else ""
+            warn(f"onnxruntime's quantiser: {' '.join(keep.msgs[0].split())}{more}")
 
 
 def _float_input(src: str | Path, work: Path, preprocess: bool) -> Path:

@@ -148,7 +148,8 @@ def export_from_onnx(opts: ExportOptions, *, warn: Callable[[str], None] = _noop
         calib = manifest_crops(meta, data.calib_m, opts.calib_faces, seed=opts.seed)
         q = work / "int8.onnx"
         qmeta = quantize_int8(src, q, calib, activation_type=opts.activation_type, calib_method=opts.calib_method,
-                              reduce_range=opts.reduce_range, extra_meta={"quantization": data.quant_extra})
+                              reduce_range=opts.reduce_range, extra_meta={"quantization": data.quant_extra},
+                              warn=warn)
         sess = make_session(q, opts.threads)
         yq = run_session(sess, sample)
         parity = _parity(opts, src, yq, ref, sample_source, failures)

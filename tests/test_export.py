@@ -335,3 +335,22 @@ def test_cli_parity_failure_exits_4_with_numbers(work, tmp_path, monkeypatch):
     assert doc["written"] is False and not out.exists()
     assert "differs from torch by 0.5" in r.stderr
     assert not list(tmp_path.glob(".bad.onnx*"))  # no temporary files left behind
+
+
+def test_the_quantisers_log_lines_become_one_warning(capsys):
+    """onnxruntime's quantiser logs on the root logger; a first `logging.warning` there installs a handler that
+    printed 25 raw `WARNING:root:...` lines for an hourglass model. They are summed up in one line now."""
+    import logging
+
+    from facelm.export_formats import _quantiser_log
+
+    root = logging.getLogger()
+    before = root.handlers[:]
+    got: list[str] = []
+    with _quantiser_log(got.append):
+        logging.warning("Axis 1 is out-of-range for weight %r", "a")
+        logging.warning("Axis 1 is out-of-range for weight %r", "b")
+        logging.info("not a warning")
+    assert got == ["onnxruntime's quantiser: Axis 1 is out-of-range for weight 'a' (and 1 more)"]
+    assert root.handlers == before
+    assert "WARNING:root" not in capsys.readouterr().err
