@@ -121,12 +121,21 @@ def load_pose_model(path: str | Path) -> PoseModel:
     except ValidationError as e:
         first = e.errors()[0]
         loc = ".".join(str(x) for x in first["loc"])
-        raise ModelError(f"{p}: not a facelm pose model ({loc}: {first['msg']})") from None
+        raise ModelError(f"{p}: not a facelm pose model ({loc + ': ' if loc else ''}{first['msg']})") from None
+    if model.format_version != 1:
+        raise ModelError(f"{p}: pose model format_version {model.format_version}; this facelm reads version 1")
     L = model.num_landmarks
     if (np.shape(model.mean_shape) != (L, 2) or np.shape(model.component) != (L, 2)
             or len(model.bin_edges) != model.bins + 1 or model.bins < 1
             or not np.all(np.diff(model.bin_edges) > 0) or model.sign not in (-1, 1)):
         raise ModelError(f"{p}: inconsistent pose model (shapes, bin edges or sign)")
+    # every face would fall into one bin (a zero component) or none (NaN): a damaged file, not a pose model
+    if not (np.isfinite(model.mean_shape).all() and np.isfinite(model.component).all()
+            and np.isfinite(model.bin_edges).all()):
+        raise ModelError(f"{p}: pose model holds NaN or infinite numbers")
+    if not np.isclose(np.linalg.norm(model.component), 1.0, atol=1e-3):
+        raise ModelError(f"{p}: pose model component is not a unit vector (norm "
+                         f"{np.linalg.norm(model.component):.3g})")
     return model
 
 

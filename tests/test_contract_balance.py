@@ -99,3 +99,26 @@ def test_out_is_new_empty_or_an_earlier_balance_never_another_folder(prepared, t
     r = invoke(prepared, "--out", empty, "-q", "--plot", empty / "hist.png")  # the same command again
     assert r.exit_code == 0, r.stderr
     assert {n: (empty / n).read_bytes() for n in OUTPUTS} == first
+
+
+@pytest.mark.parametrize("damage,words", [
+    (lambda d: d["mean_shape"][0].__setitem__(0, float("nan")), "NaN or infinite"),  # all faces: no bin
+    (lambda d: d.__setitem__("component", [[0.0, 0.0]] * len(d["component"])), "not a unit vector"),  # one bin
+    (lambda d: d.__setitem__("format_version", 99), "format_version 99"),
+])
+def test_a_damaged_pose_model_is_refused(prepared, tmp_path, damage, words):
+    """A pose model with NaN numbers put every face in no pose bin, a zero component every face in one, and a
+    future format was read as this one: each without a word (exit 0)."""
+    import json
+
+    from facelm.errors import ModelError
+    from facelm.pose import load_pose_model
+
+    r = invoke(prepared, "--out", tmp_path / "bal", "-q")
+    assert r.exit_code == 0, r.stderr
+    path = tmp_path / "bal" / "pose_model.json"
+    d = json.loads(path.read_text())
+    damage(d)
+    path.write_text(json.dumps(d))
+    with pytest.raises(ModelError, match=words):
+        load_pose_model(path)
