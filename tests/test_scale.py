@@ -69,21 +69,23 @@ def test_shard_hash_is_stable_across_processes_and_versions():
     assert runs == {"[177, 385, 43]"}
 
 
-def test_shards_are_disjoint_cover_everything_and_survive_added_files(tmp_path):
-    files = _images(tmp_path / "d", 40)
+def test_shards_are_disjoint_cover_everything_and_survive_added_files(tmp_path, monkeypatch):
+    # relative names: a shard is a hash of the name as given, and a name holding the (changing) temporary folder
+    # made the balance check below fail about once in 200 runs
+    monkeypatch.chdir(tmp_path)
+    files = _images(Path("d"), 40)
     for n in (1, 2, 3, 7):
-        parts = [[i.name for i in iter_sources([str(tmp_path / "d")], select=parse_shard(f"{k}/{n}").keep)]
+        parts = [[i.name for i in iter_sources(["d"], select=parse_shard(f"{k}/{n}").keep)]
                  for k in range(n)]
         flat = [x for p in parts for x in p]
         assert sorted(flat) == sorted(files) and len(flat) == len(set(flat))
         if n == 3:
             assert all(5 <= len(p) <= 25 for p in parts)  # balanced statistically
             before = parts
-    _images(tmp_path / "d2", 10, seed=1)
+    _images(Path("d2"), 10, seed=1)
     for k in range(3):  # more input: the old files keep their shard
-        after = [i.name for i in iter_sources([str(tmp_path / "d"), str(tmp_path / "d2")],
-                                              select=parse_shard(f"{k}/3").keep)]
-        assert [x for x in after if "/d/" in x] == before[k]
+        after = [i.name for i in iter_sources(["d", "d2"], select=parse_shard(f"{k}/3").keep)]
+        assert [x for x in after if x.startswith("d/")] == before[k]
 
 
 def test_a_video_of_another_shard_is_not_decoded(tmp_path, monkeypatch):
