@@ -119,6 +119,20 @@ def check_folder_creatable(label: str, folder: str | Path, shown: str | Path | N
             return
 
 
+def check_distinct_paths(label: str, paths) -> None:
+    """``UsageError`` "LABEL P is given twice (as FIRST)" when two of ``paths`` name the same file or folder (its
+    contents would be read, counted and trained on twice)."""
+    from facelm.errors import UsageError
+
+    seen: dict[Path, str] = {}
+    for p in paths:
+        key = Path(p).resolve()
+        if key in seen:
+            first = seen[key]
+            raise UsageError(f"{label} {p} is given twice" + ("" if first == str(p) else f" (as {first})"))
+        seen[key] = str(p)
+
+
 def write_target(path: str | Path) -> Path:
     """The file that writing ``path`` changes: a symbolic link's target (followed to its end), so a finished
     temporary file renamed over it keeps the link, as ``>`` in a shell does; else ``path`` itself."""

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from facelm import __version__
-from facelm._io import atomic_write_json, sweep_stale_temps, temp_name
+from facelm._io import atomic_write_json, check_distinct_paths, sweep_stale_temps, temp_name
 from facelm.crops import DEFAULT_CACHE_SIZE, DEFAULT_MARGIN, cache_landmarks  # noqa: F401 - cache_landmarks: re-exported
 from facelm.datasets import READERS, detect_format
 from facelm.datasets._base import RawFace, ReadIssue
@@ -140,10 +140,7 @@ def prepare(opts: PrepareOptions, progress: Callable[[int, int], None] | None = 
     for p in sources:
         if not p.exists():
             raise DataError(f"{p}: no such file or folder")
-    seen: dict[Path, Path] = {}
-    for p in sources:  # the same faces twice would be counted and trained on twice
-        if (first := seen.setdefault(p.resolve(), p)) is not p:
-            raise UsageError(f"SOURCE {p} is given twice" + ("" if str(first) == str(p) else f" (as {first})"))
+    check_distinct_paths("SOURCE", sources)
     src = sources[0] if len(sources) == 1 else Path(", ".join(map(str, sources)))  # for messages
     if opts.split not in ("train", "test", "auto"):
         raise UsageError(f"`split` must be train, test or auto, not {opts.split!r}")

@@ -23,7 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from facelm._io import json_clean
-from facelm.errors import ExitCode, FacelmError
+from facelm.errors import ExitCode, FacelmError, UsageError
 
 # No markup or emoji in what we print: file names and option values are shown as given ("a[/b].jpg" is not a
 # closing tag, "cuda:-1:" is not an emoji code); the few styled words are passed as styles.
@@ -108,6 +108,14 @@ def make_app(help: str, **kw: Any) -> typer.Typer:
 
 def _g(v: float) -> str:
     return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def check_not_empty(*pairs: tuple[str, str | None]) -> None:
+    """``UsageError`` for an option given as an empty string (`-o "$UNSET"`): options that name files are typed
+    ``str`` for this, since Typer reads "" as ``Path(".")``, the current folder."""
+    for option, value in pairs:
+        if value is not None and not value.strip():
+            raise UsageError(f"{option} must not be empty, got {value!r}")
 
 
 def check_range(option: str, value: Any, lo: float | None = None, hi: float | None = None, *,

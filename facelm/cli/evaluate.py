@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from facelm.cli._common import check_device, check_output_file, emit_json, error, handle_errors, info, table, warn
+from facelm.cli._common import check_device, check_not_empty, check_output_file, emit_json, error, handle_errors, info, table, warn
 from facelm.errors import ExitCode, UsageError
 from facelm.metrics import NORMALISERS
 from facelm.protocols import PROTOCOLS
@@ -162,10 +162,7 @@ def register(app: typer.Typer) -> None:
         from facelm.metrics import metric_key
 
         check_device("--device", device)
-        # raw strings: Typer would read "" as Path("."), the current folder
-        for opt, value in (("--data", data), ("--pose-model", pose_model)):
-            if value is not None and not value.strip():
-                raise UsageError(f"{opt} is an empty path")
+        check_not_empty(("--data", data), ("--pose-model", pose_model))
         if any(not m.strip() for m in models):
             raise UsageError("a MODEL argument is an empty string")
         outputs = {"--per-face": per_face, "--plot": plot, "--ced-csv": ced_csv}

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from facelm.cli._common import check_output_file, check_range, emit_json, error, handle_errors, info, table, warn
+from facelm.cli._common import check_not_empty, check_output_file, check_range, emit_json, error, handle_errors, info, table, warn
 from facelm.errors import ExitCode, UsageError
 from facelm.export import CALIB_METHODS, DEFAULT_OPSET, MAX_NME_INCREASE, PARITY_TOLERANCE
 
@@ -109,9 +109,7 @@ def register(app: typer.Typer) -> None:
         from facelm.modelfile import LABEL_SHIFT_LIMIT
 
         check_output_file("--out", out)
-        for opt, value in (("--calib", calib), ("--val", val)):  # (typed str: Typer would read "" as ".")
-            if value is not None and not value.strip():
-                raise UsageError(f"{opt} must not be empty, got {value!r}")
+        check_not_empty(("--calib", calib), ("--val", val))
         calib, val = (Path(v) if v is not None else None for v in (calib, val))
         check_range("--seed", seed, 0)
         check_range("--calib-faces", calib_faces, 1)

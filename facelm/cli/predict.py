@@ -10,8 +10,8 @@ from typing import Annotated
 
 import typer
 
-from facelm.cli._common import check_device, check_output_file, check_range, cli_message, dumps, emit_json, error, handle_errors, info, warn
-from facelm._io import check_folder_creatable
+from facelm.cli._common import check_device, check_not_empty, check_output_file, check_range, cli_message, dumps, emit_json, error, handle_errors, info, warn
+from facelm._io import check_distinct_paths, check_folder_creatable
 from facelm.errors import DataError, ExitCode, ModelError, UsageError
 from facelm.smoothing import DEFAULT_BETA, DEFAULT_MIN_CUTOFF
 
@@ -245,13 +245,8 @@ class _DrawNames:
 def _fit_data(data: list[str], models: str | None) -> list[Path]:
     """fit-box-map's ``--data`` folders, each once; ``UsageError`` for an empty value (typed ``str``: Typer would
     read "" as the current folder) or a folder given twice (its faces would count twice)."""
-    for opt, value in [("--data", d) for d in data] + [("--models", models)]:
-        if value is not None and not value.strip():
-            raise UsageError(f"{opt} must not be empty, got {value!r}")
-    seen: dict[Path, str] = {}
-    for d in data:
-        if (first := seen.setdefault(Path(d).resolve(), d)) is not d:
-            raise UsageError(f"--data {d} is given twice" + ("" if first == d else f" (as {first})"))
+    check_not_empty(*[("--data", d) for d in data], ("--models", models))
+    check_distinct_paths("--data", data)
     return [Path(d) for d in data]
 
 
@@ -402,9 +397,7 @@ def register(app: typer.Typer) -> None:
         check_range("--min-quality", min_quality, 0.0, 1.0)
         check_range("--smooth-min-cutoff", smooth_min_cutoff, 0.0, lo_open=True)
         check_range("--smooth-beta", smooth_beta, 0.0)
-        for opt, value in (("--output", output), ("--draw", draw), ("--precision", precision)):
-            if value is not None and not value.strip():  # `-o "$OUT"` with OUT unset: not stdout, not "."
-                raise UsageError(f"{opt} must not be empty, got {value!r}")
+        check_not_empty(("--output", output), ("--draw", draw), ("--precision", precision))  # not stdout, not "."
         check_device("--device", device)
         check_output_file("--output", output)  # before any work: a folder here used to fail after the whole run
         scope = RunScope(shard, resume, output, fmt.value)
