@@ -69,15 +69,11 @@ def _set_log_level(level: int) -> None:
 _set_log_level(3)
 
 
-def _tiny_model() -> bytes:
-    from onnx import TensorProto, helper
-
-    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])
-    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])
-    g = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "probe", [x], [y])
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
-    m.ir_version = 8
-    return m.SerializeToString()
+#: A serialised one-node ONNX model (``y = Relu(x)``, x and y float[1], opset 13, IR version 8) for the CUDA probe
+#: below, kept as bytes so that ``predict`` does not import the ``onnx`` package (about 0.9 s) only to build it;
+#: ``tests/test_gpu_check.py`` checks that ``onnx.helper`` still builds exactly these bytes.
+_TINY_MODEL = (b'\x08\x08:7\n\x0c\n\x01x\x12\x01y"\x04Relu\x12\x05probeZ\x0f\n\x01x\x12\n\n\x08\x08\x01\x12\x04\n'
+               b'\x02\x08\x01b\x0f\n\x01y\x12\n\n\x08\x08\x01\x12\x04\n\x02\x08\x01B\x04\n\x00\x10\r')
 
 
 @functools.cache
@@ -88,7 +84,7 @@ def cuda_usable(device_id: int = 0) -> tuple[bool, str]:
         return False, "this onnxruntime build has no CUDA provider (install onnxruntime-gpu)"
     _set_log_level(4)  # the failed library load is logged as an error by onnxruntime itself
     try:
-        sess = ort.InferenceSession(_tiny_model(), providers=[("CUDAExecutionProvider", {"device_id": device_id}),
+        sess = ort.InferenceSession(_TINY_MODEL, providers=[("CUDAExecutionProvider", {"device_id": device_id}),
                                                                "CPUExecutionProvider"])
         ok = "CUDAExecutionProvider" in sess.get_providers()
         sess.run(None, {"x": np.zeros(1, np.float32)})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from types import SimpleNamespace
 
 import numpy as np
@@ -39,6 +40,57 @@ def test_metadata_round_trips_and_foreign_files_are_named(tmp_path):
     (tmp_path / "c.onnx").write_bytes(b"\x00garbage")
     with pytest.raises(ModelError):
         read_onnx_meta(tmp_path / "c.onnx")
+
+
+def test_wire_reader_gives_what_onnx_reads_and_leaves_bad_files_to_onnx(tmp_path):
+    """``read_onnx_meta`` reads the metadata off the protobuf wire format (no ``onnx`` import, no graph parse): the
+    same string as ``onnx.load`` for every shipped file and for entries written in either field order, with other
+    entries around; truncated, empty or foreign files fall back to ``onnx`` and keep its error messages."""
+    from pathlib import Path
+
+    from facelm.modelfile import _wire_meta, load_proto
+
+    for f in sorted((Path(__file__).resolve().parents[1] / "models").rglob("*.onnx")):
+        proto = load_proto(f, load_external_data=False)
+        assert _wire_meta(f) == next((p.value for p in proto.metadata_props if p.key == META_KEY), None), f
+    meta = {"arch": "cnn6", "stage": 2, "note": "é ✓"}
+    path = _tiny(tmp_path / "m.onnx", meta)
+    raw = path.read_bytes()
+    assert _wire_meta(path) == json.dumps(meta)
+    # an unrelated entry first, and ours with value before key (protobuf allows either order)
+    other = b"\x0a\x03abc\x12\x01z"
+    value = json.dumps({"stage": 1}).encode()
+    ours = b"\x12" + bytes([len(value)]) + value + b"\x0a\x06facelm"
+    swapped = tmp_path / "s.onnx"
+    swapped.write_bytes(_strip_meta(raw) + b"\x72" + bytes([len(other)]) + other + b"\x72" + bytes([len(ours)]) + ours)
+    assert read_onnx_meta(swapped) == {"stage": 1}
+    for name, data in [("cut.onnx", raw[:-5]), ("empty.onnx", b""), ("bad.onnx", b"\x0f\xff\xff")]:
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(ValueError):
+            _wire_meta(tmp_path / name)
+        with pytest.raises(ModelError, match=f"{name}: not a readable ONNX file|{name}: not a facelm model"):
+            read_onnx_meta(tmp_path / name)
+
+
+def _strip_meta(raw: bytes) -> bytes:
+    """``raw`` (a serialised ModelProto) without its metadata_props entries (field 14)."""
+    import onnx
+
+    m = onnx.load_from_string(raw)
+    del m.metadata_props[:]
+    return m.SerializeToString()
+
+
+def test_loading_the_shipped_models_does_not_import_onnx():
+    """predict's model scan reads metadata without ``onnx`` (whose import costs about 1 s per call)."""
+    import subprocess
+    import sys
+
+    probe = ("import sys; from facelm.runtime.session import load_models; from facelm._paths import "
+             "default_models_dir; load_models(default_models_dir(), 2, ['CPUExecutionProvider'], 1); "
+             "print(sorted(m for m in sys.modules if m == 'onnx' or m.startswith('onnx.')))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
 
 
 def test_session_metadata_reader():
