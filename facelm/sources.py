@@ -15,7 +15,8 @@ a stable order, so a folder of thousands of files or an endless ``find | facelm 
 * a **video** gives every ``vid_stride``-th frame (frames 0, N, 2N, ...), decoded with OpenCV, with the frame
   number in :attr:`SourceItem.frame`.
 
-A source that matches nothing gives one :class:`SourceItem` with ``error`` set (reported per input, the run goes on).
+A source that matches nothing gives one :class:`SourceItem` with ``error`` set (reported per input, the run goes
+on).
 """
 
 from __future__ import annotations
@@ -107,7 +108,8 @@ def _has_magic(s: str) -> bool:
     return any(c in s for c in "*?[")
 
 
-def _video_frames(path: Path, name: str, stride: int) -> Iterator[SourceItem]:
+def _video_frames(path: Path, name: str, stride: int, warn: Callable[[str], None] | None = None
+                  ) -> Iterator[SourceItem]:
     import cv2
 
     # FFmpeg's own log lines ("moov atom not found") would go to stderr beside facelm's one-line error record
@@ -133,8 +135,30 @@ def _video_frames(path: Path, name: str, stride: int) -> Iterator[SourceItem]:
             idx += 1
         if not got_any:
             yield SourceItem(name, path, error="video has no readable frames", found=True)
+        elif (note := _cut_short(name, idx, cap.get(cv2.CAP_PROP_FRAME_COUNT))) is not None:
+            (warn or _python_warning)(note)
     finally:
         cap.release()
+
+
+def _cut_short(name: str, frames: int, announced: float) -> str | None:
+    """The warning for a video whose frames ran out clearly before the count its container announces (a file cut
+    short: its first frames decode and the rest is missing), else None. The count is only a claim (some containers
+    estimate it from the duration, some give 0 or -1), so a small shortfall is not one: under 90% and 3 frames."""
+    try:
+        claimed = int(announced)
+    except (TypeError, ValueError, OverflowError):  # NaN or infinity
+        return None
+    if claimed <= 0 or frames >= 0.9 * claimed or claimed - frames < 3:
+        return None
+    return f"{name}: decoded {frames} of the {claimed} frames its container announces; the file may be truncated"
+
+
+def _python_warning(msg: str) -> None:
+    """The default ``warn`` of :func:`iter_sources` (Python callers); the CLI passes its ``warning:`` line."""
+    import warnings
+
+    warnings.warn(msg, RuntimeWarning, stacklevel=2)
 
 
 def _frame_to_rgb(frame: np.ndarray) -> np.ndarray:
@@ -155,7 +179,7 @@ def _regular(path: Path) -> bool:
         return False
 
 
-def _file_items(path: Path, name: str, vid_stride: int, select=None) -> Iterator[SourceItem]:
+def _file_items(path: Path, name: str, vid_stride: int, select=None, warn=None) -> Iterator[SourceItem]:
     if select is not None and not select(name):  # before a video is decoded
         return
     if is_video(path):
@@ -163,37 +187,39 @@ def _file_items(path: Path, name: str, vid_stride: int, select=None) -> Iterator
             yield SourceItem(name, path, error="not a regular file" if os.path.lexists(path)
                              else "no such file or folder")
             return
-        yield from _video_frames(path, name, vid_stride)
+        yield from _video_frames(path, name, vid_stride, warn)
     else:
         yield SourceItem(name, path)
 
 
-def _folder_items(p: Path, shown: str, recursive: bool, vid_stride: int, hint: str = "", select=None
-                  ) -> Iterator[SourceItem]:
+def _folder_items(p: Path, shown: str, recursive: bool, vid_stride: int, hint: str = "", select=None,
+                  warn=None) -> Iterator[SourceItem]:
     """The image/video files of a folder, or one error item when it has none."""
     found = False
     for f in _walk_folder(p, recursive):
         found = True
-        yield from _file_items(f, str(f), vid_stride, select)
+        yield from _file_items(f, str(f), vid_stride, select, warn)
     if not found and (select is None or select(shown)):
         yield SourceItem(shown, p, error="folder has no image or video files" + hint)
 
 
-def _entry(entry: str, base: Path | None, recursive: bool, vid_stride: int, select=None) -> Iterator[SourceItem]:
+def _entry(entry: str, base: Path | None, recursive: bool, vid_stride: int, select=None, warn=None
+           ) -> Iterator[SourceItem]:
     """One path from a list file or stdin: a file or a folder (no globs, no nested list files)."""
     if "\0" in entry:  # no file system allows it: a list with NUL-separated names (`find -print0`)?
         if select is None or select(entry):
-            yield SourceItem(entry, Path(entry.replace("\0", "?")), error="the name holds a NUL byte (give one name per "
-                             "line; `find -print0` lists are not supported)", found=True)
+            yield SourceItem(entry, Path(entry.replace("\0", "?")), found=True,
+                             error="the name holds a NUL byte (give one name per line; `find -print0` lists are "
+                                   "not supported)")
         return
     p = Path(entry)
     if base is not None and not p.is_absolute():
         p = base / p
     shown = str(p) if base is not None else entry
     if p.is_dir():
-        yield from _folder_items(p, shown, recursive, vid_stride, select=select)
+        yield from _folder_items(p, shown, recursive, vid_stride, select=select, warn=warn)
     else:
-        yield from _file_items(p, shown, vid_stride, select)  # a missing file fails when read: one error record
+        yield from _file_items(p, shown, vid_stride, select, warn)  # a missing file fails when read: one error
 
 
 def _lines(stream: IO[str]) -> Iterator[str]:
@@ -204,8 +230,8 @@ def _lines(stream: IO[str]) -> Iterator[str]:
 
 
 def iter_sources(sources: Iterable[str], *, recursive: bool = False, vid_stride: int = 1,
-                 stdin: IO[str] | None = None, select: Callable[[str], bool] | None = None
-                 ) -> Iterator[SourceItem]:
+                 stdin: IO[str] | None = None, select: Callable[[str], bool] | None = None,
+                 warn: Callable[[str], None] | None = None) -> Iterator[SourceItem]:
     """Expand SOURCE arguments into items, lazily (see the module docstring).
 
     Args:
@@ -215,6 +241,8 @@ def iter_sources(sources: Iterable[str], *, recursive: bool = False, vid_stride:
         stdin: the stream ``-`` reads (default ``sys.stdin``).
         select: keep only the files (and failed sources) whose name it accepts; asked once per file, before a
             video is decoded (``facelm predict --shard``, ``facelm.shard``).
+        warn: receives a line for a video that ran out of frames clearly before the count its container announces
+            (a file cut short; its frames so far are still given); default: a Python ``RuntimeWarning``.
     """
     if vid_stride < 1:
         raise ValueError("vid_stride must be at least 1")
@@ -226,12 +254,13 @@ def iter_sources(sources: Iterable[str], *, recursive: bool = False, vid_stride:
             continue
         if src == "-":
             for line in _lines(stdin if stdin is not None else sys.stdin):
-                yield from _entry(line, None, recursive, vid_stride, select)
+                yield from _entry(line, None, recursive, vid_stride, select, warn)
             continue
         p = Path(src)
         if p.is_dir():
             yield from _folder_items(p, src, recursive, vid_stride,
-                                     hint="" if recursive else " (use --recursive for sub-folders)", select=select)
+                                     hint="" if recursive else " (use --recursive for sub-folders)", select=select,
+                                     warn=warn)
         elif p.is_file():
             if p.suffix.lower() in LIST_SUFFIXES:
                 try:
@@ -239,21 +268,21 @@ def iter_sources(sources: Iterable[str], *, recursive: bool = False, vid_stride:
                     # any other, as on stdin, instead of ending the list there
                     with open(p, encoding="utf-8-sig", errors="surrogateescape") as fh:
                         for line in _lines(fh):
-                            yield from _entry(line, p.parent, recursive, vid_stride, select)
+                            yield from _entry(line, p.parent, recursive, vid_stride, select, warn)
                 except (OSError, UnicodeDecodeError) as e:
                     if keep(src):
                         yield SourceItem(src, p,
                                          error=f"cannot read list file ({getattr(e, 'strerror', None) or e})")
             else:
-                yield from _file_items(p, src, vid_stride, select)
+                yield from _file_items(p, src, vid_stride, select, warn)
         elif os.path.lexists(src) and not _has_magic(src):  # a FIFO, socket, device or dangling link
-            yield from _file_items(p, src, vid_stride, select)  # one error record, from the reader
+            yield from _file_items(p, src, vid_stride, select, warn)  # one error record, from the reader
         elif _has_magic(src):
             matches = sorted(glob.glob(src, recursive=True))
             files = [m for m in matches if os.path.isfile(m)]
             if not files and keep(src):
                 yield SourceItem(src, p, error="no files match this pattern")
             for m in files:
-                yield from _file_items(Path(m), m, vid_stride, select)
+                yield from _file_items(Path(m), m, vid_stride, select, warn)
         elif keep(src):
             yield SourceItem(src, p, error="no such file or folder")

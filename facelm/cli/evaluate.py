@@ -8,7 +8,9 @@ from typing import Annotated
 
 import typer
 
-from facelm.cli._common import check_device, check_not_empty, check_output_file, emit_json, error, handle_errors, info, table, warn
+from facelm.cli._common import (
+    check_device, check_not_empty, check_output_file, emit_json, error, handle_errors, info, table, warn
+)
 from facelm.errors import ExitCode, UsageError
 from facelm.metrics import NORMALISERS
 from facelm.protocols import PROTOCOLS
@@ -63,7 +65,7 @@ def _check_plot_suffix(path: Path) -> None:
                          f"{', '.join('.' + k for k in sorted(kinds))}")
 
 
-def _input_files(data: str, models: list[str], pose_model: str | None, scheme_map: list[Path] | None
+def _input_files(data: str, models: list[str], pose_model: str | None, scheme_map: list[str] | None
                  ) -> list[tuple[str, Path]]:
     """``(what, path)`` of every file evaluate reads: the dataset's manifest, prepare.json and crop cache (the one
     prepare.json points to, too), each MODEL's file(s) and the --pose-model and --scheme-map files."""
@@ -146,9 +148,9 @@ def register(app: typer.Typer) -> None:
         ] = False,
         pose_model: Annotated[str | None, typer.Option("--pose-model", metavar="FILE", help=_POSE_MODEL_HELP)
                               ] = None,
-        scheme_map: Annotated[list[Path] | None, typer.Option(
-            "--scheme-map", metavar="FILE", help="A scheme-map file for predictions in another scheme than the data "
-                                                 "(docs/formats.md, 'Scheme maps'); repeatable.")] = None,
+        scheme_map: Annotated[list[str] | None, typer.Option(
+            "--scheme-map", metavar="FILE", help="A scheme-map file for predictions in another scheme than the "
+                                                 "data (docs/formats.md, 'Scheme maps'); repeatable.")] = None,
         device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N (checkpoints).",
                                             envvar="FACELM_DEVICE")] = "auto",
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No table or notes on stderr (errors and "
@@ -162,7 +164,9 @@ def register(app: typer.Typer) -> None:
         from facelm.metrics import metric_key
 
         check_device("--device", device)
-        check_not_empty(("--data", data), ("--pose-model", pose_model))
+        # --scheme-map is typed str: Typer reads "" as Path("."), the current folder
+        check_not_empty(("--data", data), ("--pose-model", pose_model),
+                        *[("--scheme-map", f) for f in scheme_map or []])
         if any(not m.strip() for m in models):
             raise UsageError("a MODEL argument is an empty string")
         outputs = {"--per-face": per_face, "--plot": plot, "--ced-csv": ced_csv}

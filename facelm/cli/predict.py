@@ -60,8 +60,10 @@ FIT_EPILOG = """Examples:
 
 2. `facelm fit-box-map --data work/300w --models models --detector yuface --limit 500 --dry-run`
 
-Runs the detector on the prepared dataset's images, matches each annotated face to the detection that overlaps its
-face square most, and fits centre offset and side scale by medians (docs/predict.md). Prints the map as JSON.
+Runs the detector on the prepared dataset's images (its train split; a dataset without one is used whole, with a
+warning: its held-out faces are then no longer held out), matches each annotated face to the detection that
+overlaps its face square most, and fits centre offset and side scale by medians (docs/predict.md). Prints the map
+as JSON.
 Exit codes: 0 ok, 3 no face matched, 4 model or detector missing.
 """
 
@@ -440,7 +442,8 @@ def register(app: typer.Typer) -> None:
         scope.check_scheme(out_scheme)  # before anything is appended
         sink = open_sink(fmt.value, output, resume, warn) or _Sink(fmt, output, n_out, conv and conv.points)
         draw_names = _DrawNames(draw) if draw is not None else None
-        items = scope.items(iter_sources(sources, recursive=recursive, vid_stride=vid_stride, select=scope.select))
+        items = scope.items(iter_sources(sources, recursive=recursive, vid_stride=vid_stride, select=scope.select,
+                                         warn=warn))
         n = failed = attempted = faces = undrawn = 0
         still_warned = False
         t0 = time.perf_counter()
@@ -494,7 +497,8 @@ def register(app: typer.Typer) -> None:
     @handle_errors
     def fit_box_map_cmd(
         data: Annotated[list[str], typer.Option("--data", "-d", help="Prepared dataset folder (`facelm prepare`); "
-                                                 "repeat to fit on several (their train splits).",
+                                                 "repeat to fit on several (their train splits, else all their "
+                                                 "faces, with a warning).",
                                                  show_default=False)],
         models: Annotated[str | None, typer.Option("--models", "-m", help=_MODELS_HELP, envvar="FACELM_MODELS",
                                                    show_default=False)] = None,
@@ -523,7 +527,7 @@ def register(app: typer.Typer) -> None:
             raise ModelError(str(e).replace("`precision` fp32: ", "the float stage-1 model: ")) from None
         det = create_detector(detector, model=detector_model, info=note)
         note(f"fitting the {det.describe()} box map on {', '.join(map(str, data))} ...")
-        m = fit_box_map(det, list(data), scheme=pair.scheme.name, limit=limit, min_iou=min_iou)
+        m = fit_box_map(det, list(data), scheme=pair.scheme.name, limit=limit, min_iou=min_iou, warn=warn)
         for src, v in m.get("per_source", {}).items():
             if v["residuals"]:
                 note(f"  {src}: {v['matched']} of {v['faces']} faces matched, mean IoU with the face squares "

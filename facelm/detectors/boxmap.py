@@ -169,11 +169,27 @@ def _match_pairs(detector: FaceDetector, m, sch, images: list[str], by_image: di
     return pairs_b, pairs_s, faces, unreadable
 
 
+def _faces_to_fit(m, warn: Callable[[str], None] | None):
+    """The ``train`` split of manifest ``m``; all its faces when it has none, with a warning: they are its held-out
+    (val/test) faces, and a map fitted on them makes a later score on them not held out."""
+    train = m.split("train")
+    if len(train):
+        return train
+    if len(m) and warn:
+        counts = {k: sum(s.split == k for s in m.samples) for k in ("val", "test")}
+        held = ", ".join(f"{n} {k}" for k, n in counts.items() if n)
+        warn(f"{m.path.parent}: no train split: the box map is fitted on its held-out (val/test) faces ({held}), "
+             "so scoring on them afterwards is not held out")
+    return m
+
+
 def fit_box_map(detector: FaceDetector, manifest, *, scheme=None, limit: int = 0, min_iou: float = 0.3,
-                progress: Callable[[int, int], None] | None = None) -> dict:
+                progress: Callable[[int, int], None] | None = None,
+                warn: Callable[[str], None] | None = None) -> dict:
     """Run ``detector`` over one or several prepared manifests and fit its box map (see the module docstring).
 
-    Only the faces of the ``train`` split are used when a manifest has one (held-out faces stay unseen).
+    Only the faces of the ``train`` split are used when a manifest has one (held-out faces stay unseen); a
+    manifest without one is used whole, and ``warn`` is told that its held-out (val/test) faces were used.
 
     Args:
         detector: any :class:`FaceDetector` (its ``name`` is recorded).
@@ -182,6 +198,7 @@ def fit_box_map(detector: FaceDetector, manifest, *, scheme=None, limit: int = 0
         scheme: the landmark scheme (default: the manifest's) whose ``face_box_scale`` defines the squares.
         limit: use at most this many images of each manifest (0 = all).
         min_iou: a detection must overlap the ground-truth square at least this much to count as a match.
+        warn: receives one line per manifest without a ``train`` split (fitted on its held-out faces).
 
     Returns:
         The map dict, with ``matched``, ``faces`` (ground-truth faces seen), ``images``, residuals, ``per_source``
@@ -199,15 +216,13 @@ def fit_box_map(detector: FaceDetector, manifest, *, scheme=None, limit: int = 0
     paths, hashes = [], []
     for item in many:
         m = item if isinstance(item, Manifest) else load_manifest(item)
-        if len(m.split("train")):
-            m = m.split("train")
         s = get_scheme(scheme or m.scheme)
         if m.scheme != s.name:
             raise DataError(f"{m.path}: its faces are in scheme {m.scheme!r}, not the model's {s.name!r}: "
                             "a box map is fitted on faces of the model's own scheme")
         if sch is not None and s.name != sch.name:
             raise DataError(f"{m.path}: scheme {s.name!r} differs from the other folders' {sch.name!r}")
-        sch = s
+        sch, m = s, _faces_to_fit(m, warn)  # after the checks: no warning before an error
         by_image: dict[str, list[int]] = defaultdict(list)
         for i, smp in enumerate(m.samples):
             if smp.dup_of is None:

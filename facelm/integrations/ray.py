@@ -15,7 +15,8 @@ Inputs: ``read_binary_files`` (column ``bytes``: decoded by facelm exactly as ``
 EXIF orientation included, so the landmarks are the same) or ``read_images`` (column ``image``: RGB arrays
 decoded by Ray; pass ``mode="RGB"``; no EXIF orientation, and a file Ray cannot decode fails Ray's read, not
 facelm's). The name of each row comes from ``include_paths=True`` (column ``path``), else ``"<row N>"``. An image
-facelm cannot decode gives a row with ``error`` set and no faces: the job goes on.
+facelm cannot decode gives a row with ``error`` set and no faces: the job goes on. A batch with neither column, or
+whose name column's length differs from its image column's, raises ``KeyError``.
 
 Threads: on the CPU each actor runs one intra-op onnxruntime thread, one batch at a time and one reader thread
 (``threads=1``), so give each actor ``num_cpus=1`` and as many actors as cores; on a GPU pass
@@ -58,14 +59,15 @@ class FacelmLandmarker:
         from facelm.errors import FacelmError
         from facelm.sources import SourceItem
 
-        if "bytes" in batch:
-            column = batch["bytes"]
-        elif "image" in batch:
-            column = batch["image"]
-        else:
+        kind = next((k for k in ("bytes", "image") if k in batch), None)
+        if kind is None:
             raise KeyError(f"FacelmLandmarker: the batch has neither a 'bytes' nor an 'image' column "
                            f"(columns: {sorted(batch)}); use ray.data.read_binary_files or read_images")
+        column = batch[kind]
         names = batch.get(self.path_column)
+        if names is not None and len(names) != len(column):  # rows would get another row's name, or none
+            raise KeyError(f"FacelmLandmarker: the batch's {self.path_column!r} column has {len(names)} rows "
+                           f"but its {kind!r} column has {len(column)}; each row needs one name and one image")
         items = []
         for i, value in enumerate(column):
             name = str(names[i]) if names is not None else f"<row {self._rows + i}>"
