@@ -80,6 +80,44 @@ def test_unknown_command_and_option_are_usage():
     assert invoke("prepare", "x", "--out", "y", "--bogus").exit_code == 2
 
 
+def test_the_group_speaks_as_its_commands_do():
+    """`facelm` alone: help on stderr (stdout carries data only), exit 2; an unknown command or top-level option:
+    one `error:` line, exit 2 (it used to be a boxed usage text, and the help went to stdout)."""
+    r = invoke()
+    assert r.exit_code == 2 and r.stdout == "" and "prepare" in r.stderr and "predict" in r.stderr
+    for args, what in ((["frobnicate"], "No such command 'frobnicate'"), (["--bogus"], "No such option: --bogus")):
+        r = invoke(*args)
+        assert r.exit_code == 2 and r.stdout == "" and what in error_line(r.stderr), r.stderr
+
+
+EMPTY_VALUES = [  # a path given as "" used to be read as Path("."), the current folder (prepare wrote into it)
+    (["prepare", "SRC", "--out", ""], "--out must not be empty, got ''"),
+    (["prepare", "SRC", "-o", " "], "--out must not be empty, got ' '"),
+    (["prepare", "", "--out", "OUT"], "a SOURCE argument is an empty string"),
+    (["predict", "SRC", "--models", ""], "--models must not be empty, got ''"),
+    (["predict", "SRC", "--box-map="], "--box-map must not be empty, got ''"),
+    (["predict", "SRC", "--boxes", "", "--no-detect"], "--boxes must not be empty, got ''"),
+    (["predict", "SRC", "--detector-model", ""], "--detector-model must not be empty, got ''"),
+    (["predict", "SRC", "--", ""], "empty string"),
+    (["bench", "SRC", "--markdown", ""], "--markdown must not be empty, got ''"),
+    (["export", "", "--out", "x.onnx"], "empty string"),
+    (["export", "SRC", "--out", ""], "--out must not be empty, got ''"),
+    (["balance", "", "--out", "OUT"], "empty string"),
+    (["balance", "SRC", "--out", "OUT", "--plot", ""], "--plot must not be empty, got ''"),
+    (["evaluate", "--data", "SRC", "--ced-csv", "", "m.jsonl"], "--ced-csv must not be empty, got ''"),
+]
+
+
+@pytest.mark.parametrize("args,message", EMPTY_VALUES, ids=[" ".join(a) for a, _ in EMPTY_VALUES])
+def test_an_empty_value_is_a_usage_error_before_any_work(synth_src, tmp_path, monkeypatch, args, message):
+    monkeypatch.chdir(tmp_path)
+    before = sorted(os.listdir(tmp_path))
+    r = invoke(*[str(synth_src) if a == "SRC" else str(tmp_path / "o") if a == "OUT" else a for a in args])
+    assert r.exit_code == 2 and r.stdout == "", r.stderr
+    assert message in error_line(r.stderr)
+    assert sorted(os.listdir(tmp_path)) == before  # nothing written into the current folder
+
+
 def test_python_m_facelm_version():
     env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     p = subprocess.run([sys.executable, "-m", "facelm", "--version"], capture_output=True, text=True, timeout=60,

@@ -18,7 +18,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from typer._click import exceptions as click_exc
-from typer.core import TyperArgument, TyperCommand, TyperOption
+from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -81,17 +81,76 @@ class FacelmCommand(TyperCommand):
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
         if not args and self.no_args_is_help and not ctx.resilient_parsing:
-            with contextlib.redirect_stdout(sys.stderr):
-                text = ctx.get_help()  # Rich prints it (to stderr here); plain Click returns it
-            if text:
-                sys.stderr.write(text + "\n")
+            _help_to_stderr(ctx)
+        if not ctx.resilient_parsing and (msg := empty_value(self.params, args)):
+            error(msg)  # worded as the commands' own checks (`check_not_empty`)
             ctx.exit(int(ExitCode.USAGE))
-        try:
+        with _usage_errors_in_one_line(ctx):
             return super().parse_args(ctx, args)
-        except click_exc.UsageError as e:
-            msg = _one_line(e.format_message()).replace(": Value error, ", ": ")  # (pydantic's prefix, via Typer)
-            error(f"{msg} (see '{ctx.command_path} --help')")
-            ctx.exit(int(ExitCode.USAGE))
+
+
+class FacelmGroup(TyperGroup):
+    """The ``facelm`` group itself, with its commands' manners: called without arguments its help goes to stderr
+    (exit 2), and an unknown command or option is one ``error:`` line (exit 2), not a boxed usage text."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        if not args and self.no_args_is_help and not ctx.resilient_parsing:
+            _help_to_stderr(ctx)
+        with _usage_errors_in_one_line(ctx):
+            return super().parse_args(ctx, args)
+
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
+        with _usage_errors_in_one_line(ctx):
+            return super().resolve_command(ctx, args)
+
+
+def _help_to_stderr(ctx: Any) -> None:
+    with contextlib.redirect_stdout(sys.stderr):
+        text = ctx.get_help()  # Rich prints it (to stderr here); plain Click returns it
+    if text:
+        sys.stderr.write(text + "\n")
+    ctx.exit(int(ExitCode.USAGE))
+
+
+@contextlib.contextmanager
+def _usage_errors_in_one_line(ctx: Any):
+    try:
+        yield
+    except click_exc.UsageError as e:
+        if ctx.resilient_parsing:
+            raise
+        msg = _one_line(e.format_message()).replace(": Value error, ", ": ")  # (pydantic's prefix, via Typer)
+        error(f"{msg} (see '{ctx.command_path} --help')")
+        ctx.exit(int(ExitCode.USAGE))
+
+
+def empty_value(params: list, args: list[str]) -> str | None:
+    """The usage error for the first empty (or blank) value in the command line ``args`` of a command with
+    ``params``: an option's value (`-o "$UNSET"`, `--out=`) or an argument. No facelm option or argument takes an
+    empty string, and Typer would read "" given for a path as ``Path(".")``, the current folder. None: none."""
+    takes_value = {}
+    for p in params:
+        if isinstance(p, TyperOption) and not (p.is_flag or p.count):
+            name = next((o for o in p.opts if o.startswith("--")), p.opts[0])
+            takes_value.update(dict.fromkeys(p.opts, name))
+    argument = next((p for p in params if isinstance(p, TyperArgument)), None)
+    label = (argument.metavar or argument.name.upper()).rstrip(".") if argument is not None else "command-line"
+    i, options = 0, True
+    while i < len(args):
+        a = args[i]
+        if options and a == "--":
+            options = False
+        elif options and a in takes_value:
+            if i + 1 < len(args) and not args[i + 1].strip():
+                return f"{takes_value[a]} must not be empty, got {args[i + 1]!r}"
+            i += 1
+        elif options and a.startswith("--") and (opt := a.partition("=")[0]) in takes_value \
+                and not (value := a.partition("=")[2]).strip():
+            return f"{takes_value[opt]} must not be empty, got {value!r}"
+        elif not a.strip():
+            return f"a {label} argument is an empty string"
+        i += 1
+    return None
 
 
 class _FacelmTyper(typer.Typer):
@@ -100,7 +159,7 @@ class _FacelmTyper(typer.Typer):
 
 
 def make_app(help: str, **kw: Any) -> typer.Typer:
-    return _FacelmTyper(help=help, **{**APP_SETTINGS, **kw})
+    return _FacelmTyper(help=help, cls=FacelmGroup, **{**APP_SETTINGS, **kw})
 
 
 # -- option values -------------------------------------------------------------------------------------------------
