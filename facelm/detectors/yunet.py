@@ -35,7 +35,6 @@ import hashlib
 import os
 import tempfile
 import urllib.error
-import urllib.request
 from pathlib import Path
 
 import cv2
@@ -178,6 +177,8 @@ def _offline_message(reason: str, name: str = YUNET_FILE) -> str:
 
 
 def _fetch(url: str, timeout: float) -> bytes:
+    import urllib.request  # here: its import (http, email, ssl) is a tenth of a second every predict pays
+
     with urllib.request.urlopen(url, timeout=timeout) as r:
         return r.read()
 
