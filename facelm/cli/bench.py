@@ -26,7 +26,16 @@ from typing import Annotated
 import numpy as np
 import typer
 
-from facelm.cli._common import check_output_file, check_range, emit_json, handle_errors, info, table, warn
+from facelm.cli._common import (
+    check_device,
+    check_output_file,
+    check_range,
+    emit_json,
+    handle_errors,
+    info,
+    table,
+    warn,
+)
 from facelm.errors import UsageError
 
 EPILOG = """Examples:
@@ -134,7 +143,8 @@ def register(app: typer.Typer) -> None:
                                                    show_default=False)] = None,
         level: Annotated[bool, typer.Option("--level/--no-level", help="As predict's --level.")] = True,
         tta: Annotated[str, typer.Option(metavar="full|flip|none", help="As predict's --tta.")] = "full",
-        device: Annotated[str, typer.Option(help="auto (CPU, plus CUDA when usable), cpu or cuda.")] = "auto",
+        device: Annotated[str, typer.Option(help="auto (CPU, plus CUDA device 0 when usable), cpu, cuda or "
+                                                 "cuda:N (CUDA device N).")] = "auto",
         detector: Annotated[str, typer.Option(help="auto, yunet or yuface.")] = "auto",
         detector_model: Annotated[Path | None, typer.Option("--detector-model", help=detector_model_help(),
                                                             show_default=False)] = None,
@@ -146,7 +156,6 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Latency and throughput of CNN-6, CNN-7, the detector and the whole predict, fp32 and int8 (JSON)."""
         from facelm.limits import MAX_BATCH, MAX_THREADS
-        from facelm.runtime import cuda_usable
         from facelm.runtime.benchmark import BenchOptions
         from facelm.runtime.precision import check_precision
 
@@ -168,21 +177,10 @@ def register(app: typer.Typer) -> None:
 
         if tta not in TTA_MODES:
             raise UsageError(f"--tta must be one of {', '.join(TTA_MODES)}, not {tta!r}")
-        if device not in ("auto", "cpu", "cuda"):
-            raise UsageError(f"--device must be auto, cpu or cuda, not {device!r}")
+        check_device("--device", device)
         opts = BenchOptions(batch=batch, seconds=seconds, repeats=repeats, precisions=precs, stages=stages,
                             level=level, tta=tta, workers=workers, detector=detector, detector_model=detector_model)
-        cuda_ok, why = cuda_usable(0)
-        provider_sets = []
-        if device in ("auto", "cpu"):
-            provider_sets.append(("CPUExecutionProvider", ["CPUExecutionProvider"]))
-        if device in ("auto", "cuda"):
-            if cuda_ok:
-                provider_sets.append(("CUDAExecutionProvider", [("CUDAExecutionProvider", {"device_id": 0}),
-                                                                "CPUExecutionProvider"]))
-            elif device == "cuda":
-                warn(f"--device cuda: CUDA is not usable here ({why}); measuring CPU only")
-                provider_sets.append(("CPUExecutionProvider", ["CPUExecutionProvider"]))
+        provider_sets, cuda_ok = _provider_sets(device)
         synthetic = folder is None
         src = _synthetic_folder(64) if synthetic else folder
         try:
@@ -192,6 +190,26 @@ def register(app: typer.Typer) -> None:
                 import shutil
 
                 shutil.rmtree(src, ignore_errors=True)
+
+
+def _provider_sets(device: str) -> tuple[list, bool]:
+    """(``[(label, onnxruntime providers), ...]`` to measure, whether CUDA is usable) for ``--device``: auto = the
+    CPU, plus CUDA device 0 when it is usable; cpu; cuda or cuda:N = that CUDA device (the CPU, with a warning,
+    when it is not usable)."""
+    from facelm.ort import cuda_usable, parse_device
+
+    kind, dev_id = parse_device(device)
+    cuda_ok, why = cuda_usable(dev_id)
+    cpu = ("CPUExecutionProvider", ["CPUExecutionProvider"])
+    sets = [cpu] if kind in ("auto", "cpu") else []
+    if kind in ("auto", "cuda"):
+        if cuda_ok:
+            sets.append(("CUDAExecutionProvider", [("CUDAExecutionProvider", {"device_id": dev_id}),
+                                                   "CPUExecutionProvider"]))
+        elif kind == "cuda":
+            warn(f"--device {device}: CUDA is not usable here ({why}); measuring CPU only")
+            sets.append(cpu)
+    return sets, cuda_ok
 
 
 def _bench(src, synthetic, folder, models, opts, limit, markdown, quiet, provider_sets, cuda_ok) -> None:

@@ -45,8 +45,8 @@ fp16/int8 NME may exceed the fp32 one by at most {100 * MAX_NME_INCREASE:g}% (`-
 model's NME here is on upright crops built from the ground truth. The file is written only if the checks pass.
 Prints one JSON summary on stdout; see docs/export.md.
 
-Exit codes: 0 ok, 2 usage (output not .onnx, --quantize without --calib, --half with --quantize or --weights fp16,
---label-shift outside +-0.1 or with an .onnx input), 3 bad data
+Exit codes: 0 ok, 2 usage (output not .onnx, --quantize without --calib, --half with --quantize, --half or
+--quantize with --weights fp16/int8, --label-shift outside +-0.1 or with an .onnx input), 3 bad data
 (unreadable --calib/--val), 4 model (checkpoint missing, corrupt or not facelm; data of another scheme; parity
 or NME check failed: the JSON is still printed).
 """
@@ -185,7 +185,7 @@ def _show(s: dict) -> None:
     if nme:
         txt = f"fp32 {nme['fp32']:.5f}"
         q = s["precision"]
-        if q in nme and nme[q] is not None:
+        if q != "fp32" and nme.get(q) is not None:  # an fp32 export has one NME: shown once
             rel = nme.get("relative_change")
             txt += f", {q} {nme[q]:.5f} ({100 * rel:+.2f}%)" if rel is not None else f", {q} {nme[q]:.5f}"
         if "int8_reference" in nme:

@@ -61,7 +61,8 @@ def register(app: typer.Typer) -> None:
             metavar="FILE", help="Warm start from the weights of a facelm checkpoint (.pt) or ONNX model of the same "
                                  "architecture (the optimiser starts afresh).")] = None,
         rotate: Annotated[float | None, typer.Option(
-            metavar="DEG", help="Augmentation rotation range, +-DEG (default 30 for cnn6, 10 for cnn7).")] = None,
+            metavar="DEG", help="Augmentation rotation range, +-DEG (default 30 at stage 1, 10 at stage 2: "
+                             "cnn7, cnn6r).")] = None,
         full_turn: Annotated[float | None, typer.Option(
             metavar="P", help="Probability of a rotation uniform in +-180 degrees instead (stage 1 for faces at any "
                               "in-plane angle; default 0).")] = None,
@@ -148,9 +149,10 @@ def register(app: typer.Typer) -> None:
                                                        "function is kept, the added convs start as identities.")
                          ] = None,
         threads: Annotated[int | None, typer.Option(help="torch threads (0 = all cores).")] = None,
-        val_every: Annotated[int | None, typer.Option(help="Validate every N steps (default: 10 times a run).")
+        val_every: Annotated[int | None, typer.Option(
+            help="Validate (and write last.pt) every N steps, and at the end (default: max(50, steps / 10)).")
                              ] = None,
-        log_every: Annotated[int | None, typer.Option(help="Log every N steps.")] = None,
+        log_every: Annotated[int | None, typer.Option(help="Log every N steps (default 50).")] = None,
         grad_clip: Annotated[float | None, typer.Option(help="Clip the gradient norm to this value (default 0 = "
                                                              "off).")] = None,
         max_val: Annotated[int | None, typer.Option(help="Validate on at most N faces of each source's val split "
