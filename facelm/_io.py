@@ -200,8 +200,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     path = write_target(path)
     # ".NAME.PID.XXXX.tmp.SUFFIX": writers that pick the format from the suffix (savefig) still see it
     fd, tmp = make_temp(path, ".tmp" + path.suffix)
-    os.close(fd)
     try:
+        os.close(fd)
         os.chmod(tmp, 0o666 & ~_umask())
         yield Path(tmp)
         os.replace(tmp, path)

@@ -130,11 +130,16 @@ class ParquetRecordWriter:
 
     def close(self, ok: bool = True) -> None:
         try:
-            if ok:
-                self._flush()
-        finally:
-            if self._writer is not None:
-                self._writer.close()
+            try:
+                if ok:
+                    self._flush()
+            finally:
+                if self._writer is not None:
+                    self._writer.close()
+        except BaseException:  # a failed or interrupted last write: the temporary file goes
+            if self._tmp != self.path:
+                self._tmp.unlink(missing_ok=True)
+            raise
         if self._tmp == self.path:
             return
         if ok:

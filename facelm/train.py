@@ -57,6 +57,7 @@ from facelm.train_data import (  # noqa: F401 - source_nme: re-exported
     source_frames,
     source_nme,
 )
+from facelm import _signals
 from facelm.train_run import (  # noqa: F401 - DivergedError: re-exported
     DivergedError,
     RunFolder,
@@ -429,6 +430,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, force: bool = False,
                     dist.barrier()
     except KeyboardInterrupt:
         interrupted = True
+        _signals.mark_stopping()  # the command's later signals are ignored (facelm._signals; a no-op in a library)
         with shielded_from_signals():  # a second Ctrl-C must not lose the run
             watch.check()  # (a diverged run keeps its last good checkpoint)
             if run.step > 0:

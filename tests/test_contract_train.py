@@ -237,8 +237,11 @@ def test_a_second_signal_while_saving_keeps_the_run(tiny, tmp_path, sig):
     cmd = [sys.executable, "-m", "facelm", "train", "--data", str(tiny["prep"]), "--out", str(out),
            "--steps", "100000", "--batch-size", "4", "--width", "2", "--threads", "1", "--val-every", "100000",
            "--log-every", "1", "-q"]
+    # SIGINT restored to its default in the child: run from a background job (`pytest &`, a CI script started with
+    # `&`) it inherits SIGINT ignored, as shells set for background jobs, and would train on for 100,000 steps
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
-                         env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                         env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 120
         while not (out / "metrics.jsonl").is_file() or not (out / "metrics.jsonl").read_text().strip():

@@ -1,8 +1,4 @@
-"""The ``facelm`` command line: thin commands over the ``facelm`` library.
-
-stdout carries data only (JSON, JSONL, CSV); progress, tables, warnings and errors go to stderr.
-Exit codes: 0 ok, 1 finished with failures, 2 usage, 3 bad input data, 4 model/metadata mismatch, 130 Ctrl-C.
-"""
+"""The ``facelm`` Typer application: the group, its ``--version`` and its commands (``facelm.cli.app``)."""
 
 from __future__ import annotations
 
@@ -11,7 +7,8 @@ from typing import Annotated
 import typer
 
 from facelm import __version__
-from facelm.cli._common import handle_sigterm, make_app
+from facelm import _signals
+from facelm.cli._common import make_app
 
 app = make_app(
     "**facelm**: facial landmark localisation (Wing loss, CNN-6/7, pose-based balancing, ONNX predictor).\n\n"
@@ -39,7 +36,7 @@ def _root(
                                           help="Print the version and exit.")] = False,
 ) -> None:
     """facelm command line."""
-    handle_sigterm()  # SIGTERM (kill, schedulers, containers) ends a command like Ctrl-C: exit 130, no temp files
+    _signals.install()  # Ctrl-C and SIGTERM (kill, schedulers): exit 130, no temp files; a second one is ignored
 
 
 from facelm.cli import prepare as _prepare  # noqa: E402
@@ -58,6 +55,3 @@ _export.register(app)
 _balance.register(app)
 _evaluate.register(app)
 
-
-def main() -> None:
-    app()

@@ -6,9 +6,7 @@ import contextlib
 import json
 import math
 import re
-import signal
 import sys
-import threading
 import types
 from collections.abc import Callable, Iterable
 from functools import wraps
@@ -237,17 +235,6 @@ def check_output_file(option: str, path: Any) -> None:
 
 
 # -- signals -------------------------------------------------------------------------------------------------------
-
-
-def _on_sigterm(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
-
-
-def handle_sigterm() -> None:
-    """Make SIGTERM behave like Ctrl-C (exit 130, temporary files removed); main thread only."""
-    if threading.current_thread() is threading.main_thread():
-        with contextlib.suppress(ValueError, OSError):
-            signal.signal(signal.SIGTERM, _on_sigterm)
 
 
 def dumps(obj: Any, indent: int | None = None) -> str:

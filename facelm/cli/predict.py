@@ -1,6 +1,7 @@
 """``facelm predict``: two-stage landmarks for images, folders, globs, lists, stdin paths and videos;
 ``facelm fit-box-map``: fit a detector's box map on annotated data and store it in the stage-1 model."""
 
+import contextlib
 import os
 import sys
 import time
@@ -170,6 +171,14 @@ class _Sink:
                 self.write_header_only()
         except OSError as e:
             failure = e
+        except BaseException:  # Ctrl-C during the final write: the half-written temporary file goes
+            self._fh, fh = None, self._fh
+            if fh is not None and fh is not sys.stdout:
+                with contextlib.suppress(OSError):
+                    fh.close()
+                if self._tmp != Path(self.output):
+                    self._tmp.unlink(missing_ok=True)
+            raise
         if self._fh is not None and self._fh is not sys.stdout:
             try:
                 self._fh.close()

@@ -1,0 +1,128 @@
+"""How the ``facelm`` command stops (``facelm._signals``): the first Ctrl-C or SIGTERM stops it, later ones are
+ignored while it cleans up; the console script handles them before the commands' modules load; an interrupted
+final write leaves no temporary file."""
+
+from __future__ import annotations
+
+import importlib.abc
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from facelm import _signals
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def fresh_signals(monkeypatch):
+    """The module's state and this process's handlers, restored after the test."""
+    old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    monkeypatch.setattr(_signals, "_stopping", False)
+    yield
+    for s, h in old.items():
+        signal.signal(s, h)
+
+
+def test_the_first_signal_stops_and_later_ones_are_ignored(fresh_signals):
+    with pytest.raises(KeyboardInterrupt):
+        _signals._on_signal(signal.SIGINT, None)
+    assert _signals.stopping()
+    _signals._on_signal(signal.SIGINT, None)  # no exception: the clean-up goes on
+    _signals._on_signal(signal.SIGTERM, None)
+
+
+def test_install_routes_both_signals_and_keeps_an_ignored_one_ignored(fresh_signals):
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # as a shell sets it for a background job
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    _signals.install()
+    assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    assert signal.getsignal(signal.SIGTERM) is _signals._on_signal
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    _signals.install()
+    assert signal.getsignal(signal.SIGINT) is _signals._on_signal
+
+
+def test_mark_stopping_makes_later_signals_no_ops(fresh_signals):
+    _signals.mark_stopping()
+    _signals._on_signal(signal.SIGTERM, None)
+
+
+class _InterruptingFinder(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "facelm.cli._app":
+            raise KeyboardInterrupt
+        return None
+
+
+def test_a_ctrl_c_while_the_commands_load_is_exit_130_and_one_line(fresh_signals, monkeypatch, capsys):
+    import facelm.cli
+
+    monkeypatch.delitem(sys.modules, "facelm.cli._app", raising=False)
+    monkeypatch.setattr(sys, "meta_path", [_InterruptingFinder(), *sys.meta_path])
+    with pytest.raises(SystemExit) as e:
+        facelm.cli.main()
+    assert e.value.code == 130
+    assert capsys.readouterr().err == "error: interrupted\n"
+    assert signal.getsignal(signal.SIGTERM) is _signals._on_signal  # installed before the import
+
+
+def test_interrupted_final_writes_leave_no_temporary_file(tmp_path, monkeypatch):
+    """A Ctrl-C inside the last write of a JSON (or Parquet) output removes its temporary file."""
+    from facelm.cli.predict import Fmt, _Sink
+
+    sink = _Sink(Fmt.json, str(tmp_path / "out.json"), 68, None)
+    sink.write({"image": "a.jpg", "faces": []})
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("facelm.cli.predict.dumps", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        sink.close()
+    assert sorted(os.listdir(tmp_path)) == []
+
+    pytest.importorskip("pyarrow")
+    from facelm.record_table import ParquetRecordWriter
+
+    w = ParquetRecordWriter(tmp_path / "out.parquet")
+    w.write({"image": "a.jpg", "width": 4, "height": 4, "faces": []})
+    monkeypatch.setattr(w, "_flush", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        w.close()
+    assert sorted(os.listdir(tmp_path)) == []
+
+
+def _photos(tmp_path: Path, n: int) -> Path:
+    lst = tmp_path / "photos.txt"
+    lst.write_text("".join(f"{REPO / 'examples' / 'astronaut.jpg'}\n" for _ in range(n)))
+    return lst
+
+
+def test_a_second_ctrl_c_while_predict_stops_is_ignored(tmp_path):
+    """Two Ctrl-C 10 ms apart mid-run: exit 130 with one line. The second used to break the join of the worker
+    threads at exit, and the interpreter was finalised under onnxruntime's threads: SIGABRT, a traceback."""
+    out = tmp_path / "p.jsonl"
+    cmd = [sys.executable, "-m", "facelm", "predict", str(_photos(tmp_path, 400)), "-o", str(out), "--resume",
+           "--threads", "1", "-q"]
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        deadline = time.monotonic() + 120
+        while not out.is_file() or out.read_text().count("\n") < 3:  # --resume appends record by record
+            assert p.poll() is None and time.monotonic() < deadline, p.communicate()
+            time.sleep(0.05)
+        p.send_signal(signal.SIGINT)
+        time.sleep(0.01)
+        p.send_signal(signal.SIGINT)
+        _, err = p.communicate(timeout=120)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 130, err
+    assert err.strip().splitlines() == ["error: interrupted"], err
