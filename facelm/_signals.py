@@ -1,8 +1,10 @@
 """How the ``facelm`` command stops on Ctrl-C (SIGINT) and SIGTERM: the first one raises ``KeyboardInterrupt`` in
-the main thread (the command removes its temporary files, keeps what it finished and exits 130); every later one
-is ignored while that happens. A second Ctrl-C used to land in the middle of the clean-up: a temporary file was
-left behind, a summary was lost, or the interpreter was finalised while onnxruntime's threads still ran and the
-process aborted (SIGABRT). To end a stopping command at once, use SIGKILL (or Ctrl-\\, SIGQUIT).
+the main thread (the command removes its temporary files, keeps what it finished and exits 130); later ones are
+ignored for ``GRACE_S`` seconds while that happens. A second Ctrl-C used to land in the middle of the clean-up: a
+temporary file was left behind, a summary was lost, or the interpreter was finalised while onnxruntime's threads
+still ran and the process aborted (SIGABRT). After the grace period a signal stops the command again, so a stop
+that did not happen (a ``KeyboardInterrupt`` that Python swallows because it arrived inside a finaliser) or a
+clean-up that hangs can still be interrupted; SIGKILL (or Ctrl-\\, SIGQUIT) ends it at once.
 
 Imported by the console script before anything heavy, so a Ctrl-C while the commands' modules load is exit 130
 too. Nothing here is installed by ``import facelm``: library users keep their own handlers.
@@ -13,17 +15,21 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
+import time
 
-__all__ = ["install", "mark_stopping", "stopping"]
+__all__ = ["GRACE_S", "install", "mark_stopping", "stopping"]
 
-_stopping = False
+#: seconds after a first signal during which further ones are ignored
+GRACE_S = 5.0
+_first: float | None = None  # time.monotonic() of the signal (or mark_stopping) that is stopping the command
 
 
 def _on_signal(signum: int, frame: object) -> None:
-    global _stopping
-    if _stopping:
-        return  # already stopping: let the clean-up finish
-    _stopping = True
+    global _first
+    now = time.monotonic()
+    if _first is not None and now - _first < GRACE_S:
+        return  # stopping already: let the clean-up finish
+    _first = now
     raise KeyboardInterrupt
 
 
@@ -39,11 +45,12 @@ def install() -> None:
 
 
 def mark_stopping() -> None:
-    """The command is stopping for another reason than these handlers (``train``'s SIGTERM flag): later signals
-    are ignored as after a first Ctrl-C. Harmless where the handlers are not installed."""
-    global _stopping
-    _stopping = True
+    """The command is stopping for another reason than these handlers (``train``'s SIGTERM flag): signals in the
+    next ``GRACE_S`` seconds are ignored as after a first Ctrl-C. Harmless where the handlers are not installed."""
+    global _first
+    _first = time.monotonic()
 
 
 def stopping() -> bool:
-    return _stopping
+    """Whether a signal (or ``mark_stopping``) started the command's stop less than ``GRACE_S`` seconds ago."""
+    return _first is not None and time.monotonic() - _first < GRACE_S

@@ -73,3 +73,11 @@ def load_script(name: str):
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
+
+
+def default_sigint() -> None:
+    """``preexec_fn`` for a child that tests send SIGINT to: SIGINT back to its default, which a background job
+    (`pytest &`, a CI script started with `&`) inherits ignored, as shells set for background jobs."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

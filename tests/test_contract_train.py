@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import default_sigint
 from typer.testing import CliRunner
 
 from facelm.cli import app
@@ -241,7 +242,7 @@ def test_a_second_signal_while_saving_keeps_the_run(tiny, tmp_path, sig):
     # `&`) it inherits SIGINT ignored, as shells set for background jobs, and would train on for 100,000 steps
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
                          env={**os.environ, "PYTHONUNBUFFERED": "1"},
-                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                         preexec_fn=default_sigint)  # noqa: PLW1509 - one signal call before exec
     try:
         deadline = time.monotonic() + 120
         while not (out / "metrics.jsonl").is_file() or not (out / "metrics.jsonl").read_text().strip():

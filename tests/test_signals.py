@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import default_sigint
 
 from facelm import _signals
 
@@ -23,18 +24,23 @@ REPO = Path(__file__).resolve().parents[1]
 def fresh_signals(monkeypatch):
     """The module's state and this process's handlers, restored after the test."""
     old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-    monkeypatch.setattr(_signals, "_stopping", False)
+    monkeypatch.setattr(_signals, "_first", None)
     yield
     for s, h in old.items():
         signal.signal(s, h)
 
 
-def test_the_first_signal_stops_and_later_ones_are_ignored(fresh_signals):
+def test_the_first_signal_stops_and_later_ones_are_ignored_for_a_grace_period(fresh_signals, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         _signals._on_signal(signal.SIGINT, None)
     assert _signals.stopping()
     _signals._on_signal(signal.SIGINT, None)  # no exception: the clean-up goes on
     _signals._on_signal(signal.SIGTERM, None)
+    # past the grace period (a swallowed stop, a clean-up that hangs) a signal stops the command again
+    monkeypatch.setattr(_signals, "_first", _signals._first - _signals.GRACE_S - 0.1)
+    assert not _signals.stopping()
+    with pytest.raises(KeyboardInterrupt):
+        _signals._on_signal(signal.SIGINT, None)
 
 
 def test_install_routes_both_signals_and_keeps_an_ignored_one_ignored(fresh_signals):
@@ -57,7 +63,6 @@ class _InterruptingFinder(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
         if name == "facelm.cli._app":
             raise KeyboardInterrupt
-        return None
 
 
 def test_a_ctrl_c_while_the_commands_load_is_exit_130_and_one_line(fresh_signals, monkeypatch, capsys):
@@ -111,7 +116,7 @@ def test_a_second_ctrl_c_while_predict_stops_is_ignored(tmp_path):
     cmd = [sys.executable, "-m", "facelm", "predict", str(_photos(tmp_path, 400)), "-o", str(out), "--resume",
            "--threads", "1", "-q"]
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
-                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                         preexec_fn=default_sigint)  # noqa: PLW1509 - one signal call before exec
     try:
         deadline = time.monotonic() + 120
         while not out.is_file() or out.read_text().count("\n") < 3:  # --resume appends record by record
