@@ -118,6 +118,16 @@ def test_an_empty_value_is_a_usage_error_before_any_work(synth_src, tmp_path, mo
     assert sorted(os.listdir(tmp_path)) == before  # nothing written into the current folder
 
 
+@pytest.mark.parametrize("command,usage", [("prepare", "SOURCE..."), ("predict", "SOURCE..."),
+                                           ("evaluate", "MODEL..."), ("export", "CHECKPOINT"), ("balance", "DATA"),
+                                           ("bench", "[FOLDER]")])
+def test_usage_lines_name_arguments_as_the_docs_do(command, usage):
+    """Typer 0.29 wrote required arguments as `{sources}...`; the usage line reads as docs/cli.md's synopses."""
+    r = invoke(command, "--help")
+    line = next(ln for ln in r.stdout.splitlines() if "Usage:" in ln)
+    assert line.split() == ["Usage:", "root", command, "[OPTIONS]", usage], line
+
+
 def test_python_m_facelm_version():
     env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     p = subprocess.run([sys.executable, "-m", "facelm", "--version"], capture_output=True, text=True, timeout=60,

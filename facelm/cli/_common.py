@@ -57,6 +57,19 @@ def _metavar(param, ctx) -> str | None:
     return label + ("..." if many else "")
 
 
+def _argument_label(param) -> str:
+    """An argument's name as the docs write it: `SOURCE` for `sources` (repeatable: one SOURCE...), `DATA`."""
+    name = (param.metavar or param.name).rstrip(".").upper()
+    return name[:-1] if param.nargs != 1 and name.endswith("S") and not param.metavar else name
+
+
+def _usage_piece(param, ctx) -> list[str]:
+    """An argument in the usage line as in the docs, `SOURCE...` or `[FOLDER]`, not Typer's `{sources}...`."""
+    name = _argument_label(param)
+    name = name if param.required else f"[{name}]"
+    return [name + ("..." if param.nargs != 1 else "")]
+
+
 def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
@@ -70,6 +83,8 @@ class FacelmCommand(TyperCommand):
         super().__init__(*args, **kwargs)
         for p in self.params:
             p.display_type_rich = types.MethodType(_metavar, p)
+            if isinstance(p, TyperArgument):
+                p.get_usage_pieces = types.MethodType(_usage_piece, p)
 
     def get_help_option(self, ctx: Any) -> Any:
         opt = super().get_help_option(ctx)
@@ -132,7 +147,7 @@ def empty_value(params: list, args: list[str]) -> str | None:
             name = next((o for o in p.opts if o.startswith("--")), p.opts[0])
             takes_value.update(dict.fromkeys(p.opts, name))
     argument = next((p for p in params if isinstance(p, TyperArgument)), None)
-    label = (argument.metavar or argument.name.upper()).rstrip(".") if argument is not None else "command-line"
+    label = _argument_label(argument) if argument is not None else "command-line"
     i, options = 0, True
     while i < len(args):
         a = args[i]
