@@ -17,7 +17,7 @@ import signal
 import threading
 import time
 
-__all__ = ["GRACE_S", "install", "mark_stopping", "stopping"]
+__all__ = ["GRACE_S", "ignore", "install", "mark_stopping", "stopping"]
 
 #: seconds after a first signal during which further ones are ignored
 GRACE_S = 5.0
@@ -42,6 +42,15 @@ def install() -> None:
         with contextlib.suppress(ValueError, OSError):
             if signal.getsignal(s) is not signal.SIG_IGN:
                 signal.signal(s, _on_signal)
+
+
+def ignore() -> None:
+    """Ignore SIGINT and SIGTERM from now on (the console script, once its command has finished or stopped)."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for s in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(ValueError, OSError):
+            signal.signal(s, signal.SIG_IGN)
 
 
 def mark_stopping() -> None:

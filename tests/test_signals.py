@@ -60,8 +60,11 @@ def test_mark_stopping_makes_later_signals_no_ops(fresh_signals):
 
 
 class _InterruptingFinder(importlib.abc.MetaPathFinder):
+    handler_then = None
+
     def find_spec(self, name, path=None, target=None):
         if name == "facelm.cli._app":
+            _InterruptingFinder.handler_then = signal.getsignal(signal.SIGTERM)
             raise KeyboardInterrupt
 
 
@@ -74,7 +77,30 @@ def test_a_ctrl_c_while_the_commands_load_is_exit_130_and_one_line(fresh_signals
         facelm.cli.main()
     assert e.value.code == 130
     assert capsys.readouterr().err == "error: interrupted\n"
-    assert signal.getsignal(signal.SIGTERM) is _signals._on_signal  # installed before the import
+    assert _InterruptingFinder.handler_then is _signals._on_signal  # installed before the import
+
+
+def test_the_console_script_ignores_signals_once_its_command_is_done(fresh_signals, monkeypatch, capsys):
+    """After the command (finished or stopped), a signal in the interpreter's shutdown used to kill the process
+    (returncode -2 / -15 instead of 0 or 130): Python restores the default dispositions there, not SIG_IGN."""
+    import facelm.cli
+    import facelm.cli._app as app_module
+
+    monkeypatch.setattr(sys, "argv", ["facelm", "--version"])
+    with pytest.raises(SystemExit) as e:
+        facelm.cli.main()
+    assert e.value.code == 0
+    assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN and signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
+
+    def interrupted():
+        raise KeyboardInterrupt  # a Ctrl-C while Typer builds the commands, before their own handling
+
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    monkeypatch.setattr(app_module, "app", interrupted)
+    with pytest.raises(SystemExit) as e:
+        facelm.cli.main()
+    assert e.value.code == 130 and capsys.readouterr().err.endswith("error: interrupted\n")
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
 
 
 def test_interrupted_final_writes_leave_no_temporary_file(tmp_path, monkeypatch):

@@ -21,10 +21,15 @@ def main() -> None:
     _signals.install()
     try:
         from facelm.cli._app import app
-    except KeyboardInterrupt:
+
+        app()
+    except KeyboardInterrupt:  # while the commands load, or Typer builds them: before a command's own handling
         sys.stderr.write("error: interrupted\n")
         sys.exit(130)
-    app()
+    finally:
+        # the work is done or stopped: a signal during the interpreter's shutdown (worker threads joined, torch and
+        # onnxruntime torn down), where Python puts the default dispositions back, would kill the process instead
+        _signals.ignore()
 
 
 def __getattr__(name: str) -> Any:
