@@ -2,6 +2,7 @@
 ``facelm fit-box-map``: fit a detector's box map on annotated data and store it in the stage-1 model."""
 
 import contextlib
+import io
 import os
 import sys
 import time
@@ -95,6 +96,28 @@ _CSV_HEAD = ["image", "frame", "face", "box_x1", "box_y1", "box_x2", "box_y2", "
 _CSV_TAIL = ["width", "height", "error", "quality", "yaw", "pitch", "roll", "track"]
 
 
+class _CsvLines:
+    """``csv.writer`` rows ending in ``"\n"`` in which every field holding a ``\r`` or ``\n`` is quoted (a writer
+    with ``lineterminator="\n"`` leaves a lone ``\r`` bare, and a reader splits the row there)."""
+
+    def __init__(self, fh):
+        import csv
+
+        self._fh, self._buf = fh, io.StringIO()
+        self._w = csv.writer(self._buf, lineterminator="\r\n")  # quotes the fields with \r or \n
+
+    def writerow(self, row: list) -> None:
+        self._buf.seek(0)
+        self._buf.truncate()
+        self._w.writerow(row)
+        self._fh.write(self._buf.getvalue()[:-2] + "\n")
+
+
+def _shown_quality(q: float) -> float:
+    """A face's quality as its record shows it (``runtime/results._extras``): what ``--min-quality`` compares."""
+    return round(float(q), 3)
+
+
 class _Sink:
     """stdout (or ``-o FILE``, opened lazily) in the chosen format."""
 
@@ -110,12 +133,18 @@ class _Sink:
         if self._fh is None:
             if self.output in ("-", ""):
                 self._fh = sys.stdout
+                if getattr(self._fh, "errors", None) == "strict" and hasattr(self._fh, "reconfigure"):
+                    # a UTF-8 locale's strict stdout: a file name that is not UTF-8 goes out as its bytes, as
+                    # in the C locale's, not as a UnicodeEncodeError
+                    self._fh.reconfigure(errors="surrogateescape")
             else:
                 from facelm._io import stream_path
 
                 try:  # a device or FIFO (/dev/stdout) is written straight through, a file via its temporary name
                     self._tmp = stream_path(Path(self.output))
-                    self._fh = open(self._tmp, "w", encoding="utf-8", newline="")  # noqa: SIM115 - opened lazily, closed in close()
+                    # surrogateescape: a file name that is not UTF-8 goes out as its bytes, as on stdout
+                    self._fh = open(  # noqa: SIM115 - opened lazily, closed in close()
+                        self._tmp, "w", encoding="utf-8", errors="surrogateescape", newline="")
                 except OSError as e:
                     raise self._failed(e) from None
         return self._fh
@@ -151,9 +180,7 @@ class _Sink:
         if self.fmt == Fmt.jsonl:
             fh.write(dumps(rec) + "\n")
         else:
-            import csv
-
-            w = csv.writer(fh, lineterminator="\n")
+            w = _CsvLines(fh)
             if not self._header:
                 pts = [f"{a}{k}" for k in self.ids for a in ("x", "y")]
                 w.writerow(_CSV_HEAD + pts + _CSV_TAIL)
@@ -198,11 +225,8 @@ class _Sink:
             raise self._failed(failure)
 
     def write_header_only(self) -> None:
-        import csv
-
         pts = [f"{a}{k}" for k in self.ids for a in ("x", "y")]
-        csv.writer(self._file(), lineterminator="\n").writerow(
-            _CSV_HEAD + pts + _CSV_TAIL)
+        _CsvLines(self._file()).writerow(_CSV_HEAD + pts + _CSV_TAIL)
 
 
 _DRAW_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
@@ -466,7 +490,8 @@ def register(app: typer.Typer) -> None:
                 tracker.update(res)
                 res = conv.image(res) if conv else res
                 if min_quality > 0:
-                    res.faces = [f for f in res.faces if f.quality is None or f.quality >= min_quality]
+                    res.faces = [f for f in res.faces
+                                 if f.quality is None or _shown_quality(f.quality) >= min_quality]
                 attempted += not res.source_error
                 faces += len(res.faces)
                 if res.error:

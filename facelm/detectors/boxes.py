@@ -16,10 +16,13 @@ default) takes predict's own output (records with ``"faces"``, its CSV) as detec
 stage-1 model's box map like a live detection, and every other file as face squares; ``detector`` and ``square``
 say it explicitly.
 
-Image keys match the SOURCE names exactly, else after normalising the path (relative to the working directory or
-to the boxes file's folder), else by file name when that is unique. A video frame is ``"clip.mp4#12"`` (or
-``"clip.mp4"`` for every frame). An image that is not in the file gets an error record; an image listed with no
-boxes has no faces.
+Image keys match the SOURCE names exactly (as written: CSV quoting keeps spaces and line breaks), else after
+normalising the path (relative to the working directory or to the boxes file's folder), else by file name when that
+is unique; only when none of these finds the image, the same again with spaces trimmed off the keys (hand-made
+files: ``a.jpg , 1, 2, 30, 40``) where the trimmed key is unambiguous. The file is read as UTF-8; bytes that are
+not (the names of files whose names are not UTF-8, as ``facelm predict``'s CSV writes them) stand for themselves.
+A video frame is ``"clip.mp4#12"`` (or ``"clip.mp4"`` for every frame). An image that is not in the file gets an
+error record; an image listed with no boxes has no faces.
 
 ``--no-detect``: the whole image *is* the model crop (a face crop made like the training crops: the face square
 plus 10% each side); non-square images are padded with black to a square around their centre.
@@ -28,6 +31,7 @@ plus 10% each side); non-square images are padded with black to a square around 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 from collections import defaultdict
@@ -103,13 +107,20 @@ def read_boxes_file(path: str | Path) -> dict[str, list[tuple[list[float], float
     """``{image key: [([x1, y1, x2, y2], score), ...]}`` from a JSON, JSONL or CSV boxes file (``DataError``)."""
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as e:
-        raise DataError(f"`boxes` {p}: cannot read ({getattr(e, 'strerror', None) or e})") from None
+        data = p.read_bytes()
+    except OSError as e:
+        raise DataError(f"`boxes` {p}: cannot read ({e.strerror or e})") from None
+    if b"\0" in data:
+        raise DataError(f"`boxes` {p}: cannot read (a binary file, not UTF-8 text)")
+    # line breaks untranslated (a quoted CSV name keeps its own); bytes that are not UTF-8 stand for themselves, as
+    # the names of files whose names are not UTF-8 do in predict's CSV and in the SOURCE names (surrogate escapes)
+    text = data.decode("utf-8-sig", errors="surrogateescape")
     if not text.strip():
         raise DataError(f"`boxes` {p}: empty file")
     try:
         return _parse_boxes(text, p)
+    except csv.Error as e:
+        raise DataError(f"`boxes` {p}: not a CSV file ({e})") from None
     except (TypeError, ValueError, AttributeError, OverflowError) as e:  # a well-formed file of the wrong shape
         raise DataError(f"`boxes` {p}: not a boxes file ({type(e).__name__}: {e})") from None
 
@@ -120,8 +131,8 @@ def _parse_boxes(text: str, p: Path) -> dict[str, list[tuple[list[float], float]
         try:
             doc = json.loads(text)
         except ValueError:
-            try:  # JSONL
-                doc = [json.loads(line) for line in text.splitlines() if line.strip()]
+            try:  # JSONL: lines end at \n (or \r); U+2028, U+0085 ... may stand raw inside its strings
+                doc = [json.loads(line) for line in text.replace("\r", "\n").split("\n") if line.strip()]
             except ValueError as e:
                 raise DataError(f"`boxes` {p}: not valid JSON or JSONL ({e})") from None
         if isinstance(doc, dict):
@@ -131,7 +142,7 @@ def _parse_boxes(text: str, p: Path) -> dict[str, list[tuple[list[float], float]
         if isinstance(doc, list):
             return _from_objects(doc, p)
         raise DataError(f"`boxes` {p}: expected a JSON object or array")
-    rows = list(csv.reader(text.splitlines()))
+    rows = list(csv.reader(io.StringIO(text, newline="")))  # a quoted name keeps its line breaks
     rows = [r for r in rows if r and any(c.strip() for c in r)]
     cols = {"image": 0, "x1": 1, "y1": 2, "x2": 3, "y2": 4, "score": 5}
     first = [c.strip().lower() for c in rows[0]]
@@ -156,7 +167,7 @@ def _parse_boxes(text: str, p: Path) -> dict[str, list[tuple[list[float], float]
         rows = rows[1:]
     out: dict[str, list] = defaultdict(list)
     for n, r in enumerate(rows, start=2):
-        key = r[cols["image"]].strip() if cols["image"] < len(r) else ""
+        key = r[cols["image"]] if cols["image"] < len(r) else ""  # exactly as written (BoxesFileDetector._key)
         if 0 <= frame_col < len(r) and r[frame_col].strip():
             key = f"{key}#{int(float(r[frame_col]))}"
         if all(0 <= cols[k] < len(r) and not r[cols[k]].strip() for k in ("x1", "y1", "x2", "y2")):
@@ -175,7 +186,7 @@ def boxes_file_kind(path: str | Path) -> str:
     """``"detector"`` when the boxes file is ``facelm predict``'s output (JSON/JSONL records with ``"faces"``, or
     its CSV with ``box_x1`` ...), whose boxes are the detector's; else ``"square"``."""
     try:
-        with open(path, encoding="utf-8-sig") as fh:
+        with open(path, encoding="utf-8-sig", errors="surrogateescape") as fh:
             head = fh.read(1 << 16)
     except (OSError, UnicodeDecodeError):
         return "square"
@@ -193,6 +204,44 @@ def _norm(key: str, base: Path | None = None) -> str:
     return os.path.normcase(os.path.abspath(p))
 
 
+def _split(key: str) -> tuple[str, str]:
+    """``("clip.mp4", "#12")`` for a video frame's key ``"clip.mp4#12"``, else ``(key, "")``."""
+    img, sep, frame = key.rpartition("#")
+    return (img, sep + frame) if sep and frame.isdigit() else (key, "")
+
+
+class _KeyIndex:
+    """Finds a SOURCE name among some keys (``{key: table key}``): exactly, else as a path (relative to the working
+    directory or to ``base``), else by file name when that is unique."""
+
+    def __init__(self, keys: dict[str, str], base: Path):
+        self.exact = keys
+        self.by_abs: dict[str, str] = {}
+        names: dict[str, list[str]] = defaultdict(list)
+        for k, target in keys.items():
+            img, suffix = _split(k)
+            for b in (None, base):
+                self.by_abs.setdefault(_norm(img, b) + suffix, target)
+            names[os.path.basename(img) + suffix].append(target)
+        self.by_name = {n: ts[0] for n, ts in names.items() if len(ts) == 1}
+
+    def find(self, cands: list[str]) -> str | None:
+        for c in cands:
+            if c in self.exact:
+                return self.exact[c]
+        for c in cands:
+            img, suffix = _split(c)
+            k = self.by_abs.get(_norm(img) + suffix)
+            if k is not None:
+                return k
+        for c in cands:
+            img, suffix = _split(c)
+            k = self.by_name.get(os.path.basename(img) + suffix)
+            if k is not None:
+                return k
+        return None
+
+
 class BoxesFileDetector(FaceDetector):
     """Boxes read from a file (see the module docstring); the boxes are face squares, not detector boxes."""
 
@@ -206,36 +255,24 @@ class BoxesFileDetector(FaceDetector):
         self.path = Path(path)
         self.table = read_boxes_file(self.path)
         self.kind = boxes_file_kind(self.path) if kind == "auto" else kind
-        self._by_abs: dict[str, str] = {}
-        names: dict[str, list[str]] = defaultdict(list)
+        self._exact = _KeyIndex({k: k for k in self.table}, self.path.parent)
+        # the fallback for hand-made files with stray spaces: the keys trimmed, those that stay unambiguous
+        trimmed: dict[str, list[str]] = defaultdict(list)
         for k in self.table:
-            img, _, frame = k.partition("#") if "#" in k and k.rsplit("#", 1)[1].isdigit() else (k, "", "")
-            suffix = f"#{frame}" if frame else ""
-            for base in (None, self.path.parent):
-                self._by_abs.setdefault(_norm(img, base) + suffix, k)
-            names[os.path.basename(img) + suffix].append(k)
-        self._by_name = {n: ks[0] for n, ks in names.items() if len(ks) == 1}
+            img, suffix = _split(k)
+            trimmed[img.strip() + suffix].append(k)
+        self._trimmed = _KeyIndex({t: ks[0] for t, ks in trimmed.items() if len(ks) == 1}, self.path.parent)
 
     def describe(self) -> str:
         what = "detector boxes" if self.kind == "detector" else "face squares"
         return f"{what} from {self.path} ({len(self.table)} images)"
 
     def _key(self, name: str, frame: int | None) -> str | None:
+        """The table key of a SOURCE name: matched exactly as written first (``" a.jpg"`` and ``"a.jpg"`` are two
+        files), trimmed keys only when no key matches as written."""
         cands = [f"{name}#{frame}", name] if frame is not None else [name]
-        for c in cands:
-            if c in self.table:
-                return c
-        for c in cands:
-            img, _, fr = c.partition("#") if "#" in c else (c, "", "")
-            k = self._by_abs.get(_norm(img) + (f"#{fr}" if fr else ""))
-            if k is not None:
-                return k
-        for c in cands:
-            img, _, fr = c.partition("#") if "#" in c else (c, "", "")
-            k = self._by_name.get(os.path.basename(img) + (f"#{fr}" if fr else ""))
-            if k is not None:
-                return k
-        return None
+        k = self._exact.find(cands)
+        return k if k is not None else self._trimmed.find(cands)
 
     def detect(self, image: np.ndarray, name: str | None = None, frame: int | None = None) -> list[Detection]:
         key = self._key(name or "", frame)
