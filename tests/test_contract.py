@@ -313,14 +313,14 @@ def test_atomic_writers_follow_a_symlink_chain_to_its_end(tmp_path):
 def test_predict_a_full_disk_is_one_line_and_leaves_no_temporary_file(tiny, tmp_path, monkeypatch, fmt):
     import errno
 
-    from facelm.cli import predict as predict_cli
+    from facelm.cli import _predict_sink as predict_sink
 
     def full(*a, **k):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(predict_cli, "dumps", full)  # what each record (and the JSON array) is written through
+    monkeypatch.setattr(predict_sink, "dumps", full)  # what each record (and the JSON array) is written through
     if fmt == "csv":
-        monkeypatch.setattr(predict_cli._Sink, "_csv_rows", full)
+        monkeypatch.setattr(predict_sink._Sink, "_csv_rows", full)
     img = _png(tmp_path / "in" / "a.png")
     out = tmp_path / "out"
     r = invoke("predict", img, "--models", tiny["models"], "--no-detect", "-q", "-f", fmt, "-o", out / f"p.{fmt}")

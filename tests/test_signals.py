@@ -105,7 +105,7 @@ def test_the_console_script_ignores_signals_once_its_command_is_done(fresh_signa
 
 def test_interrupted_final_writes_leave_no_temporary_file(tmp_path, monkeypatch):
     """A Ctrl-C inside the last write of a JSON (or Parquet) output removes its temporary file."""
-    from facelm.cli.predict import Fmt, _Sink
+    from facelm.cli._predict_sink import Fmt, _Sink
 
     sink = _Sink(Fmt.json, str(tmp_path / "out.json"), 68, None)
     sink.write({"image": "a.jpg", "faces": []})
@@ -113,7 +113,7 @@ def test_interrupted_final_writes_leave_no_temporary_file(tmp_path, monkeypatch)
     def interrupted(*a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("facelm.cli.predict.dumps", interrupted)
+    monkeypatch.setattr("facelm.cli._predict_sink.dumps", interrupted)
     with pytest.raises(KeyboardInterrupt):
         sink.close()
     assert sorted(os.listdir(tmp_path)) == []
