@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -18,7 +19,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 __all__ = ["read_json_or_toml", "json_clean", "atomic_path", "atomic_write", "atomic_write_text", "atomic_write_json",
-           "sha256_file", "temp_name", "sweep_stale_temps", "pid_alive", "special_target", "make_temp",
+           "sha256_file", "temp_name", "temp_stem", "sweep_stale_temps", "pid_alive", "special_target", "make_temp",
            "stream_path"]
 
 
@@ -30,9 +31,42 @@ def read_json_or_toml(path: str | Path) -> dict:
     text = p.read_text(encoding="utf-8")
     return tomllib.loads(text) if p.suffix.lower() == ".toml" else json.loads(text)
 
+#: the most bytes of a target's name that its temporary names hold: a name of this many bytes or more is
+#: shortened (``temp_stem``), so ``.NAME.PID.<8 random><.tmp + a suffix of up to TEMP_SUFFIX_MAX>`` fits the
+#: 255 bytes a file name may have
+TEMP_STEM_MAX = 200
+#: the longest suffix (bytes) ``atomic_path`` keeps on its temporary name (for writers that read it, savefig)
+TEMP_SUFFIX_MAX = 24
+_HASH_HEX = 16
+
+
+def _nbytes(s: str) -> int:
+    return len(os.fsencode(s))
+
+
+def temp_stem(name: str) -> str:
+    """The NAME part of the temporary names of a target named ``name``: ``name`` itself when it is shorter than
+    ``TEMP_STEM_MAX`` bytes, else exactly that many bytes: its start (cut between characters, padded with ``~``),
+    ``~`` and a hash of the whole name. A shortened stem is never a whole stem (those are shorter), and two long
+    names share one only with the same start and the same 64-bit hash."""
+    raw = os.fsencode(name)
+    if len(raw) < TEMP_STEM_MAX:
+        return name
+    keep, n = [], 0
+    room = TEMP_STEM_MAX - 1 - _HASH_HEX
+    for ch in name:  # whole characters (a surrogate escape is one byte)
+        k = _nbytes(ch)
+        if n + k > room:
+            break
+        keep.append(ch)
+        n += k
+    return "".join(keep) + "~" * (room - n + 1) + hashlib.blake2b(raw, digest_size=_HASH_HEX // 2).hexdigest()
+
+
 def temp_name(path: str | Path, suffix: str = "") -> str:
-    """The prefix of a temporary name next to ``path``: ``.NAME.PID.`` (``sweep_stale_temps`` reads the PID)."""
-    return f".{Path(path).name}.{os.getpid()}.{suffix}"
+    """The prefix of a temporary name next to ``path``: ``.NAME.PID.`` (``sweep_stale_temps`` reads the PID), with
+    NAME shortened for a long name (``temp_stem``) so that the whole name stays within 255 bytes."""
+    return f".{temp_stem(Path(path).name)}.{os.getpid()}.{suffix}"
 
 
 def pid_alive(pid: int) -> bool:
@@ -48,26 +82,34 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+#: what follows ``.NAME.`` in a temporary name: the PID, then ``tmp`` (``stream_path``) or mkstemp's / mkdtemp's
+#: 8 random characters (after ``int8-`` for export's work folder) and ``.tmp``, perhaps with the target's suffix
+_TEMP_TAIL = re.compile(r"(\d+)\.(?:tmp|(?:int8-)?[a-z0-9_]{8}\.tmp(?:\.[^.]*)?)")
+
+
 def sweep_stale_temps(path: str | Path) -> list[Path]:
     """Remove the temporary files and folders for ``path`` that a dead process left (``kill -9``, power loss).
 
-    Temporaries are named ``.NAME.PID.<anything>tmp<anything>`` next to ``path``; those of a live process (this
-    one included) are kept. Returns what was removed.
+    Temporaries are named ``.NAME.PID.tmp`` or ``.NAME.PID.[int8-]<8 random>.tmp[.SUFFIX]`` next to ``path``
+    (``temp_name``; NAME shortened for a long name, ``temp_stem``); those of a live process (this one included)
+    are kept. Another target's temporaries never match (``.a.5.PID.tmp`` is not one of ``a``'s). Returns what
+    was removed.
     """
     import shutil
 
     path = Path(path)
-    folder, head = path.parent, f".{path.name}."
+    folder, head = path.parent, f".{temp_stem(path.name)}."
     removed: list[Path] = []
     try:
         entries = list(os.scandir(folder))
     except OSError:
         return removed
     for e in entries:
-        if not e.name.startswith(head) or ".tmp" not in e.name[len(head):]:
+        m = _TEMP_TAIL.fullmatch(e.name[len(head):]) if e.name.startswith(head) else None
+        if m is None:
             continue
-        pid = e.name[len(head):].split(".", 1)[0]
-        if not pid.isdigit() or int(pid) == os.getpid() or pid_alive(int(pid)):
+        pid = int(m.group(1))
+        if pid == os.getpid() or pid_alive(pid):
             continue
         try:
             if e.is_dir(follow_symlinks=False):
@@ -198,8 +240,10 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         yield path
         return
     path = write_target(path)
-    # ".NAME.PID.XXXX.tmp.SUFFIX": writers that pick the format from the suffix (savefig) still see it
-    fd, tmp = make_temp(path, ".tmp" + path.suffix)
+    # ".NAME.PID.XXXX.tmp.SUFFIX": writers that pick the format from the suffix (savefig) still see it (a suffix
+    # longer than TEMP_SUFFIX_MAX bytes is no format's, and is left out so the name fits)
+    suffix = path.suffix if _nbytes(path.suffix) <= TEMP_SUFFIX_MAX else ""
+    fd, tmp = make_temp(path, ".tmp" + suffix)
     try:
         os.close(fd)
         os.chmod(tmp, 0o666 & ~_umask())

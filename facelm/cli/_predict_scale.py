@@ -69,7 +69,8 @@ class RunScope:
     """What this run does of its sources: its ``--shard`` and, with ``--resume``, the records already in ``-o``.
 
     Checks the options first (usage errors, before any work): ``--resume`` needs ``-o FILE`` and JSONL; Parquet
-    needs ``-o FILE`` (it is binary) and pyarrow.
+    needs ``-o FILE`` (it is binary) that can seek (not a pipe, FIFO or terminal; ``/dev/null`` is fine) and
+    pyarrow.
     """
 
     def __init__(self, shard: str | None, resume: bool, output: str, fmt: str):
@@ -83,8 +84,11 @@ class RunScope:
         if fmt == "parquet":
             if to_stdout:
                 raise UsageError("--format parquet needs -o FILE (Parquet is binary; stdout carries text)")
-            from facelm.record_table import import_pyarrow
+            from facelm.record_table import import_pyarrow, unseekable
 
+            if why := unseekable(output):  # its writer seeks: a pipe would fail at the first write (lseek failed)
+                raise UsageError(f"--output {output}: --format parquet needs a file it can seek in, and this is "
+                                 f"{why}; write to a file and copy it (or use --format jsonl)")
             import_pyarrow("--format parquet")
         self.shard = parse_shard(shard) if shard is not None else None
         self.output = output
