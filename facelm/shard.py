@@ -85,11 +85,21 @@ def _key(rec: dict) -> tuple[str, int | None]:
 _RECORD_START = b'{"image": '  # how every predict JSONL record begins (``facelm.runtime.results``)
 
 
-def read_done(path: str | Path, *, truncate: bool = True, schemes: set[str] | None = None
-              ) -> set[tuple[str, int | None]]:
+def _add_tail(tails: dict, rec: dict) -> None:
+    """Keep ``rec`` among the last two records of its video, and the largest track id the video has had."""
+    tail = tails.setdefault(str(rec["image"]), {"records": [], "max_track": -1})
+    tail["records"] = [*tail["records"][-1:], rec]
+    ids = [f.get("track") for f in rec.get("faces") or () if isinstance(f, dict)]
+    tail["max_track"] = max([tail["max_track"], *(i for i in ids if isinstance(i, int) and not isinstance(i, bool))])
+
+
+def read_done(path: str | Path, *, truncate: bool = True, schemes: set[str] | None = None,
+              tails: dict[str, list[dict]] | None = None) -> set[tuple[str, int | None]]:
     """The ``(image, frame)`` of every record in the JSONL file ``path`` (an empty set when it does not exist);
     with ``schemes``, the scheme of every face in it is added to that set (a run must not append faces of another
-    scheme: ``--to-scheme`` differing from the earlier run's).
+    scheme: ``--to-scheme`` differing from the earlier run's); with ``tails``, each video's last two records (in
+    file order) and the largest track id it has had go into that dict under the video's name, as ``{"records":
+    [...], "max_track": N}`` (``FaceTracker.seed``: a resumed video goes on with its tracks and smoothing).
 
     A last line without its newline (a run killed mid-write) is not counted, and with ``truncate`` it is cut off
     the file, so that appending starts on a fresh line.
@@ -112,6 +122,8 @@ def read_done(path: str | Path, *, truncate: bool = True, schemes: set[str] | No
         try:
             rec = json.loads(line)
             done.add(_key(rec))
+            if tails is not None and rec.get("frame") is not None:
+                _add_tail(tails, rec)
             if schemes is not None:
                 schemes.update(str(f["scheme"]) for f in rec.get("faces") or () if f.get("scheme"))
         except (ValueError, TypeError, KeyError, AttributeError):

@@ -59,6 +59,13 @@ class OneEuroFilter:
     def reset(self) -> None:
         self._x = self._dx = self._t = None
 
+    def restore(self, x: np.ndarray, t: float, dx: np.ndarray | None = None) -> None:
+        """Go on from an earlier run's state: its last filtered value ``x`` at time ``t`` and the speed ``dx`` (per
+        second; zero when not given), as if that run had fed this filter (``--resume`` of a smoothed video)."""
+        self._x = np.asarray(x, dtype=np.float64).copy()
+        self._dx = np.zeros_like(self._x) if dx is None else np.asarray(dx, dtype=np.float64).copy()
+        self._t = float(t)
+
     def __call__(self, x: np.ndarray, t: float, scale: float = 1.0) -> np.ndarray:
         """The filtered value of ``x`` observed at time ``t`` (seconds, increasing); ``scale`` divides speeds
         (module docstring). The first call (or one whose ``t`` is not after the last) returns ``x`` and restarts

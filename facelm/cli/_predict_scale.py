@@ -93,7 +93,8 @@ class RunScope:
         self.shard = parse_shard(shard) if shard is not None else None
         self.output = output
         self.schemes: set[str] = set()
-        self.done = read_done(output, schemes=self.schemes) if resume else set()
+        self.tails: dict[str, dict] = {}  # each video's last records in the file (FaceTracker.seed)
+        self.done = read_done(output, schemes=self.schemes, tails=self.tails) if resume else set()
         self.skipped = 0
 
     def check_scheme(self, scheme: str) -> None:

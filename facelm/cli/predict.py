@@ -324,9 +324,7 @@ def register(app: typer.Typer) -> None:
 
         # tracks and smoothing work on the model's points; --to-scheme converts after them
         tracker = FaceTracker(pair.scheme, smooth=smooth, min_cutoff=smooth_min_cutoff, beta=smooth_beta)
-        if smooth and any(frame is not None for _, frame in scope.done):  # a video's frames are in the file
-            warn("--resume with --smooth: a video resumed mid-way starts its tracks and the filter again at its "
-                 "first frame not in the file; the frames after it differ slightly from an uninterrupted run")
+        tracker.seed(scope.tails)  # a video resumed mid-way goes on with its tracks (and filters) from the file
         out_scheme, boundaries = (conv.name, conv.boundaries) if conv else (pair.scheme.name,
                                                                              pair.scheme.boundaries)
         n_out = conv.num_points if conv else pair.scheme.num_landmarks

@@ -4,7 +4,8 @@
 (IoU) of their boxes, greedily: the pair with the largest IoU first, then the next among those left, down to
 :data:`MIN_IOU`. A face left over starts a new track (ids count from 0 in each video, in order of appearance); a
 track not seen for more than :data:`MAX_GAP_S` seconds of video is dropped. A new video (another ``image`` name, or
-a frame number that goes back) starts afresh.
+a frame number that goes back) starts afresh, unless ``FaceTracker.seed`` gave the state an earlier run left it in
+(``facelm predict --resume``).
 
 **Smoothing.** With ``smooth=True`` each track's landmarks go through a One-Euro filter (``facelm.smoothing``) per
 coordinate, with time ``frame / fps`` (the video's frame rate; :data:`DEFAULT_FPS` when the file does not say) and
@@ -90,6 +91,7 @@ class FaceTracker:
     _video: tuple | None = None
     _tracks: list[_Track] = field(default_factory=list)
     _next: int = 0
+    _seeds: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         OneEuroFilter(self.min_cutoff, self.beta, self.d_cutoff)  # check the settings now
@@ -97,14 +99,58 @@ class FaceTracker:
     def _start(self, name: str, frame: int) -> None:
         self._video, self._tracks, self._next = (name, frame), [], 0
 
+    def seed(self, tails: dict[str, dict]) -> None:
+        """Go on where an earlier run stopped (``facelm predict --resume``): ``tails`` maps a video's name to its
+        last records in the file and the largest track id it has had (``facelm.shard.read_done``). When this run
+        reaches that video at a later frame, its tracks continue with their ids and boxes, and with ``smooth``
+        their filters from the last smoothed landmarks (the speed from the last two records), instead of
+        starting afresh."""
+        self._seeds = dict(tails)
+
+    def _resume(self, name: str, tail: dict, fps: float) -> None:
+        recs = tail["records"]
+        self._video, self._next = (name, int(recs[-1]["frame"])), int(tail["max_track"]) + 1
+        seen: dict[int, list] = {}  # track id -> [(t, face record)], oldest first
+        for rec in recs:
+            for f in rec.get("faces") or ():
+                tid = f.get("track") if isinstance(f, dict) else None
+                if isinstance(tid, int) and not isinstance(tid, bool) and f.get("box") is not None:
+                    seen.setdefault(tid, []).append((float(rec["frame"]) / fps, f))
+        for tid, states in sorted(seen.items()):
+            t, f = states[-1]
+            tr = _Track(tid, np.asarray(f["box"], float), t)
+            tr.filter = self._seeded_filter(states) if self.smooth else None
+            self._tracks.append(tr)
+
+    def _seeded_filter(self, states: list) -> OneEuroFilter | None:
+        """A filter at the state the records show; None (the filter starts afresh) when they hold no landmarks of
+        the models' scheme (a file written with ``--to-scheme``)."""
+        pts = []
+        for _, f in states:
+            try:
+                lm = np.array(f.get("landmarks"), dtype=np.float64)
+            except (TypeError, ValueError):
+                return None
+            if lm.shape != (self.scheme.num_landmarks, 2):
+                return None
+            pts.append(lm)
+        flt = OneEuroFilter(self.min_cutoff, self.beta, self.d_cutoff)
+        (t0, _), (t1, _) = states[0], states[-1]
+        speed = (pts[-1] - pts[0]) / (t1 - t0) if len(pts) == 2 and t1 > t0 else None
+        flt.restore(pts[-1], t1, speed if speed is not None and np.isfinite(speed).all() else None)
+        return flt
+
     def update(self, result: ImageResult) -> ImageResult:
         """Tracks (and smooths) the faces of one frame in place; returns ``result``."""
         if result.frame is None:
             return result
+        fps = result.fps if result.fps and math.isfinite(result.fps) and result.fps > 0 else DEFAULT_FPS
         if self._video is None or self._video[0] != result.name or result.frame <= self._video[1]:
             self._start(result.name, result.frame)
+            tail = self._seeds.pop(result.name, None)
+            if tail and tail["records"] and int(tail["records"][-1]["frame"]) < result.frame:
+                self._resume(result.name, tail, fps)
         self._video = (result.name, result.frame)
-        fps = result.fps if result.fps and math.isfinite(result.fps) and result.fps > 0 else DEFAULT_FPS
         t = result.frame / fps
         self._tracks = [tr for tr in self._tracks if t - tr.last_t <= MAX_GAP_S + 1e-9]
         faces = result.faces
