@@ -246,3 +246,21 @@ def test_a_given_box_keeps_the_files_score_as_documented(tiny, tmp_path):
     assert [f["score"] for f in json.loads(r.stdout)["faces"]] == [0.5, 1.0]
     assert "1.0 for given boxes" not in DOC
     assert "with `--boxes`, the box's score from the file" in DOC
+
+
+@pytest.mark.parametrize("kind", ["jsonl", "csv"])
+def test_an_error_record_in_predicts_output_is_no_box_not_no_face(tmp_path, kind):
+    """An image predict failed on, given its own output back as --boxes, used to read as an image with no faces
+    (exit 0, `error: null`): the failure turned silent. Its boxes are not known: it is missing from the file."""
+    from facelm.detectors.boxes import read_boxes_file
+
+    if kind == "jsonl":
+        text = ('{"image": "bad.jpg", "width": null, "height": null, "faces": [], "error": "file not found"}\n'
+                '{"image": "empty.jpg", "width": 8, "height": 8, "faces": [], "error": null}\n')
+    else:
+        text = ("image,frame,face,box_x1,box_y1,box_x2,box_y2,score,angle,x0,y0,width,height,error\n"
+                "bad.jpg,,,,,,,,,,,,,file not found\n"
+                "empty.jpg,,,,,,,,,,,8,8,\n")
+    p = tmp_path / f"b.{kind}"
+    p.write_text(text)
+    assert read_boxes_file(p) == {"empty.jpg": []}

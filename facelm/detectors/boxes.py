@@ -22,7 +22,8 @@ is unique; only when none of these finds the image, the same again with spaces t
 files: ``a.jpg , 1, 2, 30, 40``) where the trimmed key is unambiguous. The file is read as UTF-8; bytes that are
 not (the names of files whose names are not UTF-8, as ``facelm predict``'s CSV writes them) stand for themselves.
 A video frame is ``"clip.mp4#12"`` (or ``"clip.mp4"`` for every frame). An image that is not in the file gets an
-error record; an image listed with no boxes has no faces.
+error record; an image listed with no boxes has no faces. An image whose record in predict's own output is an
+error (it could not be read then) counts as not in the file: its boxes are not known, it does not have no faces.
 
 ``--no-detect``: the whole image *is* the model crop (a face crop made like the training crops: the face square
 plus 10% each side); non-square images are padded with black to a square around their centre.
@@ -92,6 +93,8 @@ def _from_objects(objs: list, path: Path) -> dict[str, list[tuple[list[float], f
         key = str(o["image"])
         if o.get("frame") is not None:
             key = f"{key}#{int(o['frame'])}"
+        if o.get("error") and not o.get("faces"):  # predict's record of an image it failed on: no boxes known
+            continue
         out.setdefault(key, [])
         if "boxes" in o:
             out[key] += [_box_row(b, where) for b in o["boxes"] or []]
@@ -154,7 +157,7 @@ def _parse_boxes(text: str, p: Path) -> dict[str, list[tuple[list[float], float]
         except ValueError:
             return False
 
-    frame_col = -1
+    frame_col = error_col = -1
     if len(first) > 1 and not any(_num(c) for c in first[1:5]):  # a header row
         named = {c: i for i, c in enumerate(first)}
         for k in ("x1", "y1", "x2", "y2"):  # facelm predict's CSV: box_x1 ... box_y2 (its x1, y1 are landmarks)
@@ -164,6 +167,7 @@ def _parse_boxes(text: str, p: Path) -> dict[str, list[tuple[list[float], float]
             cols = {k: named.get(k, -1) for k in cols}
             cols["image"] = next((named[k] for k in ("image", "file", "path", "filename") if k in named), 0)
             frame_col = named.get("frame", -1)
+            error_col = named.get("error", -1)
         rows = rows[1:]
     out: dict[str, list] = defaultdict(list)
     for n, r in enumerate(rows, start=2):
@@ -171,7 +175,8 @@ def _parse_boxes(text: str, p: Path) -> dict[str, list[tuple[list[float], float]
         if 0 <= frame_col < len(r) and r[frame_col].strip():
             key = f"{key}#{int(float(r[frame_col]))}"
         if all(0 <= cols[k] < len(r) and not r[cols[k]].strip() for k in ("x1", "y1", "x2", "y2")):
-            out.setdefault(key, [])  # predict's row for an image without faces (or that failed)
+            if not (0 <= error_col < len(r) and r[error_col].strip()):  # a failed image's row: no boxes known
+                out.setdefault(key, [])  # predict's row for an image without faces
             continue
         try:
             vals = [float(r[cols[k]]) for k in ("x1", "y1", "x2", "y2")]
