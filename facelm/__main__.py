@@ -1,4 +1,4 @@
-from facelm.cli import main
+from facelm.cli import run
 
 if __name__ == "__main__":
-    main()
+    run()

@@ -17,7 +17,7 @@ import signal
 import threading
 import time
 
-__all__ = ["GRACE_S", "ignore", "install", "mark_stopping", "stopping"]
+__all__ = ["GRACE_S", "ignore", "install", "mark_stopping", "restore", "stopping"]
 
 #: seconds after a first signal during which further ones are ignored
 GRACE_S = 5.0
@@ -33,19 +33,34 @@ def _on_signal(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def install() -> None:
+def install() -> dict:
     """Route SIGINT and SIGTERM to the handler above (main thread only; a signal the parent process set to be
-    ignored, as a shell does for SIGINT in background jobs, stays ignored)."""
+    ignored, as a shell does for SIGINT in background jobs, stays ignored). Returns the handlers it replaced, for
+    ``restore`` (a command run inside another program gives them back when it ends)."""
     if threading.current_thread() is not threading.main_thread():
-        return
+        return {}
+    replaced = {}
     for s in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(ValueError, OSError):
-            if signal.getsignal(s) is not signal.SIG_IGN:
+            old = signal.getsignal(s)
+            if old is not signal.SIG_IGN and old is not _on_signal:
                 signal.signal(s, _on_signal)
+                replaced[s] = old
+    return replaced
+
+
+def restore(replaced: dict) -> None:
+    """Put back the handlers ``install`` replaced."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for s, h in replaced.items():
+        with contextlib.suppress(ValueError, OSError, TypeError):
+            signal.signal(s, h if h is not None else signal.SIG_DFL)
 
 
 def ignore() -> None:
-    """Ignore SIGINT and SIGTERM from now on (the console script, once its command has finished or stopped)."""
+    """Ignore SIGINT and SIGTERM from now on (the console script, once its command has finished or stopped and the
+    process is ending)."""
     if threading.current_thread() is not threading.main_thread():
         return
     for s in (signal.SIGINT, signal.SIGTERM):

@@ -72,20 +72,19 @@ def tiny(tmp_path_factory) -> Path:
 
 
 def test_csv_boxes_names_match_exactly_as_written(tmp_path, monkeypatch):
+    """predict's own CSV (box_x1 ... columns) names its images exactly: " lead.jpg" and "lead.jpg" are two files.
+    A hand-made CSV's names are trimmed (`a.jpg , 1, 2, 30, 40` means a.jpg), as they always were."""
     monkeypatch.chdir(tmp_path)
     f = tmp_path / "b.csv"
-    f.write_text("image,x1,y1,x2,y2\n lead.jpg,1,2,30,40\nlead.jpg,5,6,70,80\n")
+    f.write_text("image,box_x1,box_y1,box_x2,box_y2\n lead.jpg,1,2,30,40\nlead.jpg,5,6,70,80\n")
     d = BoxesFileDetector(f)
     assert _boxes(d, " lead.jpg") == [[1, 2, 30, 40]]  # was: "no boxes for this image"
     assert _boxes(d, "lead.jpg") == [[5, 6, 70, 80]]  # was: both boxes, the other photo's first
-    # hand-made stray spaces: trimmed only when no key matches as written, and only where unambiguous
     f.write_text("a.jpg ,1,2,30,40\n b.jpg,1,2,30,40\nb.jpg  ,5,6,70,80\n")
     d = BoxesFileDetector(f)
     assert _boxes(d, "a.jpg") == [[1, 2, 30, 40]]
     assert _boxes(d, str(tmp_path / "a.jpg")) == [[1, 2, 30, 40]]  # as a path too
-    assert _boxes(d, " b.jpg") == [[1, 2, 30, 40]] and _boxes(d, "b.jpg  ") == [[5, 6, 70, 80]]
-    with pytest.raises(BoxLookupError):
-        d.detect(IMG, "b.jpg")  # " b.jpg" or "b.jpg  ": ambiguous
+    assert _boxes(d, "b.jpg") == [[1, 2, 30, 40], [5, 6, 70, 80]]
 
 
 def test_predicts_csv_fed_back_as_boxes_keeps_names_with_spaces_apart(tiny, tmp_path, monkeypatch):
@@ -264,3 +263,38 @@ def test_an_error_record_in_predicts_output_is_no_box_not_no_face(tmp_path, kind
     p = tmp_path / f"b.{kind}"
     p.write_text(text)
     assert read_boxes_file(p) == {"empty.jpg": []}
+
+
+def test_a_hand_made_csv_names_its_images_with_spaces_trimmed(tmp_path):
+    """`a.jpg ,...` in a hand-made boxes file (no box_x1 header) means a.jpg, as before names were matched exactly:
+    both rows are a.jpg's (predict's own CSV keeps its names exactly, leading spaces and all)."""
+    from facelm.detectors.boxes import read_boxes_file
+
+    p = tmp_path / "two.csv"
+    p.write_text("a.jpg,10,10,60,60\na.jpg ,178,63,268,176\n b.jpg,1,1,9,9\n")
+    t = read_boxes_file(p)
+    assert sorted(t) == ["a.jpg", "b.jpg"] and len(t["a.jpg"]) == 2
+
+
+def test_a_boxes_file_that_is_not_utf8_says_so_when_a_name_does_not_match(tmp_path):
+    p = tmp_path / "latin1.csv"
+    p.write_bytes(b"caf\xe9.jpg,178,63,268,176\n")
+    det = BoxesFileDetector(p)
+    with pytest.raises(BoxLookupError, match="not UTF-8"):
+        det.detect(np.zeros((8, 8, 3), np.uint8), name="café.jpg")
+
+
+def test_csv_to_an_ascii_stdout_is_utf8_not_a_traceback(tiny, tmp_path):
+    """A locale whose stdout is ASCII (PYTHONIOENCODING=ascii, LANG=C on old systems) crashed CSV output of a name
+    with "é" (UnicodeEncodeError); data goes out as UTF-8 whatever the locale."""
+    import os
+    import subprocess
+    import sys
+
+    _png(tmp_path / "é.png", (32, 32))
+    env = {**os.environ, "PYTHONIOENCODING": "ascii"}
+    p = subprocess.run([sys.executable, "-m", "facelm", "predict", str(tmp_path / "é.png"), "--models", str(tiny),
+                        "--no-detect", "-f", "csv", "-q"], capture_output=True, env=env, cwd=REPO, timeout=120,
+                       check=False)
+    assert p.returncode == 0, p.stderr.decode(errors="replace")
+    assert "é.png".encode() in p.stdout

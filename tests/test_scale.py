@@ -375,3 +375,17 @@ def test_predict_help_lists_the_scale_options():
     assert r.exit_code == 0
     for flag in ("--to-scheme", "--scheme-map", "--shard", "--resume", "parquet", "docs/scale.md"):
         assert flag in r.output, flag
+
+
+def test_a_resumed_smoothed_video_in_another_scheme_says_its_filters_restart(tmp_path):
+    """With --to-scheme the file holds converted points: the filters cannot go on from them (about 2 px off at the
+    cut on the clip), which a warning says; the track ids still go on."""
+    clip = _moving_face_clip(tmp_path / "clip.avi", n=8)
+    base = [str(clip), "--models", str(MODELS), "--stages", "1", "--tta", "none", "--threads", "1", "--workers",
+            "1", "-q", "--smooth", "--to-scheme", "5pt"]
+    part = tmp_path / "part.jsonl"
+    assert _predict([*base, "-o", str(part)]).exit_code == 0
+    part.write_text("".join(ln + "\n" for ln in part.read_text().splitlines()[:4]))
+    r = _predict([*base, "--resume", "-o", str(part)])
+    assert r.exit_code == 0 and sum("--to-scheme" in ln and "filters" in ln for ln in r.stderr.splitlines()) == 1
+    assert [x["faces"][0]["track"] for x in _lines(part.read_text())] == [0] * 8

@@ -88,7 +88,7 @@ def test_the_console_script_ignores_signals_once_its_command_is_done(fresh_signa
 
     monkeypatch.setattr(sys, "argv", ["facelm", "--version"])
     with pytest.raises(SystemExit) as e:
-        facelm.cli.main()
+        facelm.cli.run()
     assert e.value.code == 0
     assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN and signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
 
@@ -98,9 +98,29 @@ def test_the_console_script_ignores_signals_once_its_command_is_done(fresh_signa
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     monkeypatch.setattr(app_module, "app", interrupted)
     with pytest.raises(SystemExit) as e:
-        facelm.cli.main()
+        facelm.cli.run()
     assert e.value.code == 130 and capsys.readouterr().err.endswith("error: interrupted\n")
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
+
+
+def test_inside_another_program_the_commands_give_its_handlers_back(fresh_signals, monkeypatch, tmp_path):
+    """`facelm.cli.main()` and `facelm.cli.app` run in-process (a wrapper, a notebook, CliRunner) leave the host's
+    SIGINT and SIGTERM handlers as they found them: they were left ignored (main) or replaced (app)."""
+    import facelm.cli
+    from typer.testing import CliRunner
+
+    def host(signum, frame):
+        pass
+
+    signal.signal(signal.SIGINT, host)
+    signal.signal(signal.SIGTERM, host)
+    monkeypatch.setattr(sys, "argv", ["facelm", "prepare", str(tmp_path / "missing"), "--out", str(tmp_path / "o")])
+    with pytest.raises(SystemExit):
+        facelm.cli.main()
+    assert signal.getsignal(signal.SIGINT) is host and signal.getsignal(signal.SIGTERM) is host
+    r = CliRunner().invoke(facelm.cli.app, ["prepare", str(tmp_path / "missing"), "--out", str(tmp_path / "o")])
+    assert r.exit_code == 3
+    assert signal.getsignal(signal.SIGINT) is host and signal.getsignal(signal.SIGTERM) is host
 
 
 def test_interrupted_final_writes_leave_no_temporary_file(tmp_path, monkeypatch):

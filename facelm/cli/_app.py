@@ -32,11 +32,15 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
+    ctx: typer.Context,
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                                           help="Print the version and exit.")] = False,
 ) -> None:
     """facelm command line."""
-    _signals.install()  # Ctrl-C and SIGTERM (kill, schedulers): exit 130, no temp files; a second one is ignored
+    # Ctrl-C and SIGTERM (kill, schedulers): exit 130, no temp files; a second one is ignored. Run inside another
+    # program (facelm.cli.app), its own handlers come back when the command ends.
+    replaced = _signals.install()
+    ctx.call_on_close(lambda: _signals.restore(replaced))
 
 
 from facelm.cli import prepare as _prepare  # noqa: E402

@@ -61,10 +61,12 @@ class _Sink:
         if self._fh is None:
             if self.output in ("-", ""):
                 self._fh = sys.stdout
-                if getattr(self._fh, "errors", None) == "strict" and hasattr(self._fh, "reconfigure"):
-                    # a UTF-8 locale's strict stdout: a file name that is not UTF-8 goes out as its bytes, as
-                    # in the C locale's, not as a UnicodeEncodeError
-                    self._fh.reconfigure(errors="surrogateescape")
+                enc = (getattr(self._fh, "encoding", None) or "").lower().replace("-", "")
+                if (getattr(self._fh, "errors", None) == "strict" or enc != "utf8") \
+                        and hasattr(self._fh, "reconfigure"):
+                    # data goes out as UTF-8 whatever the locale (an ASCII stdout cannot hold "é"), and a file
+                    # name that is not UTF-8 as its bytes, as in a file, not as a UnicodeEncodeError
+                    self._fh.reconfigure(encoding="utf-8", errors="surrogateescape")
             else:
                 from facelm._io import stream_path
 

@@ -325,6 +325,10 @@ def register(app: typer.Typer) -> None:
         # tracks and smoothing work on the model's points; --to-scheme converts after them
         tracker = FaceTracker(pair.scheme, smooth=smooth, min_cutoff=smooth_min_cutoff, beta=smooth_beta)
         tracker.seed(scope.tails)  # a video resumed mid-way goes on with its tracks (and filters) from the file
+        if smooth and conv is not None and scope.tails:
+            warn("--resume with --smooth and --to-scheme: the file holds converted points, not the model's, so a "
+                 "video resumed mid-way starts its filters again (its track ids go on); the frames after the cut "
+                 "differ slightly from an uninterrupted run")
         out_scheme, boundaries = (conv.name, conv.boundaries) if conv else (pair.scheme.name,
                                                                              pair.scheme.boundaries)
         n_out = conv.num_points if conv else pair.scheme.num_landmarks

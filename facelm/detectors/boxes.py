@@ -16,7 +16,8 @@ default) takes predict's own output (records with ``"faces"``, its CSV) as detec
 stage-1 model's box map like a live detection, and every other file as face squares; ``detector`` and ``square``
 say it explicitly.
 
-Image keys match the SOURCE names exactly (as written: CSV quoting keeps spaces and line breaks), else after
+Image keys match the SOURCE names exactly (as written: predict's own CSV keeps spaces and line breaks; a hand-made
+CSV's names are trimmed), else after
 normalising the path (relative to the working directory or to the boxes file's folder), else by file name when that
 is unique; only when none of these finds the image, the same again with spaces trimmed off the keys (hand-made
 files: ``a.jpg , 1, 2, 30, 40``) where the trimmed key is unambiguous. The file is read as UTF-8; bytes that are
@@ -169,9 +170,13 @@ def _parse_boxes(text: str, p: Path) -> dict[str, list[tuple[list[float], float]
             frame_col = named.get("frame", -1)
             error_col = named.get("error", -1)
         rows = rows[1:]
+    # predict's own CSV (box_x1 ... columns) names its images exactly, leading spaces and all; in a hand-made file
+    # `a.jpg , 1, 2, 30, 40` means a.jpg
+    own = "box_x1" in first
     out: dict[str, list] = defaultdict(list)
     for n, r in enumerate(rows, start=2):
-        key = r[cols["image"]] if cols["image"] < len(r) else ""  # exactly as written (BoxesFileDetector._key)
+        key = r[cols["image"]] if cols["image"] < len(r) else ""
+        key = key if own else key.strip()
         if 0 <= frame_col < len(r) and r[frame_col].strip():
             key = f"{key}#{int(float(r[frame_col]))}"
         if all(0 <= cols[k] < len(r) and not r[cols[k]].strip() for k in ("x1", "y1", "x2", "y2")):
@@ -261,6 +266,10 @@ class BoxesFileDetector(FaceDetector):
         self.table = read_boxes_file(self.path)
         self.kind = boxes_file_kind(self.path) if kind == "auto" else kind
         self._exact = _KeyIndex({k: k for k in self.table}, self.path.parent)
+        # a file that is not UTF-8 (Latin-1, say) is read with its other bytes standing for themselves: its names
+        # match only files named with those very bytes, which the message then says
+        self._hint = (" (the file is not UTF-8: its names with other bytes match only files named with those bytes)"
+                      if any(any("\udc80" <= c <= "\udcff" for c in k) for k in self.table) else "")
         # the fallback for hand-made files with stray spaces: the keys trimmed, those that stay unambiguous
         trimmed: dict[str, list[str]] = defaultdict(list)
         for k in self.table:
@@ -282,7 +291,7 @@ class BoxesFileDetector(FaceDetector):
     def detect(self, image: np.ndarray, name: str | None = None, frame: int | None = None) -> list[Detection]:
         key = self._key(name or "", frame)
         if key is None:
-            raise BoxLookupError(f"no boxes for this image in {self.path}")
+            raise BoxLookupError(f"no boxes for this image in {self.path}" + self._hint)
         kind = "detector" if self.kind == "detector" else "face-square"
         return [Detection(box=np.asarray(b, dtype=np.float64), score=s, kind=kind) for b, s in self.table[key]]
 
