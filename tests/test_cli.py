@@ -126,6 +126,9 @@ def test_usage_lines_name_arguments_as_the_docs_do(command, usage):
     r = invoke(command, "--help")
     line = next(ln for ln in r.stdout.splitlines() if "Usage:" in ln)
     assert line.split() == ["Usage:", "root", command, "[OPTIONS]", usage], line
+    if not usage.startswith("["):  # a required argument left out is named the same way
+        r = invoke(command, *(["--data", "x"] if command == "evaluate" else ["-q"]))
+        assert r.exit_code == 2 and f"Missing argument '{usage}'" in error_line(r.stderr), r.stderr
 
 
 def test_python_m_facelm_version():

@@ -70,6 +70,11 @@ def _usage_piece(param, ctx) -> list[str]:
     return [name + ("..." if param.nargs != 1 else "")]
 
 
+def _error_hint(param) -> str:
+    """An argument as errors name it ("Missing argument 'SOURCE...'"), as the usage line and the docs do."""
+    return f"'{_argument_label(param)}{'...' if param.nargs != 1 else ''}'"
+
+
 def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
@@ -85,6 +90,7 @@ class FacelmCommand(TyperCommand):
             p.display_type_rich = types.MethodType(_metavar, p)
             if isinstance(p, TyperArgument):
                 p.get_usage_pieces = types.MethodType(_usage_piece, p)
+                p.get_error_hint = types.MethodType(_error_hint, p)
 
     def get_help_option(self, ctx: Any) -> Any:
         opt = super().get_help_option(ctx)
