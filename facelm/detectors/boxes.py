@@ -17,10 +17,9 @@ stage-1 model's box map like a live detection, and every other file as face squa
 say it explicitly.
 
 Image keys match the SOURCE names exactly (as written: predict's own CSV keeps spaces and line breaks; a hand-made
-CSV's names are trimmed), else after
-normalising the path (relative to the working directory or to the boxes file's folder), else by file name when that
-is unique; only when none of these finds the image, the same again with spaces trimmed off the keys (hand-made
-files: ``a.jpg , 1, 2, 30, 40``) where the trimmed key is unambiguous. The file is read as UTF-8; bytes that are
+CSV's names are trimmed, ``a.jpg , 1, 2, 30, 40`` is a.jpg), else after normalising the path (relative to the
+working directory or to the boxes file's folder), else by file name when that is unique. The file is read as UTF-8;
+bytes that are
 not (the names of files whose names are not UTF-8, as ``facelm predict``'s CSV writes them) stand for themselves.
 A video frame is ``"clip.mp4#12"`` (or ``"clip.mp4"`` for every frame). An image that is not in the file gets an
 error record; an image listed with no boxes has no faces. An image whose record in predict's own output is an
@@ -221,24 +220,24 @@ def _split(key: str) -> tuple[str, str]:
 
 
 class _KeyIndex:
-    """Finds a SOURCE name among some keys (``{key: table key}``): exactly, else as a path (relative to the working
-    directory or to ``base``), else by file name when that is unique."""
+    """Finds a SOURCE name among a boxes file's keys: exactly, else as a path (relative to the working directory or
+    to ``base``), else by file name when that is unique."""
 
-    def __init__(self, keys: dict[str, str], base: Path):
-        self.exact = keys
+    def __init__(self, keys, base: Path):
+        self.exact = dict.fromkeys(keys)  # in file order: the first of two keys naming one path wins
         self.by_abs: dict[str, str] = {}
         names: dict[str, list[str]] = defaultdict(list)
-        for k, target in keys.items():
+        for k in self.exact:
             img, suffix = _split(k)
             for b in (None, base):
-                self.by_abs.setdefault(_norm(img, b) + suffix, target)
-            names[os.path.basename(img) + suffix].append(target)
-        self.by_name = {n: ts[0] for n, ts in names.items() if len(ts) == 1}
+                self.by_abs.setdefault(_norm(img, b) + suffix, k)
+            names[os.path.basename(img) + suffix].append(k)
+        self.by_name = {n: ks[0] for n, ks in names.items() if len(ks) == 1}
 
     def find(self, cands: list[str]) -> str | None:
         for c in cands:
             if c in self.exact:
-                return self.exact[c]
+                return c
         for c in cands:
             img, suffix = _split(c)
             k = self.by_abs.get(_norm(img) + suffix)
@@ -265,28 +264,19 @@ class BoxesFileDetector(FaceDetector):
         self.path = Path(path)
         self.table = read_boxes_file(self.path)
         self.kind = boxes_file_kind(self.path) if kind == "auto" else kind
-        self._exact = _KeyIndex({k: k for k in self.table}, self.path.parent)
+        self._keys = _KeyIndex(self.table, self.path.parent)
         # a file that is not UTF-8 (Latin-1, say) is read with its other bytes standing for themselves: its names
         # match only files named with those very bytes, which the message then says
         self._hint = (" (the file is not UTF-8: its names with other bytes match only files named with those bytes)"
                       if any(any("\udc80" <= c <= "\udcff" for c in k) for k in self.table) else "")
-        # the fallback for hand-made files with stray spaces: the keys trimmed, those that stay unambiguous
-        trimmed: dict[str, list[str]] = defaultdict(list)
-        for k in self.table:
-            img, suffix = _split(k)
-            trimmed[img.strip() + suffix].append(k)
-        self._trimmed = _KeyIndex({t: ks[0] for t, ks in trimmed.items() if len(ks) == 1}, self.path.parent)
 
     def describe(self) -> str:
         what = "detector boxes" if self.kind == "detector" else "face squares"
         return f"{what} from {self.path} ({len(self.table)} images)"
 
     def _key(self, name: str, frame: int | None) -> str | None:
-        """The table key of a SOURCE name: matched exactly as written first (``" a.jpg"`` and ``"a.jpg"`` are two
-        files), trimmed keys only when no key matches as written."""
-        cands = [f"{name}#{frame}", name] if frame is not None else [name]
-        k = self._exact.find(cands)
-        return k if k is not None else self._trimmed.find(cands)
+        """The table key of a SOURCE name (``" a.jpg"`` and ``"a.jpg"`` are two files)."""
+        return self._keys.find([f"{name}#{frame}", name] if frame is not None else [name])
 
     def detect(self, image: np.ndarray, name: str | None = None, frame: int | None = None) -> list[Detection]:
         key = self._key(name or "", frame)
