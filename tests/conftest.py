@@ -81,3 +81,23 @@ def default_sigint() -> None:
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def make_tiny_models(root: Path) -> dict:
+    """Tiny random-weight models (1-step CNN-6 and CNN-7, width 0.125) of an 8-face synthetic set, exported to
+    ``root/models``: the cheapest real models for CLI tests. Returns the folders and files made."""
+    from facelm.config import TrainConfig
+    from facelm.export import export_onnx
+    from facelm.prepare import PrepareOptions, prepare
+    from facelm.synthetic import make_dataset
+    from facelm.train import train
+
+    csv_file, _ = make_dataset(root / "raw", n=8, seed=0)
+    prepare(PrepareOptions(source=csv_file, out=root / "prep", fmt="csv", workers=1, holdout=0.0))
+    for arch in ("cnn6", "cnn7"):
+        cfg = TrainConfig(data=str(root / "prep"), out=str(root / arch), arch=arch, steps=1, batch_size=4,
+                          width=0.125, threads=1, val_every=100, warmup=0).filled()
+        train(cfg)
+        export_onnx(root / arch / "best.pt", root / "models" / f"{arch}.onnx")
+    return {"root": root, "models": root / "models", "prep": root / "prep", "raw": root / "raw",
+            "ckpt": root / "cnn6" / "best.pt"}

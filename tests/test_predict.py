@@ -47,21 +47,9 @@ def _invoke(args: list[str], stdin: str | None = None):
 
 @pytest.fixture(scope="module")
 def tiny_models(tmp_path_factory) -> Path:
-    from facelm.config import TrainConfig
-    from facelm.export import export_onnx
-    from facelm.prepare import PrepareOptions, prepare
-    from facelm.synthetic import make_dataset
-    from facelm.train import train
+    from conftest import make_tiny_models
 
-    root = tmp_path_factory.mktemp("tiny")
-    csv, _ = make_dataset(root / "raw", n=8, seed=0)
-    prepare(PrepareOptions(source=csv, out=root / "prep", fmt="csv", workers=1))
-    for arch in ("cnn6", "cnn7"):
-        cfg = TrainConfig(data=str(root / "prep"), out=str(root / arch), arch=arch, steps=1, batch_size=4,
-                          width=0.125, threads=1, val_every=100, warmup=0).filled()
-        train(cfg)
-        export_onnx(root / arch / "best.pt", root / "models" / f"{arch}.onnx")
-    return root / "models"
+    return make_tiny_models(tmp_path_factory.mktemp("tiny"))["models"]
 
 
 
